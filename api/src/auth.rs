@@ -1,0 +1,48 @@
+//! Bearer-token authentication and request metadata. Obtaining a `UserAuth` is the check.
+
+use coffer_core::Core;
+use coffer_core::audit::RequestMeta;
+use coffer_core::services::users::{self, Session};
+use poem::Request;
+use poem_openapi::SecurityScheme;
+use poem_openapi::auth::Bearer;
+
+use crate::problem::ApiError;
+
+/// A signed-in user (`Authorization: Bearer <token>` from `POST /api/v1/auth/login`).
+#[derive(SecurityScheme)]
+#[oai(
+    ty = "bearer",
+    rename = "bearerAuth",
+    bearer_format = "opaque token",
+    checker = "check_bearer"
+)]
+pub struct UserAuth(pub Session);
+
+async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Session> {
+    users::authenticate(core(req)?, &bearer.token)
+        .await
+        .map_err(|e| poem::Error::from(ApiError::from(e)))
+}
+
+/// The service context every request carries.
+pub fn core(req: &Request) -> Result<&Core, ApiError> {
+    req.data::<Core>()
+        .ok_or_else(|| ApiError::internal(&"core missing from request data"))
+}
+
+/// Who is calling, for the audit log. The socket address is used: Coffer does not trust
+/// forwarding headers it cannot verify.
+pub fn meta(req: &Request) -> RequestMeta {
+    RequestMeta {
+        ip: req
+            .remote_addr()
+            .as_socket_addr()
+            .map(|a| a.ip().to_string()),
+        user_agent: req
+            .headers()
+            .get(poem::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}

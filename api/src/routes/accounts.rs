@@ -1,0 +1,123 @@
+//! Sign-up, login, logout and the current user.
+
+use chrono::{DateTime, Utc};
+use coffer_core::services::users;
+use poem::Request;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use secrecy::SecretString;
+
+use super::Tag;
+use crate::auth::{UserAuth, core, meta};
+use crate::problem::ApiError;
+
+pub struct AccountsApi;
+
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+struct Credentials {
+    /// Email address.
+    #[oai(validator(max_length = 254))]
+    email: String,
+    /// At least 10 characters.
+    #[oai(validator(max_length = 1024))]
+    password: String,
+}
+
+#[derive(Object)]
+struct Account {
+    id: uuid::Uuid,
+    email: String,
+    /// `user` or `admin`.
+    role: String,
+}
+
+impl From<users::User> for Account {
+    fn from(u: users::User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            role: u.role.as_str().to_owned(),
+        }
+    }
+}
+
+#[derive(Object)]
+struct SessionToken {
+    /// Send as `Authorization: Bearer <token>`.
+    token: String,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(ApiResponse)]
+enum SignupResponse {
+    #[oai(status = 201)]
+    Created(Json<Account>),
+}
+
+#[derive(ApiResponse)]
+enum LoginResponse {
+    #[oai(status = 200)]
+    Ok(Json<SessionToken>),
+}
+
+#[derive(ApiResponse)]
+enum LogoutResponse {
+    #[oai(status = 204)]
+    LoggedOut,
+}
+
+#[OpenApi(prefix_path = "/v1", tag = "Tag::Auth")]
+impl AccountsApi {
+    /// Create an account
+    #[oai(path = "/auth/signup", method = "post")]
+    async fn signup(
+        &self,
+        req: &Request,
+        body: Json<Credentials>,
+    ) -> Result<SignupResponse, ApiError> {
+        let body = body.0;
+        let user = users::signup(
+            core(req)?,
+            &body.email,
+            SecretString::from(body.password),
+            &meta(req),
+        )
+        .await?;
+        Ok(SignupResponse::Created(Json(user.into())))
+    }
+
+    /// Log in and receive a bearer token
+    #[oai(path = "/auth/login", method = "post")]
+    async fn login(
+        &self,
+        req: &Request,
+        body: Json<Credentials>,
+    ) -> Result<LoginResponse, ApiError> {
+        let body = body.0;
+        let (token, expires_at) = users::login(
+            core(req)?,
+            &body.email,
+            SecretString::from(body.password),
+            &meta(req),
+        )
+        .await?;
+        Ok(LoginResponse::Ok(Json(SessionToken {
+            token: token.expose().to_owned(),
+            expires_at,
+        })))
+    }
+
+    /// Revoke the current token
+    #[oai(path = "/auth/logout", method = "post")]
+    async fn logout(&self, req: &Request, auth: UserAuth) -> Result<LogoutResponse, ApiError> {
+        users::logout(core(req)?, &auth.0, &meta(req)).await?;
+        Ok(LogoutResponse::LoggedOut)
+    }
+
+    /// The signed-in account
+    #[oai(path = "/me", method = "get")]
+    async fn me(&self, auth: UserAuth) -> Json<Account> {
+        Json(auth.0.user.into())
+    }
+}

@@ -1,0 +1,356 @@
+//! Files: upload (multipart or raw PUT), list, metadata, download with ranges, delete.
+
+use chrono::{DateTime, Utc};
+use coffer_core::services::files::{self, FileView, Sealed};
+use coffer_core::types::FileName;
+use coffer_core::{Core, ServiceError};
+use futures::TryStreamExt as _;
+use poem::{Body, Request};
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::{Binary, Json};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use tokio_util::io::ReaderStream;
+
+use super::Tag;
+use crate::auth::{UserAuth, core, meta};
+use crate::problem::ApiError;
+use crate::range::{self, RangeRequest};
+use crate::upload::{RawBody, UploadForm};
+
+pub struct FilesApi;
+
+const DEFAULT_PAGE: u64 = 50;
+const MAX_PAGE: u64 = 200;
+
+#[derive(Object)]
+struct FileAccepted {
+    id: uuid::Uuid,
+    name: String,
+    size: u64,
+    /// `quarantined` until the validation and encryption jobs have run.
+    status: String,
+}
+
+#[derive(Object)]
+struct FileMetadata {
+    id: uuid::Uuid,
+    name: String,
+    size: u64,
+    /// The type found in the content (not the one the client claimed); set once validated.
+    content_type: Option<String>,
+    /// SHA-256 of the plaintext, hex.
+    sha256: String,
+    /// `quarantined`, `validated`, `ready` or `rejected`.
+    status: String,
+    /// Why the file was rejected, in words for its owner.
+    reject_reason: Option<String>,
+    created_at: DateTime<Utc>,
+    ready_at: Option<DateTime<Utc>>,
+}
+
+impl From<FileView> for FileMetadata {
+    fn from(v: FileView) -> Self {
+        Self {
+            id: v.id,
+            name: v.name,
+            size: v.size,
+            content_type: v.content_type,
+            sha256: v.sha256,
+            status: v.status,
+            reject_reason: v.reject_reason,
+            created_at: v.created_at,
+            ready_at: v.ready_at,
+        }
+    }
+}
+
+#[derive(Object)]
+struct FilePage {
+    /// Newest first.
+    files: Vec<FileMetadata>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum UploadResponse {
+    /// Accepted into quarantine; watch `GET /api/v1/files/{id}` for `ready` or `rejected`.
+    #[oai(status = 202)]
+    Accepted(Json<FileAccepted>),
+}
+
+#[derive(ApiResponse)]
+enum DeleteResponse {
+    /// Deleted: its key is destroyed, then its data.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+#[derive(ApiResponse)]
+enum ContentResponse {
+    #[oai(status = 200)]
+    Full(
+        Binary<Body>,
+        #[oai(header = "Content-Type")] String,
+        #[oai(header = "Content-Disposition")] String,
+        #[oai(header = "Content-Length")] u64,
+        #[oai(header = "Accept-Ranges")] String,
+        #[oai(header = "X-Content-Type-Options")] String,
+    ),
+    #[oai(status = 206)]
+    Partial(
+        Binary<Body>,
+        #[oai(header = "Content-Type")] String,
+        #[oai(header = "Content-Disposition")] String,
+        #[oai(header = "Content-Length")] u64,
+        #[oai(header = "Content-Range")] String,
+        #[oai(header = "X-Content-Type-Options")] String,
+    ),
+}
+
+fn parse_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    // Malformed ids are "no such file", like unknown ones: nothing to learn from the difference.
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::from(ServiceError::NotFound("file")))
+}
+
+async fn discard(core: &Core, sealed: Sealed) {
+    if let Err(err) = files::discard(core, sealed).await {
+        tracing::warn!(error = %err, "could not discard an abandoned upload");
+    }
+}
+
+async fn accept(
+    req: &Request,
+    auth: &UserAuth,
+    name: FileName,
+    sealed: Sealed,
+) -> Result<UploadResponse, ApiError> {
+    let view = files::create(core(req)?, &auth.0.user, name, sealed, &meta(req)).await?;
+    Ok(UploadResponse::Accepted(Json(FileAccepted {
+        id: view.id,
+        name: view.name,
+        size: view.size,
+        status: view.status,
+    })))
+}
+
+/// `attachment` with an ASCII fallback and the exact name in RFC 5987 form (RFC 6266).
+pub fn content_disposition(name: &str) -> String {
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+#[OpenApi(prefix_path = "/v1", tag = "Tag::Files")]
+impl FilesApi {
+    /// Upload a file (multipart)
+    ///
+    /// The body is sealed into quarantine as it arrives; the file becomes `ready` once it has
+    /// been validated and encrypted.
+    #[oai(path = "/files", method = "post")]
+    async fn upload(
+        &self,
+        req: &Request,
+        auth: UserAuth,
+        form: UploadForm,
+    ) -> Result<UploadResponse, ApiError> {
+        let core = core(req)?;
+        let mut multipart = form.0;
+        let mut upload: Option<(FileName, Sealed)> = None;
+        let outcome = async {
+            while let Some(field) = multipart
+                .next_field()
+                .await
+                .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?
+            {
+                match field.name() {
+                    Some("file") if upload.is_none() => {
+                        let name = field
+                            .file_name()
+                            .ok_or_else(|| {
+                                ApiError::unprocessable("the `file` part needs a filename")
+                            })
+                            .and_then(|n| {
+                                FileName::parse(n).map_err(|e| ApiError::unprocessable(e.0))
+                            })?;
+                        let stream =
+                            ReaderStream::with_capacity(field.into_async_read(), 64 * 1024);
+                        upload = Some((name, files::ingest(core, stream).await?));
+                    }
+                    Some("file") => {
+                        return Err(ApiError::unprocessable("send one `file` part per upload"));
+                    }
+                    other => {
+                        let other = other
+                            .unwrap_or("(unnamed)")
+                            .chars()
+                            .take(64)
+                            .collect::<String>();
+                        return Err(ApiError::unprocessable(format!(
+                            "unknown form field `{other}`"
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match (outcome, upload) {
+            (Ok(()), Some((name, sealed))) => accept(req, &auth, name, sealed).await,
+            (Ok(()), None) => Err(ApiError::unprocessable("the form has no `file` part")),
+            (Err(err), upload) => {
+                if let Some((_, sealed)) = upload {
+                    discard(core, sealed).await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Upload a file (raw body, e.g. `curl -T report.pdf`)
+    #[oai(path = "/files/:name", method = "put")]
+    async fn put(
+        &self,
+        req: &Request,
+        auth: UserAuth,
+        name: Path<String>,
+        body: RawBody,
+    ) -> Result<UploadResponse, ApiError> {
+        let core = core(req)?;
+        let name = FileName::parse(&name.0).map_err(|e| ApiError::unprocessable(e.0))?;
+        let sealed = files::ingest(core, body.0.into_bytes_stream()).await?;
+        accept(req, &auth, name, sealed).await
+    }
+
+    /// List your files, newest first
+    #[oai(path = "/files", method = "get")]
+    async fn list(
+        &self,
+        req: &Request,
+        auth: UserAuth,
+        cursor: Query<Option<String>>,
+        limit: Query<Option<u64>>,
+    ) -> Result<Json<FilePage>, ApiError> {
+        let after = match cursor.0.as_deref() {
+            None | Some("") => None,
+            Some(raw) => Some(uuid::Uuid::parse_str(raw).map_err(|_| {
+                ApiError::bad_request("`cursor` is not a cursor this API returned")
+            })?),
+        };
+        let limit = match limit.0 {
+            None => DEFAULT_PAGE,
+            Some(n @ 1..=MAX_PAGE) => n,
+            Some(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "`limit` must be between 1 and {MAX_PAGE}"
+                )));
+            }
+        };
+        let (page, next) = files::list(core(req)?, auth.0.user.id, after, limit).await?;
+        Ok(Json(FilePage {
+            files: page.into_iter().map(FileMetadata::from).collect(),
+            next_cursor: next.map(|id| id.to_string()),
+        }))
+    }
+
+    /// A file's metadata and status
+    #[oai(path = "/files/:id", method = "get")]
+    async fn get(
+        &self,
+        req: &Request,
+        auth: UserAuth,
+        id: Path<String>,
+    ) -> Result<Json<FileMetadata>, ApiError> {
+        let view = files::get(core(req)?, auth.0.user.id, parse_id(&id.0)?).await?;
+        Ok(Json(view.into()))
+    }
+
+    /// Download a file's content (supports `Range`)
+    #[oai(path = "/files/:id/content", method = "get")]
+    async fn content(
+        &self,
+        req: &Request,
+        auth: UserAuth,
+        id: Path<String>,
+        #[oai(name = "Range")] range_header: Header<Option<String>>,
+    ) -> Result<ContentResponse, ApiError> {
+        let core = core(req)?;
+        let id = parse_id(&id.0)?;
+        let view = files::get(core, auth.0.user.id, id).await?;
+        let range = match range::parse(range_header.0.as_deref(), view.size) {
+            RangeRequest::Full => None,
+            RangeRequest::Partial(start, end) => Some((start, end)),
+            RangeRequest::Unsatisfiable if view.status == files::status::READY => {
+                return Err(ApiError::range_not_satisfiable(view.size));
+            }
+            RangeRequest::Unsatisfiable => None, // not ready: the 409 below says more
+        };
+        let content = files::content(core, &auth.0.user, id, range, &meta(req)).await?;
+        let body = Binary(Body::from_bytes_stream(
+            content.body.map_err(std::io::Error::other),
+        ));
+        let file = content.file;
+        let kind = file
+            .content_type
+            .unwrap_or_else(|| "application/octet-stream".to_owned());
+        let disposition = content_disposition(&file.name);
+        let nosniff = "nosniff".to_owned();
+        Ok(match content.range {
+            None => ContentResponse::Full(
+                body,
+                kind,
+                disposition,
+                file.size,
+                "bytes".to_owned(),
+                nosniff,
+            ),
+            Some((start, end)) => ContentResponse::Partial(
+                body,
+                kind,
+                disposition,
+                end - start + 1,
+                format!("bytes {start}-{end}/{}", file.size),
+                nosniff,
+            ),
+        })
+    }
+
+    /// Delete a file (crypto-shredded)
+    #[oai(path = "/files/:id", method = "delete")]
+    async fn delete(
+        &self,
+        req: &Request,
+        auth: UserAuth,
+        id: Path<String>,
+    ) -> Result<DeleteResponse, ApiError> {
+        files::delete(core(req)?, &auth.0.user, parse_id(&id.0)?, &meta(req)).await?;
+        Ok(DeleteResponse::Deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_disposition;
+
+    #[test]
+    fn disposition_escapes_hostile_names() {
+        let value = content_disposition("a\"b\\c\r\nX-Evil: 1 ü.pdf");
+        assert!(!value.contains('\r') && !value.contains('\n'));
+        assert!(
+            value.starts_with("attachment; filename=\"a_b_c__X-Evil: 1 _.pdf\"; filename*=UTF-8''")
+        );
+        assert!(
+            value.ends_with("a%22b%5Cc%0D%0AX%2DEvil%3A%201%20%C3%BC%2Epdf"),
+            "{value}"
+        );
+    }
+}

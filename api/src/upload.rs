@@ -1,0 +1,76 @@
+//! Request bodies for uploads that stream: poem-openapi's own `Upload` would spool the file to
+//! a temporary file first (plaintext on disk), so these wrap poem's streaming extractors and
+//! describe themselves to the OpenAPI document by hand.
+
+use poem::web::Multipart;
+use poem::{FromRequest, Request, RequestBody};
+use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef};
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
+
+fn binary_schema() -> MetaSchemaRef {
+    MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "binary")))
+}
+
+/// `multipart/form-data` with the file in part `file`.
+pub struct UploadForm(pub Multipart);
+
+impl<'a> ApiExtractor<'a> for UploadForm {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: Some(
+                "The file, in the part named `file` (its filename becomes the file's name).",
+            ),
+            content: vec![MetaMediaType {
+                content_type: "multipart/form-data",
+                schema: MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    required: vec!["file"],
+                    properties: vec![("file", binary_schema())],
+                    ..MetaSchema::new("object")
+                })),
+            }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        Ok(Self(
+            <Multipart as FromRequest>::from_request(req, body).await?,
+        ))
+    }
+}
+
+/// The raw file bytes as the request body (`curl -T`); any or no `Content-Type`.
+pub struct RawBody(pub poem::Body);
+
+impl<'a> ApiExtractor<'a> for RawBody {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: Some("The file's bytes."),
+            content: vec![MetaMediaType {
+                content_type: "application/octet-stream",
+                schema: binary_schema(),
+            }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        _req: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        Ok(Self(body.take()?))
+    }
+}

@@ -1,0 +1,392 @@
+//! Configuration: one typed struct, read once from the environment and validated at start-up.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::types::EmailAddress;
+
+/// Default allowlist: documents, images, archives and media; nothing executable.
+pub const DEFAULT_ALLOWED_TYPES: &[&str] = &[
+    "application/pdf",
+    "text/plain",
+    "application/rtf",
+    "application/msword",
+    "application/vnd.ms-excel",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation",
+    "application/epub+zip",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/tiff",
+    "image/bmp",
+    "image/heif",
+    "image/avif",
+    "application/dicom",
+    "application/zip",
+    "application/gzip",
+    "application/x-tar",
+    "application/x-7z-compressed",
+    "application/vnd.rar",
+    "application/x-xz",
+    "application/x-bzip2",
+    "application/zstd",
+    "audio/mpeg",
+    "audio/x-wav",
+    "audio/ogg",
+    "audio/x-flac",
+    "audio/m4a",
+    "video/mp4",
+    "video/quicktime",
+    "video/webm",
+    "video/x-matroska",
+    "video/x-msvideo",
+];
+
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    Inline(SecretString),
+    File(PathBuf),
+    /// Generate (or reuse) `{data_dir}/keyring` — the embedded default.
+    DataDir,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminBootstrap {
+    pub email: EmailAddress,
+    pub password: SecretString,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub public_url: Url,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    /// Key prefix of every Redis key Coffer writes (queues included).
+    pub redis_namespace: String,
+    pub storage_url: Url,
+    pub smtp_url: Option<Url>,
+    pub mail_from: String,
+    pub master_keys: MasterKeySource,
+    pub max_upload_bytes: u64,
+    pub allowed_types: Vec<String>,
+    pub clamav_addr: Option<String>,
+    pub admin: Option<AdminBootstrap>,
+    pub session_ttl: Duration,
+    /// A file left this long in `quarantined` or `validated` is re-enqueued by the sweep.
+    pub stuck_after: Duration,
+    pub sweep_interval: Duration,
+    /// How often idle workers look for new jobs.
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {expected}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub expected: String,
+}
+
+fn bad(var: &'static str, expected: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        expected: expected.into(),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads `COFFER_*` variables from any source (tests pass their own).
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .into_iter()
+            .filter(|(k, v)| k.starts_with("COFFER_") && !v.is_empty())
+            .collect();
+        let get = |name: &str| vars.get(name).map(String::as_str);
+
+        let bind: SocketAddr = parse_or(
+            get("COFFER_BIND"),
+            "127.0.0.1:8080",
+            "COFFER_BIND",
+            "a socket address such as 127.0.0.1:8080",
+        )?;
+        let public_url = match get("COFFER_PUBLIC_URL") {
+            Some(v) => Url::parse(v)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| bad("COFFER_PUBLIC_URL", "an http:// or https:// URL"))?,
+            None => Url::parse(&format!("http://{bind}"))
+                .map_err(|_| bad("COFFER_BIND", "a socket address"))?,
+        };
+        let data_dir = PathBuf::from(get("COFFER_DATA_DIR").unwrap_or("./data"));
+        let database_url = match get("COFFER_DATABASE_URL") {
+            Some(v)
+                if v.starts_with("sqlite:")
+                    || v.starts_with("postgres://")
+                    || v.starts_with("postgresql://") =>
+            {
+                v.to_owned()
+            }
+            Some(_) => return Err(bad("COFFER_DATABASE_URL", "a sqlite:// or postgres:// URL")),
+            None => format!("sqlite://{}?mode=rwc", data_dir.join("coffer.db").display()),
+        };
+        let redis_url = match get("COFFER_REDIS_URL") {
+            Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => {
+                Some(v.to_owned())
+            }
+            Some(_) => return Err(bad("COFFER_REDIS_URL", "a redis:// or rediss:// URL")),
+            None => None,
+        };
+        let redis_namespace = get("COFFER_REDIS_NAMESPACE").unwrap_or("coffer").to_owned();
+        if !redis_namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c))
+        {
+            return Err(bad("COFFER_REDIS_NAMESPACE", "letters, digits and - _ : ."));
+        }
+        let storage_url = match get("COFFER_STORAGE_URL") {
+            Some(v) => Url::parse(v)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "file" | "s3"))
+                .ok_or_else(|| {
+                    bad(
+                        "COFFER_STORAGE_URL",
+                        "a file:///absolute/path or s3://bucket/prefix URL",
+                    )
+                })?,
+            None => {
+                let dir = absolute(&data_dir.join("blobs"));
+                Url::from_directory_path(&dir)
+                    .map_err(|()| bad("COFFER_DATA_DIR", "a directory path"))?
+            }
+        };
+        let smtp_url = match get("COFFER_SMTP_URL") {
+            Some(v) => Some(
+                Url::parse(v)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "smtp" | "smtps"))
+                    .ok_or_else(|| {
+                        bad(
+                            "COFFER_SMTP_URL",
+                            "an smtp://host:port or smtps://user:pass@host URL",
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let mail_from = get("COFFER_MAIL_FROM")
+            .unwrap_or("Coffer <coffer@localhost>")
+            .to_owned();
+        if mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(bad(
+                "COFFER_MAIL_FROM",
+                "a mailbox such as `Coffer <coffer@example.org>`",
+            ));
+        }
+        let master_keys = match (get("COFFER_MASTER_KEYS"), get("COFFER_MASTER_KEYS_FILE")) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "COFFER_MASTER_KEYS",
+                    "set either COFFER_MASTER_KEYS or COFFER_MASTER_KEYS_FILE, not both",
+                ));
+            }
+            (Some(keys), None) => MasterKeySource::Inline(SecretString::from(keys.to_owned())),
+            (None, Some(path)) => MasterKeySource::File(PathBuf::from(path)),
+            (None, None) => MasterKeySource::DataDir,
+        };
+        let max_upload_bytes = parse_or(
+            get("COFFER_MAX_UPLOAD_BYTES"),
+            "2147483648",
+            "COFFER_MAX_UPLOAD_BYTES",
+            "a positive number of bytes",
+        )
+        .and_then(|n: u64| {
+            if n > 0 {
+                Ok(n)
+            } else {
+                Err(bad("COFFER_MAX_UPLOAD_BYTES", "a positive number of bytes"))
+            }
+        })?;
+        let allowed_types = match get("COFFER_ALLOWED_TYPES") {
+            Some(list) => {
+                let types: Vec<String> = list
+                    .split(',')
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                if types.is_empty() || types.iter().any(|t| t.split('/').count() != 2) {
+                    return Err(bad(
+                        "COFFER_ALLOWED_TYPES",
+                        "a comma-separated list of MIME types such as application/pdf,image/png",
+                    ));
+                }
+                types
+            }
+            None => DEFAULT_ALLOWED_TYPES
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect(),
+        };
+        let clamav_addr = get("COFFER_CLAMAV_ADDR").map(str::to_owned);
+        let admin = match (get("COFFER_ADMIN_EMAIL"), get("COFFER_ADMIN_PASSWORD")) {
+            (None, None) => None,
+            (Some(email), Some(password)) => Some(AdminBootstrap {
+                email: EmailAddress::parse(email)
+                    .map_err(|_| bad("COFFER_ADMIN_EMAIL", "an email address"))?,
+                password: SecretString::from(password.to_owned()),
+            }),
+            (Some(_), None) => {
+                return Err(bad(
+                    "COFFER_ADMIN_PASSWORD",
+                    "set together with COFFER_ADMIN_EMAIL",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "COFFER_ADMIN_EMAIL",
+                    "set together with COFFER_ADMIN_PASSWORD",
+                ));
+            }
+        };
+        let session_ttl = Duration::from_secs(
+            60 * 60
+                * parse_or::<u64>(
+                    get("COFFER_SESSION_TTL_HOURS"),
+                    "12",
+                    "COFFER_SESSION_TTL_HOURS",
+                    "a number of hours",
+                )?,
+        );
+        let stuck_after = Duration::from_secs(parse_or(
+            get("COFFER_SWEEP_STUCK_AFTER_SECS"),
+            "120",
+            "COFFER_SWEEP_STUCK_AFTER_SECS",
+            "a number of seconds",
+        )?);
+        let sweep_interval = Duration::from_secs(
+            parse_or::<u64>(
+                get("COFFER_SWEEP_INTERVAL_SECS"),
+                "60",
+                "COFFER_SWEEP_INTERVAL_SECS",
+                "a number of seconds",
+            )?
+            .max(1),
+        );
+        let poll_interval = Duration::from_millis(
+            parse_or::<u64>(
+                get("COFFER_POLL_INTERVAL_MS"),
+                "50",
+                "COFFER_POLL_INTERVAL_MS",
+                "a number of milliseconds",
+            )?
+            .max(1),
+        );
+
+        Ok(Self {
+            bind,
+            public_url,
+            data_dir,
+            database_url,
+            redis_url,
+            redis_namespace,
+            storage_url,
+            smtp_url,
+            mail_from,
+            master_keys,
+            max_upload_bytes,
+            allowed_types,
+            clamav_addr,
+            admin,
+            session_ttl,
+            stuck_after,
+            sweep_interval,
+            poll_interval,
+        })
+    }
+
+    pub fn is_embedded_database(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(
+    value: Option<&str>,
+    default: &str,
+    var: &'static str,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    value
+        .unwrap_or(default)
+        .trim()
+        .parse()
+        .map_err(|_| bad(var, expected))
+}
+
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_embedded() {
+        let config = Config::from_vars(vars(&[])).expect("defaults");
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert!(config.is_embedded_database());
+        assert!(config.redis_url.is_none());
+        assert_eq!(config.storage_url.scheme(), "file");
+        assert_eq!(config.max_upload_bytes, 2 << 30);
+        assert!(matches!(config.master_keys, MasterKeySource::DataDir));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("COFFER_BIND", "nowhere"),
+            ("COFFER_DATABASE_URL", "mysql://x"),
+            ("COFFER_REDIS_URL", "http://x"),
+            ("COFFER_STORAGE_URL", "ftp://x"),
+            ("COFFER_SMTP_URL", "http://x"),
+            ("COFFER_MAX_UPLOAD_BYTES", "-1"),
+            ("COFFER_ALLOWED_TYPES", "pdf"),
+            ("COFFER_ADMIN_EMAIL", "admin@example.org"),
+            ("COFFER_MAIL_FROM", "not a mailbox <"),
+        ] {
+            let err = Config::from_vars(vars(&[(var, value)])).expect_err(var);
+            let line = err.to_string();
+            assert!(
+                line.starts_with(var) || line.starts_with("COFFER_ADMIN_PASSWORD"),
+                "{line}"
+            );
+            assert!(!line.contains('\n'));
+        }
+    }
+}

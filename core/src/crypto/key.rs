@@ -1,0 +1,84 @@
+//! 256-bit secret keys: zeroized on drop, never printed.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rand::RngCore as _;
+use sha2::{Digest as _, Sha256};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// A 256-bit AES key (a master key, a data key or a quarantine key).
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct SecretKey([u8; 32]);
+
+impl SecretKey {
+    pub const LEN: usize = 32;
+
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        let array: [u8; 32] = bytes.try_into().ok()?;
+        Some(Self(array))
+    }
+
+    /// Parses standard base64 (with or without padding).
+    pub fn from_base64(text: &str) -> Option<Self> {
+        let mut decoded = STANDARD
+            .decode(text.trim())
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text.trim()))
+            .ok()?;
+        let key = Self::from_slice(&decoded);
+        decoded.zeroize();
+        key
+    }
+
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A short, non-secret identifier: the first 8 hex digits of SHA-256(key).
+    pub fn fingerprint(&self) -> String {
+        hex::encode(&Sha256::digest(self.0)[..4])
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretKey(fp:{})", self.fingerprint())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_fingerprint_not_bytes() {
+        let key = SecretKey::from_bytes([0xAB; 32]);
+        let shown = format!("{key:?}");
+        assert!(shown.starts_with("SecretKey(fp:"), "{shown}");
+        assert!(!shown.to_lowercase().contains("abab"), "{shown}");
+        assert!(!shown.contains(&key.to_base64()), "{shown}");
+    }
+
+    #[test]
+    fn base64_round_trip() {
+        let key = SecretKey::generate();
+        let back = SecretKey::from_base64(&key.to_base64()).expect("parses");
+        assert_eq!(key.expose(), back.expose());
+        assert!(SecretKey::from_base64("c2hvcnQ=").is_none());
+    }
+}

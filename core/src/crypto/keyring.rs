@@ -1,0 +1,208 @@
+//! Versioned master keys (KEKs). New wraps use the newest version; older versions stay to
+//! unwrap until rotation has moved every key off them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::{CryptoError, SecretKey, WrappedKey, unwrap_key, wrap_key};
+use uuid::Uuid;
+
+#[derive(Clone)]
+pub struct Keyring {
+    keys: BTreeMap<i32, SecretKey>,
+}
+
+/// Where the keyring came from, for the start-up banner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyringSource {
+    Environment,
+    File(PathBuf),
+    Generated(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error(
+        "{var}: expected comma- or newline-separated `version:base64key` entries with 32-byte keys and positive versions ({detail})"
+    )]
+    Malformed { var: &'static str, detail: String },
+    #[error("{var}: no keys given")]
+    Empty { var: &'static str },
+    #[error("reading keyring file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Keyring {
+    pub fn from_keys(keys: impl IntoIterator<Item = (i32, SecretKey)>) -> Self {
+        Self {
+            keys: keys.into_iter().collect(),
+        }
+    }
+
+    /// Parses `1:base64,2:base64` (commas or newlines; blank lines and `#` comments ignored).
+    pub fn parse(text: &str, var: &'static str) -> Result<Self, KeyringError> {
+        let mut keys = BTreeMap::new();
+        for entry in text
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty() && !e.starts_with('#'))
+        {
+            let malformed = |detail: &str| KeyringError::Malformed {
+                var,
+                detail: detail.to_owned(),
+            };
+            let (version, key) = entry
+                .split_once(':')
+                .ok_or_else(|| malformed("an entry has no `:`"))?;
+            let version: i32 = version
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| malformed("a version is not a positive integer"))?;
+            let key = SecretKey::from_base64(key).ok_or_else(|| {
+                malformed(&format!(
+                    "the key of version {version} is not 32 bytes of base64"
+                ))
+            })?;
+            if keys.insert(version, key).is_some() {
+                return Err(malformed(&format!("version {version} appears twice")));
+            }
+        }
+        if keys.is_empty() {
+            return Err(KeyringError::Empty { var });
+        }
+        Ok(Self { keys })
+    }
+
+    pub fn read_file(path: &Path, var: &'static str) -> Result<Self, KeyringError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeyringError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, var)
+    }
+
+    /// Loads `path`, or creates it (mode 0600) holding a fresh version 1.
+    pub fn load_or_generate(path: &Path) -> Result<(Self, bool), KeyringError> {
+        if path.exists() {
+            return Ok((Self::read_file(path, "keyring file")?, false));
+        }
+        let io = |source| KeyringError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let key = SecretKey::generate();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(io)?;
+        writeln!(
+            file,
+            "# Coffer master keys (version:base64). Losing this file makes every stored file unreadable.\n1:{}",
+            key.to_base64()
+        )
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
+        Ok((Self::from_keys([(1, key)]), true))
+    }
+
+    pub fn active_version(&self) -> i32 {
+        *self
+            .keys
+            .keys()
+            .next_back()
+            .expect("a keyring is never empty")
+    }
+
+    pub fn versions(&self) -> impl Iterator<Item = i32> + '_ {
+        self.keys.keys().copied()
+    }
+
+    pub fn get(&self, version: i32) -> Result<&SecretKey, CryptoError> {
+        self.keys
+            .get(&version)
+            .ok_or(CryptoError::MissingVersion(version))
+    }
+
+    /// Wraps `key` for `file_id` under the active version.
+    pub fn wrap(&self, file_id: Uuid, key: &SecretKey) -> WrappedKey {
+        let version = self.active_version();
+        let kek = &self.keys[&version];
+        wrap_key(kek, version, file_id, key)
+    }
+
+    pub fn unwrap(&self, file_id: Uuid, wrapped: &WrappedKey) -> Result<SecretKey, CryptoError> {
+        unwrap_key(self.get(wrapped.kek_version)?, file_id, wrapped)
+    }
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.keys.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_versions_and_uses_newest() {
+        let a = SecretKey::generate();
+        let b = SecretKey::generate();
+        let text = format!("1:{}, 2:{}\n", a.to_base64(), b.to_base64());
+        let ring = Keyring::parse(&text, "COFFER_MASTER_KEYS").expect("parses");
+        assert_eq!(ring.active_version(), 2);
+        let file = Uuid::new_v4();
+        let dek = SecretKey::generate();
+        let wrapped = ring.wrap(file, &dek);
+        assert_eq!(wrapped.kek_version, 2);
+        assert_eq!(
+            ring.unwrap(file, &wrapped).expect("unwraps").expose(),
+            dek.expose()
+        );
+    }
+
+    #[test]
+    fn rejects_bad_entries_naming_the_variable() {
+        for bad in ["", "1", "0:AAAA", "x:AAAA", "1:c2hvcnQ="] {
+            let err = Keyring::parse(bad, "COFFER_MASTER_KEYS").expect_err(bad);
+            assert!(err.to_string().starts_with("COFFER_MASTER_KEYS"), "{err}");
+        }
+    }
+
+    #[test]
+    fn debug_prints_no_key_material() {
+        let key = SecretKey::generate();
+        let b64 = key.to_base64();
+        let ring = Keyring::from_keys([(1, key)]);
+        assert!(!format!("{ring:?}").contains(&b64));
+    }
+
+    #[test]
+    fn generated_file_is_private_and_reloads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keyring");
+        let (ring, created) = Keyring::load_or_generate(&path).expect("generates");
+        assert!(created);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (again, created) = Keyring::load_or_generate(&path).expect("loads");
+        assert!(!created);
+        assert_eq!(
+            again.get(1).expect("v1").expose(),
+            ring.get(1).expect("v1").expose()
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! Errors services return; the API maps each kind to one HTTP status.
+
+use std::time::Duration;
+
+use crate::types::Invalid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Well-formed request, unacceptable value (422).
+    #[error("{0}")]
+    Invalid(String),
+    /// Malformed request (400).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Unknown, deleted or someone else's (404).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the file exceeds the upload limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("too many attempts; try again later")]
+    RateLimited { retry_after: Duration },
+    /// Stored data failed authentication: never served.
+    #[error("the stored file failed its integrity check")]
+    Integrity,
+    /// A dependency (database, storage, queue) is unavailable (503).
+    #[error("a backing service is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<Invalid> for ServiceError {
+    fn from(value: Invalid) -> Self {
+        Self::Invalid(value.0)
+    }
+}
+
+impl From<sea_orm::DbErr> for ServiceError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        match err {
+            sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_) => {
+                Self::Unavailable(anyhow::Error::new(err).context("database"))
+            }
+            other => Self::Internal(anyhow::Error::new(other).context("database")),
+        }
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;

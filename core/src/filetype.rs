@@ -1,0 +1,218 @@
+//! What a file really is: its type from magic bytes (or UTF-8 text), checked against the
+//! allowlist and against the extension its name claims.
+
+use crate::types::FileName;
+
+pub const TEXT_PLAIN: &str = "text/plain";
+pub const UNKNOWN: &str = "application/octet-stream";
+
+/// Extensions a name may carry for each type Coffer recognises.
+const EXTENSIONS: &[(&str, &[&str])] = &[
+    ("application/pdf", &["pdf"]),
+    (
+        TEXT_PLAIN,
+        &[
+            "txt", "text", "csv", "tsv", "md", "log", "json", "ndjson", "yaml", "yml", "ini",
+            "cfg", "conf", "eml", "vcf", "ics", "srt", "vtt", "hl7", "edi", "xml",
+        ],
+    ),
+    ("text/xml", &["xml", "xsd", "xsl", "svg", "plist"]),
+    ("text/html", &["html", "htm"]),
+    ("application/rtf", &["rtf"]),
+    ("application/msword", &["doc", "dot"]),
+    ("application/vnd.ms-excel", &["xls", "xlt"]),
+    ("application/vnd.ms-powerpoint", &["ppt", "pps", "pot"]),
+    (
+        "application/x-ole-storage",
+        &["doc", "xls", "ppt", "msg", "msi"],
+    ),
+    (
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        &["docx", "docm", "dotx"],
+    ),
+    (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        &["xlsx", "xlsm", "xltx"],
+    ),
+    (
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        &["pptx", "pptm", "ppsx"],
+    ),
+    ("application/vnd.oasis.opendocument.text", &["odt"]),
+    ("application/vnd.oasis.opendocument.spreadsheet", &["ods"]),
+    ("application/vnd.oasis.opendocument.presentation", &["odp"]),
+    ("application/epub+zip", &["epub"]),
+    ("image/png", &["png"]),
+    ("image/jpeg", &["jpg", "jpeg", "jpe", "jfif"]),
+    ("image/gif", &["gif"]),
+    ("image/webp", &["webp"]),
+    ("image/tiff", &["tif", "tiff"]),
+    ("image/bmp", &["bmp", "dib"]),
+    ("image/heif", &["heif", "heic"]),
+    ("image/avif", &["avif"]),
+    ("application/dicom", &["dcm", "dicom"]),
+    ("application/zip", &["zip"]),
+    ("application/gzip", &["gz", "tgz"]),
+    ("application/x-tar", &["tar"]),
+    ("application/x-7z-compressed", &["7z"]),
+    ("application/vnd.rar", &["rar"]),
+    ("application/x-xz", &["xz", "txz"]),
+    ("application/x-bzip2", &["bz2", "tbz2"]),
+    ("application/zstd", &["zst"]),
+    ("audio/mpeg", &["mp3"]),
+    ("audio/x-wav", &["wav"]),
+    ("audio/ogg", &["ogg", "oga"]),
+    ("audio/x-flac", &["flac"]),
+    ("audio/m4a", &["m4a"]),
+    ("video/mp4", &["mp4", "m4v"]),
+    ("video/quicktime", &["mov", "qt"]),
+    ("video/webm", &["webm"]),
+    ("video/x-matroska", &["mkv", "mka"]),
+    ("video/x-msvideo", &["avi"]),
+];
+
+/// Finds UTF-8 text across chunk boundaries: valid UTF-8 with no NUL byte.
+#[derive(Debug, Default)]
+pub struct TextProbe {
+    carry: Vec<u8>,
+    not_text: bool,
+}
+
+impl TextProbe {
+    pub fn update(&mut self, data: &[u8]) {
+        if self.not_text {
+            return;
+        }
+        let joined;
+        let bytes = if self.carry.is_empty() {
+            data
+        } else {
+            joined = [self.carry.as_slice(), data].concat();
+            &joined
+        };
+        if bytes.contains(&0) {
+            self.not_text = true;
+            return;
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(_) => self.carry.clear(),
+            Err(err) if err.error_len().is_none() => {
+                self.carry = bytes[err.valid_up_to()..].to_vec(); // split multi-byte character
+            }
+            Err(_) => self.not_text = true,
+        }
+    }
+
+    pub fn is_text(&self) -> bool {
+        !self.not_text && self.carry.is_empty()
+    }
+}
+
+/// The type of a file from its first bytes, falling back to text when the whole is UTF-8.
+pub fn sniff(head: &[u8], whole_is_text: bool) -> (String, bool) {
+    match infer::get(head) {
+        Some(kind) => (
+            kind.mime_type().to_owned(),
+            kind.matcher_type() == infer::MatcherType::App,
+        ),
+        None if whole_is_text => (TEXT_PLAIN.to_owned(), false),
+        None => (UNKNOWN.to_owned(), false),
+    }
+}
+
+/// Why a file of type `mime` named `name` is refused, in words for its owner; `None` if fine.
+pub fn reject_reason(
+    name: &FileName,
+    mime: &str,
+    executable: bool,
+    allowed: &[String],
+) -> Option<String> {
+    if executable {
+        return Some(format!(
+            "the content is an executable program ({mime}); executables are not accepted"
+        ));
+    }
+    if !allowed.iter().any(|a| a == mime) {
+        return Some(format!("files of type {mime} are not accepted here"));
+    }
+    let ext = name.extension()?;
+    let fits = EXTENSIONS
+        .iter()
+        .filter(|(m, _)| *m == mime)
+        .any(|(_, exts)| exts.contains(&ext.as_str()));
+    if fits {
+        None
+    } else {
+        Some(format!("the name ends in .{ext} but the content is {mime}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<String> {
+        crate::config::DEFAULT_ALLOWED_TYPES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    }
+
+    fn name(n: &str) -> FileName {
+        FileName::parse(n).expect("valid name")
+    }
+
+    #[test]
+    fn text_probe_handles_split_characters_and_binary() {
+        let mut probe = TextProbe::default();
+        let text = "Grüße, 世界".as_bytes();
+        probe.update(&text[..3]);
+        probe.update(&text[3..]);
+        assert!(probe.is_text());
+        let mut probe = TextProbe::default();
+        probe.update(b"abc\0def");
+        assert!(!probe.is_text());
+        let mut probe = TextProbe::default();
+        probe.update(&[0xE4, 0xB8]); // truncated character at the very end
+        assert!(!probe.is_text());
+    }
+
+    #[test]
+    fn spoofed_executable_is_rejected() {
+        let (mime, exe) = sniff(b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff", false);
+        assert!(exe, "{mime}");
+        let reason = reject_reason(&name("invoice.pdf"), &mime, exe, &all()).expect("rejected");
+        assert!(reason.contains("executable"), "{reason}");
+        let (mime, exe) = sniff(b"\x7fELF\x02\x01\x01\x00", false);
+        assert!(exe && reject_reason(&name("x.txt"), &mime, exe, &all()).is_some());
+    }
+
+    #[test]
+    fn extension_must_match_content() {
+        let (mime, exe) = sniff(b"%PDF-1.7\n", false);
+        assert_eq!(mime, "application/pdf");
+        assert_eq!(reject_reason(&name("a.PDF"), &mime, exe, &all()), None);
+        assert_eq!(
+            reject_reason(&name("no-extension"), &mime, exe, &all()),
+            None
+        );
+        assert!(reject_reason(&name("a.png"), &mime, exe, &all()).is_some());
+        let (text, _) = sniff(b"hello", true);
+        assert_eq!(
+            reject_reason(&name("notes.csv"), &text, false, &all()),
+            None
+        );
+        assert!(reject_reason(&name("notes.pdf"), &text, false, &all()).is_some());
+    }
+
+    #[test]
+    fn allowlist_is_enforced() {
+        let (mime, exe) = sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", false);
+        assert_eq!(mime, "image/png");
+        assert!(
+            reject_reason(&name("a.png"), &mime, exe, &["application/pdf".to_owned()]).is_some()
+        );
+        assert_eq!(sniff(&[0xff, 0x00, 0x13], false).0, UNKNOWN);
+        assert!(reject_reason(&name("blob"), UNKNOWN, false, &all()).is_some());
+    }
+}

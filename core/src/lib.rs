@@ -1,0 +1,101 @@
+//! What both the API and the workers need: configuration, cryptography, storage, the queue,
+//! the audit trail and the services that act on users and files.
+
+pub mod audit;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod filetype;
+pub mod password;
+pub mod queue;
+pub mod ratelimit;
+pub mod services;
+pub mod storage;
+pub mod types;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sea_orm::DatabaseConnection;
+
+pub use config::Config;
+pub use error::{ServiceError, ServiceResult};
+
+use crypto::{Keyring, KeyringSource};
+use queue::Queue;
+use ratelimit::RateLimiter;
+use storage::Storage;
+
+/// Everything a request handler or a job needs, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Core {
+    pub config: Arc<Config>,
+    pub db: DatabaseConnection,
+    pub storage: Storage,
+    pub keyring: Arc<Keyring>,
+    pub queue: Queue,
+    pub limiter: RateLimiter,
+    pub keyring_source: KeyringSource,
+}
+
+impl Core {
+    /// Connects to every backing service, applies migrations when asked, and checks that the
+    /// keyring can open every key the database holds.
+    pub async fn build(config: Config, migrate: bool) -> anyhow::Result<Self> {
+        if config.is_embedded_database() || config.redis_url.is_none() {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("creating data directory {}", config.data_dir.display())
+            })?;
+        }
+        let (keyring, keyring_source) = load_keyring(&config)?;
+        let db = db::connect(&config.database_url).await?;
+        if migrate {
+            db::migrate(&db).await?;
+        }
+        services::keys::check_keyring_covers_database(&db, &keyring).await?;
+        let storage = Storage::from_url(&config.storage_url)?;
+        let queue = Queue::connect(&config).await?;
+        let limiter = match &config.redis_url {
+            Some(url) => RateLimiter::redis(url, &config.redis_namespace).await?,
+            None => RateLimiter::memory(),
+        };
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            storage,
+            keyring: Arc::new(keyring),
+            queue,
+            limiter,
+            keyring_source,
+        })
+    }
+}
+
+fn load_keyring(config: &Config) -> anyhow::Result<(Keyring, KeyringSource)> {
+    use secrecy::ExposeSecret as _;
+    Ok(match &config.master_keys {
+        config::MasterKeySource::Inline(keys) => (
+            Keyring::parse(keys.expose_secret(), "COFFER_MASTER_KEYS")?,
+            KeyringSource::Environment,
+        ),
+        config::MasterKeySource::File(path) => (
+            Keyring::read_file(path, "COFFER_MASTER_KEYS_FILE")?,
+            KeyringSource::File(path.clone()),
+        ),
+        config::MasterKeySource::DataDir => {
+            let path = config.data_dir.join("keyring");
+            let (keyring, created) = Keyring::load_or_generate(&path)?;
+            let path = std::path::absolute(&path).unwrap_or(path);
+            if created {
+                tracing::warn!(
+                    path = %path.display(),
+                    "generated a new master keyring; back it up: without it no stored file can be decrypted"
+                );
+                (keyring, KeyringSource::Generated(path))
+            } else {
+                (keyring, KeyringSource::File(path))
+            }
+        }
+    })
+}

@@ -1,0 +1,180 @@
+//! Job payloads and typed enqueue functions. The only module that knows apalis storage types;
+//! the worker crate consumes the backends from here.
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use apalis::prelude::TaskSink as _;
+use apalis_redis::{ConnectionManager, RedisStorage};
+use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::Config;
+
+/// Check a quarantined upload: size, real type, allowlist, extension.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ValidateFile {
+    pub file_id: Uuid,
+}
+
+/// Re-seal a validated upload under its own data key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EncryptFile {
+    pub file_id: Uuid,
+}
+
+/// Where one job type's tasks live.
+#[derive(Clone)]
+pub enum Backend<T> {
+    Sqlite(SqliteStorage<T>),
+    Redis(RedisStorage<T>),
+}
+
+#[derive(Clone)]
+enum Connection {
+    Sqlite(SqlitePool),
+    Redis(ConnectionManager),
+}
+
+#[derive(Clone)]
+pub struct Queue {
+    pub validate: Backend<ValidateFile>,
+    pub encrypt: Backend<EncryptFile>,
+    connection: Connection,
+    /// Idle workers look for new tasks this often.
+    pub poll_interval: Duration,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.connection {
+            Connection::Sqlite(_) => "Queue(sqlite)",
+            Connection::Redis(_) => "Queue(redis)",
+        })
+    }
+}
+
+impl Queue {
+    /// Redis when `COFFER_REDIS_URL` is set, else an embedded SQLite queue in the data dir
+    /// (its own file, so apalis's pragmas and locks never touch the application database).
+    pub async fn connect(config: &Config) -> anyhow::Result<Self> {
+        match &config.redis_url {
+            Some(url) => {
+                let conn = apalis_redis::connect(url.as_str())
+                    .await
+                    .context("connecting to Redis (COFFER_REDIS_URL)")?;
+                let ns = &config.redis_namespace;
+                let storage =
+                    |queue: &str| apalis_redis::Config::default().queue(format!("{ns}:{queue}"));
+                Ok(Self {
+                    validate: Backend::Redis(
+                        RedisStorage::new(conn.clone()).with_config(storage("validate")),
+                    ),
+                    encrypt: Backend::Redis(
+                        RedisStorage::new(conn.clone()).with_config(storage("encrypt")),
+                    ),
+                    connection: Connection::Redis(conn),
+                    poll_interval: config.poll_interval,
+                })
+            }
+            None => {
+                std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                    format!("creating data directory {}", config.data_dir.display())
+                })?;
+                let path = config.data_dir.join("queue.db");
+                let options =
+                    SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+                        .context("queue database path")?
+                        .create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal)
+                        .busy_timeout(Duration::from_secs(15));
+                let open = |max: u32| {
+                    SqlitePoolOptions::new()
+                        .max_connections(max)
+                        .connect_with(options.clone())
+                };
+                // apalis's setup changes pragmas on whichever connection runs it; connections
+                // opened before it could keep a stale view of the queue on a new database. Run it
+                // on a pool of its own and serve from a fresh one.
+                let setup = open(1)
+                    .await
+                    .with_context(|| format!("opening the embedded queue {}", path.display()))?;
+                SqliteStorage::setup(&setup)
+                    .await
+                    .context("creating the embedded queue's tables")?;
+                setup.close().await;
+                // Each worker holds connections for fetching, heartbeats and acks while API
+                // handlers push; with 4 connections an idle worker was seen starving for seconds.
+                let pool = open(16)
+                    .await
+                    .with_context(|| format!("opening the embedded queue {}", path.display()))?;
+                let storage =
+                    |queue: &str| apalis_sqlite::Config::default().queue(queue).batch_size(4);
+                Ok(Self {
+                    validate: Backend::Sqlite(
+                        SqliteStorage::new(&pool).with_config(storage("validate")),
+                    ),
+                    encrypt: Backend::Sqlite(
+                        SqliteStorage::new(&pool).with_config(storage("encrypt")),
+                    ),
+                    connection: Connection::Sqlite(pool),
+                    poll_interval: config.poll_interval,
+                })
+            }
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn enqueue_validate(&self, file_id: Uuid) -> anyhow::Result<()> {
+        match self.validate.clone() {
+            Backend::Sqlite(mut s) => s
+                .push(ValidateFile { file_id })
+                .await
+                .context("enqueue validate")?,
+            Backend::Redis(mut s) => s
+                .push(ValidateFile { file_id })
+                .await
+                .context("enqueue validate")?,
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn enqueue_encrypt(&self, file_id: Uuid) -> anyhow::Result<()> {
+        match self.encrypt.clone() {
+            Backend::Sqlite(mut s) => s
+                .push(EncryptFile { file_id })
+                .await
+                .context("enqueue encrypt")?,
+            Backend::Redis(mut s) => s
+                .push(EncryptFile { file_id })
+                .await
+                .context("enqueue encrypt")?,
+        }
+        Ok(())
+    }
+
+    /// A cheap round trip for readiness checks.
+    pub async fn check(&self) -> anyhow::Result<()> {
+        match &self.connection {
+            Connection::Sqlite(pool) => {
+                sea_orm::sqlx::query("SELECT 1")
+                    .execute(pool)
+                    .await
+                    .context("embedded queue")?;
+            }
+            Connection::Redis(conn) => {
+                let mut conn = conn.clone();
+                let _: String = redis::cmd("PING")
+                    .query_async(&mut conn)
+                    .await
+                    .context("Redis PING")?;
+            }
+        }
+        Ok(())
+    }
+}

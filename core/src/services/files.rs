@@ -1,0 +1,439 @@
+//! Files: upload into quarantine, metadata, listing, download and deletion.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, Stream, StreamExt as _, TryStreamExt as _};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
+    TransactionTrait as _,
+};
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+
+use entity::file;
+
+use crate::audit::{Actor, Event, Outcome, RequestMeta};
+use crate::crypto::{SecretKey, WrappedKey};
+use crate::storage::{ReadError, SealedWriter, blob_path, quarantine_path};
+use crate::types::FileName;
+use crate::{Core, ServiceError, ServiceResult};
+
+pub mod status {
+    pub const QUARANTINED: &str = "quarantined";
+    pub const VALIDATED: &str = "validated";
+    pub const READY: &str = "ready";
+    pub const REJECTED: &str = "rejected";
+    pub const DELETED: &str = "deleted";
+}
+
+/// What an owner may see of a file.
+#[derive(Debug, Clone)]
+pub struct FileView {
+    pub id: Uuid,
+    pub name: String,
+    pub size: u64,
+    pub content_type: Option<String>,
+    pub sha256: String,
+    pub status: String,
+    pub reject_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub ready_at: Option<DateTime<Utc>>,
+}
+
+impl From<file::Model> for FileView {
+    fn from(m: file::Model) -> Self {
+        Self {
+            id: m.id,
+            name: m.name,
+            size: u64::try_from(m.size).unwrap_or(0),
+            content_type: m.content_type,
+            sha256: m.sha256,
+            status: m.status,
+            reject_reason: m.reject_reason,
+            created_at: m.created_at,
+            ready_at: m.ready_at,
+        }
+    }
+}
+
+/// An upload being sealed into quarantine as it arrives.
+pub struct Ingest {
+    id: Uuid,
+    key: SecretKey,
+    writer: SealedWriter,
+    size: u64,
+    hasher: Sha256,
+    limit: u64,
+}
+
+/// A complete upload, sealed in quarantine but not yet recorded.
+#[derive(Debug)]
+pub struct Sealed {
+    id: Uuid,
+    size: u64,
+    sha256: String,
+    wrapped: WrappedKey,
+}
+
+impl Ingest {
+    pub async fn start(core: &Core) -> ServiceResult<Self> {
+        let id = Uuid::now_v7();
+        let key = SecretKey::generate();
+        let writer = core
+            .storage
+            .create_sealed(quarantine_path(id), &key, id)
+            .await
+            .map_err(|e| {
+                ServiceError::Unavailable(
+                    anyhow::Error::new(e).context("starting a quarantine object"),
+                )
+            })?;
+        Ok(Self {
+            id,
+            key,
+            writer,
+            size: 0,
+            hasher: Sha256::new(),
+            limit: core.config.max_upload_bytes,
+        })
+    }
+
+    /// Seals the next piece. Fails with `TooLarge` the moment the limit is crossed; the caller
+    /// then calls [`Ingest::abort`].
+    pub async fn write(&mut self, data: &[u8]) -> ServiceResult<()> {
+        self.size += data.len() as u64;
+        if self.size > self.limit {
+            return Err(ServiceError::TooLarge { limit: self.limit });
+        }
+        self.hasher.update(data);
+        self.writer
+            .write(data)
+            .await
+            .map_err(|e| ServiceError::Internal(anyhow::Error::new(e).context("sealing an upload")))
+    }
+
+    pub async fn abort(self) {
+        self.writer.abort().await;
+    }
+
+    /// Completes the quarantine object. An empty upload is refused: a zero-byte file is almost
+    /// always a failed export, and there is nothing in it to share.
+    pub async fn finish(self, core: &Core) -> ServiceResult<Sealed> {
+        if self.size == 0 {
+            self.abort().await;
+            return Err(ServiceError::Invalid(
+                "the file is empty (0 bytes); there is nothing to share".into(),
+            ));
+        }
+        self.writer.finish().await.map_err(|e| {
+            ServiceError::Internal(anyhow::Error::new(e).context("completing a quarantine object"))
+        })?;
+        Ok(Sealed {
+            id: self.id,
+            size: self.size,
+            sha256: hex::encode(self.hasher.finalize()),
+            wrapped: core.keyring.wrap(self.id, &self.key),
+        })
+    }
+}
+
+/// Streams a whole body into quarantine; on any failure nothing is left behind.
+pub async fn ingest<E>(
+    core: &Core,
+    body: impl Stream<Item = Result<Bytes, E>>,
+) -> ServiceResult<Sealed>
+where
+    E: std::fmt::Display,
+{
+    let mut ingest = Ingest::start(core).await?;
+    let mut body = std::pin::pin!(body);
+    while let Some(piece) = body.next().await {
+        let result = match piece {
+            Ok(bytes) => ingest.write(&bytes).await,
+            Err(err) => Err(ServiceError::BadRequest(format!(
+                "the upload was interrupted: {err}"
+            ))),
+        };
+        if let Err(err) = result {
+            ingest.abort().await;
+            return Err(err);
+        }
+    }
+    ingest.finish(core).await
+}
+
+/// Records a sealed upload as the owner's new quarantined file and starts its validation.
+pub async fn create(
+    core: &Core,
+    owner: &super::users::User,
+    name: FileName,
+    sealed: Sealed,
+    meta: &RequestMeta,
+) -> ServiceResult<FileView> {
+    let now = Utc::now();
+    let model = file::Model {
+        id: sealed.id,
+        owner_id: owner.id,
+        name: name.as_str().to_owned(),
+        size: i64::try_from(sealed.size).map_err(|_| ServiceError::TooLarge {
+            limit: core.config.max_upload_bytes,
+        })?,
+        content_type: None,
+        sha256: sealed.sha256,
+        status: status::QUARANTINED.to_owned(),
+        reject_reason: None,
+        quarantine_key: Some(sealed.wrapped.bytes),
+        quarantine_kek_version: Some(sealed.wrapped.kek_version),
+        dek: None,
+        dek_kek_version: None,
+        blob_id: None,
+        created_at: now,
+        updated_at: now,
+        ready_at: None,
+    };
+    let recorded = async {
+        let txn = core.db.begin().await?;
+        file::Entity::insert(file::ActiveModel::from(model.clone())).exec(&txn).await?;
+        Event::new("file.uploaded", owner.actor())
+            .target("file", model.id)
+            .details(serde_json::json!({ "name": model.name, "size": model.size, "sha256": model.sha256 }))
+            .from(meta)
+            .record(&txn)
+            .await?;
+        txn.commit().await
+    }
+    .await;
+    if let Err(err) = recorded {
+        let _ = core.storage.delete(&quarantine_path(model.id)).await;
+        return Err(err.into());
+    }
+    // The row is committed; if this enqueue is lost, the sweep enqueues again.
+    if let Err(err) = core.queue.enqueue_validate(model.id).await {
+        tracing::warn!(file_id = %model.id, error = %err, "could not enqueue validation; the sweep will retry");
+    }
+    Ok(model.into())
+}
+
+async fn find_owned(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<file::Model> {
+    file::Entity::find_by_id(id)
+        .filter(file::Column::OwnerId.eq(owner))
+        .filter(file::Column::Status.ne(status::DELETED))
+        .one(&core.db)
+        .await?
+        .ok_or(ServiceError::NotFound("file"))
+}
+
+pub async fn get(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<FileView> {
+    Ok(find_owned(core, owner, id).await?.into())
+}
+
+/// The owner's files, newest first. `after` is the last id of the previous page.
+pub async fn list(
+    core: &Core,
+    owner: Uuid,
+    after: Option<Uuid>,
+    limit: u64,
+) -> ServiceResult<(Vec<FileView>, Option<Uuid>)> {
+    let mut query = file::Entity::find()
+        .filter(file::Column::OwnerId.eq(owner))
+        .filter(file::Column::Status.ne(status::DELETED));
+    if let Some(after) = after {
+        query = query.filter(file::Column::Id.lt(after));
+    }
+    let mut rows = query
+        .order_by_desc(file::Column::Id)
+        .limit(limit + 1)
+        .all(&core.db)
+        .await?;
+    let next = if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok((rows.into_iter().map(FileView::from).collect(), next))
+}
+
+/// Crypto-shreds a file: its wrapped keys are destroyed in the database first, then the objects.
+pub async fn delete(
+    core: &Core,
+    owner: &super::users::User,
+    id: Uuid,
+    meta: &RequestMeta,
+) -> ServiceResult<()> {
+    let txn = core.db.begin().await?;
+    let row = file::Entity::find_by_id(id)
+        .filter(file::Column::OwnerId.eq(owner.id))
+        .filter(file::Column::Status.ne(status::DELETED))
+        .one(&txn)
+        .await?
+        .ok_or(ServiceError::NotFound("file"))?;
+    file::Entity::update_many()
+        .col_expr(file::Column::Status, Expr::value(status::DELETED))
+        .col_expr(file::Column::Dek, Expr::value(Option::<Vec<u8>>::None))
+        .col_expr(
+            file::Column::DekKekVersion,
+            Expr::value(Option::<i32>::None),
+        )
+        .col_expr(
+            file::Column::QuarantineKey,
+            Expr::value(Option::<Vec<u8>>::None),
+        )
+        .col_expr(
+            file::Column::QuarantineKekVersion,
+            Expr::value(Option::<i32>::None),
+        )
+        .col_expr(file::Column::BlobId, Expr::value(Option::<Uuid>::None))
+        .col_expr(file::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(file::Column::Id.eq(id))
+        .exec(&txn)
+        .await?;
+    Event::new("file.deleted", owner.actor())
+        .target("file", id)
+        .details(serde_json::json!({ "name": row.name, "previous_status": row.status }))
+        .from(meta)
+        .record(&txn)
+        .await?;
+    txn.commit().await?;
+
+    let mut paths = vec![quarantine_path(id)];
+    if let Some(blob) = row.blob_id {
+        paths.push(blob_path(id, blob));
+    }
+    for path in paths {
+        if let Err(err) = core.storage.delete(&path).await {
+            // The key is already gone, so what remains is unreadable; the orphan sweep removes it.
+            tracing::warn!(%path, error = %err, "could not delete an object of a deleted file");
+        }
+    }
+    Ok(())
+}
+
+/// A download: the file, the byte range served, and the plaintext.
+pub struct Content {
+    pub file: FileView,
+    pub range: Option<(u64, u64)>,
+    pub body: BoxStream<'static, Result<Bytes, std::io::Error>>,
+}
+
+/// Opens a ready file for its owner. `range` is inclusive and already checked against the size.
+pub async fn content(
+    core: &Core,
+    owner: &super::users::User,
+    id: Uuid,
+    range: Option<(u64, u64)>,
+    meta: &RequestMeta,
+) -> ServiceResult<Content> {
+    let row = find_owned(core, owner.id, id).await?;
+    if row.status != status::READY {
+        return Err(ServiceError::Conflict(format!(
+            "the file is not ready for download (status: {})",
+            row.status
+        )));
+    }
+    let body = open_ready(core, &row, range, owner.actor(), meta).await?;
+    Event::new("file.downloaded", owner.actor())
+        .target("file", id)
+        .details(match range {
+            Some((start, end)) => serde_json::json!({ "range": [start, end] }),
+            None => serde_json::json!({}),
+        })
+        .from(meta)
+        .record(&core.db)
+        .await?;
+    Ok(Content {
+        file: row.into(),
+        range,
+        body,
+    })
+}
+
+/// Decrypts a ready file's blob. Integrity failures are audited and never serve plaintext; a
+/// failure found mid-stream ends the body with an error so the connection is aborted.
+pub async fn open_ready(
+    core: &Core,
+    row: &file::Model,
+    range: Option<(u64, u64)>,
+    actor: Actor,
+    meta: &RequestMeta,
+) -> ServiceResult<BoxStream<'static, Result<Bytes, std::io::Error>>> {
+    let (Some(dek), Some(version), Some(blob)) = (&row.dek, row.dek_kek_version, row.blob_id)
+    else {
+        return Err(
+            integrity_failure(core, row.id, actor, meta, "no data key on a ready file").await,
+        );
+    };
+    let wrapped = WrappedKey {
+        kek_version: version,
+        bytes: dek.clone(),
+    };
+    let key = match core.keyring.unwrap(row.id, &wrapped) {
+        Ok(key) => key,
+        Err(err) => {
+            return Err(integrity_failure(core, row.id, actor, meta, &err.to_string()).await);
+        }
+    };
+    let size = u64::try_from(row.size).unwrap_or(0);
+    let stream = match core
+        .storage
+        .read_sealed(&blob_path(row.id, blob), &key, row.id, size, range)
+        .await
+    {
+        Ok(stream) => stream,
+        Err(err) if err.is_integrity() => {
+            return Err(integrity_failure(core, row.id, actor, meta, &err.to_string()).await);
+        }
+        Err(err) => {
+            return Err(ServiceError::Unavailable(
+                anyhow::Error::new(err).context("reading a blob"),
+            ));
+        }
+    };
+    let core = core.clone();
+    let file_id = row.id;
+    let meta = meta.clone();
+    Ok(stream
+        .or_else(move |err: ReadError| {
+            let core = core.clone();
+            let meta = meta.clone();
+            async move {
+                if err.is_integrity() {
+                    let _ = integrity_failure(&core, file_id, actor, &meta, &err.to_string()).await;
+                } else {
+                    tracing::error!(%file_id, error = %err, "reading a blob failed mid-download");
+                }
+                Err(std::io::Error::other("the download was stopped: the stored data could not be read or failed its integrity check"))
+            }
+        })
+        .boxed())
+}
+
+async fn integrity_failure(
+    core: &Core,
+    file_id: Uuid,
+    actor: Actor,
+    meta: &RequestMeta,
+    detail: &str,
+) -> ServiceError {
+    tracing::error!(%file_id, detail, "integrity check failed");
+    let recorded = Event::new("file.integrity_failed", actor)
+        .target("file", file_id)
+        .outcome(Outcome::Failure)
+        .details(serde_json::json!({ "detail": detail }))
+        .from(meta)
+        .record(&core.db)
+        .await;
+    if let Err(err) = recorded {
+        tracing::error!(%file_id, error = %err, "could not audit an integrity failure");
+    }
+    ServiceError::Integrity
+}
+
+/// Destroys a sealed upload that will not be recorded (the request failed after the file part).
+pub async fn discard(core: &Core, sealed: Sealed) -> ServiceResult<()> {
+    core.storage
+        .delete(&quarantine_path(sealed.id))
+        .await
+        .map_err(|e| ServiceError::Internal(anyhow::Error::new(e).context("discarding an upload")))
+}

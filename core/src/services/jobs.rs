@@ -1,0 +1,405 @@
+//! The background steps of a file's life: validate, encrypt, and the sweep that re-enqueues
+//! stuck work. Every step re-reads its row and moves it with a conditional update, so a repeated
+//! delivery is a no-op.
+
+use chrono::Utc;
+use futures::StreamExt as _;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, TransactionTrait as _,
+};
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+
+use entity::file;
+
+use super::files::status;
+use crate::Core;
+use crate::audit::{Actor, Event, Outcome};
+use crate::crypto::stream::CHUNK_SIZE;
+use crate::crypto::{SecretKey, WrappedKey};
+use crate::filetype::{self, TextProbe};
+use crate::storage::{blob_path, quarantine_path};
+use crate::types::FileName;
+
+/// How a job ended when it did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Retrying cannot help (the input itself is bad).
+    #[error("permanent: {0}")]
+    Permanent(String),
+    /// Something outside was unavailable; try again later.
+    #[error("transient: {0:#}")]
+    Transient(#[from] anyhow::Error),
+}
+
+impl From<sea_orm::DbErr> for JobError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Self::Transient(anyhow::Error::new(err).context("database"))
+    }
+}
+
+async fn load(core: &Core, file_id: Uuid) -> Result<Option<file::Model>, JobError> {
+    Ok(file::Entity::find_by_id(file_id).one(&core.db).await?)
+}
+
+fn quarantine_key(core: &Core, row: &file::Model) -> Option<SecretKey> {
+    let wrapped = WrappedKey {
+        kek_version: row.quarantine_kek_version?,
+        bytes: row.quarantine_key.clone()?,
+    };
+    core.keyring.unwrap(row.id, &wrapped).ok()
+}
+
+/// Moves a quarantined file to `rejected`, destroys its quarantine key and object.
+async fn reject(
+    core: &Core,
+    row: &file::Model,
+    reason: &str,
+    detected: Option<&str>,
+) -> Result<(), JobError> {
+    let txn = core.db.begin().await?;
+    let moved = file::Entity::update_many()
+        .col_expr(file::Column::Status, Expr::value(status::REJECTED))
+        .col_expr(file::Column::RejectReason, Expr::value(reason))
+        .col_expr(
+            file::Column::ContentType,
+            Expr::value(detected.map(str::to_owned)),
+        )
+        .col_expr(
+            file::Column::QuarantineKey,
+            Expr::value(Option::<Vec<u8>>::None),
+        )
+        .col_expr(
+            file::Column::QuarantineKekVersion,
+            Expr::value(Option::<i32>::None),
+        )
+        .col_expr(file::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(file::Column::Id.eq(row.id))
+        .filter(file::Column::Status.is_in([status::QUARANTINED, status::VALIDATED]))
+        .exec(&txn)
+        .await?;
+    if moved.rows_affected == 1 {
+        Event::new("file.rejected", Actor::System)
+            .target("file", row.id)
+            .outcome(Outcome::Denied)
+            .details(serde_json::json!({ "reason": reason, "detected_type": detected }))
+            .record(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    core.storage
+        .delete(&quarantine_path(row.id))
+        .await
+        .map_err(|e| {
+            JobError::Transient(anyhow::Error::new(e).context("deleting a rejected upload"))
+        })?;
+    Ok(())
+}
+
+/// Conditionally moves a row and writes its audit event in one transaction. Returns whether
+/// this call made the move.
+async fn transition(
+    core: &Core,
+    file_id: Uuid,
+    from: &str,
+    sets: Vec<(file::Column, sea_orm::sea_query::SimpleExpr)>,
+    event: Event,
+) -> Result<bool, JobError> {
+    let txn = core.db.begin().await?;
+    let mut update = file::Entity::update_many()
+        .col_expr(file::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(file::Column::Id.eq(file_id))
+        .filter(file::Column::Status.eq(from));
+    for (column, value) in sets {
+        update = update.col_expr(column, value);
+    }
+    let moved = update.exec(&txn).await?.rows_affected == 1;
+    if moved {
+        event.record(&txn).await?;
+    }
+    txn.commit().await?;
+    Ok(moved)
+}
+
+/// Reads the quarantine object back, checks what the file really is, and moves it to
+/// `validated` (then enqueues encryption) or `rejected` with a reason its owner can read.
+#[tracing::instrument(skip(core))]
+pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
+    let Some(row) = load(core, file_id).await? else {
+        return Ok(());
+    };
+    match row.status.as_str() {
+        status::QUARANTINED => {}
+        status::VALIDATED => {
+            // An earlier run got this far; make sure encryption is queued.
+            core.queue.enqueue_encrypt(file_id).await?;
+            return Ok(());
+        }
+        _ => return Ok(()),
+    }
+    let Some(key) = quarantine_key(core, &row) else {
+        return reject(
+            core,
+            &row,
+            "the stored upload could not be opened (integrity check failed)",
+            None,
+        )
+        .await;
+    };
+    let size = u64::try_from(row.size).unwrap_or(0);
+    if size > core.config.max_upload_bytes {
+        let reason = format!(
+            "the file exceeds the upload limit of {} bytes",
+            core.config.max_upload_bytes
+        );
+        return reject(core, &row, &reason, None).await;
+    }
+
+    let mut body = match core
+        .storage
+        .read_sealed(&quarantine_path(file_id), &key, file_id, size, None)
+        .await
+    {
+        Ok(body) => body,
+        Err(err) if err.is_integrity() => {
+            return reject(
+                core,
+                &row,
+                "the stored upload failed its integrity check",
+                None,
+            )
+            .await;
+        }
+        Err(err) => {
+            return Err(JobError::Transient(
+                anyhow::Error::new(err).context("reading quarantine"),
+            ));
+        }
+    };
+    let mut head = Vec::with_capacity(CHUNK_SIZE);
+    let mut probe = TextProbe::default();
+    let mut hasher = Sha256::new();
+    let mut seen = 0u64;
+    while let Some(piece) = body.next().await {
+        let piece = match piece {
+            Ok(piece) => piece,
+            Err(err) if err.is_integrity() => {
+                return reject(
+                    core,
+                    &row,
+                    "the stored upload failed its integrity check",
+                    None,
+                )
+                .await;
+            }
+            Err(err) => {
+                return Err(JobError::Transient(
+                    anyhow::Error::new(err).context("reading quarantine"),
+                ));
+            }
+        };
+        if head.len() < CHUNK_SIZE {
+            let take = (CHUNK_SIZE - head.len()).min(piece.len());
+            head.extend_from_slice(&piece[..take]);
+        }
+        probe.update(&piece);
+        hasher.update(&piece);
+        seen += piece.len() as u64;
+    }
+    if seen != size || hex::encode(hasher.finalize()) != row.sha256 {
+        return reject(
+            core,
+            &row,
+            "the stored upload does not match what was received",
+            None,
+        )
+        .await;
+    }
+
+    let (mime, executable) = filetype::sniff(&head, probe.is_text());
+    let reason = match FileName::parse(&row.name) {
+        Ok(name) => filetype::reject_reason(&name, &mime, executable, &core.config.allowed_types),
+        Err(err) => Some(err.0),
+    };
+    if let Some(reason) = reason {
+        return reject(core, &row, &reason, Some(&mime)).await;
+    }
+    let event = Event::new("file.validated", Actor::System)
+        .target("file", file_id)
+        .details(serde_json::json!({ "content_type": mime }));
+    let sets = vec![
+        (file::Column::Status, Expr::value(status::VALIDATED)),
+        (file::Column::ContentType, Expr::value(mime)),
+    ];
+    if transition(core, file_id, status::QUARANTINED, sets, event).await? {
+        core.queue.enqueue_encrypt(file_id).await?;
+    }
+    Ok(())
+}
+
+/// Re-seals a validated upload under a fresh data key into its blob, then destroys the
+/// quarantine key and object. No file data is ever written unsealed.
+#[tracing::instrument(skip(core))]
+pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
+    let Some(row) = load(core, file_id).await? else {
+        return Ok(());
+    };
+    if row.status != status::VALIDATED {
+        return Ok(());
+    }
+    let Some(qkey) = quarantine_key(core, &row) else {
+        return reject(
+            core,
+            &row,
+            "the stored upload could not be opened (integrity check failed)",
+            None,
+        )
+        .await;
+    };
+    let size = u64::try_from(row.size).unwrap_or(0);
+    let mut body = match core
+        .storage
+        .read_sealed(&quarantine_path(file_id), &qkey, file_id, size, None)
+        .await
+    {
+        Ok(body) => body,
+        Err(err) if err.is_integrity() => {
+            return reject(
+                core,
+                &row,
+                "the stored upload failed its integrity check",
+                None,
+            )
+            .await;
+        }
+        Err(err) => {
+            return Err(JobError::Transient(
+                anyhow::Error::new(err).context("reading quarantine"),
+            ));
+        }
+    };
+    let dek = SecretKey::generate();
+    let blob_id = Uuid::new_v4();
+    let path = blob_path(file_id, blob_id);
+    let mut writer = core
+        .storage
+        .create_sealed(path.clone(), &dek, file_id)
+        .await
+        .map_err(|e| JobError::Transient(anyhow::Error::new(e).context("creating a blob")))?;
+    let mut hasher = Sha256::new();
+    while let Some(piece) = body.next().await {
+        let step = match piece {
+            Ok(piece) => {
+                hasher.update(&piece);
+                writer.write(&piece).await.map_err(|e| {
+                    JobError::Transient(anyhow::Error::new(e).context("writing a blob"))
+                })
+            }
+            Err(err) if err.is_integrity() => Err(JobError::Permanent(err.to_string())),
+            Err(err) => Err(JobError::Transient(
+                anyhow::Error::new(err).context("reading quarantine"),
+            )),
+        };
+        if let Err(err) = step {
+            writer.abort().await;
+            if let JobError::Permanent(_) = err {
+                return reject(
+                    core,
+                    &row,
+                    "the stored upload failed its integrity check",
+                    None,
+                )
+                .await;
+            }
+            return Err(err);
+        }
+    }
+    if hex::encode(hasher.finalize()) != row.sha256 {
+        writer.abort().await;
+        return reject(
+            core,
+            &row,
+            "the stored upload does not match what was received",
+            None,
+        )
+        .await;
+    }
+    writer
+        .finish()
+        .await
+        .map_err(|e| JobError::Transient(anyhow::Error::new(e).context("completing a blob")))?;
+
+    let wrapped = core.keyring.wrap(file_id, &dek);
+    let event = Event::new("file.encrypted", Actor::System)
+        .target("file", file_id)
+        .details(serde_json::json!({ "kek_version": wrapped.kek_version }));
+    let sets = vec![
+        (file::Column::Status, Expr::value(status::READY)),
+        (file::Column::Dek, Expr::value(wrapped.bytes)),
+        (
+            file::Column::DekKekVersion,
+            Expr::value(wrapped.kek_version),
+        ),
+        (file::Column::BlobId, Expr::value(blob_id)),
+        (
+            file::Column::QuarantineKey,
+            Expr::value(Option::<Vec<u8>>::None),
+        ),
+        (
+            file::Column::QuarantineKekVersion,
+            Expr::value(Option::<i32>::None),
+        ),
+        (file::Column::ReadyAt, Expr::value(Utc::now())),
+    ];
+    let moved = transition(core, file_id, status::VALIDATED, sets, event).await;
+    match moved {
+        Ok(true) => {
+            if let Err(err) = core.storage.delete(&quarantine_path(file_id)).await {
+                tracing::warn!(%file_id, error = %err, "could not delete a quarantine object; its key is gone");
+            }
+            Ok(())
+        }
+        Ok(false) | Err(_) => {
+            // Another run finished first, or the file was deleted meanwhile: this blob is surplus.
+            let _ = core.storage.delete(&path).await;
+            moved.map(|_| ())
+        }
+    }
+}
+
+/// Re-enqueues files left too long in `quarantined` or `validated` (a lost enqueue, a wiped
+/// Redis, a crashed worker). Returns how many were re-enqueued.
+pub async fn sweep(core: &Core) -> Result<usize, JobError> {
+    let cutoff = Utc::now()
+        - chrono::Duration::from_std(core.config.stuck_after)
+            .unwrap_or(chrono::Duration::minutes(2));
+    let stuck = file::Entity::find()
+        .filter(file::Column::Status.is_in([status::QUARANTINED, status::VALIDATED]))
+        .filter(file::Column::UpdatedAt.lt(cutoff))
+        .all(&core.db)
+        .await?;
+    for row in &stuck {
+        // Touch first, so the next sweep waits a full period again.
+        touch(&core.db, row.id, &row.status).await?;
+        if row.status == status::QUARANTINED {
+            core.queue.enqueue_validate(row.id).await?;
+        } else {
+            core.queue.enqueue_encrypt(row.id).await?;
+        }
+    }
+    if !stuck.is_empty() {
+        tracing::info!(count = stuck.len(), "sweep re-enqueued stuck files");
+    }
+    Ok(stuck.len())
+}
+
+async fn touch(db: &impl ConnectionTrait, file_id: Uuid, from: &str) -> Result<(), sea_orm::DbErr> {
+    file::Entity::update_many()
+        .col_expr(file::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(file::Column::Id.eq(file_id))
+        .filter(file::Column::Status.eq(from))
+        .exec(db)
+        .await?;
+    Ok(())
+}

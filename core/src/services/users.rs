@@ -1,0 +1,313 @@
+//! Accounts and sessions.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _, SqlErr,
+    TransactionTrait as _,
+};
+use secrecy::SecretString;
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+
+use entity::{session, user};
+
+use crate::audit::{Actor, Event, Outcome, RequestMeta};
+use crate::types::{EmailAddress, Token};
+use crate::{Core, ServiceError, ServiceResult, password};
+
+const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+const LOGIN_FAILURES_PER_EMAIL: u32 = 10;
+const LOGIN_FAILURES_PER_IP: u32 = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "admin",
+        }
+    }
+
+    fn from_db(value: &str) -> Self {
+        if value == "admin" {
+            Self::Admin
+        } else {
+            Self::User
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+}
+
+impl User {
+    /// The audit actor this user acts as.
+    pub fn actor(&self) -> Actor {
+        match self.role {
+            Role::Admin => Actor::Admin(self.id),
+            Role::User => Actor::User(self.id),
+        }
+    }
+}
+
+impl From<user::Model> for User {
+    fn from(m: user::Model) -> Self {
+        Self {
+            id: m.id,
+            email: m.email,
+            role: Role::from_db(&m.role),
+        }
+    }
+}
+
+/// A signed-in user, as proven by a bearer token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: Uuid,
+    pub user: User,
+}
+
+pub async fn signup(
+    core: &Core,
+    email: &str,
+    password: SecretString,
+    meta: &RequestMeta,
+) -> ServiceResult<User> {
+    use secrecy::ExposeSecret as _;
+    let email = EmailAddress::parse(email)?;
+    password::check_strength(password.expose_secret())?;
+    let hash = password::hash(password).await?;
+    create_user(core, &email, hash, Role::User, meta).await
+}
+
+async fn create_user(
+    core: &Core,
+    email: &EmailAddress,
+    hash: String,
+    role: Role,
+    meta: &RequestMeta,
+) -> ServiceResult<User> {
+    let id = Uuid::now_v7();
+    let txn = core.db.begin().await?;
+    let inserted = user::Entity::insert(user::ActiveModel {
+        id: Set(id),
+        email: Set(email.as_str().to_owned()),
+        password_hash: Set(hash),
+        role: Set(role.as_str().to_owned()),
+        disabled: Set(false),
+        created_at: Set(Utc::now()),
+    })
+    .exec(&txn)
+    .await;
+    if let Err(err) = inserted {
+        return Err(match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => {
+                ServiceError::Conflict("an account with this email address already exists".into())
+            }
+            _ => err.into(),
+        });
+    }
+    Event::new("user.signup", Actor::User(id))
+        .target("user", id)
+        .details(serde_json::json!({ "email": email.as_str(), "role": role.as_str() }))
+        .from(meta)
+        .record(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(User {
+        id,
+        email: email.as_str().to_owned(),
+        role,
+    })
+}
+
+fn limiter_keys(email: &str, meta: &RequestMeta) -> [String; 2] {
+    let email_key = hex::encode(&Sha256::digest(email.trim().to_lowercase().as_bytes())[..16]);
+    [
+        format!("login:email:{email_key}"),
+        format!("login:ip:{}", meta.ip.as_deref().unwrap_or("unknown")),
+    ]
+}
+
+/// Checks the password and opens a session. Unknown email, wrong password and disabled account
+/// look the same from outside (same error, a hash verified either way).
+pub async fn login(
+    core: &Core,
+    email: &str,
+    password: SecretString,
+    meta: &RequestMeta,
+) -> ServiceResult<(Token, DateTime<Utc>)> {
+    let [email_key, ip_key] = limiter_keys(email, meta);
+    for (key, limit) in [
+        (&email_key, LOGIN_FAILURES_PER_EMAIL),
+        (&ip_key, LOGIN_FAILURES_PER_IP),
+    ] {
+        if let Some(retry_after) = core.limiter.blocked(key, limit).await? {
+            return Err(ServiceError::RateLimited { retry_after });
+        }
+    }
+
+    let account = match EmailAddress::parse(email) {
+        Ok(parsed) => {
+            user::Entity::find()
+                .filter(user::Column::Email.eq(parsed.as_str()))
+                .one(&core.db)
+                .await?
+        }
+        Err(_) => None,
+    };
+    let stored = account.as_ref().map_or_else(
+        || password::dummy_hash().to_owned(),
+        |a| a.password_hash.clone(),
+    );
+    let matches = password::verify(password, stored).await?;
+
+    let account = match account {
+        Some(a) if matches && !a.disabled => a,
+        other => {
+            let reason = match &other {
+                None => "unknown email",
+                Some(a) if a.disabled => "account disabled",
+                Some(_) => "wrong password",
+            };
+            core.limiter.record(&email_key, LOGIN_WINDOW).await?;
+            core.limiter.record(&ip_key, LOGIN_WINDOW).await?;
+            let mut event = Event::new("user.login_failed", Actor::Anonymous)
+                .outcome(Outcome::Denied)
+                .details(serde_json::json!({ "email": email.chars().take(254).collect::<String>(), "reason": reason }))
+                .from(meta);
+            if let Some(a) = &other {
+                event = event.target("user", a.id);
+            }
+            event.record(&core.db).await?;
+            return Err(ServiceError::Unauthorized);
+        }
+    };
+
+    let token = Token::generate();
+    let now = Utc::now();
+    let expires_at = now
+        + chrono::Duration::from_std(core.config.session_ttl)
+            .unwrap_or(chrono::Duration::hours(12));
+    let user = User::from(account);
+    let txn = core.db.begin().await?;
+    session::Entity::insert(session::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user.id),
+        token_hash: Set(token.hash()),
+        created_at: Set(now),
+        expires_at: Set(expires_at),
+        revoked_at: Set(None),
+    })
+    .exec(&txn)
+    .await?;
+    Event::new("user.login", user.actor())
+        .target("user", user.id)
+        .from(meta)
+        .record(&txn)
+        .await?;
+    txn.commit().await?;
+    core.limiter.clear(&email_key).await?;
+    Ok((token, expires_at))
+}
+
+/// Resolves a bearer token to its live session.
+pub async fn authenticate(core: &Core, raw_token: &str) -> ServiceResult<Session> {
+    let token = Token::parse(raw_token).ok_or(ServiceError::Unauthorized)?;
+    let found = session::Entity::find()
+        .filter(session::Column::TokenHash.eq(token.hash()))
+        .one(&core.db)
+        .await?
+        .ok_or(ServiceError::Unauthorized)?;
+    if found.revoked_at.is_some() || found.expires_at <= Utc::now() {
+        return Err(ServiceError::Unauthorized);
+    }
+    let account = user::Entity::find_by_id(found.user_id)
+        .one(&core.db)
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or(ServiceError::Unauthorized)?;
+    Ok(Session {
+        id: found.id,
+        user: account.into(),
+    })
+}
+
+pub async fn logout(core: &Core, session: &Session, meta: &RequestMeta) -> ServiceResult<()> {
+    let txn = core.db.begin().await?;
+    session::Entity::update_many()
+        .col_expr(
+            session::Column::RevokedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(session::Column::Id.eq(session.id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(&txn)
+        .await?;
+    Event::new("user.logout", session.user.actor())
+        .target("user", session.user.id)
+        .from(meta)
+        .record(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Creates the account as an admin, or promotes (and re-enables) an existing one. The password
+/// of an existing account is left alone.
+pub async fn ensure_admin(
+    core: &Core,
+    email: &EmailAddress,
+    password: SecretString,
+) -> ServiceResult<User> {
+    use secrecy::ExposeSecret as _;
+    let meta = RequestMeta::default();
+    if let Some(existing) = user::Entity::find()
+        .filter(user::Column::Email.eq(email.as_str()))
+        .one(&core.db)
+        .await?
+    {
+        if existing.role != Role::Admin.as_str() || existing.disabled {
+            let txn = core.db.begin().await?;
+            user::Entity::update_many()
+                .col_expr(
+                    user::Column::Role,
+                    sea_orm::sea_query::Expr::value(Role::Admin.as_str()),
+                )
+                .col_expr(
+                    user::Column::Disabled,
+                    sea_orm::sea_query::Expr::value(false),
+                )
+                .filter(user::Column::Id.eq(existing.id))
+                .exec(&txn)
+                .await?;
+            Event::new("admin.user_changed", Actor::System)
+                .target("user", existing.id)
+                .details(
+                    serde_json::json!({ "role": "admin", "disabled": false, "via": "bootstrap" }),
+                )
+                .record(&txn)
+                .await?;
+            txn.commit().await?;
+        }
+        return Ok(User {
+            id: existing.id,
+            email: existing.email,
+            role: Role::Admin,
+        });
+    }
+    password::check_strength(password.expose_secret())?;
+    let hash = password::hash(password).await?;
+    create_user(core, email, hash, Role::Admin, &meta).await
+}

@@ -1,0 +1,308 @@
+//! Sealed objects in an object store (a local directory or S3). Everything written here is
+//! stream-format ciphertext; plaintext exists only in memory, one chunk at a time.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt as _, TryStreamExt as _};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, WriteMultipart};
+use url::Url;
+use uuid::Uuid;
+
+use crate::crypto::stream::{ChunkReader, HEADER_LEN, Layout, Opener, Sealer};
+use crate::crypto::{CryptoError, SecretKey};
+
+/// Parts of a multipart upload; bounded concurrency keeps memory flat per transfer.
+const PART_SIZE: usize = 5 * 1024 * 1024;
+const PART_CONCURRENCY: usize = 2;
+
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Storage({})", self.store)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("object has {actual} bytes, expected {expected}")]
+    WrongSize { expected: u64, actual: u64 },
+    #[error("object not found")]
+    NotFound,
+    #[error("storage: {0}")]
+    Storage(#[from] object_store::Error),
+}
+
+impl ReadError {
+    /// True when the stored bytes themselves are wrong (tampering or corruption).
+    pub fn is_integrity(&self) -> bool {
+        matches!(
+            self,
+            Self::Crypto(_) | Self::WrongSize { .. } | Self::NotFound
+        )
+    }
+}
+
+pub fn quarantine_path(file_id: Uuid) -> Path {
+    Path::from(format!("quarantine/{file_id}"))
+}
+
+/// Each encryption run writes its own object, so a repeated job can never overwrite the blob
+/// that the database points to.
+pub fn blob_path(file_id: Uuid, seal_id: Uuid) -> Path {
+    Path::from(format!("blobs/{file_id}/{seal_id}"))
+}
+
+impl Storage {
+    pub fn from_url(url: &Url) -> anyhow::Result<Self> {
+        let store: Arc<dyn ObjectStore> = match url.scheme() {
+            "file" => {
+                let dir = url
+                    .to_file_path()
+                    .map_err(|()| anyhow::anyhow!("COFFER_STORAGE_URL: not a local path: {url}"))?;
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating storage directory {}", dir.display()))?;
+                Arc::new(
+                    LocalFileSystem::new_with_prefix(&dir)
+                        .with_context(|| format!("opening storage directory {}", dir.display()))?
+                        .with_automatic_cleanup(true),
+                )
+            }
+            "s3" => {
+                let bucket = url
+                    .host_str()
+                    .context("COFFER_STORAGE_URL: s3:// URL needs a bucket")?;
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .context(
+                        "configuring S3 storage from COFFER_STORAGE_URL and AWS_* variables",
+                    )?;
+                let prefix = url.path().trim_matches('/');
+                if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    Arc::new(PrefixStore::new(s3, prefix))
+                }
+            }
+            other => anyhow::bail!("COFFER_STORAGE_URL: unsupported scheme {other}"),
+        };
+        Ok(Self { store })
+    }
+
+    /// Starts sealing a new object at `path` under `key`.
+    pub async fn create_sealed(
+        &self,
+        path: Path,
+        key: &SecretKey,
+        file_id: Uuid,
+    ) -> Result<SealedWriter, object_store::Error> {
+        let upload = self.store.put_multipart(&path).await?;
+        let mut upload = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let (sealer, header) = Sealer::new(key, file_id);
+        upload.put(Bytes::copy_from_slice(&header));
+        Ok(SealedWriter {
+            upload,
+            sealer,
+            sealed: Vec::new(),
+        })
+    }
+
+    /// Streams the plaintext bytes `start..=end` (or all) of a sealed object, opening only the
+    /// chunks that cover them. Any tampering ends the stream with an error.
+    pub async fn read_sealed(
+        &self,
+        path: &Path,
+        key: &SecretKey,
+        file_id: Uuid,
+        plaintext_len: u64,
+        range: Option<(u64, u64)>,
+    ) -> Result<BoxStream<'static, Result<Bytes, ReadError>>, ReadError> {
+        let layout = Layout::new(plaintext_len);
+        let (start, end) = match range {
+            Some(range) => range,
+            None if plaintext_len == 0 => (0, 0),
+            None => (0, plaintext_len - 1),
+        };
+        let chunks = layout.chunks_covering(start, end);
+        let (first, last) = (*chunks.start(), *chunks.end());
+        let sealed = layout.sealed_range(first, last);
+
+        // The header is needed first; when the range begins at chunk 0 it comes in the same read.
+        let (header, body) = if first == 0 {
+            let mut body = self.get(path, 0..sealed.end, layout).await?;
+            let mut header = Vec::with_capacity(HEADER_LEN);
+            while header.len() < HEADER_LEN {
+                let Some(piece) = body.next().await else {
+                    return Err(CryptoError::Header.into());
+                };
+                let mut piece = piece?;
+                let take = (HEADER_LEN - header.len()).min(piece.len());
+                header.extend_from_slice(&piece.split_to(take));
+                if !piece.is_empty() {
+                    body = stream::once(async move { Ok(piece) }).chain(body).boxed();
+                }
+            }
+            (header, body)
+        } else {
+            let header = self.get(path, 0..HEADER_LEN as u64, layout).await?;
+            let header: Vec<Bytes> = header.try_collect().await?;
+            (
+                header.concat(),
+                self.get(path, sealed.clone(), layout).await?,
+            )
+        };
+        let opener = Opener::new(key, file_id, &header)?;
+        let reader = ChunkReader::new(opener, layout, first, last);
+
+        // Trim the first and last opened chunks to the requested bytes.
+        let skip = (start - first * crate::crypto::stream::CHUNK_SIZE as u64) as usize;
+        let want = if plaintext_len == 0 {
+            0
+        } else {
+            end - start + 1
+        };
+        let state = (body, Some(reader), skip, want);
+        let plain = stream::try_unfold(
+            state,
+            |(mut body, mut reader, mut skip, mut want)| async move {
+                loop {
+                    let Some(open) = reader.as_mut() else {
+                        return Ok(None);
+                    };
+                    match body.next().await {
+                        Some(piece) => {
+                            let mut opened = Vec::new();
+                            open.update(&piece?, &mut opened)?;
+                            let mut out = Vec::with_capacity(opened.len());
+                            for chunk in opened {
+                                let mut chunk = Bytes::from(chunk);
+                                let drop = skip.min(chunk.len());
+                                let _ = chunk.split_to(drop);
+                                skip -= drop;
+                                chunk.truncate(want.min(chunk.len() as u64) as usize);
+                                want -= chunk.len() as u64;
+                                if !chunk.is_empty() {
+                                    out.push(chunk);
+                                }
+                            }
+                            if !out.is_empty() {
+                                let joined = if out.len() == 1 {
+                                    out.remove(0)
+                                } else {
+                                    Bytes::from(out.concat())
+                                };
+                                return Ok(Some((joined, (body, reader, skip, want))));
+                            }
+                        }
+                        None => {
+                            reader.take().map(ChunkReader::finish).transpose()?;
+                            return Ok(None);
+                        }
+                    }
+                }
+            },
+        );
+        Ok(plain.boxed())
+    }
+
+    async fn get(
+        &self,
+        path: &Path,
+        range: std::ops::Range<u64>,
+        layout: Layout,
+    ) -> Result<BoxStream<'static, Result<Bytes, ReadError>>, ReadError> {
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..GetOptions::default()
+        };
+        let result = match self.store.get_opts(path, options).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Err(ReadError::NotFound),
+            Err(err) => return Err(err.into()),
+        };
+        if result.meta.size != layout.sealed_len() {
+            return Err(ReadError::WrongSize {
+                expected: layout.sealed_len(),
+                actual: result.meta.size,
+            });
+        }
+        Ok(result.into_stream().map_err(ReadError::from).boxed())
+    }
+
+    /// Deletes an object; one that is already gone is fine.
+    pub async fn delete(&self, path: &Path) -> Result<(), object_store::Error> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Lists object paths under a prefix (for sweeps and tests).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Path>, object_store::Error> {
+        let prefix = Path::from(prefix);
+        self.store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+    }
+
+    /// A cheap round trip for readiness checks.
+    pub async fn check(&self) -> Result<(), object_store::Error> {
+        let mut listing = self.store.list(Some(&Path::from("blobs")));
+        listing.next().await.transpose()?;
+        Ok(())
+    }
+}
+
+/// An object being sealed as plaintext arrives.
+pub struct SealedWriter {
+    upload: WriteMultipart,
+    sealer: Sealer,
+    sealed: Vec<Vec<u8>>,
+}
+
+impl SealedWriter {
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), SealError> {
+        self.sealer.update(data, &mut self.sealed)?;
+        for chunk in self.sealed.drain(..) {
+            self.upload.wait_for_capacity(PART_CONCURRENCY).await?;
+            self.upload.put(Bytes::from(chunk));
+        }
+        Ok(())
+    }
+
+    pub async fn finish(mut self) -> Result<(), SealError> {
+        let last = self.sealer.finish()?;
+        self.upload.put(Bytes::from(last));
+        self.upload.finish().await?;
+        Ok(())
+    }
+
+    /// Abandons the object; nothing is left behind.
+    pub async fn abort(self) {
+        if let Err(err) = self.upload.abort().await {
+            tracing::warn!(error = %err, "aborting a partial upload failed");
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("storage: {0}")]
+    Storage(#[from] object_store::Error),
+}

@@ -1,0 +1,227 @@
+//! Domain values parsed once at the edge and trusted inside.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
+use sha2::{Digest as _, Sha256};
+
+/// Why a value was refused, worded for the person who sent it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+fn invalid(message: impl Into<String>) -> Invalid {
+    Invalid(message.into())
+}
+
+/// A syntactically plausible, normalised (trimmed, lower-case) email address without any
+/// character that could inject a header.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let email = raw.trim().to_lowercase();
+        if email.len() > 254 {
+            return Err(invalid("email address is longer than 254 characters"));
+        }
+        if email
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "<>,;\"()[]\\".contains(c))
+        {
+            return Err(invalid(
+                "email address contains spaces, control characters or punctuation that addresses cannot hold",
+            ));
+        }
+        let (local, domain) = email
+            .rsplit_once('@')
+            .ok_or_else(|| invalid("email address needs an @"))?;
+        if local.is_empty() || local.len() > 64 || domain.is_empty() || local.contains('@') {
+            return Err(invalid(
+                "email address needs one @ with a name before it and a domain after it",
+            ));
+        }
+        if domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
+            return Err(invalid("email address has a malformed domain"));
+        }
+        if email.parse::<lettre::Address>().is_err() {
+            return Err(invalid("email address is not valid"));
+        }
+        Ok(Self(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A file's display name: no path, no control or bidi-override characters, at most 255 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName(String);
+
+impl FileName {
+    pub const MAX_BYTES: usize = 255;
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err(invalid("file name is empty"));
+        }
+        if name.len() > Self::MAX_BYTES {
+            return Err(invalid(format!(
+                "file name is longer than {} bytes",
+                Self::MAX_BYTES
+            )));
+        }
+        if name.contains(['/', '\\']) {
+            return Err(invalid("file name must not contain a path (/ or \\)"));
+        }
+        if name == "." || name == ".." {
+            return Err(invalid("file name must not be . or .."));
+        }
+        if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+            return Err(invalid(
+                "file name contains control or text-direction characters",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Lower-case extension after the last dot, if any.
+    pub fn extension(&self) -> Option<String> {
+        let (stem, ext) = self.0.rsplit_once('.')?;
+        (!stem.is_empty() && !ext.is_empty()).then(|| ext.to_ascii_lowercase())
+    }
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}')
+}
+
+impl fmt::Display for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A bearer secret (session or share token): 32 random bytes, base64url. Only its SHA-256
+/// is ever stored; `Debug` does not print it.
+pub struct Token(String);
+
+impl Token {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let token = Self(URL_SAFE_NO_PAD.encode(bytes));
+        zeroize::Zeroize::zeroize(&mut bytes);
+        token
+    }
+
+    /// Accepts only the shape Coffer issues, so junk never reaches the database.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = raw.len() == 43
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(raw.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> Vec<u8> {
+        Sha256::digest(self.0.as_bytes()).to_vec()
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(…)")
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_header_safe() {
+        assert_eq!(
+            EmailAddress::parse(" Ann@Example.ORG ")
+                .expect("ok")
+                .as_str(),
+            "ann@example.org"
+        );
+        for bad in [
+            "",
+            "ann",
+            "@x.org",
+            "ann@",
+            "a b@x.org",
+            "ann@x.org\r\nBcc: eve@x.org",
+            "ann@x..org",
+            "<ann@x.org>",
+            "a@b@c.org",
+        ] {
+            assert!(EmailAddress::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn file_names_refuse_paths_and_controls() {
+        assert_eq!(
+            FileName::parse("report 2026.PDF")
+                .expect("ok")
+                .extension()
+                .as_deref(),
+            Some("pdf")
+        );
+        assert_eq!(FileName::parse(".bashrc").expect("ok").extension(), None);
+        for bad in [
+            "",
+            "  ",
+            "../etc/passwd",
+            "a/b",
+            "a\\b",
+            "..",
+            "a\nb",
+            "a\u{202E}fdp.exe",
+            &"x".repeat(256),
+        ] {
+            assert!(FileName::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(
+            FileName::parse("<script>alert(1)</script>.txt").is_ok(),
+            "escaped on output, not refused"
+        );
+    }
+
+    #[test]
+    fn tokens_have_one_shape_and_hide_in_debug() {
+        let token = Token::generate();
+        assert_eq!(token.expose().len(), 43);
+        assert!(Token::parse(token.expose()).is_some());
+        assert!(Token::parse("short").is_none());
+        assert!(!format!("{token:?}").contains(token.expose()));
+        assert_eq!(token.hash().len(), 32);
+    }
+}

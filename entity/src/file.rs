@@ -1,0 +1,29 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "files")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub size: i64,
+    pub content_type: Option<String>,
+    pub sha256: String,
+    pub status: String,
+    pub reject_reason: Option<String>,
+    pub quarantine_key: Option<Vec<u8>>,
+    pub quarantine_kek_version: Option<i32>,
+    pub dek: Option<Vec<u8>>,
+    pub dek_kek_version: Option<i32>,
+    /// Names the object this file's current blob lives in: `blobs/{id}/{blob_id}`.
+    pub blob_id: Option<Uuid>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub ready_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,107 @@
+//! Starting and stopping Coffer's roles (API, workers) in one process; shared by the binary and
+//! the end-to-end tests.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use coffer_core::{Config, Core};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use coffer_core;
+
+/// Which parts of the service this process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    pub api: bool,
+    pub workers: bool,
+}
+
+impl Roles {
+    pub const ALL: Self = Self {
+        api: true,
+        workers: true,
+    };
+    pub const API: Self = Self {
+        api: true,
+        workers: false,
+    };
+    pub const WORKERS: Self = Self {
+        api: false,
+        workers: true,
+    };
+}
+
+/// A started service.
+pub struct Running {
+    /// Where the API listens, if this process serves it.
+    pub addr: Option<SocketAddr>,
+    pub core: Core,
+    stop: CancellationToken,
+    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+}
+
+/// Connects, migrates, bootstraps the admin, and starts the requested roles.
+pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
+    let core = Core::build(config, true).await?;
+    if let Some(admin) = &core.config.admin {
+        coffer_core::services::users::ensure_admin(&core, &admin.email, admin.password.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("COFFER_ADMIN_EMAIL/COFFER_ADMIN_PASSWORD: {e}"))?;
+    }
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let mut addr = None;
+    if roles.api {
+        let (acceptor, local) = coffer_api::bind(core.config.bind)
+            .await
+            .with_context(|| format!("listening on {} (COFFER_BIND)", core.config.bind))?;
+        addr = Some(local);
+        let (core, stop) = (core.clone(), stop.clone());
+        tasks.push((
+            "api",
+            tokio::spawn(async move {
+                coffer_api::serve(core, acceptor, async move { stop.cancelled().await })
+                    .await
+                    .context("HTTP server")
+            }),
+        ));
+    }
+    if roles.workers {
+        let (core, stop) = (core.clone(), stop.clone());
+        tasks.push((
+            "workers",
+            tokio::spawn(async move {
+                coffer_worker::run(core, async move { stop.cancelled().await }).await
+            }),
+        ));
+    }
+    Ok(Running {
+        addr,
+        core,
+        stop,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Stops accepting work, lets what runs finish, and waits for every role to end.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.wait().await
+    }
+
+    /// Waits until every role has ended (after a stop, or on a fatal error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        for (name, task) in self.tasks {
+            task.await
+                .with_context(|| format!("{name} task panicked"))??;
+        }
+        Ok(())
+    }
+
+    /// A handle that stops the service when cancelled.
+    pub fn stopper(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+}

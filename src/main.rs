@@ -1,0 +1,189 @@
+//! `coffer`: one binary for every role. CLI wiring only.
+
+use std::io::BufRead as _;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use coffer::{Roles, coffer_core};
+use coffer_core::Config;
+use coffer_core::crypto::KeyringSource;
+use secrecy::SecretString;
+
+#[derive(Parser)]
+#[command(name = "coffer", version, about = "Self-hosted secure file sharing")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// API and workers in one process (the default)
+    Serve,
+    /// Only the HTTP API
+    Api,
+    /// Only the background workers
+    Worker,
+    /// Apply database migrations and exit
+    Migrate,
+    /// Administer accounts
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin account, or promote an existing one; reads the password from stdin
+    Create {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("COFFER_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("info,sqlx=warn,sea_orm=warn,apalis=warn,apalis_core=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("COFFER_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = terminate => {} }
+    tracing::info!("shutting down: finishing in-flight work");
+}
+
+fn banner(running: &coffer::Running) {
+    let config = &running.core.config;
+    if let Some(addr) = running.addr {
+        let base = config.public_url.as_str().trim_end_matches('/');
+        println!("Coffer is listening on http://{addr}");
+        println!("  Swagger UI:  {base}/docs   (OpenAPI document: {base}/openapi.json)");
+    }
+    println!("  database:    {}", redact(&config.database_url));
+    println!("  storage:     {}", config.storage_url);
+    println!(
+        "  queue:       {}",
+        if config.redis_url.is_some() {
+            "Redis"
+        } else {
+            "embedded (SQLite in the data dir)"
+        }
+    );
+    match &running.core.keyring_source {
+        KeyringSource::Environment => println!("  master keys: COFFER_MASTER_KEYS"),
+        KeyringSource::File(path) => println!("  master keys: {}", path.display()),
+        KeyringSource::Generated(path) => {
+            println!(
+                "  master keys: {} (NEW: generated now; back this file up, it cannot be recovered)",
+                path.display()
+            );
+        }
+    }
+    if config.is_embedded_database() {
+        println!(
+            "  data dir:    {}",
+            std::path::absolute(&config.data_dir)
+                .unwrap_or_else(|_| config.data_dir.clone())
+                .display()
+        );
+    }
+}
+
+/// Hides a password in a database URL.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    let roles = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => Roles::ALL,
+        Command::Api => Roles::API,
+        Command::Worker => Roles::WORKERS,
+        Command::Migrate => {
+            let db = coffer_core::db::connect(&config.database_url).await?;
+            coffer_core::db::migrate(&db).await?;
+            println!("migrations applied");
+            return Ok(());
+        }
+        Command::Admin {
+            command: AdminCommand::Create { email },
+        } => {
+            let email = coffer_core::types::EmailAddress::parse(&email)
+                .map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+            eprintln!("password for {email} (one line on stdin):");
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            let password = SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned());
+            let core = coffer_core::Core::build(config, true).await?;
+            let user = coffer_core::services::users::ensure_admin(&core, &email, password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{} is an admin (id {})", user.email, user.id);
+            return Ok(());
+        }
+    };
+    let running = coffer::start(config, roles).await?;
+    banner(&running);
+    let stopper = running.stopper();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stopper.cancel();
+    });
+    running.wait().await
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("coffer: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("coffer: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("coffer: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
