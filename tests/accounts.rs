@@ -1,0 +1,213 @@
+//! Sign-up, login, the current user, logout, and the errors around them.
+
+mod common;
+
+use common::{TestApp, Topology, problem};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn signup_login_me_logout(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+
+    let created = app
+        .signup("Ann@Example.org", "correct horse battery staple")
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let account: Value = created.json().await.expect("json");
+    assert_eq!(account["email"], "ann@example.org");
+    assert_eq!(account["role"], "user");
+    assert!(account.get("password_hash").is_none());
+
+    let login = app
+        .login("ann@example.org", "correct horse battery staple")
+        .await;
+    assert_eq!(login.status(), StatusCode::OK);
+    let session: Value = login.json().await.expect("json");
+    let token = session["token"].as_str().expect("token").to_owned();
+    assert!(session["expires_at"].as_str().is_some());
+
+    let me = app.get("/api/v1/me", &token).await;
+    assert_eq!(me.status(), StatusCode::OK);
+    let me: Value = me.json().await.expect("json");
+    assert_eq!(me["id"], account["id"]);
+
+    let logout = app
+        .post_json("/api/v1/auth/logout", &json!({}), Some(&token))
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    problem(
+        app.get("/api/v1/me", &token).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+
+    let actions: Vec<String> = app
+        .audit_actions()
+        .await
+        .into_iter()
+        .map(|(a, _, _)| a)
+        .collect();
+    assert_eq!(actions, ["user.signup", "user.login", "user.logout"]);
+    app.stop().await;
+}
+
+async fn signup_rejects_bad_input_and_duplicates(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    assert_eq!(
+        app.signup("bob@example.org", "long enough password")
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+
+    let dup = problem(
+        app.signup("BOB@example.org", "another long password").await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        dup["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("already exists"))
+    );
+    problem(
+        app.signup("not-an-email", "long enough password").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    problem(
+        app.signup("eve@example.org\r\nBcc: x@y.z", "long enough password")
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let short = problem(
+        app.signup("carol@example.org", "short").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(
+        short["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("at least 10"))
+    );
+
+    // Malformed JSON, wrong types and unknown fields are 400s, never 500s.
+    for body in [
+        "{",
+        "[]",
+        r#"{"email": ["a@b.org"], "password": "x"}"#,
+        r#"{"email":"a@b.org","password":"long enough pw","admin":true}"#,
+    ] {
+        let response = app
+            .http
+            .post(app.url("/api/v1/auth/signup"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        problem(response, StatusCode::BAD_REQUEST).await;
+    }
+    app.stop().await;
+}
+
+async fn login_failures_look_alike_and_are_rate_limited(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let user = app.user().await;
+
+    let wrong = problem(
+        app.login(&user.email, "wrong password!!").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let unknown = problem(
+        app.login("nobody@example.org", "wrong password!!").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(
+        wrong, unknown,
+        "unknown accounts and wrong passwords must be indistinguishable"
+    );
+
+    // Ten failures per address per window; the eleventh attempt is refused before checking.
+    for _ in 0..9 {
+        assert_eq!(
+            app.login(&user.email, "wrong password!!").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let limited = app.login(&user.email, "correct horse battery staple").await;
+    let retry_after: u64 = limited
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After header");
+    assert!((1..=900).contains(&retry_after));
+    problem(limited, StatusCode::TOO_MANY_REQUESTS).await;
+
+    let failed = app
+        .audit_actions()
+        .await
+        .into_iter()
+        .filter(|(a, _, _)| a == "user.login_failed")
+        .count();
+    assert_eq!(failed, 11);
+    app.stop().await;
+}
+
+async fn bearer_tokens_are_checked(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let anonymous = app
+        .http
+        .get(app.url("/api/v1/me"))
+        .send()
+        .await
+        .expect("request");
+    let body = problem(anonymous, StatusCode::UNAUTHORIZED).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("Bearer"))
+    );
+    for token in ["garbage", "x".repeat(43).as_str(), "Zm9v"] {
+        problem(app.get("/api/v1/me", token).await, StatusCode::UNAUTHORIZED).await;
+    }
+    app.stop().await;
+}
+
+async fn bootstrap_admin_from_environment(topology: Topology) {
+    let app = TestApp::spawn_with(
+        topology,
+        &[
+            ("COFFER_ADMIN_EMAIL", "root@example.org"),
+            ("COFFER_ADMIN_PASSWORD", "admin password 123"),
+        ],
+        coffer::Roles::ALL,
+    )
+    .await;
+    let login = app.login("root@example.org", "admin password 123").await;
+    assert_eq!(login.status(), StatusCode::OK);
+    let token = login.json::<Value>().await.expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let me: Value = app
+        .get("/api/v1/me", &token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["role"], "admin");
+    app.stop().await;
+}
+
+both_topologies!(
+    signup_login_me_logout,
+    signup_rejects_bad_input_and_duplicates,
+    login_failures_look_alike_and_are_rate_limited,
+    bearer_tokens_are_checked,
+    bootstrap_admin_from_environment,
+);

@@ -1,0 +1,421 @@
+//! The end-to-end harness: a real Coffer per test, on its own port, data dir, database and
+//! Redis namespace, driven over HTTP.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use coffer::coffer_core::{Config, Core};
+use coffer::{Roles, Running};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// SQLite, embedded queue, local blobs: what `cargo run` gives a new user.
+    Embedded,
+    /// PostgreSQL and Redis (blobs stay local until the S3 issue).
+    Production,
+}
+
+/// Runs an async test body once per topology: the embedded one always, the production one
+/// only with `--include-ignored` (it needs PostgreSQL and Redis).
+#[macro_export]
+macro_rules! both_topologies {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Topology::Embedded).await;
+                }
+            )*
+        }
+        mod production {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379"]
+                async fn $name() {
+                    super::$name($crate::common::Topology::Production).await;
+                }
+            )*
+        }
+    };
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("COFFER_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("COFFER_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The backing services of one test: created on spawn, removed on stop.
+pub struct Environment {
+    pub topology: Topology,
+    pub data: tempfile::TempDir,
+    pub vars: Vec<(String, String)>,
+    pg_database: Option<String>,
+    redis_namespace: Option<String>,
+}
+
+impl Environment {
+    pub async fn new(topology: Topology, extra: &[(&str, &str)]) -> Self {
+        let data = tempfile::tempdir().expect("temp data dir");
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let mut vars: Vec<(String, String)> = vec![
+            ("COFFER_BIND".into(), "127.0.0.1:0".into()),
+            ("COFFER_DATA_DIR".into(), data.path().display().to_string()),
+            ("COFFER_POLL_INTERVAL_MS".into(), "20".into()),
+        ];
+        let (mut pg_database, mut redis_namespace) = (None, None);
+        if topology == Topology::Production {
+            let name = format!("coffer_test_{unique}");
+            let admin = sea_orm::Database::connect(format!("{}/postgres", pg_admin_url()))
+                .await
+                .expect("PostgreSQL is reachable (COFFER_TEST_POSTGRES)");
+            sea_orm::ConnectionTrait::execute_unprepared(
+                &admin,
+                &format!("CREATE DATABASE {name}"),
+            )
+            .await
+            .expect("create test database");
+            admin.close().await.ok();
+            vars.push((
+                "COFFER_DATABASE_URL".into(),
+                format!("{}/{name}", pg_admin_url()),
+            ));
+            vars.push(("COFFER_REDIS_URL".into(), redis_url()));
+            let ns = format!("coffer-test-{unique}");
+            vars.push(("COFFER_REDIS_NAMESPACE".into(), ns.clone()));
+            pg_database = Some(name);
+            redis_namespace = Some(ns);
+        }
+        for (k, v) in extra {
+            vars.retain(|(existing, _)| existing != k);
+            vars.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        Self {
+            topology,
+            data,
+            vars,
+            pg_database,
+            redis_namespace,
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        Config::from_vars(self.vars.clone()).expect("test configuration is valid")
+    }
+
+    pub async fn start(&self, roles: Roles) -> Running {
+        coffer::start(self.config(), roles)
+            .await
+            .expect("service starts")
+    }
+
+    /// Drops the test database and Redis keys.
+    pub async fn cleanup(self) {
+        if let Some(name) = self.pg_database {
+            if let Ok(admin) =
+                sea_orm::Database::connect(format!("{}/postgres", pg_admin_url())).await
+            {
+                let _ = sea_orm::ConnectionTrait::execute_unprepared(
+                    &admin,
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                )
+                .await;
+                admin.close().await.ok();
+            }
+        }
+        if let Some(ns) = self.redis_namespace {
+            if let Ok(client) = redis::Client::open(redis_url()) {
+                if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{ns}:*"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: Result<(), _> =
+                            redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A running Coffer and an HTTP client for it.
+pub struct TestApp {
+    pub env: Environment,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub running: Vec<Running>,
+}
+
+pub struct User {
+    pub email: String,
+    pub token: String,
+}
+
+impl TestApp {
+    pub async fn spawn(topology: Topology) -> Self {
+        Self::spawn_with(topology, &[], Roles::ALL).await
+    }
+
+    pub async fn spawn_with(topology: Topology, extra: &[(&str, &str)], roles: Roles) -> Self {
+        let env = Environment::new(topology, extra).await;
+        let running = env.start(roles).await;
+        let addr = running.addr.expect("API role listens");
+        Self {
+            env,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("client"),
+            running: vec![running],
+        }
+    }
+
+    pub fn core(&self) -> &Core {
+        &self.running[0].core
+    }
+
+    /// Starts the workers in this process too (for tests that hold them back at first).
+    pub async fn start_workers(&mut self) {
+        let workers = self.env.start(Roles::WORKERS).await;
+        self.running.push(workers);
+    }
+
+    pub async fn stop(self) {
+        for running in self.running {
+            running.stop().await.expect("clean shutdown");
+        }
+        self.env.cleanup().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> Response {
+        let mut req = self.http.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn signup(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/v1/auth/signup",
+            &json!({ "email": email, "password": password }),
+            None,
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/v1/auth/login",
+            &json!({ "email": email, "password": password }),
+            None,
+        )
+        .await
+    }
+
+    /// A fresh account, signed in.
+    pub async fn user(&self) -> User {
+        let email = format!("user-{}@example.org", uuid::Uuid::new_v4().simple());
+        let password = "correct horse battery staple";
+        assert_eq!(
+            self.signup(&email, password).await.status(),
+            StatusCode::CREATED
+        );
+        let login = self.login(&email, password).await;
+        assert_eq!(login.status(), StatusCode::OK);
+        let body: Value = login.json().await.expect("json");
+        User {
+            email,
+            token: body["token"].as_str().expect("token").to_owned(),
+        }
+    }
+
+    /// `PUT /api/v1/files/{name}` with a raw body.
+    pub async fn put_file(&self, user: &User, name: &str, bytes: Vec<u8>) -> Response {
+        let encoded = percent_encode(name);
+        self.http
+            .put(self.url(&format!("/api/v1/files/{encoded}")))
+            .bearer_auth(&user.token)
+            .body(bytes)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST /api/v1/files` with the file in part `file`.
+    pub async fn post_file(&self, user: &User, name: &str, bytes: Vec<u8>) -> Response {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        self.http
+            .post(self.url("/api/v1/files"))
+            .bearer_auth(&user.token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Uploads and returns the new file's id, asserting the 202.
+    pub async fn upload(&self, user: &User, name: &str, bytes: Vec<u8>) -> String {
+        let response = self.put_file(user, name, bytes).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::ACCEPTED,
+            "{:?}",
+            response.text().await
+        );
+        let body: Value = response.json().await.expect("json");
+        body["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn file(&self, user: &User, id: &str) -> Value {
+        let response = self.get(&format!("/api/v1/files/{id}"), &user.token).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("json")
+    }
+
+    /// Polls the file until its status is final (`ready` or `rejected`), within a deadline.
+    pub async fn wait_until_settled(&self, user: &User, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let file = self.file(user, id).await;
+            if matches!(file["status"].as_str(), Some("ready" | "rejected")) {
+                return file;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "file {id} did not settle: {file}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn download(&self, user: &User, id: &str) -> Response {
+        self.get(&format!("/api/v1/files/{id}/content"), &user.token)
+            .await
+    }
+
+    /// Audit actions recorded so far, in order.
+    pub async fn audit_actions(&self) -> Vec<(String, Option<String>, String)> {
+        use sea_orm::{EntityTrait as _, QueryOrder as _};
+        entity::audit_event::Entity::find()
+            .order_by_asc(entity::audit_event::Column::Id)
+            .all(&self.core().db)
+            .await
+            .expect("audit rows")
+            .into_iter()
+            .map(|e| (e.action, e.target_id, e.outcome))
+            .collect()
+    }
+
+    /// Object paths under the storage root.
+    pub async fn objects(&self, prefix: &str) -> Vec<String> {
+        self.core()
+            .storage
+            .list(prefix)
+            .await
+            .expect("list objects")
+            .into_iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+}
+
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Deterministic, incompressible-looking bytes.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    let mut x = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A small valid-looking PDF with the given bytes inside.
+pub fn pdf(body: &[u8]) -> Vec<u8> {
+    let mut out = b"%PDF-1.7\n".to_vec();
+    out.extend_from_slice(body);
+    out.extend_from_slice(b"\n%%EOF\n");
+    out
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    hits
+}
+
+pub async fn problem(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let body: Value = response.json().await.expect("problem json");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:coffer:problem:"))
+    );
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    body
+}
