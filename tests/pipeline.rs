@@ -1,0 +1,217 @@
+//! The quarantine pipeline's promises: no plaintext at rest, idempotent jobs, the sweep, and
+//! start-up checks of the keyring.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use coffer::Roles;
+use coffer::coffer_core::services::jobs;
+use common::{Environment, TestApp, Topology, files_containing, pattern};
+use reqwest::StatusCode;
+
+/// A marker that occurs nowhere else: if these bytes are on disk, plaintext leaked.
+fn marker() -> Vec<u8> {
+    format!("COFFER-PLAINTEXT-MARKER-{}", uuid::Uuid::new_v4().simple()).into_bytes()
+}
+
+async fn no_plaintext_reaches_disk(topology: Topology) {
+    let mut app = TestApp::spawn_with(topology, &[], Roles::API).await;
+    let user = app.user().await;
+    let marker = marker();
+    let mut content = Vec::new();
+    for i in 0..3000 {
+        content.extend_from_slice(format!("line {i}: ").as_bytes());
+        content.extend_from_slice(&marker);
+        content.push(b'\n');
+    }
+    let id = app.upload(&user, "notes.txt", content.clone()).await;
+
+    // Held in quarantine (no worker yet): sealed on disk, nowhere in plaintext.
+    assert_eq!(app.file(&user, &id).await["status"], "quarantined");
+    let data_dir = app.env.data.path().to_owned();
+    assert_eq!(files_containing(&data_dir, &marker), Vec::<String>::new());
+    assert!(!app.objects("quarantine").await.is_empty());
+
+    app.start_workers().await;
+    assert_eq!(app.wait_until_settled(&user, &id).await["status"], "ready");
+    let body = app.download(&user, &id).await.bytes().await.expect("body");
+    assert!(body[..] == content[..]);
+    assert_eq!(files_containing(&data_dir, &marker), Vec::<String>::new());
+    app.stop().await;
+}
+
+async fn repeated_and_concurrent_jobs_change_nothing(topology: Topology) {
+    let app = TestApp::spawn_with(topology, &[], Roles::API).await;
+    let user = app.user().await;
+    let content = pattern(200_000, 9);
+    let mut bytes = b"%PDF-1.4\n".to_vec();
+    bytes.extend_from_slice(&content);
+    let id = app.upload(&user, "twice.pdf", bytes.clone()).await;
+    let file_id = uuid::Uuid::parse_str(&id).expect("uuid");
+    let core = app.core().clone();
+
+    // Deliver each job more than once, the encrypt job twice at the same moment.
+    jobs::validate(&core, file_id).await.expect("validate");
+    jobs::validate(&core, file_id)
+        .await
+        .expect("validate again");
+    assert_eq!(app.file(&user, &id).await["status"], "validated");
+    let (a, b) = tokio::join!(jobs::encrypt(&core, file_id), jobs::encrypt(&core, file_id));
+    a.expect("encrypt");
+    b.expect("encrypt");
+    jobs::encrypt(&core, file_id).await.expect("encrypt again");
+    jobs::validate(&core, file_id)
+        .await
+        .expect("validate after ready");
+
+    assert_eq!(app.file(&user, &id).await["status"], "ready");
+    assert_eq!(
+        app.objects("blobs").await.len(),
+        1,
+        "exactly one blob survives"
+    );
+    assert!(app.objects("quarantine").await.is_empty());
+    let body = app.download(&user, &id).await.bytes().await.expect("body");
+    assert!(body[..] == bytes[..]);
+    let actions = app.audit_actions().await;
+    let count = |name: &str| actions.iter().filter(|(a, _, _)| a == name).count();
+    assert_eq!((count("file.validated"), count("file.encrypted")), (1, 1));
+    app.stop().await;
+}
+
+/// Removes every queued job, as a wiped Redis or a lost enqueue would.
+async fn lose_queued_jobs(env: &Environment) {
+    match env.topology {
+        Topology::Embedded => {
+            let path = env.data.path().join("queue.db");
+            let pool = sea_orm::sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .expect("queue db");
+            sea_orm::sqlx::query("DELETE FROM Jobs")
+                .execute(&pool)
+                .await
+                .expect("delete jobs");
+            pool.close().await;
+        }
+        Topology::Production => {
+            let ns = env
+                .vars
+                .iter()
+                .find(|(k, _)| k == "COFFER_REDIS_NAMESPACE")
+                .map(|(_, v)| v.clone())
+                .expect("namespace");
+            let client = redis::Client::open(common::redis_url()).expect("redis url");
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis");
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{ns}:*"))
+                .query_async(&mut conn)
+                .await
+                .expect("keys");
+            if !keys.is_empty() {
+                let _: () = redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("del");
+            }
+        }
+    }
+}
+
+async fn the_sweep_recovers_lost_jobs(topology: Topology) {
+    let settings = [
+        ("COFFER_SWEEP_STUCK_AFTER_SECS", "1"),
+        ("COFFER_SWEEP_INTERVAL_SECS", "1"),
+    ];
+    let mut app = TestApp::spawn_with(topology, &settings, Roles::API).await;
+    let user = app.user().await;
+    let id = app
+        .upload(&user, "lost.txt", b"the queue forgot me".to_vec())
+        .await;
+    lose_queued_jobs(&app.env).await;
+
+    app.start_workers().await;
+    let file = app.wait_until_settled(&user, &id).await;
+    assert_eq!(file["status"], "ready", "{file}");
+    app.stop().await;
+}
+
+async fn a_missing_master_key_version_stops_start_up(topology: Topology) {
+    use coffer::coffer_core::crypto::SecretKey;
+    let v1 = SecretKey::generate().to_base64();
+    let v2 = SecretKey::generate().to_base64();
+    let both = format!("1:{v1},2:{v2}");
+    let only_v1 = format!("1:{v1}");
+    let app = TestApp::spawn_with(topology, &[("COFFER_MASTER_KEYS", &only_v1)], Roles::ALL).await;
+    let user = app.user().await;
+    let id = app
+        .upload(&user, "kept.txt", b"wrapped under v1".to_vec())
+        .await;
+    assert_eq!(app.wait_until_settled(&user, &id).await["status"], "ready");
+    for running in &app.running {
+        running.stopper().cancel();
+    }
+
+    // The same database with a keyring that lacks version 1: refused, naming the version.
+    let mut vars = app.env.vars.clone();
+    vars.retain(|(k, _)| k != "COFFER_MASTER_KEYS");
+    vars.push(("COFFER_MASTER_KEYS".into(), format!("2:{v2}")));
+    let config = coffer::coffer_core::Config::from_vars(vars.clone()).expect("config");
+    let err = coffer::start(config, Roles::API)
+        .await
+        .err()
+        .expect("start-up refused");
+    assert!(err.to_string().contains("version(s) 1 are needed"), "{err}");
+
+    // With both versions it starts, and the file still reads back.
+    vars.retain(|(k, _)| k != "COFFER_MASTER_KEYS");
+    vars.push(("COFFER_MASTER_KEYS".into(), both));
+    let config = coffer::coffer_core::Config::from_vars(vars).expect("config");
+    let again = coffer::start(config, Roles::API).await.expect("starts");
+    let base = format!("http://{}", again.addr.expect("addr"));
+    let body = app
+        .http
+        .get(format!("{base}/api/v1/files/{id}/content"))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(body.status(), StatusCode::OK);
+    assert_eq!(
+        body.bytes().await.expect("body").as_ref(),
+        b"wrapped under v1"
+    );
+    again.stop().await.expect("stop");
+    app.stop().await;
+}
+
+async fn small_files_settle_quickly(topology: Topology) {
+    // Not a benchmark: a guard against falling back to apalis's 30 s idle polling.
+    let app = TestApp::spawn(topology).await;
+    let user = app.user().await;
+    for i in 0..5 {
+        let started = Instant::now();
+        let id = app
+            .upload(&user, &format!("quick-{i}.txt"), b"quick".to_vec())
+            .await;
+        assert_eq!(app.wait_until_settled(&user, &id).await["status"], "ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+    app.stop().await;
+}
+
+both_topologies!(
+    no_plaintext_reaches_disk,
+    repeated_and_concurrent_jobs_change_nothing,
+    the_sweep_recovers_lost_jobs,
+    a_missing_master_key_version_stops_start_up,
+    small_files_settle_quickly,
+);
