@@ -104,7 +104,7 @@ async fn ranges_return_exact_bytes(topology: Topology) {
     assert_eq!(app.wait_until_settled(&user, &id).await["status"], "ready");
 
     let cases = [
-        (format!("bytes=0-9"), 0, 9),
+        ("bytes=0-9".to_owned(), 0, 9),
         (
             format!("bytes={}-{}", CHUNK - 5, CHUNK + 5),
             CHUNK - 5,

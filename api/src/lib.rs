@@ -15,23 +15,20 @@ use poem::middleware::SetHeader;
 use poem::{Endpoint, EndpointExt as _, Route, Server, get};
 use poem_openapi::OpenApiService;
 
-pub use routes::files::content_disposition;
-
-fn api_service(
-    public_url: &str,
-) -> OpenApiService<(routes::accounts::AccountsApi, routes::files::FilesApi), ()> {
+fn api_service() -> OpenApiService<(routes::accounts::AccountsApi, routes::files::FilesApi), ()> {
     OpenApiService::new(
         (routes::accounts::AccountsApi, routes::files::FilesApi),
         "Coffer",
         env!("CARGO_PKG_VERSION"),
     )
     .description("Secure file sharing: uploads are quarantined, validated and encrypted at rest.")
-    .server(format!("{}/api", public_url.trim_end_matches('/')))
+    // Relative, so "Try it out" works whatever host name the browser used.
+    .server("/api")
 }
 
 /// The whole HTTP surface, with `core` available to every handler.
 pub fn app(core: Core) -> impl Endpoint + 'static {
-    let api = api_service(core.config.public_url.as_str());
+    let api = api_service();
     let spec = api.spec_endpoint();
     let ui = api.swagger_ui();
     Route::new()
@@ -48,11 +45,6 @@ pub fn app(core: Core) -> impl Endpoint + 'static {
         )
         .data(core)
         .catch_all_error(problem::catch_all)
-}
-
-/// The OpenAPI document, for tools and tests.
-pub fn spec_json(public_url: &str) -> String {
-    api_service(public_url).spec()
 }
 
 /// Binds the listener (port 0 picks a free port).

@@ -183,7 +183,9 @@ mod tests {
         assert!(exe, "{mime}");
         let reason = reject_reason(&name("invoice.pdf"), &mime, exe, &all()).expect("rejected");
         assert!(reason.contains("executable"), "{reason}");
-        let (mime, exe) = sniff(b"\x7fELF\x02\x01\x01\x00", false);
+        let mut elf = b"\x7fELF\x02\x01\x01\x00".to_vec();
+        elf.resize(128, 0);
+        let (mime, exe) = sniff(&elf, false);
         assert!(exe && reject_reason(&name("x.txt"), &mime, exe, &all()).is_some());
     }
 

@@ -10,20 +10,27 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, WriteMultipart};
+use object_store::{
+    GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt as _, WriteMultipart,
+};
 use url::Url;
 use uuid::Uuid;
 
 use crate::crypto::stream::{ChunkReader, HEADER_LEN, Layout, Opener, Sealer};
 use crate::crypto::{CryptoError, SecretKey};
 
-/// Parts of a multipart upload; bounded concurrency keeps memory flat per transfer.
-const PART_SIZE: usize = 5 * 1024 * 1024;
+/// Multipart part sizes: S3 needs at least 5 MiB; a local disk is happy with less memory.
+const S3_PART_SIZE: usize = 5 * 1024 * 1024;
+const LOCAL_PART_SIZE: usize = 256 * 1024;
+/// Parts in flight per transfer; with the part size this bounds a transfer's memory.
 const PART_CONCURRENCY: usize = 2;
+/// How much of a local file one read takes (object_store's own stream reads 8 KiB at a time).
+const LOCAL_READ_SIZE: usize = 256 * 1024;
 
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    part_size: usize,
 }
 
 impl std::fmt::Debug for Storage {
@@ -42,6 +49,8 @@ pub enum ReadError {
     NotFound,
     #[error("storage: {0}")]
     Storage(#[from] object_store::Error),
+    #[error("reading a stored object: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl ReadError {
@@ -66,6 +75,7 @@ pub fn blob_path(file_id: Uuid, seal_id: Uuid) -> Path {
 
 impl Storage {
     pub fn from_url(url: &Url) -> anyhow::Result<Self> {
+        let mut part_size = S3_PART_SIZE;
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => {
                 let dir = url
@@ -73,10 +83,13 @@ impl Storage {
                     .map_err(|()| anyhow::anyhow!("COFFER_STORAGE_URL: not a local path: {url}"))?;
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("creating storage directory {}", dir.display()))?;
+                part_size = LOCAL_PART_SIZE;
                 Arc::new(
                     LocalFileSystem::new_with_prefix(&dir)
                         .with_context(|| format!("opening storage directory {}", dir.display()))?
-                        .with_automatic_cleanup(true),
+                        .with_automatic_cleanup(true)
+                        // A file is marked ready only once its blob is on stable storage.
+                        .with_fsync(true),
                 )
             }
             "s3" => {
@@ -98,7 +111,7 @@ impl Storage {
             }
             other => anyhow::bail!("COFFER_STORAGE_URL: unsupported scheme {other}"),
         };
-        Ok(Self { store })
+        Ok(Self { store, part_size })
     }
 
     /// Starts sealing a new object at `path` under `key`.
@@ -109,7 +122,7 @@ impl Storage {
         file_id: Uuid,
     ) -> Result<SealedWriter, object_store::Error> {
         let upload = self.store.put_multipart(&path).await?;
-        let mut upload = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut upload = WriteMultipart::new_with_chunk_size(upload, self.part_size);
         let (sealer, header) = Sealer::new(key, file_id);
         upload.put(Bytes::copy_from_slice(&header));
         Ok(SealedWriter {
@@ -238,7 +251,10 @@ impl Storage {
                 actual: result.meta.size,
             });
         }
-        Ok(result.into_stream().map_err(ReadError::from).boxed())
+        Ok(match result.payload {
+            GetResultPayload::File(file, _) => read_file(file, result.range),
+            GetResultPayload::Stream(stream) => stream.map_err(ReadError::from).boxed(),
+        })
     }
 
     /// Deletes an object; one that is already gone is fine.
@@ -265,6 +281,33 @@ impl Storage {
         listing.next().await.transpose()?;
         Ok(())
     }
+}
+
+/// Reads `range` of a local file in large pieces on the blocking pool.
+fn read_file(
+    file: std::fs::File,
+    range: std::ops::Range<u64>,
+) -> BoxStream<'static, Result<Bytes, ReadError>> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    stream::try_unfold(
+        (file, range.start, range.end),
+        |(mut file, pos, end)| async move {
+            if pos >= end {
+                return Ok(None);
+            }
+            let want = (end - pos).min(LOCAL_READ_SIZE as u64) as usize;
+            let (file, buf) = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; want];
+                file.seek(SeekFrom::Start(pos))?;
+                file.read_exact(&mut buf)?;
+                Ok::<_, std::io::Error>((file, buf))
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            Ok(Some((Bytes::from(buf), (file, pos + want as u64, end))))
+        },
+    )
+    .boxed()
 }
 
 /// An object being sealed as plaintext arrives.

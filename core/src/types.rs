@@ -210,7 +210,7 @@ mod tests {
             assert!(FileName::parse(bad).is_err(), "{bad:?}");
         }
         assert!(
-            FileName::parse("<script>alert(1)</script>.txt").is_ok(),
+            FileName::parse("<img src=x onerror=alert(1)>.txt").is_ok(),
             "escaped on output, not refused"
         );
     }

@@ -118,31 +118,25 @@ impl Environment {
 
     /// Drops the test database and Redis keys.
     pub async fn cleanup(self) {
-        if let Some(name) = self.pg_database {
-            if let Ok(admin) =
+        if let Some(name) = self.pg_database
+            && let Ok(admin) =
                 sea_orm::Database::connect(format!("{}/postgres", pg_admin_url())).await
-            {
-                let _ = sea_orm::ConnectionTrait::execute_unprepared(
-                    &admin,
-                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                )
-                .await;
-                admin.close().await.ok();
-            }
+        {
+            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            let _ = sea_orm::ConnectionTrait::execute_unprepared(&admin, &drop).await;
+            admin.close().await.ok();
         }
-        if let Some(ns) = self.redis_namespace {
-            if let Ok(client) = redis::Client::open(redis_url()) {
-                if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                    let keys: Vec<String> = redis::cmd("KEYS")
-                        .arg(format!("{ns}:*"))
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap_or_default();
-                    if !keys.is_empty() {
-                        let _: Result<(), _> =
-                            redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-                    }
-                }
+        if let Some(ns) = self.redis_namespace
+            && let Ok(client) = redis::Client::open(redis_url())
+            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{ns}:*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
             }
         }
     }
@@ -390,10 +384,10 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
             let p = entry.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    hits.push(p.display().to_string());
-                }
+            } else if let Ok(bytes) = std::fs::read(&p)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                hits.push(p.display().to_string());
             }
         }
     }

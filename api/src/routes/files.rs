@@ -135,7 +135,7 @@ async fn accept(
 }
 
 /// `attachment` with an ASCII fallback and the exact name in RFC 5987 form (RFC 6266).
-pub fn content_disposition(name: &str) -> String {
+fn content_disposition(name: &str) -> String {
     let fallback: String = name
         .chars()
         .map(|c| {

@@ -1,0 +1,192 @@
+//! A 1 GiB file up and down through the real binary, with the service's peak memory measured.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+const SIZE: u64 = 1 << 30;
+const PIECE: usize = 256 * 1024;
+const RSS_LIMIT_KIB: u64 = 64 * 1024;
+
+struct Service {
+    child: Child,
+    base: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_service() -> Service {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .env("COFFER_DATA_DIR", data.path())
+        .env("COFFER_BIND", "127.0.0.1:0")
+        .env("COFFER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("coffer starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("coffer printed its address")
+            .expect("line");
+        if let Some(rest) = line.strip_prefix("Coffer is listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Service {
+        child,
+        base,
+        _data: data,
+    }
+}
+
+/// Peak resident set size of a process, from Linux's /proc.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// The `i`-th piece of the test file: a fixed random block stamped with its index, cheap to
+/// regenerate (this test binary is not optimised).
+fn piece(block: &[u8], i: u64) -> Vec<u8> {
+    let mut bytes = block.to_vec();
+    bytes[..8].copy_from_slice(&i.to_be_bytes());
+    if i == 0 {
+        bytes[..4].copy_from_slice(b"PK\x03\x04"); // validates as an archive
+    }
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "streams 1 GiB through the binary (about a minute); run by .ci/run"]
+async fn one_gibibyte_round_trip_keeps_memory_flat() {
+    let service = start_service();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    eprintln!("idle RSS {} MiB", peak_rss_kib(service.child.id()) / 1024);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(900))
+        .build()
+        .expect("client");
+    let url = |p: &str| format!("{}{p}", service.base);
+    let creds = json!({ "email": "big@example.org", "password": "correct horse battery" });
+    assert_eq!(
+        http.post(url("/api/v1/auth/signup"))
+            .json(&creds)
+            .send()
+            .await
+            .expect("signup")
+            .status(),
+        StatusCode::CREATED
+    );
+    let login: Value = http
+        .post(url("/api/v1/auth/login"))
+        .json(&creds)
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    let token = login["token"].as_str().expect("token").to_owned();
+
+    let pieces = SIZE / PIECE as u64;
+    let block = common::pattern(PIECE, 42);
+    let mut expected = Sha256::new();
+    for i in 0..pieces {
+        expected.update(piece(&block, i));
+    }
+    let body =
+        futures::stream::iter(0..pieces).map(move |i| Ok::<_, std::io::Error>(piece(&block, i)));
+    let expected = hex::encode(expected.finalize());
+    let started = Instant::now();
+    let response = http
+        .put(url("/api/v1/files/big.zip"))
+        .bearer_auth(&token)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let id = response.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let pid = service.child.id();
+    eprintln!(
+        "upload returned after {:?}; peak RSS so far {} MiB",
+        started.elapsed(),
+        peak_rss_kib(pid) / 1024
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let file = loop {
+        let file: Value = http
+            .get(url(&format!("/api/v1/files/{id}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if matches!(file["status"].as_str(), Some("ready" | "rejected")) {
+            break file;
+        }
+        assert!(Instant::now() < deadline, "not ready in time: {file}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(file["status"], "ready", "{file}");
+    assert_eq!(file["sha256"], expected.as_str());
+    eprintln!(
+        "ready after {:?}; peak RSS so far {} MiB",
+        started.elapsed(),
+        peak_rss_kib(pid) / 1024
+    );
+
+    let download = http
+        .get(url(&format!("/api/v1/files/{id}/content")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(download.status(), StatusCode::OK);
+    let mut stream = download.bytes_stream();
+    let mut hasher = Sha256::new();
+    let mut received = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("chunk");
+        received += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    assert_eq!(received, SIZE);
+    assert_eq!(hex::encode(hasher.finalize()), expected);
+    eprintln!("downloaded after {:?}", started.elapsed());
+
+    let peak = peak_rss_kib(service.child.id());
+    eprintln!("peak RSS of the service: {} MiB", peak / 1024);
+    assert!(
+        peak < RSS_LIMIT_KIB,
+        "peak RSS {peak} KiB exceeds {RSS_LIMIT_KIB} KiB"
+    );
+}

@@ -1,0 +1,133 @@
+//! The binary and the service surface: configuration errors, Swagger UI, health.
+
+mod common;
+
+use std::process::Command;
+
+use common::{TestApp, Topology};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[test]
+fn a_bad_configuration_value_stops_start_up_with_one_line() {
+    let data = tempfile::tempdir().expect("tempdir");
+    for (var, value) in [
+        ("COFFER_BIND", "not-an-address"),
+        ("COFFER_MAX_UPLOAD_BYTES", "lots"),
+        ("COFFER_DATABASE_URL", "mysql://nope"),
+        ("COFFER_MASTER_KEYS", "1:tooshort"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .env("COFFER_DATA_DIR", data.path())
+            .env("COFFER_BIND", "127.0.0.1:0")
+            .env(var, value)
+            .output()
+            .expect("runs");
+        assert!(!output.status.success(), "{var} accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let line = stderr
+            .lines()
+            .rfind(|l| l.starts_with("coffer:"))
+            .unwrap_or_default();
+        assert!(line.contains(var), "{var}: {stderr}");
+        assert!(
+            !stderr.contains(value) || var != "COFFER_MASTER_KEYS",
+            "key material echoed: {stderr}"
+        );
+    }
+}
+
+async fn swagger_ui_and_openapi_document_describe_every_call(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let ui = app
+        .http
+        .get(app.url("/docs"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ui.status(), StatusCode::OK);
+    assert!(ui.text().await.expect("html").contains("swagger"));
+
+    let spec: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let paths = spec["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/v1/auth/signup", "post"),
+        ("/v1/auth/login", "post"),
+        ("/v1/auth/logout", "post"),
+        ("/v1/me", "get"),
+        ("/v1/files", "post"),
+        ("/v1/files", "get"),
+        ("/v1/files/{name}", "put"),
+        ("/v1/files/{id}", "get"),
+        ("/v1/files/{id}", "delete"),
+        ("/v1/files/{id}/content", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
+    }
+    assert_eq!(
+        spec["servers"][0]["url"], "/api",
+        "relative, so Try it out works from any host name"
+    );
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearerAuth"]["scheme"],
+        "bearer"
+    );
+    let upload =
+        &paths["/v1/files"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"];
+    assert_eq!(
+        upload["properties"]["file"]["format"], "binary",
+        "Swagger UI shows a file picker"
+    );
+    let raw = &paths["/v1/files/{name}"]["put"]["requestBody"]["content"]["application/octet-stream"]
+        ["schema"];
+    assert_eq!(raw["format"], "binary");
+    app.stop().await;
+}
+
+async fn health_and_readiness(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let health = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready: Value = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["status"], "ready");
+    for part in ["database", "queue", "storage"] {
+        assert_eq!(ready[part], "ok", "{part}");
+    }
+    let unknown = app
+        .http
+        .get(app.url("/nope"))
+        .send()
+        .await
+        .expect("request");
+    common::problem(unknown, StatusCode::NOT_FOUND).await;
+    app.stop().await;
+}
+
+both_topologies!(
+    swagger_ui_and_openapi_document_describe_every_call,
+    health_and_readiness
+);
