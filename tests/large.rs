@@ -2,9 +2,9 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::Process;
 
 use futures::StreamExt as _;
 use reqwest::StatusCode;
@@ -15,56 +15,16 @@ const SIZE: u64 = 1 << 30;
 const PIECE: usize = 256 * 1024;
 const RSS_LIMIT_KIB: u64 = 64 * 1024;
 
-struct Service {
-    child: Child,
-    base: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_service() -> Service {
+fn start_service() -> (Process, tempfile::TempDir) {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .env("COFFER_DATA_DIR", data.path())
-        .env("COFFER_BIND", "127.0.0.1:0")
-        .env("COFFER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("coffer starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("coffer printed its address")
-            .expect("line");
-        if let Some(rest) = line.strip_prefix("Coffer is listening on ") {
-            break rest.trim().to_owned();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Service {
-        child,
-        base,
-        _data: data,
-    }
-}
-
-/// Peak resident set size of a process, from Linux's /proc.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
+    let vars = [
+        (
+            "COFFER_DATA_DIR".to_owned(),
+            data.path().display().to_string(),
+        ),
+        ("COFFER_BIND".to_owned(), "127.0.0.1:0".to_owned()),
+    ];
+    (Process::start("serve", &vars), data)
 }
 
 /// The `i`-th piece of the test file: a fixed random block stamped with its index, cheap to
@@ -81,14 +41,15 @@ fn piece(block: &[u8], i: u64) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "streams 1 GiB through the binary (about a minute); run by .ci/run"]
 async fn one_gibibyte_round_trip_keeps_memory_flat() {
-    let service = start_service();
+    let (service, _data) = start_service();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    eprintln!("idle RSS {} MiB", peak_rss_kib(service.child.id()) / 1024);
+    eprintln!("idle RSS {} MiB", service.peak_rss_kib() / 1024);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(900))
         .build()
         .expect("client");
-    let url = |p: &str| format!("{}{p}", service.base);
+    let base = service.base.clone().expect("serves the API");
+    let url = |p: &str| format!("{base}{p}");
     let creds = json!({ "email": "big@example.org", "password": "correct horse battery" });
     assert_eq!(
         http.post(url("/api/v1/auth/signup"))
@@ -132,11 +93,10 @@ async fn one_gibibyte_round_trip_keeps_memory_flat() {
         .as_str()
         .expect("id")
         .to_owned();
-    let pid = service.child.id();
     eprintln!(
         "upload returned after {:?}; peak RSS so far {} MiB",
         started.elapsed(),
-        peak_rss_kib(pid) / 1024
+        service.peak_rss_kib() / 1024
     );
 
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -161,7 +121,7 @@ async fn one_gibibyte_round_trip_keeps_memory_flat() {
     eprintln!(
         "ready after {:?}; peak RSS so far {} MiB",
         started.elapsed(),
-        peak_rss_kib(pid) / 1024
+        service.peak_rss_kib() / 1024
     );
 
     let download = http
@@ -183,7 +143,7 @@ async fn one_gibibyte_round_trip_keeps_memory_flat() {
     assert_eq!(hex::encode(hasher.finalize()), expected);
     eprintln!("downloaded after {:?}", started.elapsed());
 
-    let peak = peak_rss_kib(service.child.id());
+    let peak = service.peak_rss_kib();
     eprintln!("peak RSS of the service: {} MiB", peak / 1024);
     assert!(
         peak < RSS_LIMIT_KIB,

@@ -37,14 +37,15 @@ pub fn app(core: Core) -> impl Endpoint + 'static {
         .at("/openapi.json", spec)
         .at("/healthz", get(routes::health::healthz))
         .at("/readyz", get(routes::health::readyz))
+        .data(core)
+        .catch_all_error(problem::catch_all)
+        // Outermost, so error responses carry these headers too.
         .with(
             SetHeader::new()
                 .overriding("X-Content-Type-Options", "nosniff")
                 .overriding("Referrer-Policy", "no-referrer")
                 .overriding("Cache-Control", "no-store"),
         )
-        .data(core)
-        .catch_all_error(problem::catch_all)
 }
 
 /// Binds the listener (port 0 picks a free port).

@@ -2,7 +2,9 @@
 //! Redis namespace, driven over HTTP.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::io::{BufRead as _, BufReader};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use coffer::coffer_core::{Config, Core};
@@ -403,6 +405,20 @@ pub async fn problem(response: Response, status: StatusCode) -> Value {
             .and_then(|v| v.to_str().ok()),
         Some("application/problem+json")
     );
+    assert_eq!(
+        response
+            .headers()
+            .get("x-content-type-options")
+            .map(|v| v.as_bytes()),
+        Some(&b"nosniff"[..])
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .map(|v| v.as_bytes()),
+        Some(&b"no-store"[..])
+    );
     let body: Value = response.json().await.expect("problem json");
     assert_eq!(body["status"], status.as_u16());
     assert!(
@@ -412,4 +428,57 @@ pub async fn problem(response: Response, status: StatusCode) -> Value {
     );
     assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
     body
+}
+
+/// The real `coffer` binary in a child process, killed on drop.
+pub struct Process {
+    pub child: Child,
+    /// `http://addr` when the role serves the API.
+    pub base: Option<String>,
+}
+
+impl Process {
+    /// Runs `coffer <role>` with `vars`; for roles that serve the API, waits for its address.
+    pub fn start(role: &str, vars: &[(String, String)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .arg(role)
+            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("COFFER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("coffer starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut base = None;
+        for line in lines.by_ref() {
+            let line = line.expect("line");
+            if let Some(addr) = line.strip_prefix("Coffer is listening on ") {
+                base = Some(addr.trim().to_owned());
+            }
+            if line.trim_start().starts_with("master keys:") {
+                break; // the last line of the banner
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, base }
+    }
+
+    /// Peak resident set size, from Linux's /proc.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -88,7 +88,8 @@ impl Keyring {
         Self::parse(&text, var)
     }
 
-    /// Loads `path`, or creates it (mode 0600) holding a fresh version 1.
+    /// Loads `path`, or creates it (mode 0600) holding a fresh version 1. Creation is atomic
+    /// (written aside, then linked into place), so processes starting together agree on one key.
     pub fn load_or_generate(path: &Path) -> Result<(Self, bool), KeyringError> {
         if path.exists() {
             return Ok((Self::read_file(path, "keyring file")?, false));
@@ -98,19 +99,29 @@ impl Keyring {
             source,
         };
         let key = SecretKey::generate();
+        let staging = path.with_extension(format!("new-{}", Uuid::new_v4().simple()));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(io)?;
-        writeln!(
-            file,
-            "# Coffer master keys (version:base64). Losing this file makes every stored file unreadable.\n1:{}",
-            key.to_base64()
-        )
-        .and_then(|()| file.sync_all())
-        .map_err(io)?;
-        Ok((Self::from_keys([(1, key)]), true))
+        let written = options.open(&staging).and_then(|mut file| {
+            writeln!(
+                file,
+                "# Coffer master keys (version:base64). Losing this file makes every stored file unreadable.\n1:{}",
+                key.to_base64()
+            )?;
+            file.sync_all()
+        });
+        let linked = written.and_then(|()| std::fs::hard_link(&staging, path));
+        let _ = std::fs::remove_file(&staging);
+        match linked {
+            Ok(()) => Ok((Self::from_keys([(1, key)]), true)),
+            // Another process created it first: use theirs.
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok((Self::read_file(path, "keyring file")?, false))
+            }
+            Err(err) => Err(io(err)),
+        }
     }
 
     pub fn active_version(&self) -> i32 {

@@ -2,8 +2,10 @@
 //! stuck work. Every step re-reads its row and moves it with a conditional update, so a repeated
 //! delivery is a no-op.
 
+use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt as _;
+use futures::stream::BoxStream;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, TransactionTrait as _,
@@ -19,7 +21,7 @@ use crate::audit::{Actor, Event, Outcome};
 use crate::crypto::stream::CHUNK_SIZE;
 use crate::crypto::{SecretKey, WrappedKey};
 use crate::filetype::{self, TextProbe};
-use crate::storage::{blob_path, quarantine_path};
+use crate::storage::{ReadError, blob_path, quarantine_path};
 use crate::types::FileName;
 
 /// How a job ended when it did not succeed.
@@ -122,6 +124,38 @@ async fn transition(
     Ok(moved)
 }
 
+const INTEGRITY: &str = "the stored upload failed its integrity check";
+
+/// Tampered or corrupt stored bytes are permanent; anything else is worth retrying.
+fn read_error(err: ReadError) -> JobError {
+    if err.is_integrity() {
+        JobError::Permanent(INTEGRITY.to_owned())
+    } else {
+        JobError::Transient(anyhow::Error::new(err).context("reading quarantine"))
+    }
+}
+
+/// Rejects the file for a permanent failure; hands transient ones back to be retried.
+async fn settle(core: &Core, row: &file::Model, err: JobError) -> Result<(), JobError> {
+    match err {
+        JobError::Permanent(reason) => reject(core, row, &reason, None).await,
+        transient => Err(transient),
+    }
+}
+
+/// The plaintext of a quarantined upload, decrypted as it streams.
+async fn open_quarantine(
+    core: &Core,
+    row: &file::Model,
+) -> Result<BoxStream<'static, Result<Bytes, ReadError>>, JobError> {
+    let key = quarantine_key(core, row).ok_or_else(|| JobError::Permanent(INTEGRITY.to_owned()))?;
+    let size = u64::try_from(row.size).unwrap_or(0);
+    core.storage
+        .read_sealed(&quarantine_path(row.id), &key, row.id, size, None)
+        .await
+        .map_err(read_error)
+}
+
 /// Reads the quarantine object back, checks what the file really is, and moves it to
 /// `validated` (then enqueues encryption) or `rejected` with a reason its owner can read.
 #[tracing::instrument(skip(core))]
@@ -138,44 +172,15 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
         }
         _ => return Ok(()),
     }
-    let Some(key) = quarantine_key(core, &row) else {
-        return reject(
-            core,
-            &row,
-            "the stored upload could not be opened (integrity check failed)",
-            None,
-        )
-        .await;
-    };
-    let size = u64::try_from(row.size).unwrap_or(0);
-    if size > core.config.max_upload_bytes {
-        let reason = format!(
-            "the file exceeds the upload limit of {} bytes",
-            core.config.max_upload_bytes
-        );
+    let limit = core.config.max_upload_bytes;
+    if u64::try_from(row.size).unwrap_or(u64::MAX) > limit {
+        let reason = format!("the file exceeds the upload limit of {limit} bytes");
         return reject(core, &row, &reason, None).await;
     }
 
-    let mut body = match core
-        .storage
-        .read_sealed(&quarantine_path(file_id), &key, file_id, size, None)
-        .await
-    {
+    let mut body = match open_quarantine(core, &row).await {
         Ok(body) => body,
-        Err(err) if err.is_integrity() => {
-            return reject(
-                core,
-                &row,
-                "the stored upload failed its integrity check",
-                None,
-            )
-            .await;
-        }
-        Err(err) => {
-            return Err(JobError::Transient(
-                anyhow::Error::new(err).context("reading quarantine"),
-            ));
-        }
+        Err(err) => return settle(core, &row, err).await,
     };
     let mut head = Vec::with_capacity(CHUNK_SIZE);
     let mut probe = TextProbe::default();
@@ -184,20 +189,7 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
     while let Some(piece) = body.next().await {
         let piece = match piece {
             Ok(piece) => piece,
-            Err(err) if err.is_integrity() => {
-                return reject(
-                    core,
-                    &row,
-                    "the stored upload failed its integrity check",
-                    None,
-                )
-                .await;
-            }
-            Err(err) => {
-                return Err(JobError::Transient(
-                    anyhow::Error::new(err).context("reading quarantine"),
-                ));
-            }
+            Err(err) => return settle(core, &row, read_error(err)).await,
         };
         if head.len() < CHUNK_SIZE {
             let take = (CHUNK_SIZE - head.len()).min(piece.len());
@@ -207,7 +199,7 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
         hasher.update(&piece);
         seen += piece.len() as u64;
     }
-    if seen != size || hex::encode(hasher.finalize()) != row.sha256 {
+    if i64::try_from(seen).ok() != Some(row.size) || hex::encode(hasher.finalize()) != row.sha256 {
         return reject(
             core,
             &row,
@@ -248,36 +240,9 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
     if row.status != status::VALIDATED {
         return Ok(());
     }
-    let Some(qkey) = quarantine_key(core, &row) else {
-        return reject(
-            core,
-            &row,
-            "the stored upload could not be opened (integrity check failed)",
-            None,
-        )
-        .await;
-    };
-    let size = u64::try_from(row.size).unwrap_or(0);
-    let mut body = match core
-        .storage
-        .read_sealed(&quarantine_path(file_id), &qkey, file_id, size, None)
-        .await
-    {
+    let mut body = match open_quarantine(core, &row).await {
         Ok(body) => body,
-        Err(err) if err.is_integrity() => {
-            return reject(
-                core,
-                &row,
-                "the stored upload failed its integrity check",
-                None,
-            )
-            .await;
-        }
-        Err(err) => {
-            return Err(JobError::Transient(
-                anyhow::Error::new(err).context("reading quarantine"),
-            ));
-        }
+        Err(err) => return settle(core, &row, err).await,
     };
     let dek = SecretKey::generate();
     let blob_id = Uuid::new_v4();
@@ -296,23 +261,11 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
                     JobError::Transient(anyhow::Error::new(e).context("writing a blob"))
                 })
             }
-            Err(err) if err.is_integrity() => Err(JobError::Permanent(err.to_string())),
-            Err(err) => Err(JobError::Transient(
-                anyhow::Error::new(err).context("reading quarantine"),
-            )),
+            Err(err) => Err(read_error(err)),
         };
         if let Err(err) = step {
             writer.abort().await;
-            if let JobError::Permanent(_) = err {
-                return reject(
-                    core,
-                    &row,
-                    "the stored upload failed its integrity check",
-                    None,
-                )
-                .await;
-            }
-            return Err(err);
+            return settle(core, &row, err).await;
         }
     }
     if hex::encode(hasher.finalize()) != row.sha256 {
@@ -353,19 +306,16 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
         (file::Column::ReadyAt, Expr::value(Utc::now())),
     ];
     let moved = transition(core, file_id, status::VALIDATED, sets, event).await;
-    match moved {
-        Ok(true) => {
-            if let Err(err) = core.storage.delete(&quarantine_path(file_id)).await {
-                tracing::warn!(%file_id, error = %err, "could not delete a quarantine object; its key is gone");
-            }
-            Ok(())
+    if let Ok(true) = moved {
+        if let Err(err) = core.storage.delete(&quarantine_path(file_id)).await {
+            tracing::warn!(%file_id, error = %err, "could not delete a quarantine object; its key is gone");
         }
-        Ok(false) | Err(_) => {
-            // Another run finished first, or the file was deleted meanwhile: this blob is surplus.
-            let _ = core.storage.delete(&path).await;
-            moved.map(|_| ())
-        }
+    } else {
+        // Another run finished first, the file was deleted meanwhile, or the update failed:
+        // this blob is surplus either way.
+        let _ = core.storage.delete(&path).await;
     }
+    moved.map(|_| ())
 }
 
 /// Re-enqueues files left too long in `quarantined` or `validated` (a lost enqueue, a wiped
