@@ -208,7 +208,91 @@ async fn small_files_settle_quickly(topology: Topology) {
     app.stop().await;
 }
 
+/// Flips one byte of the file's blob on disk, at `offset` from the end.
+fn tamper(app: &TestApp, object: &str, offset_from_end: usize) {
+    let path = app.env.data.path().join("blobs").join(object);
+    let mut bytes = std::fs::read(&path).expect("blob on disk");
+    let at = bytes.len() - offset_from_end;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, bytes).expect("write blob");
+}
+
+async fn tampered_blobs_are_never_served(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let user = app.user().await;
+
+    // A small file is checked whole before the response starts: a clean 500 problem.
+    let small = app
+        .upload(&user, "small.txt", b"short and sealed".to_vec())
+        .await;
+    assert_eq!(
+        app.wait_until_settled(&user, &small).await["status"],
+        "ready"
+    );
+    let object = app
+        .objects(&format!("blobs/{small}"))
+        .await
+        .pop()
+        .expect("blob");
+    tamper(&app, &object, 5);
+    let body = common::problem(
+        app.download(&user, &small).await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+    .await;
+    assert_eq!(body["type"], "urn:coffer:problem:integrity-failed");
+
+    // A large file tampered near its end: the download breaks off instead of completing.
+    let content = pattern(2 * 1024 * 1024, 4);
+    let large = app.upload(&user, "large.txt", content.clone()).await;
+    let large_file = app.wait_until_settled(&user, &large).await;
+    assert_eq!(
+        large_file["status"], "rejected",
+        "random bytes are not text: {large_file}"
+    );
+    let mut zip = b"PK\x03\x04".to_vec();
+    zip.extend_from_slice(&content);
+    let large = app.upload(&user, "large.zip", zip.clone()).await;
+    assert_eq!(
+        app.wait_until_settled(&user, &large).await["status"],
+        "ready"
+    );
+    let object = app
+        .objects(&format!("blobs/{large}"))
+        .await
+        .pop()
+        .expect("blob");
+    tamper(&app, &object, 100);
+    let response = app.download(&user, &large).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the start of the file was authentic"
+    );
+    // Either the connection is aborted (an error here) or the body ends short.
+    if let Ok(body) = response.bytes().await {
+        assert!(
+            body[..] != zip[..] && body.len() < zip.len(),
+            "tampered download completed"
+        );
+    }
+
+    let failures: Vec<_> = app
+        .audit_actions()
+        .await
+        .into_iter()
+        .filter(|(a, _, o)| a == "file.integrity_failed" && o == "failure")
+        .map(|(_, target, _)| target.expect("target"))
+        .collect();
+    assert!(
+        failures.contains(&small) && failures.contains(&large),
+        "{failures:?}"
+    );
+    app.stop().await;
+}
+
 both_topologies!(
+    tampered_blobs_are_never_served,
     no_plaintext_reaches_disk,
     repeated_and_concurrent_jobs_change_nothing,
     the_sweep_recovers_lost_jobs,

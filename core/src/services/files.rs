@@ -375,21 +375,29 @@ pub async fn open_ready(
         }
     };
     let size = u64::try_from(row.size).unwrap_or(0);
-    let stream = match core
+    let fail = async |err: ReadError| {
+        if err.is_integrity() {
+            integrity_failure(core, row.id, actor, meta, &err.to_string()).await
+        } else {
+            ServiceError::Unavailable(anyhow::Error::new(err).context("reading a blob"))
+        }
+    };
+    let mut stream = match core
         .storage
         .read_sealed(&blob_path(row.id, blob), &key, row.id, size, range)
         .await
     {
         Ok(stream) => stream,
-        Err(err) if err.is_integrity() => {
-            return Err(integrity_failure(core, row.id, actor, meta, &err.to_string()).await);
-        }
-        Err(err) => {
-            return Err(ServiceError::Unavailable(
-                anyhow::Error::new(err).context("reading a blob"),
-            ));
-        }
+        Err(err) => return Err(fail(err).await),
     };
+    // Open the first piece before answering: a file that fails at once gets a clean error
+    // response instead of a started-then-aborted download (small files are checked whole).
+    let first = match stream.next().await {
+        Some(Ok(first)) => first,
+        Some(Err(err)) => return Err(fail(err).await),
+        None => Bytes::new(),
+    };
+    let stream = futures::stream::once(async move { Ok(first) }).chain(stream);
     let core = core.clone();
     let file_id = row.id;
     let meta = meta.clone();
