@@ -15,15 +15,36 @@ use poem::middleware::SetHeader;
 use poem::{Endpoint, EndpointExt as _, Route, Server, get};
 use poem_openapi::OpenApiService;
 
-fn api_service() -> OpenApiService<(routes::accounts::AccountsApi, routes::files::FilesApi), ()> {
+type Apis = (
+    routes::accounts::AccountsApi,
+    routes::files::FilesApi,
+    routes::shares::SharesApi,
+    routes::recipient::RecipientApi,
+);
+
+fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (routes::accounts::AccountsApi, routes::files::FilesApi),
+        (
+            routes::accounts::AccountsApi,
+            routes::files::FilesApi,
+            routes::shares::SharesApi,
+            routes::recipient::RecipientApi,
+        ),
         "Coffer",
         env!("CARGO_PKG_VERSION"),
     )
     .description("Secure file sharing: uploads are quarantined, validated and encrypted at rest.")
-    // Relative, so "Try it out" works whatever host name the browser used.
-    .server("/api")
+}
+
+/// Pages recipients open: a strict policy (no scripts at all, nothing framed, nothing sent to
+/// other sites) on top of the headers every response gets.
+const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+#[poem::handler]
+fn stylesheet() -> poem::Response {
+    poem::Response::builder()
+        .content_type("text/css; charset=utf-8")
+        .body(include_str!("../templates/coffer.css"))
 }
 
 /// The whole HTTP surface, with `core` available to every handler.
@@ -32,13 +53,30 @@ pub fn app(core: Core) -> impl Endpoint + 'static {
     let spec = api.spec_endpoint();
     let ui = api.swagger_ui();
     Route::new()
-        .nest("/api", api)
+        .nest("/", api)
         .nest("/docs", ui)
+        .at("/assets/coffer.css", get(stylesheet))
         .at("/openapi.json", spec)
         .at("/healthz", get(routes::health::healthz))
         .at("/readyz", get(routes::health::readyz))
         .data(core)
         .catch_all_error(problem::catch_all)
+        .around(|ep, req| async move {
+            let page = req.uri().path().starts_with("/s/");
+            let mut response = ep.call(req).await?;
+            if page {
+                let headers = response.headers_mut();
+                headers.insert(
+                    "Content-Security-Policy",
+                    poem::http::HeaderValue::from_static(PAGE_CSP),
+                );
+                headers.insert(
+                    "X-Frame-Options",
+                    poem::http::HeaderValue::from_static("DENY"),
+                );
+            }
+            Ok(response)
+        })
         // Outermost, so error responses carry these headers too.
         .with(
             SetHeader::new()

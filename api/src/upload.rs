@@ -11,6 +11,14 @@ fn binary_schema() -> MetaSchemaRef {
     MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "binary")))
 }
 
+fn string_schema() -> MetaSchemaRef {
+    MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")))
+}
+
+fn integer_schema() -> MetaSchemaRef {
+    MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("integer", "int64")))
+}
+
 /// `multipart/form-data` with the file in part `file`.
 pub struct UploadForm(pub Multipart);
 
@@ -28,7 +36,26 @@ impl<'a> ApiExtractor<'a> for UploadForm {
                 content_type: "multipart/form-data",
                 schema: MetaSchemaRef::Inline(Box::new(MetaSchema {
                     required: vec!["file"],
-                    properties: vec![("file", binary_schema())],
+                    properties: vec![
+                        ("file", binary_schema()),
+                        ("recipients", string_schema()),
+                        ("expires_in_hours", integer_schema()),
+                        (
+                            "expires_at",
+                            MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format(
+                                "string",
+                                "date-time",
+                            ))),
+                        ),
+                        ("max_downloads", integer_schema()),
+                        (
+                            "password",
+                            MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format(
+                                "string", "password",
+                            ))),
+                        ),
+                        ("message", string_schema()),
+                    ],
                     ..MetaSchema::new("object")
                 })),
             }],

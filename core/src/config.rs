@@ -86,6 +86,8 @@ pub struct Config {
     pub clamav_addr: Option<String>,
     pub admin: Option<AdminBootstrap>,
     pub session_ttl: Duration,
+    /// Longest lifetime a share link may be given.
+    pub share_max_ttl: Duration,
     /// A file left this long in `quarantined` or `validated` is re-enqueued by the sweep.
     pub stuck_after: Duration,
     pub sweep_interval: Duration,
@@ -275,6 +277,8 @@ impl Config {
                     "a number of hours",
                 )?,
         );
+        let share_max_ttl = parse_duration(get("COFFER_SHARE_MAX_TTL").unwrap_or("7d"))
+            .ok_or_else(|| bad("COFFER_SHARE_MAX_TTL", "a duration such as 7d, 48h or 90m"))?;
         let stuck_after = Duration::from_secs(parse_or(
             get("COFFER_SWEEP_STUCK_AFTER_SECS"),
             "120",
@@ -316,6 +320,7 @@ impl Config {
             clamav_addr,
             admin,
             session_ttl,
+            share_max_ttl,
             stuck_after,
             sweep_interval,
             poll_interval,
@@ -338,6 +343,23 @@ fn parse_or<T: std::str::FromStr>(
         .trim()
         .parse()
         .map_err(|_| bad(var, expected))
+}
+
+/// `90m`, `48h`, `7d` (a bare number is hours).
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, "h"),
+    };
+    let n: u64 = number.parse().ok().filter(|n| *n > 0)?;
+    let secs = match unit {
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
 }
 
 fn absolute(path: &std::path::Path) -> PathBuf {
@@ -365,6 +387,17 @@ mod tests {
         assert_eq!(config.storage_url.scheme(), "file");
         assert_eq!(config.max_upload_bytes, 2 << 30);
         assert!(matches!(config.master_keys, MasterKeySource::DataDir));
+        assert_eq!(config.share_max_ttl, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("48"), Some(Duration::from_secs(48 * 3600)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(2 * 86_400)));
+        for bad in ["", "0d", "1w", "d", "-1h"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -379,6 +412,7 @@ mod tests {
             ("COFFER_ALLOWED_TYPES", "pdf"),
             ("COFFER_ADMIN_EMAIL", "admin@example.org"),
             ("COFFER_MAIL_FROM", "not a mailbox <"),
+            ("COFFER_SHARE_MAX_TTL", "forever"),
         ] {
             let err = Config::from_vars(vars(&[(var, value)])).expect_err(var);
             let line = err.to_string();

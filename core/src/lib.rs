@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod filetype;
+pub mod mail;
 pub mod password;
 pub mod queue;
 pub mod ratelimit;
@@ -36,6 +37,7 @@ pub struct Core {
     pub keyring: Arc<Keyring>,
     pub queue: Queue,
     pub limiter: RateLimiter,
+    pub mailer: mail::Mailer,
     pub keyring_source: KeyringSource,
 }
 
@@ -43,6 +45,9 @@ impl Core {
     /// Connects to every backing service, applies migrations when asked, and checks that the
     /// keyring can open every key the database holds.
     pub async fn build(config: Config, migrate: bool) -> anyhow::Result<Self> {
+        // Two rustls crypto providers are in the dependency graph; choose one for everybody
+        // (lettre's TLS would panic otherwise). An error only means one is installed already.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         if config.is_embedded_database() || config.redis_url.is_none() {
             std::fs::create_dir_all(&config.data_dir).with_context(|| {
                 format!("creating data directory {}", config.data_dir.display())
@@ -56,6 +61,7 @@ impl Core {
         services::keys::check_keyring_covers_database(&db, &keyring).await?;
         let storage = Storage::from_url(&config.storage_url)?;
         let queue = Queue::connect(&config).await?;
+        let mailer = mail::Mailer::from_config(&config)?;
         let limiter = match &config.redis_url {
             Some(url) => RateLimiter::redis(url, &config.redis_namespace).await?,
             None => RateLimiter::memory(),
@@ -67,6 +73,7 @@ impl Core {
             keyring: Arc::new(keyring),
             queue,
             limiter,
+            mailer,
             keyring_source,
         })
     }

@@ -26,6 +26,12 @@ pub struct EncryptFile {
     pub file_id: Uuid,
 }
 
+/// Issue one share's link and email it to its recipient.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendShareEmail {
+    pub share_id: Uuid,
+}
+
 /// Where one job type's tasks live.
 #[derive(Clone)]
 pub enum Backend<T> {
@@ -43,6 +49,7 @@ enum Connection {
 pub struct Queue {
     pub validate: Backend<ValidateFile>,
     pub encrypt: Backend<EncryptFile>,
+    pub notify: Backend<SendShareEmail>,
     connection: Connection,
     /// Idle workers look for new tasks this often.
     pub poll_interval: Duration,
@@ -75,6 +82,9 @@ impl Queue {
                     ),
                     encrypt: Backend::Redis(
                         RedisStorage::new(conn.clone()).with_config(storage("encrypt")),
+                    ),
+                    notify: Backend::Redis(
+                        RedisStorage::new(conn.clone()).with_config(storage("notify")),
                     ),
                     connection: Connection::Redis(conn),
                     poll_interval: config.poll_interval,
@@ -121,6 +131,9 @@ impl Queue {
                     encrypt: Backend::Sqlite(
                         SqliteStorage::new(&pool).with_config(storage("encrypt")),
                     ),
+                    notify: Backend::Sqlite(
+                        SqliteStorage::new(&pool).with_config(storage("notify")),
+                    ),
                     connection: Connection::Sqlite(pool),
                     poll_interval: config.poll_interval,
                 })
@@ -154,6 +167,21 @@ impl Queue {
                 .push(EncryptFile { file_id })
                 .await
                 .context("enqueue encrypt")?,
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn enqueue_share_email(&self, share_id: Uuid) -> anyhow::Result<()> {
+        match self.notify.clone() {
+            Backend::Sqlite(mut s) => s
+                .push(SendShareEmail { share_id })
+                .await
+                .context("enqueue share email")?,
+            Backend::Redis(mut s) => s
+                .push(SendShareEmail { share_id })
+                .await
+                .context("enqueue share email")?,
         }
         Ok(())
     }

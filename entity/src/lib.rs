@@ -3,4 +3,5 @@
 pub mod audit_event;
 pub mod file;
 pub mod session;
+pub mod share;
 pub mod user;

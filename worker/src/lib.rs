@@ -11,44 +11,41 @@ use apalis::layers::retry::{BackoffRetryPolicy, HasherRng, RetryPolicy};
 use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use coffer_core::Core;
-use coffer_core::queue::{Backend, EncryptFile, ValidateFile};
+use coffer_core::queue::{Backend, EncryptFile, SendShareEmail, ValidateFile};
 use coffer_core::services::jobs::{self, JobError};
+use coffer_core::services::shares;
 
 /// After this many deliveries a transient failure stops retrying; the sweep picks the file up
 /// again once it has been stuck for `COFFER_SWEEP_STUCK_AFTER_SECS`.
 const MAX_ATTEMPTS: usize = 6;
 const CONCURRENCY: usize = 4;
 
-fn retry_policy() -> BackoffRetryPolicy<ExponentialBackoff<HasherRng>> {
-    let backoff = ExponentialBackoffMaker::new(
-        Duration::from_millis(200),
-        Duration::from_secs(10),
-        0.5,
-        HasherRng::default(),
-    )
-    .expect("constant backoff parameters are valid")
-    .make_backoff();
+/// Exponential backoff between `min` and `max`, with jitter.
+fn retry_policy(min: Duration, max: Duration) -> BackoffRetryPolicy<ExponentialBackoff<HasherRng>> {
+    let backoff = ExponentialBackoffMaker::new(min, max, 0.5, HasherRng::default())
+        .expect("constant backoff parameters are valid")
+        .make_backoff();
     RetryPolicy::retries(MAX_ATTEMPTS - 1).with_backoff(backoff)
 }
 
 fn outcome(
     job: &'static str,
-    file_id: uuid::Uuid,
+    id: uuid::Uuid,
     result: Result<(), JobError>,
     attempt: &Attempt,
 ) -> Result<(), BoxDynError> {
     match result {
         Ok(()) => Ok(()),
         Err(JobError::Permanent(reason)) => {
-            tracing::warn!(job, %file_id, %reason, "job failed permanently");
+            tracing::warn!(job, %id, %reason, "job failed permanently");
             Err(AbortError::new(reason).into())
         }
         Err(JobError::Transient(err)) if attempt.current() >= MAX_ATTEMPTS => {
-            tracing::error!(job, %file_id, error = %format!("{err:#}"), "job gave up; the sweep will retry later");
+            tracing::error!(job, %id, error = %format!("{err:#}"), "job gave up; the sweep will retry later");
             Err(AbortError::new(format!("{err:#}")).into())
         }
         Err(JobError::Transient(err)) => {
-            tracing::warn!(job, %file_id, attempt = attempt.current(), error = %format!("{err:#}"), "job failed; retrying");
+            tracing::warn!(job, %id, attempt = attempt.current(), error = %format!("{err:#}"), "job failed; retrying");
             Err(err.into())
         }
     }
@@ -78,6 +75,15 @@ async fn encrypt_job(
         jobs::encrypt(&core, job.file_id).await,
         &attempt,
     )
+}
+
+async fn notify_job(
+    job: SendShareEmail,
+    core: Data<Core>,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let result = shares::send_email(&core, job.share_id, attempt.current()).await;
+    outcome("notify", job.share_id, result, &attempt)
 }
 
 async fn sweep_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {
@@ -141,7 +147,8 @@ impl PollStrategy for EveryInterval {
 
 /// Registers one job type's worker on whichever backend the queue uses.
 macro_rules! register {
-    ($monitor:expr, $backend:expr, $name:expr, $handler:expr, $core:expr) => {{
+    ($monitor:expr, $backend:expr, $name:expr, $handler:expr, $core:expr, $backoff:expr) => {{
+        let (min, max) = $backoff;
         let core = $core.clone();
         let poll = core.queue.poll_interval;
         let name = format!("{}-{}", $name, uuid::Uuid::new_v4().simple());
@@ -151,7 +158,7 @@ macro_rules! register {
                     .backend(storage.clone().poll_with_strategy(EveryInterval::new(poll)))
                     .data(core.clone())
                     .concurrency(CONCURRENCY)
-                    .retry(retry_policy())
+                    .retry(retry_policy(min, max))
                     .build($handler)
             }),
             Backend::Redis(storage) => $monitor.register(move |restarts| {
@@ -159,7 +166,7 @@ macro_rules! register {
                     .backend(storage.clone().poll_with_strategy(EveryInterval::new(poll)))
                     .data(core.clone())
                     .concurrency(CONCURRENCY)
-                    .retry(retry_policy())
+                    .retry(retry_policy(min, max))
                     .build($handler)
             }),
         }
@@ -168,19 +175,32 @@ macro_rules! register {
 
 pub fn monitor(core: &Core) -> Monitor {
     let monitor = Monitor::new();
+    // Storage and database hiccups clear fast; mail servers that refuse may need longer.
+    let quick = (Duration::from_millis(200), Duration::from_secs(10));
+    let mail = (Duration::from_secs(1), Duration::from_secs(60));
     let monitor = register!(
         monitor,
         core.queue.validate.clone(),
         "validate",
         validate_job,
-        core
+        core,
+        quick
     );
     let monitor = register!(
         monitor,
         core.queue.encrypt.clone(),
         "encrypt",
         encrypt_job,
-        core
+        core,
+        quick
+    );
+    let monitor = register!(
+        monitor,
+        core.queue.notify.clone(),
+        "notify",
+        notify_job,
+        core,
+        mail
     );
     let sweep_core = core.clone();
     let sweep_schedule = schedule(core.config.sweep_interval);

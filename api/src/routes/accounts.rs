@@ -67,7 +67,7 @@ enum LogoutResponse {
     LoggedOut,
 }
 
-#[OpenApi(prefix_path = "/v1", tag = "Tag::Auth")]
+#[OpenApi(prefix_path = "/api/v1", tag = "Tag::Auth")]
 impl AccountsApi {
     /// Create an account
     #[oai(path = "/auth/signup", method = "post")]

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use coffer_core::services::files::{self, FileView, Sealed};
+use coffer_core::services::shares::{ShareRequest, ShareSpec};
 use coffer_core::types::FileName;
 use coffer_core::{Core, ServiceError};
 use futures::TryStreamExt as _;
@@ -9,9 +10,11 @@ use poem::{Body, Request};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use secrecy::SecretString;
 use tokio_util::io::ReaderStream;
 
 use super::Tag;
+use super::shares::ShareInfo;
 use crate::auth::{UserAuth, core, meta};
 use crate::problem::ApiError;
 use crate::range::{self, RangeRequest};
@@ -29,6 +32,9 @@ struct FileAccepted {
     size: u64,
     /// `quarantined` until the validation and encryption jobs have run.
     status: String,
+    /// Shares asked for with the upload; their links are emailed once the file is ready.
+    #[oai(skip_serializing_if_is_empty)]
+    shares: Vec<ShareInfo>,
 }
 
 #[derive(Object)]
@@ -108,7 +114,7 @@ enum ContentResponse {
     ),
 }
 
-fn parse_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+pub(crate) fn parse_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     // Malformed ids are "no such file", like unknown ones: nothing to learn from the difference.
     uuid::Uuid::parse_str(raw).map_err(|_| ApiError::from(ServiceError::NotFound("file")))
 }
@@ -119,23 +125,79 @@ async fn discard(core: &Core, sealed: Sealed) {
     }
 }
 
+/// Checks the share fields sent with an upload: sharing needs at least one recipient.
+fn share_spec(core: &Core, request: ShareRequest) -> Result<Option<ShareSpec>, ApiError> {
+    if request.is_empty() {
+        return Ok(None);
+    }
+    let spec = request
+        .parse(core.config.share_max_ttl, Utc::now())
+        .map_err(|e| ApiError::unprocessable(e.0))?;
+    if !spec.has_recipients() {
+        return Err(ApiError::unprocessable(
+            "share fields need `recipients`; for a link without recipient use POST /api/v1/files/{id}/shares",
+        ));
+    }
+    Ok(Some(spec))
+}
+
 async fn accept(
     req: &Request,
     auth: &UserAuth,
     name: FileName,
     sealed: Sealed,
+    share: Option<ShareSpec>,
 ) -> Result<UploadResponse, ApiError> {
-    let view = files::create(core(req)?, &auth.0.user, name, sealed, &meta(req)).await?;
+    let (view, shares) =
+        files::create(core(req)?, &auth.0.user, name, sealed, share, &meta(req)).await?;
     Ok(UploadResponse::Accepted(Json(FileAccepted {
         id: view.id,
         name: view.name,
         size: view.size,
         status: view.status,
+        shares: shares.into_iter().map(ShareInfo::from).collect(),
     })))
 }
 
+/// Reads a small text part of a form, refusing one longer than `limit` bytes.
+async fn text_field(field: poem::web::Field, limit: u64) -> Result<String, ApiError> {
+    use tokio::io::AsyncReadExt as _;
+    let name = field.name().unwrap_or_default().to_owned();
+    let mut bytes = Vec::new();
+    field
+        .into_async_read()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+    if bytes.len() as u64 > limit {
+        return Err(ApiError::unprocessable(format!(
+            "the `{name}` field is too long"
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::unprocessable(format!("the `{name}` field is not UTF-8 text")))
+}
+
+fn number(name: &str, text: &str) -> Result<i64, ApiError> {
+    text.trim()
+        .parse()
+        .map_err(|_| ApiError::unprocessable(format!("`{name}` must be a whole number")))
+}
+
+/// Recipients may come as repeated fields, or comma- or newline-separated in one.
+fn split_recipients(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split([',', '\n', ';']))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// `attachment` with an ASCII fallback and the exact name in RFC 5987 form (RFC 6266).
-fn content_disposition(name: &str) -> String {
+pub(crate) fn content_disposition(name: &str) -> String {
     let fallback: String = name
         .chars()
         .map(|c| {
@@ -150,7 +212,7 @@ fn content_disposition(name: &str) -> String {
     format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
-#[OpenApi(prefix_path = "/v1", tag = "Tag::Files")]
+#[OpenApi(prefix_path = "/api/v1", tag = "Tag::Files")]
 impl FilesApi {
     /// Upload a file (multipart)
     ///
@@ -166,6 +228,8 @@ impl FilesApi {
         let core = core(req)?;
         let mut multipart = form.0;
         let mut upload: Option<(FileName, Sealed)> = None;
+        let mut recipients = Vec::new();
+        let mut share = ShareRequest::default();
         let outcome = async {
             while let Some(field) = multipart
                 .next_field()
@@ -189,6 +253,26 @@ impl FilesApi {
                     Some("file") => {
                         return Err(ApiError::unprocessable("send one `file` part per upload"));
                     }
+                    Some("recipients") => recipients.push(text_field(field, 64 * 1024).await?),
+                    Some("expires_in_hours") => {
+                        share.expires_in_hours =
+                            Some(number("expires_in_hours", &text_field(field, 64).await?)?);
+                    }
+                    Some("expires_at") => {
+                        let text = text_field(field, 64).await?;
+                        let at = DateTime::parse_from_rfc3339(text.trim()).map_err(|_| {
+                            ApiError::unprocessable("`expires_at` must be an RFC 3339 time")
+                        })?;
+                        share.expires_at = Some(at.with_timezone(&Utc));
+                    }
+                    Some("max_downloads") => {
+                        share.max_downloads =
+                            Some(number("max_downloads", &text_field(field, 64).await?)?);
+                    }
+                    Some("password") => {
+                        share.password = Some(SecretString::from(text_field(field, 4096).await?))
+                    }
+                    Some("message") => share.message = Some(text_field(field, 16 * 1024).await?),
                     other => {
                         let other = other
                             .unwrap_or("(unnamed)")
@@ -201,12 +285,13 @@ impl FilesApi {
                     }
                 }
             }
-            Ok(())
+            share.recipients = split_recipients(&recipients);
+            share_spec(core, std::mem::take(&mut share))
         }
         .await;
         match (outcome, upload) {
-            (Ok(()), Some((name, sealed))) => accept(req, &auth, name, sealed).await,
-            (Ok(()), None) => Err(ApiError::unprocessable("the form has no `file` part")),
+            (Ok(spec), Some((name, sealed))) => accept(req, &auth, name, sealed, spec).await,
+            (Ok(_), None) => Err(ApiError::unprocessable("the form has no `file` part")),
             (Err(err), upload) => {
                 if let Some((_, sealed)) = upload {
                     discard(core, sealed).await;
@@ -217,18 +302,39 @@ impl FilesApi {
     }
 
     /// Upload a file (raw body, e.g. `curl -T report.pdf`)
+    ///
+    /// Share fields go in the query string. A password there may end up in proxy logs: prefer
+    /// the multipart upload or `POST /api/v1/files/{id}/shares` for password-protected links.
     #[oai(path = "/files/:name", method = "put")]
+    #[allow(clippy::too_many_arguments)]
     async fn put(
         &self,
         req: &Request,
         auth: UserAuth,
         name: Path<String>,
+        /// Recipients to email a link to once the file is ready (repeat, or separate by commas).
+        recipients: Query<Vec<String>>,
+        expires_in_hours: Query<Option<i64>>,
+        max_downloads: Query<Option<i64>>,
+        password: Query<Option<String>>,
+        message: Query<Option<String>>,
         body: RawBody,
     ) -> Result<UploadResponse, ApiError> {
         let core = core(req)?;
         let name = FileName::parse(&name.0).map_err(|e| ApiError::unprocessable(e.0))?;
+        let spec = share_spec(
+            core,
+            ShareRequest {
+                recipients: split_recipients(&recipients.0),
+                expires_at: None,
+                expires_in_hours: expires_in_hours.0,
+                max_downloads: max_downloads.0,
+                password: password.0.map(SecretString::from),
+                message: message.0,
+            },
+        )?;
         let sealed = files::ingest(core, body.0.into_bytes_stream()).await?;
-        accept(req, &auth, name, sealed).await
+        accept(req, &auth, name, sealed, spec).await
     }
 
     /// List your files, newest first

@@ -1,6 +1,8 @@
 pub mod accounts;
 pub mod files;
 pub mod health;
+pub mod recipient;
+pub mod shares;
 
 #[derive(poem_openapi::Tags)]
 pub enum Tag {
@@ -8,4 +10,8 @@ pub enum Tag {
     Auth,
     /// Uploading, reading and deleting files
     Files,
+    /// Sharing files through expiring links
+    Shares,
+    /// The pages and downloads behind a share link
+    Recipients,
 }

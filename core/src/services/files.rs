@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use entity::file;
 
+use super::shares::{ShareSpec, ShareView};
 use crate::audit::{Actor, Event, Outcome, RequestMeta};
 use crate::crypto::{SecretKey, WrappedKey};
 use crate::storage::{ReadError, SealedWriter, blob_path, quarantine_path};
@@ -163,14 +164,20 @@ where
     ingest.finish(core).await
 }
 
-/// Records a sealed upload as the owner's new quarantined file and starts its validation.
+/// Records a sealed upload as the owner's new quarantined file, with the shares asked for along
+/// with it, and starts its validation.
 pub async fn create(
     core: &Core,
     owner: &super::users::User,
     name: FileName,
     sealed: Sealed,
+    share: Option<ShareSpec>,
     meta: &RequestMeta,
-) -> ServiceResult<FileView> {
+) -> ServiceResult<(FileView, Vec<ShareView>)> {
+    let password_hash = match &share {
+        Some(spec) => super::shares::hash_password(spec).await?,
+        None => None,
+    };
     let now = Utc::now();
     let model = file::Model {
         id: sealed.id,
@@ -201,18 +208,26 @@ pub async fn create(
             .from(meta)
             .record(&txn)
             .await?;
-        txn.commit().await
+        let shares = match &share {
+            Some(spec) => super::shares::insert(core, &txn, owner, model.id, spec, password_hash, meta).await?,
+            None => Vec::new(),
+        };
+        txn.commit().await?;
+        Ok::<_, ServiceError>(shares)
     }
     .await;
-    if let Err(err) = recorded {
-        let _ = core.storage.delete(&quarantine_path(model.id)).await;
-        return Err(err.into());
-    }
+    let shares = match recorded {
+        Ok(shares) => shares,
+        Err(err) => {
+            let _ = core.storage.delete(&quarantine_path(model.id)).await;
+            return Err(err);
+        }
+    };
     // The row is committed; if this enqueue is lost, the sweep enqueues again.
     if let Err(err) = core.queue.enqueue_validate(model.id).await {
         tracing::warn!(file_id = %model.id, error = %err, "could not enqueue validation; the sweep will retry");
     }
-    Ok(model.into())
+    Ok((model.into(), shares))
 }
 
 async fn find_owned(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<file::Model> {
@@ -289,6 +304,7 @@ pub async fn delete(
         .filter(file::Column::Id.eq(id))
         .exec(&txn)
         .await?;
+    super::shares::cancel_pending(&txn, id, "the file was deleted").await?;
     Event::new("file.deleted", owner.actor())
         .target("file", id)
         .details(serde_json::json!({ "name": row.name, "previous_status": row.status }))

@@ -82,6 +82,7 @@ async fn reject(
         .exec(&txn)
         .await?;
     if moved.rows_affected == 1 {
+        super::shares::cancel_pending(&txn, row.id, reason).await?;
         Event::new("file.rejected", Actor::System)
             .target("file", row.id)
             .outcome(Outcome::Denied)
@@ -310,6 +311,7 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
         if let Err(err) = core.storage.delete(&quarantine_path(file_id)).await {
             tracing::warn!(%file_id, error = %err, "could not delete a quarantine object; its key is gone");
         }
+        super::shares::enqueue_pending(core, file_id).await;
     } else {
         // Another run finished first, the file was deleted meanwhile, or the update failed:
         // this blob is surplus either way.
@@ -341,6 +343,7 @@ pub async fn sweep(core: &Core) -> Result<usize, JobError> {
     if !stuck.is_empty() {
         tracing::info!(count = stuck.len(), "sweep re-enqueued stuck files");
     }
+    super::shares::sweep(core).await?;
     Ok(stuck.len())
 }
 

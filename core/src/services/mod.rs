@@ -3,4 +3,6 @@
 pub mod files;
 pub mod jobs;
 pub mod keys;
+pub mod recipients;
+pub mod shares;
 pub mod users;

@@ -1,0 +1,265 @@
+//! What a recipient's browser sees behind a share link: a server-rendered page that works
+//! without JavaScript, and the download. Everything shown is escaped by the templates.
+
+use coffer_core::Core;
+use coffer_core::services::recipients::{self, Landing, Refusal};
+use coffer_core::types::human_size;
+use minijinja::{Environment, context};
+use poem::{Body, Request};
+use poem_openapi::param::Path;
+use poem_openapi::payload::{Binary, Form, Html};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::Tag;
+use crate::auth::{core, meta};
+
+pub struct RecipientApi;
+
+#[derive(Object, Deserialize)]
+struct PasswordForm {
+    /// The share's password, when it has one.
+    password: Option<String>,
+}
+
+fn templates() -> &'static Environment<'static> {
+    static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in [
+            ("base.html", include_str!("../../templates/base.html")),
+            ("landing.html", include_str!("../../templates/landing.html")),
+            ("message.html", include_str!("../../templates/message.html")),
+        ] {
+            env.add_template(name, source)
+                .expect("page templates parse");
+        }
+        env
+    })
+}
+
+fn render(name: &str, ctx: minijinja::Value) -> Html<String> {
+    let page = templates()
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %err, "rendering a page failed");
+            "<!DOCTYPE html><title>Error</title><p>Something went wrong.</p>".to_owned()
+        });
+    Html(page)
+}
+
+fn message(heading: &str, text: &str) -> Html<String> {
+    render(
+        "message.html",
+        context! { heading => heading, text => text },
+    )
+}
+
+fn landing(token: &str, page: &Landing, error: Option<&str>) -> Html<String> {
+    render(
+        "landing.html",
+        context! {
+            token => token,
+            sender => &page.sender,
+            file_name => &page.file_name,
+            size => human_size(page.size),
+            expires => page.expires_at.format("%A %-d %B %Y, %H:%M UTC").to_string(),
+            downloads_left => page.downloads_left,
+            password => page.password,
+            ready => page.ready,
+            error => error,
+        },
+    )
+}
+
+#[derive(ApiResponse)]
+enum PageResponse {
+    #[oai(status = 200)]
+    Page(Html<String>),
+    /// Wrong or missing password: the page again, with the reason.
+    #[oai(status = 403)]
+    Forbidden(Html<String>),
+    /// No such link.
+    #[oai(status = 404)]
+    NotFound(Html<String>),
+    /// The file is not ready yet.
+    #[oai(status = 409)]
+    NotReady(Html<String>),
+    /// Expired, revoked or used up.
+    #[oai(status = 410)]
+    Gone(Html<String>),
+    #[oai(status = 429)]
+    TooManyRequests(Html<String>, #[oai(header = "Retry-After")] u64),
+    #[oai(status = 500)]
+    Error(Html<String>),
+    #[oai(status = 503)]
+    Unavailable(Html<String>, #[oai(header = "Retry-After")] u64),
+}
+
+#[derive(ApiResponse)]
+enum DownloadResponse {
+    #[oai(status = 200)]
+    File(
+        Binary<Body>,
+        #[oai(header = "Content-Type")] String,
+        #[oai(header = "Content-Disposition")] String,
+        #[oai(header = "Content-Length")] u64,
+    ),
+    #[oai(status = 403)]
+    Forbidden(Html<String>),
+    #[oai(status = 404)]
+    NotFound(Html<String>),
+    #[oai(status = 409)]
+    NotReady(Html<String>),
+    #[oai(status = 410)]
+    Gone(Html<String>),
+    #[oai(status = 429)]
+    TooManyRequests(Html<String>, #[oai(header = "Retry-After")] u64),
+    #[oai(status = 500)]
+    Error(Html<String>),
+    #[oai(status = 503)]
+    Unavailable(Html<String>, #[oai(header = "Retry-After")] u64),
+}
+
+impl From<PageResponse> for DownloadResponse {
+    fn from(page: PageResponse) -> Self {
+        match page {
+            // A successful download never renders the plain page.
+            PageResponse::Page(html) | PageResponse::Error(html) => Self::Error(html),
+            PageResponse::Forbidden(html) => Self::Forbidden(html),
+            PageResponse::NotFound(html) => Self::NotFound(html),
+            PageResponse::NotReady(html) => Self::NotReady(html),
+            PageResponse::Gone(html) => Self::Gone(html),
+            PageResponse::TooManyRequests(html, wait) => Self::TooManyRequests(html, wait),
+            PageResponse::Unavailable(html, wait) => Self::Unavailable(html, wait),
+        }
+    }
+}
+
+fn broken() -> PageResponse {
+    PageResponse::Error(message(
+        "Something went wrong",
+        "The page could not be shown.",
+    ))
+}
+
+/// The page for a refusal. `retry` re-renders the landing page for password problems.
+async fn refusal_page(core: &Core, refusal: Refusal, retry: Option<&str>) -> PageResponse {
+    match refusal {
+        Refusal::Unknown => PageResponse::NotFound(message(
+            "Link not found",
+            "This link does not exist. Check that you copied all of it, or ask the sender for a new one.",
+        )),
+        Refusal::Gone(reason) => PageResponse::Gone(message(
+            "This link no longer works",
+            match reason {
+                "expired" => "The link has expired. Ask the sender to share the file again.",
+                "revoked" => "The sender has withdrawn this link.",
+                "used up" => "This link has been used as many times as the sender allowed.",
+                _ => "The file is no longer available through this link.",
+            },
+        )),
+        Refusal::NotReady => PageResponse::NotReady(message(
+            "Not ready yet",
+            "The file is still being checked and encrypted. Try again in a moment.",
+        )),
+        Refusal::RateLimited(wait) => PageResponse::TooManyRequests(
+            message(
+                "Too many attempts",
+                "Too many wrong passwords were tried. Wait a while before trying again.",
+            ),
+            wait.as_secs().max(1),
+        ),
+        Refusal::PasswordRequired | Refusal::WrongPassword => {
+            let text = if matches!(refusal, Refusal::WrongPassword) {
+                "That password is not right."
+            } else {
+                "This file needs a password."
+            };
+            // Show the page again, with the reason, without counting another view.
+            match retry {
+                Some(token) => match recipients::peek(core, token).await {
+                    Some(page) => PageResponse::Forbidden(landing(token, &page, Some(text))),
+                    None => PageResponse::Forbidden(message("Password needed", text)),
+                },
+                None => PageResponse::Forbidden(message("Password needed", text)),
+            }
+        }
+        Refusal::Error(coffer_core::ServiceError::Unavailable(err)) => {
+            tracing::error!(error = %format!("{err:#}"), "backing service unavailable");
+            PageResponse::Unavailable(
+                message("Try again shortly", "The service is briefly unavailable."),
+                5,
+            )
+        }
+        Refusal::Error(err) => {
+            let id = uuid::Uuid::new_v4();
+            tracing::error!(error_id = %id, error = %err, "recipient request failed");
+            PageResponse::Error(message(
+                "Something went wrong",
+                &format!(
+                    "The file could not be delivered. If this persists, tell the sender (reference {id})."
+                ),
+            ))
+        }
+    }
+}
+
+async fn deliver(req: &Request, token: &str, password: Option<String>) -> DownloadResponse {
+    let Ok(core) = core(req) else {
+        return broken().into();
+    };
+    match recipients::download(
+        core,
+        token,
+        password.filter(|p| !p.is_empty()).map(SecretString::from),
+        &meta(req),
+    )
+    .await
+    {
+        Ok(content) => DownloadResponse::File(
+            Binary(Body::from_bytes_stream(content.body)),
+            content
+                .file
+                .content_type
+                .unwrap_or_else(|| "application/octet-stream".to_owned()),
+            super::files::content_disposition(&content.file.name),
+            content.file.size,
+        ),
+        Err(refusal) => refusal_page(core, refusal, Some(token)).await.into(),
+    }
+}
+
+#[OpenApi(tag = "Tag::Recipients")]
+impl RecipientApi {
+    /// The download page behind a share link
+    #[oai(path = "/s/:token", method = "get")]
+    async fn page(&self, req: &Request, token: Path<String>) -> PageResponse {
+        let Ok(core) = core(req) else {
+            return broken();
+        };
+        match recipients::view(core, &token.0, &meta(req)).await {
+            Ok(page) => PageResponse::Page(landing(&token.0, &page, None)),
+            Err(refusal) => refusal_page(core, refusal, None).await,
+        }
+    }
+
+    /// Download through a share link without a password
+    #[oai(path = "/s/:token/download", method = "get")]
+    async fn download(&self, req: &Request, token: Path<String>) -> DownloadResponse {
+        deliver(req, &token.0, None).await
+    }
+
+    /// Download through a share link (the page's form, with the password if there is one)
+    #[oai(path = "/s/:token/download", method = "post")]
+    async fn download_with_form(
+        &self,
+        req: &Request,
+        token: Path<String>,
+        form: Form<PasswordForm>,
+    ) -> DownloadResponse {
+        deliver(req, &token.0, form.0.password).await
+    }
+}

@@ -1,0 +1,282 @@
+//! Shares from the recipient's side: the landing page and the download, each audited against
+//! the share.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait as _};
+use sea_orm::{
+    ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _, TransactionTrait as _,
+};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use entity::{file, share, user};
+
+use super::files::{Content, FileView, open_ready, status};
+use super::shares::state;
+use crate::audit::{Actor, Event, Outcome, RequestMeta};
+use crate::types::Token;
+use crate::{Core, ServiceError, password};
+
+const PASSWORD_WINDOW: Duration = Duration::from_secs(15 * 60);
+const PASSWORD_FAILURES_PER_SHARE: u32 = 5;
+const PASSWORD_FAILURES_PER_ADDRESS: u32 = 20;
+
+/// Why a recipient gets no file.
+#[derive(Debug)]
+pub enum Refusal {
+    /// No such link (404).
+    Unknown,
+    /// The link existed but no longer works (410), and why.
+    Gone(&'static str),
+    /// The file is not ready yet (409).
+    NotReady,
+    PasswordRequired,
+    WrongPassword,
+    RateLimited(Duration),
+    Error(ServiceError),
+}
+
+impl<E: Into<ServiceError>> From<E> for Refusal {
+    fn from(err: E) -> Self {
+        Self::Error(err.into())
+    }
+}
+
+/// What the landing page shows.
+#[derive(Debug)]
+pub struct Landing {
+    pub sender: String,
+    pub file_name: String,
+    pub size: u64,
+    pub expires_at: DateTime<Utc>,
+    pub downloads_left: Option<i32>,
+    pub password: bool,
+    pub ready: bool,
+}
+
+struct Resolved {
+    share: share::Model,
+    file: file::Model,
+}
+
+async fn deny(
+    core: &Core,
+    share_id: Uuid,
+    reason: &str,
+    meta: &RequestMeta,
+) -> Result<(), ServiceError> {
+    Event::new("share.denied", Actor::Recipient(share_id))
+        .target("share", share_id)
+        .outcome(Outcome::Denied)
+        .details(serde_json::json!({ "reason": reason }))
+        .from(meta)
+        .record(&core.db)
+        .await?;
+    Ok(())
+}
+
+/// Why a share no longer works, if it does not.
+fn gone_reason(
+    share: &share::Model,
+    file: &file::Model,
+    now: DateTime<Utc>,
+) -> Option<&'static str> {
+    match share.state.as_str() {
+        state::REVOKED => Some("revoked"),
+        state::CANCELLED => Some("cancelled"),
+        state::EXPIRED => Some("expired"),
+        _ if share.expires_at <= now => Some("expired"),
+        _ if file.status == status::DELETED || file.status == status::REJECTED => {
+            Some("file removed")
+        }
+        _ if share
+            .max_downloads
+            .is_some_and(|max| share.downloads_used >= max) =>
+        {
+            Some("used up")
+        }
+        _ => None,
+    }
+}
+
+async fn resolve(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<Resolved, Refusal> {
+    let token = Token::parse(raw_token).ok_or(Refusal::Unknown)?;
+    let share = share::Entity::find()
+        .filter(share::Column::TokenHash.eq(token.hash()))
+        .one(&core.db)
+        .await?
+        .ok_or(Refusal::Unknown)?;
+    let file = file::Entity::find_by_id(share.file_id)
+        .one(&core.db)
+        .await?
+        .ok_or(Refusal::Unknown)?;
+    if let Some(reason) = gone_reason(&share, &file, Utc::now()) {
+        deny(core, share.id, reason, meta).await?;
+        return Err(Refusal::Gone(reason));
+    }
+    Ok(Resolved { share, file })
+}
+
+/// The landing page again, for a password retry: neither audited nor counted as a view.
+pub async fn peek(core: &Core, raw_token: &str) -> Option<Landing> {
+    let token = Token::parse(raw_token)?;
+    let share = share::Entity::find()
+        .filter(share::Column::TokenHash.eq(token.hash()))
+        .one(&core.db)
+        .await
+        .ok()??;
+    let file = file::Entity::find_by_id(share.file_id)
+        .one(&core.db)
+        .await
+        .ok()??;
+    let sender = user::Entity::find_by_id(share.owner_id)
+        .one(&core.db)
+        .await
+        .ok()?
+        .map(|u| u.email)?;
+    Some(landing(sender, share, file))
+}
+
+fn landing(sender: String, share: share::Model, file: file::Model) -> Landing {
+    Landing {
+        sender,
+        file_name: file.name,
+        size: u64::try_from(file.size).unwrap_or(0),
+        expires_at: share.expires_at,
+        downloads_left: share
+            .max_downloads
+            .map(|max| Ord::max(max - share.downloads_used, 0)),
+        password: share.password_hash.is_some(),
+        ready: file.status == status::READY,
+    }
+}
+
+/// The landing page of a link; the view is audited.
+pub async fn view(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<Landing, Refusal> {
+    let Resolved { share, file } = resolve(core, raw_token, meta).await?;
+    let sender = user::Entity::find_by_id(share.owner_id)
+        .one(&core.db)
+        .await?
+        .map(|u| u.email)
+        .unwrap_or_default();
+    Event::new("share.viewed", Actor::Recipient(share.id))
+        .target("share", share.id)
+        .from(meta)
+        .record(&core.db)
+        .await?;
+    Ok(landing(sender, share, file))
+}
+
+async fn check_password(
+    core: &Core,
+    share: &share::Model,
+    given: Option<SecretString>,
+    meta: &RequestMeta,
+) -> Result<(), Refusal> {
+    let Some(stored) = share.password_hash.clone() else {
+        return Ok(());
+    };
+    let share_key = format!("share-pw:share:{}", share.id);
+    let ip_key = format!("share-pw:ip:{}", meta.ip.as_deref().unwrap_or("unknown"));
+    for (key, limit) in [
+        (&share_key, PASSWORD_FAILURES_PER_SHARE),
+        (&ip_key, PASSWORD_FAILURES_PER_ADDRESS),
+    ] {
+        if let Some(wait) = core
+            .limiter
+            .blocked(key, limit)
+            .await
+            .map_err(ServiceError::from)?
+        {
+            deny(core, share.id, "password attempts rate-limited", meta).await?;
+            return Err(Refusal::RateLimited(wait));
+        }
+    }
+    let Some(given) = given else {
+        return Err(Refusal::PasswordRequired);
+    };
+    if password::verify(given, stored)
+        .await
+        .map_err(ServiceError::from)?
+    {
+        return Ok(());
+    }
+    core.limiter
+        .record(&share_key, PASSWORD_WINDOW)
+        .await
+        .map_err(ServiceError::from)?;
+    core.limiter
+        .record(&ip_key, PASSWORD_WINDOW)
+        .await
+        .map_err(ServiceError::from)?;
+    deny(core, share.id, "wrong password", meta).await?;
+    Err(Refusal::WrongPassword)
+}
+
+/// Streams the file to a recipient. The download is counted atomically before any byte is
+/// sent, so concurrent requests can never exceed `max_downloads`.
+pub async fn download(
+    core: &Core,
+    raw_token: &str,
+    given: Option<SecretString>,
+    meta: &RequestMeta,
+) -> Result<Content, Refusal> {
+    let Resolved { share, file } = resolve(core, raw_token, meta).await?;
+    check_password(core, &share, given, meta).await?;
+    if file.status != status::READY {
+        return Err(Refusal::NotReady);
+    }
+    let txn = core.db.begin().await?;
+    let counted = share::Entity::update_many()
+        .col_expr(
+            share::Column::DownloadsUsed,
+            Expr::col(share::Column::DownloadsUsed).add(1),
+        )
+        .filter(share::Column::Id.eq(share.id))
+        .filter(share::Column::State.is_in([state::EMAILED, state::EMAIL_FAILED, state::ACTIVE]))
+        .filter(share::Column::ExpiresAt.gt(Utc::now()))
+        .filter(
+            Condition::any()
+                .add(share::Column::MaxDownloads.is_null())
+                .add(
+                    Expr::col(share::Column::DownloadsUsed)
+                        .lt(Expr::col(share::Column::MaxDownloads)),
+                ),
+        )
+        .exec(&txn)
+        .await?;
+    if counted.rows_affected != 1 {
+        drop(txn);
+        deny(core, share.id, "used up", meta).await?;
+        return Err(Refusal::Gone("used up"));
+    }
+    Event::new("share.downloaded", Actor::Recipient(share.id))
+        .target("share", share.id)
+        .details(serde_json::json!({ "file_id": file.id, "download": share.downloads_used + 1 }))
+        .from(meta)
+        .record(&txn)
+        .await?;
+    txn.commit().await?;
+
+    match open_ready(core, &file, None, Actor::Recipient(share.id), meta).await {
+        Ok(body) => Ok(Content {
+            file: FileView::from(file),
+            range: None,
+            body,
+        }),
+        Err(err) => {
+            // Nothing was delivered: give the download back.
+            let _ = share::Entity::update_many()
+                .col_expr(
+                    share::Column::DownloadsUsed,
+                    Expr::col(share::Column::DownloadsUsed).sub(1),
+                )
+                .filter(share::Column::Id.eq(share.id))
+                .exec(&core.db)
+                .await;
+            Err(Refusal::Error(err))
+        }
+    }
+}

@@ -1,0 +1,692 @@
+//! Shares from the owner's side: creating links (one per recipient), listing, revoking, and the
+//! job that issues each link and emails it.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    TransactionTrait as _,
+};
+use secrecy::{ExposeSecret as _, SecretString};
+use uuid::Uuid;
+
+use entity::{file, share, user};
+
+use super::files::status;
+use super::jobs::JobError;
+use super::users::User;
+use crate::audit::{Actor, Event, Outcome, RequestMeta};
+use crate::mail::{ShareEmail, share_message};
+use crate::types::{EmailAddress, Invalid, Token};
+use crate::{Core, ServiceError, ServiceResult, password};
+
+pub mod state {
+    /// Waiting for the file to be ready or for its email to go out.
+    pub const PENDING: &str = "pending";
+    pub const EMAILED: &str = "emailed";
+    pub const EMAIL_FAILED: &str = "email_failed";
+    /// A link without a recipient, handed to the owner.
+    pub const ACTIVE: &str = "active";
+    pub const REVOKED: &str = "revoked";
+    pub const EXPIRED: &str = "expired";
+    /// The file was rejected or deleted before the link went out.
+    pub const CANCELLED: &str = "cancelled";
+}
+
+const MAX_RECIPIENTS: usize = 50;
+const MAX_DOWNLOADS: i64 = 10_000;
+const MAX_MESSAGE_CHARS: usize = 2_000;
+const MIN_PASSWORD_CHARS: usize = 8;
+/// After this many failed deliveries a share is marked `email_failed`.
+pub const MAX_EMAIL_ATTEMPTS: usize = 5;
+
+/// A share request as a client sent it.
+#[derive(Debug, Default)]
+pub struct ShareRequest {
+    pub recipients: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub expires_in_hours: Option<i64>,
+    pub max_downloads: Option<i64>,
+    pub password: Option<SecretString>,
+    pub message: Option<String>,
+}
+
+/// A checked share request.
+#[derive(Debug)]
+pub struct ShareSpec {
+    recipients: Vec<EmailAddress>,
+    expires_at: DateTime<Utc>,
+    max_downloads: Option<i32>,
+    password: Option<SecretString>,
+    message: Option<String>,
+}
+
+impl ShareSpec {
+    pub fn has_recipients(&self) -> bool {
+        !self.recipients.is_empty()
+    }
+}
+
+impl ShareRequest {
+    pub fn is_empty(&self) -> bool {
+        self.recipients.is_empty()
+            && self.expires_at.is_none()
+            && self.expires_in_hours.is_none()
+            && self.max_downloads.is_none()
+            && self.password.is_none()
+            && self.message.is_none()
+    }
+
+    pub fn parse(
+        self,
+        max_ttl: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<ShareSpec, Invalid> {
+        let bad = |m: String| Invalid(m);
+        let mut recipients: Vec<EmailAddress> = Vec::new();
+        for raw in &self.recipients {
+            let email = EmailAddress::parse(raw).map_err(|e| {
+                bad(format!(
+                    "recipient {:?}: {}",
+                    raw.chars().take(80).collect::<String>(),
+                    e.0
+                ))
+            })?;
+            if !recipients.contains(&email) {
+                recipients.push(email);
+            }
+        }
+        if recipients.len() > MAX_RECIPIENTS {
+            return Err(bad(format!(
+                "at most {MAX_RECIPIENTS} recipients per request"
+            )));
+        }
+        let cap = chrono::Duration::from_std(max_ttl).unwrap_or(chrono::Duration::days(7));
+        let expires_at = match (self.expires_at, self.expires_in_hours) {
+            (Some(_), Some(_)) => {
+                return Err(bad("give expires_at or expires_in_hours, not both".into()));
+            }
+            (Some(at), None) => at,
+            (None, Some(hours)) if hours > 0 && hours <= cap.num_hours().max(1) => {
+                now + chrono::Duration::hours(hours)
+            }
+            (None, Some(hours)) if hours <= 0 => {
+                return Err(bad("expires_in_hours must be at least 1".into()));
+            }
+            (None, Some(_)) => {
+                return Err(bad(format!(
+                    "a link may live at most {} hours",
+                    cap.num_hours()
+                )));
+            }
+            (None, None) => now + cap.min(chrono::Duration::days(7)),
+        };
+        if expires_at <= now {
+            return Err(bad("the expiry is in the past".into()));
+        }
+        if expires_at > now + cap + chrono::Duration::minutes(1) {
+            return Err(bad(format!(
+                "a link may live at most {} hours (COFFER_SHARE_MAX_TTL)",
+                cap.num_hours()
+            )));
+        }
+        let max_downloads = match self.max_downloads {
+            None => None,
+            Some(n) if (1..=MAX_DOWNLOADS).contains(&n) => Some(n as i32),
+            Some(_) => {
+                return Err(bad(format!(
+                    "max_downloads must be between 1 and {MAX_DOWNLOADS}"
+                )));
+            }
+        };
+        let password = match self.password {
+            Some(p) if p.expose_secret().is_empty() => None,
+            Some(p) if p.expose_secret().chars().count() < MIN_PASSWORD_CHARS => {
+                return Err(bad(format!(
+                    "a share password needs at least {MIN_PASSWORD_CHARS} characters"
+                )));
+            }
+            Some(p) if p.expose_secret().len() > password::MAX_LEN => {
+                return Err(bad("the share password is too long".into()));
+            }
+            other => other,
+        };
+        let message = match self
+            .message
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty())
+        {
+            Some(m) if m.chars().count() > MAX_MESSAGE_CHARS => {
+                return Err(bad(format!(
+                    "the message may have at most {MAX_MESSAGE_CHARS} characters"
+                )));
+            }
+            Some(m)
+                if m.chars()
+                    .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
+            {
+                return Err(bad("the message contains control characters".into()));
+            }
+            other => other,
+        };
+        Ok(ShareSpec {
+            recipients,
+            expires_at,
+            max_downloads,
+            password,
+            message,
+        })
+    }
+}
+
+/// What an owner sees of a share.
+#[derive(Debug, Clone)]
+pub struct ShareView {
+    pub id: Uuid,
+    pub file_id: Uuid,
+    pub recipient: Option<String>,
+    /// Only in the response that created a share without recipient.
+    pub url: Option<String>,
+    pub state: String,
+    pub expires_at: DateTime<Utc>,
+    pub max_downloads: Option<i32>,
+    pub downloads_used: i32,
+    pub password: bool,
+    pub created_at: DateTime<Utc>,
+    pub emailed_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+impl ShareView {
+    fn from_model(m: share::Model, url: Option<String>, now: DateTime<Utc>) -> Self {
+        // A live share past its expiry reads as expired even before the sweep marks it.
+        let live = matches!(
+            m.state.as_str(),
+            state::PENDING | state::EMAILED | state::EMAIL_FAILED | state::ACTIVE
+        );
+        let state = if live && m.expires_at <= now {
+            state::EXPIRED.to_owned()
+        } else {
+            m.state
+        };
+        Self {
+            id: m.id,
+            file_id: m.file_id,
+            recipient: m.recipient,
+            url,
+            state,
+            expires_at: m.expires_at,
+            max_downloads: m.max_downloads,
+            downloads_used: m.downloads_used,
+            password: m.password_hash.is_some(),
+            created_at: m.created_at,
+            emailed_at: m.emailed_at,
+            last_error: m.last_error,
+        }
+    }
+}
+
+pub fn share_url(core: &Core, token: &Token) -> String {
+    format!(
+        "{}/s/{}",
+        core.config.public_url.as_str().trim_end_matches('/'),
+        token.expose()
+    )
+}
+
+/// Inserts the shares of `spec` for a file inside the caller's transaction. Returns the rows
+/// and, for a share without recipient, its link (the only time it is ever shown).
+pub async fn insert(
+    core: &Core,
+    txn: &impl ConnectionTrait,
+    owner: &User,
+    file_id: Uuid,
+    spec: &ShareSpec,
+    password_hash: Option<String>,
+    meta: &RequestMeta,
+) -> ServiceResult<Vec<ShareView>> {
+    let now = Utc::now();
+    let targets: Vec<Option<&EmailAddress>> = if spec.recipients.is_empty() {
+        vec![None]
+    } else {
+        spec.recipients.iter().map(Some).collect()
+    };
+    let mut views = Vec::with_capacity(targets.len());
+    for recipient in targets {
+        let id = Uuid::now_v7();
+        // A link without recipient is issued now; emailed links are issued by the email job,
+        // so their token exists nowhere but in the email.
+        let token = recipient.is_none().then(Token::generate);
+        let model = share::Model {
+            id,
+            file_id,
+            owner_id: owner.id,
+            recipient: recipient.map(|r| r.as_str().to_owned()),
+            token_hash: token.as_ref().map(Token::hash),
+            state: if token.is_some() {
+                state::ACTIVE
+            } else {
+                state::PENDING
+            }
+            .to_owned(),
+            expires_at: spec.expires_at,
+            max_downloads: spec.max_downloads,
+            downloads_used: 0,
+            password_hash: password_hash.clone(),
+            message: spec.message.clone(),
+            last_error: None,
+            created_at: now,
+            emailed_at: None,
+            revoked_at: None,
+        };
+        share::Entity::insert(share::ActiveModel::from(model.clone()))
+            .exec(txn)
+            .await?;
+        Event::new("share.created", owner.actor())
+            .target("share", id)
+            .details(serde_json::json!({
+                "file_id": file_id,
+                "recipient": model.recipient,
+                "expires_at": model.expires_at,
+                "max_downloads": model.max_downloads,
+                "password": model.password_hash.is_some(),
+            }))
+            .from(meta)
+            .record(txn)
+            .await?;
+        let url = token.as_ref().map(|t| share_url(core, t));
+        views.push(ShareView::from_model(model, url, now));
+    }
+    Ok(views)
+}
+
+pub async fn hash_password(spec: &ShareSpec) -> ServiceResult<Option<String>> {
+    match &spec.password {
+        Some(p) => Ok(Some(password::hash(p.clone()).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Shares an existing file. Links for recipients go out at once if the file is ready, or the
+/// moment it becomes ready.
+pub async fn create(
+    core: &Core,
+    owner: &User,
+    file_id: Uuid,
+    spec: ShareSpec,
+    meta: &RequestMeta,
+) -> ServiceResult<Vec<ShareView>> {
+    let password_hash = hash_password(&spec).await?;
+    let txn = core.db.begin().await?;
+    let file = file::Entity::find_by_id(file_id)
+        .filter(file::Column::OwnerId.eq(owner.id))
+        .filter(file::Column::Status.ne(status::DELETED))
+        .one(&txn)
+        .await?
+        .ok_or(ServiceError::NotFound("file"))?;
+    if file.status == status::REJECTED {
+        return Err(ServiceError::Conflict(format!(
+            "the file was rejected and cannot be shared: {}",
+            file.reject_reason.unwrap_or_default()
+        )));
+    }
+    let views = insert(core, &txn, owner, file_id, &spec, password_hash, meta).await?;
+    txn.commit().await?;
+    if file.status == status::READY {
+        enqueue_pending(core, file_id).await;
+    }
+    Ok(views)
+}
+
+/// Enqueues the email of every pending share of a file (called when it becomes ready).
+pub async fn enqueue_pending(core: &Core, file_id: Uuid) {
+    let pending = share::Entity::find()
+        .filter(share::Column::FileId.eq(file_id))
+        .filter(share::Column::State.eq(state::PENDING))
+        .filter(share::Column::Recipient.is_not_null())
+        .all(&core.db)
+        .await;
+    match pending {
+        Ok(rows) => {
+            for row in rows {
+                if let Err(err) = core.queue.enqueue_share_email(row.id).await {
+                    tracing::warn!(share_id = %row.id, error = %format!("{err:#}"), "could not enqueue a share email; the sweep will retry");
+                }
+            }
+        }
+        Err(err) => {
+            tracing::warn!(%file_id, error = %err, "could not list pending shares; the sweep will retry")
+        }
+    }
+}
+
+/// Cancels the pending shares of a file that will never be ready, inside the caller's
+/// transaction, recording why.
+pub async fn cancel_pending(
+    txn: &impl ConnectionTrait,
+    file_id: Uuid,
+    reason: &str,
+) -> Result<(), sea_orm::DbErr> {
+    let pending = share::Entity::find()
+        .filter(share::Column::FileId.eq(file_id))
+        .filter(share::Column::State.eq(state::PENDING))
+        .all(txn)
+        .await?;
+    for row in pending {
+        share::Entity::update_many()
+            .col_expr(share::Column::State, Expr::value(state::CANCELLED))
+            .col_expr(share::Column::LastError, Expr::value(reason))
+            .filter(share::Column::Id.eq(row.id))
+            .exec(txn)
+            .await?;
+        Event::new("share.email_failed", Actor::System)
+            .target("share", row.id)
+            .outcome(Outcome::Failure)
+            .details(serde_json::json!({ "reason": format!("file not shareable: {reason}"), "file_id": file_id }))
+            .record(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn list(core: &Core, owner: &User, file_id: Uuid) -> ServiceResult<Vec<ShareView>> {
+    file::Entity::find_by_id(file_id)
+        .filter(file::Column::OwnerId.eq(owner.id))
+        .filter(file::Column::Status.ne(status::DELETED))
+        .one(&core.db)
+        .await?
+        .ok_or(ServiceError::NotFound("file"))?;
+    let now = Utc::now();
+    Ok(share::Entity::find()
+        .filter(share::Column::FileId.eq(file_id))
+        .order_by_asc(share::Column::Id)
+        .all(&core.db)
+        .await?
+        .into_iter()
+        .map(|m| ShareView::from_model(m, None, now))
+        .collect())
+}
+
+/// Revokes a share at once: its link stops working for every later request.
+pub async fn revoke(
+    core: &Core,
+    owner: &User,
+    share_id: Uuid,
+    meta: &RequestMeta,
+) -> ServiceResult<()> {
+    let txn = core.db.begin().await?;
+    let row = share::Entity::find_by_id(share_id)
+        .filter(share::Column::OwnerId.eq(owner.id))
+        .one(&txn)
+        .await?
+        .ok_or(ServiceError::NotFound("share"))?;
+    if row.state != state::REVOKED {
+        share::Entity::update_many()
+            .col_expr(share::Column::State, Expr::value(state::REVOKED))
+            .col_expr(share::Column::RevokedAt, Expr::value(Utc::now()))
+            .filter(share::Column::Id.eq(share_id))
+            .exec(&txn)
+            .await?;
+        Event::new("share.revoked", owner.actor())
+            .target("share", share_id)
+            .details(serde_json::json!({ "file_id": row.file_id, "previous_state": row.state }))
+            .from(meta)
+            .record(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The email job: issues the share's link (a new token; only its hash is stored) and emails
+/// it. A repeat after success is a no-op; a retry after a failure issues a fresh link.
+pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(), JobError> {
+    let Some(row) = share::Entity::find_by_id(share_id).one(&core.db).await? else {
+        return Ok(());
+    };
+    if row.state != state::PENDING {
+        return Ok(());
+    }
+    let Some(recipient) = row.recipient.clone() else {
+        return Ok(());
+    };
+    let Some(file) = file::Entity::find_by_id(row.file_id).one(&core.db).await? else {
+        return Ok(());
+    };
+    match file.status.as_str() {
+        status::READY => {}
+        status::REJECTED | status::DELETED => {
+            let reason = file
+                .reject_reason
+                .clone()
+                .unwrap_or_else(|| "the file was deleted".to_owned());
+            let txn = core.db.begin().await?;
+            cancel_pending(&txn, file.id, &reason).await?;
+            txn.commit().await?;
+            return Ok(());
+        }
+        _ => return Ok(()), // enqueued again when the file is ready
+    }
+    if row.expires_at <= Utc::now() {
+        return Ok(()); // the sweep marks it expired
+    }
+    let owner = user::Entity::find_by_id(row.owner_id).one(&core.db).await?;
+    let sender = owner
+        .map(|o| o.email)
+        .unwrap_or_else(|| "A Coffer user".to_owned());
+
+    let token = Token::generate();
+    share::Entity::update_many()
+        .col_expr(share::Column::TokenHash, Expr::value(token.hash()))
+        .filter(share::Column::Id.eq(share_id))
+        .filter(share::Column::State.eq(state::PENDING))
+        .exec(&core.db)
+        .await?;
+    let url = share_url(core, &token);
+    let email = ShareEmail {
+        sender: &sender,
+        file_name: &file.name,
+        size: u64::try_from(file.size).unwrap_or(0),
+        expires_at: row.expires_at,
+        max_downloads: row.max_downloads,
+        message: row.message.as_deref(),
+        password: row.password_hash.is_some(),
+        url: &url,
+    };
+    let from: lettre::message::Mailbox = core
+        .config
+        .mail_from
+        .parse()
+        .map_err(|e| JobError::Permanent(format!("COFFER_MAIL_FROM: {e}")))?;
+    let message = share_message(&from, &recipient, &email)
+        .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
+    match core.mailer.send(message).await {
+        Ok(()) => {
+            let txn = core.db.begin().await?;
+            share::Entity::update_many()
+                .col_expr(share::Column::State, Expr::value(state::EMAILED))
+                .col_expr(share::Column::EmailedAt, Expr::value(Utc::now()))
+                .col_expr(
+                    share::Column::LastError,
+                    Expr::value(Option::<String>::None),
+                )
+                .filter(share::Column::Id.eq(share_id))
+                .filter(share::Column::State.eq(state::PENDING))
+                .exec(&txn)
+                .await?;
+            Event::new("share.emailed", Actor::System)
+                .target("share", share_id)
+                .details(serde_json::json!({ "recipient": recipient, "file_id": file.id, "attempt": attempt }))
+                .record(&txn)
+                .await?;
+            txn.commit().await?;
+            Ok(())
+        }
+        Err(err) if err.permanent || attempt >= MAX_EMAIL_ATTEMPTS => {
+            let txn = core.db.begin().await?;
+            share::Entity::update_many()
+                .col_expr(share::Column::State, Expr::value(state::EMAIL_FAILED))
+                .col_expr(share::Column::LastError, Expr::value(err.detail.clone()))
+                .filter(share::Column::Id.eq(share_id))
+                .filter(share::Column::State.eq(state::PENDING))
+                .exec(&txn)
+                .await?;
+            Event::new("share.email_failed", Actor::System)
+                .target("share", share_id)
+                .outcome(Outcome::Failure)
+                .details(serde_json::json!({ "recipient": recipient, "reason": err.detail, "attempts": attempt }))
+                .record(&txn)
+                .await?;
+            txn.commit().await?;
+            Err(JobError::Permanent(format!(
+                "email to a recipient failed: {}",
+                err.detail
+            )))
+        }
+        Err(err) => {
+            share::Entity::update_many()
+                .col_expr(share::Column::LastError, Expr::value(err.detail.clone()))
+                .filter(share::Column::Id.eq(share_id))
+                .exec(&core.db)
+                .await?;
+            Err(JobError::Transient(anyhow::anyhow!(
+                "sending a share email: {}",
+                err.detail
+            )))
+        }
+    }
+}
+
+/// Marks shares past their expiry; re-enqueues pending emails of ready files.
+pub async fn sweep(core: &Core) -> Result<(), JobError> {
+    let now = Utc::now();
+    let expired = share::Entity::update_many()
+        .col_expr(share::Column::State, Expr::value(state::EXPIRED))
+        .filter(share::Column::State.is_in([
+            state::PENDING,
+            state::EMAILED,
+            state::EMAIL_FAILED,
+            state::ACTIVE,
+        ]))
+        .filter(share::Column::ExpiresAt.lte(now))
+        .exec(&core.db)
+        .await?;
+    if expired.rows_affected > 0 {
+        tracing::info!(count = expired.rows_affected, "sweep marked expired shares");
+    }
+    let cutoff = now
+        - chrono::Duration::from_std(core.config.stuck_after)
+            .unwrap_or(chrono::Duration::minutes(2));
+    let stuck = share::Entity::find()
+        .filter(share::Column::State.eq(state::PENDING))
+        .filter(share::Column::Recipient.is_not_null())
+        .filter(share::Column::CreatedAt.lt(cutoff))
+        .all(&core.db)
+        .await?;
+    for row in stuck {
+        let ready = file::Entity::find_by_id(row.file_id)
+            .one(&core.db)
+            .await?
+            .is_some_and(|f| f.status == status::READY);
+        if ready {
+            core.queue.enqueue_share_email(row.id).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn request() -> ShareRequest {
+        ShareRequest {
+            recipients: vec![
+                "bob@example.org".into(),
+                "BOB@example.org".into(),
+                "carol@example.org".into(),
+            ],
+            ..ShareRequest::default()
+        }
+    }
+
+    #[test]
+    fn parses_and_dedupes_recipients_with_a_default_expiry() {
+        let now = Utc::now();
+        let spec = request()
+            .parse(Duration::from_secs(7 * 86_400), now)
+            .expect("valid");
+        assert_eq!(spec.recipients.len(), 2);
+        assert_eq!(spec.expires_at, now + chrono::Duration::days(7));
+    }
+
+    #[test]
+    fn refuses_expiry_in_the_past_or_past_the_cap_and_bad_limits() {
+        let now = Utc::now();
+        let ttl = Duration::from_secs(48 * 3600);
+        let cases = [
+            ShareRequest {
+                expires_at: Some(now - chrono::Duration::minutes(1)),
+                ..request()
+            },
+            ShareRequest {
+                expires_at: Some(now + chrono::Duration::hours(49)),
+                ..request()
+            },
+            ShareRequest {
+                expires_in_hours: Some(49),
+                ..request()
+            },
+            ShareRequest {
+                expires_in_hours: Some(0),
+                ..request()
+            },
+            ShareRequest {
+                expires_in_hours: Some(-5),
+                ..request()
+            },
+            ShareRequest {
+                expires_in_hours: Some(1),
+                expires_at: Some(now + chrono::Duration::hours(1)),
+                ..request()
+            },
+            ShareRequest {
+                max_downloads: Some(0),
+                ..request()
+            },
+            ShareRequest {
+                max_downloads: Some(i64::MAX),
+                ..request()
+            },
+            ShareRequest {
+                password: Some(SecretString::from("short")),
+                ..request()
+            },
+            ShareRequest {
+                message: Some("x".repeat(3000)),
+                ..request()
+            },
+            ShareRequest {
+                message: Some("bell\u{7}".into()),
+                ..request()
+            },
+            ShareRequest {
+                recipients: vec!["bob@example.org\r\nBcc: eve@example.org".into()],
+                ..request()
+            },
+        ];
+        for case in cases {
+            let shown = format!("{case:?}");
+            assert!(case.parse(ttl, now).is_err(), "{shown}");
+        }
+        assert!(
+            ShareRequest {
+                expires_in_hours: Some(48),
+                ..request()
+            }
+            .parse(ttl, now)
+            .is_ok()
+        );
+    }
+}

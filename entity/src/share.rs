@@ -1,0 +1,30 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "shares")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub file_id: Uuid,
+    pub owner_id: Uuid,
+    /// Email address the link goes to; `None` for a link handed to the owner.
+    pub recipient: Option<String>,
+    /// SHA-256 of the link's token; `None` until the link is issued.
+    #[sea_orm(unique)]
+    pub token_hash: Option<Vec<u8>>,
+    pub state: String,
+    pub expires_at: DateTimeUtc,
+    pub max_downloads: Option<i32>,
+    pub downloads_used: i32,
+    pub password_hash: Option<String>,
+    pub message: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub emailed_at: Option<DateTimeUtc>,
+    pub revoked_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
