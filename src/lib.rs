@@ -42,7 +42,17 @@ pub struct Running {
 }
 
 /// Connects, migrates, bootstraps the admin, and starts the requested roles.
-pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
+pub async fn start(mut config: Config, roles: Roles) -> anyhow::Result<Running> {
+    // Bind first, so links built from the public URL carry the port actually used.
+    let listener = if roles.api {
+        let (acceptor, local) = coffer_api::bind(config.bind)
+            .await
+            .with_context(|| format!("listening on {} (COFFER_BIND)", config.bind))?;
+        config.bound_to(local);
+        Some((acceptor, local))
+    } else {
+        None
+    };
     let core = Core::build(config, true).await?;
     if let Some(admin) = &core.config.admin {
         coffer_core::services::users::ensure_admin(&core, &admin.email, admin.password.clone())
@@ -52,10 +62,7 @@ pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Running> {
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
     let mut addr = None;
-    if roles.api {
-        let (acceptor, local) = coffer_api::bind(core.config.bind)
-            .await
-            .with_context(|| format!("listening on {} (COFFER_BIND)", core.config.bind))?;
+    if let Some((acceptor, local)) = listener {
         addr = Some(local);
         let (core, stop) = (core.clone(), stop.clone());
         tasks.push((

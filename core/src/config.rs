@@ -72,6 +72,8 @@ pub struct AdminBootstrap {
 pub struct Config {
     pub bind: SocketAddr,
     pub public_url: Url,
+    /// Whether `public_url` was given, rather than derived from `bind`.
+    pub public_url_set: bool,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub redis_url: Option<String>,
@@ -306,6 +308,7 @@ impl Config {
 
         Ok(Self {
             bind,
+            public_url_set: vars.contains_key("COFFER_PUBLIC_URL"),
             public_url,
             data_dir,
             database_url,
@@ -325,6 +328,16 @@ impl Config {
             sweep_interval,
             poll_interval,
         })
+    }
+
+    /// Records the address actually bound (port 0 picks one); a derived public URL follows it.
+    pub fn bound_to(&mut self, addr: SocketAddr) {
+        self.bind = addr;
+        if !self.public_url_set
+            && let Ok(url) = Url::parse(&format!("http://{addr}"))
+        {
+            self.public_url = url;
+        }
     }
 
     pub fn is_embedded_database(&self) -> bool {

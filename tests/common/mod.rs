@@ -2,6 +2,8 @@
 //! Redis namespace, driven over HTTP.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod smtp;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -181,9 +183,13 @@ impl TestApp {
         &self.running[0].core
     }
 
-    /// Starts the workers in this process too (for tests that hold them back at first).
+    /// Starts the workers in this process too (for tests that hold them back at first). They
+    /// build links from the public URL, so they are told where the API listens.
     pub async fn start_workers(&mut self) {
-        let workers = self.env.start(Roles::WORKERS).await;
+        let mut vars = self.env.vars.clone();
+        vars.push(("COFFER_PUBLIC_URL".into(), self.base.clone()));
+        let config = Config::from_vars(vars).expect("worker configuration");
+        let workers = coffer::start(config, Roles::WORKERS).await.expect("workers start");
         self.running.push(workers);
     }
 

@@ -1,0 +1,163 @@
+//! A real SMTP server (mailin) in the test process, recording what it receives; it can refuse
+//! the first deliveries (451, transient) or all of them (550, permanent).
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mailin_embedded::{Handler, Response, Server, response};
+
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: Vec<String>,
+    pub raw: Vec<u8>,
+    pub received: Instant,
+}
+
+impl Mail {
+    fn parsed(&self) -> mailparse::ParsedMail<'_> {
+        mailparse::parse_mail(&self.raw).expect("a well-formed message")
+    }
+
+    pub fn header(&self, name: &str) -> String {
+        use mailparse::MailHeaderMap as _;
+        self.parsed()
+            .headers
+            .get_first_value(name)
+            .unwrap_or_default()
+    }
+
+    /// The decoded body of the first part of `mime` type.
+    pub fn part(&self, mime: &str) -> String {
+        fn find(part: &mailparse::ParsedMail<'_>, mime: &str) -> Option<String> {
+            if part.ctype.mimetype == mime {
+                return part.get_body().ok();
+            }
+            part.subparts.iter().find_map(|p| find(p, mime))
+        }
+        find(&self.parsed(), mime).unwrap_or_else(|| panic!("no {mime} part"))
+    }
+
+    /// The share link in the plain-text part.
+    pub fn link(&self) -> String {
+        let text = self.part("text/plain");
+        text.split_whitespace()
+            .find(|w| w.contains("/s/"))
+            .unwrap_or_else(|| panic!("no link in:\n{text}"))
+            .to_owned()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    mails: Vec<Mail>,
+    refuse_transient: usize,
+    refuse_always: bool,
+    attempts: usize,
+}
+
+#[derive(Clone)]
+struct Sink {
+    state: Arc<Mutex<State>>,
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl Handler for Sink {
+    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+        let mut state = self.state.lock().expect("lock");
+        state.attempts += 1;
+        if state.refuse_always {
+            return response::NO_MAILBOX;
+        }
+        if state.refuse_transient > 0 {
+            state.refuse_transient -= 1;
+            return response::INTERNAL_ERROR;
+        }
+        self.to = to.to_vec();
+        self.data.clear();
+        response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let mail = Mail {
+            to: std::mem::take(&mut self.to),
+            raw: std::mem::take(&mut self.data),
+            received: Instant::now(),
+        };
+        self.state.lock().expect("lock").mails.push(mail);
+        response::OK
+    }
+}
+
+pub struct SmtpServer {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl SmtpServer {
+    pub fn start() -> Self {
+        Self::start_with(0, false)
+    }
+
+    /// Refuses the first `transient` deliveries with 451; with `always`, every one with 550.
+    pub fn start_with(transient: usize, always: bool) -> Self {
+        let state = Arc::new(Mutex::new(State {
+            refuse_transient: transient,
+            refuse_always: always,
+            ..State::default()
+        }));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind SMTP");
+        let addr = listener.local_addr().expect("addr");
+        let mut server = Server::new(Sink {
+            state: state.clone(),
+            to: Vec::new(),
+            data: Vec::new(),
+        });
+        server
+            .with_name("smtp.test")
+            .with_num_threads(4)
+            .with_tcp_listener(listener);
+        std::thread::spawn(move || {
+            let _ = server.serve();
+        });
+        Self {
+            url: format!("smtp://{addr}"),
+            state,
+        }
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.state.lock().expect("lock").mails.clone()
+    }
+
+    pub fn attempts(&self) -> usize {
+        self.state.lock().expect("lock").attempts
+    }
+
+    /// Waits (with a deadline) until `count` messages have arrived for `to`.
+    pub async fn wait_for(&self, to: &str, count: usize) -> Vec<Mail> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mails: Vec<Mail> = self
+                .mails()
+                .into_iter()
+                .filter(|m| m.to.iter().any(|t| t == to))
+                .collect();
+            if mails.len() >= count {
+                return mails;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no mail for {to} in time ({} so far)",
+                mails.len()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
