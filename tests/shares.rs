@@ -94,7 +94,10 @@ async fn each_recipient_gets_their_own_link_and_downloads_the_file(topology: Top
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
     let token = bob_link.rsplit('/').next().expect("token");
-    assert!(bob.part("text/html").contains(token), "the HTML part links to the same page");
+    assert!(
+        bob.part("text/html").contains(token),
+        "the HTML part links to the same page"
+    );
     assert!(
         !String::from_utf8_lossy(&bob.raw).contains("%PDF"),
         "no file content in the email"

@@ -189,7 +189,9 @@ impl TestApp {
         let mut vars = self.env.vars.clone();
         vars.push(("COFFER_PUBLIC_URL".into(), self.base.clone()));
         let config = Config::from_vars(vars).expect("worker configuration");
-        let workers = coffer::start(config, Roles::WORKERS).await.expect("workers start");
+        let workers = coffer::start(config, Roles::WORKERS)
+            .await
+            .expect("workers start");
         self.running.push(workers);
     }
 

@@ -70,6 +70,7 @@ fn landing(token: &str, page: &Landing, error: Option<&str>) -> Html<String> {
             password => page.password,
             ready => page.ready,
             error => error,
+            message => &page.message,
         },
     )
 }

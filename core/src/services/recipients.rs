@@ -54,6 +54,8 @@ pub struct Landing {
     pub downloads_left: Option<i32>,
     pub password: bool,
     pub ready: bool,
+    /// The sender's note, if any.
+    pub message: Option<String>,
 }
 
 struct Resolved {
@@ -150,6 +152,7 @@ fn landing(sender: String, share: share::Model, file: file::Model) -> Landing {
             .map(|max| Ord::max(max - share.downloads_used, 0)),
         password: share.password_hash.is_some(),
         ready: file.status == status::READY,
+        message: share.message,
     }
 }
 

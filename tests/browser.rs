@@ -1,0 +1,94 @@
+//! A recipient in a real browser: headless Chromium (Debian's package) driven by playwright-core
+//! opens the emailed link, types the password, clicks Download and gets the file.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::smtp::SmtpServer;
+use common::{TestApp, Topology, pattern, pdf};
+use reqwest::StatusCode;
+use serde_json::json;
+
+fn browser_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium (apt: chromium) and playwright-core (npm ci in tests/browser); run by .ci/run"]
+async fn a_recipient_downloads_in_a_browser() {
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn_with(
+        Topology::Embedded,
+        &[("COFFER_SMTP_URL", &smtp.url)],
+        coffer::Roles::ALL,
+    )
+    .await;
+    let ann = app.user().await;
+    let bytes = pdf(&pattern(200_000, 11));
+    let id = app
+        .upload(&ann, "Annual report 2026.pdf", bytes.clone())
+        .await;
+    assert_eq!(app.wait_until_settled(&ann, &id).await["status"], "ready");
+    let body = json!({ "recipients": ["reader@example.org"], "password": "correct horse", "message": "For your eyes only" });
+    let created = app
+        .post_json(
+            &format!("/api/v1/files/{id}/shares"),
+            &body,
+            Some(&ann.token),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let link = smtp
+        .wait_for("reader@example.org", 1)
+        .await
+        .remove(0)
+        .link();
+
+    let artifacts = browser_dir().join("artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let downloaded = artifacts.join("downloaded.pdf");
+    let screenshot = artifacts.join("recipient-page.png");
+    let _ = std::fs::remove_file(&downloaded);
+    let link_for_node = link.clone();
+    let (down, shot) = (downloaded.clone(), screenshot.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .current_dir(browser_dir())
+            .arg("recipient.mjs")
+            .args([link_for_node.as_str(), "correct horse"])
+            .arg(&down)
+            .arg(&shot)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .expect("join");
+    assert!(
+        output.status.success(),
+        "browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        report.contains("For your eyes only"),
+        "the page shows the sender's note: {report}"
+    );
+    assert!(report.contains("Annual report 2026.pdf"), "{report}");
+
+    assert!(
+        std::fs::read(&downloaded).expect("downloaded file") == bytes,
+        "byte-identical download"
+    );
+    let png = std::fs::read(&screenshot).expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a screenshot was saved");
+    assert!(
+        app.audit_actions()
+            .await
+            .iter()
+            .any(|(a, _, _)| a == "share.downloaded")
+    );
+    app.stop().await;
+}
