@@ -34,6 +34,22 @@ async fn shares_of(app: &TestApp, user: &User, file: &str) -> Vec<Value> {
     list["shares"].as_array().expect("shares").clone()
 }
 
+/// Polls the file's (only) share until it reaches `state`, within a deadline.
+async fn wait_for_state(app: &TestApp, user: &User, file: &str, state: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let shares = shares_of(app, user, file).await;
+        if shares[0]["state"] == state {
+            return shares[0].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "share never reached {state}: {shares:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// A ready file of the user's.
 async fn ready_file(app: &TestApp, user: &User, name: &str, bytes: Vec<u8>) -> String {
     let id = app.upload(user, name, bytes).await;
@@ -542,14 +558,7 @@ async fn a_refusing_smtp_server_is_retried_until_it_accepts(topology: Topology) 
             .status(),
         StatusCode::OK
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while shares_of(&app, &ann, &file).await[0]["state"] != "emailed" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "share never marked emailed"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_for_state(&app, &ann, &file, "emailed").await;
     app.stop().await;
 }
 
@@ -569,18 +578,7 @@ async fn a_permanently_refused_email_is_reported(topology: Topology) {
         .status(),
         StatusCode::CREATED
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let failed = loop {
-        let shares = shares_of(&app, &ann, &file).await;
-        if shares[0]["state"] == "email_failed" {
-            break shares[0].clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never marked email_failed: {shares:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let failed = wait_for_state(&app, &ann, &file, "email_failed").await;
     assert!(
         failed["last_error"]
             .as_str()
