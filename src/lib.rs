@@ -32,6 +32,23 @@ impl Roles {
     };
 }
 
+/// The newest master-key version the configured keyring holds, if it can be read.
+pub fn newest_key_version(config: &Config) -> Option<i32> {
+    use coffer_core::config::MasterKeySource;
+    use coffer_core::crypto::Keyring;
+    use secrecy::ExposeSecret as _;
+    let ring = match &config.master_keys {
+        MasterKeySource::Inline(keys) => {
+            Keyring::parse(keys.expose_secret(), "COFFER_MASTER_KEYS").ok()?
+        }
+        MasterKeySource::File(path) => Keyring::read_file(path, "COFFER_MASTER_KEYS_FILE").ok()?,
+        MasterKeySource::DataDir => {
+            Keyring::read_file(&config.data_dir.join("keyring"), "keyring file").ok()?
+        }
+    };
+    ring.versions().max()
+}
+
 /// A started service.
 pub struct Running {
     /// Where the API listens, if this process serves it.

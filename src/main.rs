@@ -31,6 +31,19 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Master keys
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new key line (`version:base64`) to add to COFFER_MASTER_KEYS / _FILE
+    Generate,
+    /// Rotate to a new master-key version and wait, with a progress bar, until every key is rewrapped
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -93,7 +106,7 @@ fn banner(running: &coffer::Running) {
             "embedded (SQLite in the data dir)"
         }
     );
-    match &running.core.keyring_source {
+    match &running.core.keys.source {
         KeyringSource::Environment => println!("  master keys: COFFER_MASTER_KEYS"),
         KeyringSource::File(path) => println!("  master keys: {}", path.display()),
         KeyringSource::Generated(path) => {
@@ -151,6 +164,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             println!("{} is an admin (id {})", user.email, user.id);
             return Ok(());
         }
+        Command::Keys { command } => return keys(command, config).await,
     };
     let running = coffer::start(config, roles).await?;
     banner(&running);
@@ -160,6 +174,61 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         stopper.cancel();
     });
     running.wait().await
+}
+
+async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<()> {
+    use coffer_core::crypto::SecretKey;
+    use coffer_core::services::keys;
+    match command {
+        KeysCommand::Generate => {
+            // Number it after the newest version this configuration's keyring holds.
+            let next = coffer::newest_key_version(&config).map_or(1, |v| v + 1);
+            eprintln!(
+                "add this line to COFFER_MASTER_KEYS (comma-separated) or COFFER_MASTER_KEYS_FILE on every process, restart them, then run `coffer keys rotate`:"
+            );
+            println!("{next}:{}", SecretKey::generate().to_base64());
+            Ok(())
+        }
+        KeysCommand::Rotate => {
+            let core = coffer_core::Core::build(config, true).await?;
+            let rotation = keys::rotate(
+                &core,
+                coffer_core::audit::Actor::System,
+                &Default::default(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "rotating from version {} to {}: {} keys to rewrap",
+                rotation.from, rotation.to, rotation.total
+            );
+            let bar = indicatif::ProgressBar::new(u64::try_from(rotation.total).unwrap_or(0));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} keys ({per_sec}, {eta} left)",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            // Drive the batches here too: with workers running they share the work safely.
+            while !keys::rewrap_batch(&core, rotation.id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                if let Some(now) = keys::progress(&core)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                {
+                    bar.set_position(u64::try_from(now.done).unwrap_or(0));
+                }
+            }
+            bar.finish();
+            println!(
+                "rotation to version {} finished; retired versions can now be removed from the keyring",
+                rotation.to
+            );
+            Ok(())
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -25,6 +25,28 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Session> {
         .map_err(|e| poem::Error::from(ApiError::from(e)))
 }
 
+/// A signed-in admin. Obtaining one is the admin check: other users get 403.
+#[derive(SecurityScheme)]
+#[oai(
+    ty = "bearer",
+    rename = "bearerAuth",
+    bearer_format = "opaque token",
+    checker = "check_admin"
+)]
+pub struct AdminAuth(pub Session);
+
+async fn check_admin(req: &Request, bearer: Bearer) -> poem::Result<Session> {
+    let session = check_bearer(req, bearer).await?;
+    if session.user.role == users::Role::Admin {
+        Ok(session)
+    } else {
+        Err(ApiError::from(coffer_core::ServiceError::Forbidden(
+            "this needs an admin account",
+        ))
+        .into())
+    }
+}
+
 /// The service context every request carries.
 pub fn core(req: &Request) -> Result<&Core, ApiError> {
     req.data::<Core>()

@@ -20,6 +20,7 @@ type Apis = (
     routes::files::FilesApi,
     routes::shares::SharesApi,
     routes::recipient::RecipientApi,
+    routes::admin::AdminApi,
 );
 
 fn api_service() -> OpenApiService<Apis, ()> {
@@ -29,6 +30,7 @@ fn api_service() -> OpenApiService<Apis, ()> {
             routes::files::FilesApi,
             routes::shares::SharesApi,
             routes::recipient::RecipientApi,
+            routes::admin::AdminApi,
         ),
         "Coffer",
         env!("CARGO_PKG_VERSION"),

@@ -23,7 +23,7 @@ use sea_orm::DatabaseConnection;
 pub use config::Config;
 pub use error::{ServiceError, ServiceResult};
 
-use crypto::{Keyring, KeyringSource};
+use crypto::{KeyStore, Keyring, KeyringSource};
 use queue::Queue;
 use ratelimit::RateLimiter;
 use storage::Storage;
@@ -34,14 +34,25 @@ pub struct Core {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
     pub storage: Storage,
-    pub keyring: Arc<Keyring>,
+    pub keys: Arc<KeyStore>,
     pub queue: Queue,
     pub limiter: RateLimiter,
     pub mailer: mail::Mailer,
-    pub keyring_source: KeyringSource,
 }
 
 impl Core {
+    /// Wraps a file's key under the active master-key version.
+    pub async fn wrap_key(
+        &self,
+        file_id: uuid::Uuid,
+        key: &crypto::SecretKey,
+    ) -> ServiceResult<crypto::WrappedKey> {
+        let version = services::keys::active_version(&self.db).await?;
+        self.keys
+            .wrap(version, file_id, key)
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("wrapping a key: {e}")))
+    }
+
     /// Connects to every backing service, applies migrations when asked, and checks that the
     /// keyring can open every key the database holds.
     pub async fn build(config: Config, migrate: bool) -> anyhow::Result<Self> {
@@ -53,12 +64,13 @@ impl Core {
                 format!("creating data directory {}", config.data_dir.display())
             })?;
         }
-        let (keyring, keyring_source) = load_keyring(&config)?;
+        let keys = load_keyring(&config)?;
         let db = db::connect(&config.database_url).await?;
         if migrate {
             db::migrate(&db).await?;
         }
-        services::keys::check_keyring_covers_database(&db, &keyring).await?;
+        services::keys::check_keyring_covers_database(&db, &keys.ring()).await?;
+        services::keys::sync_versions(&db, &keys.ring()).await?;
         let storage = Storage::from_url(&config.storage_url)?;
         let queue = Queue::connect(&config).await?;
         let mailer = mail::Mailer::from_config(&config)?;
@@ -70,25 +82,26 @@ impl Core {
             config: Arc::new(config),
             db,
             storage,
-            keyring: Arc::new(keyring),
+            keys: Arc::new(keys),
             queue,
             limiter,
             mailer,
-            keyring_source,
         })
     }
 }
 
-fn load_keyring(config: &Config) -> anyhow::Result<(Keyring, KeyringSource)> {
+fn load_keyring(config: &Config) -> anyhow::Result<KeyStore> {
     use secrecy::ExposeSecret as _;
     Ok(match &config.master_keys {
-        config::MasterKeySource::Inline(keys) => (
+        config::MasterKeySource::Inline(keys) => KeyStore::new(
             Keyring::parse(keys.expose_secret(), "COFFER_MASTER_KEYS")?,
             KeyringSource::Environment,
+            None,
         ),
-        config::MasterKeySource::File(path) => (
+        config::MasterKeySource::File(path) => KeyStore::new(
             Keyring::read_file(path, "COFFER_MASTER_KEYS_FILE")?,
             KeyringSource::File(path.clone()),
+            None,
         ),
         config::MasterKeySource::DataDir => {
             let path = config.data_dir.join("keyring");
@@ -99,9 +112,9 @@ fn load_keyring(config: &Config) -> anyhow::Result<(Keyring, KeyringSource)> {
                     path = %path.display(),
                     "generated a new master keyring; back it up: without it no stored file can be decrypted"
                 );
-                (keyring, KeyringSource::Generated(path))
+                KeyStore::new(keyring, KeyringSource::Generated(path.clone()), Some(path))
             } else {
-                (keyring, KeyringSource::File(path))
+                KeyStore::new(keyring, KeyringSource::File(path.clone()), Some(path))
             }
         }
     })

@@ -32,6 +32,12 @@ pub struct SendShareEmail {
     pub share_id: Uuid,
 }
 
+/// Rewrap every data key for a master-key rotation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RewrapKeys {
+    pub rotation_id: Uuid,
+}
+
 /// Where one job type's tasks live.
 #[derive(Clone)]
 pub enum Backend<T> {
@@ -50,6 +56,7 @@ pub struct Queue {
     pub validate: Backend<ValidateFile>,
     pub encrypt: Backend<EncryptFile>,
     pub notify: Backend<SendShareEmail>,
+    pub rewrap: Backend<RewrapKeys>,
     connection: Connection,
     /// Idle workers look for new tasks this often.
     pub poll_interval: Duration,
@@ -85,6 +92,9 @@ impl Queue {
                     ),
                     notify: Backend::Redis(
                         RedisStorage::new(conn.clone()).with_config(storage("notify")),
+                    ),
+                    rewrap: Backend::Redis(
+                        RedisStorage::new(conn.clone()).with_config(storage("rewrap")),
                     ),
                     connection: Connection::Redis(conn),
                     poll_interval: config.poll_interval,
@@ -134,6 +144,9 @@ impl Queue {
                     notify: Backend::Sqlite(
                         SqliteStorage::new(&pool).with_config(storage("notify")),
                     ),
+                    rewrap: Backend::Sqlite(
+                        SqliteStorage::new(&pool).with_config(storage("rewrap")),
+                    ),
                     connection: Connection::Sqlite(pool),
                     poll_interval: config.poll_interval,
                 })
@@ -182,6 +195,21 @@ impl Queue {
                 .push(SendShareEmail { share_id })
                 .await
                 .context("enqueue share email")?,
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn enqueue_rewrap(&self, rotation_id: Uuid) -> anyhow::Result<()> {
+        match self.rewrap.clone() {
+            Backend::Sqlite(mut s) => s
+                .push(RewrapKeys { rotation_id })
+                .await
+                .context("enqueue rewrap")?,
+            Backend::Redis(mut s) => s
+                .push(RewrapKeys { rotation_id })
+                .await
+                .context("enqueue rewrap")?,
         }
         Ok(())
     }

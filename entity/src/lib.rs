@@ -2,6 +2,8 @@
 
 pub mod audit_event;
 pub mod file;
+pub mod key_rotation;
+pub mod key_version;
 pub mod session;
 pub mod share;
 pub mod user;

@@ -11,8 +11,9 @@ use apalis::layers::retry::{BackoffRetryPolicy, HasherRng, RetryPolicy};
 use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use coffer_core::Core;
-use coffer_core::queue::{Backend, EncryptFile, SendShareEmail, ValidateFile};
+use coffer_core::queue::{Backend, EncryptFile, RewrapKeys, SendShareEmail, ValidateFile};
 use coffer_core::services::jobs::{self, JobError};
+use coffer_core::services::keys;
 use coffer_core::services::shares;
 
 /// After this many deliveries a transient failure stops retrying; the sweep picks the file up
@@ -84,6 +85,15 @@ async fn notify_job(
 ) -> Result<(), BoxDynError> {
     let result = shares::send_email(&core, job.share_id, attempt.current()).await;
     outcome("notify", job.share_id, result, &attempt)
+}
+
+async fn rewrap_job(
+    job: RewrapKeys,
+    core: Data<Core>,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let result = keys::run_rotation(&core, job.rotation_id).await;
+    outcome("rewrap", job.rotation_id, result, &attempt)
 }
 
 async fn sweep_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {
@@ -201,6 +211,14 @@ pub fn monitor(core: &Core) -> Monitor {
         notify_job,
         core,
         mail
+    );
+    let monitor = register!(
+        monitor,
+        core.queue.rewrap.clone(),
+        "rewrap",
+        rewrap_job,
+        core,
+        quick
     );
     let sweep_core = core.clone();
     let sweep_schedule = schedule(core.config.sweep_interval);

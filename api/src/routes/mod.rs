@@ -1,4 +1,5 @@
 pub mod accounts;
+pub mod admin;
 pub mod files;
 pub mod health;
 pub mod recipient;
@@ -14,4 +15,6 @@ pub enum Tag {
     Shares,
     /// The pages and downloads behind a share link
     Recipients,
+    /// Administration: master keys
+    Admin,
 }

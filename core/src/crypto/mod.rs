@@ -3,11 +3,13 @@
 mod envelope;
 mod key;
 mod keyring;
+mod keystore;
 pub mod stream;
 
 pub use envelope::{WrappedKey, unwrap_key, wrap_key};
 pub use key::SecretKey;
 pub use keyring::{Keyring, KeyringError, KeyringSource};
+pub use keystore::KeyStore;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CryptoError {

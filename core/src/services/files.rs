@@ -127,6 +127,13 @@ impl Ingest {
                 "the file is empty (0 bytes); there is nothing to share".into(),
             ));
         }
+        let wrapped = match core.wrap_key(self.id, &self.key).await {
+            Ok(wrapped) => wrapped,
+            Err(err) => {
+                self.abort().await;
+                return Err(err);
+            }
+        };
         self.writer.finish().await.map_err(|e| {
             ServiceError::Internal(anyhow::Error::new(e).context("completing a quarantine object"))
         })?;
@@ -134,7 +141,7 @@ impl Ingest {
             id: self.id,
             size: self.size,
             sha256: hex::encode(self.hasher.finalize()),
-            wrapped: core.keyring.wrap(self.id, &self.key),
+            wrapped,
         })
     }
 }
@@ -384,7 +391,7 @@ pub async fn open_ready(
         kek_version: version,
         bytes: dek.clone(),
     };
-    let key = match core.keyring.unwrap(row.id, &wrapped) {
+    let key = match core.keys.unwrap(row.id, &wrapped) {
         Ok(key) => key,
         Err(err) => {
             return Err(integrity_failure(core, row.id, actor, meta, &err.to_string()).await);

@@ -50,7 +50,7 @@ fn quarantine_key(core: &Core, row: &file::Model) -> Option<SecretKey> {
         kek_version: row.quarantine_kek_version?,
         bytes: row.quarantine_key.clone()?,
     };
-    core.keyring.unwrap(row.id, &wrapped).ok()
+    core.keys.unwrap(row.id, &wrapped).ok()
 }
 
 /// Moves a quarantined file to `rejected`, destroys its quarantine key and object.
@@ -284,7 +284,13 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
         .await
         .map_err(|e| JobError::Transient(anyhow::Error::new(e).context("completing a blob")))?;
 
-    let wrapped = core.keyring.wrap(file_id, &dek);
+    let wrapped = match core.wrap_key(file_id, &dek).await {
+        Ok(wrapped) => wrapped,
+        Err(err) => {
+            writer_cleanup(core, &path).await;
+            return Err(JobError::Transient(anyhow::anyhow!("{err}")));
+        }
+    };
     let event = Event::new("file.encrypted", Actor::System)
         .target("file", file_id)
         .details(serde_json::json!({ "kek_version": wrapped.kek_version }));
@@ -320,6 +326,10 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
     moved.map(|_| ())
 }
 
+async fn writer_cleanup(core: &Core, path: &object_store::path::Path) {
+    let _ = core.storage.delete(path).await;
+}
+
 /// Re-enqueues files left too long in `quarantined` or `validated` (a lost enqueue, a wiped
 /// Redis, a crashed worker). Returns how many were re-enqueued.
 pub async fn sweep(core: &Core) -> Result<usize, JobError> {
@@ -344,6 +354,7 @@ pub async fn sweep(core: &Core) -> Result<usize, JobError> {
         tracing::info!(count = stuck.len(), "sweep re-enqueued stuck files");
     }
     super::shares::sweep(core).await?;
+    super::keys::sweep(core).await?;
     Ok(stuck.len())
 }
 

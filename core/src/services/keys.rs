@@ -1,11 +1,34 @@
-//! Master-key checks.
+//! Master keys: which version is active, rotation by rewrapping every file's key (never its
+//! data), and retirement of versions nothing uses any more.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use entity::file;
-use sea_orm::{DatabaseConnection, EntityTrait as _, QuerySelect as _};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait as _};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, Condition, ConnectionTrait, DatabaseConnection,
+    EntityTrait as _, PaginatorTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
+    TransactionTrait as _,
+};
+use uuid::Uuid;
 
-use crate::crypto::Keyring;
+use entity::{file, key_rotation, key_version};
+
+use super::jobs::JobError;
+use crate::audit::{Actor, Event, RequestMeta};
+use crate::crypto::{Keyring, WrappedKey};
+use crate::{Core, ServiceError, ServiceResult};
+
+pub mod state {
+    pub const ACTIVE: &str = "active";
+    pub const RETIRING: &str = "retiring";
+    pub const RETIRED: &str = "retired";
+}
+
+const RUNNING: &str = "running";
+const FINISHED: &str = "finished";
+/// Keys rewrapped per transaction.
+const BATCH: u64 = 1000;
 
 /// Every KEK version some wrapped key still uses must be in the keyring: a missing one is a
 /// start-up error, never a surprise at download time.
@@ -13,19 +36,7 @@ pub async fn check_keyring_covers_database(
     db: &DatabaseConnection,
     keyring: &Keyring,
 ) -> anyhow::Result<()> {
-    let rows: Vec<(Option<i32>, Option<i32>)> = file::Entity::find()
-        .select_only()
-        .column(file::Column::DekKekVersion)
-        .column(file::Column::QuarantineKekVersion)
-        .distinct()
-        .into_tuple()
-        .all(db)
-        .await?;
-    let needed: BTreeSet<i32> = rows
-        .into_iter()
-        .flat_map(|(a, b)| [a, b])
-        .flatten()
-        .collect();
+    let needed: BTreeSet<i32> = usage(db).await?.into_keys().collect();
     let missing: Vec<String> = needed
         .iter()
         .filter(|v| keyring.get(**v).is_err())
@@ -36,6 +47,403 @@ pub async fn check_keyring_covers_database(
             "master key version(s) {} are needed by stored files but missing from the keyring; restore them to COFFER_MASTER_KEYS / COFFER_MASTER_KEYS_FILE",
             missing.join(", ")
         );
+    }
+    Ok(())
+}
+
+/// How many wrapped keys (data keys and quarantine keys) each version holds.
+async fn usage(db: &impl ConnectionTrait) -> Result<BTreeMap<i32, u64>, sea_orm::DbErr> {
+    let mut counts = BTreeMap::new();
+    for column in [
+        file::Column::DekKekVersion,
+        file::Column::QuarantineKekVersion,
+    ] {
+        let rows: Vec<(Option<i32>, i64)> = file::Entity::find()
+            .select_only()
+            .column(column)
+            .column_as(file::Column::Id.count(), "n")
+            .filter(column.is_not_null())
+            .group_by(column)
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (version, n) in rows {
+            if let Some(version) = version {
+                *counts.entry(version).or_insert(0) += u64::try_from(n).unwrap_or(0);
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// Records the keyring's newest version as active on a fresh database, and checks that the
+/// active version's material is present.
+pub async fn sync_versions(db: &DatabaseConnection, keyring: &Keyring) -> anyhow::Result<()> {
+    let rows = key_version::Entity::find().all(db).await?;
+    match rows.iter().find(|r| r.state == state::ACTIVE) {
+        Some(active) => {
+            if keyring.get(active.version).is_err() {
+                anyhow::bail!(
+                    "the active master key version {} is missing from the keyring (COFFER_MASTER_KEYS / COFFER_MASTER_KEYS_FILE)",
+                    active.version
+                );
+            }
+        }
+        None => {
+            let version = keyring.active_version();
+            key_version::Entity::insert(key_version::ActiveModel {
+                version: Set(version),
+                state: Set(state::ACTIVE.to_owned()),
+                created_at: Set(Utc::now()),
+                retired_at: Set(None),
+            })
+            .exec(db)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The version new wraps use.
+pub async fn active_version(db: &impl ConnectionTrait) -> Result<i32, ServiceError> {
+    key_version::Entity::find()
+        .filter(key_version::Column::State.eq(state::ACTIVE))
+        .one(db)
+        .await?
+        .map(|r| r.version)
+        .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("no active master key version")))
+}
+
+#[derive(Debug, Clone)]
+pub struct VersionInfo {
+    pub version: i32,
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub wrapped_keys: u64,
+}
+
+pub async fn versions(core: &Core) -> ServiceResult<Vec<VersionInfo>> {
+    let counts = usage(&core.db).await?;
+    Ok(key_version::Entity::find()
+        .order_by_asc(key_version::Column::Version)
+        .all(&core.db)
+        .await?
+        .into_iter()
+        .map(|r| VersionInfo {
+            wrapped_keys: counts.get(&r.version).copied().unwrap_or(0),
+            version: r.version,
+            state: r.state,
+            created_at: r.created_at,
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone)]
+pub struct RotationView {
+    pub id: Uuid,
+    pub from: i32,
+    pub to: i32,
+    pub done: i64,
+    pub total: i64,
+    pub state: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<key_rotation::Model> for RotationView {
+    fn from(m: key_rotation::Model) -> Self {
+        Self {
+            id: m.id,
+            from: m.from_version,
+            to: m.to_version,
+            done: m.done,
+            total: m.total,
+            state: m.state,
+            started_at: m.started_at,
+            finished_at: m.finished_at,
+        }
+    }
+}
+
+/// Keys not yet wrapped under `version`.
+fn not_under(version: i32) -> Condition {
+    Condition::any()
+        .add(
+            Condition::all()
+                .add(file::Column::DekKekVersion.is_not_null())
+                .add(file::Column::DekKekVersion.ne(version)),
+        )
+        .add(
+            Condition::all()
+                .add(file::Column::QuarantineKekVersion.is_not_null())
+                .add(file::Column::QuarantineKekVersion.ne(version)),
+        )
+}
+
+/// Starts a rotation to a new version: Coffer generates it for its own keyring file; an
+/// operator-supplied keyring must already hold it (see `coffer keys generate`).
+pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceResult<RotationView> {
+    if let Some(running) = key_rotation::Entity::find()
+        .filter(key_rotation::Column::State.eq(RUNNING))
+        .one(&core.db)
+        .await?
+    {
+        return Err(ServiceError::Conflict(format!(
+            "a rotation to version {} is running ({} of {} keys done)",
+            running.to_version, running.done, running.total
+        )));
+    }
+    let from = active_version(&core.db).await?;
+    let to = if core.keys.is_managed() {
+        core.keys.add_generated_version().map_err(|e| {
+            ServiceError::Internal(anyhow::anyhow!("adding a master key version: {e}"))
+        })?
+    } else {
+        let newest = core.keys.ring().versions().max().unwrap_or(from);
+        if newest <= from {
+            return Err(ServiceError::Conflict(format!(
+                "the keyring has no version newer than {from}: add one to COFFER_MASTER_KEYS or COFFER_MASTER_KEYS_FILE on every process (`coffer keys generate` prints one), restart, then rotate"
+            )));
+        }
+        newest
+    };
+    let now = Utc::now();
+    let txn = core.db.begin().await?;
+    let total = file::Entity::find()
+        .filter(not_under(to))
+        .count(&txn)
+        .await?;
+    key_version::Entity::update_many()
+        .col_expr(key_version::Column::State, Expr::value(state::RETIRING))
+        .filter(key_version::Column::State.eq(state::ACTIVE))
+        .exec(&txn)
+        .await?;
+    key_version::Entity::delete_by_id(to).exec(&txn).await?;
+    key_version::Entity::insert(key_version::ActiveModel {
+        version: Set(to),
+        state: Set(state::ACTIVE.to_owned()),
+        created_at: Set(now),
+        retired_at: Set(None),
+    })
+    .exec(&txn)
+    .await?;
+    let rotation = key_rotation::Model {
+        id: Uuid::now_v7(),
+        from_version: from,
+        to_version: to,
+        total: i64::try_from(total).unwrap_or(i64::MAX),
+        done: 0,
+        state: RUNNING.to_owned(),
+        started_at: now,
+        updated_at: now,
+        finished_at: None,
+    };
+    key_rotation::Entity::insert(key_rotation::ActiveModel::from(rotation.clone()))
+        .exec(&txn)
+        .await?;
+    Event::new("key.rotation_started", actor)
+        .target("key_rotation", rotation.id)
+        .details(serde_json::json!({ "from": from, "to": to, "total": total }))
+        .from(meta)
+        .record(&txn)
+        .await?;
+    txn.commit().await?;
+    if let Err(err) = core.queue.enqueue_rewrap(rotation.id).await {
+        tracing::warn!(error = %format!("{err:#}"), "could not enqueue the rewrap; the sweep will retry");
+    }
+    Ok(rotation.into())
+}
+
+/// The latest rotation, if there was one.
+pub async fn progress(core: &Core) -> ServiceResult<Option<RotationView>> {
+    Ok(key_rotation::Entity::find()
+        .order_by_desc(key_rotation::Column::StartedAt)
+        .one(&core.db)
+        .await?
+        .map(RotationView::from))
+}
+
+fn rewrapped(
+    core: &Core,
+    id: Uuid,
+    to: i32,
+    bytes: &Option<Vec<u8>>,
+    version: Option<i32>,
+) -> Result<Option<WrappedKey>, JobError> {
+    match (bytes, version) {
+        (Some(bytes), Some(v)) if v != to => {
+            let old = WrappedKey {
+                kek_version: v,
+                bytes: bytes.clone(),
+            };
+            let key = core.keys.unwrap(id, &old).map_err(|e| {
+                JobError::Transient(anyhow::anyhow!("unwrapping the key of file {id}: {e}"))
+            })?;
+            let new = core.keys.wrap(to, id, &key).map_err(|e| {
+                JobError::Transient(anyhow::anyhow!("wrapping under version {to}: {e}"))
+            })?;
+            Ok(Some(new))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Rewraps one batch. Each batch commits on its own, so a rotation interrupted at any point
+/// resumes where it stopped; a row changed meanwhile (deleted, newly encrypted) is skipped by
+/// the conditional update and picked up by the next batch if it still needs rewrapping.
+/// Returns whether the rotation is finished.
+pub async fn rewrap_batch(core: &Core, rotation_id: Uuid) -> Result<bool, JobError> {
+    rewrap_batch_of(core, rotation_id, BATCH).await
+}
+
+/// [`rewrap_batch`] with a chosen batch size (tests interrupt a rotation part-way with it).
+pub async fn rewrap_batch_of(core: &Core, rotation_id: Uuid, batch: u64) -> Result<bool, JobError> {
+    let Some(rotation) = key_rotation::Entity::find_by_id(rotation_id)
+        .one(&core.db)
+        .await?
+    else {
+        return Ok(true);
+    };
+    if rotation.state == FINISHED {
+        return Ok(true);
+    }
+    let to = rotation.to_version;
+    let rows = file::Entity::find()
+        .filter(not_under(to))
+        .order_by_asc(file::Column::Id)
+        .limit(batch)
+        .all(&core.db)
+        .await?;
+    let txn = core.db.begin().await?;
+    let mut updated = 0u64;
+    for row in &rows {
+        let dek = rewrapped(core, row.id, to, &row.dek, row.dek_kek_version)?;
+        let quarantine = rewrapped(
+            core,
+            row.id,
+            to,
+            &row.quarantine_key,
+            row.quarantine_kek_version,
+        )?;
+        let mut update = file::Entity::update_many().filter(file::Column::Id.eq(row.id));
+        // Only if nobody changed the keys since they were read.
+        update = match row.dek_kek_version {
+            Some(v) => update.filter(file::Column::DekKekVersion.eq(v)),
+            None => update.filter(file::Column::DekKekVersion.is_null()),
+        };
+        update = match row.quarantine_kek_version {
+            Some(v) => update.filter(file::Column::QuarantineKekVersion.eq(v)),
+            None => update.filter(file::Column::QuarantineKekVersion.is_null()),
+        };
+        if let Some(w) = &dek {
+            update = update
+                .col_expr(file::Column::Dek, Expr::value(w.bytes.clone()))
+                .col_expr(file::Column::DekKekVersion, Expr::value(w.kek_version));
+        }
+        if let Some(w) = &quarantine {
+            update = update
+                .col_expr(file::Column::QuarantineKey, Expr::value(w.bytes.clone()))
+                .col_expr(
+                    file::Column::QuarantineKekVersion,
+                    Expr::value(w.kek_version),
+                );
+        }
+        if dek.is_some() || quarantine.is_some() {
+            updated += update.exec(&txn).await?.rows_affected;
+        }
+    }
+    let now = Utc::now();
+    key_rotation::Entity::update_many()
+        .col_expr(
+            key_rotation::Column::Done,
+            Expr::col(key_rotation::Column::Done).add(i64::try_from(updated).unwrap_or(0)),
+        )
+        .col_expr(key_rotation::Column::UpdatedAt, Expr::value(now))
+        .filter(key_rotation::Column::Id.eq(rotation_id))
+        .exec(&txn)
+        .await?;
+    if updated > 0 {
+        Event::new("key.rewrapped", Actor::System)
+            .target("key_rotation", rotation_id)
+            .details(serde_json::json!({ "to": to, "count": updated }))
+            .record(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    if (rows.len() as u64) == batch {
+        return Ok(false);
+    }
+    finish_if_done(core, &rotation).await
+}
+
+/// Ends the rotation once no key needs rewrapping, and retires every version nothing uses.
+async fn finish_if_done(core: &Core, rotation: &key_rotation::Model) -> Result<bool, JobError> {
+    let txn = core.db.begin().await?;
+    if file::Entity::find()
+        .filter(not_under(rotation.to_version))
+        .count(&txn)
+        .await?
+        > 0
+    {
+        return Ok(false); // new wraps under an old version raced in: another pass
+    }
+    let now = Utc::now();
+    key_rotation::Entity::update_many()
+        .col_expr(key_rotation::Column::State, Expr::value(FINISHED))
+        .col_expr(key_rotation::Column::FinishedAt, Expr::value(now))
+        .col_expr(key_rotation::Column::UpdatedAt, Expr::value(now))
+        .filter(key_rotation::Column::Id.eq(rotation.id))
+        .filter(key_rotation::Column::State.eq(RUNNING))
+        .exec(&txn)
+        .await?;
+    let in_use = usage(&txn).await?;
+    let retiring = key_version::Entity::find()
+        .filter(key_version::Column::State.eq(state::RETIRING))
+        .all(&txn)
+        .await?;
+    for version in retiring
+        .into_iter()
+        .filter(|v| !in_use.contains_key(&v.version))
+    {
+        key_version::Entity::update_many()
+            .col_expr(key_version::Column::State, Expr::value(state::RETIRED))
+            .col_expr(key_version::Column::RetiredAt, Expr::value(now))
+            .filter(key_version::Column::Version.eq(version.version))
+            .exec(&txn)
+            .await?;
+        Event::new("key.retired", Actor::System)
+            .target("key_version", version.version)
+            .details(serde_json::json!({ "rotation": rotation.id }))
+            .record(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Runs a rotation's batches until it is finished.
+pub async fn run_rotation(core: &Core, rotation_id: Uuid) -> Result<(), JobError> {
+    while !rewrap_batch(core, rotation_id).await? {}
+    Ok(())
+}
+
+/// Re-enqueues a rotation that has made no progress for a while (a killed worker).
+pub async fn sweep(core: &Core) -> Result<(), JobError> {
+    let cutoff = Utc::now()
+        - chrono::Duration::from_std(core.config.stuck_after)
+            .unwrap_or(chrono::Duration::minutes(2));
+    let stalled = key_rotation::Entity::find()
+        .filter(key_rotation::Column::State.eq(RUNNING))
+        .filter(key_rotation::Column::UpdatedAt.lt(cutoff))
+        .all(&core.db)
+        .await?;
+    for rotation in stalled {
+        key_rotation::Entity::update_many()
+            .col_expr(key_rotation::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(key_rotation::Column::Id.eq(rotation.id))
+            .exec(&core.db)
+            .await?;
+        core.queue.enqueue_rewrap(rotation.id).await?;
     }
     Ok(())
 }
