@@ -316,42 +316,17 @@ pub async fn rewrap_batch_of(core: &Core, rotation_id: Uuid, batch: u64) -> Resu
         .await?;
     let txn = core.db.begin().await?;
     let mut updated = 0u64;
+    // Data keys of ready files, the bulk of any rotation, go in one statement per batch.
+    let mut bulk = Vec::new();
     for row in &rows {
         let dek = rewrapped(core, row.id, to, &row.dek, row.dek_kek_version)?;
-        let quarantine = rewrapped(
-            core,
-            row.id,
-            to,
-            &row.quarantine_key,
-            row.quarantine_kek_version,
-        )?;
-        let mut update = file::Entity::update_many().filter(file::Column::Id.eq(row.id));
-        // Only if nobody changed the keys since they were read.
-        update = match row.dek_kek_version {
-            Some(v) => update.filter(file::Column::DekKekVersion.eq(v)),
-            None => update.filter(file::Column::DekKekVersion.is_null()),
-        };
-        update = match row.quarantine_kek_version {
-            Some(v) => update.filter(file::Column::QuarantineKekVersion.eq(v)),
-            None => update.filter(file::Column::QuarantineKekVersion.is_null()),
-        };
-        if let Some(w) = &dek {
-            update = update
-                .col_expr(file::Column::Dek, Expr::value(w.bytes.clone()))
-                .col_expr(file::Column::DekKekVersion, Expr::value(w.kek_version));
-        }
-        if let Some(w) = &quarantine {
-            update = update
-                .col_expr(file::Column::QuarantineKey, Expr::value(w.bytes.clone()))
-                .col_expr(
-                    file::Column::QuarantineKekVersion,
-                    Expr::value(w.kek_version),
-                );
-        }
-        if dek.is_some() || quarantine.is_some() {
-            updated += update.exec(&txn).await?.rows_affected;
+        let quarantine = rewrapped(core, row.id, to, &row.quarantine_key, row.quarantine_kek_version)?;
+        match (dek, quarantine, row.dek_kek_version) {
+            (Some(dek), None, Some(old)) if row.quarantine_kek_version.is_none() => bulk.push((row.id, dek, old)),
+            (dek, quarantine, _) => updated += rewrap_row(&txn, row, dek, quarantine).await?,
         }
     }
+    updated += rewrap_deks(&txn, &bulk).await?;
     let now = Utc::now();
     key_rotation::Entity::update_many()
         .col_expr(
@@ -374,6 +349,78 @@ pub async fn rewrap_batch_of(core: &Core, rotation_id: Uuid, batch: u64) -> Resu
         return Ok(false);
     }
     finish_if_done(core, &rotation).await
+}
+
+/// Rewraps one row's keys, only if nobody changed them since they were read.
+async fn rewrap_row(
+    txn: &impl ConnectionTrait,
+    row: &file::Model,
+    dek: Option<WrappedKey>,
+    quarantine: Option<WrappedKey>,
+) -> Result<u64, sea_orm::DbErr> {
+    if dek.is_none() && quarantine.is_none() {
+        return Ok(0);
+    }
+    let mut update = file::Entity::update_many().filter(file::Column::Id.eq(row.id));
+    update = match row.dek_kek_version {
+        Some(v) => update.filter(file::Column::DekKekVersion.eq(v)),
+        None => update.filter(file::Column::DekKekVersion.is_null()),
+    };
+    update = match row.quarantine_kek_version {
+        Some(v) => update.filter(file::Column::QuarantineKekVersion.eq(v)),
+        None => update.filter(file::Column::QuarantineKekVersion.is_null()),
+    };
+    if let Some(w) = dek {
+        update = update
+            .col_expr(file::Column::Dek, Expr::value(w.bytes))
+            .col_expr(file::Column::DekKekVersion, Expr::value(w.kek_version));
+    }
+    if let Some(w) = quarantine {
+        update = update
+            .col_expr(file::Column::QuarantineKey, Expr::value(w.bytes))
+            .col_expr(file::Column::QuarantineKekVersion, Expr::value(w.kek_version));
+    }
+    Ok(update.exec(txn).await?.rows_affected)
+}
+
+/// Rewraps many data keys in one `UPDATE … FROM (VALUES …)`, each only if still under the
+/// version it was read with.
+async fn rewrap_deks(txn: &impl ConnectionTrait, keys: &[(Uuid, WrappedKey, i32)]) -> Result<u64, sea_orm::DbErr> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let backend = txn.get_database_backend();
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(keys.len() * 4);
+    let mut tuples = Vec::with_capacity(keys.len());
+    for (i, (id, wrapped, old)) in keys.iter().enumerate() {
+        let n = i * 4;
+        tuples.push(match backend {
+            sea_orm::DbBackend::Postgres => format!("(${}::uuid, ${}::bytea, ${}::int, ${}::int)", n + 1, n + 2, n + 3, n + 4),
+            _ => "(?, ?, ?, ?)".to_owned(),
+        });
+        values.push((*id).into());
+        values.push(wrapped.bytes.clone().into());
+        values.push(wrapped.kek_version.into());
+        values.push((*old).into());
+    }
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => format!(
+            "UPDATE files AS f SET dek = v.dek, dek_kek_version = v.ver \
+             FROM (VALUES {}) AS v(id, dek, ver, old) \
+             WHERE f.id = v.id AND f.dek_kek_version = v.old",
+            tuples.join(", ")
+        ),
+        _ => format!(
+            "WITH v(id, dek, ver, old) AS (VALUES {}) \
+             UPDATE files SET dek = v.dek, dek_kek_version = v.ver \
+             FROM v WHERE files.id = v.id AND files.dek_kek_version = v.old",
+            tuples.join(", ")
+        ),
+    };
+    let result = txn
+        .execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    Ok(result.rows_affected())
 }
 
 /// Ends the rotation once no key needs rewrapping, and retires every version nothing uses.
