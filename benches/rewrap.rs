@@ -3,64 +3,32 @@
 
 use std::time::Instant;
 
+#[path = "../tests/common/seed.rs"]
+mod seed;
+
 use coffer::coffer_core::audit::Actor;
-use coffer::coffer_core::crypto::SecretKey;
 use coffer::coffer_core::services::keys;
 use coffer::coffer_core::{Config, Core};
-use sea_orm::{ActiveValue::Set, ConnectionTrait as _, EntityTrait as _};
+use sea_orm::ConnectionTrait as _;
 
 const KEYS: usize = 100_000;
-
-async fn seed(core: &Core) {
-    let owner = uuid::Uuid::now_v7();
-    entity::user::Entity::insert(entity::user::ActiveModel {
-        id: Set(owner),
-        email: Set(format!("bench-{owner}@example.org")),
-        password_hash: Set("x".into()),
-        role: Set("user".into()),
-        disabled: Set(false),
-        created_at: Set(chrono::Utc::now()),
-    })
-    .exec(&core.db)
-    .await
-    .expect("user");
-    let now = chrono::Utc::now();
-    for chunk in 0..KEYS / 1000 {
-        let rows = (0..1000).map(|i| {
-            let id = uuid::Uuid::now_v7();
-            let wrapped = core.keys.wrap(1, id, &SecretKey::generate()).expect("wrap");
-            entity::file::ActiveModel {
-                id: Set(id),
-                owner_id: Set(owner),
-                name: Set(format!("f{chunk}-{i}")),
-                size: Set(1),
-                content_type: Set(Some("text/plain".into())),
-                sha256: Set(String::new()),
-                status: Set("ready".into()),
-                reject_reason: Set(None),
-                quarantine_key: Set(None),
-                quarantine_kek_version: Set(None),
-                dek: Set(Some(wrapped.bytes)),
-                dek_kek_version: Set(Some(1)),
-                blob_id: Set(Some(uuid::Uuid::new_v4())),
-                created_at: Set(now),
-                updated_at: Set(now),
-                ready_at: Set(Some(now)),
-            }
-        });
-        entity::file::Entity::insert_many(rows).exec(&core.db).await.expect("insert");
-    }
-}
 
 async fn measure(label: &str, vars: Vec<(String, String)>) -> f64 {
     let config = Config::from_vars(vars).expect("config");
     let core = Core::build(config, true).await.expect("core");
-    seed(&core).await;
+    seed::ready_files(&core, KEYS, 1).await;
     let started = Instant::now();
-    let rotation = keys::rotate(&core, Actor::System, &Default::default()).await.expect("rotate");
-    keys::run_rotation(&core, rotation.id).await.expect("rewrap");
+    let rotation = keys::rotate(&core, Actor::System, &Default::default())
+        .await
+        .expect("rotate");
+    keys::run_rotation(&core, rotation.id)
+        .await
+        .expect("rewrap");
     let elapsed = started.elapsed().as_secs_f64();
-    let done = keys::progress(&core).await.expect("progress").expect("rotation");
+    let done = keys::progress(&core)
+        .await
+        .expect("progress")
+        .expect("rotation");
     assert_eq!(done.done as usize, KEYS);
     let rate = KEYS as f64 / elapsed;
     println!("{label}: rewrapped {KEYS} DEKs in {elapsed:.2} s = {rate:.0} DEKs/s");
@@ -71,23 +39,38 @@ async fn measure(label: &str, vars: Vec<(String, String)>) -> f64 {
 async fn main() {
     let data = tempfile::tempdir().expect("tempdir");
     let base = vec![
-        ("COFFER_DATA_DIR".to_owned(), data.path().display().to_string()),
+        (
+            "COFFER_DATA_DIR".to_owned(),
+            data.path().display().to_string(),
+        ),
         ("COFFER_LOG".to_owned(), "warn".to_owned()),
     ];
     measure("SQLite", base.clone()).await;
 
-    let admin_url = std::env::var("COFFER_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let admin_url = std::env::var("COFFER_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let name = format!("coffer_bench_{}", uuid::Uuid::new_v4().simple());
     match sea_orm::Database::connect(format!("{admin_url}/postgres")).await {
         Ok(admin) => {
-            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create db");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create db");
             let pg_data = tempfile::tempdir().expect("tempdir");
             let vars = vec![
-                ("COFFER_DATA_DIR".to_owned(), pg_data.path().display().to_string()),
-                ("COFFER_DATABASE_URL".to_owned(), format!("{admin_url}/{name}")),
+                (
+                    "COFFER_DATA_DIR".to_owned(),
+                    pg_data.path().display().to_string(),
+                ),
+                (
+                    "COFFER_DATABASE_URL".to_owned(),
+                    format!("{admin_url}/{name}"),
+                ),
             ];
             measure("PostgreSQL", vars).await;
-            let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
         }
         Err(err) => println!("PostgreSQL: skipped ({err})"),
     }

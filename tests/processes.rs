@@ -84,4 +84,121 @@ async fn api_and_worker_processes_share_the_work(topology: Topology) {
     env.cleanup().await;
 }
 
-both_topologies!(api_and_worker_processes_share_the_work);
+/// A worker process killed with SIGKILL in the middle of a rotation: another one finishes it,
+/// and every key ends under the new version.
+async fn a_rotation_survives_a_killed_worker(topology: Topology) {
+    let fast_sweep = [
+        ("COFFER_SWEEP_STUCK_AFTER_SECS", "1"),
+        ("COFFER_SWEEP_INTERVAL_SECS", "1"),
+        ("COFFER_ADMIN_EMAIL", "rot@example.org"),
+        ("COFFER_ADMIN_PASSWORD", "admin password 123"),
+    ];
+    let env = Environment::new(topology, &fast_sweep).await;
+    let api = Process::start("api", &env.vars);
+    let base = api.base.clone().expect("the API listens");
+    // Seed many keys directly, through a service handle on the same database.
+    let core = coffer::coffer_core::Core::build(env.config(), true)
+        .await
+        .expect("core");
+    common::seed::ready_files(&core, 60_000, 1).await;
+    let http = reqwest::Client::new();
+    let creds = json!({ "email": "rot@example.org", "password": "admin password 123" });
+    let login: Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&creds)
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    let token = login["token"].as_str().expect("token").to_owned();
+    let progress = || {
+        let http = http.clone();
+        let url = format!("{base}/api/v1/admin/keys/rotation");
+        let token = token.clone();
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("progress")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+
+    let started = http
+        .post(format!("{base}/api/v1/admin/keys/rotate"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("rotate");
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let mut worker = Process::start("worker", &env.vars);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = progress().await;
+        if now["done"].as_i64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker made no progress: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.child.kill().expect("SIGKILL the worker");
+    worker.child.wait().expect("reaped");
+    let interrupted = progress().await;
+    assert_eq!(
+        interrupted["state"], "running",
+        "killed before the end: {interrupted}"
+    );
+    assert!(interrupted["done"].as_i64() < interrupted["total"].as_i64());
+
+    let _second = Process::start("worker", &env.vars);
+    let finished = loop {
+        let now = progress().await;
+        if now["state"] == "finished" {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotation never finished: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(finished["total"], 60_000);
+    let versions: Value = http
+        .get(format!("{base}/api/v1/admin/keys"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("keys")
+        .json()
+        .await
+        .expect("json");
+    let v = |n: i64| {
+        versions["versions"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|x| x["version"] == n)
+            .cloned()
+            .expect("version")
+    };
+    assert_eq!(
+        (v(1)["state"].clone(), v(1)["wrapped_keys"].clone()),
+        (json!("retired"), json!(0))
+    );
+    assert_eq!(v(2)["wrapped_keys"], 60_000);
+    drop(api);
+    env.cleanup().await;
+}
+
+both_topologies!(
+    api_and_worker_processes_share_the_work,
+    a_rotation_survives_a_killed_worker
+);

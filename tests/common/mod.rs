@@ -2,6 +2,7 @@
 //! Redis namespace, driven over HTTP.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod seed;
 pub mod smtp;
 
 use std::io::{BufRead as _, BufReader};

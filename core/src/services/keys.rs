@@ -320,9 +320,17 @@ pub async fn rewrap_batch_of(core: &Core, rotation_id: Uuid, batch: u64) -> Resu
     let mut bulk = Vec::new();
     for row in &rows {
         let dek = rewrapped(core, row.id, to, &row.dek, row.dek_kek_version)?;
-        let quarantine = rewrapped(core, row.id, to, &row.quarantine_key, row.quarantine_kek_version)?;
+        let quarantine = rewrapped(
+            core,
+            row.id,
+            to,
+            &row.quarantine_key,
+            row.quarantine_kek_version,
+        )?;
         match (dek, quarantine, row.dek_kek_version) {
-            (Some(dek), None, Some(old)) if row.quarantine_kek_version.is_none() => bulk.push((row.id, dek, old)),
+            (Some(dek), None, Some(old)) if row.quarantine_kek_version.is_none() => {
+                bulk.push((row.id, dek, old))
+            }
             (dek, quarantine, _) => updated += rewrap_row(&txn, row, dek, quarantine).await?,
         }
     }
@@ -378,14 +386,20 @@ async fn rewrap_row(
     if let Some(w) = quarantine {
         update = update
             .col_expr(file::Column::QuarantineKey, Expr::value(w.bytes))
-            .col_expr(file::Column::QuarantineKekVersion, Expr::value(w.kek_version));
+            .col_expr(
+                file::Column::QuarantineKekVersion,
+                Expr::value(w.kek_version),
+            );
     }
     Ok(update.exec(txn).await?.rows_affected)
 }
 
 /// Rewraps many data keys in one `UPDATE … FROM (VALUES …)`, each only if still under the
 /// version it was read with.
-async fn rewrap_deks(txn: &impl ConnectionTrait, keys: &[(Uuid, WrappedKey, i32)]) -> Result<u64, sea_orm::DbErr> {
+async fn rewrap_deks(
+    txn: &impl ConnectionTrait,
+    keys: &[(Uuid, WrappedKey, i32)],
+) -> Result<u64, sea_orm::DbErr> {
     if keys.is_empty() {
         return Ok(0);
     }
@@ -395,7 +409,13 @@ async fn rewrap_deks(txn: &impl ConnectionTrait, keys: &[(Uuid, WrappedKey, i32)
     for (i, (id, wrapped, old)) in keys.iter().enumerate() {
         let n = i * 4;
         tuples.push(match backend {
-            sea_orm::DbBackend::Postgres => format!("(${}::uuid, ${}::bytea, ${}::int, ${}::int)", n + 1, n + 2, n + 3, n + 4),
+            sea_orm::DbBackend::Postgres => format!(
+                "(${}::uuid, ${}::bytea, ${}::int, ${}::int)",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4
+            ),
             _ => "(?, ?, ?, ?)".to_owned(),
         });
         values.push((*id).into());
@@ -418,7 +438,9 @@ async fn rewrap_deks(txn: &impl ConnectionTrait, keys: &[(Uuid, WrappedKey, i32)
         ),
     };
     let result = txn
-        .execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values))
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
         .await?;
     Ok(result.rows_affected())
 }
