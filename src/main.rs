@@ -210,10 +210,12 @@ async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             // Drive the batches here too: with workers running they share the work safely.
-            while !keys::rewrap_batch(&core, rotation.id)
+            let mut after = None;
+            while let keys::Batch::More(next) = keys::rewrap_batch(&core, rotation.id, after)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
             {
+                after = next;
                 if let Some(now) = keys::progress(&core)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?

@@ -27,8 +27,9 @@ pub mod state {
 
 const RUNNING: &str = "running";
 const FINISHED: &str = "finished";
-/// Keys rewrapped per transaction.
-const BATCH: u64 = 1000;
+/// Keys rewrapped per transaction: 5,000 keeps each bulk update's parameters (4 per key) under
+/// SQLite's 32,766 and PostgreSQL's 65,535, and a batch's locks short.
+const BATCH: u64 = 5000;
 
 /// Every KEK version some wrapped key still uses must be in the keyring: a missing one is a
 /// start-up error, never a surprise at download time.
@@ -291,25 +292,47 @@ fn rewrapped(
 /// Rewraps one batch. Each batch commits on its own, so a rotation interrupted at any point
 /// resumes where it stopped; a row changed meanwhile (deleted, newly encrypted) is skipped by
 /// the conditional update and picked up by the next batch if it still needs rewrapping.
-/// Returns whether the rotation is finished.
-pub async fn rewrap_batch(core: &Core, rotation_id: Uuid) -> Result<bool, JobError> {
-    rewrap_batch_of(core, rotation_id, BATCH).await
+/// Files are visited in id order from `after` (a keyset cursor: each batch reads only rows it
+/// has not passed, instead of skipping the done ones again).
+pub async fn rewrap_batch(
+    core: &Core,
+    rotation_id: Uuid,
+    after: Option<Uuid>,
+) -> Result<Batch, JobError> {
+    rewrap_batch_of(core, rotation_id, BATCH, after).await
+}
+
+/// What is left after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    Finished,
+    /// Call again with this cursor (`None`: start over, keys were wrapped under an old
+    /// version behind the cursor meanwhile).
+    More(Option<Uuid>),
 }
 
 /// [`rewrap_batch`] with a chosen batch size (tests interrupt a rotation part-way with it).
-pub async fn rewrap_batch_of(core: &Core, rotation_id: Uuid, batch: u64) -> Result<bool, JobError> {
+pub async fn rewrap_batch_of(
+    core: &Core,
+    rotation_id: Uuid,
+    batch: u64,
+    after: Option<Uuid>,
+) -> Result<Batch, JobError> {
     let Some(rotation) = key_rotation::Entity::find_by_id(rotation_id)
         .one(&core.db)
         .await?
     else {
-        return Ok(true);
+        return Ok(Batch::Finished);
     };
     if rotation.state == FINISHED {
-        return Ok(true);
+        return Ok(Batch::Finished);
     }
     let to = rotation.to_version;
-    let rows = file::Entity::find()
-        .filter(not_under(to))
+    let mut query = file::Entity::find().filter(not_under(to));
+    if let Some(after) = after {
+        query = query.filter(file::Column::Id.gt(after));
+    }
+    let rows = query
         .order_by_asc(file::Column::Id)
         .limit(batch)
         .all(&core.db)
@@ -354,9 +377,13 @@ pub async fn rewrap_batch_of(core: &Core, rotation_id: Uuid, batch: u64) -> Resu
     }
     txn.commit().await?;
     if (rows.len() as u64) == batch {
-        return Ok(false);
+        return Ok(Batch::More(rows.last().map(|r| r.id)));
     }
-    finish_if_done(core, &rotation).await
+    if finish_if_done(core, &rotation).await? {
+        Ok(Batch::Finished)
+    } else {
+        Ok(Batch::More(None))
+    }
 }
 
 /// Rewraps one row's keys, only if nobody changed them since they were read.
@@ -492,7 +519,10 @@ async fn finish_if_done(core: &Core, rotation: &key_rotation::Model) -> Result<b
 
 /// Runs a rotation's batches until it is finished.
 pub async fn run_rotation(core: &Core, rotation_id: Uuid) -> Result<(), JobError> {
-    while !rewrap_batch(core, rotation_id).await? {}
+    let mut after = None;
+    while let Batch::More(next) = rewrap_batch(core, rotation_id, after).await? {
+        after = next;
+    }
     Ok(())
 }
 
