@@ -36,6 +36,21 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The audit log
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit 1 if it is broken or does not contain the expected head
+    Verify {
+        /// An anchor kept outside Coffer, `seq:hash` (as printed by an earlier verify)
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -165,6 +180,9 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Keys { command } => return keys(command, config).await,
+        Command::Audit {
+            command: AuditCommand::Verify { expect_head },
+        } => return verify_audit(config, expect_head).await,
     };
     let running = coffer::start(config, roles).await?;
     banner(&running);
@@ -231,6 +249,43 @@ async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn verify_audit(config: Config, expect_head: Option<String>) -> anyhow::Result<()> {
+    use coffer_core::services::audit;
+    let anchor = match expect_head.as_deref().map(|a| a.split_once(':')) {
+        None => None,
+        Some(Some((seq, hash))) => Some((
+            seq.parse::<i64>()
+                .map_err(|_| anyhow::anyhow!("--expect-head: SEQ must be a number"))?,
+            hash.to_ascii_lowercase(),
+        )),
+        Some(None) => anyhow::bail!("--expect-head: expected SEQ:HASH"),
+    };
+    let db = coffer_core::db::connect(&config.database_url).await?;
+    let report = audit::verify(&db).await?;
+    println!(
+        "ok: {}\nchecked: {}\nhead: {}:{}",
+        report.ok,
+        report.checked,
+        report.head_seq.map_or("-".into(), |s| s.to_string()),
+        report.head_hash.as_deref().unwrap_or("-"),
+    );
+    if let Some(bad) = report.first_bad_seq {
+        anyhow::bail!("the chain is broken at sequence number {bad}");
+    }
+    if let Some((seq, hash)) = anchor {
+        match audit::hash_at(&db, seq).await? {
+            Some(stored) if stored == hash => println!("anchor {seq}: matches"),
+            Some(_) => {
+                anyhow::bail!("anchor {seq}: the stored hash differs: the log was rewritten")
+            }
+            None => {
+                anyhow::bail!("anchor {seq}: no such event: the log was truncated or rewritten")
+            }
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -96,6 +96,14 @@ async fn rewrap_job(
     outcome("rewrap", job.rotation_id, result, &attempt)
 }
 
+/// Seals pending audit events every second; a database lock keeps one sealer at a time.
+async fn seal_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {
+    coffer_core::services::audit::seal(&core)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string().into())
+}
+
 async fn sweep_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {
     jobs::sweep(&core)
         .await
@@ -221,6 +229,7 @@ pub fn monitor(core: &Core) -> Monitor {
         quick
     );
     let sweep_core = core.clone();
+    let seal_core = core.clone();
     let sweep_schedule = schedule(core.config.sweep_interval);
     monitor
         .register(move |restarts| {
@@ -231,6 +240,12 @@ pub fn monitor(core: &Core) -> Monitor {
             .backend(CronScheduler::new(sweep_schedule.clone()))
             .data(sweep_core.clone())
             .build(sweep_job)
+        })
+        .register(move |restarts| {
+            WorkerBuilder::new(format!("seal-{}-{restarts}", uuid::Uuid::new_v4().simple()))
+                .backend(CronScheduler::new(schedule(Duration::from_secs(1))))
+                .data(seal_core.clone())
+                .build(seal_job)
         })
         .should_restart(|ctx, err| {
             tracing::warn!(worker = ctx.name(), error = %err, "worker stopped; restarting");

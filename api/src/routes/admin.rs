@@ -1,8 +1,10 @@
-//! Admin: master-key versions and rotation.
+//! Admin: master-key versions and rotation, the audit log.
 
 use chrono::{DateTime, Utc};
+use coffer_core::services::audit;
 use coffer_core::services::keys::{self, RotationView, VersionInfo};
 use poem::Request;
+use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -66,6 +68,64 @@ impl From<RotationView> for Rotation {
     }
 }
 
+#[derive(Object)]
+struct AuditEvent {
+    seq: i64,
+    id: uuid::Uuid,
+    occurred_at: DateTime<Utc>,
+    /// `user`, `admin`, `recipient` (by share id), `system` or `anonymous`.
+    actor_kind: String,
+    actor_id: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    action: String,
+    target_kind: Option<String>,
+    target_id: Option<String>,
+    /// `success`, `failure` or `denied`.
+    outcome: String,
+    details: serde_json::Value,
+    /// SHA-256 chain hash, hex.
+    hash: String,
+}
+
+impl From<entity::audit_event::Model> for AuditEvent {
+    fn from(m: entity::audit_event::Model) -> Self {
+        Self {
+            seq: m.seq.unwrap_or_default(),
+            id: m.id,
+            occurred_at: m.occurred_at,
+            actor_kind: m.actor_kind,
+            actor_id: m.actor_id,
+            ip: m.ip,
+            user_agent: m.user_agent,
+            action: m.action,
+            target_kind: m.target_kind,
+            target_id: m.target_id,
+            outcome: m.outcome,
+            details: m.details,
+            hash: m.hash.map(hex::encode).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Object)]
+struct AuditPage {
+    /// Sealed events, oldest first.
+    events: Vec<AuditEvent>,
+    /// Pass as `after_seq` for the next page; absent on the last one.
+    next_cursor: Option<i64>,
+}
+
+#[derive(Object)]
+struct Verification {
+    ok: bool,
+    checked: u64,
+    head_seq: Option<i64>,
+    head_hash: Option<String>,
+    /// The first sequence number whose event is missing, altered or out of place.
+    first_bad_seq: Option<i64>,
+}
+
 #[derive(ApiResponse)]
 enum RotateResponse {
     /// Started: a new version is active for new wraps, and jobs rewrap the existing keys.
@@ -89,6 +149,63 @@ impl AdminApi {
     async fn rotate(&self, req: &Request, admin: AdminAuth) -> Result<RotateResponse, ApiError> {
         let rotation = keys::rotate(core(req)?, admin.0.user.actor(), &meta(req)).await?;
         Ok(RotateResponse::Started(Json(rotation.into())))
+    }
+
+    /// Query the audit log
+    #[oai(path = "/audit", method = "get")]
+    #[allow(clippy::too_many_arguments)]
+    async fn audit(
+        &self,
+        req: &Request,
+        _admin: AdminAuth,
+        action: Query<Option<String>>,
+        actor_id: Query<Option<String>>,
+        target_id: Query<Option<String>>,
+        since: Query<Option<DateTime<Utc>>>,
+        until: Query<Option<DateTime<Utc>>>,
+        after_seq: Query<Option<i64>>,
+        limit: Query<Option<u64>>,
+    ) -> Result<Json<AuditPage>, ApiError> {
+        let limit = match limit.0 {
+            None => 100,
+            Some(n @ 1..=1000) => n,
+            Some(_) => return Err(ApiError::bad_request("`limit` must be between 1 and 1000")),
+        };
+        let query = audit::Query {
+            action: action.0,
+            actor_id: actor_id.0,
+            target_id: target_id.0,
+            since: since.0,
+            until: until.0,
+            after_seq: after_seq.0,
+            limit,
+        };
+        let (events, next) = audit::query(&core(req)?.db, &query)
+            .await
+            .map_err(|e| ApiError::from(coffer_core::ServiceError::from(e)))?;
+        Ok(Json(AuditPage {
+            events: events.into_iter().map(AuditEvent::from).collect(),
+            next_cursor: next,
+        }))
+    }
+
+    /// Walk the audit chain and report the first broken link
+    #[oai(path = "/audit/verify", method = "get")]
+    async fn verify(
+        &self,
+        req: &Request,
+        _admin: AdminAuth,
+    ) -> Result<Json<Verification>, ApiError> {
+        let v = audit::verify(&core(req)?.db)
+            .await
+            .map_err(|e| ApiError::from(coffer_core::ServiceError::from(e)))?;
+        Ok(Json(Verification {
+            ok: v.ok,
+            checked: v.checked,
+            head_seq: v.head_seq,
+            head_hash: v.head_hash,
+            first_bad_seq: v.first_bad_seq,
+        }))
     }
 
     /// Progress of the latest rotation

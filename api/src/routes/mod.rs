@@ -15,6 +15,6 @@ pub enum Tag {
     Shares,
     /// The pages and downloads behind a share link
     Recipients,
-    /// Administration: master keys
+    /// Administration: master keys and the audit log
     Admin,
 }

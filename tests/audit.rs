@@ -1,0 +1,291 @@
+//! The tamper-evident audit log: sealing, verification against direct tampering, the admin
+//! query and the CLI check against an anchor kept outside Coffer.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use coffer::Roles;
+use coffer::coffer_core::services::audit;
+use common::{TestApp, Topology, User, problem};
+use reqwest::StatusCode;
+use sea_orm::sea_query::{Expr, ExprTrait as _};
+use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+use serde_json::Value;
+
+const ADMIN: (&str, &str) = ("audit-admin@example.org", "admin password 123");
+
+async fn spawn(topology: Topology) -> (TestApp, User) {
+    let app = TestApp::spawn_with(
+        topology,
+        &[
+            ("COFFER_ADMIN_EMAIL", ADMIN.0),
+            ("COFFER_ADMIN_PASSWORD", ADMIN.1),
+        ],
+        Roles::ALL,
+    )
+    .await;
+    let login: Value = app
+        .login(ADMIN.0, ADMIN.1)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let admin = User {
+        email: ADMIN.0.to_owned(),
+        token: login["token"].as_str().expect("token").to_owned(),
+    };
+    (app, admin)
+}
+
+async fn verify(app: &TestApp, admin: &User) -> Value {
+    let response = app.get("/api/v1/admin/audit/verify", &admin.token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.expect("json")
+}
+
+/// Some activity, then every event sealed (the seal job runs every second; waited for).
+async fn activity_sealed(app: &TestApp, admin: &User) -> i64 {
+    let user = app.user().await;
+    for i in 0..3 {
+        let id = app
+            .upload(
+                &user,
+                &format!("a{i}.txt"),
+                format!("audit me {i}").into_bytes(),
+            )
+            .await;
+        app.wait_until_settled(&user, &id).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pending = entity::audit_event::Entity::find()
+            .filter(entity::audit_event::Column::Seq.is_null())
+            .all(&app.core().db)
+            .await
+            .expect("query")
+            .len();
+        let report = verify(app, admin).await;
+        if pending == 0 && report["ok"] == true {
+            return report["head_seq"].as_i64().expect("head");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events were not sealed in time ({pending} pending)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn row_at(app: &TestApp, seq: i64) -> entity::audit_event::Model {
+    entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::Seq.eq(seq))
+        .one(&app.core().db)
+        .await
+        .expect("query")
+        .expect("row")
+}
+
+async fn set_details(app: &TestApp, seq: i64, details: Value) {
+    entity::audit_event::Entity::update_many()
+        .col_expr(entity::audit_event::Column::Details, Expr::value(details))
+        .filter(entity::audit_event::Column::Seq.eq(seq))
+        .exec(&app.core().db)
+        .await
+        .expect("tamper");
+}
+
+async fn tampering_is_found_at_the_right_place(topology: Topology) {
+    let (app, admin) = spawn(topology).await;
+    let head = activity_sealed(&app, &admin).await;
+    assert!(head >= 10, "{head}");
+    // Nothing new may be sealed while we tamper: stop the workers (the seal job is one).
+    for running in &app.running {
+        running.stopper().cancel();
+    }
+
+    // An edited detail.
+    let target = head / 2;
+    let original = row_at(&app, target).await.details;
+    set_details(&app, target, serde_json::json!({ "edited": true })).await;
+    let report = audit::verify(&app.core().db).await.expect("verify");
+    assert_eq!((report.ok, report.first_bad_seq), (false, Some(target)));
+    set_details(&app, target, original).await;
+    assert!(audit::verify(&app.core().db).await.expect("verify").ok);
+
+    // Two rows swapped in place (each keeps its neighbour's position and hash).
+    let (a, b) = (row_at(&app, 3).await, row_at(&app, 4).await);
+    for (row, other) in [(&a, &b), (&b, &a)] {
+        entity::audit_event::Entity::update_many()
+            .col_expr(
+                entity::audit_event::Column::Seq,
+                Expr::value(-other.seq.expect("seq")),
+            )
+            .col_expr(
+                entity::audit_event::Column::Hash,
+                Expr::value(other.hash.clone()),
+            )
+            .filter(entity::audit_event::Column::Id.eq(row.id))
+            .exec(&app.core().db)
+            .await
+            .expect("swap");
+    }
+    for row in [&a, &b] {
+        entity::audit_event::Entity::update_many()
+            .col_expr(
+                entity::audit_event::Column::Seq,
+                Expr::col(entity::audit_event::Column::Seq).mul(-1),
+            )
+            .filter(entity::audit_event::Column::Id.eq(row.id))
+            .exec(&app.core().db)
+            .await
+            .expect("swap back sign");
+    }
+    let report = audit::verify(&app.core().db).await.expect("verify");
+    assert_eq!(report.first_bad_seq, Some(3));
+
+    // A deleted row.
+    let victim = row_at(&app, head - 1).await;
+    entity::audit_event::Entity::delete_by_id(victim.id)
+        .exec(&app.core().db)
+        .await
+        .expect("delete");
+    let report = audit::verify(&app.core().db).await.expect("verify");
+    assert_eq!(report.first_bad_seq, Some(3), "still the first break");
+    app.stop().await;
+}
+
+async fn a_deleted_row_is_reported(topology: Topology) {
+    let (app, admin) = spawn(topology).await;
+    let head = activity_sealed(&app, &admin).await;
+    for running in &app.running {
+        running.stopper().cancel();
+    }
+    let victim = row_at(&app, head - 2).await;
+    entity::audit_event::Entity::delete_by_id(victim.id)
+        .exec(&app.core().db)
+        .await
+        .expect("delete");
+    let report = audit::verify(&app.core().db).await.expect("verify");
+    assert_eq!(
+        (report.ok, report.first_bad_seq, report.checked),
+        (false, Some(head - 2), (head - 3) as u64)
+    );
+    app.stop().await;
+}
+
+async fn admins_query_the_log_with_filters_and_a_cursor(topology: Topology) {
+    let (app, admin) = spawn(topology).await;
+    activity_sealed(&app, &admin).await;
+    let uploads: Value = app
+        .get("/api/v1/admin/audit?action=file.uploaded", &admin.token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let events = uploads["events"].as_array().expect("events");
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(
+        |e| e["action"] == "file.uploaded" && e["hash"].as_str().is_some_and(|h| h.len() == 64)
+    ));
+    let file = events[0]["target_id"].as_str().expect("target");
+    let about_file: Value = app
+        .get(
+            &format!("/api/v1/admin/audit?target_id={file}"),
+            &admin.token,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let actions: Vec<&str> = about_file["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        ["file.uploaded", "file.validated", "file.encrypted"]
+    );
+
+    // Paging: every event once, in chain order.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = app
+            .get(
+                &format!("/api/v1/admin/audit?limit=4{cursor}"),
+                &admin.token,
+            )
+            .await
+            .json()
+            .await
+            .expect("json");
+        seen.extend(
+            page["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .map(|e| e["seq"].as_i64().expect("seq")),
+        );
+        match page["next_cursor"].as_i64() {
+            Some(next) => cursor = format!("&after_seq={next}"),
+            None => break,
+        }
+    }
+    let expected: Vec<i64> = (1..=seen.len() as i64).collect();
+    assert_eq!(seen, expected);
+
+    let user = app.user().await;
+    for path in ["/api/v1/admin/audit", "/api/v1/admin/audit/verify"] {
+        problem(
+            app.http.get(app.url(path)).send().await.expect("request"),
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+        problem(app.get(path, &user.token).await, StatusCode::FORBIDDEN).await;
+    }
+    problem(
+        app.get("/api/v1/admin/audit?limit=0", &admin.token).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    app.stop().await;
+}
+
+async fn the_cli_checks_the_chain_against_an_anchor(topology: Topology) {
+    let (app, admin) = spawn(topology).await;
+    let head = activity_sealed(&app, &admin).await;
+    let report = verify(&app, &admin).await;
+    let anchor = format!("{head}:{}", report["head_hash"].as_str().expect("hash"));
+    let run = |expect: &str| {
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(["audit", "verify", "--expect-head", expect])
+            .envs(app.env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("runs")
+    };
+    let good = run(&anchor);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&good.stdout).contains("anchor")
+            && String::from_utf8_lossy(&good.stdout).contains("matches")
+    );
+    let forged = run(&format!("{head}:{}", "0".repeat(64)));
+    assert!(!forged.status.success());
+    assert!(String::from_utf8_lossy(&forged.stderr).contains("rewritten"));
+    app.stop().await;
+}
+
+both_topologies!(
+    tampering_is_found_at_the_right_place,
+    a_deleted_row_is_reported,
+    admins_query_the_log_with_filters_and_a_cursor,
+    the_cli_checks_the_chain_against_an_anchor,
+);
