@@ -3,9 +3,9 @@
 use chrono::{DateTime, Utc};
 use coffer_core::services::audit;
 use coffer_core::services::keys::{self, RotationView, VersionInfo};
-use poem::Request;
+use poem::{Body, Request};
 use poem_openapi::param::Query;
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::Tag;
@@ -127,6 +127,17 @@ struct Verification {
 }
 
 #[derive(ApiResponse)]
+enum ExportResponse {
+    /// The events, streamed: JSON lines or CSV.
+    #[oai(status = 200)]
+    Export(
+        Binary<Body>,
+        #[oai(header = "Content-Type")] String,
+        #[oai(header = "Content-Disposition")] String,
+    ),
+}
+
+#[derive(ApiResponse)]
 enum RotateResponse {
     /// Started: a new version is active for new wraps, and jobs rewrap the existing keys.
     #[oai(status = 202)]
@@ -187,6 +198,42 @@ impl AdminApi {
             events: events.into_iter().map(AuditEvent::from).collect(),
             next_cursor: next,
         }))
+    }
+
+    /// Export the audit log (streamed; the export is itself audited)
+    #[oai(path = "/audit/export", method = "get")]
+    async fn export(
+        &self,
+        req: &Request,
+        admin: AdminAuth,
+        /// `jsonl` (default) or `csv`.
+        format: Query<Option<String>>,
+        since: Query<Option<DateTime<Utc>>>,
+        until: Query<Option<DateTime<Utc>>>,
+    ) -> Result<ExportResponse, ApiError> {
+        let core = core(req)?;
+        let (format, mime, ext) = match format.0.as_deref() {
+            None | Some("jsonl") => (
+                audit::ExportFormat::JsonLines,
+                "application/x-ndjson",
+                "jsonl",
+            ),
+            Some("csv") => (audit::ExportFormat::Csv, "text/csv; charset=utf-8", "csv"),
+            Some(_) => return Err(ApiError::bad_request("`format` must be jsonl or csv")),
+        };
+        coffer_core::audit::Event::new("audit.exported", admin.0.user.actor())
+            .details(serde_json::json!({ "format": ext, "since": since.0, "until": until.0 }))
+            .from(&meta(req))
+            .record(&core.db)
+            .await
+            .map_err(|e| ApiError::from(coffer_core::ServiceError::from(e)))?;
+        let body = audit::export(core.db.clone(), format, since.0, until.0);
+        let name = format!("coffer-audit-{}.{ext}", Utc::now().format("%Y%m%dT%H%M%SZ"));
+        Ok(ExportResponse::Export(
+            Binary(Body::from_bytes_stream(body)),
+            mime.to_owned(),
+            format!("attachment; filename=\"{name}\""),
+        ))
     }
 
     /// Walk the audit chain and report the first broken link
