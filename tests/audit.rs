@@ -283,9 +283,240 @@ async fn the_cli_checks_the_chain_against_an_anchor(topology: Topology) {
     app.stop().await;
 }
 
+/// Every action of DESIGN §5 that Coffer performs, with the actor, target and outcome the row
+/// must carry after the API call that causes it.
+async fn every_action_is_recorded_with_actor_target_and_outcome(topology: Topology) {
+    use common::smtp::SmtpServer;
+    let smtp = SmtpServer::start();
+    let app = TestApp::spawn_with(
+        topology,
+        &[
+            ("COFFER_ADMIN_EMAIL", ADMIN.0),
+            ("COFFER_ADMIN_PASSWORD", ADMIN.1),
+            ("COFFER_SMTP_URL", &smtp.url),
+        ],
+        Roles::ALL,
+    )
+    .await;
+    let login: Value = app
+        .login(ADMIN.0, ADMIN.1)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let admin = User {
+        email: ADMIN.0.to_owned(),
+        token: login["token"].as_str().expect("token").to_owned(),
+    };
+    let user = app.user().await;
+    assert_eq!(
+        app.login(&user.email, "not the password").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let kept = app.upload(&user, "kept.txt", b"kept".to_vec()).await;
+    app.wait_until_settled(&user, &kept).await;
+    let mut exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00".to_vec();
+    exe.resize(512, 0);
+    let rejected = app.upload(&user, "evil.pdf", exe).await;
+    app.wait_until_settled(&user, &rejected).await;
+    app.download(&user, &kept)
+        .await
+        .bytes()
+        .await
+        .expect("download");
+
+    let body = serde_json::json!({ "recipients": ["reader@example.org", "bounce@example.org"] });
+    assert_eq!(
+        app.post_json(
+            &format!("/api/v1/files/{kept}/shares"),
+            &body,
+            Some(&user.token)
+        )
+        .await
+        .status(),
+        StatusCode::CREATED
+    );
+    let link = smtp
+        .wait_for("reader@example.org", 1)
+        .await
+        .remove(0)
+        .link();
+    app.http.get(&link).send().await.expect("view");
+    app.http
+        .get(format!("{link}/download"))
+        .send()
+        .await
+        .expect("download")
+        .bytes()
+        .await
+        .expect("body");
+    let shares: Value = app
+        .get(&format!("/api/v1/files/{kept}/shares"), &user.token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let reader_share = shares["shares"]
+        .as_array()
+        .expect("shares")
+        .iter()
+        .find(|s| s["recipient"] == "reader@example.org")
+        .expect("share")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !app
+        .audit_actions()
+        .await
+        .iter()
+        .any(|(a, _, _)| a == "share.email_failed")
+    {
+        assert!(Instant::now() < deadline, "the bounce was never recorded");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    app.http
+        .delete(app.url(&format!("/api/v1/shares/{reader_share}")))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(
+        app.http.get(&link).send().await.expect("view").status(),
+        StatusCode::GONE
+    );
+
+    let tampered = app
+        .upload(&user, "tampered.txt", b"will be tampered".to_vec())
+        .await;
+    app.wait_until_settled(&user, &tampered).await;
+    let object = app
+        .objects(&format!("blobs/{tampered}"))
+        .await
+        .pop()
+        .expect("blob");
+    let path = app.env.data.path().join("blobs").join(object);
+    let mut blob = std::fs::read(&path).expect("blob");
+    let last = blob.len() - 1;
+    blob[last] ^= 1;
+    std::fs::write(&path, blob).expect("tamper");
+    app.download(&user, &tampered).await;
+    app.http
+        .delete(app.url(&format!("/api/v1/files/{tampered}")))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .expect("delete");
+
+    assert_eq!(
+        app.post_json(
+            "/api/v1/admin/keys/rotate",
+            &serde_json::json!({}),
+            Some(&admin.token)
+        )
+        .await
+        .status(),
+        StatusCode::ACCEPTED
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !app
+        .audit_actions()
+        .await
+        .iter()
+        .any(|(a, _, _)| a == "key.retired")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "rotation did not retire version 1"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    app.get("/api/v1/admin/audit/export", &admin.token)
+        .await
+        .bytes()
+        .await
+        .expect("export");
+    let promoted = app.user().await;
+    let email = coffer::coffer_core::types::EmailAddress::parse(&promoted.email).expect("email");
+    coffer::coffer_core::services::users::ensure_admin(
+        app.core(),
+        &email,
+        "irrelevant password".to_owned().into(),
+    )
+    .await
+    .expect("promote");
+    app.post_json(
+        "/api/v1/auth/logout",
+        &serde_json::json!({}),
+        Some(&user.token),
+    )
+    .await;
+
+    let rows = entity::audit_event::Entity::find()
+        .all(&app.core().db)
+        .await
+        .expect("rows");
+    // (action, actor kind, target kind, outcome)
+    let expected = [
+        ("user.signup", "user", Some("user"), "success"),
+        ("user.login", "user", Some("user"), "success"),
+        ("user.login_failed", "anonymous", Some("user"), "denied"),
+        ("user.logout", "user", Some("user"), "success"),
+        ("file.uploaded", "user", Some("file"), "success"),
+        ("file.validated", "system", Some("file"), "success"),
+        ("file.rejected", "system", Some("file"), "denied"),
+        ("file.encrypted", "system", Some("file"), "success"),
+        ("file.downloaded", "user", Some("file"), "success"),
+        ("file.deleted", "user", Some("file"), "success"),
+        ("file.integrity_failed", "user", Some("file"), "failure"),
+        ("share.created", "user", Some("share"), "success"),
+        ("share.emailed", "system", Some("share"), "success"),
+        ("share.email_failed", "system", Some("share"), "failure"),
+        ("share.viewed", "recipient", Some("share"), "success"),
+        ("share.downloaded", "recipient", Some("share"), "success"),
+        ("share.denied", "recipient", Some("share"), "denied"),
+        ("share.revoked", "user", Some("share"), "success"),
+        (
+            "key.rotation_started",
+            "admin",
+            Some("key_rotation"),
+            "success",
+        ),
+        ("key.rewrapped", "system", Some("key_rotation"), "success"),
+        ("key.retired", "system", Some("key_version"), "success"),
+        ("audit.exported", "admin", None, "success"),
+        ("admin.user_changed", "system", Some("user"), "success"),
+    ];
+    for (action, actor, target, outcome) in expected {
+        let found = rows.iter().any(|r| {
+            r.action == action
+                && r.actor_kind == actor
+                && r.target_kind.as_deref() == target
+                && r.outcome == outcome
+        });
+        assert!(
+            found,
+            "no {action} by {actor} on {target:?} with outcome {outcome}"
+        );
+    }
+    // Recipient rows name the share they came through; user rows the user.
+    assert!(
+        rows.iter().any(|r| r.action == "share.downloaded"
+            && r.actor_id.as_deref() == Some(reader_share.as_str()))
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r.action == "file.rejected")
+            .all(|r| r.target_id.as_deref() == Some(rejected.as_str()))
+    );
+    app.stop().await;
+}
+
 both_topologies!(
     tampering_is_found_at_the_right_place,
     a_deleted_row_is_reported,
     admins_query_the_log_with_filters_and_a_cursor,
     the_cli_checks_the_chain_against_an_anchor,
+    every_action_is_recorded_with_actor_target_and_outcome,
 );

@@ -64,6 +64,15 @@ struct Sink {
 }
 
 impl Handler for Sink {
+    /// Addresses starting with `bounce` do not exist here (550, permanent).
+    fn rcpt(&mut self, to: &str) -> Response {
+        if to.trim_start_matches('<').starts_with("bounce") {
+            response::NO_MAILBOX
+        } else {
+            response::OK
+        }
+    }
+
     fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
         let mut state = self.state.lock().expect("lock");
         state.attempts += 1;
