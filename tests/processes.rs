@@ -198,7 +198,97 @@ async fn a_rotation_survives_a_killed_worker(topology: Topology) {
     env.cleanup().await;
 }
 
+/// Many writers, two worker processes sealing at once: the chain comes out valid and gapless.
+async fn two_sealing_workers_keep_one_gapless_chain(topology: Topology) {
+    let env = Environment::new(topology, &[]).await;
+    let api = Process::start("api", &env.vars);
+    let _w1 = Process::start("worker", &env.vars);
+    let _w2 = Process::start("worker", &env.vars);
+    let base = api.base.clone().expect("the API listens");
+    let http = reqwest::Client::new();
+
+    let mut tokens = Vec::new();
+    for i in 0..4 {
+        let creds =
+            json!({ "email": format!("w{i}@example.org"), "password": "correct horse battery" });
+        http.post(format!("{base}/api/v1/auth/signup"))
+            .json(&creds)
+            .send()
+            .await
+            .expect("signup");
+        let login: Value = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&creds)
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        tokens.push(login["token"].as_str().expect("token").to_owned());
+    }
+    let uploads = (0..40).map(|i| {
+        let (http, base, token) = (http.clone(), base.clone(), tokens[i % tokens.len()].clone());
+        async move {
+            let response = http
+                .put(format!("{base}/api/v1/files/n{i}.txt"))
+                .bearer_auth(token)
+                .body(format!("note {i}"))
+                .send()
+                .await
+                .expect("upload");
+            assert_eq!(response.status(), StatusCode::ACCEPTED);
+        }
+    });
+    futures::future::join_all(uploads).await;
+
+    let core = coffer::coffer_core::Core::build(env.config(), false)
+        .await
+        .expect("core");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        use sea_orm::{ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _};
+        let busy = entity::file::Entity::find()
+            .filter(entity::file::Column::Status.is_in(["quarantined", "validated"]))
+            .count(&core.db)
+            .await
+            .expect("count");
+        let pending = entity::audit_event::Entity::find()
+            .filter(entity::audit_event::Column::Seq.is_null())
+            .count(&core.db)
+            .await
+            .expect("count");
+        if busy == 0 && pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{busy} files busy, {pending} events unsealed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = {
+        use sea_orm::{EntityTrait as _, PaginatorTrait as _};
+        entity::audit_event::Entity::find()
+            .count(&core.db)
+            .await
+            .expect("count")
+    };
+    let report = coffer::coffer_core::services::audit::verify(&core.db)
+        .await
+        .expect("verify");
+    assert!(report.ok, "{report:?}");
+    assert_eq!(
+        report.checked, total,
+        "every event sealed exactly once, no gaps"
+    );
+    assert_eq!(report.head_seq, Some(total as i64));
+    drop(api);
+    env.cleanup().await;
+}
+
 both_topologies!(
     api_and_worker_processes_share_the_work,
-    a_rotation_survives_a_killed_worker
+    a_rotation_survives_a_killed_worker,
+    two_sealing_workers_keep_one_gapless_chain,
 );
