@@ -96,14 +96,6 @@ async fn rewrap_job(
     outcome("rewrap", job.rotation_id, result, &attempt)
 }
 
-/// Seals pending audit events every second; a database lock keeps one sealer at a time.
-async fn seal_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {
-    coffer_core::services::audit::seal(&core)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string().into())
-}
-
 async fn sweep_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {
     jobs::sweep(&core)
         .await
@@ -229,7 +221,6 @@ pub fn monitor(core: &Core) -> Monitor {
         quick
     );
     let sweep_core = core.clone();
-    let seal_core = core.clone();
     let sweep_schedule = schedule(core.config.sweep_interval);
     monitor
         .register(move |restarts| {
@@ -241,12 +232,6 @@ pub fn monitor(core: &Core) -> Monitor {
             .data(sweep_core.clone())
             .build(sweep_job)
         })
-        .register(move |restarts| {
-            WorkerBuilder::new(format!("seal-{}-{restarts}", uuid::Uuid::new_v4().simple()))
-                .backend(CronScheduler::new(schedule(Duration::from_secs(1))))
-                .data(seal_core.clone())
-                .build(seal_job)
-        })
         .should_restart(|ctx, err| {
             tracing::warn!(worker = ctx.name(), error = %err, "worker stopped; restarting");
             true
@@ -254,8 +239,43 @@ pub fn monitor(core: &Core) -> Monitor {
         .shutdown_timeout(Duration::from_secs(30))
 }
 
+/// How often the sealer looks for new audit events: the sealed head trails the newest event by
+/// about this much. apalis-cron cannot tick faster than once a second, hence a plain loop.
+const SEAL_EVERY: Duration = Duration::from_millis(200);
+
+/// Seals pending audit events until `stop` is cancelled; a database lock keeps one sealer at a
+/// time across processes.
+async fn seal_loop(core: Core, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(SEAL_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {
+                if let Err(err) = coffer_core::services::audit::seal(&core).await {
+                    tracing::warn!(error = %err, "sealing audit events failed; retrying");
+                }
+            }
+        }
+    }
+    // One last pass, so that a clean shutdown leaves nothing unsealed.
+    let _ = coffer_core::services::audit::seal(&core).await;
+}
+
 /// Runs the workers until `shutdown` completes, then lets running jobs finish.
 pub async fn run(
+    core: Core,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sealer = tokio::spawn(seal_loop(core.clone(), stop.clone()));
+    let result = run_monitor(core, shutdown).await;
+    stop.cancel();
+    let _ = sealer.await;
+    result
+}
+
+async fn run_monitor(
     core: Core,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
