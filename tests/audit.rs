@@ -17,15 +17,17 @@ use serde_json::Value;
 const ADMIN: (&str, &str) = ("audit-admin@example.org", "admin password 123");
 
 async fn spawn(topology: Topology) -> (TestApp, User) {
-    let app = TestApp::spawn_with(
-        topology,
-        &[
-            ("COFFER_ADMIN_EMAIL", ADMIN.0),
-            ("COFFER_ADMIN_PASSWORD", ADMIN.1),
-        ],
-        Roles::ALL,
-    )
-    .await;
+    spawn_with(topology, &[]).await
+}
+
+/// A service with a bootstrap admin (and `extra` settings), and that admin signed in.
+async fn spawn_with(topology: Topology, extra: &[(&str, &str)]) -> (TestApp, User) {
+    let mut vars = vec![
+        ("COFFER_ADMIN_EMAIL", ADMIN.0),
+        ("COFFER_ADMIN_PASSWORD", ADMIN.1),
+    ];
+    vars.extend_from_slice(extra);
+    let app = TestApp::spawn_with(topology, &vars, Roles::ALL).await;
     let login: Value = app
         .login(ADMIN.0, ADMIN.1)
         .await
@@ -288,26 +290,7 @@ async fn the_cli_checks_the_chain_against_an_anchor(topology: Topology) {
 async fn every_action_is_recorded_with_actor_target_and_outcome(topology: Topology) {
     use common::smtp::SmtpServer;
     let smtp = SmtpServer::start();
-    let app = TestApp::spawn_with(
-        topology,
-        &[
-            ("COFFER_ADMIN_EMAIL", ADMIN.0),
-            ("COFFER_ADMIN_PASSWORD", ADMIN.1),
-            ("COFFER_SMTP_URL", &smtp.url),
-        ],
-        Roles::ALL,
-    )
-    .await;
-    let login: Value = app
-        .login(ADMIN.0, ADMIN.1)
-        .await
-        .json()
-        .await
-        .expect("json");
-    let admin = User {
-        email: ADMIN.0.to_owned(),
-        token: login["token"].as_str().expect("token").to_owned(),
-    };
+    let (app, admin) = spawn_with(topology, &[("COFFER_SMTP_URL", &smtp.url)]).await;
     let user = app.user().await;
     assert_eq!(
         app.login(&user.email, "not the password").await.status(),

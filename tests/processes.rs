@@ -8,22 +8,24 @@ use common::{Environment, Process, Topology, pattern, pdf};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-async fn api_and_worker_processes_share_the_work(topology: Topology) {
-    let env = Environment::new(topology, &[]).await;
-    let api = Process::start("api", &env.vars);
-    let worker = Process::start("worker", &env.vars);
-    assert!(worker.base.is_none(), "a worker serves no HTTP");
-    let base = api.base.clone().expect("the API listens");
-    let http = reqwest::Client::new();
-
-    let creds = json!({ "email": "proc@example.org", "password": "correct horse battery" });
-    let signup = http
-        .post(format!("{base}/api/v1/auth/signup"))
-        .json(&creds)
-        .send()
-        .await
-        .expect("signup");
-    assert_eq!(signup.status(), StatusCode::CREATED);
+/// Signs in through the API of a separate process (signing up first when asked).
+async fn sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+    sign_up: bool,
+) -> String {
+    let creds = json!({ "email": email, "password": password });
+    if sign_up {
+        let signup = http
+            .post(format!("{base}/api/v1/auth/signup"))
+            .json(&creds)
+            .send()
+            .await
+            .expect("signup");
+        assert_eq!(signup.status(), StatusCode::CREATED);
+    }
     let login: Value = http
         .post(format!("{base}/api/v1/auth/login"))
         .json(&creds)
@@ -33,7 +35,25 @@ async fn api_and_worker_processes_share_the_work(topology: Topology) {
         .json()
         .await
         .expect("json");
-    let token = login["token"].as_str().expect("token");
+    login["token"].as_str().expect("token").to_owned()
+}
+
+async fn api_and_worker_processes_share_the_work(topology: Topology) {
+    let env = Environment::new(topology, &[]).await;
+    let api = Process::start("api", &env.vars);
+    let worker = Process::start("worker", &env.vars);
+    assert!(worker.base.is_none(), "a worker serves no HTTP");
+    let base = api.base.clone().expect("the API listens");
+    let http = reqwest::Client::new();
+
+    let token = &sign_in(
+        &http,
+        &base,
+        "proc@example.org",
+        "correct horse battery",
+        true,
+    )
+    .await;
 
     let bytes = pdf(&pattern(300_000, 5));
     let upload = http
@@ -102,17 +122,7 @@ async fn a_rotation_survives_a_killed_worker(topology: Topology) {
         .expect("core");
     common::seed::ready_files(&core, 60_000, 1).await;
     let http = reqwest::Client::new();
-    let creds = json!({ "email": "rot@example.org", "password": "admin password 123" });
-    let login: Value = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&creds)
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    let token = login["token"].as_str().expect("token").to_owned();
+    let token = sign_in(&http, &base, "rot@example.org", "admin password 123", false).await;
     let progress = || {
         let http = http.clone();
         let url = format!("{base}/api/v1/admin/keys/rotation");
@@ -209,23 +219,16 @@ async fn two_sealing_workers_keep_one_gapless_chain(topology: Topology) {
 
     let mut tokens = Vec::new();
     for i in 0..4 {
-        let creds =
-            json!({ "email": format!("w{i}@example.org"), "password": "correct horse battery" });
-        http.post(format!("{base}/api/v1/auth/signup"))
-            .json(&creds)
-            .send()
-            .await
-            .expect("signup");
-        let login: Value = http
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&creds)
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        tokens.push(login["token"].as_str().expect("token").to_owned());
+        tokens.push(
+            sign_in(
+                &http,
+                &base,
+                &format!("w{i}@example.org"),
+                "correct horse battery",
+                true,
+            )
+            .await,
+        );
     }
     let uploads = (0..40).map(|i| {
         let (http, base, token) = (http.clone(), base.clone(), tokens[i % tokens.len()].clone());
