@@ -110,6 +110,8 @@ async fn a_rotation_survives_a_killed_worker(topology: Topology) {
     let fast_sweep = [
         ("COFFER_SWEEP_STUCK_AFTER_SECS", "1"),
         ("COFFER_SWEEP_INTERVAL_SECS", "1"),
+        // Small batches make the rotation long enough to be interrupted every time.
+        ("COFFER_REWRAP_BATCH", "100"),
         ("COFFER_ADMIN_EMAIL", "rot@example.org"),
         ("COFFER_ADMIN_PASSWORD", "admin password 123"),
     ];
@@ -120,7 +122,7 @@ async fn a_rotation_survives_a_killed_worker(topology: Topology) {
     let core = coffer::coffer_core::Core::build(env.config(), true)
         .await
         .expect("core");
-    common::seed::ready_files(&core, 60_000, 1).await;
+    common::seed::ready_files(&core, 20_000, 1).await;
     let http = reqwest::Client::new();
     let token = sign_in(&http, &base, "rot@example.org", "admin password 123", false).await;
     let progress = || {
@@ -180,7 +182,7 @@ async fn a_rotation_survives_a_killed_worker(topology: Topology) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(finished["total"], 60_000);
+    assert_eq!(finished["total"], 20_000);
     let versions: Value = http
         .get(format!("{base}/api/v1/admin/keys"))
         .bearer_auth(&token)
@@ -203,7 +205,7 @@ async fn a_rotation_survives_a_killed_worker(topology: Topology) {
         (v(1)["state"].clone(), v(1)["wrapped_keys"].clone()),
         (json!("retired"), json!(0))
     );
-    assert_eq!(v(2)["wrapped_keys"], 60_000);
+    assert_eq!(v(2)["wrapped_keys"], 20_000);
     drop(api);
     env.cleanup().await;
 }

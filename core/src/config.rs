@@ -95,6 +95,8 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// How often idle workers look for new jobs.
     pub poll_interval: Duration,
+    /// Keys rewrapped per transaction during a rotation.
+    pub rewrap_batch: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -306,6 +308,16 @@ impl Config {
             .max(1),
         );
 
+        // 4 parameters per key must stay under SQLite's 32,766 per statement.
+        let rewrap_batch = parse_or::<u64>(
+            get("COFFER_REWRAP_BATCH"),
+            "5000",
+            "COFFER_REWRAP_BATCH",
+            "a number of keys from 1 to 8000",
+        )
+        .ok()
+        .filter(|n| (1..=8000).contains(n))
+        .ok_or_else(|| bad("COFFER_REWRAP_BATCH", "a number of keys from 1 to 8000"))?;
         Ok(Self {
             bind,
             public_url_set: vars.contains_key("COFFER_PUBLIC_URL"),
@@ -327,6 +339,7 @@ impl Config {
             stuck_after,
             sweep_interval,
             poll_interval,
+            rewrap_batch,
         })
     }
 

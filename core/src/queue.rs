@@ -123,9 +123,23 @@ impl Queue {
                 let setup = open(1)
                     .await
                     .with_context(|| format!("opening the embedded queue {}", path.display()))?;
-                SqliteStorage::setup(&setup)
-                    .await
-                    .context("creating the embedded queue's tables")?;
+                // Other processes on the same queue file may hold its lock for a moment (setup
+                // switches the journal mode and runs migrations); try again rather than fail.
+                let mut attempt = 0;
+                loop {
+                    match SqliteStorage::setup(&setup).await {
+                        Ok(()) => break,
+                        Err(err) if attempt < 20 => {
+                            attempt += 1;
+                            tracing::debug!(error = %err, attempt, "embedded queue busy; retrying setup");
+                            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                        }
+                        Err(err) => {
+                            return Err(anyhow::Error::new(err)
+                                .context("creating the embedded queue's tables"));
+                        }
+                    }
+                }
                 setup.close().await;
                 // Each worker holds connections for fetching, heartbeats and acks while API
                 // handlers push; with 4 connections an idle worker was seen starving for seconds.

@@ -27,9 +27,6 @@ pub mod state {
 
 const RUNNING: &str = "running";
 const FINISHED: &str = "finished";
-/// Keys rewrapped per transaction: 5,000 keeps each bulk update's parameters (4 per key) under
-/// SQLite's 32,766 and PostgreSQL's 65,535, and a batch's locks short.
-const BATCH: u64 = 5000;
 
 /// Every KEK version some wrapped key still uses must be in the keyring: a missing one is a
 /// start-up error, never a surprise at download time.
@@ -299,7 +296,7 @@ pub async fn rewrap_batch(
     rotation_id: Uuid,
     after: Option<Uuid>,
 ) -> Result<Batch, JobError> {
-    rewrap_batch_of(core, rotation_id, BATCH, after).await
+    rewrap_batch_of(core, rotation_id, core.config.rewrap_batch, after).await
 }
 
 /// What is left after a batch.
