@@ -374,16 +374,7 @@ async fn every_action_is_recorded_with_actor_target_and_outcome(topology: Topolo
         .upload(&user, "tampered.txt", b"will be tampered".to_vec())
         .await;
     app.wait_until_settled(&user, &tampered).await;
-    let object = app
-        .objects(&format!("blobs/{tampered}"))
-        .await
-        .pop()
-        .expect("blob");
-    let path = app.env.data.path().join("blobs").join(object);
-    let mut blob = std::fs::read(&path).expect("blob");
-    let last = blob.len() - 1;
-    blob[last] ^= 1;
-    std::fs::write(&path, blob).expect("tamper");
+    app.tamper_blob(&tampered, 1).await;
     app.download(&user, &tampered).await;
     app.http
         .delete(app.url(&format!("/api/v1/files/{tampered}")))

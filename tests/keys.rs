@@ -360,13 +360,7 @@ async fn deleting_a_file_leaves_no_key_that_opens_a_restored_blob(topology: Topo
     let secret = b"shred me: account 12345678".to_vec();
     let id = app.upload(&user, "shred.txt", secret.clone()).await;
     assert_eq!(app.wait_until_settled(&user, &id).await["status"], "ready");
-    let object = app
-        .objects(&format!("blobs/{id}"))
-        .await
-        .pop()
-        .expect("blob");
-    let path = app.env.data.path().join("blobs").join(&object);
-    let backup = std::fs::read(&path).expect("blob backup");
+    let (object, backup) = app.blob(&id).await;
     let file_id = uuid::Uuid::parse_str(&id).expect("uuid");
     let before = entity::file::Entity::find_by_id(file_id)
         .one(&app.core().db)
@@ -383,8 +377,7 @@ async fn deleting_a_file_leaves_no_key_that_opens_a_restored_blob(topology: Topo
         .expect("delete");
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     // A backup of the blob store is restored...
-    std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
-    std::fs::write(&path, &backup).expect("restore");
+    app.put_object(&object, backup.clone()).await;
     // ...but the wrapped data key is gone from the database, and the master keys alone open nothing.
     let after = entity::file::Entity::find_by_id(file_id)
         .one(&app.core().db)

@@ -208,15 +208,6 @@ async fn small_files_settle_quickly(topology: Topology) {
     app.stop().await;
 }
 
-/// Flips one byte of the file's blob on disk, at `offset` from the end.
-fn tamper(app: &TestApp, object: &str, offset_from_end: usize) {
-    let path = app.env.data.path().join("blobs").join(object);
-    let mut bytes = std::fs::read(&path).expect("blob on disk");
-    let at = bytes.len() - offset_from_end;
-    bytes[at] ^= 0x40;
-    std::fs::write(&path, bytes).expect("write blob");
-}
-
 async fn tampered_blobs_are_never_served(topology: Topology) {
     let app = TestApp::spawn(topology).await;
     let user = app.user().await;
@@ -229,12 +220,7 @@ async fn tampered_blobs_are_never_served(topology: Topology) {
         app.wait_until_settled(&user, &small).await["status"],
         "ready"
     );
-    let object = app
-        .objects(&format!("blobs/{small}"))
-        .await
-        .pop()
-        .expect("blob");
-    tamper(&app, &object, 5);
+    app.tamper_blob(&small, 5).await;
     let body = common::problem(
         app.download(&user, &small).await,
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -257,12 +243,7 @@ async fn tampered_blobs_are_never_served(topology: Topology) {
         app.wait_until_settled(&user, &large).await["status"],
         "ready"
     );
-    let object = app
-        .objects(&format!("blobs/{large}"))
-        .await
-        .pop()
-        .expect("blob");
-    tamper(&app, &object, 100);
+    app.tamper_blob(&large, 100).await;
     let response = app.download(&user, &large).await;
     assert_eq!(
         response.status(),

@@ -97,6 +97,9 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Keys rewrapped per transaction during a rotation.
     pub rewrap_batch: u64,
+    /// The standard `AWS_*` variables, for S3 storage (read with the rest, not from the
+    /// process environment at use).
+    pub aws: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,8 +127,14 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let vars: HashMap<String, String> = vars
             .into_iter()
-            .filter(|(k, v)| k.starts_with("COFFER_") && !v.is_empty())
+            .filter(|(k, v)| (k.starts_with("COFFER_") || k.starts_with("AWS_")) && !v.is_empty())
             .collect();
+        let mut aws: Vec<(String, String)> = vars
+            .iter()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        aws.sort();
         let get = |name: &str| vars.get(name).map(String::as_str);
 
         let bind: SocketAddr = parse_or(
@@ -340,6 +349,7 @@ impl Config {
             sweep_interval,
             poll_interval,
             rewrap_batch,
+            aws,
         })
     }
 

@@ -71,7 +71,7 @@ impl Core {
         }
         services::keys::check_keyring_covers_database(&db, &keys.ring()).await?;
         services::keys::sync_versions(&db, &keys.ring()).await?;
-        let storage = Storage::from_url(&config.storage_url)?;
+        let storage = Storage::from_url(&config.storage_url, &config.aws)?;
         let queue = Queue::connect(&config).await?;
         let mailer = mail::Mailer::from_config(&config)?;
         let limiter = match &config.redis_url {

@@ -74,7 +74,8 @@ pub fn blob_path(file_id: Uuid, seal_id: Uuid) -> Path {
 }
 
 impl Storage {
-    pub fn from_url(url: &Url) -> anyhow::Result<Self> {
+    /// Opens the store at `url`; `aws` holds the standard `AWS_*` settings for S3.
+    pub fn from_url(url: &Url, aws: &[(String, String)]) -> anyhow::Result<Self> {
         let mut part_size = S3_PART_SIZE;
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => {
@@ -96,12 +97,18 @@ impl Storage {
                 let bucket = url
                     .host_str()
                     .context("COFFER_STORAGE_URL: s3:// URL needs a bucket")?;
-                let s3 = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .build()
-                    .context(
-                        "configuring S3 storage from COFFER_STORAGE_URL and AWS_* variables",
-                    )?;
+                let mut builder = AmazonS3Builder::new();
+                for (key, value) in aws {
+                    if let Ok(key) = key
+                        .to_ascii_lowercase()
+                        .parse::<object_store::aws::AmazonS3ConfigKey>()
+                    {
+                        builder = builder.with_config(key, value);
+                    }
+                }
+                let s3 = builder.with_bucket_name(bucket).build().context(
+                    "configuring S3 storage from COFFER_STORAGE_URL and AWS_* variables",
+                )?;
                 let prefix = url.path().trim_matches('/');
                 if prefix.is_empty() {
                     Arc::new(s3)
@@ -255,6 +262,16 @@ impl Storage {
             GetResultPayload::File(file, _) => read_file(file, result.range),
             GetResultPayload::Stream(stream) => stream.map_err(ReadError::from).boxed(),
         })
+    }
+
+    /// The stored (sealed) bytes of an object, for tooling and tests.
+    pub async fn read_raw(&self, path: &Path) -> Result<Bytes, object_store::Error> {
+        self.store.get(path).await?.bytes().await
+    }
+
+    /// Replaces an object's stored bytes as they are (restoring a backup, or tampering in tests).
+    pub async fn write_raw(&self, path: &Path, bytes: Bytes) -> Result<(), object_store::Error> {
+        self.store.put(path, bytes.into()).await.map(|_| ())
     }
 
     /// Deletes an object; one that is already gone is fine.

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 pub enum Topology {
     /// SQLite, embedded queue, local blobs: what `cargo run` gives a new user.
     Embedded,
-    /// PostgreSQL and Redis (blobs stay local until the S3 issue).
+    /// PostgreSQL, Redis and S3-compatible object storage.
     Production,
 }
 
@@ -39,7 +39,7 @@ macro_rules! both_topologies {
         mod production {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[ignore = "needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379"]
+                #[ignore = "needs PostgreSQL at 127.0.0.1:5432, Redis at 127.0.0.1:6379 and an S3 server at 127.0.0.1:9000"]
                 async fn $name() {
                     super::$name($crate::common::Topology::Production).await;
                 }
@@ -51,6 +51,11 @@ macro_rules! both_topologies {
 pub fn pg_admin_url() -> String {
     std::env::var("COFFER_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// An S3-compatible server (moto in CI) for the production topology's blobs.
+pub fn s3_endpoint() -> String {
+    std::env::var("COFFER_TEST_S3").unwrap_or_else(|_| "http://127.0.0.1:9000".into())
 }
 
 pub fn redis_url() -> String {
@@ -93,6 +98,28 @@ impl Environment {
                 format!("{}/{name}", pg_admin_url()),
             ));
             vars.push(("COFFER_REDIS_URL".into(), redis_url()));
+            // A bucket of its own on the S3-compatible server.
+            let bucket = format!("coffer-test-{unique}");
+            let created = reqwest::Client::new()
+                .put(format!("{}/{bucket}", s3_endpoint()))
+                .send()
+                .await
+                .expect("the S3 server is reachable (COFFER_TEST_S3)");
+            assert!(
+                created.status().is_success(),
+                "creating bucket: {}",
+                created.status()
+            );
+            vars.push(("COFFER_STORAGE_URL".into(), format!("s3://{bucket}/blobs")));
+            for (key, value) in [
+                ("AWS_ENDPOINT", s3_endpoint()),
+                ("AWS_ALLOW_HTTP", "true".into()),
+                ("AWS_REGION", "us-east-1".into()),
+                ("AWS_ACCESS_KEY_ID", "coffer-test".into()),
+                ("AWS_SECRET_ACCESS_KEY", "coffer-test-secret".into()),
+            ] {
+                vars.push((key.into(), value));
+            }
             let ns = format!("coffer-test-{unique}");
             vars.push(("COFFER_REDIS_NAMESPACE".into(), ns.clone()));
             pg_database = Some(name);
@@ -335,6 +362,39 @@ impl TestApp {
             .into_iter()
             .map(|e| (e.action, e.target_id, e.outcome))
             .collect()
+    }
+
+    /// The stored (sealed) bytes of a file's blob, and its object path.
+    pub async fn blob(&self, file_id: &str) -> (String, Vec<u8>) {
+        let object = self
+            .objects(&format!("blobs/{file_id}"))
+            .await
+            .pop()
+            .expect("the file has a blob");
+        let bytes = self
+            .core()
+            .storage
+            .read_raw(&object.as_str().into())
+            .await
+            .expect("read blob");
+        (object, bytes.to_vec())
+    }
+
+    /// Replaces an object's stored bytes (a restored backup, or tampering).
+    pub async fn put_object(&self, object: &str, bytes: Vec<u8>) {
+        self.core()
+            .storage
+            .write_raw(&object.into(), bytes.into())
+            .await
+            .expect("write object");
+    }
+
+    /// Flips one stored byte of a file's blob, `offset_from_end` bytes before its end.
+    pub async fn tamper_blob(&self, file_id: &str, offset_from_end: usize) {
+        let (object, mut bytes) = self.blob(file_id).await;
+        let at = bytes.len() - offset_from_end;
+        bytes[at] ^= 0x40;
+        self.put_object(&object, bytes).await;
     }
 
     /// Object paths under the storage root.
