@@ -221,7 +221,10 @@ async fn an_interrupted_rotation_resumes_and_a_second_rotate_is_refused(topology
     // A new worker picks the queued job up and finishes from there.
     app.start_workers().await;
     let done = wait_rotation_finished(&app, &admin).await;
-    assert_eq!(done["done"], 30);
+    // Quarantined files encrypted meanwhile get their new key under version 2 from their own
+    // job, so the rotation may rewrap fewer than its starting estimate; none is left behind.
+    let rewrapped = done["done"].as_i64().expect("done");
+    assert!((20..=30).contains(&rewrapped), "{done}");
     for id in &files {
         assert_eq!(app.wait_until_settled(&user, id).await["status"], "ready");
     }

@@ -45,7 +45,10 @@ struct Rotation {
     id: uuid::Uuid,
     from: i32,
     to: i32,
+    /// Keys this rotation has rewrapped.
     done: i64,
+    /// Keys under older versions when it started. Files encrypted meanwhile get their new
+    /// key under the new version directly, so `done` may end below `total`.
     total: i64,
     /// `running` or `finished`.
     state: String,
