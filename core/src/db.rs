@@ -30,3 +30,18 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
         .await
         .context("applying database migrations")
 }
+
+/// A transaction that will write. On SQLite it takes the write lock at `BEGIN`: a deferred
+/// transaction that reads and then writes fails at once with "database is locked" when another
+/// writer (the audit sealer, a job) committed in between — the busy timeout covers waiting
+/// for the lock, not upgrading a stale read snapshot. Elsewhere it is a plain transaction.
+pub async fn begin_write(
+    db: &DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait as _};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}

@@ -6,7 +6,6 @@ use futures::stream::{BoxStream, Stream, StreamExt as _, TryStreamExt as _};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
-    TransactionTrait as _,
 };
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
@@ -207,7 +206,7 @@ pub async fn create(
         ready_at: None,
     };
     let recorded = async {
-        let txn = core.db.begin().await?;
+        let txn = crate::db::begin_write(&core.db).await?;
         file::Entity::insert(file::ActiveModel::from(model.clone())).exec(&txn).await?;
         Event::new("file.uploaded", owner.actor())
             .target("file", model.id)
@@ -284,7 +283,7 @@ pub async fn delete(
     id: Uuid,
     meta: &RequestMeta,
 ) -> ServiceResult<()> {
-    let txn = core.db.begin().await?;
+    let txn = crate::db::begin_write(&core.db).await?;
     let row = file::Entity::find_by_id(id)
         .filter(file::Column::OwnerId.eq(owner.id))
         .filter(file::Column::Status.ne(status::DELETED))

@@ -7,9 +7,7 @@ use chrono::Utc;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, TransactionTrait as _,
-};
+use sea_orm::{ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
@@ -60,7 +58,7 @@ async fn reject(
     reason: &str,
     detected: Option<&str>,
 ) -> Result<(), JobError> {
-    let txn = core.db.begin().await?;
+    let txn = crate::db::begin_write(&core.db).await?;
     let moved = file::Entity::update_many()
         .col_expr(file::Column::Status, Expr::value(status::REJECTED))
         .col_expr(file::Column::RejectReason, Expr::value(reason))
@@ -109,7 +107,7 @@ async fn transition(
     sets: Vec<(file::Column, sea_orm::sea_query::SimpleExpr)>,
     event: Event,
 ) -> Result<bool, JobError> {
-    let txn = core.db.begin().await?;
+    let txn = crate::db::begin_write(&core.db).await?;
     let mut update = file::Entity::update_many()
         .col_expr(file::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(file::Column::Id.eq(file_id))

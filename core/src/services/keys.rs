@@ -8,7 +8,6 @@ use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, Condition, ConnectionTrait, DatabaseConnection,
     EntityTrait as _, PaginatorTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
-    TransactionTrait as _,
 };
 use uuid::Uuid;
 
@@ -206,7 +205,7 @@ pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceRes
         newest
     };
     let now = Utc::now();
-    let txn = core.db.begin().await?;
+    let txn = crate::db::begin_write(&core.db).await?;
     let total = file::Entity::find()
         .filter(not_under(to))
         .count(&txn)
@@ -334,7 +333,7 @@ pub async fn rewrap_batch_of(
         .limit(batch)
         .all(&core.db)
         .await?;
-    let txn = core.db.begin().await?;
+    let txn = crate::db::begin_write(&core.db).await?;
     let mut updated = 0u64;
     // Data keys of ready files, the bulk of any rotation, go in one statement per batch.
     let mut bulk = Vec::new();
@@ -471,7 +470,7 @@ async fn rewrap_deks(
 
 /// Ends the rotation once no key needs rewrapping, and retires every version nothing uses.
 async fn finish_if_done(core: &Core, rotation: &key_rotation::Model) -> Result<bool, JobError> {
-    let txn = core.db.begin().await?;
+    let txn = crate::db::begin_write(&core.db).await?;
     if file::Entity::find()
         .filter(not_under(rotation.to_version))
         .count(&txn)

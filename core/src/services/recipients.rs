@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
-use sea_orm::{
-    ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _, TransactionTrait as _,
-};
+use sea_orm::{ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -231,7 +229,7 @@ pub async fn download(
     if file.status != status::READY {
         return Err(Refusal::NotReady);
     }
-    let txn = core.db.begin().await?;
+    let txn = crate::db::begin_write(&core.db).await?;
     let counted = share::Entity::update_many()
         .col_expr(
             share::Column::DownloadsUsed,

@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    TransactionTrait as _,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
@@ -317,7 +316,7 @@ pub async fn create(
     meta: &RequestMeta,
 ) -> ServiceResult<Vec<ShareView>> {
     let password_hash = hash_password(&spec).await?;
-    let txn = core.db.begin().await?;
+    let txn = crate::db::begin_write(&core.db).await?;
     let file = file::Entity::find_by_id(file_id)
         .filter(file::Column::OwnerId.eq(owner.id))
         .filter(file::Column::Status.ne(status::DELETED))
@@ -414,7 +413,7 @@ pub async fn revoke(
     share_id: Uuid,
     meta: &RequestMeta,
 ) -> ServiceResult<()> {
-    let txn = core.db.begin().await?;
+    let txn = crate::db::begin_write(&core.db).await?;
     let row = share::Entity::find_by_id(share_id)
         .filter(share::Column::OwnerId.eq(owner.id))
         .one(&txn)
@@ -460,7 +459,7 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
                 .reject_reason
                 .clone()
                 .unwrap_or_else(|| "the file was deleted".to_owned());
-            let txn = core.db.begin().await?;
+            let txn = crate::db::begin_write(&core.db).await?;
             cancel_pending(&txn, file.id, &reason).await?;
             txn.commit().await?;
             return Ok(());
@@ -502,7 +501,7 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
         .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
     match core.mailer.send(message).await {
         Ok(()) => {
-            let txn = core.db.begin().await?;
+            let txn = crate::db::begin_write(&core.db).await?;
             share::Entity::update_many()
                 .col_expr(share::Column::State, Expr::value(state::EMAILED))
                 .col_expr(share::Column::EmailedAt, Expr::value(Utc::now()))
@@ -523,7 +522,7 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
             Ok(())
         }
         Err(err) if err.permanent || attempt >= MAX_EMAIL_ATTEMPTS => {
-            let txn = core.db.begin().await?;
+            let txn = crate::db::begin_write(&core.db).await?;
             share::Entity::update_many()
                 .col_expr(share::Column::State, Expr::value(state::EMAIL_FAILED))
                 .col_expr(share::Column::LastError, Expr::value(err.detail.clone()))

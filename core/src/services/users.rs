@@ -3,10 +3,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _, SqlErr,
-    TransactionTrait as _,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _, SqlErr};
 use secrecy::SecretString;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
@@ -99,7 +96,7 @@ async fn create_user(
     meta: &RequestMeta,
 ) -> ServiceResult<User> {
     let id = Uuid::now_v7();
-    let txn = core.db.begin().await?;
+    let txn = crate::db::begin_write(&core.db).await?;
     let inserted = user::Entity::insert(user::ActiveModel {
         id: Set(id),
         email: Set(email.as_str().to_owned()),
@@ -201,7 +198,7 @@ pub async fn login(
         + chrono::Duration::from_std(core.config.session_ttl)
             .unwrap_or(chrono::Duration::hours(12));
     let user = User::from(account);
-    let txn = core.db.begin().await?;
+    let txn = crate::db::begin_write(&core.db).await?;
     session::Entity::insert(session::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user.id),
@@ -245,7 +242,7 @@ pub async fn authenticate(core: &Core, raw_token: &str) -> ServiceResult<Session
 }
 
 pub async fn logout(core: &Core, session: &Session, meta: &RequestMeta) -> ServiceResult<()> {
-    let txn = core.db.begin().await?;
+    let txn = crate::db::begin_write(&core.db).await?;
     session::Entity::update_many()
         .col_expr(
             session::Column::RevokedAt,
@@ -279,7 +276,7 @@ pub async fn ensure_admin(
         .await?
     {
         if existing.role != Role::Admin.as_str() || existing.disabled {
-            let txn = core.db.begin().await?;
+            let txn = crate::db::begin_write(&core.db).await?;
             user::Entity::update_many()
                 .col_expr(
                     user::Column::Role,
