@@ -38,6 +38,49 @@ async fn sign_in(
     login["token"].as_str().expect("token").to_owned()
 }
 
+/// Uploads through a separate process's API and waits (with a deadline) until it is ready.
+async fn upload_ready(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+    bytes: Vec<u8>,
+) -> String {
+    let upload = http
+        .put(format!("{base}/api/v1/files/{name}"))
+        .bearer_auth(token)
+        .body(bytes)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(upload.status(), StatusCode::ACCEPTED);
+    let id = upload.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let file: Value = http
+            .get(format!("{base}/api/v1/files/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if file["status"] == "ready" {
+            return id;
+        }
+        assert_ne!(file["status"], "rejected", "{file}");
+        assert!(
+            Instant::now() < deadline,
+            "the worker never finished the file: {file}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn api_and_worker_processes_share_the_work(topology: Topology) {
     let env = Environment::new(topology, &[]).await;
     let api = Process::start("api", &env.vars);
@@ -56,40 +99,7 @@ async fn api_and_worker_processes_share_the_work(topology: Topology) {
     .await;
 
     let bytes = pdf(&pattern(300_000, 5));
-    let upload = http
-        .put(format!("{base}/api/v1/files/shared.pdf"))
-        .bearer_auth(token)
-        .body(bytes.clone())
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(upload.status(), StatusCode::ACCEPTED);
-    let id = upload.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let file: Value = http
-            .get(format!("{base}/api/v1/files/{id}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if file["status"] == "ready" {
-            break;
-        }
-        assert_ne!(file["status"], "rejected", "{file}");
-        assert!(
-            Instant::now() < deadline,
-            "the worker process never finished the file: {file}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let id = upload_ready(&http, &base, token, "shared.pdf", bytes.clone()).await;
     let body = http
         .get(format!("{base}/api/v1/files/{id}/content"))
         .bearer_auth(token)
@@ -309,34 +319,7 @@ async fn sigterm_drains_in_flight_downloads(topology: Topology) {
     .await;
     let mut bytes = b"PK\x03\x04".to_vec();
     bytes.extend(pattern(48 * 1024 * 1024, 12));
-    let upload = http
-        .put(format!("{base}/api/v1/files/big.zip"))
-        .bearer_auth(&token)
-        .body(bytes.clone())
-        .send()
-        .await
-        .expect("upload");
-    let id = upload.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let file: Value = http
-            .get(format!("{base}/api/v1/files/{id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if file["status"] == "ready" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{file}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let id = upload_ready(&http, &base, &token, "big.zip", bytes.clone()).await;
 
     let download = http
         .get(format!("{base}/api/v1/files/{id}/content"))

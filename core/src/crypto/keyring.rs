@@ -6,7 +6,7 @@ use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{CryptoError, SecretKey, WrappedKey, unwrap_key, wrap_key};
+use super::{CryptoError, SecretKey};
 use uuid::Uuid;
 
 #[derive(Clone)]
@@ -124,7 +124,7 @@ impl Keyring {
         }
     }
 
-    pub fn active_version(&self) -> i32 {
+    pub fn newest_version(&self) -> i32 {
         *self
             .keys
             .keys()
@@ -141,17 +141,6 @@ impl Keyring {
             .get(&version)
             .ok_or(CryptoError::MissingVersion(version))
     }
-
-    /// Wraps `key` for `file_id` under the active version.
-    pub fn wrap(&self, file_id: Uuid, key: &SecretKey) -> WrappedKey {
-        let version = self.active_version();
-        let kek = &self.keys[&version];
-        wrap_key(kek, version, file_id, key)
-    }
-
-    pub fn unwrap(&self, file_id: Uuid, wrapped: &WrappedKey) -> Result<SecretKey, CryptoError> {
-        unwrap_key(self.get(wrapped.kek_version)?, file_id, wrapped)
-    }
 }
 
 impl fmt::Debug for Keyring {
@@ -165,20 +154,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_versions_and_uses_newest() {
+    fn parses_versions_and_knows_the_newest() {
         let a = SecretKey::generate();
         let b = SecretKey::generate();
         let text = format!("1:{}, 2:{}\n", a.to_base64(), b.to_base64());
         let ring = Keyring::parse(&text, "COFFER_MASTER_KEYS").expect("parses");
-        assert_eq!(ring.active_version(), 2);
-        let file = Uuid::new_v4();
-        let dek = SecretKey::generate();
-        let wrapped = ring.wrap(file, &dek);
-        assert_eq!(wrapped.kek_version, 2);
-        assert_eq!(
-            ring.unwrap(file, &wrapped).expect("unwraps").expose(),
-            dek.expose()
-        );
+        assert_eq!(ring.newest_version(), 2);
+        assert_eq!(ring.get(1).expect("v1").expose(), a.expose());
+        assert_eq!(ring.get(2).expect("v2").expose(), b.expose());
+        assert_eq!(ring.get(3).map(|_| ()), Err(CryptoError::MissingVersion(3)));
     }
 
     #[test]

@@ -73,20 +73,6 @@ impl Mailer {
                 }),
         }
     }
-
-    /// Whether the mail server answers (the outbox always does).
-    pub async fn check(&self) -> anyhow::Result<()> {
-        match self {
-            Self::Smtp(smtp) => {
-                anyhow::ensure!(
-                    smtp.test_connection().await.context("SMTP")?,
-                    "SMTP server did not answer"
-                );
-                Ok(())
-            }
-            Self::Outbox(_) => Ok(()),
-        }
-    }
 }
 
 /// What a recipient is told about a file shared with them.

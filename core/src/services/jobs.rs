@@ -285,7 +285,7 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
     let wrapped = match core.wrap_key(file_id, &dek).await {
         Ok(wrapped) => wrapped,
         Err(err) => {
-            writer_cleanup(core, &path).await;
+            let _ = core.storage.delete(&path).await;
             return Err(JobError::Transient(anyhow::anyhow!("{err}")));
         }
     };
@@ -322,10 +322,6 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
         let _ = core.storage.delete(&path).await;
     }
     moved.map(|_| ())
-}
-
-async fn writer_cleanup(core: &Core, path: &object_store::path::Path) {
-    let _ = core.storage.delete(path).await;
 }
 
 /// Re-enqueues files left too long in `quarantined` or `validated` (a lost enqueue, a wiped

@@ -87,7 +87,7 @@ pub async fn sync_versions(db: &DatabaseConnection, keyring: &Keyring) -> anyhow
             }
         }
         None => {
-            let version = keyring.active_version();
+            let version = keyring.newest_version();
             key_version::Entity::insert(key_version::ActiveModel {
                 version: Set(version),
                 state: Set(state::ACTIVE.to_owned()),
