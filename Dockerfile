@@ -16,6 +16,8 @@ WORKDIR /var/lib/coffer
 ENV COFFER_DATA_DIR=/var/lib/coffer \
     COFFER_BIND=0.0.0.0:8080
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q ok <&3"]
+# bash, not sh: /dev/tcp is a bash feature (Debian's sh is dash). Workers are probed on their
+# COFFER_METRICS_BIND port instead (see docker-compose.yml).
+HEALTHCHECK --interval=10s --timeout=3s CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q ok <&3"]
 ENTRYPOINT ["coffer"]
 CMD ["serve"]

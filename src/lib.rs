@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
+use coffer_api::Surface;
 use coffer_core::{Config, Core};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +54,8 @@ pub fn newest_key_version(config: &Config) -> Option<i32> {
 pub struct Running {
     /// Where the API listens, if this process serves it.
     pub addr: Option<SocketAddr>,
+    /// Where a process without the API serves health and metrics (`COFFER_METRICS_BIND`).
+    pub metrics_addr: Option<SocketAddr>,
     pub core: Core,
     stop: CancellationToken,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
@@ -70,6 +73,15 @@ pub async fn start(mut config: Config, roles: Roles) -> anyhow::Result<Running> 
     } else {
         None
     };
+    // The API serves /metrics itself; other processes may get a listener of their own.
+    let ops_listener = match config.metrics_bind {
+        Some(bind) if !roles.api => Some(
+            coffer_api::bind(bind)
+                .await
+                .with_context(|| format!("listening on {bind} (COFFER_METRICS_BIND)"))?,
+        ),
+        _ => None,
+    };
     let core = Core::build(config, true).await?;
     if let Some(admin) = &core.config.admin {
         coffer_core::services::users::ensure_admin(&core, &admin.email, admin.password.clone())
@@ -78,19 +90,28 @@ pub async fn start(mut config: Config, roles: Roles) -> anyhow::Result<Running> 
     }
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
-    let mut addr = None;
-    if let Some((acceptor, local)) = listener {
-        addr = Some(local);
+    let mut serve = |name: &'static str, surface, acceptor| {
         let (core, stop) = (core.clone(), stop.clone());
-        tasks.push((
-            "api",
-            tokio::spawn(async move {
-                coffer_api::serve(core, acceptor, async move { stop.cancelled().await })
-                    .await
-                    .context("HTTP server")
-            }),
-        ));
-    }
+        let server = async move {
+            coffer_api::serve(
+                core,
+                surface,
+                acceptor,
+                async move { stop.cancelled().await },
+            )
+            .await
+            .with_context(|| format!("{name} server"))
+        };
+        tasks.push((name, tokio::spawn(server)));
+    };
+    let addr = listener.map(|(acceptor, local)| {
+        serve("api", Surface::Api, acceptor);
+        local
+    });
+    let metrics_addr = ops_listener.map(|(acceptor, local)| {
+        serve("metrics", Surface::Ops, acceptor);
+        local
+    });
     if roles.workers {
         let (core, stop) = (core.clone(), stop.clone());
         tasks.push((
@@ -102,6 +123,7 @@ pub async fn start(mut config: Config, roles: Roles) -> anyhow::Result<Running> 
     }
     Ok(Running {
         addr,
+        metrics_addr,
         core,
         stop,
         tasks,

@@ -70,19 +70,24 @@ enum AdminCommand {
     },
 }
 
-fn init_tracing() {
+/// Logs go to stderr: human-readable, or one JSON object a line with `COFFER_LOG_FORMAT=json`.
+fn init_tracing() -> Result<(), String> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("COFFER_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("info,sqlx=warn,sea_orm=warn,apalis=warn,apalis_core=warn")
-    });
+    let filter = match std::env::var("COFFER_LOG") {
+        Ok(directives) => EnvFilter::try_new(&directives).map_err(|e| {
+            format!("COFFER_LOG: a filter such as `info` or `info,coffer_api=debug` ({e})")
+        })?,
+        Err(_) => EnvFilter::new("info,sqlx=warn,sea_orm=warn,apalis=warn,apalis_core=warn"),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if std::env::var("COFFER_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
+    match std::env::var("COFFER_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().init(),
+        Ok("text") | Ok("") | Err(_) => builder.init(),
+        Ok(_) => return Err("COFFER_LOG_FORMAT: `text` or `json`".into()),
     }
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -110,6 +115,9 @@ fn banner(running: &coffer::Running) {
         let base = config.public_url.as_str().trim_end_matches('/');
         println!("Coffer is listening on http://{addr}");
         println!("  Swagger UI:  {base}/docs   (OpenAPI document: {base}/openapi.json)");
+    }
+    if let Some(addr) = running.metrics_addr {
+        println!("  metrics:     http://{addr}/metrics   (and /healthz, /readyz)");
     }
     println!("  database:    {}", redact(&config.database_url));
     println!("  storage:     {}", config.storage_url);
@@ -290,7 +298,10 @@ async fn verify_audit(config: Config, expect_head: Option<String>) -> anyhow::Re
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    if let Err(err) = init_tracing() {
+        eprintln!("coffer: configuration error: {err}");
+        return ExitCode::from(2);
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {

@@ -81,18 +81,8 @@ async fn one_gibibyte_round_trip_keeps_memory_flat() {
         futures::stream::iter(0..pieces).map(move |i| Ok::<_, std::io::Error>(piece(&block, i)));
     let expected = hex::encode(expected.finalize());
     let started = Instant::now();
-    let response = http
-        .put(url("/api/v1/files/big.zip"))
-        .bearer_auth(&token)
-        .body(reqwest::Body::wrap_stream(body))
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let id = response.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let body = reqwest::Body::wrap_stream(body);
+    let id = common::put_upload(&http, &base, &token, "big.zip", body).await;
     eprintln!(
         "upload returned after {:?}; peak RSS so far {} MiB",
         started.elapsed(),

@@ -4,82 +4,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Environment, Process, Topology, pattern, pdf};
+use common::{Environment, Process, Topology, pattern, pdf, sign_in, upload_ready};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-/// Signs in through the API of a separate process (signing up first when asked).
-async fn sign_in(
-    http: &reqwest::Client,
-    base: &str,
-    email: &str,
-    password: &str,
-    sign_up: bool,
-) -> String {
-    let creds = json!({ "email": email, "password": password });
-    if sign_up {
-        let signup = http
-            .post(format!("{base}/api/v1/auth/signup"))
-            .json(&creds)
-            .send()
-            .await
-            .expect("signup");
-        assert_eq!(signup.status(), StatusCode::CREATED);
-    }
-    let login: Value = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&creds)
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    login["token"].as_str().expect("token").to_owned()
-}
-
-/// Uploads through a separate process's API and waits (with a deadline) until it is ready.
-async fn upload_ready(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    name: &str,
-    bytes: Vec<u8>,
-) -> String {
-    let upload = http
-        .put(format!("{base}/api/v1/files/{name}"))
-        .bearer_auth(token)
-        .body(bytes)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(upload.status(), StatusCode::ACCEPTED);
-    let id = upload.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let file: Value = http
-            .get(format!("{base}/api/v1/files/{id}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if file["status"] == "ready" {
-            return id;
-        }
-        assert_ne!(file["status"], "rejected", "{file}");
-        assert!(
-            Instant::now() < deadline,
-            "the worker never finished the file: {file}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn api_and_worker_processes_share_the_work(topology: Topology) {
     let env = Environment::new(topology, &[]).await;
@@ -302,73 +229,8 @@ async fn two_sealing_workers_keep_one_gapless_chain(topology: Topology) {
     env.cleanup().await;
 }
 
-/// SIGTERM: new connections are refused at once, a download in flight completes, and the
-/// process exits cleanly.
-async fn sigterm_drains_in_flight_downloads(topology: Topology) {
-    let env = Environment::new(topology, &[]).await;
-    let mut service = Process::start("serve", &env.vars);
-    let base = service.base.clone().expect("the API listens");
-    let http = reqwest::Client::new();
-    let token = sign_in(
-        &http,
-        &base,
-        "term@example.org",
-        "correct horse battery",
-        true,
-    )
-    .await;
-    let mut bytes = b"PK\x03\x04".to_vec();
-    bytes.extend(pattern(48 * 1024 * 1024, 12));
-    let id = upload_ready(&http, &base, &token, "big.zip", bytes.clone()).await;
-
-    let download = http
-        .get(format!("{base}/api/v1/files/{id}/content"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("download");
-    assert_eq!(download.status(), StatusCode::OK);
-    let mut stream = download.bytes_stream();
-    let mut received = futures::StreamExt::next(&mut stream)
-        .await
-        .expect("first piece")
-        .expect("bytes")
-        .to_vec();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &service.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    while let Some(piece) = futures::StreamExt::next(&mut stream).await {
-        received.extend_from_slice(&piece.expect("the download in flight completes"));
-    }
-    assert!(
-        received == bytes,
-        "the in-flight download is complete and identical"
-    );
-
-    let exit_deadline = Instant::now() + Duration::from_secs(60);
-    let code = loop {
-        if let Some(code) = service.child.try_wait().expect("wait") {
-            break code;
-        }
-        assert!(
-            Instant::now() < exit_deadline,
-            "the service did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(code.success(), "clean exit: {code:?}");
-    assert!(
-        http.get(format!("{base}/healthz")).send().await.is_err(),
-        "no new connections after shutdown"
-    );
-    env.cleanup().await;
-}
-
 both_topologies!(
     api_and_worker_processes_share_the_work,
     a_rotation_survives_a_killed_worker,
     two_sealing_workers_keep_one_gapless_chain,
-    sigterm_drains_in_flight_downloads,
 );

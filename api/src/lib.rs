@@ -1,6 +1,7 @@
 //! The HTTP API: poem + poem-openapi routes, Swagger UI and health endpoints.
 
 mod auth;
+mod observe;
 mod problem;
 mod range;
 mod routes;
@@ -50,10 +51,11 @@ fn stylesheet() -> poem::Response {
 }
 
 /// The whole HTTP surface, with `core` available to every handler.
-pub fn app(core: Core) -> impl Endpoint + 'static {
+pub fn app(core: Core) -> impl Endpoint<Output = poem::Response> + 'static {
     let api = api_service();
     let spec = api.spec_endpoint();
     let ui = api.swagger_ui();
+    let metrics = core.metrics.clone();
     Route::new()
         .nest("/", api)
         .nest("/docs", ui)
@@ -61,8 +63,10 @@ pub fn app(core: Core) -> impl Endpoint + 'static {
         .at("/openapi.json", spec)
         .at("/healthz", get(routes::health::healthz))
         .at("/readyz", get(routes::health::readyz))
-        .data(core)
+        .at("/metrics", get(routes::health::metrics))
         .catch_all_error(problem::catch_all)
+        .around(move |ep, req| observe::observe(metrics.clone(), ep, req))
+        .data(core)
         .around(|ep, req| async move {
             let page = req.uri().path().starts_with("/s/");
             let mut response = ep.call(req).await?;
@@ -88,6 +92,19 @@ pub fn app(core: Core) -> impl Endpoint + 'static {
         )
 }
 
+/// What a worker process serves for its operators: liveness, readiness and metrics.
+pub fn ops_app(core: Core) -> impl Endpoint<Output = poem::Response> + 'static {
+    let metrics = core.metrics.clone();
+    Route::new()
+        .at("/healthz", get(routes::health::healthz))
+        .at("/readyz", get(routes::health::readyz))
+        .at("/metrics", get(routes::health::metrics))
+        .catch_all_error(problem::catch_all)
+        .around(move |ep, req| observe::observe(metrics.clone(), ep, req))
+        .data(core)
+        .with(SetHeader::new().overriding("Cache-Control", "no-store"))
+}
+
 /// Binds the listener (port 0 picks a free port).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpAcceptor, SocketAddr)> {
     let acceptor = TcpListener::bind(addr).into_acceptor().await?;
@@ -99,13 +116,27 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpAcceptor, SocketAddr)
     Ok((acceptor, local))
 }
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy)]
+pub enum Surface {
+    /// The API, recipient pages, docs, health and metrics.
+    Api,
+    /// Health and metrics only (a worker's `COFFER_METRICS_BIND`).
+    Ops,
+}
+
 /// Serves until `shutdown` completes, then lets in-flight requests finish for up to 30 s.
 pub async fn serve(
     core: Core,
+    surface: Surface,
     acceptor: TcpAcceptor,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let endpoint = match surface {
+        Surface::Api => app(core).boxed(),
+        Surface::Ops => ops_app(core).boxed(),
+    };
     Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app(core), shutdown, Some(Duration::from_secs(30)))
+        .run_with_graceful_shutdown(endpoint, shutdown, Some(Duration::from_secs(30)))
         .await
 }

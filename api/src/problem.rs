@@ -152,6 +152,16 @@ impl From<ServiceError> for ApiError {
 
 /// Turns every error that escaped a handler (poem's and poem-openapi's own) into problem+json.
 pub async fn catch_all(err: poem::Error) -> Response {
+    // Keep the matched route for metrics and logs.
+    let route = err.data::<poem::PathPattern>().cloned();
+    let mut response = render(err);
+    if let Some(route) = route {
+        response.set_data(route);
+    }
+    response
+}
+
+fn render(err: poem::Error) -> Response {
     if err.is_from_response() {
         return err.into_response();
     }

@@ -71,6 +71,9 @@ pub struct AdminBootstrap {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bind: SocketAddr,
+    /// Where a process without the API (`coffer worker`) serves `/healthz`, `/readyz` and
+    /// `/metrics`; unset: nowhere.
+    pub metrics_bind: Option<SocketAddr>,
     pub public_url: Url,
     /// Whether `public_url` was given, rather than derived from `bind`.
     pub public_url_set: bool,
@@ -143,6 +146,16 @@ impl Config {
             "COFFER_BIND",
             "a socket address such as 127.0.0.1:8080",
         )?;
+        let metrics_bind = get("COFFER_METRICS_BIND")
+            .map(|v| {
+                v.parse::<SocketAddr>().map_err(|_| {
+                    bad(
+                        "COFFER_METRICS_BIND",
+                        "a socket address such as 0.0.0.0:9090",
+                    )
+                })
+            })
+            .transpose()?;
         let public_url = match get("COFFER_PUBLIC_URL") {
             Some(v) => Url::parse(v)
                 .ok()
@@ -329,6 +342,7 @@ impl Config {
         .ok_or_else(|| bad("COFFER_REWRAP_BATCH", "a number of keys from 1 to 8000"))?;
         Ok(Self {
             bind,
+            metrics_bind,
             public_url_set: vars.contains_key("COFFER_PUBLIC_URL"),
             public_url,
             data_dir,

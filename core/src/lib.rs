@@ -8,9 +8,11 @@ pub mod db;
 pub mod error;
 pub mod filetype;
 pub mod mail;
+pub mod metrics;
 pub mod password;
 pub mod queue;
 pub mod ratelimit;
+pub mod request_id;
 pub mod services;
 pub mod storage;
 pub mod types;
@@ -38,6 +40,7 @@ pub struct Core {
     pub queue: Queue,
     pub limiter: RateLimiter,
     pub mailer: mail::Mailer,
+    pub metrics: metrics::Metrics,
 }
 
 impl Core {
@@ -86,6 +89,7 @@ impl Core {
             queue,
             limiter,
             mailer,
+            metrics: metrics::Metrics::new(),
         })
     }
 }

@@ -18,24 +18,36 @@ use crate::config::Config;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ValidateFile {
     pub file_id: Uuid,
+    /// The request that caused this job, for its log lines.
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 /// Re-seal a validated upload under its own data key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EncryptFile {
     pub file_id: Uuid,
+    /// The request that caused this job, for its log lines.
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 /// Issue one share's link and email it to its recipient.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SendShareEmail {
     pub share_id: Uuid,
+    /// The request that caused this job, for its log lines.
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 /// Rewrap every data key for a master-key rotation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RewrapKeys {
     pub rotation_id: Uuid,
+    /// The request that caused this job, for its log lines.
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 /// Where one job type's tasks live.
@@ -48,7 +60,17 @@ pub enum Backend<T> {
 #[derive(Clone)]
 enum Connection {
     Sqlite(SqlitePool),
-    Redis(ConnectionManager),
+    Redis {
+        conn: ConnectionManager,
+        namespace: String,
+    },
+}
+
+/// The queues, one per job type, named as in metrics.
+const QUEUES: [&str; 4] = ["validate", "encrypt", "notify", "rewrap"];
+
+fn redis_config(namespace: &str, queue: &str) -> apalis_redis::Config {
+    apalis_redis::Config::default().queue(format!("{namespace}:{queue}"))
 }
 
 #[derive(Clone)]
@@ -66,7 +88,7 @@ impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.connection {
             Connection::Sqlite(_) => "Queue(sqlite)",
-            Connection::Redis(_) => "Queue(redis)",
+            Connection::Redis { .. } => "Queue(redis)",
         })
     }
 }
@@ -81,8 +103,7 @@ impl Queue {
                     .await
                     .context("connecting to Redis (COFFER_REDIS_URL)")?;
                 let ns = &config.redis_namespace;
-                let storage =
-                    |queue: &str| apalis_redis::Config::default().queue(format!("{ns}:{queue}"));
+                let storage = |queue: &str| redis_config(ns, queue);
                 Ok(Self {
                     validate: Backend::Redis(
                         RedisStorage::new(conn.clone()).with_config(storage("validate")),
@@ -96,7 +117,10 @@ impl Queue {
                     rewrap: Backend::Redis(
                         RedisStorage::new(conn.clone()).with_config(storage("rewrap")),
                     ),
-                    connection: Connection::Redis(conn),
+                    connection: Connection::Redis {
+                        conn,
+                        namespace: ns.clone(),
+                    },
                     poll_interval: config.poll_interval,
                 })
             }
@@ -172,11 +196,17 @@ impl Queue {
     pub async fn enqueue_validate(&self, file_id: Uuid) -> anyhow::Result<()> {
         match self.validate.clone() {
             Backend::Sqlite(mut s) => s
-                .push(ValidateFile { file_id })
+                .push(ValidateFile {
+                    file_id,
+                    request_id: crate::request_id::current(),
+                })
                 .await
                 .context("enqueue validate")?,
             Backend::Redis(mut s) => s
-                .push(ValidateFile { file_id })
+                .push(ValidateFile {
+                    file_id,
+                    request_id: crate::request_id::current(),
+                })
                 .await
                 .context("enqueue validate")?,
         }
@@ -187,11 +217,17 @@ impl Queue {
     pub async fn enqueue_encrypt(&self, file_id: Uuid) -> anyhow::Result<()> {
         match self.encrypt.clone() {
             Backend::Sqlite(mut s) => s
-                .push(EncryptFile { file_id })
+                .push(EncryptFile {
+                    file_id,
+                    request_id: crate::request_id::current(),
+                })
                 .await
                 .context("enqueue encrypt")?,
             Backend::Redis(mut s) => s
-                .push(EncryptFile { file_id })
+                .push(EncryptFile {
+                    file_id,
+                    request_id: crate::request_id::current(),
+                })
                 .await
                 .context("enqueue encrypt")?,
         }
@@ -202,11 +238,17 @@ impl Queue {
     pub async fn enqueue_share_email(&self, share_id: Uuid) -> anyhow::Result<()> {
         match self.notify.clone() {
             Backend::Sqlite(mut s) => s
-                .push(SendShareEmail { share_id })
+                .push(SendShareEmail {
+                    share_id,
+                    request_id: crate::request_id::current(),
+                })
                 .await
                 .context("enqueue share email")?,
             Backend::Redis(mut s) => s
-                .push(SendShareEmail { share_id })
+                .push(SendShareEmail {
+                    share_id,
+                    request_id: crate::request_id::current(),
+                })
                 .await
                 .context("enqueue share email")?,
         }
@@ -217,11 +259,17 @@ impl Queue {
     pub async fn enqueue_rewrap(&self, rotation_id: Uuid) -> anyhow::Result<()> {
         match self.rewrap.clone() {
             Backend::Sqlite(mut s) => s
-                .push(RewrapKeys { rotation_id })
+                .push(RewrapKeys {
+                    rotation_id,
+                    request_id: crate::request_id::current(),
+                })
                 .await
                 .context("enqueue rewrap")?,
             Backend::Redis(mut s) => s
-                .push(RewrapKeys { rotation_id })
+                .push(RewrapKeys {
+                    rotation_id,
+                    request_id: crate::request_id::current(),
+                })
                 .await
                 .context("enqueue rewrap")?,
         }
@@ -237,7 +285,7 @@ impl Queue {
                     .await
                     .context("embedded queue")?;
             }
-            Connection::Redis(conn) => {
+            Connection::Redis { conn, .. } => {
                 let mut conn = conn.clone();
                 let _: String = redis::cmd("PING")
                     .query_async(&mut conn)
@@ -246,5 +294,43 @@ impl Queue {
             }
         }
         Ok(())
+    }
+
+    /// Tasks waiting in each queue: pending, or (on Redis) scheduled for a retry.
+    pub async fn depths(&self) -> anyhow::Result<Vec<(&'static str, i64)>> {
+        match &self.connection {
+            Connection::Sqlite(pool) => {
+                let rows: Vec<(String, i64)> = sea_orm::sqlx::query_as(
+                    "SELECT job_type, COUNT(*) FROM Jobs WHERE status = 'Pending' GROUP BY job_type",
+                )
+                .fetch_all(pool)
+                .await
+                .context("counting the embedded queue")?;
+                Ok(QUEUES
+                    .iter()
+                    .map(|queue| {
+                        let n = rows.iter().find(|(t, _)| t == queue).map_or(0, |r| r.1);
+                        (*queue, n)
+                    })
+                    .collect())
+            }
+            Connection::Redis { conn, namespace } => {
+                let mut pipe = redis::pipe();
+                for queue in QUEUES {
+                    let config = redis_config(namespace, queue);
+                    pipe.llen(config.active_jobs_list())
+                        .zcard(config.scheduled_jobs_set());
+                }
+                let counts: Vec<i64> = pipe
+                    .query_async(&mut conn.clone())
+                    .await
+                    .context("counting Redis queues")?;
+                Ok(QUEUES
+                    .iter()
+                    .zip(counts.chunks(2))
+                    .map(|(queue, c)| (*queue, c.iter().sum()))
+                    .collect())
+            }
+        }
     }
 }

@@ -504,25 +504,43 @@ pub struct Process {
     pub child: Child,
     /// `http://addr` when the role serves the API.
     pub base: Option<String>,
+    /// `http://addr` of a worker's health and metrics listener (`COFFER_METRICS_BIND`).
+    pub ops: Option<String>,
 }
 
 impl Process {
     /// Runs `coffer <role>` with `vars`; for roles that serve the API, waits for its address.
     pub fn start(role: &str, vars: &[(String, String)]) -> Self {
+        Self::spawn(role, vars, Stdio::inherit())
+    }
+
+    /// Like [`Process::start`], with the log (stderr) written to `log`.
+    pub fn start_logging_to(role: &str, vars: &[(String, String)], log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("log file");
+        Self::spawn(role, vars, Stdio::from(file))
+    }
+
+    fn spawn(role: &str, vars: &[(String, String)], stderr: Stdio) -> Self {
+        // Quiet unless the test's variables ask for more.
         let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
             .arg(role)
-            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("COFFER_LOG", "warn")
+            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("coffer starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let mut base = None;
+        let (mut base, mut ops) = (None, None);
         for line in lines.by_ref() {
             let line = line.expect("line");
             if let Some(addr) = line.strip_prefix("Coffer is listening on ") {
                 base = Some(addr.trim().to_owned());
+            }
+            if let Some(url) = line.trim_start().strip_prefix("metrics:") {
+                let url = url.split_whitespace().next().expect("metrics URL");
+                ops = Some(url.trim_end_matches("/metrics").to_owned());
             }
             if line.trim_start().starts_with("master keys:") {
                 break; // the last line of the banner
@@ -530,7 +548,7 @@ impl Process {
         }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Self { child, base }
+        Self { child, base, ops }
     }
 
     /// Peak resident set size, from Linux's /proc.
@@ -549,5 +567,121 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The sum of the samples of metric `name` whose labels include every pair in `labels`, in a
+/// Prometheus/OpenMetrics text exposition; `None` when no sample matches.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').expect("a sample line");
+        let (metric_name, label_text) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if metric_name != name {
+            continue;
+        }
+        let has = |(k, v): &(&str, &str)| {
+            label_text
+                .split(',')
+                .any(|pair| pair == format!("{k}=\"{v}\""))
+        };
+        if labels.iter().all(has) {
+            let v: f64 = value.parse().expect("a numeric sample");
+            found = Some(found.unwrap_or(0.0) + v);
+        }
+    }
+    found
+}
+
+/// Signs in through the API of a separate process (signing up first when asked).
+pub async fn sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+    sign_up: bool,
+) -> String {
+    let creds = json!({ "email": email, "password": password });
+    if sign_up {
+        let signup = http
+            .post(format!("{base}/api/v1/auth/signup"))
+            .json(&creds)
+            .send()
+            .await
+            .expect("signup");
+        assert_eq!(signup.status(), StatusCode::CREATED);
+    }
+    let login: Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&creds)
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    login["token"].as_str().expect("token").to_owned()
+}
+
+/// `PUT`s a file through a separate process's API and returns its id, asserting the 202.
+pub async fn put_upload(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+    body: impl Into<reqwest::Body>,
+) -> String {
+    let upload = http
+        .put(format!("{base}/api/v1/files/{name}"))
+        .bearer_auth(token)
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(upload.status(), StatusCode::ACCEPTED);
+    upload.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+/// Uploads through a separate process's API and waits (with a deadline) until it is ready.
+pub async fn upload_ready(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+    bytes: Vec<u8>,
+) -> String {
+    let id = put_upload(http, base, token, name, bytes).await;
+    wait_ready(http, base, token, &id).await;
+    id
+}
+
+/// Polls a file through a separate process's API until it is ready, within a deadline.
+pub async fn wait_ready(http: &reqwest::Client, base: &str, token: &str, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let file: Value = http
+            .get(format!("{base}/api/v1/files/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if file["status"] == "ready" {
+            return;
+        }
+        assert_ne!(file["status"], "rejected", "{file}");
+        assert!(
+            Instant::now() < deadline,
+            "the worker never finished the file: {file}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1,4 +1,5 @@
-//! A real SMTP server (mailin) in the test process, recording what it receives; it can refuse
+//! A real SMTP server (mailin, 32 sessions at once: each Coffer process keeps a pool of
+//! connections open) in the test process, recording what it receives; it can refuse
 //! the first deliveries (451, transient) or all of them (550, permanent).
 
 use std::net::TcpListener;
@@ -130,7 +131,7 @@ impl SmtpServer {
         });
         server
             .with_name("smtp.test")
-            .with_num_threads(4)
+            .with_num_threads(32)
             .with_tcp_listener(listener);
         std::thread::spawn(move || {
             let _ = server.serve();

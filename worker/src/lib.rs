@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::str::FromStr as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apalis::layers::retry::backoff::{
     ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff as _,
@@ -11,10 +11,13 @@ use apalis::layers::retry::{BackoffRetryPolicy, HasherRng, RetryPolicy};
 use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use coffer_core::Core;
+use coffer_core::metrics::JobOutcome;
 use coffer_core::queue::{Backend, EncryptFile, RewrapKeys, SendShareEmail, ValidateFile};
+use coffer_core::request_id;
 use coffer_core::services::jobs::{self, JobError};
 use coffer_core::services::keys;
 use coffer_core::services::shares;
+use tracing::Instrument as _;
 
 /// After this many deliveries a transient failure stops retrying; the sweep picks the file up
 /// again once it has been stuck for `COFFER_SWEEP_STUCK_AFTER_SECS`.
@@ -29,27 +32,57 @@ fn retry_policy(min: Duration, max: Duration) -> BackoffRetryPolicy<ExponentialB
     RetryPolicy::retries(MAX_ATTEMPTS - 1).with_backoff(backoff)
 }
 
-fn outcome(
+/// Runs one job: in a span that carries the request id of the request that caused it (and with
+/// that id current, so the jobs it enqueues carry it on), with metrics and a log line.
+async fn run_job(
+    core: &Core,
     job: &'static str,
     id: uuid::Uuid,
-    result: Result<(), JobError>,
+    request_id: Option<String>,
     attempt: &Attempt,
+    work: impl Future<Output = Result<(), JobError>>,
 ) -> Result<(), BoxDynError> {
-    match result {
-        Ok(()) => Ok(()),
+    let span = tracing::info_span!(
+        "job",
+        job,
+        %id,
+        attempt = attempt.current(),
+        request_id = tracing::field::Empty
+    );
+    if let Some(request_id) = &request_id {
+        span.record("request_id", request_id.as_str());
+    }
+    let started = Instant::now();
+    core.metrics.job_started(job);
+    let result = request_id::scope(request_id, work)
+        .instrument(span.clone())
+        .await;
+    let elapsed = started.elapsed();
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+    let _entered = span.enter();
+    let (verdict, outcome) = match result {
+        Ok(()) => {
+            tracing::info!(elapsed_ms, "job succeeded");
+            (Ok(()), JobOutcome::succeeded)
+        }
         Err(JobError::Permanent(reason)) => {
-            tracing::warn!(job, %id, %reason, "job failed permanently");
-            Err(AbortError::new(reason).into())
+            tracing::warn!(%reason, elapsed_ms, "job failed permanently");
+            (Err(AbortError::new(reason).into()), JobOutcome::failed)
         }
         Err(JobError::Transient(err)) if attempt.current() >= MAX_ATTEMPTS => {
-            tracing::error!(job, %id, error = %format!("{err:#}"), "job gave up; the sweep will retry later");
-            Err(AbortError::new(format!("{err:#}")).into())
+            tracing::error!(error = %format!("{err:#}"), elapsed_ms, "job gave up; the sweep will retry later");
+            (
+                Err(AbortError::new(format!("{err:#}")).into()),
+                JobOutcome::failed,
+            )
         }
         Err(JobError::Transient(err)) => {
-            tracing::warn!(job, %id, attempt = attempt.current(), error = %format!("{err:#}"), "job failed; retrying");
-            Err(err.into())
+            tracing::warn!(error = %format!("{err:#}"), elapsed_ms, "job failed; retrying");
+            (Err(err.into()), JobOutcome::retried)
         }
-    }
+    };
+    core.metrics.job_finished(job, outcome, elapsed);
+    verdict
 }
 
 async fn validate_job(
@@ -57,12 +90,16 @@ async fn validate_job(
     core: Data<Core>,
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
-    outcome(
+    let work = jobs::validate(&core, job.file_id);
+    run_job(
+        &core,
         "validate",
         job.file_id,
-        jobs::validate(&core, job.file_id).await,
+        job.request_id,
         &attempt,
+        work,
     )
+    .await
 }
 
 async fn encrypt_job(
@@ -70,12 +107,16 @@ async fn encrypt_job(
     core: Data<Core>,
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
-    outcome(
+    let work = jobs::encrypt(&core, job.file_id);
+    run_job(
+        &core,
         "encrypt",
         job.file_id,
-        jobs::encrypt(&core, job.file_id).await,
+        job.request_id,
         &attempt,
+        work,
     )
+    .await
 }
 
 async fn notify_job(
@@ -83,8 +124,16 @@ async fn notify_job(
     core: Data<Core>,
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
-    let result = shares::send_email(&core, job.share_id, attempt.current()).await;
-    outcome("notify", job.share_id, result, &attempt)
+    let work = shares::send_email(&core, job.share_id, attempt.current());
+    run_job(
+        &core,
+        "notify",
+        job.share_id,
+        job.request_id,
+        &attempt,
+        work,
+    )
+    .await
 }
 
 async fn rewrap_job(
@@ -92,8 +141,16 @@ async fn rewrap_job(
     core: Data<Core>,
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
-    let result = keys::run_rotation(&core, job.rotation_id).await;
-    outcome("rewrap", job.rotation_id, result, &attempt)
+    let work = keys::run_rotation(&core, job.rotation_id);
+    run_job(
+        &core,
+        "rewrap",
+        job.rotation_id,
+        job.request_id,
+        &attempt,
+        work,
+    )
+    .await
 }
 
 async fn sweep_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {

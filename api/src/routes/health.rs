@@ -1,4 +1,7 @@
-//! Liveness and readiness.
+//! Liveness, readiness and metrics.
+
+use std::future::Future;
+use std::time::Duration;
 
 use coffer_core::Core;
 use poem::web::Data;
@@ -10,30 +13,58 @@ pub fn healthz() -> Response {
     poem::web::Json(json!({ "status": "ok" })).into_response()
 }
 
-/// Checks the database, the queue and the storage; 503 if any is down.
+/// How long one readiness check may take before it counts as down: probes must not hang.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn check<E: std::fmt::Display>(
+    what: &'static str,
+    probe: impl Future<Output = Result<(), E>>,
+) -> bool {
+    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
+        Ok(Ok(())) => true,
+        Ok(Err(err)) => {
+            tracing::warn!(check = what, error = %err, "readiness check failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(check = what, "readiness check timed out");
+            false
+        }
+    }
+}
+
+/// Checks the database, the queue and the storage (at once, each within a deadline); 503 with
+/// `Retry-After` if any is down.
 #[handler]
 pub async fn readyz(core: Data<&Core>) -> Response {
-    let database = core.db.ping().await.map_err(|e| e.to_string());
-    let queue = core.queue.check().await.map_err(|e| format!("{e:#}"));
-    let storage = core.storage.check().await.map_err(|e| e.to_string());
-    let ready = database.is_ok() && queue.is_ok() && storage.is_ok();
-    let show = |r: &Result<(), String>| match r {
-        Ok(()) => "ok",
-        Err(err) => {
-            tracing::warn!(error = %err, "readiness check failed");
-            "unavailable"
-        }
-    };
+    let (database, queue, storage) = tokio::join!(
+        check("database", core.db.ping()),
+        check("queue", async {
+            core.queue.check().await.map_err(|e| format!("{e:#}"))
+        }),
+        check("storage", core.storage.check()),
+    );
+    let ready = database && queue && storage;
+    let show = |ok: bool| if ok { "ok" } else { "unavailable" };
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
-        "database": show(&database),
-        "queue": show(&queue),
-        "storage": show(&storage),
+        "database": show(database),
+        "queue": show(queue),
+        "storage": show(storage),
     });
-    let status = if ready {
-        StatusCode::OK
+    if ready {
+        (StatusCode::OK, poem::web::Json(body)).into_response()
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, poem::web::Json(body)).into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, poem::web::Json(body))
+            .with_header("Retry-After", "5")
+            .into_response()
+    }
+}
+
+/// Prometheus metrics of this process (OpenMetrics text format).
+#[handler]
+pub async fn metrics(core: Data<&Core>) -> Response {
+    Response::builder()
+        .content_type(coffer_core::metrics::CONTENT_TYPE)
+        .body(core.metrics.render(&core).await)
 }

@@ -229,6 +229,7 @@ pub async fn create(
             return Err(err);
         }
     };
+    core.metrics.uploaded(sealed.size);
     // The row is committed; if this enqueue is lost, the sweep enqueues again.
     if let Err(err) = core.queue.enqueue_validate(model.id).await {
         tracing::warn!(file_id = %model.id, error = %err, "could not enqueue validation; the sweep will retry");
@@ -423,7 +424,13 @@ pub async fn open_ready(
     let core = core.clone();
     let file_id = row.id;
     let meta = meta.clone();
+    let via = match actor {
+        Actor::Recipient(_) => crate::metrics::Via::share,
+        _ => crate::metrics::Via::owner,
+    };
+    let metrics = core.metrics.clone();
     Ok(stream
+        .inspect_ok(move |piece| metrics.downloaded(via, piece.len() as u64))
         .or_else(move |err: ReadError| {
             let core = core.clone();
             let meta = meta.clone();

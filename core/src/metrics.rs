@@ -1,0 +1,282 @@
+//! Prometheus metrics: one registry per process (held by `Core`, so tests that start several
+//! services in one process each see their own), rendered in the OpenMetrics text format.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use sea_orm::{FromQueryResult, Statement};
+
+use crate::Core;
+use crate::services::files::status;
+
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    /// The matched route pattern, never the raw path (which may hold a share token).
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values as Prometheus users expect them
+pub enum JobOutcome {
+    succeeded,
+    /// Failed for good: invalid input, or out of attempts.
+    failed,
+    /// Failed for now; the job will run again.
+    retried,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    job: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobOutcomeLabels {
+    job: &'static str,
+    outcome: JobOutcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    queue: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Via {
+    /// The owner, through the API.
+    owner,
+    /// A recipient, through a share link.
+    share,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ViaLabels {
+    via: Via,
+}
+
+/// Every metric Coffer exports. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<HttpLabels, Histogram>,
+    jobs_started: Family<JobLabels, Counter>,
+    jobs_finished: Family<JobOutcomeLabels, Counter>,
+    job_duration: Family<JobOutcomeLabels, Histogram>,
+    queue_depth: Family<QueueLabels, Gauge>,
+    files: Family<StatusLabels, Gauge>,
+    uploaded_bytes: Counter,
+    downloaded_bytes: Family<ViaLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … about 33 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+fn job_histogram() -> Histogram {
+    // 5 ms … about 5.5 min
+    Histogram::new(exponential_buckets(0.005, 2.0, 17))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("coffer");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route and status",
+            http_requests.clone(),
+        );
+        let http_duration =
+            Family::<HttpLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time until the response head was ready, by route and status",
+            http_duration.clone(),
+        );
+        let jobs_started = Family::<JobLabels, Counter>::default();
+        registry.register(
+            "jobs_started",
+            "Job runs started, by job type",
+            jobs_started.clone(),
+        );
+        let jobs_finished = Family::<JobOutcomeLabels, Counter>::default();
+        registry.register(
+            "jobs_finished",
+            "Job runs ended, by job type and outcome (succeeded, retried, failed)",
+            jobs_finished.clone(),
+        );
+        let job_duration =
+            Family::<JobOutcomeLabels, Histogram>::new_with_constructor(job_histogram as fn() -> _);
+        registry.register(
+            "job_duration_seconds",
+            "Job run time, by job type and outcome",
+            job_duration.clone(),
+        );
+        let queue_depth = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "queue_depth",
+            "Tasks waiting in each queue (pending, or scheduled for a retry)",
+            queue_depth.clone(),
+        );
+        let files = Family::<StatusLabels, Gauge>::default();
+        registry.register("files", "Files by status", files.clone());
+        let uploaded_bytes = Counter::default();
+        registry.register(
+            "uploaded_bytes",
+            "Plaintext bytes of accepted uploads",
+            uploaded_bytes.clone(),
+        );
+        let downloaded_bytes = Family::<ViaLabels, Counter>::default();
+        registry.register(
+            "downloaded_bytes",
+            "Plaintext bytes sent to owners and recipients",
+            downloaded_bytes.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                http_requests,
+                http_duration,
+                jobs_started,
+                jobs_finished,
+                job_duration,
+                queue_depth,
+                files,
+                uploaded_bytes,
+                downloaded_bytes,
+            }),
+        }
+    }
+
+    pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let labels = HttpLabels {
+            method: method.to_owned(),
+            route: route.to_owned(),
+            status,
+        };
+        self.inner.http_requests.get_or_create(&labels).inc();
+        self.inner
+            .http_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn job_started(&self, job: &'static str) {
+        self.inner
+            .jobs_started
+            .get_or_create(&JobLabels { job })
+            .inc();
+    }
+
+    pub fn job_finished(&self, job: &'static str, outcome: JobOutcome, elapsed: Duration) {
+        let labels = JobOutcomeLabels { job, outcome };
+        self.inner.jobs_finished.get_or_create(&labels).inc();
+        self.inner
+            .job_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn uploaded(&self, bytes: u64) {
+        self.inner.uploaded_bytes.inc_by(bytes);
+    }
+
+    pub fn downloaded(&self, via: Via, bytes: u64) {
+        self.inner
+            .downloaded_bytes
+            .get_or_create(&ViaLabels { via })
+            .inc_by(bytes);
+    }
+
+    /// Refreshes the gauges read from the database and the queue, then renders every metric.
+    /// A gauge whose source is unreachable keeps its last value; readiness reports the outage.
+    pub async fn render(&self, core: &Core) -> String {
+        match file_counts(core).await {
+            Ok(counts) => {
+                for state in [
+                    status::QUARANTINED,
+                    status::VALIDATED,
+                    status::READY,
+                    status::REJECTED,
+                    status::DELETED,
+                ] {
+                    let n = counts
+                        .iter()
+                        .find(|c| c.status == state)
+                        .map_or(0, |c| c.count);
+                    self.inner
+                        .files
+                        .get_or_create(&StatusLabels { status: state })
+                        .set(n);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "metrics: counting files failed"),
+        }
+        match core.queue.depths().await {
+            Ok(depths) => {
+                for (queue, depth) in depths {
+                    self.inner
+                        .queue_depth
+                        .get_or_create(&QueueLabels { queue })
+                        .set(depth);
+                }
+            }
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "metrics: queue depth failed"),
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
+        out
+    }
+}
+
+#[derive(Debug, FromQueryResult)]
+struct StatusCount {
+    status: String,
+    count: i64,
+}
+
+async fn file_counts(core: &Core) -> Result<Vec<StatusCount>, sea_orm::DbErr> {
+    let backend = core.db.get_database_backend();
+    StatusCount::find_by_statement(Statement::from_string(
+        backend,
+        "SELECT status, COUNT(*) AS count FROM files GROUP BY status",
+    ))
+    .all(&core.db)
+    .await
+}
