@@ -140,6 +140,44 @@ async fn the_sweep_recovers_lost_jobs(topology: Topology) {
     app.stop().await;
 }
 
+/// Finished tasks are deleted from the queue once old enough; pending ones never are.
+async fn the_queue_forgets_finished_tasks(topology: Topology) {
+    let mut app = TestApp::spawn_with(topology, &[], Roles::API).await;
+    let user = app.user().await;
+    let waiting = app.upload(&user, "waiting.txt", b"not yet".to_vec()).await;
+    let queue = app.core().queue.clone();
+    assert_eq!(
+        queue.vacuum(Duration::ZERO).await.expect("vacuum"),
+        0,
+        "a pending task is kept"
+    );
+    app.start_workers().await;
+    assert_eq!(
+        app.wait_until_settled(&user, &waiting).await["status"],
+        "ready"
+    );
+
+    let kept = queue
+        .vacuum(Duration::from_secs(3600))
+        .await
+        .expect("vacuum");
+    assert_eq!(kept, 0, "tasks that finished just now are kept for an hour");
+    // Validation and encryption finished: both go (a repeat delivery would add more).
+    let removed = queue.vacuum(Duration::ZERO).await.expect("vacuum");
+    assert!(removed >= 2, "{removed} finished tasks removed");
+    assert_eq!(queue.vacuum(Duration::ZERO).await.expect("vacuum"), 0);
+    let depths = queue.depths().await.expect("depths");
+    assert!(depths.iter().all(|(_, n)| *n == 0), "{depths:?}");
+
+    // The queue works on after a vacuum.
+    let next = app.upload(&user, "next.txt", b"after".to_vec()).await;
+    assert_eq!(
+        app.wait_until_settled(&user, &next).await["status"],
+        "ready"
+    );
+    app.stop().await;
+}
+
 async fn a_missing_master_key_version_stops_start_up(topology: Topology) {
     use coffer::coffer_core::crypto::SecretKey;
     let v1 = SecretKey::generate().to_base64();
@@ -277,6 +315,7 @@ both_topologies!(
     no_plaintext_reaches_disk,
     repeated_and_concurrent_jobs_change_nothing,
     the_sweep_recovers_lost_jobs,
+    the_queue_forgets_finished_tasks,
     a_missing_master_key_version_stops_start_up,
     small_files_settle_quickly,
 );

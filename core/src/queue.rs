@@ -333,4 +333,40 @@ impl Queue {
             }
         }
     }
+
+    /// Deletes tasks that finished more than `age` ago: apalis keeps every task it ran (its
+    /// payload and result) until told otherwise, so the queue would grow without end.
+    pub async fn vacuum(&self, age: Duration) -> anyhow::Result<usize> {
+        match &self.connection {
+            Connection::Sqlite(pool) => {
+                let cutoff = chrono::Utc::now().timestamp() - i64::try_from(age.as_secs())?;
+                let deleted = sea_orm::sqlx::query(
+                    "DELETE FROM Jobs WHERE done_at <= ?1 AND (status IN ('Done', 'Killed') \
+                     OR (status = 'Failed' AND attempts >= max_attempts))",
+                )
+                .bind(cutoff)
+                .execute(pool)
+                .await
+                .context("vacuuming the embedded queue")?;
+                Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
+            }
+            Connection::Redis { .. } => {
+                use apalis_core::backend::Vacuum as _;
+                let mut deleted = 0;
+                if let Backend::Redis(mut s) = self.validate.clone() {
+                    deleted += s.vacuum_before(age).await.context("vacuum validate")?;
+                }
+                if let Backend::Redis(mut s) = self.encrypt.clone() {
+                    deleted += s.vacuum_before(age).await.context("vacuum encrypt")?;
+                }
+                if let Backend::Redis(mut s) = self.notify.clone() {
+                    deleted += s.vacuum_before(age).await.context("vacuum notify")?;
+                }
+                if let Backend::Redis(mut s) = self.rewrap.clone() {
+                    deleted += s.vacuum_before(age).await.context("vacuum rewrap")?;
+                }
+                Ok(deleted)
+            }
+        }
+    }
 }

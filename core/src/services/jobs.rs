@@ -324,6 +324,10 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
     moved.map(|_| ())
 }
 
+/// How long the queue keeps a finished task (for whoever inspects the queue) before the sweep
+/// deletes it.
+const FINISHED_TASKS_KEPT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Re-enqueues files left too long in `quarantined` or `validated` (a lost enqueue, a wiped
 /// Redis, a crashed worker). Returns how many were re-enqueued.
 pub async fn sweep(core: &Core) -> Result<usize, JobError> {
@@ -349,6 +353,11 @@ pub async fn sweep(core: &Core) -> Result<usize, JobError> {
     }
     super::shares::sweep(core).await?;
     super::keys::sweep(core).await?;
+    match core.queue.vacuum(FINISHED_TASKS_KEPT).await {
+        Ok(0) => {}
+        Ok(count) => tracing::debug!(count, "sweep removed finished tasks from the queue"),
+        Err(err) => tracing::warn!(error = %format!("{err:#}"), "vacuuming the queue failed"),
+    }
     Ok(stuck.len())
 }
 
