@@ -1,5 +1,6 @@
-//! A recipient in a real browser: headless Chromium (Debian's package) driven by playwright-core
-//! opens the emailed link, types the password, clicks Download and gets the file.
+//! Coffer in a real browser: headless Chromium (Debian's package) driven by playwright-core. A
+//! recipient opens the emailed link, types the password, clicks Download and gets the file; an
+//! API user reads Swagger UI under its Content-Security-Policy.
 
 mod common;
 
@@ -13,6 +14,28 @@ use serde_json::json;
 
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// Runs `node <script> <args…>` in tests/browser and returns what it printed, failing the test
+/// with its output if it failed.
+async fn node(script: &'static str, args: Vec<std::ffi::OsString>) -> String {
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .current_dir(browser_dir())
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .expect("join");
+    assert!(
+        output.status.success(),
+        "browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,27 +74,16 @@ async fn a_recipient_downloads_in_a_browser() {
     let downloaded = artifacts.join("downloaded.pdf");
     let screenshot = artifacts.join("recipient-page.png");
     let _ = std::fs::remove_file(&downloaded);
-    let link_for_node = link.clone();
-    let (down, shot) = (downloaded.clone(), screenshot.clone());
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .current_dir(browser_dir())
-            .arg("recipient.mjs")
-            .args([link_for_node.as_str(), "correct horse"])
-            .arg(&down)
-            .arg(&shot)
-            .output()
-            .expect("node runs")
-    })
-    .await
-    .expect("join");
-    assert!(
-        output.status.success(),
-        "browser run failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report = String::from_utf8_lossy(&output.stdout);
+    let report = node(
+        "recipient.mjs",
+        vec![
+            link.clone().into(),
+            "correct horse".into(),
+            downloaded.clone().into(),
+            screenshot.clone().into(),
+        ],
+    )
+    .await;
     assert!(
         report.contains("For your eyes only"),
         "the page shows the sender's note: {report}"
@@ -90,5 +102,34 @@ async fn a_recipient_downloads_in_a_browser() {
             .iter()
             .any(|(a, _, _)| a == "share.downloaded")
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium (apt: chromium) and playwright-core (npm ci in tests/browser); run by .ci/run"]
+async fn swagger_ui_renders_under_its_content_security_policy() {
+    let app = TestApp::spawn(Topology::Embedded).await;
+    let artifacts = browser_dir().join("artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let screenshot = artifacts.join("swagger-ui.png");
+    let printed = node(
+        "docs.mjs",
+        vec![app.url("/docs").into(), screenshot.clone().into()],
+    )
+    .await;
+    let report: serde_json::Value = serde_json::from_str(&printed).expect("a JSON report");
+    assert_eq!(report["status"], 200);
+    let csp = report["csp"].as_str().expect("a policy");
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    assert!(
+        !csp.split(';')
+            .any(|d| d.trim().starts_with("script-src") && d.contains("unsafe-inline")),
+        "{csp}"
+    );
+    assert!(report["operations"].as_u64() >= Some(20), "{report}");
+    assert_eq!(report["refused"], serde_json::json!([]), "{report}");
     app.stop().await;
 }

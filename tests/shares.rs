@@ -640,6 +640,52 @@ async fn hostile_names_and_messages_are_inert(topology: Topology) {
     app.stop().await;
 }
 
+/// The email job delivered several times at once (a share created just as its file became
+/// ready is enqueued twice): one email goes out, and its link works.
+async fn duplicate_email_jobs_send_one_working_link(topology: Topology) {
+    use coffer::coffer_core::services::shares::send_email;
+    let smtp = SmtpServer::start();
+    let app = spawn_with_smtp(topology, &smtp, Roles::ALL).await;
+    let ann = app.user().await;
+    let file = ready_file(&app, &ann, "once.pdf", pdf(b"once")).await;
+    let created = share(
+        &app,
+        &ann,
+        &file,
+        json!({ "recipients": ["once@example.org"], "expires_in_hours": 1 }),
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let body: Value = created.json().await.expect("json");
+    let id: uuid::Uuid = body["shares"][0]["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("share id");
+    // Two more deliveries, racing the worker's own.
+    let core = app.core();
+    let (a, b) = tokio::join!(send_email(core, id, 1), send_email(core, id, 1));
+    assert!(a.is_ok() && b.is_ok());
+    wait_for_state(&app, &ann, &file, "emailed").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = app.core().metrics.render(app.core()).await;
+        let done = common::metric(&text, "coffer_jobs_finished_total", &[("job", "notify")]);
+        if done >= Some(1.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker's delivery never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "one email");
+    let (status, _, _) = page(&app, &mails[0].link()).await;
+    assert_eq!(status, StatusCode::OK, "its link works");
+    app.stop().await;
+}
+
 async fn share_requests_are_validated(topology: Topology) {
     let app = TestApp::spawn(topology).await;
     let ann = app.user().await;
@@ -725,5 +771,6 @@ both_topologies!(
     a_permanently_refused_email_is_reported,
     hostile_names_and_messages_are_inert,
     share_requests_are_validated,
+    duplicate_email_jobs_send_one_working_link,
     without_smtp_mail_lands_in_the_outbox,
 );

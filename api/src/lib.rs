@@ -13,7 +13,7 @@ use std::time::Duration;
 use coffer_core::Core;
 use poem::listener::{Acceptor as _, Listener as _, TcpAcceptor, TcpListener};
 use poem::middleware::SetHeader;
-use poem::{Endpoint, EndpointExt as _, Route, Server, get};
+use poem::{Endpoint, EndpointExt as _, IntoResponse as _, Route, Server, get};
 use poem_openapi::OpenApiService;
 
 type Apis = (
@@ -39,9 +39,11 @@ fn api_service() -> OpenApiService<Apis, ()> {
     .description("Secure file sharing: uploads are quarantined, validated and encrypted at rest.")
 }
 
-/// Pages recipients open: a strict policy (no scripts at all, nothing framed, nothing sent to
-/// other sites) on top of the headers every response gets.
+/// HTML pages: a strict policy (no scripts at all, nothing framed, nothing sent to other sites)
+/// on top of the headers every response gets.
 const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+/// Everything else (JSON, files): nothing may run or load if a browser renders it anyway.
+const OTHER_CSP: &str = "default-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 #[poem::handler]
 fn stylesheet() -> poem::Response {
@@ -50,39 +52,133 @@ fn stylesheet() -> poem::Response {
         .body(include_str!("../templates/coffer.css"))
 }
 
+/// Swagger UI under a policy that allows its own inline scripts by hash and nothing else
+/// (poem-openapi inlines the whole bundle and the spec into one page).
+fn swagger_ui(html: String) -> impl Endpoint<Output = poem::Response> + 'static {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let mut hashes = Vec::new();
+    let mut rest = html.as_str();
+    while let Some(open) = rest.find("<script") {
+        let Some(body) = rest[open..].find('>').map(|end| &rest[open + end + 1..]) else {
+            break;
+        };
+        let Some(close) = body.find("</script>") else {
+            break;
+        };
+        let digest = sha2::Sha256::digest(&body.as_bytes()[..close]);
+        hashes.push(format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        ));
+        rest = &body[close..];
+    }
+    let csp = format!(
+        "default-src 'none'; script-src {}; style-src 'unsafe-inline'; img-src 'self' data:; \
+         connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        hashes.join(" ")
+    );
+    poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("text/html; charset=utf-8")
+            .header("Content-Security-Policy", csp.as_str())
+            .body(html.clone())
+    })
+}
+
+/// Request bodies other than file uploads are small JSON documents or forms: more is refused, so
+/// that no request can make the API hold an unbounded body in memory.
+const MAX_SMALL_BODY: u64 = 64 * 1024;
+
+/// 413 for a declared length over [`MAX_SMALL_BODY`] (uploads excepted); an undeclared (chunked)
+/// body is cut off there, and the handler then sees a truncated body (400).
+async fn limit_small_bodies<E: Endpoint>(
+    ep: E,
+    mut req: poem::Request,
+) -> poem::Result<poem::Response> {
+    use futures::{StreamExt as _, stream};
+    use poem::http::Method;
+    let path = req.uri().path();
+    let upload = (req.method() == Method::PUT && path.starts_with("/api/v1/files/"))
+        || (req.method() == Method::POST && path == "/api/v1/files");
+    if !upload {
+        let declared = req
+            .headers()
+            .get(poem::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_SMALL_BODY) {
+            return Ok(problem::plain(
+                poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                format!("request bodies here are limited to {MAX_SMALL_BODY} bytes"),
+            ));
+        }
+        let body = req.take_body().into_bytes_stream();
+        // `None` once the limit was passed: the stream ends after its error.
+        let limited = stream::unfold(Some((body, 0u64)), |state| async move {
+            let (mut body, seen) = state?;
+            let piece = body.next().await?;
+            match piece {
+                Ok(bytes) if seen + bytes.len() as u64 <= MAX_SMALL_BODY => {
+                    let seen = seen + bytes.len() as u64;
+                    Some((Ok(bytes), Some((body, seen))))
+                }
+                Ok(_) => Some((Err(std::io::Error::other("request body too large")), None)),
+                Err(err) => Some((Err(err), None)),
+            }
+        });
+        req.set_body(poem::Body::from_bytes_stream(limited));
+    }
+    Ok(ep.call(req).await?.into_response())
+}
+
+/// Frame and content policies on every response: a page's own policy when it set one, the
+/// strict page policy for other HTML, and a nothing-loads policy for the rest.
+async fn frame_and_content_policy<E: Endpoint>(
+    ep: E,
+    req: poem::Request,
+) -> poem::Result<poem::Response> {
+    use poem::http::HeaderValue;
+    let mut response = ep.call(req).await?.into_response();
+    let html = response
+        .content_type()
+        .is_some_and(|t| t.starts_with("text/html"));
+    let headers = response.headers_mut();
+    if !headers.contains_key("Content-Security-Policy") {
+        let policy = if html { PAGE_CSP } else { OTHER_CSP };
+        headers.insert("Content-Security-Policy", HeaderValue::from_static(policy));
+    }
+    headers.insert("X-Frame-Options", HeaderValue::from_static("DENY"));
+    if response.status() == poem::http::StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body stays unread, so the connection cannot carry another request.
+        response.headers_mut().insert(
+            poem::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+    }
+    Ok(response)
+}
+
 /// The whole HTTP surface, with `core` available to every handler.
 pub fn app(core: Core) -> impl Endpoint<Output = poem::Response> + 'static {
     let api = api_service();
     let spec = api.spec_endpoint();
-    let ui = api.swagger_ui();
+    let ui = swagger_ui(api.swagger_ui_html());
     let metrics = core.metrics.clone();
     Route::new()
         .nest("/", api)
-        .nest("/docs", ui)
+        .at("/docs", ui)
         .at("/assets/coffer.css", get(stylesheet))
         .at("/openapi.json", spec)
         .at("/healthz", get(routes::health::healthz))
         .at("/readyz", get(routes::health::readyz))
         .at("/metrics", get(routes::health::metrics))
+        .around(limit_small_bodies)
         .catch_all_error(problem::catch_all)
         .around(move |ep, req| observe::observe(metrics.clone(), ep, req))
         .data(core)
-        .around(|ep, req| async move {
-            let page = req.uri().path().starts_with("/s/");
-            let mut response = ep.call(req).await?;
-            if page {
-                let headers = response.headers_mut();
-                headers.insert(
-                    "Content-Security-Policy",
-                    poem::http::HeaderValue::from_static(PAGE_CSP),
-                );
-                headers.insert(
-                    "X-Frame-Options",
-                    poem::http::HeaderValue::from_static("DENY"),
-                );
-            }
-            Ok(response)
-        })
+        .around(frame_and_content_policy)
         // Outermost, so error responses carry these headers too.
         .with(
             SetHeader::new()
@@ -102,7 +198,12 @@ pub fn ops_app(core: Core) -> impl Endpoint<Output = poem::Response> + 'static {
         .catch_all_error(problem::catch_all)
         .around(move |ep, req| observe::observe(metrics.clone(), ep, req))
         .data(core)
-        .with(SetHeader::new().overriding("Cache-Control", "no-store"))
+        .around(frame_and_content_policy)
+        .with(
+            SetHeader::new()
+                .overriding("X-Content-Type-Options", "nosniff")
+                .overriding("Cache-Control", "no-store"),
+        )
 }
 
 /// Binds the listener (port 0 picks a free port).

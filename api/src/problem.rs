@@ -191,7 +191,7 @@ fn render(err: poem::Error) -> Response {
     api_error.into_response()
 }
 
-fn plain(status: StatusCode, slug: &str, detail: impl Into<String>) -> Response {
+pub(crate) fn plain(status: StatusCode, slug: &str, detail: impl Into<String>) -> Response {
     let body = problem(status, slug, detail).0;
     let json = serde_json::json!({ "type": body.kind, "title": body.title, "status": body.status, "detail": body.detail });
     Response::builder()

@@ -13,6 +13,7 @@ pub mod password;
 pub mod queue;
 pub mod ratelimit;
 pub mod request_id;
+pub mod scan;
 pub mod services;
 pub mod storage;
 pub mod types;
@@ -41,6 +42,8 @@ pub struct Core {
     pub limiter: RateLimiter,
     pub mailer: mail::Mailer,
     pub metrics: metrics::Metrics,
+    /// clamd, when `COFFER_CLAMAV_ADDR` is set.
+    pub scanner: Option<scan::Scanner>,
 }
 
 impl Core {
@@ -81,6 +84,7 @@ impl Core {
             Some(url) => RateLimiter::redis(url, &config.redis_namespace).await?,
             None => RateLimiter::memory(),
         };
+        let scanner = config.clamav_addr.clone().map(scan::Scanner::new);
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -90,6 +94,7 @@ impl Core {
             limiter,
             mailer,
             metrics: metrics::Metrics::new(),
+            scanner,
         })
     }
 }

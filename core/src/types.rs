@@ -63,15 +63,20 @@ impl fmt::Display for EmailAddress {
     }
 }
 
-/// A file's display name: no path, no control or bidi-override characters, at most 255 bytes.
+/// A file's display name: no path, no control, invisible or bidi-override characters, at most
+/// 255 bytes, in NFC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileName(String);
 
 impl FileName {
     pub const MAX_BYTES: usize = 255;
 
+    /// Names are stored in Unicode NFC, so that the same name typed on different systems (macOS
+    /// decomposes accents) is one name.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let name = raw.trim();
+        use unicode_normalization::UnicodeNormalization as _;
+        let normalized: String = raw.trim().nfc().collect();
+        let name = normalized.as_str();
         if name.is_empty() {
             return Err(invalid("file name is empty"));
         }
@@ -87,9 +92,12 @@ impl FileName {
         if name == "." || name == ".." {
             return Err(invalid("file name must not be . or .."));
         }
-        if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        if name
+            .chars()
+            .any(|c| c.is_control() || is_bidi_control(c) || is_invisible(c))
+        {
             return Err(invalid(
-                "file name contains control or text-direction characters",
+                "file name contains control, invisible or text-direction characters",
             ));
         }
         Ok(Self(name.to_owned()))
@@ -104,6 +112,11 @@ impl FileName {
         let (stem, ext) = self.0.rsplit_once('.')?;
         (!stem.is_empty() && !ext.is_empty()).then(|| ext.to_ascii_lowercase())
     }
+}
+
+/// Characters that show as nothing and could hide part of a name.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}')
 }
 
 fn is_bidi_control(c: char) -> bool {
@@ -221,10 +234,15 @@ mod tests {
             "..",
             "a\nb",
             "a\u{202E}fdp.exe",
+            "report\u{200B}.pdf",
+            "\u{FEFF}notes.txt",
             &"x".repeat(256),
         ] {
             assert!(FileName::parse(bad).is_err(), "{bad:?}");
         }
+        let composed = FileName::parse("caf\u{E9}.txt").expect("ok");
+        let decomposed = FileName::parse("cafe\u{301}.txt").expect("ok");
+        assert_eq!(composed, decomposed, "NFC and NFD spellings are one name");
         assert!(
             FileName::parse("<img src=x onerror=alert(1)>.txt").is_ok(),
             "escaped on output, not refused"

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_init;
 mod m20261122_000002_shares;
 mod m20261122_000003_keys;
+mod m20261202_000001_share_claims;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_init::Migration),
             Box::new(m20261122_000002_shares::Migration),
             Box::new(m20261122_000003_keys::Migration),
+            Box::new(m20261202_000001_share_claims::Migration),
         ]
     }
 }

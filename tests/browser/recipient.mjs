@@ -1,7 +1,7 @@
 // Opens an emailed share link in headless Chromium, types the password, clicks Download and
 // saves the file and a screenshot of the page. Usage:
 //   node recipient.mjs <link> <password> <download-path> <screenshot-path>
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [link, password, downloadPath, screenshotPath] = process.argv.slice(2);
 if (!screenshotPath) {
@@ -9,13 +9,7 @@ if (!screenshotPath) {
   process.exit(2);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-  ],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext({ acceptDownloads: true, javaScriptEnabled: false });
   const page = await context.newPage();

@@ -1,10 +1,12 @@
-//! Admin: master-key versions and rotation, the audit log.
+//! Admin: accounts, master-key versions and rotation, the audit log.
 
 use chrono::{DateTime, Utc};
+use coffer_core::services::accounts::{self, Account};
 use coffer_core::services::audit;
 use coffer_core::services::keys::{self, RotationView, VersionInfo};
+use coffer_core::services::users::Role;
 use poem::{Body, Request};
-use poem_openapi::param::Query;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -140,6 +142,46 @@ enum ExportResponse {
     ),
 }
 
+#[derive(Object)]
+struct UserAccount {
+    id: uuid::Uuid,
+    email: String,
+    /// `user` or `admin`.
+    role: String,
+    /// A disabled account cannot sign in, and its sessions end.
+    disabled: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl From<Account> for UserAccount {
+    fn from(a: Account) -> Self {
+        Self {
+            id: a.id,
+            email: a.email,
+            role: a.role.as_str().to_owned(),
+            disabled: a.disabled,
+            created_at: a.created_at,
+        }
+    }
+}
+
+#[derive(Object)]
+struct UserPage {
+    /// Accounts in email order.
+    users: Vec<UserAccount>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    next_cursor: Option<String>,
+}
+
+/// Give one field or both.
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+struct UserChange {
+    /// `user` or `admin`.
+    role: Option<String>,
+    disabled: Option<bool>,
+}
+
 #[derive(ApiResponse)]
 enum RotateResponse {
     /// Started: a new version is active for new wraps, and jobs rewrap the existing keys.
@@ -265,5 +307,53 @@ impl AdminApi {
             .await?
             .map(|r| Json(r.into()))
             .ok_or_else(|| ApiError::from(coffer_core::ServiceError::NotFound("rotation")))
+    }
+
+    /// List accounts
+    #[oai(path = "/users", method = "get")]
+    async fn users(
+        &self,
+        req: &Request,
+        _admin: AdminAuth,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// 1 to 500; 100 by default.
+        limit: Query<Option<u64>>,
+    ) -> Result<Json<UserPage>, ApiError> {
+        let limit = match limit.0 {
+            None => 100,
+            Some(n @ 1..=500) => n,
+            Some(_) => return Err(ApiError::bad_request("`limit` must be between 1 and 500")),
+        };
+        let (users, next) = accounts::list(core(req)?, cursor.0.as_deref(), limit).await?;
+        Ok(Json(UserPage {
+            users: users.into_iter().map(UserAccount::from).collect(),
+            next_cursor: next,
+        }))
+    }
+
+    /// Change an account's role, or disable or re-enable it (disabling signs it out everywhere)
+    #[oai(path = "/users/:id", method = "patch")]
+    async fn change_user(
+        &self,
+        req: &Request,
+        admin: AdminAuth,
+        id: Path<String>,
+        change: Json<UserChange>,
+    ) -> Result<Json<UserAccount>, ApiError> {
+        let id = super::files::parse_id(&id.0)?;
+        let role = match change.0.role.as_deref() {
+            None => None,
+            Some(raw) => Some(
+                Role::parse(raw)
+                    .ok_or_else(|| ApiError::unprocessable("`role` must be `user` or `admin`"))?,
+            ),
+        };
+        let change = accounts::Change {
+            role,
+            disabled: change.0.disabled,
+        };
+        let account = accounts::change(core(req)?, &admin.0.user, id, change, &meta(req)).await?;
+        Ok(Json(account.into()))
     }
 }

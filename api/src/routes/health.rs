@@ -34,24 +34,40 @@ async fn check<E: std::fmt::Display>(
 }
 
 /// Checks the database, the queue and the storage (at once, each within a deadline); 503 with
-/// `Retry-After` if any is down.
+/// `Retry-After` if any is down. A configured malware scanner that is down leaves the service
+/// `degraded` (200): downloads work, new uploads wait in quarantine until it is back.
 #[handler]
 pub async fn readyz(core: Data<&Core>) -> Response {
-    let (database, queue, storage) = tokio::join!(
+    let scanner = async {
+        match &core.scanner {
+            Some(scanner) => Some(check("scanner", scanner.ping()).await),
+            None => None,
+        }
+    };
+    let (database, queue, storage, scanner) = tokio::join!(
         check("database", core.db.ping()),
         check("queue", async {
             core.queue.check().await.map_err(|e| format!("{e:#}"))
         }),
         check("storage", core.storage.check()),
+        scanner,
     );
     let ready = database && queue && storage;
     let show = |ok: bool| if ok { "ok" } else { "unavailable" };
-    let body = json!({
-        "status": if ready { "ready" } else { "unavailable" },
+    let status = match (ready, scanner) {
+        (false, _) => "unavailable",
+        (true, Some(false)) => "degraded",
+        (true, _) => "ready",
+    };
+    let mut body = json!({
+        "status": status,
         "database": show(database),
         "queue": show(queue),
         "storage": show(storage),
     });
+    if let Some(scanner) = scanner {
+        body["scanner"] = json!(show(scanner));
+    }
     if ready {
         (StatusCode::OK, poem::web::Json(body)).into_response()
     } else {

@@ -19,6 +19,7 @@ use crate::audit::{Actor, Event, Outcome};
 use crate::crypto::stream::CHUNK_SIZE;
 use crate::crypto::{SecretKey, WrappedKey};
 use crate::filetype::{self, TextProbe};
+use crate::scan::Verdict;
 use crate::storage::{ReadError, blob_path, quarantine_path};
 use crate::types::FileName;
 
@@ -181,6 +182,12 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
         Ok(body) => body,
         Err(err) => return settle(core, &row, err).await,
     };
+    // clamd sees the plaintext as it is read: one pass for every check. Unreachable or failing,
+    // it fails the job (retried); the file stays quarantined, never ready unscanned.
+    let mut scan = match &core.scanner {
+        Some(scanner) => Some(scanner.start().await?),
+        None => None,
+    };
     let mut head = Vec::with_capacity(CHUNK_SIZE);
     let mut probe = TextProbe::default();
     let mut hasher = Sha256::new();
@@ -197,6 +204,9 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
         probe.update(&piece);
         hasher.update(&piece);
         seen += piece.len() as u64;
+        if let Some(scan) = scan.as_mut() {
+            scan.feed(&piece).await?;
+        }
     }
     if i64::try_from(seen).ok() != Some(row.size) || hex::encode(hasher.finalize()) != row.sha256 {
         return reject(
@@ -206,6 +216,20 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
             None,
         )
         .await;
+    }
+
+    if let Some(scan) = scan {
+        let reason = match scan.verdict().await? {
+            Verdict::Clean => None,
+            Verdict::Infected(signature) => Some(format!("malware detected: {signature}")),
+            Verdict::TooLarge => Some(
+                "the file is larger than the malware scanner accepts (clamd's StreamMaxLength)"
+                    .to_owned(),
+            ),
+        };
+        if let Some(reason) = reason {
+            return reject(core, &row, &reason, None).await;
+        }
     }
 
     let (mime, executable) = filetype::sniff(&head, probe.is_text());

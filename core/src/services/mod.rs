@@ -1,5 +1,6 @@
 //! Domain operations. Handlers parse input, call one of these, and map the outcome.
 
+pub mod accounts;
 pub mod audit;
 pub mod files;
 pub mod jobs;

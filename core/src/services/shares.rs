@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    ColumnTrait as _, Condition, ConnectionTrait, EntityTrait as _, QueryFilter as _,
+    QueryOrder as _,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
@@ -38,6 +39,11 @@ const MAX_MESSAGE_CHARS: usize = 2_000;
 const MIN_PASSWORD_CHARS: usize = 8;
 /// After this many failed deliveries a share is marked `email_failed`.
 pub const MAX_EMAIL_ATTEMPTS: usize = 5;
+
+/// How long an email job's claim on a share keeps other deliveries of the job away: longer
+/// than one SMTP send may take (lettre's timeout is 30 s). A claim outlives its job only when
+/// the worker died mid-send; the sweep then sends the link again.
+const CLAIM_LEASE: chrono::Duration = chrono::Duration::minutes(2);
 
 /// A share request as a client sent it.
 #[derive(Debug, Default)]
@@ -277,6 +283,7 @@ pub async fn insert(
             created_at: now,
             emailed_at: None,
             revoked_at: None,
+            claimed_at: None,
         };
         share::Entity::insert(share::ActiveModel::from(model.clone()))
             .exec(txn)
@@ -474,13 +481,26 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
         .map(|o| o.email)
         .unwrap_or_else(|| "A Coffer user".to_owned());
 
+    // Claim the share with its new link. A second delivery of this job (the share was created
+    // just as its file became ready, or the sweep found it) leaves a fresh claim alone: issuing
+    // another link would kill the one being emailed.
     let token = Token::generate();
-    share::Entity::update_many()
+    let now = Utc::now();
+    let claimed = share::Entity::update_many()
         .col_expr(share::Column::TokenHash, Expr::value(token.hash()))
+        .col_expr(share::Column::ClaimedAt, Expr::value(now))
         .filter(share::Column::Id.eq(share_id))
         .filter(share::Column::State.eq(state::PENDING))
+        .filter(
+            Condition::any()
+                .add(share::Column::ClaimedAt.is_null())
+                .add(share::Column::ClaimedAt.lt(now - CLAIM_LEASE)),
+        )
         .exec(&core.db)
         .await?;
+    if claimed.rows_affected == 0 {
+        return Ok(());
+    }
     let url = share_url(core, &token);
     let email = ShareEmail {
         sender: &sender,
@@ -543,8 +563,13 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
             )))
         }
         Err(err) => {
+            // Release the claim, so that this job's retry may take the share again.
             share::Entity::update_many()
                 .col_expr(share::Column::LastError, Expr::value(err.detail.clone()))
+                .col_expr(
+                    share::Column::ClaimedAt,
+                    Expr::value(Option::<chrono::DateTime<Utc>>::None),
+                )
                 .filter(share::Column::Id.eq(share_id))
                 .exec(&core.db)
                 .await?;

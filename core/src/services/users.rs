@@ -32,7 +32,16 @@ impl Role {
         }
     }
 
-    fn from_db(value: &str) -> Self {
+    /// `user` or `admin`, as clients write it.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "user" => Some(Self::User),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn from_db(value: &str) -> Self {
         if value == "admin" {
             Self::Admin
         } else {

@@ -1,0 +1,122 @@
+//! Admins manage accounts: list them, change a role, disable or re-enable one.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect};
+use uuid::Uuid;
+
+use entity::{session, user};
+
+use super::users::{Role, User};
+use crate::audit::{Event, RequestMeta};
+use crate::{Core, ServiceError, ServiceResult};
+
+/// An account as an admin sees it (never its password hash).
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<user::Model> for Account {
+    fn from(m: user::Model) -> Self {
+        Self {
+            role: Role::from_db(&m.role),
+            id: m.id,
+            email: m.email,
+            disabled: m.disabled,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// Accounts in email order, `limit` at a time, after the email `after`; with the cursor of the
+/// next page when there is one.
+pub async fn list(
+    core: &Core,
+    after: Option<&str>,
+    limit: u64,
+) -> ServiceResult<(Vec<Account>, Option<String>)> {
+    let mut query = user::Entity::find()
+        .order_by_asc(user::Column::Email)
+        .limit(limit + 1);
+    if let Some(after) = after {
+        query = query.filter(user::Column::Email.gt(after));
+    }
+    let mut rows = query.all(&core.db).await?;
+    let next = if rows.len() as u64 > limit {
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        rows.last().map(|r| r.email.clone())
+    } else {
+        None
+    };
+    Ok((rows.into_iter().map(Account::from).collect(), next))
+}
+
+/// What an admin may change about an account.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+}
+
+/// Applies `change` to an account. Disabling signs the account out everywhere at once. An admin
+/// cannot demote or disable their own account, so there is always one admin left to undo it.
+pub async fn change(
+    core: &Core,
+    admin: &User,
+    target: Uuid,
+    change: Change,
+    meta: &RequestMeta,
+) -> ServiceResult<Account> {
+    if change.role.is_none() && change.disabled.is_none() {
+        return Err(ServiceError::Invalid(
+            "nothing to change: give `role` and/or `disabled`".into(),
+        ));
+    }
+    if target == admin.id && (change.role == Some(Role::User) || change.disabled == Some(true)) {
+        return Err(ServiceError::Conflict(
+            "admins cannot demote or disable their own account; ask another admin".into(),
+        ));
+    }
+    let txn = crate::db::begin_write(&core.db).await?;
+    let before = user::Entity::find_by_id(target)
+        .one(&txn)
+        .await?
+        .ok_or(ServiceError::NotFound("user"))?;
+    let mut update = user::Entity::update_many().filter(user::Column::Id.eq(target));
+    if let Some(role) = change.role {
+        update = update.col_expr(user::Column::Role, Expr::value(role.as_str()));
+    }
+    if let Some(disabled) = change.disabled {
+        update = update.col_expr(user::Column::Disabled, Expr::value(disabled));
+    }
+    update.exec(&txn).await?;
+    if change.disabled == Some(true) {
+        session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+            .filter(session::Column::UserId.eq(target))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+    }
+    let after = user::Entity::find_by_id(target)
+        .one(&txn)
+        .await?
+        .ok_or(ServiceError::NotFound("user"))?;
+    Event::new("admin.user_changed", admin.actor())
+        .target("user", target)
+        .details(serde_json::json!({
+            "role": after.role,
+            "disabled": after.disabled,
+            "was": { "role": before.role, "disabled": before.disabled },
+        }))
+        .from(meta)
+        .record(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(after.into())
+}

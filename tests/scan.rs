@@ -1,0 +1,170 @@
+//! Malware scanning against a real clamd (Debian's clamav-daemon) whose signature database holds
+//! the EICAR test signature (`.ci/run` builds it: there is no internet for freshclam).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use coffer::Roles;
+use common::{TestApp, Topology, metric, pattern, pdf};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn clamd_addr() -> String {
+    std::env::var("COFFER_TEST_CLAMD").unwrap_or_else(|_| "127.0.0.1:3310".into())
+}
+
+/// The EICAR test file, built at run time so that no scanner flags this source file.
+fn eicar() -> Vec<u8> {
+    [
+        "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR",
+        "-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*",
+    ]
+    .concat()
+    .into_bytes()
+}
+
+async fn readiness(app: &TestApp) -> Value {
+    let response = app.http.get(app.url("/readyz")).send().await.expect("get");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.expect("json")
+}
+
+async fn infected_uploads_are_rejected_and_clean_ones_pass(topology: Topology) {
+    let scanner = [("COFFER_CLAMAV_ADDR", clamd_addr())];
+    let scanner: Vec<(&str, &str)> = scanner.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = TestApp::spawn_with(topology, &scanner, Roles::ALL).await;
+    let user = app.user().await;
+
+    let infected = app.upload(&user, "notes.txt", eicar()).await;
+    let clean = app
+        .upload(&user, "report.pdf", pdf(&pattern(300_000, 4)))
+        .await;
+    let file = app.wait_until_settled(&user, &infected).await;
+    assert_eq!(file["status"], "rejected", "{file}");
+    let reason = file["reject_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("malware detected: Coffer.Test.EICAR"),
+        "the signature is named: {reason}"
+    );
+    assert_eq!(
+        app.wait_until_settled(&user, &clean).await["status"],
+        "ready"
+    );
+    assert!(
+        app.objects(&format!("quarantine/{infected}"))
+            .await
+            .is_empty(),
+        "the infected upload is destroyed"
+    );
+    let rejected = app
+        .audit_actions()
+        .await
+        .into_iter()
+        .filter(|(action, target, _)| {
+            action == "file.rejected" && target.as_deref() == Some(infected.as_str())
+        })
+        .count();
+    assert_eq!(rejected, 1);
+    let ready = readiness(&app).await;
+    assert_eq!(
+        (ready["status"].clone(), ready["scanner"].clone()),
+        ("ready".into(), "ok".into())
+    );
+    app.stop().await;
+}
+
+/// Forwards every connection on `listener` to clamd: the scanner "comes back" on the port
+/// Coffer was told about.
+async fn forward_to_clamd(listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Ok(mut clamd) = tokio::net::TcpStream::connect(clamd_addr()).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut clamd).await;
+            }
+        });
+    }
+}
+
+async fn an_unreachable_scanner_keeps_uploads_quarantined(topology: Topology) {
+    // Nothing listens on this port until the scanner "returns".
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let settings = [
+        ("COFFER_CLAMAV_ADDR", addr.as_str()),
+        ("COFFER_SWEEP_INTERVAL_SECS", "1"),
+        ("COFFER_SWEEP_STUCK_AFTER_SECS", "1"),
+    ];
+    let app = TestApp::spawn_with(topology, &settings, Roles::ALL).await;
+    let user = app.user().await;
+    let id = app
+        .upload(&user, "waiting.pdf", pdf(&pattern(50_000, 9)))
+        .await;
+
+    // The validate job fails and retries; the file stays quarantined all along.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert_eq!(app.file(&user, &id).await["status"], "quarantined");
+        let text = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let retried = [("job", "validate"), ("outcome", "retried")];
+        if metric(&text, "coffer_jobs_finished_total", &retried) >= Some(2.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the validate job never retried");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.file(&user, &id).await["status"], "quarantined");
+    let ready = readiness(&app).await;
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["scanner"], "unavailable", "{ready}");
+
+    // The scanner comes back: the file is scanned and becomes ready.
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .expect("the scanner's port");
+    let forwarder = tokio::spawn(forward_to_clamd(listener));
+    let file = app.wait_until_settled(&user, &id).await;
+    assert_eq!(file["status"], "ready", "{file}");
+    assert_eq!(readiness(&app).await["status"], "ready");
+    forwarder.abort();
+    app.stop().await;
+}
+
+macro_rules! with_clamd {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs clamd at 127.0.0.1:3310 with the EICAR signature (started by .ci/run)"]
+                async fn embedded() {
+                    super::$name(super::Topology::Embedded).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs clamd, PostgreSQL, Redis and an S3 server (started by .ci/run)"]
+                async fn production() {
+                    super::$name(super::Topology::Production).await;
+                }
+            }
+        )*
+    };
+}
+
+with_clamd!(
+    infected_uploads_are_rejected_and_clean_ones_pass,
+    an_unreachable_scanner_keeps_uploads_quarantined,
+);
