@@ -66,11 +66,11 @@ const API_ROWS: &[Row] = &[
     fresh("POST", "/api/v1/auth/logout", [401, 204, 204, 204]),
     row("GET", "/api/v1/me", [401, 200, 200, 200]),
     row("POST", "/api/v1/files", [401, 202, 202, 202]),
-    row("PUT", "/api/v1/files/{name}", [401, 202, 202, 202]),
+    row("PUT", "/api/v1/files/{file}", [401, 202, 202, 202]),
     row("GET", "/api/v1/files", [401, 200, 200, 200]),
-    row("GET", "/api/v1/files/{id}", [401, 404, 200, 404]),
+    row("GET", "/api/v1/files/{file}", [401, 404, 200, 404]),
     row("GET", "/api/v1/files/{id}/content", [401, 404, 200, 404]),
-    fresh("DELETE", "/api/v1/files/{id}", [401, 404, 204, 404]),
+    fresh("DELETE", "/api/v1/files/{file}", [401, 404, 204, 404]),
     row("POST", "/api/v1/files/{id}/shares", [401, 404, 201, 404]),
     row("GET", "/api/v1/files/{id}/shares", [401, 404, 200, 404]),
     fresh("DELETE", "/api/v1/shares/{id}", [401, 404, 204, 404]),
@@ -217,10 +217,15 @@ impl World {
         } else {
             &target.file_id
         };
+        let file = if row.method == "PUT" {
+            "matrix.txt"
+        } else {
+            &target.file_id
+        };
         let path = row
             .path
             .replace("{id}", id)
-            .replace("{name}", "matrix.txt")
+            .replace("{file}", file)
             .replace("{token}", &target.share_token);
         let method = Method::from_bytes(row.method.as_bytes()).expect("method");
         let mut request = self.app.http.request(method, self.app.url(&path));

@@ -33,7 +33,10 @@ async fn raw_put_reaches_ready_and_downloads_identical(topology: Topology) {
     let download = app.download(&user, id).await;
     assert_eq!(download.status(), StatusCode::OK);
     let headers = download.headers().clone();
-    assert_eq!(headers["content-type"], "application/pdf");
+    assert_eq!(
+        headers["content-type"], "application/octet-stream",
+        "a download, never rendered"
+    );
     assert_eq!(headers["x-content-type-options"], "nosniff");
     assert_eq!(headers["accept-ranges"], "bytes");
     assert_eq!(

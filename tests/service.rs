@@ -65,9 +65,9 @@ async fn swagger_ui_and_openapi_document_describe_every_call(topology: Topology)
         ("/api/v1/me", "get"),
         ("/api/v1/files", "post"),
         ("/api/v1/files", "get"),
-        ("/api/v1/files/{name}", "put"),
-        ("/api/v1/files/{id}", "get"),
-        ("/api/v1/files/{id}", "delete"),
+        ("/api/v1/files/{file}", "put"),
+        ("/api/v1/files/{file}", "get"),
+        ("/api/v1/files/{file}", "delete"),
         ("/api/v1/files/{id}/content", "get"),
         ("/api/v1/files/{id}/shares", "post"),
         ("/api/v1/files/{id}/shares", "get"),
@@ -99,7 +99,7 @@ async fn swagger_ui_and_openapi_document_describe_every_call(topology: Topology)
         upload["properties"]["file"]["format"], "binary",
         "Swagger UI shows a file picker"
     );
-    let raw = &paths["/api/v1/files/{name}"]["put"]["requestBody"]["content"]["application/octet-stream"]
+    let raw = &paths["/api/v1/files/{file}"]["put"]["requestBody"]["content"]["application/octet-stream"]
         ["schema"];
     assert_eq!(raw["format"], "binary");
     app.stop().await;

@@ -1,5 +1,6 @@
 //! The HTTP API: poem + poem-openapi routes, Swagger UI and health endpoints.
 
+mod allow;
 mod auth;
 mod observe;
 mod problem;
@@ -166,6 +167,17 @@ pub fn app(core: Core) -> impl Endpoint<Output = poem::Response> + 'static {
     let spec = api.spec_endpoint();
     let ui = swagger_ui(api.swagger_ui_html());
     let metrics = core.metrics.clone();
+    let allow = std::sync::Arc::new(allow::AllowTable::new(
+        &api.spec(),
+        &[
+            "/docs",
+            "/openapi.json",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/assets/coffer.css",
+        ],
+    ));
     Route::new()
         .nest("/", api)
         .at("/docs", ui)
@@ -176,6 +188,10 @@ pub fn app(core: Core) -> impl Endpoint<Output = poem::Response> + 'static {
         .at("/metrics", get(routes::health::metrics))
         .around(limit_small_bodies)
         .catch_all_error(problem::catch_all)
+        .around(move |ep, req| {
+            let allow = allow.clone();
+            async move { allow::allow_on_405(&allow, ep, req).await }
+        })
         .around(move |ep, req| observe::observe(metrics.clone(), ep, req))
         .data(core)
         .around(frame_and_content_policy)

@@ -44,6 +44,8 @@ pub enum ApiError {
     Conflict(Json<Problem>),
     #[oai(status = 413, content_type = "application/problem+json")]
     TooLarge(Json<Problem>),
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     #[oai(status = 416, content_type = "application/problem+json")]
     RangeNotSatisfiable(Json<Problem>, #[oai(header = "Content-Range")] String),
     #[oai(status = 422, content_type = "application/problem+json")]
@@ -174,7 +176,11 @@ fn render(err: poem::Error) -> Response {
     {
         ApiError::bad_request(err.to_string())
     } else if err.is::<ContentTypeError>() {
-        return plain(status, "unsupported-media-type", err.to_string());
+        ApiError::UnsupportedMediaType(problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            err.to_string(),
+        ))
     } else if status == StatusCode::NOT_FOUND {
         return plain(status, "not-found", "no such route");
     } else if status == StatusCode::METHOD_NOT_ALLOWED {

@@ -117,7 +117,7 @@ impl AccountsApi {
 
     /// The signed-in account
     #[oai(path = "/me", method = "get")]
-    async fn me(&self, auth: UserAuth) -> Json<Account> {
-        Json(auth.0.user.into())
+    async fn me(&self, auth: UserAuth) -> Result<Json<Account>, ApiError> {
+        Ok(Json(auth.0.user.into()))
     }
 }

@@ -8,7 +8,8 @@ use coffer_core::services::users::Role;
 use poem::{Body, Request};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json};
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Object, OpenApi, ResponseContent};
 
 use super::Tag;
 use crate::auth::{AdminAuth, core, meta};
@@ -17,6 +18,7 @@ use crate::problem::ApiError;
 pub struct AdminApi;
 
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct KeyVersion {
     version: i32,
     /// `active` (new wraps), `retiring` (still in use, being rotated away) or `retired`.
@@ -43,6 +45,7 @@ struct KeyVersions {
 }
 
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct Rotation {
     id: uuid::Uuid,
     from: i32,
@@ -74,6 +77,7 @@ impl From<RotationView> for Rotation {
 }
 
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct AuditEvent {
     seq: i64,
     id: uuid::Uuid,
@@ -114,6 +118,7 @@ impl From<entity::audit_event::Model> for AuditEvent {
 }
 
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct AuditPage {
     /// Sealed events, oldest first.
     events: Vec<AuditEvent>,
@@ -122,6 +127,7 @@ struct AuditPage {
 }
 
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct Verification {
     ok: bool,
     checked: u64,
@@ -131,18 +137,23 @@ struct Verification {
     first_bad_seq: Option<i64>,
 }
 
+#[derive(ResponseContent)]
+enum ExportContent {
+    #[oai(content_type = "application/x-ndjson")]
+    JsonLines(Binary<Body>),
+    #[oai(content_type = "text/csv; charset=utf-8")]
+    Csv(Binary<Body>),
+}
+
 #[derive(ApiResponse)]
 enum ExportResponse {
     /// The events, streamed: JSON lines or CSV.
     #[oai(status = 200)]
-    Export(
-        Binary<Body>,
-        #[oai(header = "Content-Type")] String,
-        #[oai(header = "Content-Disposition")] String,
-    ),
+    Export(ExportContent, #[oai(header = "Content-Disposition")] String),
 }
 
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct UserAccount {
     id: uuid::Uuid,
     email: String,
@@ -166,6 +177,7 @@ impl From<Account> for UserAccount {
 }
 
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct UserPage {
     /// Accounts in email order.
     users: Vec<UserAccount>,
@@ -173,13 +185,24 @@ struct UserPage {
     next_cursor: Option<String>,
 }
 
-/// Give one field or both.
+/// Give one field or both (not `null`).
 #[derive(Object)]
 #[oai(deny_unknown_fields)]
 struct UserChange {
     /// `user` or `admin`.
-    role: Option<String>,
-    disabled: Option<bool>,
+    role: MaybeUndefined<String>,
+    disabled: MaybeUndefined<bool>,
+}
+
+/// A field left out is no change; `null` is refused rather than guessed at.
+fn given<T>(field: MaybeUndefined<T>, name: &str) -> Result<Option<T>, ApiError> {
+    match field {
+        MaybeUndefined::Undefined => Ok(None),
+        MaybeUndefined::Null => Err(ApiError::unprocessable(format!(
+            "`{name}` cannot be null: leave it out to keep it as it is"
+        ))),
+        MaybeUndefined::Value(value) => Ok(Some(value)),
+    }
 }
 
 #[derive(ApiResponse)]
@@ -220,7 +243,7 @@ impl AdminApi {
         since: Query<Option<DateTime<Utc>>>,
         until: Query<Option<DateTime<Utc>>>,
         after_seq: Query<Option<i64>>,
-        limit: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<u64>>,
     ) -> Result<Json<AuditPage>, ApiError> {
         let limit = match limit.0 {
             None => 100,
@@ -257,13 +280,9 @@ impl AdminApi {
         until: Query<Option<DateTime<Utc>>>,
     ) -> Result<ExportResponse, ApiError> {
         let core = core(req)?;
-        let (format, mime, ext) = match format.0.as_deref() {
-            None | Some("jsonl") => (
-                audit::ExportFormat::JsonLines,
-                "application/x-ndjson",
-                "jsonl",
-            ),
-            Some("csv") => (audit::ExportFormat::Csv, "text/csv; charset=utf-8", "csv"),
+        let (format, ext) = match format.0.as_deref() {
+            None | Some("jsonl") => (audit::ExportFormat::JsonLines, "jsonl"),
+            Some("csv") => (audit::ExportFormat::Csv, "csv"),
             Some(_) => return Err(ApiError::bad_request("`format` must be jsonl or csv")),
         };
         coffer_core::audit::Event::new("audit.exported", admin.0.user.actor())
@@ -274,9 +293,13 @@ impl AdminApi {
             .map_err(|e| ApiError::from(coffer_core::ServiceError::from(e)))?;
         let body = audit::export(core.db.clone(), format, since.0, until.0);
         let name = format!("coffer-audit-{}.{ext}", Utc::now().format("%Y%m%dT%H%M%SZ"));
+        let body = Binary(Body::from_bytes_stream(body));
+        let content = match format {
+            audit::ExportFormat::JsonLines => ExportContent::JsonLines(body),
+            audit::ExportFormat::Csv => ExportContent::Csv(body),
+        };
         Ok(ExportResponse::Export(
-            Binary(Body::from_bytes_stream(body)),
-            mime.to_owned(),
+            content,
             format!("attachment; filename=\"{name}\""),
         ))
     }
@@ -318,6 +341,7 @@ impl AdminApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// 1 to 500; 100 by default.
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u64>>,
     ) -> Result<Json<UserPage>, ApiError> {
         let limit = match limit.0 {
@@ -342,16 +366,16 @@ impl AdminApi {
         change: Json<UserChange>,
     ) -> Result<Json<UserAccount>, ApiError> {
         let id = super::files::parse_id(&id.0)?;
-        let role = match change.0.role.as_deref() {
+        let role = match given(change.0.role, "role")? {
             None => None,
             Some(raw) => Some(
-                Role::parse(raw)
+                Role::parse(&raw)
                     .ok_or_else(|| ApiError::unprocessable("`role` must be `user` or `admin`"))?,
             ),
         };
         let change = accounts::Change {
             role,
-            disabled: change.0.disabled,
+            disabled: given(change.0.disabled, "disabled")?,
         };
         let account = accounts::change(core(req)?, &admin.0.user, id, change, &meta(req)).await?;
         Ok(Json(account.into()))

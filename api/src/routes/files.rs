@@ -26,18 +26,20 @@ const DEFAULT_PAGE: u64 = 50;
 const MAX_PAGE: u64 = 200;
 
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct FileAccepted {
     id: uuid::Uuid,
     name: String,
     size: u64,
     /// `quarantined` until the validation and encryption jobs have run.
     status: String,
-    /// Shares asked for with the upload; their links are emailed once the file is ready.
-    #[oai(skip_serializing_if_is_empty)]
-    shares: Vec<ShareInfo>,
+    /// Shares asked for with the upload (absent when none were); their links are emailed once
+    /// the file is ready.
+    shares: Option<Vec<ShareInfo>>,
 }
 
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct FileMetadata {
     id: uuid::Uuid,
     name: String,
@@ -71,6 +73,7 @@ impl From<FileView> for FileMetadata {
 }
 
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct FilePage {
     /// Newest first.
     files: Vec<FileMetadata>,
@@ -155,7 +158,7 @@ async fn accept(
         name: view.name,
         size: view.size,
         status: view.status,
-        shares: shares.into_iter().map(ShareInfo::from).collect(),
+        shares: (!shares.is_empty()).then(|| shares.into_iter().map(ShareInfo::from).collect()),
     })))
 }
 
@@ -305,12 +308,14 @@ impl FilesApi {
     ///
     /// Share fields go in the query string. A password there may end up in proxy logs: prefer
     /// the multipart upload or `POST /api/v1/files/{id}/shares` for password-protected links.
-    #[oai(path = "/files/:name", method = "put")]
+    #[oai(path = "/files/:file", method = "put")]
     #[allow(clippy::too_many_arguments)]
     async fn put(
         &self,
         req: &Request,
         auth: UserAuth,
+        /// The new file's name.
+        #[oai(name = "file")]
         name: Path<String>,
         /// Recipients to email a link to once the file is ready (repeat, or separate by commas).
         recipients: Query<Vec<String>>,
@@ -344,7 +349,7 @@ impl FilesApi {
         req: &Request,
         auth: UserAuth,
         cursor: Query<Option<String>>,
-        limit: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
     ) -> Result<Json<FilePage>, ApiError> {
         let after = match cursor.0.as_deref() {
             None | Some("") => None,
@@ -369,11 +374,13 @@ impl FilesApi {
     }
 
     /// A file's metadata and status
-    #[oai(path = "/files/:id", method = "get")]
+    #[oai(path = "/files/:file", method = "get")]
     async fn get(
         &self,
         req: &Request,
         auth: UserAuth,
+        /// The file's id.
+        #[oai(name = "file")]
         id: Path<String>,
     ) -> Result<Json<FileMetadata>, ApiError> {
         let view = files::get(core(req)?, auth.0.user.id, parse_id(&id.0)?).await?;
@@ -405,9 +412,9 @@ impl FilesApi {
             content.body.map_err(std::io::Error::other),
         ));
         let file = content.file;
-        let kind = file
-            .content_type
-            .unwrap_or_else(|| "application/octet-stream".to_owned());
+        // Always a download, never something a browser renders: the detected type is in the
+        // file's metadata.
+        let kind = "application/octet-stream".to_owned();
         let disposition = content_disposition(&file.name);
         let nosniff = "nosniff".to_owned();
         Ok(match content.range {
@@ -431,11 +438,13 @@ impl FilesApi {
     }
 
     /// Delete a file (crypto-shredded)
-    #[oai(path = "/files/:id", method = "delete")]
+    #[oai(path = "/files/:file", method = "delete")]
     async fn delete(
         &self,
         req: &Request,
         auth: UserAuth,
+        /// The file's id.
+        #[oai(name = "file")]
         id: Path<String>,
     ) -> Result<DeleteResponse, ApiError> {
         files::delete(core(req)?, &auth.0.user, parse_id(&id.0)?, &meta(req)).await?;

@@ -7,13 +7,14 @@ use coffer_core::types::human_size;
 use minijinja::{Environment, context};
 use poem::{Body, Request};
 use poem_openapi::param::Path;
-use poem_openapi::payload::{Binary, Form, Html};
+use poem_openapi::payload::{Binary, Form, Html, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::Tag;
 use crate::auth::{core, meta};
+use crate::problem::Problem;
 
 pub struct RecipientApi;
 
@@ -108,12 +109,20 @@ enum DownloadResponse {
         #[oai(header = "Content-Disposition")] String,
         #[oai(header = "Content-Length")] u64,
     ),
+    /// A malformed form (poem's form extractor answers before the handler runs).
+    #[oai(status = 400, content_type = "application/problem+json")]
+    #[allow(dead_code)] // built by the error handler, documented here
+    BadRequest(Json<Problem>),
     #[oai(status = 403)]
     Forbidden(Html<String>),
     #[oai(status = 404)]
     NotFound(Html<String>),
     #[oai(status = 409)]
     NotReady(Html<String>),
+    /// A form that is not `application/x-www-form-urlencoded`.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    #[allow(dead_code)] // built by the error handler, documented here
+    UnsupportedMediaType(Json<Problem>),
     #[oai(status = 410)]
     Gone(Html<String>),
     #[oai(status = 429)]
@@ -222,10 +231,8 @@ async fn deliver(req: &Request, token: &str, password: Option<String>) -> Downlo
     {
         Ok(content) => DownloadResponse::File(
             Binary(Body::from_bytes_stream(content.body)),
-            content
-                .file
-                .content_type
-                .unwrap_or_else(|| "application/octet-stream".to_owned()),
+            // Always a download, never something a browser renders.
+            "application/octet-stream".to_owned(),
             super::files::content_disposition(&content.file.name),
             content.file.size,
         ),

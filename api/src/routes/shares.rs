@@ -35,6 +35,7 @@ struct CreateShares {
 
 /// A share as its owner sees it.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ShareInfo {
     id: uuid::Uuid,
     file_id: uuid::Uuid,
@@ -74,6 +75,7 @@ impl From<ShareView> for ShareInfo {
 }
 
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct ShareList {
     shares: Vec<ShareInfo>,
 }
