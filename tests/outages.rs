@@ -202,3 +202,150 @@ async fn readiness_names_each_outage_and_recovers() {
     env.cleanup().await;
     drop(restarted);
 }
+
+/// Makes PostgreSQL refuse `database` and drops its open connections, or lets it in again.
+async fn postgres_refuses(database: &str, refuse: bool) {
+    let admin = sea_orm::Database::connect(format!("{}/postgres", common::pg_admin_url()))
+        .await
+        .expect("PostgreSQL");
+    let run = |sql: String| {
+        let admin = admin.clone();
+        async move {
+            sea_orm::ConnectionTrait::execute_unprepared(&admin, &sql)
+                .await
+                .expect("admin statement");
+        }
+    };
+    run(format!(
+        "ALTER DATABASE {database} WITH ALLOW_CONNECTIONS {}",
+        !refuse
+    ))
+    .await;
+    if refuse {
+        run(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+        ))
+        .await;
+    }
+    admin.close().await.ok();
+}
+
+fn var(env: &Environment, name: &str) -> String {
+    env.vars
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .expect(name)
+}
+
+/// PostgreSQL stops taking connections while a user works: each request gets a prompt 503 with
+/// `Retry-After` (never a hang, never a 500), and everything works again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL at 127.0.0.1:5432, Redis at 127.0.0.1:6379 and an S3 server at 127.0.0.1:9000"]
+async fn a_database_outage_is_a_prompt_503_and_recovers() {
+    let app = common::TestApp::spawn(Topology::Production).await;
+    let user = app.user().await;
+    let id = app
+        .upload(&user, "before.txt", b"written before".to_vec())
+        .await;
+    assert_eq!(app.wait_until_settled(&user, &id).await["status"], "ready");
+    let database = var(&app.env, "COFFER_DATABASE_URL")
+        .rsplit('/')
+        .next()
+        .expect("name")
+        .to_owned();
+
+    postgres_refuses(&database, true).await;
+    for path in ["/api/v1/files", &format!("/api/v1/files/{id}/content")] {
+        let asked = Instant::now();
+        let response = app.get(path, &user.token).await;
+        assert!(
+            asked.elapsed() < Duration::from_secs(15),
+            "{path} took {:?}",
+            asked.elapsed()
+        );
+        assert!(response.headers().contains_key("retry-after"), "{path}");
+        common::problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    }
+    let upload = app.put_file(&user, "during.txt", b"refused".to_vec()).await;
+    common::problem(upload, StatusCode::SERVICE_UNAVAILABLE).await;
+
+    postgres_refuses(&database, false).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = app.get("/api/v1/files", &user.token).await;
+        if response.status() == StatusCode::OK {
+            let body: Value = response.json().await.expect("json");
+            let names: Vec<_> = body["files"]
+                .as_array()
+                .expect("files")
+                .iter()
+                .filter_map(|f| f["name"].as_str())
+                .collect();
+            assert_eq!(
+                names,
+                vec!["before.txt"],
+                "nothing from the outage was kept"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let download = app.download(&user, &id).await;
+    assert_eq!(download.status(), StatusCode::OK);
+    app.stop().await;
+}
+
+/// Redis restarts with its data wiped while uploads are under way: the sweep re-enqueues what
+/// the queue lost, and every file becomes ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL at 127.0.0.1:5432, redis-server and an S3 server at 127.0.0.1:9000"]
+async fn a_wiped_redis_loses_no_file() {
+    let mut redis = PrivateRedis::start();
+    redis.wait_up().await;
+    let url = redis.url();
+    let settings = [
+        ("COFFER_REDIS_URL", url.as_str()),
+        ("COFFER_SWEEP_INTERVAL_SECS", "1"),
+        ("COFFER_SWEEP_STUCK_AFTER_SECS", "2"),
+    ];
+    let app =
+        common::TestApp::spawn_with(Topology::Production, &settings, coffer::Roles::ALL).await;
+    let user = app.user().await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        if i == 15 {
+            // Mid-way: Redis goes down and comes back empty (it keeps nothing on disk).
+            let port = redis.port;
+            redis.stop();
+            redis = PrivateRedis::start_on(port);
+            redis.wait_up().await;
+        }
+        let response = app
+            .put_file(
+                &user,
+                &format!("n{i}.txt"),
+                format!("note {i}").into_bytes(),
+            )
+            .await;
+        if response.status() == StatusCode::ACCEPTED {
+            let body: Value = response.json().await.expect("json");
+            ids.push(body["id"].as_str().expect("id").to_owned());
+        } else {
+            // Refused while Redis was away: a clear answer, and nothing kept.
+            assert!(response.status().is_client_error() || response.status().is_server_error());
+        }
+    }
+    assert!(ids.len() >= 15, "{} uploads accepted", ids.len());
+    for id in &ids {
+        let file = app.wait_until_settled(&user, id).await;
+        assert_eq!(file["status"], "ready", "{file}");
+    }
+    app.stop().await;
+    drop(redis);
+}

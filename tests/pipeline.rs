@@ -319,8 +319,64 @@ async fn tampered_blobs_are_never_served(topology: Topology) {
     app.stop().await;
 }
 
+/// A blob cut short, and two files' blobs swapped: neither is ever served, and each failure is
+/// audited.
+async fn truncated_and_swapped_blobs_are_refused(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let user = app.user().await;
+    let mut ids = Vec::new();
+    for (name, bytes) in [
+        ("cut.txt", b"this blob loses its end".to_vec()),
+        ("a.txt", b"file a, sealed to its own id".to_vec()),
+        ("b.txt", b"file b, sealed to its own id".to_vec()),
+    ] {
+        let id = app.upload(&user, name, bytes).await;
+        assert_eq!(app.wait_until_settled(&user, &id).await["status"], "ready");
+        ids.push(id);
+    }
+    let (cut, a, b) = (&ids[0], &ids[1], &ids[2]);
+
+    // Truncated: the last chunk (and its final-chunk flag) is gone.
+    let (object, bytes) = app.blob(cut).await;
+    app.put_object(&object, bytes[..bytes.len() - 20].to_vec())
+        .await;
+    // Swapped: b's object now holds a's sealed bytes (a valid blob, for another file).
+    let (_, a_bytes) = app.blob(a).await;
+    let (b_object, _) = app.blob(b).await;
+    app.put_object(&b_object, a_bytes).await;
+
+    for id in [cut, b] {
+        let body = common::problem(
+            app.download(&user, id).await,
+            StatusCode::INTERNAL_SERVER_ERROR,
+        )
+        .await;
+        assert_eq!(body["type"], "urn:coffer:problem:integrity-failed");
+    }
+    let untouched = app.download(&user, a).await;
+    assert_eq!(untouched.status(), StatusCode::OK);
+    assert_eq!(
+        untouched.bytes().await.expect("body").as_ref(),
+        b"file a, sealed to its own id"
+    );
+    let failures: Vec<_> = app
+        .audit_actions()
+        .await
+        .into_iter()
+        .filter(|(action, _, _)| action == "file.integrity_failed")
+        .filter_map(|(_, target, _)| target)
+        .collect();
+    assert!(
+        failures.contains(cut) && failures.contains(b),
+        "{failures:?}"
+    );
+    assert!(!failures.contains(a));
+    app.stop().await;
+}
+
 both_topologies!(
     tampered_blobs_are_never_served,
+    truncated_and_swapped_blobs_are_refused,
     no_plaintext_reaches_disk,
     repeated_and_concurrent_jobs_change_nothing,
     the_sweep_recovers_lost_jobs,
