@@ -158,6 +158,76 @@ async fn login_failures_look_alike_and_are_rate_limited(topology: Topology) {
     app.stop().await;
 }
 
+/// Forty guesses at once, each on its own connection: exactly the ten the limit allows are
+/// checked, the rest are refused before checking — and then so is the right password.
+async fn the_login_limit_holds_under_a_burst(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let user = app.user().await;
+    let guesses = (0..40).map(|_| {
+        let client = reqwest::Client::new(); // a connection of its own
+        let url = app.url("/api/v1/auth/login");
+        let body = json!({ "email": user.email, "password": "a wrong guess!!" });
+        async move {
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("login")
+                .status()
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, refused), (10, 30), "{statuses:?}");
+    let right = app.login(&user.email, "correct horse battery staple").await;
+    assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
+    app.stop().await;
+}
+
+/// A wrong password for a real account and any password for an unknown address take about as
+/// long (a dummy hash is verified for unknown addresses): timing does not tell them apart.
+async fn unknown_addresses_take_as_long_as_known_ones(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let mut known = Vec::new();
+    for _ in 0..6 {
+        known.push(app.user().await.email);
+    }
+    let time = |email: String| {
+        let app = &app;
+        async move {
+            let started = std::time::Instant::now();
+            let status = app.login(&email, "a wrong guess!!").await.status();
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            started.elapsed()
+        }
+    };
+    let median = |mut v: Vec<std::time::Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut known_times = Vec::new();
+    let mut unknown_times = Vec::new();
+    for (i, email) in known.into_iter().enumerate() {
+        known_times.push(time(email).await);
+        unknown_times.push(time(format!("nobody-{i}@example.org")).await);
+    }
+    let (k, u) = (median(known_times), median(unknown_times));
+    let ratio = u.as_secs_f64() / k.as_secs_f64();
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "known {k:?} vs unknown {u:?}: the difference gives accounts away"
+    );
+    app.stop().await;
+}
+
 async fn bearer_tokens_are_checked(topology: Topology) {
     let app = TestApp::spawn(topology).await;
     let anonymous = app
@@ -208,6 +278,8 @@ both_topologies!(
     signup_login_me_logout,
     signup_rejects_bad_input_and_duplicates,
     login_failures_look_alike_and_are_rate_limited,
+    the_login_limit_holds_under_a_burst,
+    unknown_addresses_take_as_long_as_known_ones,
     bearer_tokens_are_checked,
     bootstrap_admin_from_environment,
 );

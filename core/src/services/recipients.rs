@@ -181,37 +181,35 @@ async fn check_password(
     };
     let share_key = format!("share-pw:share:{}", share.id);
     let ip_key = format!("share-pw:ip:{}", meta.ip.as_deref().unwrap_or("unknown"));
-    for (key, limit) in [
-        (&share_key, PASSWORD_FAILURES_PER_SHARE),
-        (&ip_key, PASSWORD_FAILURES_PER_ADDRESS),
-    ] {
-        if let Some(wait) = core
-            .limiter
-            .blocked(key, limit)
-            .await
-            .map_err(ServiceError::from)?
-        {
-            deny(core, share.id, "password attempts rate-limited", meta).await?;
-            return Err(Refusal::RateLimited(wait));
-        }
-    }
     let Some(given) = given else {
         return Err(Refusal::PasswordRequired);
     };
+    // Each attempt takes a unit first (so a burst cannot outrun the limit); a failure keeps it.
+    let budgets = [
+        (share_key.as_str(), PASSWORD_FAILURES_PER_SHARE),
+        (ip_key.as_str(), PASSWORD_FAILURES_PER_ADDRESS),
+    ];
+    if let Some(wait) = core
+        .limiter
+        .take_all(&budgets, PASSWORD_WINDOW)
+        .await
+        .map_err(ServiceError::from)?
+    {
+        deny(core, share.id, "password attempts rate-limited", meta).await?;
+        return Err(Refusal::RateLimited(wait));
+    }
     if password::verify(given, stored)
         .await
         .map_err(ServiceError::from)?
     {
+        for (key, _) in budgets {
+            core.limiter
+                .give_back(key)
+                .await
+                .map_err(ServiceError::from)?;
+        }
         return Ok(());
     }
-    core.limiter
-        .record(&share_key, PASSWORD_WINDOW)
-        .await
-        .map_err(ServiceError::from)?;
-    core.limiter
-        .record(&ip_key, PASSWORD_WINDOW)
-        .await
-        .map_err(ServiceError::from)?;
     deny(core, share.id, "wrong password", meta).await?;
     Err(Refusal::WrongPassword)
 }
@@ -236,7 +234,14 @@ pub async fn download(
             Expr::col(share::Column::DownloadsUsed).add(1),
         )
         .filter(share::Column::Id.eq(share.id))
-        .filter(share::Column::State.is_in([state::EMAILED, state::EMAIL_FAILED, state::ACTIVE]))
+        // `pending` too: the link is in a sent email a moment before the job records `emailed`,
+        // and mail scanners follow links at once.
+        .filter(share::Column::State.is_in([
+            state::PENDING,
+            state::EMAILED,
+            state::EMAIL_FAILED,
+            state::ACTIVE,
+        ]))
         .filter(share::Column::ExpiresAt.gt(Utc::now()))
         .filter(
             Condition::any()

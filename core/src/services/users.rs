@@ -155,13 +155,13 @@ pub async fn login(
     meta: &RequestMeta,
 ) -> ServiceResult<(Token, DateTime<Utc>)> {
     let [email_key, ip_key] = limiter_keys(email, meta);
-    for (key, limit) in [
-        (&email_key, LOGIN_FAILURES_PER_EMAIL),
-        (&ip_key, LOGIN_FAILURES_PER_IP),
-    ] {
-        if let Some(retry_after) = core.limiter.blocked(key, limit).await? {
-            return Err(ServiceError::RateLimited { retry_after });
-        }
+    // Each attempt takes a unit first (so a burst cannot outrun the limit); a failure keeps it.
+    let budgets = [
+        (email_key.as_str(), LOGIN_FAILURES_PER_EMAIL),
+        (ip_key.as_str(), LOGIN_FAILURES_PER_IP),
+    ];
+    if let Some(retry_after) = core.limiter.take_all(&budgets, LOGIN_WINDOW).await? {
+        return Err(ServiceError::RateLimited { retry_after });
     }
 
     let account = match EmailAddress::parse(email) {
@@ -187,8 +187,6 @@ pub async fn login(
                 Some(a) if a.disabled => "account disabled",
                 Some(_) => "wrong password",
             };
-            core.limiter.record(&email_key, LOGIN_WINDOW).await?;
-            core.limiter.record(&ip_key, LOGIN_WINDOW).await?;
             let mut event = Event::new("user.login_failed", Actor::Anonymous)
                 .outcome(Outcome::Denied)
                 .details(serde_json::json!({ "email": email.chars().take(254).collect::<String>(), "reason": reason }))
@@ -225,6 +223,7 @@ pub async fn login(
         .await?;
     txn.commit().await?;
     core.limiter.clear(&email_key).await?;
+    core.limiter.give_back(&ip_key).await?;
     Ok((token, expires_at))
 }
 
