@@ -319,6 +319,38 @@ async fn tampered_blobs_are_never_served(topology: Topology) {
     app.stop().await;
 }
 
+/// What an encryption killed mid-way left behind (a blob object no row points to) is removed by
+/// the run that finishes the file.
+async fn stray_blobs_of_killed_runs_are_removed(topology: Topology) {
+    let mut app = TestApp::spawn_with(topology, &[], Roles::API).await;
+    let user = app.user().await;
+    let id = app
+        .upload(&user, "kept.txt", b"one blob only".to_vec())
+        .await;
+    let stray = format!("blobs/{id}/{}", uuid::Uuid::new_v4());
+    app.put_object(&stray, b"sealed under a key nobody kept".to_vec())
+        .await;
+    app.start_workers().await;
+    assert_eq!(app.wait_until_settled(&user, &id).await["status"], "ready");
+    // The job removes strays right after it marks the file ready.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let blobs = app.objects(&format!("blobs/{id}")).await;
+        if blobs.len() == 1 {
+            assert!(!blobs.contains(&stray));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{blobs:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let download = app.download(&user, &id).await;
+    assert_eq!(
+        download.bytes().await.expect("body").as_ref(),
+        b"one blob only"
+    );
+    app.stop().await;
+}
+
 /// A blob cut short, and two files' blobs swapped: neither is ever served, and each failure is
 /// audited.
 async fn truncated_and_swapped_blobs_are_refused(topology: Topology) {
@@ -377,6 +409,7 @@ async fn truncated_and_swapped_blobs_are_refused(topology: Topology) {
 both_topologies!(
     tampered_blobs_are_never_served,
     truncated_and_swapped_blobs_are_refused,
+    stray_blobs_of_killed_runs_are_removed,
     no_plaintext_reaches_disk,
     repeated_and_concurrent_jobs_change_nothing,
     the_sweep_recovers_lost_jobs,

@@ -253,6 +253,22 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
     Ok(())
 }
 
+/// Deletes the file's blob objects other than `keep`: what earlier runs wrote before they were
+/// killed (a run that merely lost the race deletes its own). They are sealed under keys that
+/// were never stored, so they are unreadable, but they take space.
+async fn remove_stray_blobs(core: &Core, file_id: Uuid, keep: &object_store::path::Path) {
+    match core.storage.list(&format!("blobs/{file_id}")).await {
+        Ok(objects) => {
+            for stray in objects.iter().filter(|o| *o != keep) {
+                if let Err(err) = core.storage.delete(stray).await {
+                    tracing::warn!(%file_id, error = %err, "could not delete a stray blob");
+                }
+            }
+        }
+        Err(err) => tracing::warn!(%file_id, error = %err, "could not list the file's blobs"),
+    }
+}
+
 /// Re-seals a validated upload under a fresh data key into its blob, then destroys the
 /// quarantine key and object. No file data is ever written unsealed.
 #[tracing::instrument(skip(core))]
@@ -339,6 +355,7 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
         if let Err(err) = core.storage.delete(&quarantine_path(file_id)).await {
             tracing::warn!(%file_id, error = %err, "could not delete a quarantine object; its key is gone");
         }
+        remove_stray_blobs(core, file_id, &path).await;
         super::shares::enqueue_pending(core, file_id).await;
     } else {
         // Another run finished first, the file was deleted meanwhile, or the update failed:
