@@ -8,7 +8,7 @@ use common::Process;
 
 use futures::StreamExt as _;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 const SIZE: u64 = 1 << 30;
@@ -50,26 +50,14 @@ async fn one_gibibyte_round_trip_keeps_memory_flat() {
         .expect("client");
     let base = service.base.clone().expect("serves the API");
     let url = |p: &str| format!("{base}{p}");
-    let creds = json!({ "email": "big@example.org", "password": "correct horse battery" });
-    assert_eq!(
-        http.post(url("/api/v1/auth/signup"))
-            .json(&creds)
-            .send()
-            .await
-            .expect("signup")
-            .status(),
-        StatusCode::CREATED
-    );
-    let login: Value = http
-        .post(url("/api/v1/auth/login"))
-        .json(&creds)
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    let token = login["token"].as_str().expect("token").to_owned();
+    let token = common::sign_in(
+        &http,
+        &base,
+        "big@example.org",
+        "correct horse battery",
+        true,
+    )
+    .await;
 
     let pieces = SIZE / PIECE as u64;
     let block = common::pattern(PIECE, 42);

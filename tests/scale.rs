@@ -20,12 +20,6 @@ async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
     response.json().await.expect("json")
 }
 
-async fn get_text(http: &reqwest::Client, url: &str) -> String {
-    let response = http.get(url).send().await.expect("get");
-    assert_eq!(response.status(), StatusCode::OK, "{url}");
-    response.text().await.expect("text")
-}
-
 /// The sum of one metric over several processes' `/metrics`.
 async fn metric_sum(
     http: &reqwest::Client,
@@ -35,7 +29,7 @@ async fn metric_sum(
 ) -> f64 {
     let mut sum = 0.0;
     for base in bases {
-        let text = get_text(http, &format!("{base}/metrics")).await;
+        let text = common::scrape(http, base).await;
         sum += metric(&text, name, labels).unwrap_or(0.0);
     }
     sum

@@ -111,15 +111,7 @@ async fn an_unreachable_scanner_keeps_uploads_quarantined(topology: Topology) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         assert_eq!(app.file(&user, &id).await["status"], "quarantined");
-        let text = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let text = common::scrape(&app.http, &app.base).await;
         let retried = [("job", "validate"), ("outcome", "retried")];
         if metric(&text, "coffer_jobs_finished_total", &retried) >= Some(2.0) {
             break;

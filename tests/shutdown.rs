@@ -7,7 +7,8 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use common::{
-    Environment, Process, Topology, metric, pattern, put_upload, sign_in, upload_ready, wait_ready,
+    Environment, Process, Topology, metric, pattern, put_upload, scrape, sign_in, upload_ready,
+    wait_ready,
 };
 use reqwest::StatusCode;
 
@@ -121,14 +122,7 @@ async fn sigterm_lets_a_worker_finish_or_hand_back_its_job(topology: Topology) {
     // Stop the worker as soon as its encryption has started.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let text = http
-            .get(format!("{ops}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let text = scrape(&http, &ops).await;
         if metric(&text, "coffer_jobs_started_total", &[("job", "encrypt")]) >= Some(1.0) {
             break;
         }

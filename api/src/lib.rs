@@ -134,12 +134,10 @@ async fn limit_small_bodies<E: Endpoint>(
     Ok(ep.call(req).await?.into_response())
 }
 
-/// Frame and content policies on every response: a page's own policy when it set one, the
-/// strict page policy for other HTML, and a nothing-loads policy for the rest.
-async fn frame_and_content_policy<E: Endpoint>(
-    ep: E,
-    req: poem::Request,
-) -> poem::Result<poem::Response> {
+/// What every response gets on its way out: frame and content policies (a page's own policy
+/// when it set one, the strict page policy for other HTML, a nothing-loads policy for the rest),
+/// and `Connection: close` after a 413 whose body was left unread.
+async fn response_policies<E: Endpoint>(ep: E, req: poem::Request) -> poem::Result<poem::Response> {
     use poem::http::HeaderValue;
     let mut response = ep.call(req).await?.into_response();
     let html = response
@@ -166,7 +164,6 @@ pub fn app(core: Core) -> impl Endpoint<Output = poem::Response> + 'static {
     let api = api_service();
     let spec = api.spec_endpoint();
     let ui = swagger_ui(api.swagger_ui_html());
-    let metrics = core.metrics.clone();
     let allow = std::sync::Arc::new(allow::AllowTable::new(
         &api.spec(),
         &[
@@ -178,7 +175,7 @@ pub fn app(core: Core) -> impl Endpoint<Output = poem::Response> + 'static {
             "/assets/coffer.css",
         ],
     ));
-    Route::new()
+    let handlers = Route::new()
         .nest("/", api)
         .at("/docs", ui)
         .at("/assets/coffer.css", get(stylesheet))
@@ -191,11 +188,22 @@ pub fn app(core: Core) -> impl Endpoint<Output = poem::Response> + 'static {
         .around(move |ep, req| {
             let allow = allow.clone();
             async move { allow::allow_on_405(&allow, ep, req).await }
-        })
+        });
+    with_common_layers(handlers, core)
+}
+
+/// The layers every listener's handlers get, inside out: request ids, logs and metrics; the
+/// service context; response policies; and, outermost so that error answers carry them too,
+/// the headers every response gets.
+fn with_common_layers(
+    handlers: impl Endpoint<Output = poem::Response> + 'static,
+    core: Core,
+) -> impl Endpoint<Output = poem::Response> + 'static {
+    let metrics = core.metrics.clone();
+    handlers
         .around(move |ep, req| observe::observe(metrics.clone(), ep, req))
         .data(core)
-        .around(frame_and_content_policy)
-        // Outermost, so error responses carry these headers too.
+        .around(response_policies)
         .with(
             SetHeader::new()
                 .overriding("X-Content-Type-Options", "nosniff")
@@ -206,20 +214,12 @@ pub fn app(core: Core) -> impl Endpoint<Output = poem::Response> + 'static {
 
 /// What a worker process serves for its operators: liveness, readiness and metrics.
 pub fn ops_app(core: Core) -> impl Endpoint<Output = poem::Response> + 'static {
-    let metrics = core.metrics.clone();
-    Route::new()
+    let handlers = Route::new()
         .at("/healthz", get(routes::health::healthz))
         .at("/readyz", get(routes::health::readyz))
         .at("/metrics", get(routes::health::metrics))
-        .catch_all_error(problem::catch_all)
-        .around(move |ep, req| observe::observe(metrics.clone(), ep, req))
-        .data(core)
-        .around(frame_and_content_policy)
-        .with(
-            SetHeader::new()
-                .overriding("X-Content-Type-Options", "nosniff")
-                .overriding("Cache-Control", "no-store"),
-        )
+        .catch_all_error(problem::catch_all);
+    with_common_layers(handlers, core)
 }
 
 /// Binds the listener (port 0 picks a free port).

@@ -73,6 +73,16 @@ fn redis_config(namespace: &str, queue: &str) -> apalis_redis::Config {
     apalis_redis::Config::default().queue(format!("{namespace}:{queue}"))
 }
 
+/// Evaluates `$body` with `$s` bound to a clone of the backend's storage, whichever kind it is.
+macro_rules! with_storage {
+    ($backend:expr, |$s:ident| $body:expr) => {
+        match $backend.clone() {
+            Backend::Sqlite(mut $s) => $body,
+            Backend::Redis(mut $s) => $body,
+        }
+    };
+}
+
 #[derive(Clone)]
 pub struct Queue {
     pub validate: Backend<ValidateFile>,
@@ -194,85 +204,53 @@ impl Queue {
 
     #[tracing::instrument(skip(self))]
     pub async fn enqueue_validate(&self, file_id: Uuid) -> anyhow::Result<()> {
-        match self.validate.clone() {
-            Backend::Sqlite(mut s) => s
-                .push(ValidateFile {
-                    file_id,
-                    request_id: crate::request_id::current(),
-                })
-                .await
-                .context("enqueue validate")?,
-            Backend::Redis(mut s) => s
-                .push(ValidateFile {
-                    file_id,
-                    request_id: crate::request_id::current(),
-                })
-                .await
-                .context("enqueue validate")?,
-        }
+        let task = ValidateFile {
+            file_id,
+            request_id: crate::request_id::current(),
+        };
+        with_storage!(self.validate, |s| s
+            .push(task)
+            .await
+            .context("enqueue validate"))?;
         Ok(())
     }
 
     #[tracing::instrument(skip(self))]
     pub async fn enqueue_encrypt(&self, file_id: Uuid) -> anyhow::Result<()> {
-        match self.encrypt.clone() {
-            Backend::Sqlite(mut s) => s
-                .push(EncryptFile {
-                    file_id,
-                    request_id: crate::request_id::current(),
-                })
-                .await
-                .context("enqueue encrypt")?,
-            Backend::Redis(mut s) => s
-                .push(EncryptFile {
-                    file_id,
-                    request_id: crate::request_id::current(),
-                })
-                .await
-                .context("enqueue encrypt")?,
-        }
+        let task = EncryptFile {
+            file_id,
+            request_id: crate::request_id::current(),
+        };
+        with_storage!(self.encrypt, |s| s
+            .push(task)
+            .await
+            .context("enqueue encrypt"))?;
         Ok(())
     }
 
     #[tracing::instrument(skip(self))]
     pub async fn enqueue_share_email(&self, share_id: Uuid) -> anyhow::Result<()> {
-        match self.notify.clone() {
-            Backend::Sqlite(mut s) => s
-                .push(SendShareEmail {
-                    share_id,
-                    request_id: crate::request_id::current(),
-                })
-                .await
-                .context("enqueue share email")?,
-            Backend::Redis(mut s) => s
-                .push(SendShareEmail {
-                    share_id,
-                    request_id: crate::request_id::current(),
-                })
-                .await
-                .context("enqueue share email")?,
-        }
+        let task = SendShareEmail {
+            share_id,
+            request_id: crate::request_id::current(),
+        };
+        with_storage!(self.notify, |s| s
+            .push(task)
+            .await
+            .context("enqueue share email"))?;
         Ok(())
     }
 
     #[tracing::instrument(skip(self))]
     pub async fn enqueue_rewrap(&self, rotation_id: Uuid) -> anyhow::Result<()> {
-        match self.rewrap.clone() {
-            Backend::Sqlite(mut s) => s
-                .push(RewrapKeys {
-                    rotation_id,
-                    request_id: crate::request_id::current(),
-                })
-                .await
-                .context("enqueue rewrap")?,
-            Backend::Redis(mut s) => s
-                .push(RewrapKeys {
-                    rotation_id,
-                    request_id: crate::request_id::current(),
-                })
-                .await
-                .context("enqueue rewrap")?,
-        }
+        let task = RewrapKeys {
+            rotation_id,
+            request_id: crate::request_id::current(),
+        };
+        with_storage!(self.rewrap, |s| s
+            .push(task)
+            .await
+            .context("enqueue rewrap"))?;
         Ok(())
     }
 
@@ -353,18 +331,17 @@ impl Queue {
             Connection::Redis { .. } => {
                 use apalis_core::backend::Vacuum as _;
                 let mut deleted = 0;
-                if let Backend::Redis(mut s) = self.validate.clone() {
-                    deleted += s.vacuum_before(age).await.context("vacuum validate")?;
+                macro_rules! vacuum {
+                    ($backend:expr) => {
+                        if let Backend::Redis(mut s) = $backend.clone() {
+                            deleted += s.vacuum_before(age).await.context("vacuuming a queue")?;
+                        }
+                    };
                 }
-                if let Backend::Redis(mut s) = self.encrypt.clone() {
-                    deleted += s.vacuum_before(age).await.context("vacuum encrypt")?;
-                }
-                if let Backend::Redis(mut s) = self.notify.clone() {
-                    deleted += s.vacuum_before(age).await.context("vacuum notify")?;
-                }
-                if let Backend::Redis(mut s) = self.rewrap.clone() {
-                    deleted += s.vacuum_before(age).await.context("vacuum rewrap")?;
-                }
+                vacuum!(self.validate);
+                vacuum!(self.encrypt);
+                vacuum!(self.notify);
+                vacuum!(self.rewrap);
                 Ok(deleted)
             }
         }

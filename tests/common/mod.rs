@@ -570,6 +570,17 @@ impl Drop for Process {
     }
 }
 
+/// The text of `{base}/metrics`.
+pub async fn scrape(http: &reqwest::Client, base: &str) -> String {
+    let response = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.expect("text")
+}
+
 /// The sum of the samples of metric `name` whose labels include every pair in `labels`, in a
 /// Prometheus/OpenMetrics text exposition; `None` when no sample matches.
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {

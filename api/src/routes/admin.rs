@@ -243,13 +243,12 @@ impl AdminApi {
         since: Query<Option<DateTime<Utc>>>,
         until: Query<Option<DateTime<Utc>>>,
         after_seq: Query<Option<i64>>,
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<u64>>,
+        /// 1 to 1000; 100 by default.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<Option<u64>>,
     ) -> Result<Json<AuditPage>, ApiError> {
-        let limit = match limit.0 {
-            None => 100,
-            Some(n @ 1..=1000) => n,
-            Some(_) => return Err(ApiError::bad_request("`limit` must be between 1 and 1000")),
-        };
+        // The range is declared (and checked) on the parameter.
+        let limit = limit.0.unwrap_or(100);
         let query = audit::Query {
             action: action.0,
             actor_id: actor_id.0,
@@ -344,11 +343,7 @@ impl AdminApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u64>>,
     ) -> Result<Json<UserPage>, ApiError> {
-        let limit = match limit.0 {
-            None => 100,
-            Some(n @ 1..=500) => n,
-            Some(_) => return Err(ApiError::bad_request("`limit` must be between 1 and 500")),
-        };
+        let limit = limit.0.unwrap_or(100);
         let (users, next) = accounts::list(core(req)?, cursor.0.as_deref(), limit).await?;
         Ok(Json(UserPage {
             users: users.into_iter().map(UserAccount::from).collect(),

@@ -23,7 +23,6 @@ use crate::upload::{RawBody, UploadForm};
 pub struct FilesApi;
 
 const DEFAULT_PAGE: u64 = 50;
-const MAX_PAGE: u64 = 200;
 
 #[derive(Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -349,7 +348,9 @@ impl FilesApi {
         req: &Request,
         auth: UserAuth,
         cursor: Query<Option<String>>,
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
+        /// 1 to 200; 50 by default.
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u64>>,
     ) -> Result<Json<FilePage>, ApiError> {
         let after = match cursor.0.as_deref() {
             None | Some("") => None,
@@ -357,15 +358,8 @@ impl FilesApi {
                 ApiError::bad_request("`cursor` is not a cursor this API returned")
             })?),
         };
-        let limit = match limit.0 {
-            None => DEFAULT_PAGE,
-            Some(n @ 1..=MAX_PAGE) => n,
-            Some(_) => {
-                return Err(ApiError::bad_request(format!(
-                    "`limit` must be between 1 and {MAX_PAGE}"
-                )));
-            }
-        };
+        // The range is declared (and checked) on the parameter.
+        let limit = limit.0.unwrap_or(DEFAULT_PAGE);
         let (page, next) = files::list(core(req)?, auth.0.user.id, after, limit).await?;
         Ok(Json(FilePage {
             files: page.into_iter().map(FileMetadata::from).collect(),

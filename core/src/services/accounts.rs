@@ -103,10 +103,13 @@ pub async fn change(
             .exec(&txn)
             .await?;
     }
-    let after = user::Entity::find_by_id(target)
-        .one(&txn)
-        .await?
-        .ok_or(ServiceError::NotFound("user"))?;
+    let after = user::Model {
+        role: change
+            .role
+            .map_or(before.role.clone(), |r| r.as_str().to_owned()),
+        disabled: change.disabled.unwrap_or(before.disabled),
+        ..before.clone()
+    };
     Event::new("admin.user_changed", admin.actor())
         .target("user", target)
         .details(serde_json::json!({
