@@ -96,6 +96,10 @@ pub struct Config {
     /// A file left this long in `quarantined` or `validated` is re-enqueued by the sweep.
     pub stuck_after: Duration,
     pub sweep_interval: Duration,
+    /// Stored objects that no file needs any more are looked for this often, and an object or
+    /// partial write that no file row explains yet is removed once it is this old (longer than
+    /// an upload may pause).
+    pub orphan_grace: Duration,
     /// How often idle workers look for new jobs.
     pub poll_interval: Duration,
     /// Keys rewrapped per transaction during a rotation.
@@ -330,6 +334,16 @@ impl Config {
             .max(1),
         );
 
+        let orphan_grace = Duration::from_secs(
+            parse_or::<u64>(
+                get("COFFER_ORPHAN_GRACE_SECS"),
+                "3600",
+                "COFFER_ORPHAN_GRACE_SECS",
+                "a number of seconds",
+            )?
+            .max(1),
+        );
+
         // 4 parameters per key must stay under SQLite's 32,766 per statement.
         let rewrap_batch = parse_or::<u64>(
             get("COFFER_REWRAP_BATCH"),
@@ -361,6 +375,7 @@ impl Config {
             share_max_ttl,
             stuck_after,
             sweep_interval,
+            orphan_grace,
             poll_interval,
             rewrap_batch,
             aws,
@@ -375,6 +390,14 @@ impl Config {
         {
             self.public_url = url;
         }
+    }
+
+    /// Work last touched before this instant is considered abandoned (`stuck_after` ago).
+    pub fn stuck_before(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        now - chrono::Duration::from_std(self.stuck_after).unwrap_or(chrono::Duration::minutes(2))
     }
 
     pub fn is_embedded_database(&self) -> bool {

@@ -31,6 +31,8 @@ const LOCAL_READ_SIZE: usize = 256 * 1024;
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     part_size: usize,
+    /// The directory of a local store, where interrupted writes leave staging files.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -77,6 +79,7 @@ impl Storage {
     /// Opens the store at `url`; `aws` holds the standard `AWS_*` settings for S3.
     pub fn from_url(url: &Url, aws: &[(String, String)]) -> anyhow::Result<Self> {
         let mut part_size = S3_PART_SIZE;
+        let mut local_root = None;
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => {
                 let dir = url
@@ -85,6 +88,7 @@ impl Storage {
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("creating storage directory {}", dir.display()))?;
                 part_size = LOCAL_PART_SIZE;
+                local_root = Some(dir.clone());
                 Arc::new(
                     LocalFileSystem::new_with_prefix(&dir)
                         .with_context(|| format!("opening storage directory {}", dir.display()))?
@@ -118,7 +122,11 @@ impl Storage {
             }
             other => anyhow::bail!("COFFER_STORAGE_URL: unsupported scheme {other}"),
         };
-        Ok(Self { store, part_size })
+        Ok(Self {
+            store,
+            part_size,
+            local_root,
+        })
     }
 
     /// Starts sealing a new object at `path` under `key`.
@@ -292,12 +300,72 @@ impl Storage {
             .await
     }
 
+    /// Objects under a prefix with their last-modified times, as the store pages them.
+    pub fn list_dated(
+        &self,
+        prefix: &str,
+    ) -> BoxStream<'static, Result<(Path, chrono::DateTime<chrono::Utc>), object_store::Error>>
+    {
+        self.store
+            .list(Some(&Path::from(prefix)))
+            .map_ok(|meta| (meta.location, meta.last_modified))
+            .boxed()
+    }
+
+    /// Deletes the staging files that writes interrupted by a crash left in a local store
+    /// (object_store names them `{object}#{n}` and lists only finished objects), once they
+    /// have not been written to for `older_than`. S3 keeps unfinished multipart uploads out
+    /// of sight instead; a bucket lifecycle rule removes them (README). Returns how many.
+    pub async fn remove_stale_partials(&self, older_than: std::time::Duration) -> usize {
+        let Some(root) = self.local_root.clone() else {
+            return 0;
+        };
+        tokio::task::spawn_blocking(move || remove_partials_under(&root, older_than))
+            .await
+            .unwrap_or(0)
+    }
+
     /// A cheap round trip for readiness checks.
     pub async fn check(&self) -> Result<(), object_store::Error> {
         let mut listing = self.store.list(Some(&Path::from("blobs")));
         listing.next().await.transpose()?;
         Ok(())
     }
+}
+
+fn remove_partials_under(root: &std::path::Path, older_than: std::time::Duration) -> usize {
+    let is_partial = |name: &str| {
+        name.rsplit_once('#')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut removed = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            let path = entry.path();
+            if meta.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let stale = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= older_than);
+            if stale
+                && is_partial(&entry.file_name().to_string_lossy())
+                && std::fs::remove_file(&path).is_ok()
+            {
+                removed += 1;
+                let _ = std::fs::remove_dir(&dir); // only succeeds when nothing else is left
+            }
+        }
+    }
+    removed
 }
 
 /// Reads `range` of a local file in large pieces on the blocking pool.

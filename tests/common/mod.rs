@@ -445,6 +445,19 @@ pub fn pdf(body: &[u8]) -> Vec<u8> {
 
 /// Every file under `dir` whose bytes contain `needle`.
 pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    files_where(dir, |p| {
+        std::fs::read(p).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+    })
+}
+
+/// Every file under `dir` (if it exists) whose name matches.
+pub fn files_named(dir: &Path, matches: impl Fn(&str) -> bool) -> Vec<String> {
+    files_where(dir, |p| {
+        p.file_name().is_some_and(|n| matches(&n.to_string_lossy()))
+    })
+}
+
+fn files_where(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<String> {
     let mut hits = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {
@@ -455,9 +468,7 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
             let p = entry.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p)
-                && bytes.windows(needle.len()).any(|w| w == needle)
-            {
+            } else if keep(&p) {
                 hits.push(p.display().to_string());
             }
         }

@@ -1,6 +1,6 @@
 //! A real SMTP server (mailin, 32 sessions at once: each Coffer process keeps a pool of
 //! connections open) in the test process, recording what it receives; it can refuse
-//! the first deliveries (451, transient) or all of them (550, permanent).
+//! the first deliveries (451, transient) or all of them (550, permanent), or be slow to accept.
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -55,6 +55,8 @@ struct State {
     refuse_transient: usize,
     refuse_always: bool,
     attempts: usize,
+    /// How long the server takes to accept a message once it has its data.
+    accept_after: Duration,
 }
 
 #[derive(Clone)]
@@ -95,6 +97,9 @@ impl Handler for Sink {
     }
 
     fn data_end(&mut self) -> Response {
+        let accept_after = self.state.lock().expect("lock").accept_after;
+        // A slow server: this session's thread takes its time before it answers.
+        std::thread::sleep(accept_after);
         let mail = Mail {
             to: std::mem::take(&mut self.to),
             raw: std::mem::take(&mut self.data),
@@ -117,11 +122,23 @@ impl SmtpServer {
 
     /// Refuses the first `transient` deliveries with 451; with `always`, every one with 550.
     pub fn start_with(transient: usize, always: bool) -> Self {
-        let state = Arc::new(Mutex::new(State {
+        Self::start_state(State {
             refuse_transient: transient,
             refuse_always: always,
             ..State::default()
-        }));
+        })
+    }
+
+    /// Accepts every message, each only after `accept_after`.
+    pub fn start_slow(accept_after: Duration) -> Self {
+        Self::start_state(State {
+            accept_after,
+            ..State::default()
+        })
+    }
+
+    fn start_state(state: State) -> Self {
+        let state = Arc::new(Mutex::new(state));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind SMTP");
         let addr = listener.local_addr().expect("addr");
         let mut server = Server::new(Sink {

@@ -54,6 +54,7 @@ async fn run_job(
     }
     let started = Instant::now();
     core.metrics.job_started(job);
+    span.in_scope(|| tracing::debug!("job started"));
     let result = request_id::scope(request_id, work)
         .instrument(span.clone())
         .await;
@@ -160,13 +161,25 @@ async fn sweep_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {
         .map_err(|e| e.to_string().into())
 }
 
-/// A cron schedule firing every `interval` (rounded to whole seconds or minutes).
+async fn orphans_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {
+    coffer_core::services::orphans::remove(&core)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string().into())
+}
+
+/// A cron schedule firing every `interval` (rounded down to whole seconds, minutes or hours,
+/// at most daily).
 fn schedule(interval: Duration) -> cron::Schedule {
     let secs = interval.as_secs().max(1);
     let expr = if secs < 60 {
         format!("*/{secs} * * * * *")
+    } else if secs < 3600 {
+        format!("0 */{} * * * *", secs / 60)
+    } else if secs < 24 * 3600 {
+        format!("0 0 */{} * * *", secs / 3600)
     } else {
-        format!("0 */{} * * * *", (secs / 60).min(59))
+        "0 0 0 * * *".to_owned()
     };
     cron::Schedule::from_str(&expr).expect("generated cron expression is valid")
 }
@@ -277,23 +290,50 @@ pub fn monitor(core: &Core) -> Monitor {
         core,
         quick
     );
-    let sweep_core = core.clone();
-    let sweep_schedule = schedule(core.config.sweep_interval);
-    monitor
-        .register(move |restarts| {
-            WorkerBuilder::new(format!(
-                "sweep-{}-{restarts}",
-                uuid::Uuid::new_v4().simple()
-            ))
-            .backend(CronScheduler::new(sweep_schedule.clone()))
-            .data(sweep_core.clone())
-            .build(sweep_job)
-        })
-        .should_restart(|ctx, err| {
-            tracing::warn!(worker = ctx.name(), error = %err, "worker stopped; restarting");
-            true
-        })
-        .shutdown_timeout(Duration::from_secs(30))
+    let monitor = scheduled(
+        monitor,
+        "sweep",
+        core,
+        core.config.sweep_interval,
+        sweep_job,
+    );
+    scheduled(
+        monitor,
+        "orphans",
+        core,
+        core.config.orphan_grace,
+        orphans_job,
+    )
+    .should_restart(|ctx, err| {
+        tracing::warn!(worker = ctx.name(), error = %err, "worker stopped; restarting");
+        true
+    })
+    .shutdown_timeout(Duration::from_secs(30))
+}
+
+/// Registers a job that runs every `interval` in this process.
+fn scheduled<F, Fut>(
+    monitor: Monitor,
+    name: &'static str,
+    core: &Core,
+    interval: Duration,
+    job: F,
+) -> Monitor
+where
+    F: Fn(Tick, Data<Core>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), BoxDynError>> + Send + 'static,
+{
+    let core = core.clone();
+    let every = schedule(interval);
+    monitor.register(move |restarts| {
+        WorkerBuilder::new(format!(
+            "{name}-{}-{restarts}",
+            uuid::Uuid::new_v4().simple()
+        ))
+        .backend(CronScheduler::new(every.clone()))
+        .data(core.clone())
+        .build(job.clone())
+    })
 }
 
 /// How often the sealer looks for new audit events: the sealed head trails the newest event by
@@ -351,7 +391,7 @@ mod tests {
 
     #[test]
     fn schedules_parse() {
-        for secs in [1, 5, 30, 60, 300, 7200] {
+        for secs in [1, 5, 30, 60, 300, 3599, 3600, 7200, 86_400, 1_000_000] {
             let _ = schedule(Duration::from_secs(secs));
         }
     }

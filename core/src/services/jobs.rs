@@ -372,9 +372,7 @@ const FINISHED_TASKS_KEPT: std::time::Duration = std::time::Duration::from_secs(
 /// Re-enqueues files left too long in `quarantined` or `validated` (a lost enqueue, a wiped
 /// Redis, a crashed worker). Returns how many were re-enqueued.
 pub async fn sweep(core: &Core) -> Result<usize, JobError> {
-    let cutoff = Utc::now()
-        - chrono::Duration::from_std(core.config.stuck_after)
-            .unwrap_or(chrono::Duration::minutes(2));
+    let cutoff = core.config.stuck_before(Utc::now());
     let stuck = file::Entity::find()
         .filter(file::Column::Status.is_in([status::QUARANTINED, status::VALIDATED]))
         .filter(file::Column::UpdatedAt.lt(cutoff))

@@ -524,9 +524,7 @@ pub async fn run_rotation(core: &Core, rotation_id: Uuid) -> Result<(), JobError
 
 /// Re-enqueues a rotation that has made no progress for a while (a killed worker).
 pub async fn sweep(core: &Core) -> Result<(), JobError> {
-    let cutoff = Utc::now()
-        - chrono::Duration::from_std(core.config.stuck_after)
-            .unwrap_or(chrono::Duration::minutes(2));
+    let cutoff = core.config.stuck_before(Utc::now());
     let stalled = key_rotation::Entity::find()
         .filter(key_rotation::Column::State.eq(RUNNING))
         .filter(key_rotation::Column::UpdatedAt.lt(cutoff))

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod files;
 pub mod jobs;
 pub mod keys;
+pub mod orphans;
 pub mod recipients;
 pub mod shares;
 pub mod users;

@@ -40,11 +40,6 @@ const MIN_PASSWORD_CHARS: usize = 8;
 /// After this many failed deliveries a share is marked `email_failed`.
 pub const MAX_EMAIL_ATTEMPTS: usize = 5;
 
-/// How long an email job's claim on a share keeps other deliveries of the job away: longer
-/// than one SMTP send may take (lettre's timeout is 30 s). A claim outlives its job only when
-/// the worker died mid-send; the sweep then sends the link again.
-const CLAIM_LEASE: chrono::Duration = chrono::Duration::minutes(2);
-
 /// A share request as a client sent it.
 #[derive(Debug, Default)]
 pub struct ShareRequest {
@@ -483,7 +478,9 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
 
     // Claim the share with its new link. A second delivery of this job (the share was created
     // just as its file became ready, or the sweep found it) leaves a fresh claim alone: issuing
-    // another link would kill the one being emailed.
+    // another link would kill the one being emailed. A claim older than
+    // `COFFER_SWEEP_STUCK_AFTER_SECS` (longer than a send may take: lettre gives up after 30 s)
+    // was left by a worker that died mid-send; the link is then issued and sent again.
     let token = Token::generate();
     let now = Utc::now();
     let claimed = share::Entity::update_many()
@@ -494,7 +491,7 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
         .filter(
             Condition::any()
                 .add(share::Column::ClaimedAt.is_null())
-                .add(share::Column::ClaimedAt.lt(now - CLAIM_LEASE)),
+                .add(share::Column::ClaimedAt.lt(core.config.stuck_before(now))),
         )
         .exec(&core.db)
         .await?;
@@ -598,9 +595,7 @@ pub async fn sweep(core: &Core) -> Result<(), JobError> {
     if expired.rows_affected > 0 {
         tracing::info!(count = expired.rows_affected, "sweep marked expired shares");
     }
-    let cutoff = now
-        - chrono::Duration::from_std(core.config.stuck_after)
-            .unwrap_or(chrono::Duration::minutes(2));
+    let cutoff = core.config.stuck_before(now);
     let stuck = share::Entity::find()
         .filter(share::Column::State.eq(state::PENDING))
         .filter(share::Column::Recipient.is_not_null())
