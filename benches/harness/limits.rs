@@ -1,0 +1,190 @@
+//! The machine's limits, measured with the code the service runs: the cipher and hash on one
+//! core, the loopback network and the disk.
+
+use std::io::{Read as _, Write as _};
+use std::time::Instant;
+
+use aes_gcm::aead::AeadInOut as _;
+use aes_gcm::{Aes256Gcm, KeyInit as _};
+use coffer::coffer_core::crypto::SecretKey;
+use coffer::coffer_core::crypto::stream::{
+    CHUNK_SIZE, ChunkReader, HEADER_LEN, Layout, Opener, Sealer,
+};
+use sha2::Digest as _;
+
+/// Bytes per second of each limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// AES-256-GCM sealing 64 KiB chunks in place (the aes-gcm crate; no copies).
+    pub aes_gcm: f64,
+    /// The service's own sealing path (`Sealer`, fed 256 KiB pieces).
+    pub sealer: f64,
+    /// The service's own opening path (`ChunkReader`, fed 256 KiB pieces).
+    pub opener: f64,
+    /// SHA-256 (the sha2 crate, which uses SHA-NI where the CPU has it).
+    pub sha256: f64,
+    /// One TCP stream over loopback, 256 KiB writes and reads.
+    pub loopback: f64,
+    /// Sequential writes of 256 KiB, then fdatasync, to the data directory's disk.
+    pub disk_write: f64,
+}
+
+const BUFFER: usize = 256 << 20;
+const PIECE: usize = 256 << 10;
+
+fn rate(bytes: usize, started: Instant) -> f64 {
+    bytes as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The best of three runs: the machine is shared, and a limit is what it can do.
+fn best(mut run: impl FnMut() -> f64) -> f64 {
+    (0..3).map(|_| run()).fold(0.0, f64::max)
+}
+
+fn aes_gcm(buffer: &mut [u8]) -> f64 {
+    let cipher = Aes256Gcm::new(SecretKey::generate().expose().into());
+    let nonce = aes_gcm::Nonce::<aes_gcm::aead::consts::U12>::default();
+    best(|| {
+        let started = Instant::now();
+        for chunk in buffer.chunks_mut(CHUNK_SIZE) {
+            let tag = cipher
+                .encrypt_inout_detached(&nonce, b"", chunk.into())
+                .expect("seal");
+            std::hint::black_box(tag);
+        }
+        rate(buffer.len(), started)
+    })
+}
+
+/// A sealed copy of the buffer, to open again.
+struct Sealed {
+    key: SecretKey,
+    id: uuid::Uuid,
+    bytes: Vec<u8>,
+}
+
+fn sealer(buffer: &[u8]) -> (f64, Sealed) {
+    let key = SecretKey::generate();
+    let id = uuid::Uuid::now_v7();
+    let mut sealed = Vec::new();
+    let speed = best(|| {
+        let (mut sealer, header) = Sealer::new(&key, id);
+        sealed = Vec::with_capacity(buffer.len() + buffer.len() / CHUNK_SIZE * 16 + 64);
+        sealed.extend_from_slice(&header);
+        let mut out = Vec::new();
+        let started = Instant::now();
+        for piece in buffer.chunks(PIECE) {
+            sealer.update(piece, &mut out).expect("seal");
+            for chunk in out.drain(..) {
+                std::hint::black_box(&chunk);
+                sealed.extend_from_slice(&chunk);
+            }
+        }
+        let last = sealer.finish().expect("finish");
+        let speed = rate(buffer.len(), started);
+        sealed.extend_from_slice(&last);
+        speed
+    });
+    let sealed = Sealed {
+        key,
+        id,
+        bytes: sealed,
+    };
+    (speed, sealed)
+}
+
+fn opener(sealed: &Sealed, plaintext_len: usize) -> f64 {
+    let (key, id, sealed) = (&sealed.key, sealed.id, &sealed.bytes);
+    let layout = Layout::new(plaintext_len as u64);
+    best(|| {
+        let opener = Opener::new(key, id, &sealed[..HEADER_LEN]).expect("header");
+        let mut reader = ChunkReader::new(opener, layout, 0, layout.chunk_count() - 1);
+        let mut out = Vec::new();
+        let started = Instant::now();
+        for piece in sealed[HEADER_LEN..].chunks(PIECE) {
+            reader.update(piece, &mut out).expect("open");
+            std::hint::black_box(&out);
+            out.clear();
+        }
+        reader.finish().expect("complete");
+        rate(plaintext_len, started)
+    })
+}
+
+fn sha256(buffer: &[u8]) -> f64 {
+    best(|| {
+        let started = Instant::now();
+        let mut hasher = sha2::Sha256::new();
+        for piece in buffer.chunks(PIECE) {
+            hasher.update(piece);
+        }
+        std::hint::black_box(hasher.finalize());
+        rate(buffer.len(), started)
+    })
+}
+
+fn loopback() -> f64 {
+    const TOTAL: usize = 4 << 30;
+    best(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let sender = std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+            let piece = vec![7u8; PIECE];
+            for _ in 0..TOTAL / PIECE {
+                stream.write_all(&piece).expect("send");
+            }
+        });
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut buf = vec![0u8; PIECE];
+        let started = Instant::now();
+        let mut got = 0;
+        while got < TOTAL {
+            got += stream.read(&mut buf).expect("receive");
+        }
+        let speed = rate(TOTAL, started);
+        sender.join().expect("sender");
+        speed
+    })
+}
+
+fn disk_write(dir: &std::path::Path) -> f64 {
+    const TOTAL: usize = 2 << 30;
+    let piece = vec![7u8; PIECE];
+    best(|| {
+        let path = dir.join("disk-bench");
+        let mut file = std::fs::File::create(&path).expect("create");
+        let started = Instant::now();
+        for _ in 0..TOTAL / PIECE {
+            file.write_all(&piece).expect("write");
+        }
+        file.sync_data().expect("fdatasync");
+        let speed = rate(TOTAL, started);
+        drop(file);
+        std::fs::remove_file(&path).expect("remove");
+        speed
+    })
+}
+
+pub async fn measure() -> Limits {
+    tokio::task::spawn_blocking(|| {
+        let mut buffer = super::common::pattern(BUFFER, 1);
+        let (sealer, sealed) = sealer(&buffer);
+        let opener = opener(&sealed, BUFFER);
+        drop(sealed);
+        let sha256 = sha256(&buffer);
+        let aes_gcm = aes_gcm(&mut buffer);
+        drop(buffer);
+        let dir = super::stack::scratch_dir();
+        Limits {
+            aes_gcm,
+            sealer,
+            opener,
+            sha256,
+            loopback: loopback(),
+            disk_write: disk_write(dir.path()),
+        }
+    })
+    .await
+    .expect("limits")
+}

@@ -1,0 +1,136 @@
+//! The benchmark harness (issue 8): the machine's limits first, then the service against them,
+//! in one run. `bench/run.sh` runs it all and rewrites BENCHMARKS.md; `cargo bench --bench
+//! harness -- <section…>` runs some sections and only prints (sections: limits, big, small,
+//! latency, logins, rewrap, verify; `--quick` shrinks the sizes for a smoke run).
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+mod big;
+mod limits;
+mod load;
+mod logins;
+mod report;
+mod stack;
+mod store;
+
+use std::time::Duration;
+
+use report::Report;
+use stack::{Stack, Topology};
+
+const SECTIONS: [&str; 7] = [
+    "limits", "big", "small", "latency", "logins", "rewrap", "verify",
+];
+
+/// What one run covers; `--quick` is for checking the harness itself, not for figures.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    pub big_sizes: [u64; 2],
+    pub load_duration: Duration,
+    pub small_uploads: usize,
+    pub rewrap_keys: usize,
+    pub audit_events: i64,
+}
+
+const FULL: Scale = Scale {
+    big_sizes: [1 << 30, 4 << 30],
+    load_duration: Duration::from_secs(8),
+    small_uploads: 200,
+    rewrap_keys: 100_000,
+    audit_events: 1_000_000,
+};
+
+const QUICK: Scale = Scale {
+    big_sizes: [64 << 20, 128 << 20],
+    load_duration: Duration::from_secs(1),
+    small_uploads: 20,
+    rewrap_keys: 5_000,
+    audit_events: 20_000,
+};
+
+#[tokio::main]
+async fn main() {
+    let mut write = None;
+    let mut wanted = Vec::new();
+    let mut scale = FULL;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--bench" => {} // cargo bench passes this to every target
+            "--quick" => scale = QUICK,
+            "--write" => write = Some(args.next().expect("--write needs a file")),
+            section if SECTIONS.contains(&section) => wanted.push(section.to_owned()),
+            other => panic!("unknown argument {other}; sections are {SECTIONS:?}"),
+        }
+    }
+    if wanted.is_empty() {
+        wanted = SECTIONS.iter().map(|s| (*s).to_owned()).collect();
+    }
+    let all = wanted.len() == SECTIONS.len();
+    let wants = |s: &str| wanted.iter().any(|w| w == s);
+    let mut report = Report::new(scale);
+
+    // Limits first: every later figure is read against them.
+    if wants("limits") || wants("big") || wants("logins") {
+        report.limits = Some(limits::measure().await);
+        report.print_limits();
+    }
+    for topology in [Topology::Embedded, Topology::Postgres] {
+        if !(wants("big") || wants("small") || wants("latency") || wants("logins")) {
+            break;
+        }
+        let stack = Stack::start(topology).await;
+        let http = reqwest::Client::new();
+        let token = stack.user_token(&http).await;
+        if wants("big") || wants("logins") {
+            let mut biggest = None;
+            for size in scale.big_sizes {
+                let run = big::round_trip(&stack, &http, &token, size).await;
+                println!("{}", run.line(topology));
+                biggest = Some(run.id.clone());
+                report.big.push((topology, run));
+            }
+            if wants("logins")
+                && let Some(id) = biggest
+            {
+                let run = logins::during_download(&stack, &http, &token, &id).await;
+                println!("{}", run.line(topology));
+                report.logins.push((topology, run));
+            }
+        }
+        if wants("small") {
+            for run in load::small_requests(&stack, &http, &token, scale.load_duration).await {
+                println!("{}", run.line(topology));
+                report.small.push((topology, run));
+            }
+        }
+        if wants("latency") {
+            let run = load::upload_to_ready(&stack, &http, &token, scale.small_uploads).await;
+            println!("{}", run.line(topology));
+            report.latency.push((topology, run));
+        }
+        stack.stop().await;
+    }
+    if wants("rewrap") {
+        for run in store::rewrap(scale.rewrap_keys).await {
+            println!("{}", run.line());
+            report.rewrap.push(run);
+        }
+    }
+    if wants("verify") {
+        for run in store::verify(scale.audit_events).await {
+            println!("{}", run.line());
+            report.verify.push(run);
+        }
+    }
+
+    if let Some(path) = write {
+        assert!(
+            all,
+            "--write rewrites the whole results section: run every section"
+        );
+        report.write(std::path::Path::new(&path));
+        println!("wrote {path}");
+    }
+}

@@ -1,0 +1,142 @@
+//! The service under test: the release `coffer` binary in child processes, on the embedded
+//! default (`coffer serve`: SQLite, embedded queue) or on PostgreSQL + Redis (`coffer api` +
+//! `coffer worker`). Blobs go to the local disk in both: an S3 server here would be a Python
+//! mock, and its speed is not Coffer's.
+
+use sea_orm::ConnectionTrait as _;
+
+use super::common::{self, Process};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    Embedded,
+    Postgres,
+}
+
+impl Topology {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded (SQLite)",
+            Self::Postgres => "PostgreSQL + Redis",
+        }
+    }
+}
+
+pub const USER: (&str, &str) = ("bench@example.org", "correct horse battery");
+
+/// Where big temporary files go: `COFFER_BENCH_DIR`, else the system's temporary directory.
+pub fn scratch_dir() -> tempfile::TempDir {
+    match std::env::var_os("COFFER_BENCH_DIR") {
+        Some(dir) => tempfile::tempdir_in(dir),
+        None => tempfile::tempdir(),
+    }
+    .expect("scratch directory")
+}
+
+pub struct Stack {
+    pub base: String,
+    /// Each process with the role it plays.
+    processes: Vec<(&'static str, Process)>,
+    _data: tempfile::TempDir,
+    pg_database: Option<String>,
+    redis_namespace: Option<String>,
+}
+
+impl Stack {
+    pub async fn start(topology: Topology) -> Self {
+        let data = scratch_dir();
+        let mut vars: Vec<(String, String)> = vec![
+            ("COFFER_BIND".into(), "127.0.0.1:0".into()),
+            ("COFFER_DATA_DIR".into(), data.path().display().to_string()),
+        ];
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let (mut pg_database, mut redis_namespace) = (None, None);
+        let processes = match topology {
+            Topology::Embedded => vec![("serve", Process::start("serve", &vars))],
+            Topology::Postgres => {
+                let name = format!("coffer_bench_{unique}");
+                let admin =
+                    sea_orm::Database::connect(format!("{}/postgres", common::pg_admin_url()))
+                        .await
+                        .expect("PostgreSQL at 127.0.0.1:5432 (COFFER_TEST_POSTGRES)");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create the bench database");
+                admin.close().await.ok();
+                let ns = format!("coffer-bench-{unique}");
+                vars.extend([
+                    (
+                        "COFFER_DATABASE_URL".into(),
+                        format!("{}/{name}", common::pg_admin_url()),
+                    ),
+                    ("COFFER_REDIS_URL".into(), common::redis_url()),
+                    ("COFFER_REDIS_NAMESPACE".into(), ns.clone()),
+                ]);
+                pg_database = Some(name);
+                redis_namespace = Some(ns);
+                // Migrations first, as the README asks of a production deployment.
+                let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+                    .arg("migrate")
+                    .env("COFFER_LOG", "warn")
+                    .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .status()
+                    .expect("coffer migrate");
+                assert!(migrated.success(), "coffer migrate failed");
+                let api = Process::start("api", &vars);
+                let base = api.base.clone().expect("the API listens");
+                let mut worker_vars = vars.clone();
+                worker_vars.push(("COFFER_PUBLIC_URL".into(), base));
+                vec![
+                    ("api", api),
+                    ("worker", Process::start("worker", &worker_vars)),
+                ]
+            }
+        };
+        let base = processes[0].1.base.clone().expect("the API listens");
+        Self {
+            base,
+            processes,
+            _data: data,
+            pg_database,
+            redis_namespace,
+        }
+    }
+
+    /// A signed-up user's session token.
+    pub async fn user_token(&self, http: &reqwest::Client) -> String {
+        common::sign_in(http, &self.base, USER.0, USER.1, true).await
+    }
+
+    /// Each process's peak resident set size so far, in MiB.
+    pub fn peak_rss_mib(&self) -> Vec<(&'static str, f64)> {
+        self.processes
+            .iter()
+            .map(|(role, p)| (*role, p.peak_rss_kib() as f64 / 1024.0))
+            .collect()
+    }
+
+    pub async fn stop(self) {
+        drop(self.processes);
+        if let Some(name) = self.pg_database
+            && let Ok(admin) =
+                sea_orm::Database::connect(format!("{}/postgres", common::pg_admin_url())).await
+        {
+            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            let _ = admin.execute_unprepared(&drop).await;
+        }
+        if let Some(ns) = self.redis_namespace
+            && let Ok(client) = redis::Client::open(common::redis_url())
+            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{ns}:*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+            }
+        }
+    }
+}
