@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait as _};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, EntityTrait, Select};
 
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_owned());
@@ -44,4 +44,14 @@ pub async fn begin_write(
         ..TransactionOptions::default()
     })
     .await
+}
+
+/// `.one()` for a lookup by a unique key, without the `LIMIT ?` that `.one()` adds. SQLite
+/// reads a bound `LIMIT` while planning, so such a statement is parsed and planned again every
+/// time it runs: under load that was a seventh of the CPU of a small download.
+pub async fn by_key<E: EntityTrait>(
+    select: Select<E>,
+    db: &impl ConnectionTrait,
+) -> Result<Option<E::Model>, sea_orm::DbErr> {
+    Ok(select.all(db).await?.into_iter().next())
 }

@@ -42,6 +42,8 @@ pub struct Core {
     pub limiter: RateLimiter,
     pub mailer: mail::Mailer,
     pub metrics: metrics::Metrics,
+    /// Where events that are the whole of their action are recorded.
+    pub audit: audit::AuditWriter,
     /// clamd, when `COFFER_CLAMAV_ADDR` is set.
     pub scanner: Option<scan::Scanner>,
 }
@@ -87,6 +89,7 @@ impl Core {
         let scanner = config.clamav_addr.clone().map(scan::Scanner::new);
         Ok(Self {
             config: Arc::new(config),
+            audit: audit::AuditWriter::start(db.clone()),
             db,
             storage,
             keys: Arc::new(keys),

@@ -31,8 +31,28 @@ pub fn check_strength(password: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// How many passwords this process hashes at once: one argon2id run takes a core and 19 MiB for
+/// about 20 ms, so a burst of logins would otherwise take every core from the downloads under
+/// way (and 19 MiB a login). One core is always left to the rest of the service; logins beyond
+/// that wait their turn.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))
+    })
+}
+
+/// Runs `work` on the blocking pool once a hashing slot is free.
+async fn on_hashing_slot<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let _slot = hashing_slots().acquire().await?;
+    Ok(tokio::task::spawn_blocking(work).await?)
+}
+
 pub async fn hash(password: SecretString) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || {
+    on_hashing_slot(move || {
         argon2()
             .hash_password(password.expose_secret().as_bytes())
             .map(|h| h.to_string())
@@ -43,7 +63,7 @@ pub async fn hash(password: SecretString) -> anyhow::Result<String> {
 
 /// Verifies in constant time (argon2's own comparison). A malformed stored hash is `false`.
 pub async fn verify(password: SecretString, stored: String) -> anyhow::Result<bool> {
-    Ok(tokio::task::spawn_blocking(move || {
+    on_hashing_slot(move || {
         PasswordHash::new(&stored)
             .map(|parsed| {
                 argon2()
@@ -52,7 +72,7 @@ pub async fn verify(password: SecretString, stored: String) -> anyhow::Result<bo
             })
             .unwrap_or(false)
     })
-    .await?)
+    .await
 }
 
 /// A hash of a random password, verified against when an account does not exist so that

@@ -392,7 +392,8 @@ impl FilesApi {
     ) -> Result<ContentResponse, ApiError> {
         let core = core(req)?;
         let id = parse_id(&id.0)?;
-        let view = files::get(core, auth.0.user.id, id).await?;
+        let file = files::owned(core, auth.0.user.id, id).await?;
+        let view = file.view();
         let range = match range::parse(range_header.0.as_deref(), view.size) {
             RangeRequest::Full => None,
             RangeRequest::Partial(start, end) => Some((start, end)),
@@ -401,7 +402,7 @@ impl FilesApi {
             }
             RangeRequest::Unsatisfiable => None, // not ready: the 409 below says more
         };
-        let content = files::content(core, &auth.0.user, id, range, &meta(req)).await?;
+        let content = files::content(core, &auth.0.user, file, range, &meta(req)).await?;
         let body = Binary(Body::from_bytes_stream(
             content.body.map_err(std::io::Error::other),
         ));

@@ -15,6 +15,7 @@ use entity::file;
 use super::shares::{ShareSpec, ShareView};
 use crate::audit::{Actor, Event, Outcome, RequestMeta};
 use crate::crypto::{SecretKey, WrappedKey};
+use crate::db::by_key;
 use crate::storage::{ReadError, SealedWriter, blob_path, quarantine_path};
 use crate::types::FileName;
 use crate::{Core, ServiceError, ServiceResult};
@@ -238,16 +239,29 @@ pub async fn create(
 }
 
 async fn find_owned(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<file::Model> {
-    file::Entity::find_by_id(id)
+    let owned = file::Entity::find_by_id(id)
         .filter(file::Column::OwnerId.eq(owner))
-        .filter(file::Column::Status.ne(status::DELETED))
-        .one(&core.db)
+        .filter(file::Column::Status.ne(status::DELETED));
+    by_key(owned, &core.db)
         .await?
         .ok_or(ServiceError::NotFound("file"))
 }
 
 pub async fn get(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<FileView> {
     Ok(find_owned(core, owner, id).await?.into())
+}
+
+/// One of the caller's files, looked up once for a download.
+pub struct OwnedFile(file::Model);
+
+impl OwnedFile {
+    pub fn view(&self) -> FileView {
+        self.0.clone().into()
+    }
+}
+
+pub async fn owned(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<OwnedFile> {
+    find_owned(core, owner, id).await.map(OwnedFile)
 }
 
 /// The owner's files, newest first. `after` is the last id of the previous page.
@@ -344,11 +358,11 @@ pub struct Content {
 pub async fn content(
     core: &Core,
     owner: &super::users::User,
-    id: Uuid,
+    OwnedFile(row): OwnedFile,
     range: Option<(u64, u64)>,
     meta: &RequestMeta,
 ) -> ServiceResult<Content> {
-    let row = find_owned(core, owner.id, id).await?;
+    let id = row.id;
     if row.status != status::READY {
         return Err(ServiceError::Conflict(format!(
             "the file is not ready for download (status: {})",
@@ -356,14 +370,16 @@ pub async fn content(
         )));
     }
     let body = open_ready(core, &row, range, owner.actor(), meta).await?;
-    Event::new("file.downloaded", owner.actor())
-        .target("file", id)
-        .details(match range {
-            Some((start, end)) => serde_json::json!({ "range": [start, end] }),
-            None => serde_json::json!({}),
-        })
-        .from(meta)
-        .record(&core.db)
+    core.audit
+        .record(
+            Event::new("file.downloaded", owner.actor())
+                .target("file", id)
+                .details(match range {
+                    Some((start, end)) => serde_json::json!({ "range": [start, end] }),
+                    None => serde_json::json!({}),
+                })
+                .from(meta),
+        )
         .await?;
     Ok(Content {
         file: row.into(),
@@ -454,12 +470,15 @@ async fn integrity_failure(
     detail: &str,
 ) -> ServiceError {
     tracing::error!(%file_id, detail, "integrity check failed");
-    let recorded = Event::new("file.integrity_failed", actor)
-        .target("file", file_id)
-        .outcome(Outcome::Failure)
-        .details(serde_json::json!({ "detail": detail }))
-        .from(meta)
-        .record(&core.db)
+    let recorded = core
+        .audit
+        .record(
+            Event::new("file.integrity_failed", actor)
+                .target("file", file_id)
+                .outcome(Outcome::Failure)
+                .details(serde_json::json!({ "detail": detail }))
+                .from(meta),
+        )
         .await;
     if let Err(err) = recorded {
         tracing::error!(%file_id, error = %err, "could not audit an integrity failure");

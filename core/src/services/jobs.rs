@@ -18,6 +18,7 @@ use crate::Core;
 use crate::audit::{Actor, Event, Outcome};
 use crate::crypto::stream::CHUNK_SIZE;
 use crate::crypto::{SecretKey, WrappedKey};
+use crate::db::by_key;
 use crate::filetype::{self, TextProbe};
 use crate::scan::Verdict;
 use crate::storage::{ReadError, blob_path, quarantine_path};
@@ -41,7 +42,7 @@ impl From<sea_orm::DbErr> for JobError {
 }
 
 async fn load(core: &Core, file_id: Uuid) -> Result<Option<file::Model>, JobError> {
-    Ok(file::Entity::find_by_id(file_id).one(&core.db).await?)
+    Ok(by_key(file::Entity::find_by_id(file_id), &core.db).await?)
 }
 
 fn quarantine_key(core: &Core, row: &file::Model) -> Option<SecretKey> {

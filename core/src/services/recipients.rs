@@ -14,6 +14,7 @@ use entity::{file, share, user};
 use super::files::{Content, FileView, open_ready, status};
 use super::shares::state;
 use crate::audit::{Actor, Event, Outcome, RequestMeta};
+use crate::db::by_key;
 use crate::types::Token;
 use crate::{Core, ServiceError, password};
 
@@ -67,12 +68,14 @@ async fn deny(
     reason: &str,
     meta: &RequestMeta,
 ) -> Result<(), ServiceError> {
-    Event::new("share.denied", Actor::Recipient(share_id))
-        .target("share", share_id)
-        .outcome(Outcome::Denied)
-        .details(serde_json::json!({ "reason": reason }))
-        .from(meta)
-        .record(&core.db)
+    core.audit
+        .record(
+            Event::new("share.denied", Actor::Recipient(share_id))
+                .target("share", share_id)
+                .outcome(Outcome::Denied)
+                .details(serde_json::json!({ "reason": reason }))
+                .from(meta),
+        )
         .await?;
     Ok(())
 }
@@ -103,13 +106,9 @@ fn gone_reason(
 
 async fn resolve(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<Resolved, Refusal> {
     let token = Token::parse(raw_token).ok_or(Refusal::Unknown)?;
-    let share = share::Entity::find()
-        .filter(share::Column::TokenHash.eq(token.hash()))
-        .one(&core.db)
-        .await?
-        .ok_or(Refusal::Unknown)?;
-    let file = file::Entity::find_by_id(share.file_id)
-        .one(&core.db)
+    let by_token = share::Entity::find().filter(share::Column::TokenHash.eq(token.hash()));
+    let share = by_key(by_token, &core.db).await?.ok_or(Refusal::Unknown)?;
+    let file = by_key(file::Entity::find_by_id(share.file_id), &core.db)
         .await?
         .ok_or(Refusal::Unknown)?;
     if let Some(reason) = gone_reason(&share, &file, Utc::now()) {
@@ -122,17 +121,12 @@ async fn resolve(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<Res
 /// The landing page again, for a password retry: neither audited nor counted as a view.
 pub async fn peek(core: &Core, raw_token: &str) -> Option<Landing> {
     let token = Token::parse(raw_token)?;
-    let share = share::Entity::find()
-        .filter(share::Column::TokenHash.eq(token.hash()))
-        .one(&core.db)
+    let by_token = share::Entity::find().filter(share::Column::TokenHash.eq(token.hash()));
+    let share = by_key(by_token, &core.db).await.ok()??;
+    let file = by_key(file::Entity::find_by_id(share.file_id), &core.db)
         .await
         .ok()??;
-    let file = file::Entity::find_by_id(share.file_id)
-        .one(&core.db)
-        .await
-        .ok()??;
-    let sender = user::Entity::find_by_id(share.owner_id)
-        .one(&core.db)
+    let sender = by_key(user::Entity::find_by_id(share.owner_id), &core.db)
         .await
         .ok()?
         .map(|u| u.email)?;
@@ -157,15 +151,16 @@ fn landing(sender: String, share: share::Model, file: file::Model) -> Landing {
 /// The landing page of a link; the view is audited.
 pub async fn view(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<Landing, Refusal> {
     let Resolved { share, file } = resolve(core, raw_token, meta).await?;
-    let sender = user::Entity::find_by_id(share.owner_id)
-        .one(&core.db)
+    let sender = by_key(user::Entity::find_by_id(share.owner_id), &core.db)
         .await?
         .map(|u| u.email)
         .unwrap_or_default();
-    Event::new("share.viewed", Actor::Recipient(share.id))
-        .target("share", share.id)
-        .from(meta)
-        .record(&core.db)
+    core.audit
+        .record(
+            Event::new("share.viewed", Actor::Recipient(share.id))
+                .target("share", share.id)
+                .from(meta),
+        )
         .await?;
     Ok(landing(sender, share, file))
 }

@@ -16,6 +16,7 @@ use super::files::status;
 use super::jobs::JobError;
 use super::users::User;
 use crate::audit::{Actor, Event, Outcome, RequestMeta};
+use crate::db::by_key;
 use crate::mail::{ShareEmail, share_message};
 use crate::types::{EmailAddress, Invalid, Token};
 use crate::{Core, ServiceError, ServiceResult, password};
@@ -442,7 +443,7 @@ pub async fn revoke(
 /// The email job: issues the share's link (a new token; only its hash is stored) and emails
 /// it. A repeat after success is a no-op; a retry after a failure issues a fresh link.
 pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(), JobError> {
-    let Some(row) = share::Entity::find_by_id(share_id).one(&core.db).await? else {
+    let Some(row) = by_key(share::Entity::find_by_id(share_id), &core.db).await? else {
         return Ok(());
     };
     if row.state != state::PENDING {
@@ -451,7 +452,7 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
     let Some(recipient) = row.recipient.clone() else {
         return Ok(());
     };
-    let Some(file) = file::Entity::find_by_id(row.file_id).one(&core.db).await? else {
+    let Some(file) = by_key(file::Entity::find_by_id(row.file_id), &core.db).await? else {
         return Ok(());
     };
     match file.status.as_str() {
@@ -471,7 +472,7 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
     if row.expires_at <= Utc::now() {
         return Ok(()); // the sweep marks it expired
     }
-    let owner = user::Entity::find_by_id(row.owner_id).one(&core.db).await?;
+    let owner = by_key(user::Entity::find_by_id(row.owner_id), &core.db).await?;
     let sender = owner
         .map(|o| o.email)
         .unwrap_or_else(|| "A Coffer user".to_owned());

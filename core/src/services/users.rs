@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _, SqlErr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, JoinType, QueryFilter as _,
+    QuerySelect as _, SqlErr,
+};
 use secrecy::SecretString;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
@@ -194,7 +197,7 @@ pub async fn login(
             if let Some(a) = &other {
                 event = event.target("user", a.id);
             }
-            event.record(&core.db).await?;
+            core.audit.record(event).await?;
             return Err(ServiceError::Unauthorized);
         }
     };
@@ -229,23 +232,54 @@ pub async fn login(
 
 /// Resolves a bearer token to its live session.
 pub async fn authenticate(core: &Core, raw_token: &str) -> ServiceResult<Session> {
+    type Row = (
+        Uuid,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Uuid,
+        String,
+        String,
+        bool,
+    );
     let token = Token::parse(raw_token).ok_or(ServiceError::Unauthorized)?;
-    let found = session::Entity::find()
-        .filter(session::Column::TokenHash.eq(token.hash()))
-        .one(&core.db)
-        .await?
-        .ok_or(ServiceError::Unauthorized)?;
-    if found.revoked_at.is_some() || found.expires_at <= Utc::now() {
+    // One round trip for the session and its account: this runs before every API call. No
+    // `LIMIT` (the token hash is unique; see `db::by_key`).
+    let (session_id, expires_at, revoked_at, user_id, email, role, disabled): Row =
+        session::Entity::find()
+            .select_only()
+            .columns([
+                session::Column::Id,
+                session::Column::ExpiresAt,
+                session::Column::RevokedAt,
+            ])
+            .column_as(user::Column::Id, "account_id")
+            .column(user::Column::Email)
+            .column(user::Column::Role)
+            .column(user::Column::Disabled)
+            .join(
+                JoinType::InnerJoin,
+                session::Entity::belongs_to(user::Entity)
+                    .from(session::Column::UserId)
+                    .to(user::Column::Id)
+                    .into(),
+            )
+            .filter(session::Column::TokenHash.eq(token.hash()))
+            .into_tuple::<Row>()
+            .all(&core.db)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(ServiceError::Unauthorized)?;
+    if revoked_at.is_some() || expires_at <= Utc::now() || disabled {
         return Err(ServiceError::Unauthorized);
     }
-    let account = user::Entity::find_by_id(found.user_id)
-        .one(&core.db)
-        .await?
-        .filter(|u| !u.disabled)
-        .ok_or(ServiceError::Unauthorized)?;
     Ok(Session {
-        id: found.id,
-        user: account.into(),
+        id: session_id,
+        user: User {
+            id: user_id,
+            email,
+            role: Role::from_db(&role),
+        },
     })
 }
 
