@@ -87,6 +87,8 @@ pub async fn sync_versions(db: &DatabaseConnection, keyring: &Keyring) -> anyhow
             }
         }
         None => {
+            // Processes started together on a fresh database (an API and a worker) all get
+            // here; the first insert wins and the others change nothing.
             let version = keyring.newest_version();
             key_version::Entity::insert(key_version::ActiveModel {
                 version: Set(version),
@@ -94,6 +96,7 @@ pub async fn sync_versions(db: &DatabaseConnection, keyring: &Keyring) -> anyhow
                 created_at: Set(Utc::now()),
                 retired_at: Set(None),
             })
+            .on_conflict_do_nothing()
             .exec(db)
             .await?;
         }
