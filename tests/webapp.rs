@@ -101,6 +101,23 @@ fn file_id_of(location: &str) -> String {
         .to_owned()
 }
 
+/// A new account, signed in through the pages, with one file uploaded through the form and
+/// ready: the browser, its CSRF token and the file's id.
+async fn owner_with_ready_file(
+    app: &TestApp,
+    name: &str,
+    bytes: &[u8],
+) -> (Browser, String, String) {
+    let mut owner = Browser::new(app);
+    owner.sign_up_and_in(&email("owner")).await;
+    let csrf = owner.csrf().await;
+    let uploaded = owner.upload(&csrf, name, bytes.to_vec(), &[]).await;
+    assert_eq!(uploaded.status, StatusCode::SEE_OTHER, "{}", uploaded.body);
+    let file = file_id_of(uploaded.location());
+    wait_ready_on_page(&mut owner, &file).await;
+    (owner, csrf, file)
+}
+
 async fn an_upload_through_the_form_becomes_ready_with_shares_emailed(topology: Topology) {
     let smtp = SmtpServer::start();
     let app = TestApp::spawn_with(
@@ -176,14 +193,7 @@ both_topologies!(an_upload_through_the_form_becomes_ready_with_shares_emailed);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forms_without_a_valid_csrf_token_are_refused_and_change_nothing() {
     let app = spawn_with_admin(Topology::Embedded, &[]).await;
-    let mut ann = Browser::new(&app);
-    ann.sign_up_and_in(&email("ann")).await;
-    let csrf = ann.csrf().await;
-    let uploaded = ann
-        .upload(&csrf, "notes.txt", b"some notes".to_vec(), &[])
-        .await;
-    let file = file_id_of(uploaded.location());
-    wait_ready_on_page(&mut ann, &file).await;
+    let (mut ann, csrf, file) = owner_with_ready_file(&app, "notes.txt", b"some notes").await;
     let shared = ann
         .post(
             &format!("/app/files/{file}/shares"),
@@ -540,15 +550,7 @@ fn assert_page_headers(what: &str, page: &Page) {
 async fn every_page_carries_the_security_headers() {
     let app = spawn_with_admin(Topology::Embedded, &[]).await;
     let mut anonymous = Browser::new(&app);
-    let mut ann = Browser::new(&app);
-    ann.sign_up_and_in(&email("ann")).await;
-    let csrf = ann.csrf().await;
-    let file = file_id_of(
-        ann.upload(&csrf, "notes.txt", b"notes".to_vec(), &[])
-            .await
-            .location(),
-    );
-    wait_ready_on_page(&mut ann, &file).await;
+    let (mut ann, csrf, file) = owner_with_ready_file(&app, "notes.txt", b"notes").await;
     let mut admin = Browser::new(&app);
     admin.sign_in(ADMIN.0, ADMIN.1).await;
 
@@ -641,17 +643,9 @@ async fn every_page_carries_the_security_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_cannot_reach_each_others_files_and_only_admins_the_admin_pages() {
     let app = spawn_with_admin(Topology::Embedded, &[]).await;
-    let mut ann = Browser::new(&app);
-    ann.sign_up_and_in(&email("ann")).await;
+    let (mut ann, csrf, file) = owner_with_ready_file(&app, "secret.txt", b"ann's secret").await;
     let mut eve = Browser::new(&app);
     eve.sign_up_and_in(&email("eve")).await;
-    let csrf = ann.csrf().await;
-    let file = file_id_of(
-        ann.upload(&csrf, "secret.txt", b"ann's secret".to_vec(), &[])
-            .await
-            .location(),
-    );
-    wait_ready_on_page(&mut ann, &file).await;
     let shared = ann
         .post(
             &format!("/app/files/{file}/shares"),

@@ -1,8 +1,8 @@
 //! Signing up, in and out. Sign-in calls the same `users::login` as the API (rate limits,
 //! audit and look-alike failures come with it) and keeps its token in the session cookie.
 
-use coffer_core::ServiceError;
 use coffer_core::services::users;
+use coffer_core::{Core, ServiceError};
 use minijinja::context;
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Body, Request, Response};
@@ -42,6 +42,15 @@ fn form(
     Ok(response)
 }
 
+/// A sign-in or sign-up form post: its fields, once the visitor's CSRF token checked out.
+async fn visitor_post(req: &Request, body: Body) -> poem::Result<(&Core, Fields)> {
+    let fields = Fields::read(body).await?;
+    if !session::visitor_csrf_ok(req, fields.get("csrf")) {
+        return Err(page::csrf_refused());
+    }
+    Ok((core(req)?, fields))
+}
+
 #[poem::handler]
 pub async fn signin_page(req: &Request) -> poem::Result<Response> {
     if SignedIn::optional(req, core(req)?).await.is_some() {
@@ -56,11 +65,7 @@ pub async fn signin_page(req: &Request) -> poem::Result<Response> {
 
 #[poem::handler]
 pub async fn signin(req: &Request, body: Body) -> poem::Result<Response> {
-    let fields = Fields::read(body).await?;
-    if !session::visitor_csrf_ok(req, fields.get("csrf")) {
-        return Err(page::csrf_refused());
-    }
-    let core = core(req)?;
+    let (core, fields) = visitor_post(req, body).await?;
     let email = fields.get("email").unwrap_or_default().trim();
     let password = fields.get("password").unwrap_or_default();
     let again =
@@ -116,11 +121,7 @@ pub async fn signup_page(req: &Request) -> poem::Result<Response> {
 
 #[poem::handler]
 pub async fn signup(req: &Request, body: Body) -> poem::Result<Response> {
-    let fields = Fields::read(body).await?;
-    if !session::visitor_csrf_ok(req, fields.get("csrf")) {
-        return Err(page::csrf_refused());
-    }
-    let core = core(req)?;
+    let (core, fields) = visitor_post(req, body).await?;
     let email = fields.get("email").unwrap_or_default().trim();
     let password = fields.get("password").unwrap_or_default();
     let again =
@@ -152,9 +153,7 @@ pub async fn signup(req: &Request, body: Body) -> poem::Result<Response> {
 /// Ends the session (as `POST /api/v1/auth/logout` does) and clears the cookie.
 #[poem::handler]
 pub async fn signout(req: &Request, body: Body) -> poem::Result<Response> {
-    let fields = Fields::read(body).await?;
-    let core = core(req)?;
-    let me = SignedIn::from_form(req, core, fields.get("csrf")).await?;
+    let (core, me, _) = SignedIn::post(req, body).await?;
     users::logout(core, &me.session, &meta(req))
         .await
         .map_err(|e| page::service_error(Some(&me), e))?;

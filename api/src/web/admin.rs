@@ -31,11 +31,11 @@ async fn admin_view(req: &Request, core: &Core) -> poem::Result<SignedIn> {
     }
 }
 
-/// The signed-in admin of a form post (CSRF checked first), or the 403 page.
-async fn admin_form(req: &Request, core: &Core, fields: &Fields) -> poem::Result<SignedIn> {
-    let me = SignedIn::from_form(req, core, fields.get("csrf")).await?;
+/// An admin's form post (CSRF checked first), or the 403 page.
+async fn admin_form(req: &Request, body: Body) -> poem::Result<(&Core, SignedIn, Fields)> {
+    let (core, me, fields) = SignedIn::post(req, body).await?;
     if me.is_admin() {
-        Ok(me)
+        Ok((core, me, fields))
     } else {
         Err(page::forbidden(&me))
     }
@@ -56,6 +56,9 @@ fn time(text: &str) -> Option<DateTime<Utc>> {
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|at| at.and_utc())
 }
+
+/// Since and until, each optional.
+type Period = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 /// The audit filters as typed, and as parsed (or the message for the one that is wrong).
 struct Filters {
@@ -78,7 +81,7 @@ impl Filters {
         }
     }
 
-    fn times(&self) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), String> {
+    fn times(&self) -> Result<Period, String> {
         let parse = |text: &Option<String>, label: &str| match text {
             None => Ok(None),
             Some(t) => time(t).map(Some).ok_or_else(|| {
@@ -211,9 +214,7 @@ pub async fn audit_log(req: &Request) -> poem::Result<Response> {
 /// `POST /app/admin/audit/verify`: walks the chain and shows the result above the same filters.
 #[poem::handler]
 pub async fn verify(req: &Request, body: Body) -> poem::Result<Response> {
-    let fields = Fields::read(body).await?;
-    let core = core(req)?;
-    let me = admin_form(req, core, &fields).await?;
+    let (core, me, fields) = admin_form(req, body).await?;
     let verification = audit::verify(&core.db)
         .await
         .map_err(|e| page::service_error(Some(&me), ServiceError::from(e)))?;
@@ -313,9 +314,7 @@ pub async fn key_versions(req: &Request) -> poem::Result<Response> {
 
 #[poem::handler]
 pub async fn rotate(req: &Request, body: Body) -> poem::Result<Response> {
-    let fields = Fields::read(body).await?;
-    let core = core(req)?;
-    let me = admin_form(req, core, &fields).await?;
+    let (core, me, _) = admin_form(req, body).await?;
     match keys::rotate(core, me.session.user.actor(), &meta(req)).await {
         Ok(_) => Ok(page::redirect("/app/admin/keys")),
         Err(ServiceError::Conflict(detail)) => {
@@ -379,9 +378,7 @@ pub async fn change_user(
     Path(id): Path<String>,
     body: Body,
 ) -> poem::Result<Response> {
-    let fields = Fields::read(body).await?;
-    let core = core(req)?;
-    let me = admin_form(req, core, &fields).await?;
+    let (core, me, fields) = admin_form(req, body).await?;
     let id = page::parse_id(&me, &id, "user")?;
     let cursor = fields.given("cursor");
     let role = match fields.given("role") {

@@ -341,9 +341,7 @@ pub async fn delete_page(req: &Request, Path(id): Path<String>) -> poem::Result<
 
 #[poem::handler]
 pub async fn delete(req: &Request, Path(id): Path<String>, body: Body) -> poem::Result<Response> {
-    let fields = Fields::read(body).await?;
-    let core = core(req)?;
-    let me = SignedIn::from_form(req, core, fields.get("csrf")).await?;
+    let (core, me, _) = SignedIn::post(req, body).await?;
     let id = page::parse_id(&me, &id, "file")?;
     files::delete(core, &me.session.user, id, &meta(req))
         .await

@@ -16,7 +16,7 @@ use poem::http::header;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::page;
+use super::page::{self, Fields};
 
 pub const SESSION_COOKIE: &str = "coffer_session";
 pub const CSRF_COOKIE: &str = "coffer_csrf";
@@ -88,6 +88,15 @@ impl SignedIn {
             return Err(page::csrf_refused());
         }
         Self::resolve(core, raw).await
+    }
+
+    /// A signed-in form post: its fields, once the CSRF token checked out and the session is
+    /// live.
+    pub async fn post(req: &Request, body: poem::Body) -> poem::Result<(&Core, Self, Fields)> {
+        let fields = Fields::read(body).await?;
+        let core = super::core(req)?;
+        let me = Self::from_form(req, core, fields.get("csrf")).await?;
+        Ok((core, me, fields))
     }
 
     async fn resolve(core: &Core, raw: &str) -> poem::Result<Self> {

@@ -8,11 +8,11 @@ use poem::web::Path;
 use poem::{Body, Request, Response};
 use secrecy::SecretString;
 
+use super::INVALID;
 use super::account::sentence;
 use super::files::details_page;
 use super::page::{self, Fields};
 use super::session::SignedIn;
-use super::{INVALID, core};
 use crate::auth::meta;
 
 /// A whole number field, or the message to show.
@@ -30,9 +30,7 @@ fn number(fields: &Fields, name: &str, label: &str) -> Result<Option<i64>, Strin
 /// no recipient, one link shown once on the page that answers.
 #[poem::handler]
 pub async fn create(req: &Request, Path(id): Path<String>, body: Body) -> poem::Result<Response> {
-    let fields = Fields::read(body).await?;
-    let core = core(req)?;
-    let me = SignedIn::from_form(req, core, fields.get("csrf")).await?;
+    let (core, me, fields) = SignedIn::post(req, body).await?;
     let file_id = page::parse_id(&me, &id, "file")?;
     let mut request = ShareRequest {
         recipients: crate::upload::split_recipients(&fields.all("recipients")),
@@ -93,9 +91,7 @@ pub async fn create(req: &Request, Path(id): Path<String>, body: Body) -> poem::
 /// `POST /app/shares/{id}/revoke`: the link stops working at once; back to the file's page.
 #[poem::handler]
 pub async fn revoke(req: &Request, Path(id): Path<String>, body: Body) -> poem::Result<Response> {
-    let fields = Fields::read(body).await?;
-    let core = core(req)?;
-    let me = SignedIn::from_form(req, core, fields.get("csrf")).await?;
+    let (core, me, fields) = SignedIn::post(req, body).await?;
     let share_id = page::parse_id(&me, &id, "share")?;
     shares::revoke(core, &me.session.user, share_id, &meta(req))
         .await
