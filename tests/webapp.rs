@@ -1049,3 +1049,165 @@ async fn the_web_app_in_a_browser() {
     }
     app.stop().await;
 }
+
+/// An audit event's action as the log's table shows it.
+fn cell(action: &str) -> String {
+    format!("<td data-label=\"Action\">{action}</td>")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_filter_export_and_verify_the_log_rotate_keys_and_manage_users() {
+    let app = spawn_with_admin(Topology::Embedded, &[]).await;
+    let (mut ann, _, file) = owner_with_ready_file(&app, "ledger.csv", b"a,b\n1,2\n").await;
+    let mut admin = Browser::new(&app);
+    admin.sign_in(ADMIN.0, ADMIN.1).await;
+
+    // The log, filtered to the file: its events and nothing else.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let filtered = loop {
+        let page = admin
+            .get(&format!(
+                "/app/admin/audit?target_id={file}&action=&since=&until="
+            ))
+            .await;
+        assert_eq!(page.status, StatusCode::OK);
+        // Events appear once sealed (a moment after they happen).
+        if page.body.contains(&cell("file.encrypted")) {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "{}", page.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(filtered.body.contains("file.uploaded") && filtered.body.contains("file.validated"));
+    assert!(
+        !filtered.body.contains("user.signup"),
+        "other targets filtered out"
+    );
+    let by_action = admin.get("/app/admin/audit?action=user.signup").await;
+    assert!(by_action.body.contains(&cell("user.signup")));
+    assert!(!by_action.body.contains(&cell("file.uploaded")));
+    let since = (chrono::Utc::now() + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M");
+    let future = admin.get(&format!("/app/admin/audit?since={since}")).await;
+    assert!(future.body.contains("No events match"), "{}", future.body);
+
+    // Verify: the result is shown above the same filters.
+    let verified = admin
+        .post(
+            "/app/admin/audit/verify",
+            &[("csrf", &filtered.csrf()), ("target_id", &file)],
+        )
+        .await;
+    assert_eq!(verified.status, StatusCode::OK);
+    assert!(
+        verified.body.contains("<dd id=\"verify-result\">ok</dd>"),
+        "{}",
+        verified.body
+    );
+    assert!(verified.body.contains(&format!("value=\"{file}\"")));
+
+    // Exports, streamed with cookie authentication, and audited.
+    let csv = admin.get("/app/admin/audit/export?format=csv").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.headers["content-type"], "text/csv; charset=utf-8");
+    assert!(csv.body.starts_with("seq,id,occurred_at,"));
+    assert!(csv.body.contains("file.uploaded"));
+    let jsonl = admin.get("/app/admin/audit/export?format=jsonl").await;
+    assert_eq!(jsonl.headers["content-type"], "application/x-ndjson");
+    assert!(
+        jsonl.headers["content-disposition"]
+            .to_str()
+            .is_ok_and(|d| d.starts_with("attachment; filename=\"coffer-audit-"))
+    );
+    let first: Value =
+        serde_json::from_str(jsonl.body.lines().next().expect("a line")).expect("json");
+    assert_eq!(first["seq"], 1);
+    assert_eq!(
+        admin.get("/app/admin/audit/export?format=xml").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert!(
+        app.audit_actions()
+            .await
+            .iter()
+            .filter(|(a, _, _)| a == "audit.exported")
+            .count()
+            >= 2
+    );
+
+    // Rotation: started from the page, its progress shown (refreshing while it runs).
+    let keys = admin.get("/app/admin/keys").await;
+    assert!(keys.body.contains("No rotation yet"));
+    let rotated = admin
+        .post("/app/admin/keys/rotate", &[("csrf", &keys.csrf())])
+        .await;
+    assert_eq!(rotated.status, StatusCode::SEE_OTHER, "{}", rotated.body);
+    assert_eq!(rotated.location(), "/app/admin/keys");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = admin.get("/app/admin/keys").await;
+        assert!(page.body.contains("From version 1 to 2"), "{}", page.body);
+        let running = page.body.contains("badge-running");
+        assert_eq!(page.body.contains("http-equiv=\"refresh\""), running);
+        if page.body.contains("badge-finished") {
+            assert!(page.body.contains("badge-retired") || page.body.contains("badge-retiring"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", page.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Users: promote an account, and it gets the admin pages.
+    let users = admin.get("/app/admin/users").await;
+    let ann_id = entity::user::Entity::find()
+        .all(&app.core().db)
+        .await
+        .expect("users")
+        .into_iter()
+        .find(|u| u.role == "user")
+        .expect("ann")
+        .id;
+    assert_eq!(
+        ann.get("/app/admin/users").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let promoted = admin
+        .post(
+            &format!("/app/admin/users/{ann_id}"),
+            &[("csrf", &users.csrf()), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(promoted.status, StatusCode::SEE_OTHER, "{}", promoted.body);
+    assert_eq!(ann.get("/app/admin/users").await.status, StatusCode::OK);
+    let bad = admin
+        .post(
+            &format!("/app/admin/users/{ann_id}"),
+            &[("csrf", &users.csrf()), ("role", "owner")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("The role must be user or admin."));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_cookie_is_sent_to_sign_in() {
+    use sea_orm::sea_query::Expr;
+    let app = TestApp::spawn(Topology::Embedded).await;
+    let mut ann = Browser::new(&app);
+    ann.sign_up_and_in(&email("ann")).await;
+    assert_eq!(ann.get("/app/files").await.status, StatusCode::OK);
+    entity::session::Entity::update_many()
+        .col_expr(
+            entity::session::Column::ExpiresAt,
+            Expr::value(chrono::Utc::now() - chrono::Duration::minutes(1)),
+        )
+        .exec(&app.core().db)
+        .await
+        .expect("expire the session");
+    let page = ann.get("/app/files").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/app/signin");
+    assert!(!ann.cookies.contains_key("coffer_session"), "cleared");
+    assert_eq!(ann.get("/app/signin").await.status, StatusCode::OK);
+    app.stop().await;
+}
