@@ -5,6 +5,7 @@
 
 mod account;
 mod admin;
+mod audit;
 mod files;
 mod page;
 mod session;
@@ -56,9 +57,9 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
         )
         .at("/files/:id/shares", post(shares::create))
         .at("/shares/:id/revoke", post(shares::revoke))
-        .at("/admin/audit", get(admin::audit_log))
-        .at("/admin/audit/export", get(admin::export_log))
-        .at("/admin/audit/verify", post(admin::verify))
+        .at("/admin/audit", get(audit::audit_log))
+        .at("/admin/audit/export", get(audit::export_log))
+        .at("/admin/audit/verify", post(audit::verify))
         .at("/admin/keys", get(admin::key_versions))
         .at("/admin/keys/rotate", post(admin::rotate))
         .at("/admin/users", get(admin::users))

@@ -55,9 +55,10 @@ pub fn view(me: Option<&SignedIn>, status: StatusCode, name: &str, ctx: Value) -
         Some(me) => context! {
             me => context! { email => &me.session.user.email, admin => me.is_admin() },
             csrf => &me.csrf,
+            template => name,
             ..ctx
         },
-        None => ctx,
+        None => context! { template => name, ..ctx },
     };
     html(status, render(name, ctx))
 }
