@@ -143,8 +143,13 @@ try {
   await reader.close();
 
   // The owner sees the recipient's state, and signs out.
-  await page.reload();
-  await page.locator('.share .badge', { hasText: 'emailed' }).waitFor({ timeout: 30000 });
+  // (the job records the email a moment after sending it: reload until the page says so)
+  const emailed = page.locator('.share .badge', { hasText: 'emailed' });
+  for (let tries = 0; (await emailed.count()) === 0; tries += 1) {
+    if (tries > 300) throw new Error('the share never showed as emailed');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await page.reload();
+  }
   await shot(page, 'shares-state');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForURL('**/app/signin');
