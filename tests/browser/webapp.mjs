@@ -153,12 +153,14 @@ try {
   await shot(page, 'shares-state');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForURL('**/app/signin');
+  await shot(page, 'signed-out');
 
   // The admin filters the audit log to the file and verifies the chain.
   await page.getByLabel('Email address').fill(adminEmail);
   await page.getByLabel('Password').fill(adminPassword);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.waitForURL('**/app/files');
+  await shot(page, 'admin-files');
   await page.getByRole('link', { name: 'Audit log' }).click();
   await page.waitForURL('**/app/admin/audit');
   await shot(page, 'audit');
