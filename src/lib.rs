@@ -9,6 +9,7 @@ use coffer_core::{Config, Core};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use coffer_api;
 pub use coffer_core;
 
 /// Which parts of the service this process runs.

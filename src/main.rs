@@ -114,6 +114,9 @@ fn banner(running: &coffer::Running) {
     if let Some(addr) = running.addr {
         let base = config.public_url.as_str().trim_end_matches('/');
         println!("Coffer is listening on http://{addr}");
+        println!(
+            "  web app:     {base}/   (sign up or in, upload, share; admins: the audit log, keys, users)"
+        );
         println!("  Swagger UI:  {base}/docs   (OpenAPI document: {base}/openapi.json)");
     }
     if let Some(addr) = running.metrics_addr {

@@ -39,6 +39,9 @@ struct Row {
     /// Anonymous, another user, the owner, an admin.
     expect: [u16; 4],
     needs: Needs,
+    /// A web app page: signed in by the session cookie (not a bearer token), with the form's
+    /// CSRF token on posts.
+    page: bool,
 }
 
 const fn row(method: &'static str, path: &'static str, expect: [u16; 4]) -> Row {
@@ -47,6 +50,7 @@ const fn row(method: &'static str, path: &'static str, expect: [u16; 4]) -> Row 
         path,
         expect,
         needs: Needs::Shared,
+        page: false,
     }
 }
 
@@ -56,6 +60,27 @@ const fn fresh(method: &'static str, path: &'static str, expect: [u16; 4]) -> Ro
         path,
         expect,
         needs: Needs::Fresh,
+        page: false,
+    }
+}
+
+const fn page(method: &'static str, path: &'static str, expect: [u16; 4]) -> Row {
+    Row {
+        method,
+        path,
+        expect,
+        needs: Needs::Shared,
+        page: true,
+    }
+}
+
+const fn fresh_page(method: &'static str, path: &'static str, expect: [u16; 4]) -> Row {
+    Row {
+        method,
+        path,
+        expect,
+        needs: Needs::Fresh,
+        page: true,
     }
 }
 
@@ -87,7 +112,7 @@ const API_ROWS: &[Row] = &[
     row("GET", "/api/v1/admin/audit/verify", [401, 403, 403, 200]),
 ];
 
-/// Routes outside the OpenAPI document: open to everyone.
+/// Routes outside the OpenAPI document: open to everyone (the web app's pages are below).
 const OTHER_ROWS: &[Row] = &[
     row("GET", "/healthz", [200, 200, 200, 200]),
     row("GET", "/readyz", [200, 200, 200, 200]),
@@ -100,6 +125,35 @@ const OTHER_ROWS: &[Row] = &[
     row("GET", "/no/such/route", [404, 404, 404, 404]),
 ];
 
+/// The web app's pages (`coffer_api::web::ROUTES`; a page without a row fails the test). Signed
+/// out, every page but sign-up and sign-in sends the browser to sign in (303); a successful
+/// form post answers 303 too.
+const PAGE_ROWS: &[Row] = &[
+    page("GET", "/", [303, 303, 303, 303]),
+    page("GET", "/assets/upload.js", [200, 200, 200, 200]),
+    page("GET", "/app/signup", [200, 303, 303, 303]),
+    page("POST", "/app/signup", [303, 303, 303, 303]),
+    page("GET", "/app/signin", [200, 303, 303, 303]),
+    page("POST", "/app/signin", [303, 303, 303, 303]),
+    fresh_page("POST", "/app/signout", [303, 303, 303, 303]),
+    page("GET", "/app/files", [303, 200, 200, 200]),
+    page("POST", "/app/files", [303, 303, 303, 303]),
+    page("GET", "/app/upload", [303, 200, 200, 200]),
+    page("GET", "/app/files/{id}", [303, 404, 200, 404]),
+    page("GET", "/app/files/{id}/download", [303, 404, 200, 404]),
+    page("GET", "/app/files/{id}/delete", [303, 404, 200, 404]),
+    fresh_page("POST", "/app/files/{id}/delete", [303, 404, 303, 404]),
+    page("POST", "/app/files/{id}/shares", [303, 404, 303, 404]),
+    fresh_page("POST", "/app/shares/{id}/revoke", [303, 404, 303, 404]),
+    page("GET", "/app/admin/audit", [303, 403, 403, 200]),
+    page("GET", "/app/admin/audit/export", [303, 403, 403, 200]),
+    page("POST", "/app/admin/audit/verify", [303, 403, 403, 200]),
+    page("GET", "/app/admin/keys", [303, 403, 403, 200]),
+    page("POST", "/app/admin/keys/rotate", [303, 403, 403, 303]),
+    page("GET", "/app/admin/users", [303, 403, 403, 200]),
+    page("POST", "/app/admin/users/{id}", [303, 403, 403, 303]),
+];
+
 /// A ready file of the owner's with a link share.
 struct Target {
     file_id: String,
@@ -109,6 +163,8 @@ struct Target {
 
 struct World {
     app: TestApp,
+    /// A client that does not follow redirects (the pages' 303s are checked).
+    pages: reqwest::Client,
     owner: User,
     other: User,
     admin: User,
@@ -172,6 +228,10 @@ impl World {
         let shared = target(&app, &owner).await;
         Self {
             app,
+            pages: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
             owner,
             other,
             admin,
@@ -210,9 +270,12 @@ impl World {
                 (&fresh_target, fresh_session)
             }
         };
-        let id = if row.path.starts_with("/api/v1/shares/") {
+        let id = if row.path.starts_with("/api/v1/shares/") || row.path.starts_with("/app/shares/")
+        {
             &target.share_id
-        } else if row.path.starts_with("/api/v1/admin/users/") {
+        } else if row.path.starts_with("/api/v1/admin/users/")
+            || row.path.starts_with("/app/admin/users/")
+        {
             &self.owner_id
         } else {
             &target.file_id
@@ -227,6 +290,9 @@ impl World {
             .replace("{id}", id)
             .replace("{file}", file)
             .replace("{token}", &target.share_token);
+        if row.page {
+            return self.call_page(row, &path, session.as_deref()).await;
+        }
         let method = Method::from_bytes(row.method.as_bytes()).expect("method");
         let mut request = self.app.http.request(method, self.app.url(&path));
         if let Some(token) = session {
@@ -261,6 +327,123 @@ impl World {
         let _ = response.bytes().await;
         (status, headers)
     }
+}
+
+impl World {
+    /// Sends a page row's request with the session cookie (and a form's CSRF token, taken from
+    /// a page as a browser would).
+    async fn call_page(
+        &self,
+        row: &Row,
+        path: &str,
+        session: Option<&str>,
+    ) -> (StatusCode, HeaderMap) {
+        if row.path == "/app/admin/keys/rotate" {
+            self.wait_for_rotation().await;
+        }
+        let mut cookies: Vec<String> = session
+            .map(|token| format!("coffer_session={token}"))
+            .into_iter()
+            .collect();
+        let mut csrf = None;
+        if row.method == "POST" {
+            if matches!(row.path, "/app/signup" | "/app/signin") {
+                // The visitor's double-submit token, from a page fetched without a session.
+                let form = self
+                    .pages
+                    .get(self.app.url("/app/signin"))
+                    .send()
+                    .await
+                    .expect("form");
+                let cookie = form
+                    .headers()
+                    .get("set-cookie")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|c| c.split(';').next())
+                    .expect("a CSRF cookie")
+                    .to_owned();
+                cookies.push(cookie);
+                csrf = csrf_in(&form.text().await.expect("html"));
+            } else if let Some(token) = session {
+                let form = self
+                    .pages
+                    .get(self.app.url("/app/upload"))
+                    .header("cookie", format!("coffer_session={token}"))
+                    .send()
+                    .await
+                    .expect("form");
+                csrf = csrf_in(&form.text().await.expect("html"));
+            }
+        }
+        let method = Method::from_bytes(row.method.as_bytes()).expect("method");
+        let mut request = self.pages.request(method, self.app.url(path));
+        if !cookies.is_empty() {
+            request = request.header("cookie", cookies.join("; "));
+        }
+        let csrf = csrf.unwrap_or_default();
+        request = match (row.method, row.path) {
+            ("POST", "/app/files") => {
+                let part = reqwest::multipart::Part::bytes(b"page upload".to_vec())
+                    .file_name("matrix.txt");
+                request.multipart(
+                    reqwest::multipart::Form::new()
+                        .text("csrf", csrf)
+                        .part("file", part),
+                )
+            }
+            ("POST", "/app/signup") => request.form(&[
+                ("csrf", csrf.as_str()),
+                (
+                    "email",
+                    &format!("page-{}@example.org", uuid::Uuid::new_v4().simple()),
+                ),
+                ("password", PASSWORD),
+                ("password_again", PASSWORD),
+            ]),
+            ("POST", "/app/signin") => request.form(&[
+                ("csrf", csrf.as_str()),
+                ("email", &self.other.email),
+                ("password", PASSWORD),
+            ]),
+            ("POST", "/app/files/{id}/shares") => request.form(&[
+                ("csrf", csrf.as_str()),
+                ("recipients", "matrix-recipient@example.org"),
+            ]),
+            ("POST", "/app/admin/users/{id}") => {
+                request.form(&[("csrf", csrf.as_str()), ("disabled", "false")])
+            }
+            ("POST", _) => request.form(&[("csrf", csrf.as_str())]),
+            _ => request,
+        };
+        let response = request.send().await.expect("request");
+        let (status, headers) = (response.status(), response.headers().clone());
+        let _ = response.bytes().await;
+        (status, headers)
+    }
+
+    /// Waits (with a deadline) until no key rotation runs, so that another may start.
+    async fn wait_for_rotation(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let progress = coffer::coffer_core::services::keys::progress(self.app.core())
+                .await
+                .expect("progress");
+            if progress.is_none_or(|r| r.state != "running") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a rotation never finished"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn csrf_in(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    let end = html[at..].find('"')?;
+    Some(html[at..at + end].to_owned())
 }
 
 /// What is wrong with a response's security headers, if anything.
@@ -338,8 +521,27 @@ async fn every_route_answers_each_caller_as_it_should(topology: Topology) {
     let stale: Vec<_> = covered.difference(&documented).collect();
     assert!(stale.is_empty(), "rows for routes that are gone: {stale:?}");
 
+    let pages: BTreeSet<String> = coffer::coffer_api::web::ROUTES
+        .iter()
+        .flat_map(|(path, methods)| methods.split(", ").map(move |m| format!("{m} {path}")))
+        .collect();
+    let covered: BTreeSet<String> = PAGE_ROWS
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        pages.difference(&covered).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "pages without a row in the matrix"
+    );
+    assert_eq!(
+        covered.difference(&pages).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "rows for pages that are gone"
+    );
+
     let mut wrong = Vec::new();
-    for row in API_ROWS.iter().chain(OTHER_ROWS) {
+    for row in API_ROWS.iter().chain(OTHER_ROWS).chain(PAGE_ROWS) {
         for (actor, expected) in ACTORS.iter().zip(row.expect) {
             let (got, headers) = world.call(row, *actor).await;
             if got.as_u16() != expected {

@@ -14,8 +14,8 @@ struct Route {
 pub struct AllowTable(Vec<Route>);
 
 impl AllowTable {
-    /// From the OpenAPI document (JSON), with `extra` GET-only paths.
-    pub fn new(spec: &str, extra: &[&str]) -> Self {
+    /// From the OpenAPI document (JSON), with `extra` paths and their methods (`"GET, POST"`).
+    pub fn new(spec: &str, extra: &[(&str, &str)]) -> Self {
         let mut routes = Vec::new();
         let spec: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
         if let Some(paths) = spec["paths"].as_object() {
@@ -33,10 +33,14 @@ impl AllowTable {
                 });
             }
         }
-        for path in extra {
+        for (path, listed) in extra {
+            let mut methods: Vec<String> = listed.split(',').map(|m| m.trim().to_owned()).collect();
+            if methods.iter().any(|m| m == "GET") {
+                methods.push("HEAD".into());
+            }
             routes.push(Route {
                 segments: segments(path),
-                methods: vec!["GET".into(), "HEAD".into()],
+                methods,
             });
         }
         Self(routes)
@@ -89,11 +93,18 @@ mod tests {
     #[test]
     fn templates_match_concrete_paths() {
         let spec = r#"{"paths": {"/api/v1/files/{id}": {"get": {}, "delete": {}}, "/api/v1/files": {"post": {}}}}"#;
-        let table = AllowTable::new(spec, &["/healthz"]);
+        let table = AllowTable::new(
+            spec,
+            &[("/healthz", "GET"), ("/app/files/{id}/delete", "GET, POST")],
+        );
         let methods = table.allowed("/api/v1/files/abc").expect("matched");
         assert!(methods.contains("GET") && methods.contains("DELETE") && methods.contains("HEAD"));
         assert_eq!(table.allowed("/api/v1/files").as_deref(), Some("POST"));
         assert_eq!(table.allowed("/healthz").as_deref(), Some("GET, HEAD"));
+        assert_eq!(
+            table.allowed("/app/files/abc/delete").as_deref(),
+            Some("GET, POST, HEAD")
+        );
         assert_eq!(table.allowed("/nothing/here"), None);
     }
 }

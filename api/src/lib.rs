@@ -6,7 +6,9 @@ mod observe;
 mod problem;
 mod range;
 mod routes;
+mod templates;
 mod upload;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -42,7 +44,7 @@ fn api_service() -> OpenApiService<Apis, ()> {
 
 /// HTML pages: a strict policy (no scripts at all, nothing framed, nothing sent to other sites)
 /// on top of the headers every response gets.
-const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+pub(crate) const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 /// Everything else (JSON, files): nothing may run or load if a browser renders it anyway.
 const OTHER_CSP: &str = "default-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
@@ -101,7 +103,7 @@ async fn limit_small_bodies<E: Endpoint>(
     use poem::http::Method;
     let path = req.uri().path();
     let upload = (req.method() == Method::PUT && path.starts_with("/api/v1/files/"))
-        || (req.method() == Method::POST && path == "/api/v1/files");
+        || (req.method() == Method::POST && (path == "/api/v1/files" || path == "/app/files"));
     if !upload {
         let declared = req
             .headers()
@@ -164,25 +166,27 @@ pub fn app(core: Core) -> impl Endpoint<Output = poem::Response> + 'static {
     let api = api_service();
     let spec = api.spec_endpoint();
     let ui = swagger_ui(api.swagger_ui_html());
-    let allow = std::sync::Arc::new(allow::AllowTable::new(
-        &api.spec(),
-        &[
-            "/docs",
-            "/openapi.json",
-            "/healthz",
-            "/readyz",
-            "/metrics",
-            "/assets/coffer.css",
-        ],
-    ));
+    let mut extra = vec![
+        ("/docs", "GET"),
+        ("/openapi.json", "GET"),
+        ("/healthz", "GET"),
+        ("/readyz", "GET"),
+        ("/metrics", "GET"),
+        ("/assets/coffer.css", "GET"),
+    ];
+    extra.extend_from_slice(web::ROUTES);
+    let allow = std::sync::Arc::new(allow::AllowTable::new(&api.spec(), &extra));
     let handlers = Route::new()
         .nest("/", api)
+        .nest("/app", web::routes())
         .at("/docs", ui)
         .at("/assets/coffer.css", get(stylesheet))
+        .at("/assets/upload.js", get(web::upload_script))
         .at("/openapi.json", spec)
         .at("/healthz", get(routes::health::healthz))
         .at("/readyz", get(routes::health::readyz))
         .at("/metrics", get(routes::health::metrics))
+        .around(web::root)
         .around(limit_small_bodies)
         .catch_all_error(problem::catch_all)
         .around(move |ep, req| {

@@ -4,6 +4,7 @@
 
 pub mod seed;
 pub mod smtp;
+pub mod web;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;

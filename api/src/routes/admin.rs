@@ -279,18 +279,21 @@ impl AdminApi {
         until: Query<Option<DateTime<Utc>>>,
     ) -> Result<ExportResponse, ApiError> {
         let core = core(req)?;
-        let (format, ext) = match format.0.as_deref() {
-            None | Some("jsonl") => (audit::ExportFormat::JsonLines, "jsonl"),
-            Some("csv") => (audit::ExportFormat::Csv, "csv"),
-            Some(_) => return Err(ApiError::bad_request("`format` must be jsonl or csv")),
+        let format = match format.0.as_deref() {
+            None => audit::ExportFormat::JsonLines,
+            Some(name) => audit::ExportFormat::parse(name)
+                .ok_or_else(|| ApiError::bad_request("`format` must be jsonl or csv"))?,
         };
-        coffer_core::audit::Event::new("audit.exported", admin.0.user.actor())
-            .details(serde_json::json!({ "format": ext, "since": since.0, "until": until.0 }))
-            .from(&meta(req))
-            .record(&core.db)
-            .await
-            .map_err(|e| ApiError::from(coffer_core::ServiceError::from(e)))?;
-        let body = audit::export(core.db.clone(), format, since.0, until.0);
+        let body = audit::export_for(
+            core,
+            admin.0.user.actor(),
+            format,
+            since.0,
+            until.0,
+            &meta(req),
+        )
+        .await?;
+        let ext = format.extension();
         let name = format!("coffer-audit-{}.{ext}", Utc::now().format("%Y%m%dT%H%M%SZ"));
         let body = Binary(Body::from_bytes_stream(body));
         let content = match format {

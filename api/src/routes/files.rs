@@ -11,14 +11,13 @@ use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use secrecy::SecretString;
-use tokio_util::io::ReaderStream;
 
 use super::Tag;
 use super::shares::ShareInfo;
 use crate::auth::{UserAuth, core, meta};
 use crate::problem::ApiError;
 use crate::range::{self, RangeRequest};
-use crate::upload::{RawBody, UploadForm};
+use crate::upload::{Fields, RawBody, UploadForm, read_upload, split_recipients};
 
 pub struct FilesApi;
 
@@ -121,12 +120,6 @@ pub(crate) fn parse_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw).map_err(|_| ApiError::from(ServiceError::NotFound("file")))
 }
 
-async fn discard(core: &Core, sealed: Sealed) {
-    if let Err(err) = files::discard(core, sealed).await {
-        tracing::warn!(error = %err, "could not discard an abandoned upload");
-    }
-}
-
 /// Checks the share fields sent with an upload: sharing needs at least one recipient.
 fn share_spec(core: &Core, request: ShareRequest) -> Result<Option<ShareSpec>, ApiError> {
     if request.is_empty() {
@@ -161,43 +154,6 @@ async fn accept(
     })))
 }
 
-/// Reads a small text part of a form, refusing one longer than `limit` bytes.
-async fn text_field(field: poem::web::Field, limit: u64) -> Result<String, ApiError> {
-    use tokio::io::AsyncReadExt as _;
-    let name = field.name().unwrap_or_default().to_owned();
-    let mut bytes = Vec::new();
-    field
-        .into_async_read()
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
-    if bytes.len() as u64 > limit {
-        return Err(ApiError::unprocessable(format!(
-            "the `{name}` field is too long"
-        )));
-    }
-    String::from_utf8(bytes)
-        .map_err(|_| ApiError::unprocessable(format!("the `{name}` field is not UTF-8 text")))
-}
-
-fn number(name: &str, text: &str) -> Result<i64, ApiError> {
-    text.trim()
-        .parse()
-        .map_err(|_| ApiError::unprocessable(format!("`{name}` must be a whole number")))
-}
-
-/// Recipients may come as repeated fields, or comma- or newline-separated in one.
-fn split_recipients(values: &[String]) -> Vec<String> {
-    values
-        .iter()
-        .flat_map(|v| v.split([',', '\n', ';']))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// `attachment` with an ASCII fallback and the exact name in RFC 5987 form (RFC 6266).
 pub(crate) fn content_disposition(name: &str) -> String {
     let fallback: String = name
@@ -229,77 +185,19 @@ impl FilesApi {
     ) -> Result<UploadResponse, ApiError> {
         let core = core(req)?;
         let mut multipart = form.0;
-        let mut upload: Option<(FileName, Sealed)> = None;
-        let mut recipients = Vec::new();
-        let mut share = ShareRequest::default();
-        let outcome = async {
-            while let Some(field) = multipart
-                .next_field()
-                .await
-                .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?
-            {
-                match field.name() {
-                    Some("file") if upload.is_none() => {
-                        let name = field
-                            .file_name()
-                            .ok_or_else(|| {
-                                ApiError::unprocessable("the `file` part needs a filename")
-                            })
-                            .and_then(|n| {
-                                FileName::parse(n).map_err(|e| ApiError::unprocessable(e.0))
-                            })?;
-                        let stream =
-                            ReaderStream::with_capacity(field.into_async_read(), 64 * 1024);
-                        upload = Some((name, files::ingest(core, stream).await?));
-                    }
-                    Some("file") => {
-                        return Err(ApiError::unprocessable("send one `file` part per upload"));
-                    }
-                    Some("recipients") => recipients.push(text_field(field, 64 * 1024).await?),
-                    Some("expires_in_hours") => {
-                        share.expires_in_hours =
-                            Some(number("expires_in_hours", &text_field(field, 64).await?)?);
-                    }
-                    Some("expires_at") => {
-                        let text = text_field(field, 64).await?;
-                        let at = DateTime::parse_from_rfc3339(text.trim()).map_err(|_| {
-                            ApiError::unprocessable("`expires_at` must be an RFC 3339 time")
-                        })?;
-                        share.expires_at = Some(at.with_timezone(&Utc));
-                    }
-                    Some("max_downloads") => {
-                        share.max_downloads =
-                            Some(number("max_downloads", &text_field(field, 64).await?)?);
-                    }
-                    Some("password") => {
-                        share.password = Some(SecretString::from(text_field(field, 4096).await?))
-                    }
-                    Some("message") => share.message = Some(text_field(field, 16 * 1024).await?),
-                    other => {
-                        let other = other
-                            .unwrap_or("(unnamed)")
-                            .chars()
-                            .take(64)
-                            .collect::<String>();
-                        return Err(ApiError::unprocessable(format!(
-                            "unknown form field `{other}`"
-                        )));
-                    }
-                }
+        let mut upload = read_upload(core, &mut multipart, Fields::Api)
+            .await
+            .map_err(|refused| ApiError::from(refused.error))?;
+        let spec = match share_spec(core, std::mem::take(&mut upload.share)) {
+            Ok(spec) => spec,
+            Err(err) => {
+                upload.discard(core).await;
+                return Err(err);
             }
-            share.recipients = split_recipients(&recipients);
-            share_spec(core, std::mem::take(&mut share))
-        }
-        .await;
-        match (outcome, upload) {
-            (Ok(spec), Some((name, sealed))) => accept(req, &auth, name, sealed, spec).await,
-            (Ok(_), None) => Err(ApiError::unprocessable("the form has no `file` part")),
-            (Err(err), upload) => {
-                if let Some((_, sealed)) = upload {
-                    discard(core, sealed).await;
-                }
-                Err(err)
-            }
+        };
+        match upload.file {
+            Some((name, sealed)) => accept(req, &auth, name, sealed, spec).await,
+            None => Err(ApiError::unprocessable("the form has no `file` part")),
         }
     }
 

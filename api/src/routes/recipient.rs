@@ -4,7 +4,7 @@
 use coffer_core::Core;
 use coffer_core::services::recipients::{self, Landing, Refusal};
 use coffer_core::types::human_size;
-use minijinja::{Environment, context};
+use minijinja::context;
 use poem::{Body, Request};
 use poem_openapi::param::Path;
 use poem_openapi::payload::{Binary, Form, Html, Json};
@@ -24,31 +24,8 @@ struct PasswordForm {
     password: Option<String>,
 }
 
-fn templates() -> &'static Environment<'static> {
-    static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        for (name, source) in [
-            ("base.html", include_str!("../../templates/base.html")),
-            ("landing.html", include_str!("../../templates/landing.html")),
-            ("message.html", include_str!("../../templates/message.html")),
-        ] {
-            env.add_template(name, source)
-                .expect("page templates parse");
-        }
-        env
-    })
-}
-
 fn render(name: &str, ctx: minijinja::Value) -> Html<String> {
-    let page = templates()
-        .get_template(name)
-        .and_then(|t| t.render(ctx))
-        .unwrap_or_else(|err| {
-            tracing::error!(error = %err, "rendering a page failed");
-            "<!DOCTYPE html><title>Error</title><p>Something went wrong.</p>".to_owned()
-        });
-    Html(page)
+    Html(crate::templates::render(name, ctx))
 }
 
 fn message(heading: &str, text: &str) -> Html<String> {

@@ -395,3 +395,42 @@ mod export_tests {
         assert_eq!(csv_cell("-1"), "'-1");
     }
 }
+
+impl ExportFormat {
+    /// `jsonl` or `csv`, as clients name them.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "jsonl" => Some(Self::JsonLines),
+            "csv" => Some(Self::Csv),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::JsonLines => "jsonl",
+            Self::Csv => "csv",
+        }
+    }
+}
+
+/// An admin's export: recorded in the log itself (`audit.exported`) before the first byte
+/// goes out, then streamed as [`export`] does.
+pub async fn export_for(
+    core: &Core,
+    actor: crate::audit::Actor,
+    format: ExportFormat,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    meta: &crate::audit::RequestMeta,
+) -> crate::ServiceResult<futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>>
+{
+    crate::audit::Event::new("audit.exported", actor)
+        .details(
+            serde_json::json!({ "format": format.extension(), "since": since, "until": until }),
+        )
+        .from(meta)
+        .record(&core.db)
+        .await?;
+    Ok(export(core.db.clone(), format, since, until))
+}

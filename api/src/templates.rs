@@ -1,0 +1,86 @@
+//! The page templates (minijinja, autoescaped: every `.html` template escapes what it prints)
+//! shared by the recipient pages and the web app.
+
+use minijinja::Environment;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../templates/base.html")),
+    ("landing.html", include_str!("../templates/landing.html")),
+    ("message.html", include_str!("../templates/message.html")),
+    (
+        "app/layout.html",
+        include_str!("../templates/app/layout.html"),
+    ),
+    (
+        "app/message.html",
+        include_str!("../templates/app/message.html"),
+    ),
+    (
+        "app/signin.html",
+        include_str!("../templates/app/signin.html"),
+    ),
+    (
+        "app/signup.html",
+        include_str!("../templates/app/signup.html"),
+    ),
+    (
+        "app/files.html",
+        include_str!("../templates/app/files.html"),
+    ),
+    (
+        "app/upload.html",
+        include_str!("../templates/app/upload.html"),
+    ),
+    ("app/file.html", include_str!("../templates/app/file.html")),
+    (
+        "app/share_fields.html",
+        include_str!("../templates/app/share_fields.html"),
+    ),
+    (
+        "app/delete.html",
+        include_str!("../templates/app/delete.html"),
+    ),
+    ("app/link.html", include_str!("../templates/app/link.html")),
+    (
+        "app/audit.html",
+        include_str!("../templates/app/audit.html"),
+    ),
+    ("app/keys.html", include_str!("../templates/app/keys.html")),
+    (
+        "app/users.html",
+        include_str!("../templates/app/users.html"),
+    ),
+];
+
+fn environment() -> &'static Environment<'static> {
+    static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .expect("page templates parse");
+        }
+        env
+    })
+}
+
+/// Renders a page; a template error is logged and a bare error page shown instead.
+pub fn render(name: &str, ctx: minijinja::Value) -> String {
+    environment()
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %err, template = name, "rendering a page failed");
+            "<!DOCTYPE html><title>Error</title><p>Something went wrong.</p>".to_owned()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_template_parses() {
+        for (name, _) in super::TEMPLATES {
+            assert!(super::environment().get_template(name).is_ok(), "{name}");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Signing up, in and out. Sign-in calls the same `users::login` as the API (rate limits,
+//! audit and look-alike failures come with it) and keeps its token in the session cookie.
+
+use coffer_core::services::users;
+use coffer_core::{Core, ServiceError};
+use minijinja::context;
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{Body, Request, Response};
+use secrecy::SecretString;
+
+use super::page::{self, Fields};
+use super::session::{self, SignedIn};
+use super::{INVALID, core};
+use crate::auth::meta;
+
+/// A sign-in or sign-up form, with the visitor's CSRF cookie set when it is new.
+fn form(
+    req: &Request,
+    status: StatusCode,
+    template: &str,
+    email: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> poem::Result<Response> {
+    let core = core(req)?;
+    let (csrf, new) = session::visitor_csrf(req);
+    let mut response = page::view(
+        None,
+        status,
+        template,
+        context! { csrf => &csrf, email => email, error => error, notice => notice },
+    );
+    if new {
+        let cookie = session::set_cookie(
+            core,
+            session::CSRF_COOKIE,
+            &csrf,
+            session::VISITOR_CSRF_MAX_AGE,
+        );
+        page::add_cookie(&mut response, &cookie);
+    }
+    Ok(response)
+}
+
+/// A sign-in or sign-up form post: its fields, once the visitor's CSRF token checked out.
+async fn visitor_post(req: &Request, body: Body) -> poem::Result<(&Core, Fields)> {
+    let fields = Fields::read(body).await?;
+    if !session::visitor_csrf_ok(req, fields.get("csrf")) {
+        return Err(page::csrf_refused());
+    }
+    Ok((core(req)?, fields))
+}
+
+#[poem::handler]
+pub async fn signin_page(req: &Request) -> poem::Result<Response> {
+    if SignedIn::optional(req, core(req)?).await.is_some() {
+        return Ok(page::redirect("/app/files"));
+    }
+    let query = Fields::query(req);
+    let notice = query
+        .get("welcome")
+        .map(|_| "Your account is ready. Sign in to start sharing files.");
+    form(req, StatusCode::OK, "app/signin.html", "", None, notice)
+}
+
+#[poem::handler]
+pub async fn signin(req: &Request, body: Body) -> poem::Result<Response> {
+    let (core, fields) = visitor_post(req, body).await?;
+    let email = fields.get("email").unwrap_or_default().trim();
+    let password = fields.get("password").unwrap_or_default();
+    let again =
+        |status, error: &str| form(req, status, "app/signin.html", email, Some(error), None);
+    if email.is_empty() || password.is_empty() {
+        return again(INVALID, "Enter your email address and your password.");
+    }
+    match users::login(
+        core,
+        email,
+        SecretString::from(password.to_owned()),
+        &meta(req),
+    )
+    .await
+    {
+        Ok((token, _expires_at)) => {
+            let mut response = page::redirect("/app/files");
+            let cookie = session::set_cookie(
+                core,
+                session::SESSION_COOKIE,
+                token.expose(),
+                core.config.session_ttl.as_secs(),
+            );
+            page::add_cookie(&mut response, &cookie);
+            Ok(response)
+        }
+        Err(ServiceError::Unauthorized) => again(
+            INVALID,
+            "That email address and password do not match an account that can sign in.",
+        ),
+        Err(ServiceError::RateLimited { retry_after }) => {
+            let mut response = again(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts to sign in. Wait a while before trying again.",
+            )?;
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+            Ok(response)
+        }
+        Err(err) => Err(page::service_error(None, err)),
+    }
+}
+
+#[poem::handler]
+pub async fn signup_page(req: &Request) -> poem::Result<Response> {
+    if SignedIn::optional(req, core(req)?).await.is_some() {
+        return Ok(page::redirect("/app/files"));
+    }
+    form(req, StatusCode::OK, "app/signup.html", "", None, None)
+}
+
+#[poem::handler]
+pub async fn signup(req: &Request, body: Body) -> poem::Result<Response> {
+    let (core, fields) = visitor_post(req, body).await?;
+    let email = fields.get("email").unwrap_or_default().trim();
+    let password = fields.get("password").unwrap_or_default();
+    let again =
+        |status, error: &str| form(req, status, "app/signup.html", email, Some(error), None);
+    if email.is_empty() || password.is_empty() {
+        return again(INVALID, "Enter an email address and a password.");
+    }
+    if fields.get("password_again") != Some(password) {
+        return again(
+            INVALID,
+            "The two passwords are not the same. Type them again.",
+        );
+    }
+    match users::signup(
+        core,
+        email,
+        SecretString::from(password.to_owned()),
+        &meta(req),
+    )
+    .await
+    {
+        Ok(_) => Ok(page::redirect("/app/signin?welcome=1")),
+        Err(ServiceError::Invalid(detail)) => again(INVALID, &sentence(&detail)),
+        Err(ServiceError::Conflict(detail)) => again(StatusCode::CONFLICT, &sentence(&detail)),
+        Err(err) => Err(page::service_error(None, err)),
+    }
+}
+
+/// Ends the session (as `POST /api/v1/auth/logout` does) and clears the cookie.
+#[poem::handler]
+pub async fn signout(req: &Request, body: Body) -> poem::Result<Response> {
+    let (core, me, _) = SignedIn::post(req, body).await?;
+    users::logout(core, &me.session, &meta(req))
+        .await
+        .map_err(|e| page::service_error(Some(&me), e))?;
+    let mut response = page::redirect("/app/signin");
+    page::add_cookie(
+        &mut response,
+        &session::clear_cookie(core, session::SESSION_COOKIE),
+    );
+    Ok(response)
+}
+
+/// A service's message as a sentence for a page ("email address needs an @" → "Email address
+/// needs an @.").
+pub(super) fn sentence(detail: &str) -> String {
+    let mut chars = detail.chars();
+    let mut text: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => return String::new(),
+    };
+    if !text.ends_with(['.', '!', '?']) {
+        text.push('.');
+    }
+    text
+}

@@ -1,0 +1,352 @@
+//! My files: the list (refreshing itself while something is pending), the upload form, a
+//! file's page with its shares, the download and deletion.
+
+use coffer_core::services::files::{self, FileView, status};
+use coffer_core::services::shares::{self, ShareRequest, ShareSpec, ShareView, state};
+use coffer_core::types::human_size;
+use coffer_core::{Core, ServiceError};
+use minijinja::{Value, context};
+use poem::http::StatusCode;
+use poem::web::{Multipart, Path};
+use poem::{Body, Request, Response};
+use secrecy::ExposeSecret as _;
+
+use super::account::sentence;
+use super::page::{self, Fields, when};
+use super::session::SignedIn;
+use super::{INVALID, core};
+use crate::auth::meta;
+use crate::upload::{self, read_upload};
+
+const PAGE_SIZE: u64 = 25;
+/// Expiry choices offered by the forms, in hours (those past `COFFER_SHARE_MAX_TTL` are left out).
+const EXPIRY_CHOICES: &[(i64, &str)] = &[
+    (1, "1 hour"),
+    (24, "1 day"),
+    (72, "3 days"),
+    (168, "7 days"),
+    (720, "30 days"),
+];
+
+fn pending(status: &str) -> bool {
+    matches!(status, status::QUARANTINED | status::VALIDATED)
+}
+
+fn file_context(f: &FileView) -> Value {
+    context! {
+        id => f.id.to_string(),
+        name => &f.name,
+        size => human_size(f.size),
+        bytes => f.size,
+        status => &f.status,
+        pending => pending(&f.status),
+        reason => &f.reject_reason,
+        content_type => &f.content_type,
+        sha256 => &f.sha256,
+        created => when(f.created_at),
+        ready => f.ready_at.map(when),
+    }
+}
+
+/// The share fields of a form as the user filled them in (never the password), and the
+/// expiry choices with theirs selected.
+pub(super) fn share_form(core: &Core, request: &ShareRequest) -> Value {
+    let cap = i64::try_from(core.config.share_max_ttl.as_secs() / 3600)
+        .unwrap_or(i64::MAX)
+        .max(1);
+    let mut choices: Vec<(i64, &str)> = EXPIRY_CHOICES
+        .iter()
+        .copied()
+        .filter(|(hours, _)| *hours <= cap)
+        .collect();
+    if choices.is_empty() {
+        choices.push((cap, "the longest allowed"));
+    }
+    let default = choices
+        .iter()
+        .map(|(h, _)| *h)
+        .filter(|h| *h <= 168)
+        .max()
+        .unwrap_or(choices[0].0);
+    let chosen = request.expires_in_hours.unwrap_or(default);
+    let expiry: Vec<Value> = choices
+        .iter()
+        .map(|(hours, label)| context! { hours => *hours, label => *label, selected => *hours == chosen })
+        .collect();
+    context! {
+        recipients => request.recipients.join("\n"),
+        max_downloads => request.max_downloads,
+        message => &request.message,
+        expiry => expiry,
+    }
+}
+
+/// `GET /app/files`: newest first, a page at a time.
+#[poem::handler]
+pub async fn list(req: &Request) -> poem::Result<Response> {
+    let core = core(req)?;
+    let me = SignedIn::from_view(req, core).await?;
+    let query = Fields::query(req);
+    let after = query
+        .given("cursor")
+        .and_then(|c| uuid::Uuid::parse_str(c).ok());
+    let (rows, next) = files::list(core, me.session.user.id, after, PAGE_SIZE)
+        .await
+        .map_err(|e| page::service_error(Some(&me), e))?;
+    let refresh = rows.iter().any(|f| pending(&f.status));
+    let rows: Vec<Value> = rows.iter().map(file_context).collect();
+    Ok(page::view(
+        Some(&me),
+        StatusCode::OK,
+        "app/files.html",
+        context! {
+            files => rows,
+            refresh => refresh,
+            next => next.map(|id| id.to_string()),
+            paged => after.is_some(),
+            notice => query.get("deleted").map(|_| "The file was deleted; its links no longer work."),
+        },
+    ))
+}
+
+/// The upload form (with the share fields), as new or as the user filled it in.
+fn upload_form(
+    core: &Core,
+    me: &SignedIn,
+    status: StatusCode,
+    request: &ShareRequest,
+    error: Option<&str>,
+) -> Response {
+    page::with_script(page::view(
+        Some(me),
+        status,
+        "app/upload.html",
+        context! {
+            share => share_form(core, request),
+            error => error,
+            max_size => human_size(core.config.max_upload_bytes),
+        },
+    ))
+}
+
+#[poem::handler]
+pub async fn upload_page(req: &Request) -> poem::Result<Response> {
+    let core = core(req)?;
+    let me = SignedIn::from_view(req, core).await?;
+    Ok(upload_form(
+        core,
+        &me,
+        StatusCode::OK,
+        &ShareRequest::default(),
+        None,
+    ))
+}
+
+/// The status a refused upload form comes back with.
+fn refused_status(err: &ServiceError) -> StatusCode {
+    match err {
+        ServiceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        _ => INVALID,
+    }
+}
+
+/// Checks the share fields sent with an upload. Without recipients there is nothing to send;
+/// fields that only make sense for a share are then an error, not silently dropped.
+fn upload_share(core: &Core, request: ShareRequest) -> Result<Option<ShareSpec>, String> {
+    if request.recipients.is_empty() {
+        let typed = request.max_downloads.is_some()
+            || request.message.is_some()
+            || request
+                .password
+                .as_ref()
+                .is_some_and(|p| !p.expose_secret().is_empty());
+        return if typed {
+            Err("Add at least one recipient to share the file, or clear the sharing fields.".into())
+        } else {
+            Ok(None)
+        };
+    }
+    request
+        .parse(core.config.share_max_ttl, chrono::Utc::now())
+        .map(Some)
+        .map_err(|e| sentence(&e.0))
+}
+
+/// `POST /app/files`: the upload form, streamed through the same path as `POST /api/v1/files`.
+/// Its first part must be the CSRF token, checked before a byte of the file is read.
+#[poem::handler]
+pub async fn upload_file(req: &Request, mut multipart: Multipart) -> poem::Result<Response> {
+    let core = core(req)?;
+    let first = multipart.next_field().await.ok().flatten();
+    let csrf = match first {
+        Some(field) if field.name() == Some("csrf") => upload::text_field(field, 256).await.ok(),
+        _ => None,
+    };
+    let me = SignedIn::from_form(req, core, csrf.as_deref()).await?;
+    let mut upload = match read_upload(core, &mut multipart, upload::Fields::Page).await {
+        Ok(upload) => upload,
+        Err(refused) => {
+            let status = refused_status(&refused.error);
+            let text = match &refused.error {
+                ServiceError::TooLarge { limit } => format!(
+                    "The file is larger than the {} allowed.",
+                    human_size(*limit)
+                ),
+                other => sentence(&other.to_string()),
+            };
+            return Ok(upload_form(core, &me, status, &refused.share, Some(&text)));
+        }
+    };
+    let request = std::mem::take(&mut upload.share);
+    let kept = ShareRequest {
+        recipients: request.recipients.clone(),
+        expires_in_hours: request.expires_in_hours,
+        max_downloads: request.max_downloads,
+        message: request.message.clone(),
+        ..ShareRequest::default()
+    };
+    let spec = match upload_share(core, request) {
+        Ok(spec) => spec,
+        Err(text) => {
+            upload.discard(core).await;
+            return Ok(upload_form(core, &me, INVALID, &kept, Some(&text)));
+        }
+    };
+    let Some((name, sealed)) = upload.file.take() else {
+        return Ok(upload_form(
+            core,
+            &me,
+            INVALID,
+            &kept,
+            Some("Choose a file to upload."),
+        ));
+    };
+    let (view, _) = files::create(core, &me.session.user, name, sealed, spec, &meta(req))
+        .await
+        .map_err(|e| page::service_error(Some(&me), e))?;
+    Ok(page::redirect(&format!("/app/files/{}", view.id)))
+}
+
+fn share_context(s: &ShareView) -> Value {
+    let label = match s.state.as_str() {
+        state::PENDING => "pending",
+        state::EMAIL_FAILED => "email failed",
+        state::ACTIVE => "link",
+        other => other,
+    };
+    let live = matches!(
+        s.state.as_str(),
+        state::PENDING | state::EMAILED | state::EMAIL_FAILED | state::ACTIVE
+    );
+    context! {
+        id => s.id.to_string(),
+        recipient => &s.recipient,
+        state => &s.state,
+        label => label,
+        live => live,
+        used_up => s.max_downloads.is_some_and(|m| s.downloads_used >= m),
+        downloads_used => s.downloads_used,
+        max_downloads => s.max_downloads,
+        expires => when(s.expires_at),
+        emailed => s.emailed_at.map(when),
+        password => s.password,
+        last_error => &s.last_error,
+    }
+}
+
+/// A file's page: details, shares and the form to share it further (with an error and the
+/// user's input when a share form came back).
+pub(super) async fn details_page(
+    core: &Core,
+    me: &SignedIn,
+    id: uuid::Uuid,
+    status: StatusCode,
+    request: &ShareRequest,
+    error: Option<&str>,
+) -> poem::Result<Response> {
+    let fail = |e| page::service_error(Some(me), e);
+    let file = files::get(core, me.session.user.id, id)
+        .await
+        .map_err(fail)?;
+    let shares = shares::list(core, &me.session.user, id)
+        .await
+        .map_err(fail)?;
+    let shares: Vec<Value> = shares.iter().map(share_context).collect();
+    Ok(page::view(
+        Some(me),
+        status,
+        "app/file.html",
+        context! {
+            file => file_context(&file),
+            shares => shares,
+            share => share_form(core, request),
+            error => error,
+            refresh => pending(&file.status),
+        },
+    ))
+}
+
+#[poem::handler]
+pub async fn details(req: &Request, Path(id): Path<String>) -> poem::Result<Response> {
+    let core = core(req)?;
+    let me = SignedIn::from_view(req, core).await?;
+    let id = page::parse_id(&me, &id, "file")?;
+    details_page(
+        core,
+        &me,
+        id,
+        StatusCode::OK,
+        &ShareRequest::default(),
+        None,
+    )
+    .await
+}
+
+/// The owner's download, as `GET /api/v1/files/{id}/content` answers it.
+#[poem::handler]
+pub async fn download(req: &Request, Path(id): Path<String>) -> poem::Result<Response> {
+    let core = core(req)?;
+    let me = SignedIn::from_view(req, core).await?;
+    let id = page::parse_id(&me, &id, "file")?;
+    let content = match files::owned(core, me.session.user.id, id).await {
+        Ok(file) => files::content(core, &me.session.user, file, None, &meta(req)).await,
+        Err(err) => Err(err),
+    }
+    .map_err(|e| page::service_error(Some(&me), e))?;
+    Ok(Response::builder()
+        // Always a download, never something a browser renders.
+        .content_type("application/octet-stream")
+        .header(
+            "Content-Disposition",
+            crate::routes::files::content_disposition(&content.file.name),
+        )
+        .header("Content-Length", content.file.size)
+        .body(Body::from_bytes_stream(content.body)))
+}
+
+#[poem::handler]
+pub async fn delete_page(req: &Request, Path(id): Path<String>) -> poem::Result<Response> {
+    let core = core(req)?;
+    let me = SignedIn::from_view(req, core).await?;
+    let id = page::parse_id(&me, &id, "file")?;
+    let file = files::get(core, me.session.user.id, id)
+        .await
+        .map_err(|e| page::service_error(Some(&me), e))?;
+    Ok(page::view(
+        Some(&me),
+        StatusCode::OK,
+        "app/delete.html",
+        context! { file => file_context(&file) },
+    ))
+}
+
+#[poem::handler]
+pub async fn delete(req: &Request, Path(id): Path<String>, body: Body) -> poem::Result<Response> {
+    let (core, me, _) = SignedIn::post(req, body).await?;
+    let id = page::parse_id(&me, &id, "file")?;
+    files::delete(core, &me.session.user, id, &meta(req))
+        .await
+        .map_err(|e| page::service_error(Some(&me), e))?;
+    Ok(page::redirect("/app/files?deleted=1"))
+}

@@ -1,0 +1,103 @@
+//! The web app for owners and admins: server-rendered pages over the same services the JSON API
+//! calls. Handlers parse the form, call a service, then render or redirect (303 after a
+//! successful post). Every form carries a CSRF token; everything but the upload progress bar
+//! works without JavaScript. The pages are not part of the OpenAPI document.
+
+mod account;
+mod admin;
+mod audit;
+mod files;
+mod page;
+mod session;
+mod shares;
+
+use coffer_core::Core;
+use poem::http::{Method, StatusCode};
+use poem::{
+    Endpoint, EndpointExt as _, IntoResponse as _, PathPattern, Request, Response, Route, get, post,
+};
+
+/// Every page route and the methods it answers (what `Allow` lists on a 405, and what the
+/// authorization matrix must cover).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/", "GET"),
+    ("/assets/upload.js", "GET"),
+    ("/app/signup", "GET, POST"),
+    ("/app/signin", "GET, POST"),
+    ("/app/signout", "POST"),
+    ("/app/files", "GET, POST"),
+    ("/app/upload", "GET"),
+    ("/app/files/{id}", "GET"),
+    ("/app/files/{id}/download", "GET"),
+    ("/app/files/{id}/delete", "GET, POST"),
+    ("/app/files/{id}/shares", "POST"),
+    ("/app/shares/{id}/revoke", "POST"),
+    ("/app/admin/audit", "GET"),
+    ("/app/admin/audit/export", "GET"),
+    ("/app/admin/audit/verify", "POST"),
+    ("/app/admin/keys", "GET"),
+    ("/app/admin/keys/rotate", "POST"),
+    ("/app/admin/users", "GET"),
+    ("/app/admin/users/{id}", "POST"),
+];
+
+/// The routes under `/app`, with their errors rendered as pages.
+pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
+    Route::new()
+        .at("/signup", get(account::signup_page).post(account::signup))
+        .at("/signin", get(account::signin_page).post(account::signin))
+        .at("/signout", post(account::signout))
+        .at("/files", get(files::list).post(files::upload_file))
+        .at("/upload", get(files::upload_page))
+        .at("/files/:id", get(files::details))
+        .at("/files/:id/download", get(files::download))
+        .at(
+            "/files/:id/delete",
+            get(files::delete_page).post(files::delete),
+        )
+        .at("/files/:id/shares", post(shares::create))
+        .at("/shares/:id/revoke", post(shares::revoke))
+        .at("/admin/audit", get(audit::audit_log))
+        .at("/admin/audit/export", get(audit::export_log))
+        .at("/admin/audit/verify", post(audit::verify))
+        .at("/admin/keys", get(admin::key_versions))
+        .at("/admin/keys/rotate", post(admin::rotate))
+        .at("/admin/users", get(admin::users))
+        .at("/admin/users/:id", post(admin::change_user))
+        .catch_all_error(page::catch_all)
+}
+
+/// `/` (the API is nested there, so it is no route of its own): a browser goes on to its files
+/// when signed in, else to the sign-in page.
+pub async fn root<E: Endpoint>(ep: E, req: Request) -> poem::Result<Response> {
+    if req.uri().path() != "/" {
+        return Ok(ep.call(req).await?.into_response());
+    }
+    let mut response = match *req.method() {
+        Method::GET | Method::HEAD => match core(&req) {
+            Ok(core) => match session::SignedIn::optional(&req, core).await {
+                Some(_) => page::redirect("/app/files"),
+                None => page::redirect("/app/signin"),
+            },
+            Err(err) => err.into_response(),
+        },
+        _ => page::catch_all(poem::Error::from_status(StatusCode::METHOD_NOT_ALLOWED)).await,
+    };
+    response.set_data(PathPattern("/".into()));
+    Ok(response)
+}
+
+/// Our own small script: the upload progress bar and drag-and-drop.
+#[poem::handler]
+pub fn upload_script() -> Response {
+    Response::builder()
+        .content_type("text/javascript; charset=utf-8")
+        .body(include_str!("../../templates/upload.js"))
+}
+
+fn core(req: &Request) -> poem::Result<&Core> {
+    crate::auth::core(req).map_err(|_| page::fail(page::broken(&"core missing from request data")))
+}
+
+/// The status of a form that comes back with an error for the user to fix.
+const INVALID: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;

@@ -1,0 +1,263 @@
+//! The answers pages give: HTML with the right status (and script policy), 303 redirects,
+//! error pages in the style of the recipient pages, and form bodies read as text pairs.
+
+use chrono::{DateTime, Utc};
+use coffer_core::ServiceError;
+use minijinja::{Value, context};
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{Body, Request, Response};
+
+use super::session::SignedIn;
+use crate::templates::render;
+
+/// An HTML page.
+pub fn html(status: StatusCode, body: String) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("text/html; charset=utf-8")
+        .body(body)
+}
+
+/// Lets a page load our own script (and the script send the upload): the page policy plus
+/// `script-src 'self'; connect-src 'self'`, still without any inline script.
+pub fn with_script(mut response: Response) -> Response {
+    let policy = format!("{}; script-src 'self'; connect-src 'self'", crate::PAGE_CSP);
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response
+            .headers_mut()
+            .insert("Content-Security-Policy", value);
+    }
+    response
+}
+
+/// 303 See Other: where a browser goes after a successful form post.
+pub fn redirect(to: &str) -> Response {
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, to)
+        .finish()
+}
+
+pub fn add_cookie(response: &mut Response, cookie: &str) {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// An answer that ends the request here, as the error of a handler.
+pub fn fail(response: Response) -> poem::Error {
+    poem::Error::from_response(response)
+}
+
+/// Renders an app page; `me` fills in the navigation and the sign-out form.
+pub fn view(me: Option<&SignedIn>, status: StatusCode, name: &str, ctx: Value) -> Response {
+    let ctx = match me {
+        Some(me) => context! {
+            me => context! { email => &me.session.user.email, admin => me.is_admin() },
+            csrf => &me.csrf,
+            template => name,
+            ..ctx
+        },
+        None => context! { template => name, ..ctx },
+    };
+    html(status, render(name, ctx))
+}
+
+pub fn message(me: Option<&SignedIn>, status: StatusCode, heading: &str, text: &str) -> Response {
+    view(
+        me,
+        status,
+        "app/message.html",
+        context! { heading => heading, text => text, status => status.as_u16() },
+    )
+}
+
+/// A form post without a valid CSRF token: nothing was done.
+pub fn csrf_refused() -> poem::Error {
+    fail(message(
+        None,
+        StatusCode::FORBIDDEN,
+        "This form could not be accepted",
+        "It was sent without a valid security token, so nothing was done. Go back, reload the page and try again.",
+    ))
+}
+
+pub fn forbidden(me: &SignedIn) -> poem::Error {
+    fail(message(
+        Some(me),
+        StatusCode::FORBIDDEN,
+        "Admins only",
+        "This page is for administrators. Ask an admin if you need something from it.",
+    ))
+}
+
+/// The page for a service error that a form does not handle itself.
+pub fn service_error(me: Option<&SignedIn>, err: ServiceError) -> poem::Error {
+    let (status, heading, text) = match err {
+        ServiceError::Invalid(detail) | ServiceError::BadRequest(detail) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "That did not work",
+            detail,
+        ),
+        ServiceError::Unauthorized => return fail(redirect("/app/signin")),
+        ServiceError::Forbidden(detail) => (StatusCode::FORBIDDEN, "Not allowed", detail.into()),
+        ServiceError::NotFound(what) => (
+            StatusCode::NOT_FOUND,
+            "Not found",
+            format!("There is no such {what}, or it is not yours."),
+        ),
+        ServiceError::Conflict(detail) => (StatusCode::CONFLICT, "That did not work", detail),
+        ServiceError::TooLarge { limit } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The file is too large",
+            format!(
+                "Files may be at most {}.",
+                coffer_core::types::human_size(limit)
+            ),
+        ),
+        ServiceError::RateLimited { retry_after } => {
+            let mut response = message(
+                me,
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                "Wait a while before trying again.",
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+            return fail(response);
+        }
+        ServiceError::Integrity => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The file failed its integrity check",
+            "It was not sent. The event was logged for the administrators.".into(),
+        ),
+        ServiceError::Unavailable(cause) => {
+            tracing::error!(error = %format!("{cause:#}"), "backing service unavailable");
+            let mut response = message(
+                me,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again shortly",
+                "The service is briefly unavailable.",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(5u64));
+            return fail(response);
+        }
+        ServiceError::Internal(cause) => return fail(broken(&format!("{cause:#}"))),
+    };
+    fail(message(me, status, heading, &text))
+}
+
+/// A 500 page whose cause is logged under an id the user can quote.
+pub fn broken(cause: &dyn std::fmt::Display) -> Response {
+    let id = uuid::Uuid::new_v4();
+    tracing::error!(error_id = %id, error = %cause, "page failed");
+    message(
+        None,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        &format!(
+            "The page could not be shown. If this persists, tell the operator (reference {id})."
+        ),
+    )
+}
+
+/// Turns the errors poem raises before a handler runs (no such page, wrong method, a malformed
+/// body) into pages.
+pub async fn catch_all(err: poem::Error) -> Response {
+    let route = err.data::<poem::PathPattern>().cloned();
+    let mut response = if err.is_from_response() {
+        err.into_response()
+    } else {
+        match err.status() {
+            StatusCode::NOT_FOUND => message(
+                None,
+                StatusCode::NOT_FOUND,
+                "Page not found",
+                "There is no page at this address.",
+            ),
+            StatusCode::METHOD_NOT_ALLOWED => message(
+                None,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Not here",
+                "This page does not accept that kind of request.",
+            ),
+            status if status.is_server_error() => broken(&err),
+            status => message(
+                None,
+                status,
+                "That did not work",
+                "The request could not be read. Go back and try again.",
+            ),
+        }
+    };
+    if let Some(route) = route {
+        response.set_data(route);
+    }
+    response
+}
+
+/// A form's or a query string's fields, in order (a name may repeat).
+pub struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    /// An `application/x-www-form-urlencoded` body (its size is bounded by the small-body
+    /// limit in front of every route but uploads).
+    pub async fn read(body: Body) -> poem::Result<Self> {
+        let bytes = body.into_vec().await.map_err(|_| {
+            fail(message(
+                None,
+                StatusCode::BAD_REQUEST,
+                "That did not work",
+                "The form could not be read. Go back and try again.",
+            ))
+        })?;
+        Ok(Self::parse(&bytes))
+    }
+
+    pub fn query(req: &Request) -> Self {
+        Self::parse(req.uri().query().unwrap_or_default().as_bytes())
+    }
+
+    fn parse(bytes: &[u8]) -> Self {
+        Self(
+            url::form_urlencoded::parse(bytes)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The first value of `name`, as sent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of `name`, trimmed; a blank field counts as not given.
+    pub fn given(&self, name: &str) -> Option<&str> {
+        self.get(name).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+/// A time as pages show it.
+pub fn when(at: DateTime<Utc>) -> String {
+    at.format("%-d %b %Y, %H:%M UTC").to_string()
+}
+
+/// A page's id parameter; malformed ids are "not found", like unknown ones.
+pub fn parse_id(me: &SignedIn, raw: &str, what: &'static str) -> poem::Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(raw).map_err(|_| service_error(Some(me), ServiceError::NotFound(what)))
+}

@@ -1,0 +1,94 @@
+// Coffer's upload page, improved: a progress bar while the file is sent, and dropping a file
+// anywhere on the form. Without this script the form posts as usual and all else works.
+(function () {
+  'use strict';
+  var form = document.getElementById('upload-form');
+  if (!form || !window.XMLHttpRequest || !window.FormData) return;
+  var input = document.getElementById('file');
+  var zone = document.getElementById('dropzone');
+  var hint = document.getElementById('file-hint');
+  var box = document.getElementById('progress-box');
+  var bar = document.getElementById('progress');
+  var text = document.getElementById('progress-text');
+  var error = document.getElementById('upload-error');
+  var button = document.getElementById('upload-button');
+
+  function showError(message) {
+    error.textContent = message;
+    error.hidden = false;
+    box.hidden = true;
+    button.disabled = false;
+  }
+
+  function setProgress(percent) {
+    bar.value = percent;
+    bar.textContent = percent + ' %';
+    text.textContent = percent + ' %';
+  }
+
+  function chosen() {
+    if (input.files && input.files.length === 1) {
+      hint.textContent = 'Chosen: ' + input.files[0].name;
+    }
+  }
+
+  input.addEventListener('change', chosen);
+  ['dragenter', 'dragover'].forEach(function (type) {
+    form.addEventListener(type, function (event) {
+      event.preventDefault();
+      zone.classList.add('dragging');
+    });
+  });
+  ['dragleave', 'drop'].forEach(function (type) {
+    form.addEventListener(type, function () {
+      zone.classList.remove('dragging');
+    });
+  });
+  form.addEventListener('drop', function (event) {
+    event.preventDefault();
+    var files = event.dataTransfer && event.dataTransfer.files;
+    if (files && files.length === 1) {
+      input.files = files;
+      chosen();
+    } else if (files && files.length > 1) {
+      showError('Drop one file at a time.');
+    }
+  });
+
+  form.addEventListener('submit', function (event) {
+    if (!input.files || input.files.length !== 1) return; // the browser says what is missing
+    event.preventDefault();
+    // The same form data the browser would send, the CSRF token first.
+    var data = new FormData(form);
+    var xhr = new XMLHttpRequest();
+    xhr.open('POST', form.action);
+    xhr.upload.addEventListener('progress', function (e) {
+      if (e.lengthComputable && e.total > 0) {
+        setProgress(Math.min(100, Math.floor((e.loaded * 100) / e.total)));
+      }
+    });
+    xhr.upload.addEventListener('load', function () {
+      setProgress(100);
+      text.textContent = '100 %: checking the file…';
+    });
+    xhr.addEventListener('load', function () {
+      if (xhr.status >= 200 && xhr.status < 300 && xhr.responseURL) {
+        window.location.assign(xhr.responseURL); // the file's page, after the server's 303
+        return;
+      }
+      // The server's page says what went wrong; show its message here, keeping the form.
+      var page = new DOMParser().parseFromString(xhr.responseText, 'text/html');
+      var alert = page.querySelector('[role=alert]');
+      var message = alert && alert.textContent.trim();
+      showError(message || 'The upload failed (' + xhr.status + '). Try again.');
+    });
+    xhr.addEventListener('error', function () {
+      showError('The upload was interrupted. Check the connection and try again.');
+    });
+    error.hidden = true;
+    box.hidden = false;
+    button.disabled = true;
+    setProgress(0);
+    xhr.send(data);
+  });
+})();

@@ -1,0 +1,193 @@
+// The web app's whole journey in headless Chromium: sign up, sign in, upload through the form
+// with the upload throttled (recording the progress bar as it moves), wait for `ready`, share
+// with a recipient, download through the emailed link as the recipient, then as admin filter
+// the audit log to the file and verify the chain. Every page visited is saved as a full-page
+// screenshot; console messages are watched for Content-Security-Policy violations.
+//
+// Usage: node webapp.mjs <base-url> <artifacts-dir> <file-to-upload> <download-path>
+//                        <admin-email> <admin-password>
+// It prints one JSON object per line: {"need_link_for": <recipient>} when it needs the emailed
+// link (to be written to its standard input, one line), and {"report": …} at the end.
+import path from 'node:path';
+import readline from 'node:readline';
+import { launch } from './launch.mjs';
+
+const [base, artifacts, uploadPath, downloadPath, adminEmail, adminPassword] = process.argv.slice(2);
+if (!adminPassword) {
+  console.error('usage: node webapp.mjs <base-url> <artifacts-dir> <file> <download-path> <admin-email> <admin-password>');
+  process.exit(2);
+}
+
+const input = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const say = (message) => console.log(JSON.stringify(message));
+const email = `owner-${Date.now()}@example.org`;
+const password = 'correct horse battery staple';
+const recipient = 'recipient@example.org';
+const screenshots = [];
+const cspViolations = [];
+let step = 0;
+
+const browser = await launch();
+try {
+  const watch = (page) => {
+    page.on('console', (msg) => {
+      if (/Content[- ]Security[- ]Policy|Refused to/i.test(msg.text())) cspViolations.push(msg.text());
+    });
+    page.on('pageerror', (err) => cspViolations.push(`page error: ${err.message}`));
+  };
+  const shot = async (page, name) => {
+    step += 1;
+    const file = path.join(artifacts, `${String(step).padStart(2, '0')}-${name}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    screenshots.push(file);
+  };
+  const expectStatus = (response, wanted, what) => {
+    if (!response || response.status() !== wanted) {
+      throw new Error(`${what}: answered ${response && response.status()}, expected ${wanted}`);
+    }
+  };
+
+  // The owner, at desktop width.
+  const owner = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+  const page = await owner.newPage();
+  watch(page);
+  await page.goto(base + '/');
+  if (!page.url().endsWith('/app/signin')) throw new Error(`/ led to ${page.url()}`);
+  await shot(page, 'signin');
+
+  await page.getByRole('link', { name: 'Create one' }).click();
+  await page.waitForURL('**/app/signup');
+  await page.getByLabel('Email address').fill(email);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.getByLabel('Password, once more').fill(password);
+  await shot(page, 'signup');
+  await page.getByRole('button', { name: 'Create the account' }).click();
+  await page.waitForURL('**/app/signin?welcome=1');
+  await shot(page, 'signed-up');
+
+  await page.getByLabel('Email address').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL('**/app/files');
+  await shot(page, 'files-empty');
+
+  // Upload, throttled so that the progress bar has time to move.
+  await page.getByRole('link', { name: 'Upload a file' }).click();
+  await page.waitForURL('**/app/upload');
+  await page.getByLabel('File').setInputFiles(uploadPath);
+  await shot(page, 'upload-form');
+  const cdp = await owner.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 300 * 1024,
+  });
+  const progress = [];
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      try {
+        const value = await page.evaluate(() => {
+          const bar = document.getElementById('progress');
+          return bar && !document.getElementById('progress-box').hidden ? bar.value : null;
+        });
+        if (value !== null && progress[progress.length - 1] !== value) progress.push(value);
+        if (value !== null && value > 0 && value < 100 && progress.length === 3) await shot(page, 'upload-progress');
+      } catch {
+        // the page is navigating away
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
+  await page.getByRole('button', { name: 'Upload' }).click();
+  await page.waitForURL(/\/app\/files\/[0-9a-f-]{36}$/, { timeout: 120000 });
+  sampling = false;
+  await sampler;
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1,
+  });
+  const fileId = page.url().split('/').pop();
+  await shot(page, 'uploaded');
+
+  // The files page refreshes by itself until the file is ready.
+  await page.goto(base + '/app/files');
+  await page.locator('.item', { hasText: path.basename(uploadPath) }).locator('.badge', { hasText: 'ready' })
+    .waitFor({ timeout: 60000 });
+  await shot(page, 'files-ready');
+  await page.setViewportSize({ width: 375, height: 800 });
+  await shot(page, 'files-phone');
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // Share it with a recipient from the file's page.
+  await page.getByRole('link', { name: path.basename(uploadPath) }).click();
+  await page.waitForURL(`**/app/files/${fileId}`);
+  await page.getByLabel('Recipients').fill(recipient);
+  await page.getByLabel('Message').fill('The annual report, as promised.');
+  await shot(page, 'share-form');
+  await page.getByRole('button', { name: 'Share', exact: true }).click();
+  await page.locator('.share', { hasText: recipient }).waitFor();
+  await shot(page, 'shared');
+
+  // The recipient opens the emailed link (the test reads it from its SMTP server).
+  say({ need_link_for: recipient });
+  const link = (await input.next()).value.trim();
+  const reader = await browser.newContext({ acceptDownloads: true, viewport: { width: 375, height: 800 } });
+  const landing = await reader.newPage();
+  watch(landing);
+  expectStatus(await landing.goto(link), 200, 'the emailed link');
+  await shot(landing, 'recipient-phone');
+  const [download] = await Promise.all([
+    landing.waitForEvent('download'),
+    landing.getByRole('button', { name: 'Download' }).click(),
+  ]);
+  await download.saveAs(downloadPath);
+  await reader.close();
+
+  // The owner sees the recipient's state, and signs out.
+  // (the job records the email a moment after sending it: reload until the page says so)
+  const emailed = page.locator('.share .badge', { hasText: 'emailed' });
+  for (let tries = 0; (await emailed.count()) === 0; tries += 1) {
+    if (tries > 300) throw new Error('the share never showed as emailed');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await page.reload();
+  }
+  await shot(page, 'shares-state');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL('**/app/signin');
+  await shot(page, 'signed-out');
+
+  // The admin filters the audit log to the file and verifies the chain.
+  await page.getByLabel('Email address').fill(adminEmail);
+  await page.getByLabel('Password').fill(adminPassword);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL('**/app/files');
+  await shot(page, 'admin-files');
+  await page.getByRole('link', { name: 'Audit log' }).click();
+  await page.waitForURL('**/app/admin/audit');
+  await shot(page, 'audit');
+  await page.getByLabel('Target id').fill(fileId);
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.waitForURL(new RegExp(`/app/admin/audit\\?.*target_id=${fileId}`));
+  const rows = await page.locator('tbody tr').count();
+  if (rows < 3) throw new Error(`only ${rows} audit events for the file`);
+  const others = await page.locator('tbody tr', { hasNotText: fileId }).count();
+  if (others !== 0) throw new Error(`${others} events of other targets after filtering`);
+  await shot(page, 'audit-filtered');
+  await page.getByRole('button', { name: 'Verify chain' }).click();
+  await page.locator('#verify-result').waitFor();
+  const verify = (await page.locator('#verify-result').innerText()).trim();
+  await shot(page, 'audit-verified');
+  await page.setViewportSize({ width: 375, height: 800 });
+  await shot(page, 'audit-phone');
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.getByRole('link', { name: 'Keys' }).click();
+  await page.waitForURL('**/app/admin/keys');
+  await shot(page, 'keys');
+  await page.getByRole('link', { name: 'Users' }).click();
+  await page.waitForURL('**/app/admin/users');
+  await shot(page, 'users');
+
+  say({ report: { file_id: fileId, progress, verify, csp_violations: cspViolations, screenshots, rows } });
+} finally {
+  await browser.close();
+}
+process.exit(0);
