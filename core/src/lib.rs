@@ -5,6 +5,7 @@ pub mod audit;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod digest;
 pub mod error;
 pub mod filetype;
 pub mod mail;

@@ -1,6 +1,7 @@
 //! Sealed objects in an object store (a local directory or S3). Everything written here is
 //! stream-format ciphertext; plaintext exists only in memory, one chunk at a time.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -201,11 +202,15 @@ impl Storage {
         } else {
             end - start + 1
         };
-        let state = (body, Some(reader), skip, want);
+        // Each opened chunk is passed on as it is (64 KiB), never copied into a bigger piece.
+        let state = (body, Some(reader), skip, want, VecDeque::new());
         let plain = stream::try_unfold(
             state,
-            |(mut body, mut reader, mut skip, mut want)| async move {
+            |(mut body, mut reader, mut skip, mut want, mut ready)| async move {
                 loop {
+                    if let Some(chunk) = ready.pop_front() {
+                        return Ok(Some((chunk, (body, reader, skip, want, ready))));
+                    }
                     let Some(open) = reader.as_mut() else {
                         return Ok(None);
                     };
@@ -213,7 +218,6 @@ impl Storage {
                         Some(piece) => {
                             let mut opened = Vec::new();
                             open.update(&piece?, &mut opened)?;
-                            let mut out = Vec::with_capacity(opened.len());
                             for chunk in opened {
                                 let mut chunk = Bytes::from(chunk);
                                 let drop = skip.min(chunk.len());
@@ -222,16 +226,8 @@ impl Storage {
                                 chunk.truncate(want.min(chunk.len() as u64) as usize);
                                 want -= chunk.len() as u64;
                                 if !chunk.is_empty() {
-                                    out.push(chunk);
+                                    ready.push_back(chunk);
                                 }
-                            }
-                            if !out.is_empty() {
-                                let joined = if out.len() == 1 {
-                                    out.remove(0)
-                                } else {
-                                    Bytes::from(out.concat())
-                                };
-                                return Ok(Some((joined, (body, reader, skip, want))));
                             }
                         }
                         None => {

@@ -25,30 +25,52 @@ const SEAL_LOCK: i64 = 0x636f_6666_6572_5331; // "cofferS1"
 /// The canonical bytes an event's hash covers: a JSON object with a fixed field order,
 /// timestamps in RFC 3339 with microseconds, `details` with sorted keys.
 pub fn canonical(event: &audit_event::Model, seq: i64) -> Vec<u8> {
-    let value = serde_json::json!([
+    let mut out = Vec::with_capacity(256);
+    write_canonical(&mut out, event, seq);
+    out
+}
+
+/// Appends the canonical bytes to `out`: a JSON array written straight from the fields (a
+/// tuple serialises as an array; `details` has sorted keys as serde_json keeps them).
+fn write_canonical(out: &mut Vec<u8>, event: &audit_event::Model, seq: i64) {
+    let fields = (
         seq,
-        event.id.to_string(),
+        &event.id, // a UUID serialises as its hyphenated lowercase text
         event
             .occurred_at
             .to_rfc3339_opts(SecondsFormat::Micros, true),
-        event.actor_kind,
-        event.actor_id,
-        event.ip,
-        event.user_agent,
-        event.action,
-        event.target_kind,
-        event.target_id,
-        event.outcome,
-        event.details,
-    ]);
-    serde_json::to_vec(&value).unwrap_or_default()
+        &event.actor_kind,
+        &event.actor_id,
+        &event.ip,
+        &event.user_agent,
+        &event.action,
+        &event.target_kind,
+        &event.target_id,
+        &event.outcome,
+        &event.details,
+    );
+    // Writing plain data into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, &fields);
 }
 
 pub fn chain_hash(previous: &[u8], event: &audit_event::Model, seq: i64) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(256);
+    chain_hash_with(&mut buffer, previous, event, seq).to_vec()
+}
+
+/// [`chain_hash`] reusing `buffer` for the canonical bytes.
+fn chain_hash_with(
+    buffer: &mut Vec<u8>,
+    previous: &[u8],
+    event: &audit_event::Model,
+    seq: i64,
+) -> [u8; 32] {
+    buffer.clear();
+    write_canonical(buffer, event, seq);
     let mut hasher = Sha256::new();
     hasher.update(previous);
-    hasher.update(canonical(event, seq));
-    hasher.finalize().to_vec()
+    hasher.update(&buffer);
+    hasher.finalize().into()
 }
 
 /// The hash before the first event.
@@ -130,46 +152,81 @@ pub struct Verification {
     pub first_bad_seq: Option<i64>,
 }
 
-/// Recomputes the chain from the first sealed event, reading it page by page.
+/// Where a verification has got to.
+#[derive(Debug, Clone)]
+struct Walk {
+    /// The hash the next event must chain from.
+    previous: Vec<u8>,
+    /// The sequence number the next event must have.
+    expected: i64,
+    checked: u64,
+    /// The first sequence number that did not check out.
+    bad: Option<i64>,
+}
+
+impl Walk {
+    /// Checks one page of events, in order, stopping at the first bad one.
+    fn check(mut self, page: &[audit_event::Model]) -> Self {
+        let mut buffer = Vec::with_capacity(256);
+        for event in page {
+            let seq = event.seq.unwrap_or(-1);
+            let stored = event.hash.as_deref().unwrap_or_default();
+            if seq != self.expected
+                || chain_hash_with(&mut buffer, &self.previous, event, seq)[..] != *stored
+            {
+                self.bad = Some(self.expected);
+                return self;
+            }
+            self.checked += 1;
+            self.expected += 1;
+            self.previous.clear();
+            self.previous.extend_from_slice(stored);
+        }
+        self
+    }
+}
+
+async fn sealed_page(
+    db: &impl ConnectionTrait,
+    from_seq: i64,
+) -> Result<Vec<audit_event::Model>, sea_orm::DbErr> {
+    audit_event::Entity::find()
+        .filter(audit_event::Column::Seq.gte(from_seq))
+        .order_by_asc(audit_event::Column::Seq)
+        .limit(VERIFY_PAGE)
+        .all(db)
+        .await
+}
+
+/// Recomputes the chain from the first sealed event, page by page: each page is hashed on the
+/// blocking pool while the next one is read, so reading and hashing share the cores.
 pub async fn verify(db: &impl ConnectionTrait) -> Result<Verification, sea_orm::DbErr> {
-    let mut previous = GENESIS.to_vec();
-    let mut expected = 1i64;
-    let mut checked = 0u64;
-    let mut head: Option<(i64, Vec<u8>)> = None;
-    loop {
-        let page = audit_event::Entity::find()
-            .filter(audit_event::Column::Seq.gte(expected))
-            .order_by_asc(audit_event::Column::Seq)
-            .limit(VERIFY_PAGE)
-            .all(db)
-            .await?;
-        if page.is_empty() {
+    let mut walk = Walk {
+        previous: GENESIS.to_vec(),
+        expected: 1,
+        checked: 0,
+        bad: None,
+    };
+    let mut page = sealed_page(db, 1).await?;
+    while !page.is_empty() {
+        // A page that checks out ends just before this; one that does not stops the walk.
+        let next_from = walk.expected + page.len() as i64;
+        let state = walk.clone();
+        let hashing = tokio::task::spawn_blocking(move || state.check(&page));
+        let (checked, next) = tokio::join!(hashing, sealed_page(db, next_from));
+        walk = checked.map_err(|e| sea_orm::DbErr::Custom(format!("verifying: {e}")))?;
+        if walk.bad.is_some() {
             break;
         }
-        for event in &page {
-            let seq = event.seq.unwrap_or(-1);
-            let stored = event.hash.clone().unwrap_or_default();
-            if seq != expected || chain_hash(&previous, event, seq) != stored {
-                return Ok(Verification {
-                    ok: false,
-                    checked,
-                    head_seq: head.as_ref().map(|h| h.0),
-                    head_hash: head.map(|h| hex::encode(h.1)),
-                    first_bad_seq: Some(expected),
-                });
-            }
-            checked += 1;
-            expected += 1;
-            previous = stored.clone();
-            head = Some((seq, stored));
-        }
+        page = next?;
     }
+    let head = (walk.checked > 0).then(|| (walk.expected - 1, hex::encode(&walk.previous)));
     Ok(Verification {
-        ok: true,
-        checked,
+        ok: walk.bad.is_none(),
+        checked: walk.checked,
         head_seq: head.as_ref().map(|h| h.0),
-        head_hash: head.map(|h| hex::encode(h.1)),
-        first_bad_seq: None,
+        head_hash: head.map(|h| h.1),
+        first_bad_seq: walk.bad,
     })
 }
 

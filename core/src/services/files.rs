@@ -1,5 +1,6 @@
 //! Files: upload into quarantine, metadata, listing, download and deletion.
 
+use crate::digest::StreamDigest;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, Stream, StreamExt as _, TryStreamExt as _};
@@ -7,7 +8,6 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
 };
-use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use entity::file;
@@ -64,7 +64,7 @@ pub struct Ingest {
     key: SecretKey,
     writer: SealedWriter,
     size: u64,
-    hasher: Sha256,
+    digest: StreamDigest,
     limit: u64,
 }
 
@@ -95,21 +95,21 @@ impl Ingest {
             key,
             writer,
             size: 0,
-            hasher: Sha256::new(),
+            digest: StreamDigest::default(),
             limit: core.config.max_upload_bytes,
         })
     }
 
     /// Seals the next piece. Fails with `TooLarge` the moment the limit is crossed; the caller
     /// then calls [`Ingest::abort`].
-    pub async fn write(&mut self, data: &[u8]) -> ServiceResult<()> {
+    pub async fn write(&mut self, data: Bytes) -> ServiceResult<()> {
         self.size += data.len() as u64;
         if self.size > self.limit {
             return Err(ServiceError::TooLarge { limit: self.limit });
         }
-        self.hasher.update(data);
+        self.digest.update(data.clone()).await;
         self.writer
-            .write(data)
+            .write(&data)
             .await
             .map_err(|e| ServiceError::Internal(anyhow::Error::new(e).context("sealing an upload")))
     }
@@ -137,10 +137,15 @@ impl Ingest {
         self.writer.finish().await.map_err(|e| {
             ServiceError::Internal(anyhow::Error::new(e).context("completing a quarantine object"))
         })?;
+        let sha256 = self
+            .digest
+            .finish()
+            .await
+            .map_err(|e| ServiceError::Internal(e.context("hashing an upload")))?;
         Ok(Sealed {
             id: self.id,
             size: self.size,
-            sha256: hex::encode(self.hasher.finalize()),
+            sha256,
             wrapped,
         })
     }
@@ -158,7 +163,7 @@ where
     let mut body = std::pin::pin!(body);
     while let Some(piece) = body.next().await {
         let result = match piece {
-            Ok(bytes) => ingest.write(&bytes).await,
+            Ok(bytes) => ingest.write(bytes).await,
             Err(err) => Err(ServiceError::BadRequest(format!(
                 "the upload was interrupted: {err}"
             ))),

@@ -2,13 +2,13 @@
 //! stuck work. Every step re-reads its row and moves it with a conditional update, so a repeated
 //! delivery is a no-op.
 
+use crate::digest::StreamDigest;
 use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _};
-use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use entity::file;
@@ -191,7 +191,7 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
     };
     let mut head = Vec::with_capacity(CHUNK_SIZE);
     let mut probe = TextProbe::default();
-    let mut hasher = Sha256::new();
+    let mut digest = StreamDigest::default();
     let mut seen = 0u64;
     while let Some(piece) = body.next().await {
         let piece = match piece {
@@ -203,13 +203,14 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
             head.extend_from_slice(&piece[..take]);
         }
         probe.update(&piece);
-        hasher.update(&piece);
         seen += piece.len() as u64;
         if let Some(scan) = scan.as_mut() {
             scan.feed(&piece).await?;
         }
+        digest.update(piece).await;
     }
-    if i64::try_from(seen).ok() != Some(row.size) || hex::encode(hasher.finalize()) != row.sha256 {
+    let sha256 = digest.finish().await.map_err(JobError::Transient)?;
+    if i64::try_from(seen).ok() != Some(row.size) || sha256 != row.sha256 {
         return reject(
             core,
             &row,
@@ -292,12 +293,13 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
         .create_sealed(path.clone(), &dek, file_id)
         .await
         .map_err(|e| JobError::Transient(anyhow::Error::new(e).context("creating a blob")))?;
-    let mut hasher = Sha256::new();
+    let mut digest = StreamDigest::default();
     while let Some(piece) = body.next().await {
         let step = match piece {
             Ok(piece) => {
-                hasher.update(&piece);
-                writer.write(&piece).await.map_err(|e| {
+                let written = writer.write(&piece).await;
+                digest.update(piece).await;
+                written.map_err(|e| {
                     JobError::Transient(anyhow::Error::new(e).context("writing a blob"))
                 })
             }
@@ -308,7 +310,7 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
             return settle(core, &row, err).await;
         }
     }
-    if hex::encode(hasher.finalize()) != row.sha256 {
+    if digest.finish().await.map_err(JobError::Transient)? != row.sha256 {
         writer.abort().await;
         return reject(
             core,
