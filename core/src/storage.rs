@@ -247,6 +247,22 @@ impl Storage {
         range: std::ops::Range<u64>,
         layout: Layout,
     ) -> Result<BoxStream<'static, Result<Bytes, ReadError>>, ReadError> {
+        if let Some(root) = &self.local_root {
+            // One trip to the blocking pool opens the file, checks its size and reads the first
+            // piece (object_store's own read takes one trip to open and another to read): a
+            // small download needs no more. Object paths are ids, the same on disk.
+            let file_path = root.join(path.as_ref());
+            let expected = layout.sealed_len();
+            let first_range = range.clone();
+            let (file, first) =
+                tokio::task::spawn_blocking(move || open_local(&file_path, first_range, expected))
+                    .await
+                    .map_err(std::io::Error::other)??;
+            let rest = range.start + first.len() as u64..range.end;
+            return Ok(stream::once(async move { Ok(first) })
+                .chain(read_file(file, rest))
+                .boxed());
+        }
         let options = GetOptions {
             range: Some(GetRange::Bounded(range)),
             ..GetOptions::default()
@@ -362,6 +378,30 @@ fn remove_partials_under(root: &std::path::Path, older_than: std::time::Duration
         }
     }
     removed
+}
+
+/// Opens a local object, checks that it has the size its layout says, and reads the first piece
+/// of `range`.
+fn open_local(
+    path: &std::path::Path,
+    range: std::ops::Range<u64>,
+    expected: u64,
+) -> Result<(std::fs::File, Bytes), ReadError> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::NotFound),
+        Err(err) => return Err(err.into()),
+    };
+    let actual = file.metadata()?.len();
+    if actual != expected {
+        return Err(ReadError::WrongSize { expected, actual });
+    }
+    let want = (range.end - range.start).min(LOCAL_READ_SIZE as u64) as usize;
+    let mut first = vec![0u8; want];
+    file.seek(SeekFrom::Start(range.start))?;
+    file.read_exact(&mut first)?;
+    Ok((file, Bytes::from(first)))
 }
 
 /// Reads `range` of a local file in large pieces on the blocking pool.
