@@ -33,6 +33,12 @@ pub fn scratch_dir() -> tempfile::TempDir {
     .expect("scratch directory")
 }
 
+/// A bench database's URL. Over loopback, as in docker-compose.yml, without TLS (the local
+/// cluster offers it, and it would cost both sides CPU for nothing).
+pub fn database_url(name: &str) -> String {
+    format!("{}/{name}?sslmode=disable", common::pg_admin_url())
+}
+
 pub struct Stack {
     pub base: String,
     /// Each process with the role it plays.
@@ -48,6 +54,8 @@ impl Stack {
         let mut vars: Vec<(String, String)> = vec![
             ("COFFER_BIND".into(), "127.0.0.1:0".into()),
             ("COFFER_DATA_DIR".into(), data.path().display().to_string()),
+            // The 4 GiB file is over the default 2 GiB limit.
+            ("COFFER_MAX_UPLOAD_BYTES".into(), (8u64 << 30).to_string()),
         ];
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let (mut pg_database, mut redis_namespace) = (None, None);
@@ -66,10 +74,7 @@ impl Stack {
                 admin.close().await.ok();
                 let ns = format!("coffer-bench-{unique}");
                 vars.extend([
-                    (
-                        "COFFER_DATABASE_URL".into(),
-                        format!("{}/{name}", common::pg_admin_url()),
-                    ),
+                    ("COFFER_DATABASE_URL".into(), database_url(&name)),
                     ("COFFER_REDIS_URL".into(), common::redis_url()),
                     ("COFFER_REDIS_NAMESPACE".into(), ns.clone()),
                 ]);

@@ -9,7 +9,7 @@ use coffer::coffer_core::{Config, Core};
 use sea_orm::{ActiveValue::Set, ConnectionTrait as _, EntityTrait as _};
 
 use super::common::{pg_admin_url, seed};
-use super::stack::scratch_dir;
+use super::stack::{database_url, scratch_dir};
 
 pub struct StoreRun {
     pub what: &'static str,
@@ -69,10 +69,7 @@ where
             "COFFER_DATA_DIR".to_owned(),
             pg_data.path().display().to_string(),
         ),
-        (
-            "COFFER_DATABASE_URL".to_owned(),
-            format!("{}/{name}", pg_admin_url()),
-        ),
+        ("COFFER_DATABASE_URL".to_owned(), database_url(&name)),
     ];
     let core = Core::build(Config::from_vars(vars).expect("config"), true)
         .await

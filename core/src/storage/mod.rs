@@ -17,12 +17,16 @@ use object_store::{
 use url::Url;
 use uuid::Uuid;
 
+mod local;
+
+use local::LocalWriter;
+
 use crate::crypto::stream::{ChunkReader, HEADER_LEN, Layout, Opener, Sealer};
 use crate::crypto::{CryptoError, SecretKey};
 
-/// Multipart part sizes: S3 needs at least 5 MiB; a local disk is happy with less memory.
+/// The part size of multipart uploads to S3 (its minimum). Local objects are written by
+/// [`LocalWriter`] instead.
 const S3_PART_SIZE: usize = 5 * 1024 * 1024;
-const LOCAL_PART_SIZE: usize = 256 * 1024;
 /// Parts in flight per transfer; with the part size this bounds a transfer's memory.
 const PART_CONCURRENCY: usize = 2;
 /// How much of a local file one read takes (object_store's own stream reads 8 KiB at a time).
@@ -31,7 +35,6 @@ const LOCAL_READ_SIZE: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
-    part_size: usize,
     /// The directory of a local store, where interrupted writes leave staging files.
     local_root: Option<std::path::PathBuf>,
 }
@@ -79,7 +82,6 @@ pub fn blob_path(file_id: Uuid, seal_id: Uuid) -> Path {
 impl Storage {
     /// Opens the store at `url`; `aws` holds the standard `AWS_*` settings for S3.
     pub fn from_url(url: &Url, aws: &[(String, String)]) -> anyhow::Result<Self> {
-        let mut part_size = S3_PART_SIZE;
         let mut local_root = None;
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => {
@@ -88,7 +90,6 @@ impl Storage {
                     .map_err(|()| anyhow::anyhow!("COFFER_STORAGE_URL: not a local path: {url}"))?;
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("creating storage directory {}", dir.display()))?;
-                part_size = LOCAL_PART_SIZE;
                 local_root = Some(dir.clone());
                 Arc::new(
                     LocalFileSystem::new_with_prefix(&dir)
@@ -123,11 +124,7 @@ impl Storage {
             }
             other => anyhow::bail!("COFFER_STORAGE_URL: unsupported scheme {other}"),
         };
-        Ok(Self {
-            store,
-            part_size,
-            local_root,
-        })
+        Ok(Self { store, local_root })
     }
 
     /// Starts sealing a new object at `path` under `key`.
@@ -136,13 +133,19 @@ impl Storage {
         path: Path,
         key: &SecretKey,
         file_id: Uuid,
-    ) -> Result<SealedWriter, object_store::Error> {
-        let upload = self.store.put_multipart(&path).await?;
-        let mut upload = WriteMultipart::new_with_chunk_size(upload, self.part_size);
+    ) -> Result<SealedWriter, SealError> {
         let (sealer, header) = Sealer::new(key, file_id);
-        upload.put(Bytes::copy_from_slice(&header));
+        let header = Bytes::copy_from_slice(&header);
+        let mut sink = match &self.local_root {
+            Some(root) => Sink::Local(LocalWriter::create(root.join(path.as_ref()))),
+            None => {
+                let upload = self.store.put_multipart(&path).await?;
+                Sink::Store(WriteMultipart::new_with_chunk_size(upload, S3_PART_SIZE))
+            }
+        };
+        sink.put(header).await?;
         Ok(SealedWriter {
-            upload,
+            sink,
             sealer,
             sealed: Vec::new(),
         })
@@ -433,32 +436,61 @@ fn read_file(
 
 /// An object being sealed as plaintext arrives.
 pub struct SealedWriter {
-    upload: WriteMultipart,
+    sink: Sink,
     sealer: Sealer,
     sealed: Vec<Vec<u8>>,
+}
+
+/// Where sealed bytes go: a local file written by Coffer itself, or an object store's
+/// multipart upload.
+enum Sink {
+    Local(LocalWriter),
+    Store(WriteMultipart),
+}
+
+impl Sink {
+    async fn put(&mut self, bytes: Bytes) -> Result<(), SealError> {
+        match self {
+            Self::Local(local) => local.write(bytes).await?,
+            Self::Store(upload) => {
+                upload.wait_for_capacity(PART_CONCURRENCY).await?;
+                upload.put(bytes);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl SealedWriter {
     pub async fn write(&mut self, data: &[u8]) -> Result<(), SealError> {
         self.sealer.update(data, &mut self.sealed)?;
-        for chunk in self.sealed.drain(..) {
-            self.upload.wait_for_capacity(PART_CONCURRENCY).await?;
-            self.upload.put(Bytes::from(chunk));
+        for chunk in std::mem::take(&mut self.sealed) {
+            self.sink.put(Bytes::from(chunk)).await?;
         }
         Ok(())
     }
 
     pub async fn finish(mut self) -> Result<(), SealError> {
         let last = self.sealer.finish()?;
-        self.upload.put(Bytes::from(last));
-        self.upload.finish().await?;
+        self.sink.put(Bytes::from(last)).await?;
+        match self.sink {
+            Sink::Local(local) => local.finish().await?,
+            Sink::Store(upload) => {
+                upload.finish().await?;
+            }
+        }
         Ok(())
     }
 
     /// Abandons the object; nothing is left behind.
     pub async fn abort(self) {
-        if let Err(err) = self.upload.abort().await {
-            tracing::warn!(error = %err, "aborting a partial upload failed");
+        match self.sink {
+            Sink::Local(local) => local.abort().await,
+            Sink::Store(upload) => {
+                if let Err(err) = upload.abort().await {
+                    tracing::warn!(error = %err, "aborting a partial upload failed");
+                }
+            }
         }
     }
 }
@@ -469,4 +501,6 @@ pub enum SealError {
     Crypto(#[from] CryptoError),
     #[error("storage: {0}")]
     Storage(#[from] object_store::Error),
+    #[error("writing a local object: {0}")]
+    Local(#[from] std::io::Error),
 }
