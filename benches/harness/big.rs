@@ -111,6 +111,9 @@ pub async fn round_trip(stack: &Stack, http: &reqwest::Client, token: &str, size
     // The expected hash is computed before the clock starts; making a piece while sending costs
     // one 1 MiB copy.
     let (content, sha256) = content(size);
+    // A quiet disk to start from: what earlier rounds wrote (and deleted) is flushed first.
+    let synced = std::process::Command::new("sync").status();
+    assert!(synced.is_ok_and(|s| s.success()), "sync");
     let started = Instant::now();
     let body = reqwest::Body::wrap_stream(content);
     let response = http

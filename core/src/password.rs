@@ -1,8 +1,10 @@
-//! argon2id password hashing, always on the blocking pool.
+//! argon2id password hashing, on threads of its own, never on the async runtime's.
 
-use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
-};
+use std::cell::RefCell;
+
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
+use rand::RngCore as _;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::types::Invalid;
@@ -11,9 +13,75 @@ pub const MIN_LEN: usize = 10;
 pub const MAX_LEN: usize = 1024;
 
 /// OWASP's argon2id parameters: 19 MiB, t=2, p=1.
-fn argon2() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).expect("constant parameters are valid");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+fn params() -> Params {
+    Params::new(19 * 1024, 2, 1, None).expect("constant parameters are valid")
+}
+
+thread_local! {
+    /// A hashing thread's argon2 working memory, kept from one run to the next. Allocated and
+    /// freed per run, 19 MiB of it stayed resident after every run (glibc could not reuse the
+    /// aligned block it had freed), so the service grew with each login.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs argon2 with `blocks` blocks of this thread's kept memory.
+fn with_memory<T>(blocks: usize, run: impl FnOnce(&mut [Block]) -> T) -> T {
+    MEMORY.with_borrow_mut(|memory| {
+        if memory.len() != blocks {
+            *memory = vec![Block::default(); blocks];
+        }
+        run(memory)
+    })
+}
+
+/// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) for `password`.
+fn hash_here(password: &[u8]) -> anyhow::Result<String> {
+    let params = params();
+    let mut salt = [0u8; Salt::RECOMMENDED_LENGTH];
+    rand::rng().fill_bytes(&mut salt);
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    with_memory(params.block_count(), |memory| {
+        argon2.hash_password_into_with_memory(password, &salt, &mut out, memory)
+    })
+    .map_err(|e| anyhow::anyhow!("hashing password: {e}"))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params)
+            .map_err(|e| anyhow::anyhow!("encoding password hash: {e}"))?,
+        salt: Some(Salt::new(&salt).map_err(|e| anyhow::anyhow!("password salt: {e}"))?),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("password hash: {e}"))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches the PHC string `stored`, under the parameters stored with it. The
+/// outputs are compared in constant time (`Output`'s equality); anything malformed is `false`.
+fn verify_here(password: &[u8], stored: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let hashed = with_memory(params.block_count(), |memory| {
+        argon2.hash_password_into_with_memory(password, salt, &mut out, memory)
+    });
+    hashed.is_ok() && Output::new(&out).is_ok_and(|computed| computed == *expected)
 }
 
 pub fn check_strength(password: &str) -> Result<(), Invalid> {
@@ -31,60 +99,76 @@ pub fn check_strength(password: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// How many passwords this process hashes at once: one argon2id run takes a core and 19 MiB for
-/// about 20 ms, so a burst of logins would otherwise take every core from the downloads under
-/// way (and 19 MiB a login). One core is always left to the rest of the service; logins beyond
-/// that wait their turn.
-fn hashing_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| {
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The queue of the hashing threads, started on first use. There is one thread per core but
+/// one (at least one): an argon2id run takes a core for about 20 ms, so a burst of logins would
+/// otherwise take every core from the downloads under way; logins beyond that wait their turn.
+/// Fixed threads also keep memory bounded: each run needs 19 MiB, and glibc keeps that much
+/// resident in the malloc arena of every thread that ever ran one (on the blocking pool the
+/// service grew by 19 MiB with each new thread that verified a password).
+fn hashers() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Job>> {
+    use std::sync::{Arc, Mutex, OnceLock, mpsc};
+    static QUEUE: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))
+        for i in 0..cores.saturating_sub(1).max(1) {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("coffer-password-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while taking the next job.
+                        let next = queue.lock().map(|q| q.recv());
+                        match next {
+                            Ok(Ok(job)) => job(),
+                            _ => break,
+                        }
+                    }
+                });
+            if let Err(err) = spawned {
+                tracing::error!(error = %err, "could not start a password hashing thread");
+            }
+        }
+        Mutex::new(jobs)
     })
 }
 
-/// Runs `work` on the blocking pool once a hashing slot is free.
-async fn on_hashing_slot<T: Send + 'static>(
+/// Runs `work` on a hashing thread and waits for its result.
+async fn on_hashing_thread<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> anyhow::Result<T> {
-    let _slot = hashing_slots().acquire().await?;
-    Ok(tokio::task::spawn_blocking(work).await?)
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = done.send(work());
+    });
+    hashers()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the password hashing queue is poisoned"))?
+        .send(job)
+        .map_err(|_| anyhow::anyhow!("no password hashing thread is running"))?;
+    Ok(result.await?)
 }
 
 pub async fn hash(password: SecretString) -> anyhow::Result<String> {
-    on_hashing_slot(move || {
-        argon2()
-            .hash_password(password.expose_secret().as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
-    })
-    .await?
+    on_hashing_thread(move || hash_here(password.expose_secret().as_bytes())).await?
 }
 
 /// Verifies in constant time (argon2's own comparison). A malformed stored hash is `false`.
 pub async fn verify(password: SecretString, stored: String) -> anyhow::Result<bool> {
-    on_hashing_slot(move || {
-        PasswordHash::new(&stored)
-            .map(|parsed| {
-                argon2()
-                    .verify_password(password.expose_secret().as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
+    on_hashing_thread(move || verify_here(password.expose_secret().as_bytes(), &stored)).await
 }
 
 /// A hash of a random password, verified against when an account does not exist so that
-/// unknown and known emails take the same time.
-pub fn dummy_hash() -> &'static str {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| {
-        argon2()
-            .hash_password(b"coffer-timing-equaliser")
-            .map(|h| h.to_string())
-            .unwrap_or_default()
-    })
+/// unknown and known emails take the same time. Made once, on a hashing thread.
+pub async fn dummy_hash() -> anyhow::Result<String> {
+    static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    DUMMY
+        .get_or_try_init(|| hash(SecretString::from("coffer-timing-equaliser")))
+        .await
+        .cloned()
 }
 
 #[cfg(test)]
@@ -115,6 +199,28 @@ mod tests {
                 .await
                 .expect("verify")
         );
+    }
+
+    #[test]
+    fn hashes_are_interchangeable_with_the_argon2_crates_own() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse battery")
+            .expect("hash")
+            .to_string();
+        assert!(verify_here(b"correct horse battery", &theirs));
+        assert!(!verify_here(b"correct horse batterY", &theirs));
+        let ours = hash_here(b"correct horse battery").expect("hash");
+        let parsed = PasswordHash::new(&ours).expect("a PHC string");
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse battery", &parsed)
+                .is_ok()
+        );
+        // The same memory serves run after run on one thread.
+        for _ in 0..3 {
+            assert!(verify_here(b"correct horse battery", &ours));
+        }
     }
 
     #[test]

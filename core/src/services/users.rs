@@ -176,10 +176,12 @@ pub async fn login(
         }
         Err(_) => None,
     };
-    let stored = account.as_ref().map_or_else(
-        || password::dummy_hash().to_owned(),
-        |a| a.password_hash.clone(),
-    );
+    let stored = match &account {
+        Some(a) => a.password_hash.clone(),
+        None => password::dummy_hash()
+            .await
+            .map_err(ServiceError::Internal)?,
+    };
     let matches = password::verify(password, stored).await?;
 
     let account = match account {
