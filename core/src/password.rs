@@ -17,21 +17,33 @@ fn params() -> Params {
     Params::new(19 * 1024, 2, 1, None).expect("constant parameters are valid")
 }
 
+/// Room reserved for a run's working memory: past the largest threshold glibc's malloc adapts
+/// to (32 MiB), so the block is a mapping of its own that goes back to the system when freed.
+/// Below it, the 19 MiB of a run stayed resident in the thread's arena after being freed.
+/// Only the blocks argon2 uses are ever touched, so the rest costs address space, not memory.
+const RESERVED_BYTES: usize = 33 << 20;
+
 thread_local! {
-    /// A hashing thread's argon2 working memory, kept from one run to the next. Allocated and
-    /// freed per run, 19 MiB of it stayed resident after every run (glibc could not reuse the
-    /// aligned block it had freed), so the service grew with each login.
+    /// A hashing thread's argon2 working memory, kept while logins are waiting their turn and
+    /// released when the thread runs out of work: an idle service holds none of it.
     static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs argon2 with `blocks` blocks of this thread's kept memory.
+/// Runs argon2 with `blocks` blocks of this thread's working memory.
 fn with_memory<T>(blocks: usize, run: impl FnOnce(&mut [Block]) -> T) -> T {
     MEMORY.with_borrow_mut(|memory| {
         if memory.len() != blocks {
-            *memory = vec![Block::default(); blocks];
+            let reserved = (RESERVED_BYTES / size_of::<Block>()).max(blocks);
+            *memory = Vec::with_capacity(reserved);
+            memory.resize(blocks, Block::default());
         }
         run(memory)
     })
+}
+
+/// Gives this thread's working memory back to the system.
+fn release_memory() {
+    MEMORY.with_borrow_mut(|memory| *memory = Vec::new());
 }
 
 /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) for `password`.
@@ -104,8 +116,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// The queue of the hashing threads, started on first use. There is one thread per core but
 /// one (at least one): an argon2id run takes a core for about 20 ms, so a burst of logins would
 /// otherwise take every core from the downloads under way; logins beyond that wait their turn.
-/// Fixed threads also keep memory bounded: each run needs 19 MiB, and glibc keeps that much
-/// resident in the malloc arena of every thread that ever ran one (on the blocking pool the
+/// Fixed threads also keep memory bounded: each run needs 19 MiB (on the blocking pool the
 /// service grew by 19 MiB with each new thread that verified a password).
 fn hashers() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Job>> {
     use std::sync::{Arc, Mutex, OnceLock, mpsc};
@@ -120,11 +131,29 @@ fn hashers() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Job>> {
                 .name(format!("coffer-password-{i}"))
                 .spawn(move || {
                     loop {
-                        // The lock is held only while taking the next job.
-                        let next = queue.lock().map(|q| q.recv());
+                        // The lock is held only while taking the next job. Whoever holds it
+                        // waits for the queue, so a thread that must wait for the lock has no
+                        // work coming either: its memory goes back first.
+                        let queue = match queue.try_lock() {
+                            Ok(queue) => queue,
+                            Err(std::sync::TryLockError::WouldBlock) => {
+                                release_memory();
+                                let Ok(queue) = queue.lock() else { break };
+                                queue
+                            }
+                            Err(std::sync::TryLockError::Poisoned(_)) => break,
+                        };
+                        let next = match queue.try_recv() {
+                            Err(mpsc::TryRecvError::Empty) => {
+                                release_memory();
+                                queue.recv().ok()
+                            }
+                            next => next.ok(),
+                        };
+                        drop(queue);
                         match next {
-                            Ok(Ok(job)) => job(),
-                            _ => break,
+                            Some(job) => job(),
+                            None => break,
                         }
                     }
                 });
