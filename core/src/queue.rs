@@ -2,6 +2,7 @@
 //! the worker crate consumes the backends from here.
 
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -10,6 +11,7 @@ use apalis_redis::{ConnectionManager, RedisStorage};
 use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -83,6 +85,18 @@ macro_rules! with_storage {
     };
 }
 
+/// In-process signals that a task was just queued, one per job type. A worker of this process
+/// looks for tasks at once instead of at its next poll: a job that queues the next one (validate
+/// → encrypt → email) or an upload served by `coffer serve` does not wait a poll interval per
+/// step. Workers of other processes still find the task at their next poll.
+#[derive(Clone, Default)]
+pub struct Wakers {
+    pub validate: Arc<Notify>,
+    pub encrypt: Arc<Notify>,
+    pub notify: Arc<Notify>,
+    pub rewrap: Arc<Notify>,
+}
+
 #[derive(Clone)]
 pub struct Queue {
     pub validate: Backend<ValidateFile>,
@@ -92,6 +106,7 @@ pub struct Queue {
     connection: Connection,
     /// Idle workers look for new tasks this often.
     pub poll_interval: Duration,
+    pub wake: Wakers,
 }
 
 impl std::fmt::Debug for Queue {
@@ -132,6 +147,7 @@ impl Queue {
                         namespace: ns.clone(),
                     },
                     poll_interval: config.poll_interval,
+                    wake: Wakers::default(),
                 })
             }
             None => {
@@ -197,6 +213,7 @@ impl Queue {
                     ),
                     connection: Connection::Sqlite(pool),
                     poll_interval: config.poll_interval,
+                    wake: Wakers::default(),
                 })
             }
         }
@@ -212,6 +229,7 @@ impl Queue {
             .push(task)
             .await
             .context("enqueue validate"))?;
+        self.wake.validate.notify_one();
         Ok(())
     }
 
@@ -225,6 +243,7 @@ impl Queue {
             .push(task)
             .await
             .context("enqueue encrypt"))?;
+        self.wake.encrypt.notify_one();
         Ok(())
     }
 
@@ -238,6 +257,7 @@ impl Queue {
             .push(task)
             .await
             .context("enqueue share email"))?;
+        self.wake.notify.notify_one();
         Ok(())
     }
 
@@ -251,6 +271,7 @@ impl Queue {
             .push(task)
             .await
             .context("enqueue rewrap"))?;
+        self.wake.rewrap.notify_one();
         Ok(())
     }
 

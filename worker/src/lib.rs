@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apalis::layers::retry::backoff::{
@@ -17,6 +18,8 @@ use coffer_core::request_id;
 use coffer_core::services::jobs::{self, JobError};
 use coffer_core::services::keys;
 use coffer_core::services::shares;
+use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 use tracing::Instrument as _;
 
 /// After this many deliveries a transient failure stops retrying; the sweep picks the file up
@@ -184,20 +187,25 @@ fn schedule(interval: Duration) -> cron::Schedule {
     cron::Schedule::from_str(&expr).expect("generated cron expression is valid")
 }
 
-/// Wakes an idle worker every `interval` to look for new tasks. apalis's own
-/// `IntervalStrategy` replaces its timer when it fires without polling the new one, so no
-/// waker is armed for the next tick; an idle worker then slept until its 30 s heartbeat
-/// (seen here in about half of the runs). This one arms the next timer at once.
+/// Wakes an idle worker every `interval` to look for new tasks, and at once when this process
+/// queued one (`wake`). apalis's own `IntervalStrategy` replaces its timer when it fires
+/// without polling the new one, so no waker is armed for the next tick; an idle worker then
+/// slept until its 30 s heartbeat (seen here in about half of the runs). This one arms the
+/// next timer at once.
 struct EveryInterval {
     interval: Duration,
     timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    wake: Arc<Notify>,
+    woken: Option<std::pin::Pin<Box<OwnedNotified>>>,
 }
 
 impl EveryInterval {
-    fn new(interval: Duration) -> Self {
+    fn new(interval: Duration, wake: Arc<Notify>) -> Self {
         Self {
             interval,
             timer: None,
+            wake,
+            woken: None,
         }
     }
 }
@@ -209,6 +217,18 @@ impl PollStrategy for EveryInterval {
         _: &PollSnapshot,
     ) -> std::task::Poll<Option<()>> {
         use std::task::Poll;
+        let wake = self.wake.clone();
+        let woken = self
+            .woken
+            .get_or_insert_with(|| Box::pin(wake.clone().notified_owned()));
+        if Future::poll(woken.as_mut(), cx).is_ready() {
+            // Armed again for the next task queued here; the interval starts over.
+            let mut next = Box::pin(wake.notified_owned());
+            let _ = Future::poll(next.as_mut(), cx);
+            self.woken = Some(next);
+            self.timer = None;
+            return Poll::Ready(Some(()));
+        }
         let interval = self.interval;
         let timer = self
             .timer
@@ -227,15 +247,20 @@ impl PollStrategy for EveryInterval {
 
 /// Registers one job type's worker on whichever backend the queue uses.
 macro_rules! register {
-    ($monitor:expr, $backend:expr, $name:expr, $handler:expr, $core:expr, $backoff:expr) => {{
+    ($monitor:expr, $backend:expr, $wake:expr, $name:expr, $handler:expr, $core:expr, $backoff:expr) => {{
         let (min, max) = $backoff;
         let core = $core.clone();
         let poll = core.queue.poll_interval;
+        let wake = $wake;
         let name = format!("{}-{}", $name, uuid::Uuid::new_v4().simple());
         match $backend {
             Backend::Sqlite(storage) => $monitor.register(move |restarts| {
                 WorkerBuilder::new(format!("{name}-{restarts}"))
-                    .backend(storage.clone().poll_with_strategy(EveryInterval::new(poll)))
+                    .backend(
+                        storage
+                            .clone()
+                            .poll_with_strategy(EveryInterval::new(poll, wake.clone())),
+                    )
                     .data(core.clone())
                     .concurrency(CONCURRENCY)
                     .retry(retry_policy(min, max))
@@ -243,7 +268,11 @@ macro_rules! register {
             }),
             Backend::Redis(storage) => $monitor.register(move |restarts| {
                 WorkerBuilder::new(format!("{name}-{restarts}"))
-                    .backend(storage.clone().poll_with_strategy(EveryInterval::new(poll)))
+                    .backend(
+                        storage
+                            .clone()
+                            .poll_with_strategy(EveryInterval::new(poll, wake.clone())),
+                    )
                     .data(core.clone())
                     .concurrency(CONCURRENCY)
                     .retry(retry_policy(min, max))
@@ -261,6 +290,7 @@ pub fn monitor(core: &Core) -> Monitor {
     let monitor = register!(
         monitor,
         core.queue.validate.clone(),
+        core.queue.wake.validate.clone(),
         "validate",
         validate_job,
         core,
@@ -269,6 +299,7 @@ pub fn monitor(core: &Core) -> Monitor {
     let monitor = register!(
         monitor,
         core.queue.encrypt.clone(),
+        core.queue.wake.encrypt.clone(),
         "encrypt",
         encrypt_job,
         core,
@@ -277,6 +308,7 @@ pub fn monitor(core: &Core) -> Monitor {
     let monitor = register!(
         monitor,
         core.queue.notify.clone(),
+        core.queue.wake.notify.clone(),
         "notify",
         notify_job,
         core,
@@ -285,6 +317,7 @@ pub fn monitor(core: &Core) -> Monitor {
     let monitor = register!(
         monitor,
         core.queue.rewrap.clone(),
+        core.queue.wake.rewrap.clone(),
         "rewrap",
         rewrap_job,
         core,
