@@ -55,3 +55,40 @@ pub async fn by_key<E: EntityTrait>(
 ) -> Result<Option<E::Model>, sea_orm::DbErr> {
     Ok(select.all(db).await?.into_iter().next())
 }
+
+/// The `VALUES` rows of a statement that updates many rows at once (`UPDATE … FROM (VALUES …)`):
+/// `rows` tuples of placeholders, cast to `pg_types` on PostgreSQL (its parameters carry no
+/// type there), plain `?` elsewhere.
+pub fn values_rows(backend: sea_orm::DbBackend, rows: usize, pg_types: &[&str]) -> String {
+    let width = pg_types.len();
+    let tuple = |row: usize| match backend {
+        sea_orm::DbBackend::Postgres => pg_types
+            .iter()
+            .enumerate()
+            .map(|(col, ty)| format!("${}::{ty}", row * width + col + 1))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => vec!["?"; width].join(", "),
+    };
+    (0..rows)
+        .map(|row| format!("({})", tuple(row)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::DbBackend;
+
+    #[test]
+    fn values_rows_number_postgres_parameters_and_cast_them() {
+        assert_eq!(
+            super::values_rows(DbBackend::Postgres, 2, &["uuid", "int"]),
+            "($1::uuid, $2::int), ($3::uuid, $4::int)"
+        );
+        assert_eq!(
+            super::values_rows(DbBackend::Sqlite, 2, &["uuid", "int"]),
+            "(?, ?), (?, ?)"
+        );
+    }
+}

@@ -3,7 +3,6 @@
 //! Coffer updates or deletes a sealed one.
 
 use chrono::SecondsFormat;
-use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait as _, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait as _,
     QueryFilter as _, QueryOrder as _, QuerySelect as _, SqliteTransactionMode, TransactionOptions,
@@ -124,21 +123,61 @@ pub async fn seal(core: &Core) -> Result<u64, sea_orm::DbErr> {
             txn.commit().await?;
             return Ok(sealed);
         }
+        let mut links = Vec::with_capacity(pending.len());
         for event in &pending {
             seq += 1;
             let hash = chain_hash(&previous, event, seq);
-            audit_event::Entity::update_many()
-                .col_expr(audit_event::Column::Seq, Expr::value(seq))
-                .col_expr(audit_event::Column::Hash, Expr::value(hash.clone()))
-                .filter(audit_event::Column::Id.eq(event.id))
-                .filter(audit_event::Column::Seq.is_null())
-                .exec(&txn)
-                .await?;
+            links.push((event.id, seq, hash.clone()));
             previous = hash;
+        }
+        let linked = link(&txn, &links).await?;
+        if linked != links.len() as u64 {
+            // Only a writer outside Coffer could have sealed them meanwhile: leave the chain as
+            // it was (the transaction rolls back) rather than fork it.
+            return Err(sea_orm::DbErr::Custom(format!(
+                "sealing: {linked} of {} pending audit events were still unsealed",
+                links.len()
+            )));
         }
         txn.commit().await?;
         sealed += pending.len() as u64;
     }
+}
+
+/// Gives each event its sequence number and hash in one statement (`UPDATE … FROM (VALUES …)`):
+/// one round trip per batch, so the write lock every other writer waits for is held for a
+/// moment. Updating event by event held it for up to 1,000 round trips, and concurrent
+/// downloads waited that long to commit their own events. Returns how many rows it sealed.
+async fn link(
+    txn: &DatabaseTransaction,
+    links: &[(uuid::Uuid, i64, Vec<u8>)],
+) -> Result<u64, sea_orm::DbErr> {
+    let backend = txn.get_database_backend();
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(links.len() * 3);
+    for (id, seq, hash) in links {
+        values.push((*id).into());
+        values.push((*seq).into());
+        values.push(hash.clone().into());
+    }
+    let rows = crate::db::values_rows(backend, links.len(), &["uuid", "bigint", "bytea"]);
+    let sql = match backend {
+        DbBackend::Postgres => format!(
+            "UPDATE audit_events AS a SET seq = v.seq, hash = v.hash \
+             FROM (VALUES {rows}) AS v(id, seq, hash) \
+             WHERE a.id = v.id AND a.seq IS NULL"
+        ),
+        _ => format!(
+            "WITH v(id, seq, hash) AS (VALUES {rows}) \
+             UPDATE audit_events SET seq = v.seq, hash = v.hash \
+             FROM v WHERE audit_events.id = v.id AND audit_events.seq IS NULL"
+        ),
+    };
+    let result = txn
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
+        .await?;
+    Ok(result.rows_affected())
 }
 
 /// The outcome of walking the chain.

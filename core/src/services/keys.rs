@@ -431,36 +431,23 @@ async fn rewrap_deks(
     }
     let backend = txn.get_database_backend();
     let mut values: Vec<sea_orm::Value> = Vec::with_capacity(keys.len() * 4);
-    let mut tuples = Vec::with_capacity(keys.len());
-    for (i, (id, wrapped, old)) in keys.iter().enumerate() {
-        let n = i * 4;
-        tuples.push(match backend {
-            sea_orm::DbBackend::Postgres => format!(
-                "(${}::uuid, ${}::bytea, ${}::int, ${}::int)",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4
-            ),
-            _ => "(?, ?, ?, ?)".to_owned(),
-        });
+    for (id, wrapped, old) in keys {
         values.push((*id).into());
         values.push(wrapped.bytes.clone().into());
         values.push(wrapped.kek_version.into());
         values.push((*old).into());
     }
+    let rows = crate::db::values_rows(backend, keys.len(), &["uuid", "bytea", "int", "int"]);
     let sql = match backend {
         sea_orm::DbBackend::Postgres => format!(
             "UPDATE files AS f SET dek = v.dek, dek_kek_version = v.ver \
-             FROM (VALUES {}) AS v(id, dek, ver, old) \
-             WHERE f.id = v.id AND f.dek_kek_version = v.old",
-            tuples.join(", ")
+             FROM (VALUES {rows}) AS v(id, dek, ver, old) \
+             WHERE f.id = v.id AND f.dek_kek_version = v.old"
         ),
         _ => format!(
-            "WITH v(id, dek, ver, old) AS (VALUES {}) \
+            "WITH v(id, dek, ver, old) AS (VALUES {rows}) \
              UPDATE files SET dek = v.dek, dek_kek_version = v.ver \
-             FROM v WHERE files.id = v.id AND files.dek_kek_version = v.old",
-            tuples.join(", ")
+             FROM v WHERE files.id = v.id AND files.dek_kek_version = v.old"
         ),
     };
     let result = txn
