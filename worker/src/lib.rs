@@ -223,10 +223,14 @@ impl PollStrategy for EveryInterval {
             .get_or_insert_with(|| Box::pin(wake.clone().notified_owned()));
         if Future::poll(woken.as_mut(), cx).is_ready() {
             // Armed again for the next task queued here; the interval starts over.
+            // Both wakers are armed before returning, or a worker fed only by other processes
+            // slept until its 30 s heartbeat once woken here.
             let mut next = Box::pin(wake.notified_owned());
             let _ = Future::poll(next.as_mut(), cx);
             self.woken = Some(next);
-            self.timer = None;
+            let mut timer = Box::pin(tokio::time::sleep(self.interval));
+            let _ = Future::poll(timer.as_mut(), cx);
+            self.timer = Some(timer);
             return Poll::Ready(Some(()));
         }
         let interval = self.interval;
