@@ -216,37 +216,38 @@ impl PollStrategy for EveryInterval {
         cx: &mut std::task::Context<'_>,
         _: &PollSnapshot,
     ) -> std::task::Poll<Option<()>> {
-        use std::task::Poll;
-        let wake = self.wake.clone();
-        let woken = self
-            .woken
-            .get_or_insert_with(|| Box::pin(wake.clone().notified_owned()));
-        if Future::poll(woken.as_mut(), cx).is_ready() {
-            // Armed again for the next task queued here; the interval starts over.
-            // Both wakers are armed before returning, or a worker fed only by other processes
-            // slept until its 30 s heartbeat once woken here.
-            let mut next = Box::pin(wake.notified_owned());
-            let _ = Future::poll(next.as_mut(), cx);
-            self.woken = Some(next);
-            let mut timer = Box::pin(tokio::time::sleep(self.interval));
-            let _ = Future::poll(timer.as_mut(), cx);
-            self.timer = Some(timer);
-            return Poll::Ready(Some(()));
+        let wake = &self.wake;
+        let woken = fired(&mut self.woken, || wake.clone().notified_owned(), cx);
+        if woken {
+            self.timer = None; // the interval starts over
         }
         let interval = self.interval;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
-        match Future::poll(timer.as_mut(), cx) {
-            Poll::Ready(()) => {
-                let mut next = Box::pin(tokio::time::sleep(interval));
-                let _ = Future::poll(next.as_mut(), cx); // arms the waker for the next tick
-                self.timer = Some(next);
-                Poll::Ready(Some(()))
-            }
-            Poll::Pending => Poll::Pending,
+        let ticked = fired(&mut self.timer, || tokio::time::sleep(interval), cx);
+        if woken || ticked {
+            std::task::Poll::Ready(Some(()))
+        } else {
+            std::task::Poll::Pending
         }
     }
+}
+
+/// Whether the future in `slot` (made by `make` when there is none) has completed; one that has
+/// is replaced by a new one, polled once so that its waker is armed before returning. Both of a
+/// worker's wake-ups stay armed this way: a worker whose timer was not armed slept until
+/// apalis's 30 s heartbeat.
+fn fired<F: Future>(
+    slot: &mut Option<std::pin::Pin<Box<F>>>,
+    make: impl Fn() -> F,
+    cx: &mut std::task::Context<'_>,
+) -> bool {
+    let current = slot.get_or_insert_with(|| Box::pin(make()));
+    if Future::poll(current.as_mut(), cx).is_pending() {
+        return false;
+    }
+    let mut next = Box::pin(make());
+    let _ = Future::poll(next.as_mut(), cx);
+    *slot = Some(next);
+    true
 }
 
 /// Registers one job type's worker on whichever backend the queue uses.

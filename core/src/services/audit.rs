@@ -109,7 +109,7 @@ pub async fn seal(core: &Core) -> Result<u64, sea_orm::DbErr> {
             .order_by_desc(audit_event::Column::Seq)
             .one(&txn)
             .await?;
-        let (mut seq, mut previous) = match head {
+        let (mut seq, previous) = match head {
             Some(h) => (h.seq.unwrap_or(0), h.hash.unwrap_or_default()),
             None => (0, GENESIS.to_vec()),
         };
@@ -123,20 +123,21 @@ pub async fn seal(core: &Core) -> Result<u64, sea_orm::DbErr> {
             txn.commit().await?;
             return Ok(sealed);
         }
-        let mut links = Vec::with_capacity(pending.len());
+        let mut links: Vec<(uuid::Uuid, i64, Vec<u8>)> = Vec::with_capacity(pending.len());
+        let mut buffer = Vec::with_capacity(256);
         for event in &pending {
             seq += 1;
-            let hash = chain_hash(&previous, event, seq);
-            links.push((event.id, seq, hash.clone()));
-            previous = hash;
+            let previous = links.last().map_or(&previous[..], |(_, _, hash)| hash);
+            let hash = chain_hash_with(&mut buffer, previous, event, seq).to_vec();
+            links.push((event.id, seq, hash));
         }
-        let linked = link(&txn, &links).await?;
-        if linked != links.len() as u64 {
+        let linked = link(&txn, links).await?;
+        if linked != pending.len() as u64 {
             // Only a writer outside Coffer could have sealed them meanwhile: leave the chain as
             // it was (the transaction rolls back) rather than fork it.
             return Err(sea_orm::DbErr::Custom(format!(
                 "sealing: {linked} of {} pending audit events were still unsealed",
-                links.len()
+                pending.len()
             )));
         }
         txn.commit().await?;
@@ -150,16 +151,14 @@ pub async fn seal(core: &Core) -> Result<u64, sea_orm::DbErr> {
 /// downloads waited that long to commit their own events. Returns how many rows it sealed.
 async fn link(
     txn: &DatabaseTransaction,
-    links: &[(uuid::Uuid, i64, Vec<u8>)],
+    links: Vec<(uuid::Uuid, i64, Vec<u8>)>,
 ) -> Result<u64, sea_orm::DbErr> {
     let backend = txn.get_database_backend();
+    let rows = crate::db::values_rows(backend, links.len(), &["uuid", "bigint", "bytea"]);
     let mut values: Vec<sea_orm::Value> = Vec::with_capacity(links.len() * 3);
     for (id, seq, hash) in links {
-        values.push((*id).into());
-        values.push((*seq).into());
-        values.push(hash.clone().into());
+        values.extend([id.into(), seq.into(), hash.into()]);
     }
-    let rows = crate::db::values_rows(backend, links.len(), &["uuid", "bigint", "bytea"]);
     let sql = match backend {
         DbBackend::Postgres => format!(
             "UPDATE audit_events AS a SET seq = v.seq, hash = v.hash \
@@ -192,7 +191,7 @@ pub struct Verification {
 }
 
 /// Where a verification has got to.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Walk {
     /// The hash the next event must chain from.
     previous: Vec<u8>,
@@ -250,8 +249,7 @@ pub async fn verify(db: &impl ConnectionTrait) -> Result<Verification, sea_orm::
     while !page.is_empty() {
         // A page that checks out ends just before this; one that does not stops the walk.
         let next_from = walk.expected + page.len() as i64;
-        let state = walk.clone();
-        let hashing = tokio::task::spawn_blocking(move || state.check(&page));
+        let hashing = tokio::task::spawn_blocking(move || walk.check(&page));
         let (checked, next) = tokio::join!(hashing, sealed_page(db, next_from));
         walk = checked.map_err(|e| sea_orm::DbErr::Custom(format!("verifying: {e}")))?;
         if walk.bad.is_some() {

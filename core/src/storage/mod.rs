@@ -390,7 +390,6 @@ fn open_local(
     range: std::ops::Range<u64>,
     expected: u64,
 ) -> Result<(std::fs::File, Bytes), ReadError> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
     let mut file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::NotFound),
@@ -400,11 +399,18 @@ fn open_local(
     if actual != expected {
         return Err(ReadError::WrongSize { expected, actual });
     }
+    let first = read_piece(&mut file, range)?;
+    Ok((file, first))
+}
+
+/// The next piece of `range` (at most [`LOCAL_READ_SIZE`] bytes) of a local file.
+fn read_piece(file: &mut std::fs::File, range: std::ops::Range<u64>) -> std::io::Result<Bytes> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
     let want = (range.end - range.start).min(LOCAL_READ_SIZE as u64) as usize;
-    let mut first = vec![0u8; want];
+    let mut piece = vec![0u8; want];
     file.seek(SeekFrom::Start(range.start))?;
-    file.read_exact(&mut first)?;
-    Ok((file, Bytes::from(first)))
+    file.read_exact(&mut piece)?;
+    Ok(Bytes::from(piece))
 }
 
 /// Reads `range` of a local file in large pieces on the blocking pool.
@@ -412,23 +418,19 @@ fn read_file(
     file: std::fs::File,
     range: std::ops::Range<u64>,
 ) -> BoxStream<'static, Result<Bytes, ReadError>> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
     stream::try_unfold(
         (file, range.start, range.end),
         |(mut file, pos, end)| async move {
             if pos >= end {
                 return Ok(None);
             }
-            let want = (end - pos).min(LOCAL_READ_SIZE as u64) as usize;
-            let (file, buf) = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; want];
-                file.seek(SeekFrom::Start(pos))?;
-                file.read_exact(&mut buf)?;
-                Ok::<_, std::io::Error>((file, buf))
+            let (file, piece) = tokio::task::spawn_blocking(move || {
+                read_piece(&mut file, pos..end).map(|piece| (file, piece))
             })
             .await
             .map_err(std::io::Error::other)??;
-            Ok(Some((Bytes::from(buf), (file, pos + want as u64, end))))
+            let next = pos + piece.len() as u64;
+            Ok(Some((piece, (file, next, end))))
         },
     )
     .boxed()
