@@ -71,7 +71,9 @@ enum AdminCommand {
 }
 
 /// Logs go to stderr: human-readable, or one JSON object a line with `COFFER_LOG_FORMAT=json`.
+/// Colours only on a terminal: a log file or journal gets plain text to grep.
 fn init_tracing() -> Result<(), String> {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("COFFER_LOG") {
         Ok(directives) => EnvFilter::try_new(&directives).map_err(|e| {
@@ -81,7 +83,8 @@ fn init_tracing() -> Result<(), String> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match std::env::var("COFFER_LOG_FORMAT").as_deref() {
         Ok("json") => builder.json().init(),
         Ok("text") | Ok("") | Err(_) => builder.init(),

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{TestApp, Topology};
+use common::{Process, TestApp, Topology};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -35,6 +35,32 @@ fn a_bad_configuration_value_stops_start_up_with_one_line() {
             "key material echoed: {stderr}"
         );
     }
+}
+
+#[test]
+fn a_log_written_to_a_file_is_plain_text() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let log = data.path().join("serve.log");
+    let vars = [
+        (
+            "COFFER_DATA_DIR".to_owned(),
+            data.path().display().to_string(),
+        ),
+        ("COFFER_BIND".to_owned(), "127.0.0.1:0".to_owned()),
+    ];
+    // A first start generates the keyring and warns to back it up.
+    let service = Process::start_logging_to("serve", &vars, &log);
+    drop(service);
+    let text = std::fs::read_to_string(&log).expect("the log");
+    let warning = text
+        .lines()
+        .find(|l| l.contains("back it up"))
+        .unwrap_or_else(|| panic!("the keyring warning in: {text}"));
+    assert!(warning.contains(" WARN "), "{warning}");
+    assert!(
+        !text.contains('\x1b'),
+        "terminal colour codes in a log file: {text}"
+    );
 }
 
 async fn swagger_ui_and_openapi_document_describe_every_call(topology: Topology) {

@@ -73,4 +73,9 @@ if grep -q "panicked" "$data/serve.log"; then
   grep -A5 panicked "$data/serve.log" >&2
   status=1
 fi
+if ((status != 0)); then
+  # A 500 names an error id; the service's log says what it was.
+  echo "==> the service's warnings and errors (the log goes with the data directory)" >&2
+  grep -a -E ' (WARN|ERROR) ' "$data/serve.log" | tail -n 50 >&2 || true
+fi
 exit $status

@@ -84,6 +84,38 @@ async fn stopped(thread: &mut JoinHandle<std::io::Result<()>>) -> std::io::Error
     }
 }
 
+/// How often creating a staging file is tried again when its directory vanished meanwhile.
+const DIRECTORY_RACES: usize = 100;
+
+/// Creates `file` in `dir`, making the directories as needed. The store deletes a directory
+/// once its last object goes (`with_automatic_cleanup`, up to the root), so another task may
+/// remove `dir` or its parent between their creation and the file's: then they are made again.
+/// (CI saw an upload answered with a 500 when the worker removed the last quarantined object as
+/// the upload began.)
+fn create_in(dir: &Path, file: &Path) -> std::io::Result<std::fs::File> {
+    use std::io::ErrorKind::{AlreadyExists, NotFound};
+    let mut races = 0;
+    loop {
+        let vanished = match std::fs::create_dir_all(dir) {
+            // How `create_dir_all` reports a directory removed under it.
+            Err(err) if matches!(err.kind(), NotFound | AlreadyExists) => err,
+            Err(err) => return Err(err),
+            Ok(()) => match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(file)
+            {
+                Err(err) if err.kind() == NotFound => err,
+                opened => return opened,
+            },
+        };
+        if races == DIRECTORY_RACES {
+            return Err(vanished);
+        }
+        races += 1;
+    }
+}
+
 fn write_staging(
     staging: &Path,
     target: &Path,
@@ -92,11 +124,7 @@ fn write_staging(
     let dir = target
         .parent()
         .ok_or_else(|| std::io::Error::other("an object path has a directory"))?;
-    std::fs::create_dir_all(dir)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(staging)?;
+    let mut file = create_in(dir, staging)?;
     let (mut written, mut started) = (0u64, 0u64);
     loop {
         match incoming.blocking_recv() {
@@ -162,6 +190,47 @@ mod tests {
         assert_eq!(written.len() as u64, WRITEBACK_EVERY + (3 << 20));
         assert!(written.iter().all(|b| *b == 7));
         assert_eq!(names(&root.path().join("blobs/f")), ["b"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_is_created_while_the_store_removes_emptied_directories() {
+        use object_store::{ObjectStoreExt as _, PutPayload, local::LocalFileSystem, path::Path};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let root = tempfile::tempdir().expect("tempdir");
+        let store = LocalFileSystem::new_with_prefix(root.path())
+            .expect("a local store")
+            .with_automatic_cleanup(true);
+        let done = Arc::new(AtomicBool::new(false));
+        // Another object in the same directory, written and deleted over and over: each
+        // deletion removes `blobs/f` and `blobs` when nothing else is left in them.
+        let churn = tokio::spawn({
+            let done = done.clone();
+            async move {
+                let other = Path::from("blobs/f/other");
+                while !done.load(Ordering::Relaxed) {
+                    store.put(&other, PutPayload::from_static(b"x")).await?;
+                    store.delete(&other).await?;
+                }
+                Ok::<_, object_store::Error>(())
+            }
+        });
+        let dir = root.path().join("blobs/f");
+        let created = tokio::task::spawn_blocking(move || {
+            (0..5_000).try_for_each(|i| {
+                let file = dir.join(format!("s{i}"));
+                create_in(&dir, &file)?;
+                std::fs::remove_file(&file)
+            })
+        })
+        .await
+        .expect("the creating thread");
+        done.store(true, Ordering::Relaxed);
+        churn
+            .await
+            .expect("the churning task")
+            .expect("the store's own writes");
+        created.expect("every file is created although its directories keep vanishing");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
