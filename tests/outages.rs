@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Environment, Topology};
+use common::{Environment, Process, Topology, pdf, put_upload, sign_in, wait_ready_within};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -347,5 +347,66 @@ async fn a_wiped_redis_loses_no_file() {
         assert_eq!(file["status"], "ready", "{file}");
     }
     app.stop().await;
+    drop(redis);
+}
+
+/// A worker process hears of uploads queued by the API process through a Redis subscription;
+/// after Redis restarts, it subscribes again and still starts on each upload at once (with a
+/// ten-minute poll interval, only the wake-up can make a file ready within seconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL at 127.0.0.1:5432, redis-server and an S3 server at 127.0.0.1:9000"]
+async fn the_worker_s_wake_up_outlives_a_redis_restart() {
+    let mut redis = PrivateRedis::start();
+    redis.wait_up().await;
+    let url = redis.url();
+    let env = Environment::new(
+        Topology::Production,
+        &[
+            ("COFFER_REDIS_URL", url.as_str()),
+            ("COFFER_POLL_INTERVAL_MS", "600000"),
+        ],
+    )
+    .await;
+    let api = Process::start("api", &env.vars);
+    let worker = Process::start("worker", &env.vars);
+    let base = api.base.clone().expect("the API listens");
+    let http = reqwest::Client::new();
+    let token = sign_in(
+        &http,
+        &base,
+        "restart@example.org",
+        "correct horse battery",
+        true,
+    )
+    .await;
+    let quickly = Duration::from_secs(5);
+
+    let id = put_upload(&http, &base, &token, "before.pdf", pdf(b"before")).await;
+    wait_ready_within(&http, &base, &token, &id, quickly).await;
+
+    let port = redis.port;
+    redis.stop();
+    redis = PrivateRedis::start_on(port);
+    redis.wait_up().await;
+    // The API's connection to Redis comes back once it is used (readiness pings it).
+    ready_until(&http, &base, StatusCode::OK, None).await;
+    let id = put_upload(&http, &base, &token, "after.pdf", pdf(b"after")).await;
+    // The worker resubscribes within its backoff (at most 10 s) and then looks for what was
+    // queued meanwhile; after that, each upload is started at once again.
+    wait_ready_within(&http, &base, &token, &id, Duration::from_secs(20)).await;
+    for i in 0..3 {
+        let id = put_upload(
+            &http,
+            &base,
+            &token,
+            &format!("again-{i}.pdf"),
+            pdf(b"again"),
+        )
+        .await;
+        wait_ready_within(&http, &base, &token, &id, quickly).await;
+    }
+    drop(worker);
+    drop(api);
+    env.cleanup().await;
     drop(redis);
 }

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use apalis::prelude::TaskSink as _;
 use apalis_redis::{ConnectionManager, RedisStorage};
 use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
+use futures::StreamExt as _;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -64,6 +65,8 @@ enum Connection {
     Sqlite(SqlitePool),
     Redis {
         conn: ConnectionManager,
+        /// For the subscription that hears other processes' wake-ups.
+        client: redis::Client,
         namespace: String,
     },
 }
@@ -71,8 +74,18 @@ enum Connection {
 /// The queues, one per job type, named as in metrics.
 const QUEUES: [&str; 4] = ["validate", "encrypt", "notify", "rewrap"];
 
+/// Waits between attempts to subscribe to other processes' wake-ups.
+const RESUBSCRIBE_MIN: Duration = Duration::from_millis(200);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(10);
+
 fn redis_config(namespace: &str, queue: &str) -> apalis_redis::Config {
     apalis_redis::Config::default().queue(format!("{namespace}:{queue}"))
+}
+
+/// The Redis channel on which a process that queued a task tells the workers of every other
+/// process; the message is the queue's name.
+fn wake_channel(namespace: &str) -> String {
+    format!("{namespace}:wake")
 }
 
 /// Evaluates `$body` with `$s` bound to a clone of the backend's storage, whichever kind it is.
@@ -85,16 +98,38 @@ macro_rules! with_storage {
     };
 }
 
-/// In-process signals that a task was just queued, one per job type. A worker of this process
-/// looks for tasks at once instead of at its next poll: a job that queues the next one (validate
-/// → encrypt → email) or an upload served by `coffer serve` does not wait a poll interval per
-/// step. Workers of other processes still find the task at their next poll.
+/// Signals that a task was just queued, one per job type. A worker looks for tasks at once
+/// instead of at its next poll: a job that queues the next one (validate → encrypt → email) or
+/// an upload does not wait a poll interval per step. Tasks queued in this process fire them
+/// directly; on Redis, tasks queued by other processes fire them through
+/// [`Queue::listen_for_tasks`].
 #[derive(Clone, Default)]
 pub struct Wakers {
     pub validate: Arc<Notify>,
     pub encrypt: Arc<Notify>,
     pub notify: Arc<Notify>,
     pub rewrap: Arc<Notify>,
+}
+
+impl Wakers {
+    /// The signal of the queue named `queue` (as in [`QUEUES`]).
+    fn of(&self, queue: &str) -> Option<&Notify> {
+        match queue {
+            "validate" => Some(&self.validate),
+            "encrypt" => Some(&self.encrypt),
+            "notify" => Some(&self.notify),
+            "rewrap" => Some(&self.rewrap),
+            _ => None,
+        }
+    }
+
+    fn all(&self) {
+        for queue in QUEUES {
+            if let Some(waker) = self.of(queue) {
+                waker.notify_one();
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -124,7 +159,10 @@ impl Queue {
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         match &config.redis_url {
             Some(url) => {
-                let conn = apalis_redis::connect(url.as_str())
+                let client = redis::Client::open(url.as_str())
+                    .context("COFFER_REDIS_URL: not a Redis URL")?;
+                let conn = client
+                    .get_connection_manager()
                     .await
                     .context("connecting to Redis (COFFER_REDIS_URL)")?;
                 let ns = &config.redis_namespace;
@@ -144,6 +182,7 @@ impl Queue {
                     ),
                     connection: Connection::Redis {
                         conn,
+                        client,
                         namespace: ns.clone(),
                     },
                     poll_interval: config.poll_interval,
@@ -229,7 +268,7 @@ impl Queue {
             .push(task)
             .await
             .context("enqueue validate"))?;
-        self.wake.validate.notify_one();
+        self.announce("validate").await;
         Ok(())
     }
 
@@ -243,7 +282,7 @@ impl Queue {
             .push(task)
             .await
             .context("enqueue encrypt"))?;
-        self.wake.encrypt.notify_one();
+        self.announce("encrypt").await;
         Ok(())
     }
 
@@ -257,7 +296,7 @@ impl Queue {
             .push(task)
             .await
             .context("enqueue share email"))?;
-        self.wake.notify.notify_one();
+        self.announce("notify").await;
         Ok(())
     }
 
@@ -271,8 +310,78 @@ impl Queue {
             .push(task)
             .await
             .context("enqueue rewrap"))?;
-        self.wake.rewrap.notify_one();
+        self.announce("rewrap").await;
         Ok(())
+    }
+
+    /// Wakes the workers of `queue` (named as in [`QUEUES`]) for a task just queued: this
+    /// process's at once and, on Redis, every other process's through [`wake_channel`]. Only a
+    /// hint: a worker that misses it finds the task at its next poll.
+    async fn announce(&self, queue: &'static str) {
+        if let Some(waker) = self.wake.of(queue) {
+            waker.notify_one();
+        }
+        if let Connection::Redis {
+            conn, namespace, ..
+        } = &self.connection
+        {
+            let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                .arg(wake_channel(namespace))
+                .arg(queue)
+                .query_async(&mut conn.clone())
+                .await;
+            if let Err(err) = published {
+                tracing::debug!(error = %err, queue, "could not announce a queued task; workers find it at their next poll");
+            }
+        }
+    }
+
+    /// On Redis, wakes this process's workers whenever another process queues a task, until
+    /// `stop` is cancelled: without it a worker process waits up to a poll interval for each
+    /// upload the API process queues. A lost subscription is made again (with backoff); the
+    /// workers then look for what was queued meanwhile, and poll all along. Returns at once on
+    /// the embedded queue.
+    pub async fn listen_for_tasks(&self, stop: tokio_util::sync::CancellationToken) {
+        let Connection::Redis {
+            client, namespace, ..
+        } = &self.connection
+        else {
+            return;
+        };
+        let channel = wake_channel(namespace);
+        let mut backoff = RESUBSCRIBE_MIN;
+        loop {
+            let listening = async {
+                let mut subscription = client.get_async_pubsub().await?;
+                subscription.subscribe(&channel).await?;
+                // Tasks queued while nobody listened.
+                self.wake.all();
+                backoff = RESUBSCRIBE_MIN;
+                let mut messages = subscription.into_on_message();
+                while let Some(message) = messages.next().await {
+                    let queue = std::str::from_utf8(message.get_payload_bytes()).unwrap_or("");
+                    if let Some(waker) = self.wake.of(queue) {
+                        waker.notify_one();
+                    }
+                }
+                Ok::<_, redis::RedisError>(())
+            };
+            let ended = tokio::select! {
+                () = stop.cancelled() => return,
+                ended = listening => ended,
+            };
+            match ended {
+                Ok(()) => tracing::warn!("Redis closed the task subscription; subscribing again"),
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in_ms = backoff.as_millis(), "cannot subscribe to queued tasks; workers poll meanwhile")
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
+        }
     }
 
     /// A cheap round trip for readiness checks.
@@ -313,7 +422,9 @@ impl Queue {
                     })
                     .collect())
             }
-            Connection::Redis { conn, namespace } => {
+            Connection::Redis {
+                conn, namespace, ..
+            } => {
                 let mut pipe = redis::pipe();
                 for queue in QUEUES {
                     let config = redis_config(namespace, queue);

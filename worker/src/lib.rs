@@ -404,9 +404,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let stop = tokio_util::sync::CancellationToken::new();
     let sealer = tokio::spawn(seal_loop(core.clone(), stop.clone()));
+    let listener = tokio::spawn({
+        let (core, stop) = (core.clone(), stop.clone());
+        async move { core.queue.listen_for_tasks(stop).await }
+    });
     let result = run_monitor(core, shutdown).await;
     stop.cancel();
-    let _ = sealer.await;
+    let _ = tokio::join!(sealer, listener);
     result
 }
 
