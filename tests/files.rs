@@ -144,6 +144,34 @@ async fn ranges_return_exact_bytes(topology: Topology) {
         assert!(body[..] == bytes[start..=end], "{header}");
     }
 
+    // Resuming: the whole download names its content's tag; a range asked for under that tag
+    // is served, one under another tag (the content changed) gets the whole file.
+    let whole = app.download(&user, &id).await;
+    let etag = whole.headers()["etag"].to_str().expect("ascii").to_owned();
+    let sha256 = app.get(&format!("/api/v1/files/{id}"), &user.token).await;
+    let sha256 = sha256.json::<Value>().await.expect("json")["sha256"].clone();
+    assert_eq!(etag, format!("\"{}\"", sha256.as_str().expect("sha256")));
+    for (if_range, status) in [
+        (etag.as_str(), StatusCode::PARTIAL_CONTENT),
+        ("\"0000\"", StatusCode::OK),
+        ("Thu, 03 Dec 2026 10:00:00 GMT", StatusCode::OK),
+    ] {
+        let response = app
+            .http
+            .get(app.url(&format!("/api/v1/files/{id}/content")))
+            .bearer_auth(&user.token)
+            .header("Range", "bytes=100-")
+            .header("If-Range", if_range)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), status, "If-Range: {if_range}");
+        assert_eq!(response.headers()["etag"], etag.as_str());
+        let body = response.bytes().await.expect("body");
+        let from = if status == StatusCode::OK { 0 } else { 100 };
+        assert!(body[..] == bytes[from..], "If-Range: {if_range}");
+    }
+
     let unsatisfiable = app
         .http
         .get(app.url(&format!("/api/v1/files/{id}/content")))

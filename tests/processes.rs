@@ -4,10 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{
-    Environment, Process, Topology, pattern, pdf, put_upload, sign_in, upload_ready,
-    wait_ready_within,
-};
+use common::{Environment, Process, Topology, pattern, pdf, sign_in, upload_ready};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -228,38 +225,6 @@ async fn two_sealing_workers_keep_one_gapless_chain(topology: Topology) {
         "every event sealed exactly once, no gaps"
     );
     assert_eq!(report.head_seq, Some(total as i64));
-    drop(api);
-    env.cleanup().await;
-}
-
-/// With Redis, an upload queued by the API process wakes the worker process at once: with a
-/// ten-minute poll interval, each small upload is ready within seconds. (Without the wake-up the
-/// worker looked only at apalis's 30 s heartbeat.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs PostgreSQL at 127.0.0.1:5432, Redis at 127.0.0.1:6379 and an S3 server at 127.0.0.1:9000"]
-async fn a_worker_process_starts_on_another_process_s_upload_at_once() {
-    let env = Environment::new(
-        Topology::Production,
-        &[("COFFER_POLL_INTERVAL_MS", "600000")],
-    )
-    .await;
-    let api = Process::start("api", &env.vars);
-    let worker = Process::start("worker", &env.vars);
-    let base = api.base.clone().expect("the API listens");
-    let http = reqwest::Client::new();
-    let token = sign_in(
-        &http,
-        &base,
-        "wake@example.org",
-        "correct horse battery",
-        true,
-    )
-    .await;
-    for i in 0..3 {
-        let id = put_upload(&http, &base, &token, &format!("w{i}.pdf"), pdf(b"wake")).await;
-        wait_ready_within(&http, &base, &token, &id, Duration::from_secs(5)).await;
-    }
-    drop(worker);
     drop(api);
     env.cleanup().await;
 }

@@ -185,6 +185,32 @@ async fn an_upload_through_the_form_becomes_ready_with_shares_emailed(topology: 
             .expect("ascii")
             .starts_with("attachment; filename=\"Contract 2026.pdf\"")
     );
+    assert_eq!(own.headers["accept-ranges"], "bytes");
+    assert_eq!(
+        own.headers["content-length"],
+        bytes.len().to_string().as_str()
+    );
+    // A browser resumes a download that broke off: the rest, under the same tag.
+    let etag = own.headers["etag"].to_str().expect("ascii").to_owned();
+    let path = format!("/app/files/{id}/download");
+    let rest = ann
+        .get_with(&path, &[("Range", "bytes=4-"), ("If-Range", &etag)])
+        .await;
+    assert_eq!(rest.status, StatusCode::PARTIAL_CONTENT);
+    let len = bytes.len();
+    assert_eq!(
+        rest.headers["content-range"],
+        format!("bytes 4-{}/{len}", len - 1).as_str()
+    );
+    assert!(rest.bytes[..] == bytes[4..], "the rest of the file");
+    let beyond = ann
+        .get_with(&path, &[("Range", &format!("bytes={len}-"))])
+        .await;
+    assert_eq!(beyond.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        beyond.headers["content-range"],
+        format!("bytes */{len}").as_str()
+    );
     app.stop().await;
 }
 

@@ -9,6 +9,28 @@ pub enum RangeRequest {
     Unsatisfiable,
 }
 
+/// The strong validator of a file's content: its SHA-256. A file's content never changes, so a
+/// client may resume an interrupted download with `Range` and `If-Range` (browsers resume only
+/// when the first answer carried a validator).
+pub fn entity_tag(sha256: &str) -> String {
+    format!("\"{sha256}\"")
+}
+
+/// What to serve for `Range` and `If-Range` headers: a range is honoured only without
+/// `If-Range` or when it names this content's tag, compared strongly (RFC 9110 §13.1.5); a
+/// date, a weak tag or another tag gets the whole file.
+pub fn requested(
+    range: Option<&str>,
+    if_range: Option<&str>,
+    entity_tag: &str,
+    size: u64,
+) -> RangeRequest {
+    if range.is_some() && if_range.is_some_and(|v| v.trim() != entity_tag) {
+        return RangeRequest::Full;
+    }
+    parse(range, size)
+}
+
 pub fn parse(header: Option<&str>, size: u64) -> RangeRequest {
     let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
         return RangeRequest::Full;
@@ -48,6 +70,26 @@ pub fn parse(header: Option<&str>, size: u64) -> RangeRequest {
 mod tests {
     use super::*;
     use RangeRequest::*;
+
+    #[test]
+    fn if_range_lets_a_range_through_only_for_this_content() {
+        let tag = entity_tag("ab12");
+        assert_eq!(tag, "\"ab12\"");
+        let range = Some("bytes=0-9");
+        assert_eq!(requested(range, None, &tag, 100), Partial(0, 9));
+        assert_eq!(requested(range, Some("\"ab12\""), &tag, 100), Partial(0, 9));
+        assert_eq!(requested(range, Some("\"ff00\""), &tag, 100), Full);
+        assert_eq!(requested(range, Some("W/\"ab12\""), &tag, 100), Full);
+        assert_eq!(
+            requested(range, Some("Thu, 03 Dec 2026 10:00:00 GMT"), &tag, 100),
+            Full
+        );
+        assert_eq!(requested(None, Some("\"ff00\""), &tag, 100), Full);
+        assert_eq!(
+            requested(Some("bytes=200-"), Some(&tag), &tag, 100),
+            Unsatisfiable
+        );
+    }
 
     #[test]
     fn parses_single_ranges() {

@@ -18,7 +18,10 @@ pub struct Browser {
 pub struct Page {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// The body as text (invalid UTF-8 replaced).
     pub body: String,
+    /// The body's bytes, for downloads.
+    pub bytes: Vec<u8>,
 }
 
 impl Page {
@@ -97,11 +100,12 @@ impl Browser {
         let response = request.send().await.expect("request");
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
+        let bytes = response.bytes().await.unwrap_or_default().to_vec();
         let page = Page {
             status,
             headers,
-            body,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
         };
         for cookie in page.set_cookies() {
             let pair = cookie.split(';').next().unwrap_or_default();
@@ -117,7 +121,15 @@ impl Browser {
     }
 
     pub async fn get(&mut self, path: &str) -> Page {
-        let request = self.http.get(format!("{}{path}", self.base));
+        self.get_with(path, &[]).await
+    }
+
+    /// A GET with extra request headers.
+    pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Page {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         self.finish(request).await
     }
 

@@ -102,6 +102,7 @@ enum ContentResponse {
         #[oai(header = "Content-Disposition")] String,
         #[oai(header = "Content-Length")] u64,
         #[oai(header = "Accept-Ranges")] String,
+        #[oai(header = "ETag")] String,
         #[oai(header = "X-Content-Type-Options")] String,
     ),
     #[oai(status = 206)]
@@ -111,6 +112,7 @@ enum ContentResponse {
         #[oai(header = "Content-Disposition")] String,
         #[oai(header = "Content-Length")] u64,
         #[oai(header = "Content-Range")] String,
+        #[oai(header = "ETag")] String,
         #[oai(header = "X-Content-Type-Options")] String,
     ),
 }
@@ -279,7 +281,7 @@ impl FilesApi {
         Ok(Json(view.into()))
     }
 
-    /// Download a file's content (supports `Range`)
+    /// Download a file's content (supports `Range`, and `If-Range` with the `ETag` to resume)
     #[oai(path = "/files/:id/content", method = "get")]
     async fn content(
         &self,
@@ -287,12 +289,20 @@ impl FilesApi {
         auth: UserAuth,
         id: Path<String>,
         #[oai(name = "Range")] range_header: Header<Option<String>>,
+        #[oai(name = "If-Range")] if_range: Header<Option<String>>,
     ) -> Result<ContentResponse, ApiError> {
         let core = core(req)?;
         let id = parse_id(&id.0)?;
         let file = files::owned(core, auth.0.user.id, id).await?;
         let view = file.view();
-        let range = match range::parse(range_header.0.as_deref(), view.size) {
+        let etag = range::entity_tag(&view.sha256);
+        let asked = range::requested(
+            range_header.0.as_deref(),
+            if_range.0.as_deref(),
+            &etag,
+            view.size,
+        );
+        let range = match asked {
             RangeRequest::Full => None,
             RangeRequest::Partial(start, end) => Some((start, end)),
             RangeRequest::Unsatisfiable if view.status == files::status::READY => {
@@ -317,6 +327,7 @@ impl FilesApi {
                 disposition,
                 file.size,
                 "bytes".to_owned(),
+                etag,
                 nosniff,
             ),
             Some((start, end)) => ContentResponse::Partial(
@@ -325,6 +336,7 @@ impl FilesApi {
                 disposition,
                 end - start + 1,
                 format!("bytes {start}-{end}/{}", file.size),
+                etag,
                 nosniff,
             ),
         })

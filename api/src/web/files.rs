@@ -16,6 +16,7 @@ use super::page::{self, Fields, when};
 use super::session::SignedIn;
 use super::{INVALID, core};
 use crate::auth::meta;
+use crate::range::{self, RangeRequest};
 use crate::upload::{self, read_upload};
 
 const PAGE_SIZE: u64 = 25;
@@ -303,26 +304,63 @@ pub async fn details(req: &Request, Path(id): Path<String>) -> poem::Result<Resp
     .await
 }
 
-/// The owner's download, as `GET /api/v1/files/{id}/content` answers it.
+/// The owner's download, as `GET /api/v1/files/{id}/content` answers it: with `Range` and
+/// `If-Range`, so that a browser can resume a big download that broke off.
 #[poem::handler]
 pub async fn download(req: &Request, Path(id): Path<String>) -> poem::Result<Response> {
     let core = core(req)?;
     let me = SignedIn::from_view(req, core).await?;
     let id = page::parse_id(&me, &id, "file")?;
-    let content = match files::owned(core, me.session.user.id, id).await {
-        Ok(file) => files::content(core, &me.session.user, file, None, &meta(req)).await,
-        Err(err) => Err(err),
-    }
-    .map_err(|e| page::service_error(Some(&me), e))?;
-    Ok(Response::builder()
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let opened = async {
+        let file = files::owned(core, me.session.user.id, id).await?;
+        let view = file.view();
+        let etag = range::entity_tag(&view.sha256);
+        let range = match range::requested(header("Range"), header("If-Range"), &etag, view.size) {
+            RangeRequest::Full => None,
+            RangeRequest::Partial(start, end) => Some((start, end)),
+            RangeRequest::Unsatisfiable if view.status == status::READY => {
+                return Ok(Err(view.size));
+            }
+            RangeRequest::Unsatisfiable => None, // not ready: the content call says so
+        };
+        let content = files::content(core, &me.session.user, file, range, &meta(req)).await?;
+        Ok::<_, ServiceError>(Ok((content, etag)))
+    };
+    let (content, etag) = match opened
+        .await
+        .map_err(|e| page::service_error(Some(&me), e))?
+    {
+        Ok(opened) => opened,
+        Err(size) => {
+            return Ok(Response::builder()
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header("Content-Range", format!("bytes */{size}"))
+                .content_type("text/plain; charset=utf-8")
+                .body("The requested range lies beyond the end of the file."));
+        }
+    };
+    let file = &content.file;
+    let response = Response::builder()
         // Always a download, never something a browser renders.
         .content_type("application/octet-stream")
         .header(
             "Content-Disposition",
-            crate::routes::files::content_disposition(&content.file.name),
+            crate::routes::files::content_disposition(&file.name),
         )
-        .header("Content-Length", content.file.size)
-        .body(Body::from_bytes_stream(content.body)))
+        .header("Accept-Ranges", "bytes")
+        .header("ETag", etag);
+    let response = match content.range {
+        None => response.header("Content-Length", file.size),
+        Some((start, end)) => response
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header("Content-Length", end - start + 1)
+            .header(
+                "Content-Range",
+                format!("bytes {start}-{end}/{}", file.size),
+            ),
+    };
+    Ok(response.body(Body::from_bytes_stream(content.body)))
 }
 
 #[poem::handler]
