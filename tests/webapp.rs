@@ -1018,6 +1018,24 @@ async fn the_web_app_in_a_browser() {
     );
     let report = report.unwrap_or_else(|| panic!("no report:\n{}", printed.join("\n")));
 
+    // The cancelled first try said so, and left nothing: one file, no quarantined object.
+    let cancelled = report["cancelled"]
+        .as_str()
+        .expect("the message after cancelling");
+    assert!(cancelled.starts_with("Upload cancelled"), "{cancelled}");
+    assert_eq!(
+        entity::file::Entity::find()
+            .count(&app.core().db)
+            .await
+            .expect("count"),
+        1
+    );
+    // Not even a staging file of the broken-off body (object listings do not show those).
+    let quarantine = app.env.data.path().join("blobs/quarantine");
+    let left: Vec<_> = std::fs::read_dir(&quarantine)
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
     // The progress bar moved: several distinct, increasing values before 100 %.
     let progress: Vec<f64> = report["progress"]
         .as_array()

@@ -1,5 +1,6 @@
-// Coffer's upload page, improved: a progress bar while the file is sent, and dropping a file
-// anywhere on the form. Without this script the form posts as usual and all else works.
+// Coffer's upload page, improved: a progress bar while the file is sent (and a button to cancel
+// it), and dropping a file anywhere on the form. Without this script the form posts as usual
+// and all else works.
 (function () {
   'use strict';
   var form = document.getElementById('upload-form');
@@ -12,6 +13,8 @@
   var text = document.getElementById('progress-text');
   var error = document.getElementById('upload-error');
   var button = document.getElementById('upload-button');
+  var cancel = document.getElementById('cancel-upload');
+  var sending = null; // the upload under way
 
   function showError(message) {
     error.textContent = message;
@@ -33,6 +36,9 @@
   }
 
   input.addEventListener('change', chosen);
+  cancel.addEventListener('click', function () {
+    if (sending) sending.abort();
+  });
   ['dragenter', 'dragover'].forEach(function (type) {
     form.addEventListener(type, function (event) {
       event.preventDefault();
@@ -85,6 +91,14 @@
     xhr.addEventListener('error', function () {
       showError('The upload was interrupted. Check the connection and try again.');
     });
+    // The server drops what it received of an upload that breaks off.
+    xhr.addEventListener('abort', function () {
+      showError('Upload cancelled: nothing was kept. Choose Upload to send the file again.');
+    });
+    xhr.addEventListener('loadend', function () {
+      sending = null;
+    });
+    sending = xhr;
     error.hidden = true;
     box.hidden = false;
     button.disabled = true;

@@ -81,6 +81,20 @@ try {
   await cdp.send('Network.emulateNetworkConditions', {
     offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 300 * 1024,
   });
+  // A first try, cancelled part-way: the form stays and says so; the server keeps nothing.
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+  await page.waitForFunction(() => {
+    const bar = document.getElementById('progress');
+    return bar && bar.value > 0 && bar.value < 100;
+  });
+  await page.getByRole('button', { name: 'Cancel upload' }).click();
+  const cancelled = (await page.getByRole('alert').textContent()).trim();
+  await shot(page, 'upload-cancelled');
+  if (!page.url().endsWith('/app/upload')) throw new Error('left the form after cancelling: ' + page.url());
+  if (await page.getByRole('button', { name: 'Upload', exact: true }).isDisabled()) {
+    throw new Error('the Upload button stayed disabled after cancelling');
+  }
+
   const progress = [];
   let sampling = true;
   const sampler = (async () => {
@@ -98,7 +112,7 @@ try {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   })();
-  await page.getByRole('button', { name: 'Upload' }).click();
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
   await page.waitForURL(/\/app\/files\/[0-9a-f-]{36}$/, { timeout: 120000 });
   sampling = false;
   await sampler;
@@ -186,7 +200,7 @@ try {
   await page.waitForURL('**/app/admin/users');
   await shot(page, 'users');
 
-  say({ report: { file_id: fileId, progress, verify, csp_violations: cspViolations, screenshots, rows } });
+  say({ report: { file_id: fileId, cancelled, progress, verify, csp_violations: cspViolations, screenshots, rows } });
 } finally {
   await browser.close();
 }
