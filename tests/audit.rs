@@ -11,7 +11,7 @@ use coffer::coffer_core::services::audit;
 use common::{TestApp, Topology, User, problem};
 use reqwest::StatusCode;
 use sea_orm::sea_query::{Expr, ExprTrait as _};
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
 use serde_json::Value;
 
 const ADMIN: (&str, &str) = ("audit-admin@example.org", "admin password 123");
@@ -174,6 +174,81 @@ async fn a_deleted_row_is_reported(topology: Topology) {
         (report.ok, report.first_bad_seq, report.checked),
         (false, Some(head - 2), (head - 3) as u64)
     );
+    app.stop().await;
+}
+
+/// Appends `count` sealed events after the current head, hashed as the sealer would.
+async fn extend_chain(app: &TestApp, count: i64) -> i64 {
+    let head = entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::Seq.is_not_null())
+        .order_by_desc(entity::audit_event::Column::Seq)
+        .one(&app.core().db)
+        .await
+        .expect("head")
+        .expect("a sealed event");
+    let (mut seq, mut previous) = (head.seq.expect("seq"), head.hash.clone().expect("hash"));
+    let last = seq + count;
+    while seq < last {
+        let mut rows = Vec::new();
+        while seq < last && rows.len() < 1000 {
+            seq += 1;
+            let mut event = entity::audit_event::Model {
+                id: uuid::Uuid::now_v7(),
+                seq: None,
+                hash: None,
+                details: serde_json::json!({ "n": seq }),
+                ..head.clone()
+            };
+            previous = audit::chain_hash(&previous, &event, seq);
+            (event.seq, event.hash) = (Some(seq), Some(previous.clone()));
+            rows.push(entity::audit_event::ActiveModel::from(event));
+        }
+        entity::audit_event::Entity::insert_many(rows)
+            .exec(&app.core().db)
+            .await
+            .expect("insert");
+    }
+    last
+}
+
+async fn delete_seqs(app: &TestApp, seqs: std::ops::RangeInclusive<i64>) {
+    entity::audit_event::Entity::delete_many()
+        .filter(entity::audit_event::Column::Seq.between(*seqs.start(), *seqs.end()))
+        .exec(&app.core().db)
+        .await
+        .expect("delete");
+}
+
+/// Verification reads the chain in pages of 10,000 events, several at once: rows missing at
+/// either edge of a page, a whole page missing, and the head are all found where they are.
+async fn a_long_chain_is_checked_across_pages(topology: Topology) {
+    let (app, admin) = spawn(topology).await;
+    activity_sealed(&app, &admin).await;
+    for running in &app.running {
+        running.stopper().cancel();
+    }
+    let head = extend_chain(&app, 35_000).await;
+    let report = audit::verify(&app.core().db).await.expect("verify");
+    assert_eq!(
+        (report.ok, report.checked, report.head_seq),
+        (true, head as u64, Some(head))
+    );
+    // From the end backwards, so that each break is the first one when it is checked.
+    for (gone, first_bad) in [
+        (head..=head, None), // the head itself: a shorter chain that is still whole
+        (30_001..=30_001, Some(30_001)), // a page's first row
+        (20_000..=20_000, Some(20_000)), // a page's last row
+        (10_001..=19_999, Some(10_001)), // (nearly) a whole page
+    ] {
+        delete_seqs(&app, gone.clone()).await;
+        let report = audit::verify(&app.core().db).await.expect("verify");
+        assert_eq!(report.first_bad_seq, first_bad, "without {gone:?}");
+        if let Some(bad) = first_bad {
+            assert_eq!((report.ok, report.checked), (false, bad as u64 - 1));
+        } else {
+            assert_eq!((report.ok, report.head_seq), (true, Some(head - 1)));
+        }
+    }
     app.stop().await;
 }
 
@@ -490,6 +565,7 @@ async fn every_action_is_recorded_with_actor_target_and_outcome(topology: Topolo
 both_topologies!(
     tampering_is_found_at_the_right_place,
     a_deleted_row_is_reported,
+    a_long_chain_is_checked_across_pages,
     admins_query_the_log_with_filters_and_a_cursor,
     the_cli_checks_the_chain_against_an_anchor,
     every_action_is_recorded_with_actor_target_and_outcome,

@@ -4,11 +4,12 @@
 
 use chrono::SecondsFormat;
 use sea_orm::{
-    ColumnTrait as _, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait as _,
-    QueryFilter as _, QueryOrder as _, QuerySelect as _, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait as _,
+    ColumnTrait as _, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait as _,
 };
 use sha2::{Digest as _, Sha256};
+use tokio_util::task::AbortOnDropHandle;
 
 use entity::audit_event;
 
@@ -224,38 +225,68 @@ impl Walk {
     }
 }
 
-async fn sealed_page(
-    db: &impl ConnectionTrait,
-    from_seq: i64,
+/// The sealed events numbered `from..from + VERIFY_PAGE`, in order (fewer where rows are
+/// missing, or past the head).
+async fn sealed_range(
+    db: &DatabaseConnection,
+    from: i64,
 ) -> Result<Vec<audit_event::Model>, sea_orm::DbErr> {
     audit_event::Entity::find()
-        .filter(audit_event::Column::Seq.gte(from_seq))
+        .filter(audit_event::Column::Seq.gte(from))
+        .filter(audit_event::Column::Seq.lt(from + VERIFY_PAGE as i64))
         .order_by_asc(audit_event::Column::Seq)
-        .limit(VERIFY_PAGE)
         .all(db)
         .await
 }
 
+/// Pages being read, each on a task of its own, so that decoding rows uses every core while
+/// the page before is hashed.
+const PAGES_AHEAD: i64 = 2;
+
 /// Recomputes the chain from the first sealed event, page by page: each page is hashed on the
-/// blocking pool while the next one is read, so reading and hashing share the cores.
-pub async fn verify(db: &impl ConnectionTrait) -> Result<Verification, sea_orm::DbErr> {
+/// blocking pool while the next ones are read.
+pub async fn verify(db: &DatabaseConnection) -> Result<Verification, sea_orm::DbErr> {
+    // Reads still under way when the walk stops are cancelled as they are dropped.
+    let read = |from: i64| {
+        let db = db.clone();
+        AbortOnDropHandle::new(tokio::spawn(async move { sealed_range(&db, from).await }))
+    };
+    let failed = |e: tokio::task::JoinError| sea_orm::DbErr::Custom(format!("verifying: {e}"));
+    let page_len = VERIFY_PAGE as i64;
     let mut walk = Walk {
         previous: GENESIS.to_vec(),
         expected: 1,
         checked: 0,
         bad: None,
     };
-    let mut page = sealed_page(db, 1).await?;
-    while !page.is_empty() {
-        // A page that checks out ends just before this; one that does not stops the walk.
-        let next_from = walk.expected + page.len() as i64;
-        let hashing = tokio::task::spawn_blocking(move || walk.check(&page));
-        let (checked, next) = tokio::join!(hashing, sealed_page(db, next_from));
-        walk = checked.map_err(|e| sea_orm::DbErr::Custom(format!("verifying: {e}")))?;
-        if walk.bad.is_some() {
+    let mut ahead: std::collections::VecDeque<_> =
+        (0..PAGES_AHEAD).map(|k| read(1 + k * page_len)).collect();
+    let mut next_from = 1 + PAGES_AHEAD * page_len;
+    while let Some(reading) = ahead.pop_front() {
+        let page = reading.await.map_err(failed)??;
+        let whole = page.len() as i64 == page_len;
+        if whole {
+            ahead.push_back(read(next_from));
+            next_from += page_len;
+        }
+        walk = tokio::task::spawn_blocking(move || walk.check(&page))
+            .await
+            .map_err(failed)?;
+        if walk.bad.is_some() || !whole {
             break;
         }
-        page = next?;
+    }
+    drop(ahead);
+    // The walk stopped at a page that was not whole: the head, unless a sealed event comes after
+    // a gap.
+    if walk.bad.is_none()
+        && audit_event::Entity::find()
+            .filter(audit_event::Column::Seq.gte(walk.expected))
+            .one(db)
+            .await?
+            .is_some()
+    {
+        walk.bad = Some(walk.expected);
     }
     let head = (walk.checked > 0).then(|| (walk.expected - 1, hex::encode(&walk.previous)));
     Ok(Verification {
