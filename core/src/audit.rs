@@ -152,13 +152,15 @@ pub struct AuditWriter {
 
 impl AuditWriter {
     /// Starts the writer on the current runtime; it stops when the last handle is dropped.
-    pub fn start(db: DatabaseConnection) -> Self {
+    pub fn start(db: DatabaseConnection, gate: crate::db::WriteGate) -> Self {
         let (queue, mut incoming) = mpsc::unbounded_channel::<Pending>();
         tokio::spawn(async move {
             let mut batch = Vec::new();
             while incoming.recv_many(&mut batch, MOST_PER_INSERT).await > 0 {
                 let (rows, waiting): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+                let entered = gate.enter().await;
                 let result = audit_event::Entity::insert_many(rows).exec(&db).await;
+                drop(entered);
                 for request in waiting {
                     let _ = request.send(match &result {
                         Ok(_) => Ok(()),

@@ -37,6 +37,9 @@ use storage::Storage;
 pub struct Core {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
+    /// Queues the busiest writers of an SQLite database in this process (the audit writer and
+    /// the sealer).
+    pub write_gate: db::WriteGate,
     pub storage: Storage,
     pub keys: Arc<KeyStore>,
     pub queue: Queue,
@@ -88,9 +91,11 @@ impl Core {
             None => RateLimiter::memory(),
         };
         let scanner = config.clamav_addr.clone().map(scan::Scanner::new);
+        let write_gate = db::WriteGate::for_db(&db);
         Ok(Self {
             config: Arc::new(config),
-            audit: audit::AuditWriter::start(db.clone()),
+            audit: audit::AuditWriter::start(db.clone(), write_gate.clone()),
+            write_gate,
             db,
             storage,
             keys: Arc::new(keys),

@@ -104,6 +104,8 @@ pub async fn seal(core: &Core) -> Result<u64, sea_orm::DbErr> {
     }
     let mut sealed = 0;
     loop {
+        // Held until this batch commits or rolls back.
+        let _entered = core.write_gate.enter().await;
         let txn = begin_locked(core).await?;
         let head = audit_event::Entity::find()
             .filter(audit_event::Column::Seq.is_not_null())
