@@ -1,8 +1,10 @@
 //! `Range: bytes=…` for one range (RFC 9110 §14). Anything else is ignored and the whole file
 //! is served, as the RFC allows.
 
+use coffer_core::services::files::{FileView, status};
+
 #[derive(Debug, PartialEq, Eq)]
-pub enum RangeRequest {
+enum RangeRequest {
     Full,
     /// Inclusive byte positions within the file.
     Partial(u64, u64),
@@ -12,14 +14,14 @@ pub enum RangeRequest {
 /// The strong validator of a file's content: its SHA-256. A file's content never changes, so a
 /// client may resume an interrupted download with `Range` and `If-Range` (browsers resume only
 /// when the first answer carried a validator).
-pub fn entity_tag(sha256: &str) -> String {
+fn entity_tag(sha256: &str) -> String {
     format!("\"{sha256}\"")
 }
 
 /// What to serve for `Range` and `If-Range` headers: a range is honoured only without
 /// `If-Range` or when it names this content's tag, compared strongly (RFC 9110 §13.1.5); a
 /// date, a weak tag or another tag gets the whole file.
-pub fn requested(
+fn requested(
     range: Option<&str>,
     if_range: Option<&str>,
     entity_tag: &str,
@@ -31,7 +33,34 @@ pub fn requested(
     parse(range, size)
 }
 
-pub fn parse(header: Option<&str>, size: u64) -> RangeRequest {
+/// What an owner's download of `file` serves, from its `Range` and `If-Range` headers.
+pub struct Chosen {
+    /// Inclusive byte positions, or `None` for the whole file.
+    pub range: Option<(u64, u64)>,
+    /// The content's tag, sent as `ETag` with either answer.
+    pub etag: String,
+}
+
+/// Chooses what to serve of `file`; `Err(size)` when the range lies beyond a ready file's end
+/// (a 416 with `Content-Range: bytes */size`). A file not ready yet takes the whole-file path,
+/// where opening it says why it cannot be served.
+pub fn choose(file: &FileView, range: Option<&str>, if_range: Option<&str>) -> Result<Chosen, u64> {
+    let etag = entity_tag(&file.sha256);
+    let range = match requested(range, if_range, &etag, file.size) {
+        RangeRequest::Full => None,
+        RangeRequest::Partial(start, end) => Some((start, end)),
+        RangeRequest::Unsatisfiable if file.status == status::READY => return Err(file.size),
+        RangeRequest::Unsatisfiable => None,
+    };
+    Ok(Chosen { range, etag })
+}
+
+/// The `Content-Range` of a partial answer.
+pub fn content_range(start: u64, end: u64, size: u64) -> String {
+    format!("bytes {start}-{end}/{size}")
+}
+
+fn parse(header: Option<&str>, size: u64) -> RangeRequest {
     let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
         return RangeRequest::Full;
     };

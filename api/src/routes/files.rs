@@ -16,7 +16,7 @@ use super::Tag;
 use super::shares::ShareInfo;
 use crate::auth::{UserAuth, core, meta};
 use crate::problem::ApiError;
-use crate::range::{self, RangeRequest};
+use crate::range;
 use crate::upload::{Fields, RawBody, UploadForm, read_upload, split_recipients};
 
 pub struct FilesApi;
@@ -294,22 +294,12 @@ impl FilesApi {
         let core = core(req)?;
         let id = parse_id(&id.0)?;
         let file = files::owned(core, auth.0.user.id, id).await?;
-        let view = file.view();
-        let etag = range::entity_tag(&view.sha256);
-        let asked = range::requested(
+        let range::Chosen { range, etag } = range::choose(
+            &file.view(),
             range_header.0.as_deref(),
             if_range.0.as_deref(),
-            &etag,
-            view.size,
-        );
-        let range = match asked {
-            RangeRequest::Full => None,
-            RangeRequest::Partial(start, end) => Some((start, end)),
-            RangeRequest::Unsatisfiable if view.status == files::status::READY => {
-                return Err(ApiError::range_not_satisfiable(view.size));
-            }
-            RangeRequest::Unsatisfiable => None, // not ready: the 409 below says more
-        };
+        )
+        .map_err(ApiError::range_not_satisfiable)?;
         let content = files::content(core, &auth.0.user, file, range, &meta(req)).await?;
         let body = Binary(Body::from_bytes_stream(
             content.body.map_err(std::io::Error::other),
@@ -335,7 +325,7 @@ impl FilesApi {
                 kind,
                 disposition,
                 end - start + 1,
-                format!("bytes {start}-{end}/{}", file.size),
+                range::content_range(start, end, file.size),
                 etag,
                 nosniff,
             ),

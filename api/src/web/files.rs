@@ -16,7 +16,7 @@ use super::page::{self, Fields, when};
 use super::session::SignedIn;
 use super::{INVALID, core};
 use crate::auth::meta;
-use crate::range::{self, RangeRequest};
+use crate::range;
 use crate::upload::{self, read_upload};
 
 const PAGE_SIZE: u64 = 25;
@@ -312,34 +312,24 @@ pub async fn download(req: &Request, Path(id): Path<String>) -> poem::Result<Res
     let me = SignedIn::from_view(req, core).await?;
     let id = page::parse_id(&me, &id, "file")?;
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let opened = async {
-        let file = files::owned(core, me.session.user.id, id).await?;
-        let view = file.view();
-        let etag = range::entity_tag(&view.sha256);
-        let range = match range::requested(header("Range"), header("If-Range"), &etag, view.size) {
-            RangeRequest::Full => None,
-            RangeRequest::Partial(start, end) => Some((start, end)),
-            RangeRequest::Unsatisfiable if view.status == status::READY => {
-                return Ok(Err(view.size));
-            }
-            RangeRequest::Unsatisfiable => None, // not ready: the content call says so
-        };
-        let content = files::content(core, &me.session.user, file, range, &meta(req)).await?;
-        Ok::<_, ServiceError>(Ok((content, etag)))
-    };
-    let (content, etag) = match opened
+    let page_error = |e| page::service_error(Some(&me), e);
+    let file = files::owned(core, me.session.user.id, id)
         .await
-        .map_err(|e| page::service_error(Some(&me), e))?
-    {
-        Ok(opened) => opened,
-        Err(size) => {
-            return Ok(Response::builder()
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header("Content-Range", format!("bytes */{size}"))
-                .content_type("text/plain; charset=utf-8")
-                .body("The requested range lies beyond the end of the file."));
-        }
-    };
+        .map_err(page_error)?;
+    let range::Chosen { range, etag } =
+        match range::choose(&file.view(), header("Range"), header("If-Range")) {
+            Ok(chosen) => chosen,
+            Err(size) => {
+                return Ok(Response::builder()
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header("Content-Range", format!("bytes */{size}"))
+                    .content_type("text/plain; charset=utf-8")
+                    .body("The requested range lies beyond the end of the file."));
+            }
+        };
+    let content = files::content(core, &me.session.user, file, range, &meta(req))
+        .await
+        .map_err(page_error)?;
     let file = &content.file;
     let response = Response::builder()
         // Always a download, never something a browser renders.
@@ -355,10 +345,7 @@ pub async fn download(req: &Request, Path(id): Path<String>) -> poem::Result<Res
         Some((start, end)) => response
             .status(StatusCode::PARTIAL_CONTENT)
             .header("Content-Length", end - start + 1)
-            .header(
-                "Content-Range",
-                format!("bytes {start}-{end}/{}", file.size),
-            ),
+            .header("Content-Range", range::content_range(start, end, file.size)),
     };
     Ok(response.body(Body::from_bytes_stream(content.body)))
 }
