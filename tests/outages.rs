@@ -380,19 +380,19 @@ async fn the_worker_s_wake_up_outlives_a_redis_restart() {
         true,
     )
     .await;
-    let quickly = Duration::from_secs(5);
+    // Three uploads in a row, each ready within seconds.
+    let each_at_once = |stage: &'static str| {
+        let (http, base, token) = (&http, &base, &token);
+        async move {
+            for i in 0..3 {
+                let name = format!("{stage}-{i}.pdf");
+                let id = put_upload(http, base, token, &name, pdf(stage.as_bytes())).await;
+                wait_ready_within(http, base, token, &id, Duration::from_secs(5)).await;
+            }
+        }
+    };
 
-    for i in 0..3 {
-        let id = put_upload(
-            &http,
-            &base,
-            &token,
-            &format!("before-{i}.pdf"),
-            pdf(b"before"),
-        )
-        .await;
-        wait_ready_within(&http, &base, &token, &id, quickly).await;
-    }
+    each_at_once("before").await;
 
     let port = redis.port;
     redis.stop();
@@ -404,17 +404,7 @@ async fn the_worker_s_wake_up_outlives_a_redis_restart() {
     // The worker resubscribes within its backoff (at most 10 s) and then looks for what was
     // queued meanwhile; after that, each upload is started at once again.
     wait_ready_within(&http, &base, &token, &id, Duration::from_secs(20)).await;
-    for i in 0..3 {
-        let id = put_upload(
-            &http,
-            &base,
-            &token,
-            &format!("again-{i}.pdf"),
-            pdf(b"again"),
-        )
-        .await;
-        wait_ready_within(&http, &base, &token, &id, quickly).await;
-    }
+    each_at_once("again").await;
     drop(worker);
     drop(api);
     env.cleanup().await;
