@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use coffer_api::Surface;
-use coffer_core::{Config, Core};
+use coffer_core::config::MasterKeySource;
+use coffer_core::{Config, Core, KeyringUse};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +37,6 @@ impl Roles {
 
 /// The newest master-key version the configured keyring holds, if it can be read.
 pub fn newest_key_version(config: &Config) -> Option<i32> {
-    use coffer_core::config::MasterKeySource;
     use coffer_core::crypto::Keyring;
     use secrecy::ExposeSecret as _;
     let ring = match &config.master_keys {
@@ -83,9 +83,20 @@ pub async fn start(mut config: Config, roles: Roles) -> anyhow::Result<Running> 
         ),
         _ => None,
     };
-    let core = Core::build(config, true).await?;
+    // Processes of the production roles share one database: each must be given the keyring
+    // (a keyring generated here would hold keys no other process has).
+    let keyring = if roles.api && roles.workers {
+        KeyringUse::MayGenerate
+    } else if matches!(config.master_keys, MasterKeySource::DataDir) {
+        anyhow::bail!(
+            "COFFER_MASTER_KEYS or COFFER_MASTER_KEYS_FILE is required for `coffer api` and `coffer worker`: give every process the same keyring (`coffer keys generate` prints a key line); only `coffer serve` generates one"
+        );
+    } else {
+        KeyringUse::MustExist
+    };
+    let core = Core::build_with(config, true, keyring).await?;
     if let Some(admin) = &core.config.admin {
-        coffer_core::services::users::ensure_admin(&core, &admin.email, admin.password.clone())
+        coffer_core::services::users::bootstrap_admin(&core, &admin.email, admin.password.clone())
             .await
             .map_err(|e| anyhow::anyhow!("COFFER_ADMIN_EMAIL/COFFER_ADMIN_PASSWORD: {e}"))?;
     }

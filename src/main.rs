@@ -63,10 +63,14 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Create an admin account, or promote an existing one; reads the password from stdin
+    /// Create an admin account; reads the password from stdin
     Create {
         #[arg(long)]
         email: String,
+        /// Make an existing account an admin, with the password given (it is signed out
+        /// everywhere); without it an existing account is refused
+        #[arg(long)]
+        promote: bool,
     },
 }
 
@@ -178,7 +182,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Admin {
-            command: AdminCommand::Create { email },
+            command: AdminCommand::Create { email, promote },
         } => {
             let email = coffer_core::types::EmailAddress::parse(&email)
                 .map_err(|e| anyhow::anyhow!("--email: {e}"))?;
@@ -187,7 +191,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             std::io::stdin().lock().read_line(&mut line)?;
             let password = SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned());
             let core = coffer_core::Core::build(config, true).await?;
-            let user = coffer_core::services::users::ensure_admin(&core, &email, password)
+            let user = coffer_core::services::users::create_admin(&core, &email, password, promote)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{} is an admin (id {})", user.email, user.id);

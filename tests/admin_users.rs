@@ -171,4 +171,177 @@ async fn admins_list_change_and_disable_accounts(topology: Topology) {
     app.stop().await;
 }
 
-both_topologies!(admins_list_change_and_disable_accounts);
+async fn login_status(
+    http: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+) -> StatusCode {
+    http.post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .expect("login")
+        .status()
+}
+
+/// `coffer admin create`, with the password on stdin; its exit status and stderr.
+fn admin_create(
+    vars: &[(String, String)],
+    email: &str,
+    password: &str,
+    promote: bool,
+) -> (bool, String) {
+    use std::io::Write as _;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"));
+    command.args(["admin", "create", "--email", email]);
+    if promote {
+        command.arg("--promote");
+    }
+    let mut child = command
+        .env("COFFER_LOG", "warn")
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("password");
+    let output = child.wait_with_output().expect("exits");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Start-up's `COFFER_ADMIN_EMAIL` only ever creates the account: it never takes over an
+/// account somebody signed up with, never re-enables an admin another admin disabled, and says
+/// when its password is not the account's; `coffer admin create` takes over an existing account
+/// only with `--promote`, which sets the password given and signs the account out everywhere.
+async fn start_up_never_takes_over_an_account(topology: Topology) {
+    let env = common::Environment::new(topology, &[]).await;
+    let logs = tempfile::tempdir().expect("dir");
+    let boss = ("boss@org.example", "the operator's password 1");
+    let with_admin = |email: &str, password: &str| {
+        let mut vars = env.vars.clone();
+        vars.push(("COFFER_ADMIN_EMAIL".into(), email.into()));
+        vars.push(("COFFER_ADMIN_PASSWORD".into(), password.into()));
+        vars
+    };
+    let http = reqwest::Client::new();
+
+    let first = common::Process::start("serve", &with_admin(boss.0, boss.1));
+    let base = first.base.clone().expect("listens");
+    let attacker = common::sign_in(
+        &http,
+        &base,
+        "it@org.example",
+        "the attacker's password",
+        true,
+    )
+    .await;
+    let (ok, stderr) = admin_create(
+        &env.vars,
+        "second@org.example",
+        "second admin password",
+        false,
+    );
+    assert!(ok, "{stderr}");
+    let second = common::sign_in(
+        &http,
+        &base,
+        "second@org.example",
+        "second admin password",
+        false,
+    )
+    .await;
+    let boss_token = common::sign_in(&http, &base, boss.0, boss.1, false).await;
+    let me = common::get_json(&http, &format!("{base}/api/v1/me"), Some(&boss_token)).await;
+    let boss_id = me["id"].as_str().expect("id").to_owned();
+    let disabled = http
+        .patch(format!("{base}/api/v1/admin/users/{boss_id}"))
+        .bearer_auth(&second)
+        .json(&json!({ "disabled": true }))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(disabled.status(), StatusCode::OK);
+    drop(first);
+
+    // A restart with the same address and a changed password: the admin stays disabled, and
+    // the log says why the password given does nothing.
+    let log = logs.path().join("restart.log");
+    let restarted = common::Process::start_logging_to(
+        "serve",
+        &with_admin(boss.0, "a changed password 2"),
+        &log,
+    );
+    let base = restarted.base.clone().expect("listens");
+    for password in [boss.1, "a changed password 2"] {
+        assert_eq!(
+            login_status(&http, &base, boss.0, password).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    drop(restarted);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("is disabled: start-up leaves it so"),
+        "{text}"
+    );
+    assert!(
+        text.contains("COFFER_ADMIN_PASSWORD is not the password"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("a changed password 2"),
+        "the password is never logged: {text}"
+    );
+
+    // A start naming the self-registered address: it stays an ordinary account with its own
+    // password.
+    let log = logs.path().join("takeover.log");
+    let operator = "the operator's password 3";
+    let third =
+        common::Process::start_logging_to("serve", &with_admin("it@org.example", operator), &log);
+    let base = third.base.clone().expect("listens");
+    assert_eq!(
+        login_status(&http, &base, "it@org.example", operator).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let me = common::get_json(&http, &format!("{base}/api/v1/me"), Some(&attacker)).await;
+    assert_eq!(me["role"], "user", "{me}");
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("names an existing account that is not an admin"),
+        "{text}"
+    );
+
+    // The command refuses an existing account without --promote; with it, the account is the
+    // operator's: their password, the attacker's session ended.
+    let (ok, stderr) = admin_create(&env.vars, "it@org.example", operator, false);
+    assert!(!ok && stderr.contains("--promote"), "{stderr}");
+    let (ok, stderr) = admin_create(&env.vars, "it@org.example", operator, true);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        login_status(&http, &base, "it@org.example", "the attacker's password").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let gone = http
+        .get(format!("{base}/api/v1/me"))
+        .bearer_auth(&attacker)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(gone.status(), StatusCode::UNAUTHORIZED);
+    let token = common::sign_in(&http, &base, "it@org.example", operator, false).await;
+    let me = common::get_json(&http, &format!("{base}/api/v1/me"), Some(&token)).await;
+    assert_eq!(me["role"], "admin", "{me}");
+    drop(third);
+    env.cleanup().await;
+}
+
+both_topologies!(
+    admins_list_change_and_disable_accounts,
+    start_up_never_takes_over_an_account
+);

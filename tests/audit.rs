@@ -488,10 +488,11 @@ async fn every_action_is_recorded_with_actor_target_and_outcome(topology: Topolo
         .expect("export");
     let promoted = app.user().await;
     let email = coffer::coffer_core::types::EmailAddress::parse(&promoted.email).expect("email");
-    coffer::coffer_core::services::users::ensure_admin(
+    coffer::coffer_core::services::users::create_admin(
         app.core(),
         &email,
-        "irrelevant password".to_owned().into(),
+        "promoted admin password".to_owned().into(),
+        true,
     )
     .await
     .expect("promote");

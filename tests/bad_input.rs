@@ -57,6 +57,12 @@ fn catalogue(file_id: &str) -> Vec<Case> {
         case("a 4,096-character name", put(&"n".repeat(4096), ""), 422),
         case("right-to-left override", put("invoice\u{202E}fdp.exe", ""), 422),
         case("a zero-width space", put("report\u{200B}.pdf", ""), 422),
+        case("a name ending in a dot", put("invoice.bat.", ""), 422),
+        case("a name ending in a space", put("invoice.bat ", ""), 422),
+        case("a name ending in a dot, in a form", Ask::Form("invoice.bat.".into(), b"hello".to_vec()), 422),
+        case("an invisible format character", put("report\u{2064}.pdf", ""), 422),
+        case("a tag character", put("report\u{E0041}.pdf", ""), 422),
+        case("a default-ignorable filler", put("report\u{3164}.pdf", ""), 422),
         case(
             "traversal in a multipart file name",
             Ask::Form("../../x.txt".into(), b"hello".to_vec()),
@@ -93,7 +99,9 @@ fn catalogue(file_id: &str) -> Vec<Case> {
         case("XML instead of JSON", Ask::Post("/api/v1/auth/signup", "application/xml", b"<signup><email>a@example.org</email></signup>".to_vec()), 415),
         case("an unknown signup field", signup(json!({ "email": "new@example.org", "password": "correct horse battery", "role": "admin" })), 400),
         case("CRLF in a signup address", signup(json!({ "email": "x@example.org\r\nBcc: y@evil.org", "password": "correct horse battery" })), 422),
-        // Multipart.
+        // Multipart: what is not the file is held in memory, so it is bounded.
+        case("a form of 100 parts", Ask::Post("/api/v1/files", "multipart/form-data; boundary=XYZ", form(&vec![("recipients", "a@example.org".to_owned()); 100])), 413),
+        case("form fields over 64 KiB together", Ask::Post("/api/v1/files", "multipart/form-data; boundary=XYZ", form(&[("message", "m".repeat(16_000)), ("recipients", "r".repeat(60_000))])), 413),
         case("multipart without boundaries", Ask::Post("/api/v1/files", "multipart/form-data; boundary=XYZ", b"this is not multipart at all".to_vec()), 400),
         case(
             "truncated multipart",
@@ -105,6 +113,19 @@ fn catalogue(file_id: &str) -> Vec<Case> {
             400,
         ),
     ]
+}
+
+/// A multipart body (boundary `XYZ`) of text fields, before any file part.
+fn form(fields: &[(&str, String)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--XYZ\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(b"--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nhello\r\n--XYZ--\r\n");
+    body
 }
 
 async fn send(app: &TestApp, user: &User, ask: Ask) -> reqwest::Response {

@@ -406,7 +406,53 @@ async fn truncated_and_swapped_blobs_are_refused(topology: Topology) {
     app.stop().await;
 }
 
+/// A name's only suffix is an extension like any other, and a macro-enabled Office document is
+/// known by its macro part whatever its name says: neither ends `ready` by default.
+async fn suffix_only_names_and_macro_documents_are_judged_by_content(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let user = app.user().await;
+    let document: &[u8] = b"<w:document/>";
+    let docx = common::zip_stored(&[("word/document.xml", document)]);
+    let docm = common::zip_stored(&[
+        ("word/document.xml", document),
+        ("word/vbaProject.bin", &[0xCC; 2000]),
+    ]);
+    let cases = [
+        (
+            ".hta",
+            b"CreateObject(\"WScript.Shell\").Run \"calc\"".to_vec(),
+            Some("the name ends in .hta"),
+        ),
+        ("letter.docx", docx.clone(), None),
+        (
+            "letter.docx",
+            docm.clone(),
+            Some("application/vnd.ms-word.document.macroEnabled.12 are not accepted"),
+        ),
+        (
+            "letter.docm",
+            docm,
+            Some("application/vnd.ms-word.document.macroEnabled.12 are not accepted"),
+        ),
+        ("letter.docm", docx, Some("the name ends in .docm")),
+    ];
+    for (name, bytes, refused) in cases {
+        let id = app.upload(&user, name, bytes).await;
+        let file = app.wait_until_settled(&user, &id).await;
+        match refused {
+            None => assert_eq!(file["status"], "ready", "{name}: {file}"),
+            Some(reason) => {
+                assert_eq!(file["status"], "rejected", "{name}: {file}");
+                let given = file["reject_reason"].as_str().unwrap_or_default();
+                assert!(given.contains(reason), "{name}: {file}");
+            }
+        }
+    }
+    app.stop().await;
+}
+
 both_topologies!(
+    suffix_only_names_and_macro_documents_are_judged_by_content,
     tampered_blobs_are_never_served,
     truncated_and_swapped_blobs_are_refused,
     stray_blobs_of_killed_runs_are_removed,

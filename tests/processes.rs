@@ -78,6 +78,7 @@ async fn a_rotation_survives_a_killed_worker(topology: Topology) {
         }
     };
 
+    env.add_master_key(2);
     let started = http
         .post(format!("{base}/api/v1/admin/keys/rotate"))
         .bearer_auth(&token)
@@ -229,7 +230,352 @@ async fn two_sealing_workers_keep_one_gapless_chain(topology: Topology) {
     env.cleanup().await;
 }
 
+fn key_line(version: i32) -> String {
+    format!(
+        "{version}:{}",
+        coffer::coffer_core::crypto::SecretKey::generate().to_base64()
+    )
+}
+
+fn with(vars: &[(String, String)], extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut vars = vars.to_vec();
+    for (k, v) in extra {
+        vars.retain(|(existing, _)| existing != k);
+        vars.push(((*k).to_owned(), (*v).to_owned()));
+    }
+    vars
+}
+
+/// Processes given different keys under one version number: the database's check value
+/// refuses every process but the first, with one line that says what to do; the API and the
+/// workers never make up a keyring of their own.
+async fn processes_with_different_keyrings_refuse_to_start(topology: Topology) {
+    let env = Environment::new(topology, &[]).await;
+    let first = key_line(1);
+    let api = Process::start("api", &with(&env.vars, &[("COFFER_MASTER_KEYS", &first)]));
+    let worker = Process::start(
+        "worker",
+        &with(&env.vars, &[("COFFER_MASTER_KEYS", &first)]),
+    );
+    let base = api.base.clone().expect("the API listens");
+    let http = reqwest::Client::new();
+    let token = sign_in(
+        &http,
+        &base,
+        "keys@example.org",
+        "correct horse battery",
+        true,
+    )
+    .await;
+    let id = upload_ready(&http, &base, &token, "kept.pdf", pdf(b"kept")).await;
+
+    let other = key_line(1);
+    for role in ["api", "worker"] {
+        let stderr = Process::refused(role, &with(&env.vars, &[("COFFER_MASTER_KEYS", &other)]));
+        assert!(
+            stderr.contains("master key version 1 in this process's keyring is not the key this database was set up with"),
+            "{role}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(
+            !stderr.contains(other.split(':').nth(1).expect("key")),
+            "{stderr}"
+        );
+    }
+    // Without keys, the production roles refuse instead of generating a keyring.
+    let empty_dir = tempfile::tempdir().expect("dir");
+    let mut keyless = with(
+        &env.vars,
+        &[("COFFER_DATA_DIR", &empty_dir.path().display().to_string())],
+    );
+    keyless.retain(|(k, _)| !k.starts_with("COFFER_MASTER_KEYS"));
+    for role in ["api", "worker"] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"));
+        let output = command
+            .arg(role)
+            .env("COFFER_LOG", "warn")
+            .envs(keyless.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{role}: {stderr}");
+        assert!(
+            stderr.contains("COFFER_MASTER_KEYS or COFFER_MASTER_KEYS_FILE is required"),
+            "{role}: {stderr}"
+        );
+        assert!(
+            !empty_dir.path().join("keyring").exists(),
+            "{role} made a keyring"
+        );
+    }
+    // The file uploaded with the right keys still reads back.
+    let body = http
+        .get(format!("{base}/api/v1/files/{id}/content"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(body.status(), StatusCode::OK);
+    drop(worker);
+    drop(api);
+    env.cleanup().await;
+}
+
+/// Two processes with different keys starting at the same moment on a fresh database: one of
+/// them runs, the other refuses.
+async fn a_first_start_race_with_different_keys_leaves_one_keyring(topology: Topology) {
+    let env = Environment::new(topology, &[]).await;
+    let (a, b) = (key_line(1), key_line(1));
+    let (va, vb) = (
+        with(&env.vars, &[("COFFER_MASTER_KEYS", &a)]),
+        with(&env.vars, &[("COFFER_MASTER_KEYS", &b)]),
+    );
+    // Migrated first, as docker-compose does: the race is over the keyring, not the schema.
+    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .arg("migrate")
+        .envs(va.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("migrate");
+    assert!(migrated.status.success(), "{migrated:?}");
+    let logs = tempfile::tempdir().expect("dir");
+    let (log_a, log_b) = (logs.path().join("a.log"), logs.path().join("b.log"));
+    let (first, second) = tokio::join!(
+        tokio::task::spawn_blocking(move || Process::start_logging_to("api", &va, &log_a)),
+        tokio::task::spawn_blocking(move || Process::start_logging_to("api", &vb, &log_b)),
+    );
+    let mut processes = [first.expect("joined"), second.expect("joined")];
+    let running = processes.iter().filter(|p| p.base.is_some()).count();
+    assert_eq!(running, 1, "exactly one of the two started");
+    let (i, refused) = processes
+        .iter_mut()
+        .enumerate()
+        .find(|(_, p)| p.base.is_none())
+        .expect("the other");
+    assert!(!refused.child.wait().expect("exited").success());
+    let log = std::fs::read_to_string(logs.path().join(["a.log", "b.log"][i])).expect("log");
+    assert!(log.contains("check value differs"), "{log}");
+    drop(processes);
+    env.cleanup().await;
+}
+
+/// Polls `{ops}/readyz` (within a minute) until its answer satisfies `wanted`, and returns it.
+async fn readiness_once(
+    http: &reqwest::Client,
+    ops: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = common::get_json(http, &format!("{ops}/readyz"), None).await;
+        if wanted(&ready) {
+            return ready;
+        }
+        assert!(Instant::now() < deadline, "readiness stayed {ready}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A worker whose keyring lacks the version the API now wraps under: the upload waits in
+/// quarantine (never `rejected` as an integrity failure), the worker's /readyz and metrics
+/// show the fault, and once the operator adds the key the file becomes ready.
+async fn a_missing_key_version_is_the_operator_s_fault_not_the_file_s(topology: Topology) {
+    let env = Environment::new(
+        topology,
+        &[
+            ("COFFER_ADMIN_EMAIL", "keys-admin@example.org"),
+            ("COFFER_ADMIN_PASSWORD", "admin password 123"),
+            ("COFFER_SWEEP_STUCK_AFTER_SECS", "1"),
+            ("COFFER_SWEEP_INTERVAL_SECS", "1"),
+        ],
+    )
+    .await;
+    let v1 = key_line(1);
+    let v2 = key_line(2);
+    let worker_keys = env.data.path().join("worker-keyring");
+    std::fs::write(&worker_keys, format!("{v1}\n")).expect("keyring");
+    let api_keys = env.data.path().join("api-keyring");
+    std::fs::write(&api_keys, format!("{v1}\n")).expect("keyring");
+    let api_file = api_keys.display().to_string();
+    let worker_file = worker_keys.display().to_string();
+    let api = Process::start(
+        "api",
+        &with(&env.vars, &[("COFFER_MASTER_KEYS_FILE", &api_file)]),
+    );
+    let worker = Process::start(
+        "worker",
+        &with(
+            &env.vars,
+            &[
+                ("COFFER_MASTER_KEYS_FILE", &worker_file),
+                ("COFFER_METRICS_BIND", "127.0.0.1:0"),
+            ],
+        ),
+    );
+    let base = api.base.clone().expect("the API listens");
+    let ops = worker.ops.clone().expect("the worker's ops listener");
+    let http = reqwest::Client::new();
+    let admin = sign_in(
+        &http,
+        &base,
+        "keys-admin@example.org",
+        "admin password 123",
+        false,
+    )
+    .await;
+
+    // The operator adds version 2 to the API's keyring only, and rotates.
+    std::fs::write(&api_keys, format!("{v1}\n{v2}\n")).expect("keyring");
+    let rotated = http
+        .post(format!("{base}/api/v1/admin/keys/rotate"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("rotate");
+    assert_eq!(rotated.status(), StatusCode::ACCEPTED);
+    let token = sign_in(
+        &http,
+        &base,
+        "owner@example.org",
+        "correct horse battery",
+        true,
+    )
+    .await;
+    let id = common::put_upload(&http, &base, &token, "waits.pdf", pdf(b"waits")).await;
+
+    let ready = readiness_once(&http, &ops, |r| r["keyring"] == "fault").await;
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    let metrics = common::scrape(&http, &ops).await;
+    assert!(
+        common::metric(&metrics, "coffer_key_faults_total", &[]).unwrap_or(0.0) >= 1.0,
+        "{metrics}"
+    );
+    let file = common::get_json(&http, &format!("{base}/api/v1/files/{id}"), Some(&token)).await;
+    assert_eq!(file["status"], "quarantined", "{file}");
+
+    // The operator mends the worker's keyring: the file goes on to ready, the fault clears.
+    std::fs::write(&worker_keys, format!("{v1}\n{v2}\n")).expect("keyring");
+    common::wait_ready_within(&http, &base, &token, &id, Duration::from_secs(60)).await;
+    readiness_once(&http, &ops, |r| r["keyring"] == "ok").await;
+    drop(worker);
+    drop(api);
+    env.cleanup().await;
+}
+
+/// Twenty rotations asked for at once through two processes sharing a Coffer-managed keyring:
+/// one starts, the others are refused, the keyring gains exactly one version, and every file
+/// still downloads after a restart.
+async fn concurrent_rotations_start_one(topology: Topology) {
+    let env = Environment::new(
+        topology,
+        &[
+            ("COFFER_ADMIN_EMAIL", "keys-admin@example.org"),
+            ("COFFER_ADMIN_PASSWORD", "admin password 123"),
+            // Small batches over many keys: the rotation is still running when the last of
+            // the twenty asks arrives, so each refusal is the one-at-a-time rule.
+            ("COFFER_REWRAP_BATCH", "100"),
+        ],
+    )
+    .await;
+    let core = coffer::coffer_core::Core::build(env.config(), true)
+        .await
+        .expect("core");
+    common::seed::ready_files(&core, 20_000, 1).await;
+    drop(core);
+    let a = Process::start("serve", &env.vars);
+    let b = Process::start("serve", &env.vars);
+    let bases = [a.base.clone().expect("a"), b.base.clone().expect("b")];
+    let http = reqwest::Client::new();
+    let token = sign_in(
+        &http,
+        &bases[0],
+        "owner@example.org",
+        "correct horse battery",
+        true,
+    )
+    .await;
+    let mut files = Vec::new();
+    for i in 0..5u8 {
+        let bytes = pdf(&pattern(20_000, i));
+        files.push((
+            upload_ready(&http, &bases[0], &token, "kept.pdf", bytes.clone()).await,
+            bytes,
+        ));
+    }
+    let admin = sign_in(
+        &http,
+        &bases[0],
+        "keys-admin@example.org",
+        "admin password 123",
+        false,
+    )
+    .await;
+    let asks = (0..20).map(|i| {
+        let (http, base, admin) = (http.clone(), bases[i % 2].clone(), admin.clone());
+        async move {
+            http.post(format!("{base}/api/v1/admin/keys/rotate"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .expect("rotate")
+                .status()
+        }
+    });
+    let statuses = futures::future::join_all(asks).await;
+    let started = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::ACCEPTED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((started, refused), (1, 19), "{statuses:?}");
+    let keyring = std::fs::read_to_string(env.data.path().join("keyring")).expect("keyring");
+    let versions: Vec<&str> = keyring
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    assert_eq!(versions, ["1", "2"], "one new version, written once");
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let rotation = common::get_json(
+            &http,
+            &format!("{}/api/v1/admin/keys/rotation", bases[1]),
+            Some(&admin),
+        )
+        .await;
+        if rotation["state"] == "finished" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{rotation}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(statuses.len(), 20);
+    drop(a);
+    drop(b);
+    let again = Process::start("serve", &env.vars);
+    let base = again.base.clone().expect("listens");
+    for (id, bytes) in &files {
+        let body = http
+            .get(format!("{base}/api/v1/files/{id}/content"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("download");
+        assert_eq!(body.status(), StatusCode::OK);
+        assert!(body.bytes().await.expect("body")[..] == bytes[..]);
+    }
+    drop(again);
+    env.cleanup().await;
+}
+
 both_topologies!(
+    concurrent_rotations_start_one,
+    processes_with_different_keyrings_refuse_to_start,
+    a_first_start_race_with_different_keys_leaves_one_keyring,
+    a_missing_key_version_is_the_operator_s_fault_not_the_file_s,
     api_and_worker_processes_share_the_work,
     a_rotation_survives_a_killed_worker,
     two_sealing_workers_keep_one_gapless_chain,

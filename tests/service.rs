@@ -167,3 +167,55 @@ both_topologies!(
     swagger_ui_and_openapi_document_describe_every_call,
     health_and_readiness
 );
+
+/// Every label of every metric comes from a fixed set: a client inventing methods and paths
+/// adds no series to /metrics and no memory to the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_methods_and_paths_add_no_metric_series() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let vars = [
+        (
+            "COFFER_DATA_DIR".to_owned(),
+            data.path().display().to_string(),
+        ),
+        ("COFFER_BIND".to_owned(), "127.0.0.1:0".to_owned()),
+    ];
+    let service = Process::start("serve", &vars);
+    let base = service.base.clone().expect("listens");
+    let http = reqwest::Client::new();
+    let send = |round: usize| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            for i in 0..500 {
+                let n = round * 500 + i;
+                let method = reqwest::Method::from_bytes(format!("M{n}X").as_bytes())
+                    .expect("a token is a method");
+                let path = match n % 3 {
+                    0 => format!("/nope/{n}"),
+                    1 => format!("/api/v1/files/{n}/x{n}"),
+                    _ => format!("/s/{n}"),
+                };
+                http.request(method, format!("{base}{path}"))
+                    .send()
+                    .await
+                    .expect("answered");
+            }
+        }
+    };
+    send(0).await;
+    // The first scrape's own request is counted from the second scrape on.
+    common::scrape(&http, &base).await;
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    let before = series(&common::scrape(&http, &base).await);
+    let rss_before = service.rss_kib();
+    for round in 1..9 {
+        send(round).await;
+    }
+    let after = series(&common::scrape(&http, &base).await);
+    let rss_after = service.rss_kib();
+    assert_eq!(before, after, "4,000 more invented requests added series");
+    assert!(
+        rss_after < rss_before + 4 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
+}

@@ -760,7 +760,70 @@ async fn without_smtp_mail_lands_in_the_outbox(topology: Topology) {
     app.stop().await;
 }
 
+/// HEAD delivers no bytes, so it is no download: neither a recipient's link nor an owner's
+/// file counts or audits one for it (curl -I used to use up a one-download link).
+async fn a_head_request_is_not_a_download(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let ann = app.user().await;
+    let bytes = pdf(&pattern(70_000, 9));
+    let file = ready_file(&app, &ann, "once.pdf", bytes.clone()).await;
+    let created: Value = share(&app, &ann, &file, json!({ "max_downloads": 1 }))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let url = created["shares"][0]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+
+    for _ in 0..3 {
+        let head = app
+            .http
+            .head(format!("{url}/download"))
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(head.status(), StatusCode::OK);
+        assert_eq!(
+            head.headers()["content-length"],
+            bytes.len().to_string().as_str()
+        );
+        let owner_head = app
+            .http
+            .head(app.url(&format!("/api/v1/files/{file}/content")))
+            .bearer_auth(&ann.token)
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(owner_head.status(), StatusCode::OK);
+    }
+    assert_eq!(shares_of(&app, &ann, &file).await[0]["downloads_used"], 0);
+
+    let get = app
+        .http
+        .get(format!("{url}/download"))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(get.status(), StatusCode::OK);
+    assert!(get.bytes().await.expect("body")[..] == bytes[..]);
+    let again = app
+        .http
+        .head(format!("{url}/download"))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(again.status(), StatusCode::GONE, "used up by the one GET");
+    let actions: Vec<String> = app.audit_actions().await.into_iter().map(|a| a.0).collect();
+    let count = |name: &str| actions.iter().filter(|a| *a == name).count();
+    assert_eq!(count("share.downloaded"), 1, "{actions:?}");
+    assert_eq!(count("file.downloaded"), 0, "{actions:?}");
+    app.stop().await;
+}
+
 both_topologies!(
+    a_head_request_is_not_a_download,
     each_recipient_gets_their_own_link_and_downloads_the_file,
     links_asked_for_with_the_upload_go_out_only_once_ready,
     a_spoofed_upload_with_recipients_sends_no_email,

@@ -55,6 +55,20 @@ pub fn core(req: &Request) -> Result<&Core, ApiError> {
 
 /// Who is calling, for the audit log. The socket address is used: Coffer does not trust
 /// forwarding headers it cannot verify.
+/// A HEAD is answered with a download's headers only, and is never counted as one.
+pub fn delivery(req: &Request) -> coffer_core::services::files::Delivery {
+    use coffer_core::services::files::Delivery;
+    if req
+        .extensions()
+        .get::<crate::observe::HeadRequest>()
+        .is_some()
+    {
+        Delivery::HeadersOnly
+    } else {
+        Delivery::Bytes
+    }
+}
+
 pub fn meta(req: &Request) -> RequestMeta {
     RequestMeta {
         ip: req

@@ -20,10 +20,22 @@ fn route(response: &Response) -> String {
         .map_or_else(|| "unmatched".to_owned(), |p| p.0.to_string())
 }
 
-pub async fn observe<E: Endpoint>(metrics: Metrics, ep: E, req: Request) -> poem::Result<Response> {
+/// Marks a HEAD request: poem's router answers HEAD with the GET handler and tells it the
+/// method is GET, so a handler asks this instead.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadRequest;
+
+pub async fn observe<E: Endpoint>(
+    metrics: Metrics,
+    ep: E,
+    mut req: Request,
+) -> poem::Result<Response> {
     let started = Instant::now();
     let id = request_id::accept_or_new(req.headers().get(HEADER).and_then(|v| v.to_str().ok()));
     let method = req.method().clone();
+    if method == poem::http::Method::HEAD {
+        req.extensions_mut().insert(HeadRequest);
+    }
     let span = tracing::info_span!("request", request_id = %id, method = %method);
     let call = request_id::scope(Some(id.clone()), ep.call(req));
     let mut response = match call.instrument(span.clone()).await {

@@ -123,6 +123,9 @@ impl From<ServiceError> for ApiError {
                 "too-large",
                 format!("the file exceeds the upload limit of {limit} bytes"),
             )),
+            ServiceError::FieldsTooLarge(detail) => {
+                Self::TooLarge(problem(StatusCode::PAYLOAD_TOO_LARGE, "too-large", detail))
+            }
             ServiceError::RateLimited { retry_after } => Self::TooManyRequests(
                 problem(
                     StatusCode::TOO_MANY_REQUESTS,

@@ -202,6 +202,41 @@ pub async fn read_upload(
     }
 }
 
+/// How many parts an upload form may have, and how many bytes all its parts but the file may
+/// hold together: what is not the file is kept in memory while the form is read.
+const MAX_PARTS: usize = 64;
+const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+/// Counts a form's parts and the bytes of its text fields against the limits above.
+#[derive(Default)]
+struct Budget {
+    parts: usize,
+    bytes: usize,
+}
+
+impl Budget {
+    fn part(&mut self) -> Result<(), ServiceError> {
+        self.parts += 1;
+        if self.parts > MAX_PARTS {
+            return Err(ServiceError::FieldsTooLarge(format!(
+                "an upload form may have at most {MAX_PARTS} parts"
+            )));
+        }
+        Ok(())
+    }
+
+    fn text(&mut self, text: String) -> Result<String, ServiceError> {
+        self.bytes += text.len();
+        if self.bytes > MAX_FIELD_BYTES {
+            return Err(ServiceError::FieldsTooLarge(format!(
+                "the fields beside the file may hold at most {} KiB together",
+                MAX_FIELD_BYTES / 1024
+            )));
+        }
+        Ok(text)
+    }
+}
+
 async fn read_fields(
     core: &Core,
     multipart: &mut Multipart,
@@ -211,11 +246,16 @@ async fn read_fields(
     let share = &mut upload.share;
     // In a page's form a blank field is no value.
     let given = |text: String| (fields == Fields::Api || !text.trim().is_empty()).then_some(text);
+    let mut budget = Budget::default();
     while let Some(field) = multipart
         .next_field()
         .await
         .map_err(|e| ServiceError::BadRequest(format!("malformed multipart body: {e}")))?
     {
+        budget.part()?;
+        let mut text_field = async |field: poem::web::Field, limit: u64| {
+            budget.text(text_field(field, limit).await?)
+        };
         match field.name() {
             Some("file") if upload.file.is_some() => {
                 return Err(ServiceError::Invalid(

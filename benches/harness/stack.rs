@@ -88,6 +88,20 @@ impl Stack {
                     .status()
                     .expect("coffer migrate");
                 assert!(migrated.success(), "coffer migrate failed");
+                // The production roles are given their keyring; they never generate one.
+                let keyring = data.path().join("keyring");
+                std::fs::write(
+                    &keyring,
+                    format!(
+                        "1:{}\n",
+                        coffer::coffer_core::crypto::SecretKey::generate().to_base64()
+                    ),
+                )
+                .expect("the bench keyring");
+                vars.push((
+                    "COFFER_MASTER_KEYS_FILE".into(),
+                    keyring.display().to_string(),
+                ));
                 let api = Process::start("api", &vars);
                 let base = api.base.clone().expect("the API listens");
                 let mut worker_vars = vars.clone();

@@ -23,6 +23,9 @@ pub enum ServiceError {
     Conflict(String),
     #[error("the file exceeds the upload limit of {limit} bytes")]
     TooLarge { limit: u64 },
+    /// A request's other parts (form fields beside the file) are too many or too big (413).
+    #[error("{0}")]
+    FieldsTooLarge(String),
     #[error("too many attempts; try again later")]
     RateLimited { retry_after: Duration },
     /// Stored data failed authentication: never served.

@@ -32,6 +32,17 @@ use queue::Queue;
 use ratelimit::RateLimiter;
 use storage::Storage;
 
+/// Why a wrapped key did not open.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFailure {
+    /// The keyring cannot be used for it: the operator's to fix; retry later.
+    #[error("{0}")]
+    Fault(ServiceError),
+    /// It does not open under the right master key: the stored row was altered.
+    #[error("{0}")]
+    Altered(crypto::CryptoError),
+}
+
 /// Everything a request handler or a job needs, cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Core {
@@ -60,14 +71,54 @@ impl Core {
         key: &crypto::SecretKey,
     ) -> ServiceResult<crypto::WrappedKey> {
         let version = services::keys::active_version(&self.db).await?;
-        self.keys
-            .wrap(version, file_id, key)
-            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("wrapping a key: {e}")))
+        let kek = services::keys::verified_key(self, version).await?;
+        self.keys.clear_fault();
+        Ok(crypto::wrap_key(&kek, version, file_id, key))
+    }
+
+    /// Opens a wrapped key. A key that does not open under a version this process has checked
+    /// against the database was altered ([`KeyFailure::Altered`]); a version missing from the
+    /// keyring, or one whose material differs from the database's, is the operator's problem
+    /// ([`KeyFailure::Fault`]: logged, counted, shown by `/readyz`), never the file's.
+    pub async fn unwrap_key(
+        &self,
+        file_id: uuid::Uuid,
+        wrapped: &crypto::WrappedKey,
+    ) -> Result<crypto::SecretKey, KeyFailure> {
+        let kek = services::keys::verified_key(self, wrapped.kek_version)
+            .await
+            .map_err(KeyFailure::Fault)?;
+        let key = crypto::unwrap_key(&kek, file_id, wrapped).map_err(KeyFailure::Altered)?;
+        self.keys.clear_fault();
+        Ok(key)
+    }
+
+    /// Records a keyring problem and turns it into the 503 the caller returns.
+    pub fn key_fault(&self, what: String) -> ServiceError {
+        tracing::error!(problem = %what, "master key fault: fix the keyring of this process (work waits and is retried)");
+        self.metrics.key_fault();
+        self.keys.report_fault(what.clone());
+        ServiceError::Unavailable(anyhow::anyhow!("master key fault: {what}"))
+    }
+
+    /// [`Core::build_with`] for a command-line tool: it creates the embedded keyring only on
+    /// the embedded database.
+    pub async fn build(config: Config, migrate: bool) -> anyhow::Result<Self> {
+        let keyring = if config.is_embedded_database() {
+            KeyringUse::MayGenerate
+        } else {
+            KeyringUse::MustExist
+        };
+        Self::build_with(config, migrate, keyring).await
     }
 
     /// Connects to every backing service, applies migrations when asked, and checks that the
-    /// keyring can open every key the database holds.
-    pub async fn build(config: Config, migrate: bool) -> anyhow::Result<Self> {
+    /// keyring is the database's (check values) and can open every key the database holds.
+    pub async fn build_with(
+        config: Config,
+        migrate: bool,
+        keyring: KeyringUse,
+    ) -> anyhow::Result<Self> {
         // Two rustls crypto providers are in the dependency graph; choose one for everybody
         // (lettre's TLS would panic otherwise). An error only means one is installed already.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -76,11 +127,12 @@ impl Core {
                 format!("creating data directory {}", config.data_dir.display())
             })?;
         }
-        let keys = load_keyring(&config)?;
+        let keys = load_keyring(&config, keyring)?;
         let db = db::connect(&config.database_url).await?;
         if migrate {
             db::migrate(&db).await?;
         }
+        services::keys::check_keyring_matches_database(&db, &keys).await?;
         services::keys::check_keyring_covers_database(&db, &keys.ring()).await?;
         services::keys::sync_versions(&db, &keys.ring()).await?;
         let storage = Storage::from_url(&config.storage_url, &config.aws)?;
@@ -108,7 +160,16 @@ impl Core {
     }
 }
 
-fn load_keyring(config: &Config) -> anyhow::Result<KeyStore> {
+/// Whether a process may create the keyring file in its data directory when there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyringUse {
+    /// `coffer serve`, and tools on the embedded database.
+    MayGenerate,
+    /// Anything else: a keyring made here would hold keys no other process has.
+    MustExist,
+}
+
+fn load_keyring(config: &Config, keyring: KeyringUse) -> anyhow::Result<KeyStore> {
     use secrecy::ExposeSecret as _;
     Ok(match &config.master_keys {
         config::MasterKeySource::Inline(keys) => KeyStore::new(
@@ -123,6 +184,12 @@ fn load_keyring(config: &Config) -> anyhow::Result<KeyStore> {
         ),
         config::MasterKeySource::DataDir => {
             let path = config.data_dir.join("keyring");
+            if keyring == KeyringUse::MustExist && !path.exists() {
+                anyhow::bail!(
+                    "no master keys: set COFFER_MASTER_KEYS or COFFER_MASTER_KEYS_FILE (only `coffer serve` generates a keyring, {})",
+                    path.display()
+                );
+            }
             let (keyring, created) = Keyring::load_or_generate(&path)?;
             let path = std::path::absolute(&path).unwrap_or(path);
             if created {

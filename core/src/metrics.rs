@@ -20,7 +20,8 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
-    method: String,
+    /// One of the standard methods, or `other`: a client cannot add label values.
+    method: &'static str,
     /// The matched route pattern, never the raw path (which may hold a share token).
     route: String,
     status: u16,
@@ -88,6 +89,7 @@ struct Inner {
     files: Family<StatusLabels, Gauge>,
     uploaded_bytes: Counter,
     downloaded_bytes: Family<ViaLabels, Counter>,
+    key_faults: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -167,6 +169,12 @@ impl Metrics {
             "Plaintext bytes sent to owners and recipients",
             downloaded_bytes.clone(),
         );
+        let key_faults = Counter::default();
+        registry.register(
+            "key_faults",
+            "Key operations that failed for a keyring problem (a missing master-key version, or one that differs from the database's): an operator's error, retried, never a file's",
+            key_faults.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -179,13 +187,19 @@ impl Metrics {
                 files,
                 uploaded_bytes,
                 downloaded_bytes,
+                key_faults,
             }),
         }
     }
 
+    /// `route` is a route pattern of Coffer's own (or `unmatched`), never the request's path.
     pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
         let labels = HttpLabels {
-            method: method.to_owned(),
+            method: METHODS
+                .into_iter()
+                .find(|m| *m == method)
+                .unwrap_or("other"),
             route: route.to_owned(),
             status,
         };
@@ -221,6 +235,10 @@ impl Metrics {
             .downloaded_bytes
             .get_or_create(&ViaLabels { via })
             .inc_by(bytes);
+    }
+
+    pub fn key_fault(&self) {
+        self.inner.key_faults.inc();
     }
 
     /// Refreshes the gauges read from the database and the queue, then renders every metric.

@@ -75,10 +75,18 @@ impl FileName {
     /// decomposes accents) is one name.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         use unicode_normalization::UnicodeNormalization as _;
-        let normalized: String = raw.trim().nfc().collect();
+        let normalized: String = raw.nfc().collect();
         let name = normalized.as_str();
-        if name.is_empty() {
+        if name.trim().is_empty() {
             return Err(invalid("file name is empty"));
+        }
+        // Windows drops a trailing dot or space when it saves the file: `invoice.bat.` would
+        // arrive as `invoice.bat`, past every check of the name as given.
+        if name.ends_with(['.', ' ']) || name.ends_with(char::is_whitespace) {
+            return Err(invalid("file name must not end in a dot or a space"));
+        }
+        if name.starts_with(char::is_whitespace) {
+            return Err(invalid("file name must not start with a space"));
         }
         if name.len() > Self::MAX_BYTES {
             return Err(invalid(format!(
@@ -92,10 +100,7 @@ impl FileName {
         if name == "." || name == ".." {
             return Err(invalid("file name must not be . or .."));
         }
-        if name
-            .chars()
-            .any(|c| c.is_control() || is_bidi_control(c) || is_invisible(c))
-        {
+        if name.chars().any(|c| c.is_control() || is_hidden(c)) {
             return Err(invalid(
                 "file name contains control, invisible or text-direction characters",
             ));
@@ -107,20 +112,30 @@ impl FileName {
         &self.0
     }
 
-    /// Lower-case extension after the last dot, if any.
+    /// Lower-case extension after the last dot, if any. A name with nothing before its dot
+    /// (`.hta`) has that suffix as its extension too: Windows opens it by it.
     pub fn extension(&self) -> Option<String> {
-        let (stem, ext) = self.0.rsplit_once('.')?;
-        (!stem.is_empty() && !ext.is_empty()).then(|| ext.to_ascii_lowercase())
+        let (_, ext) = self.0.rsplit_once('.')?;
+        (!ext.is_empty()).then(|| ext.to_ascii_lowercase())
     }
 }
 
-/// Characters that show as nothing and could hide part of a name.
-fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200B}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}')
+/// Characters that show as nothing or reorder what is shown, and so could hide part of a
+/// name: Unicode format characters (category Cf: text-direction controls, zero-width
+/// characters, tag characters) and every other default-ignorable code point.
+fn is_hidden(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
+    c.general_category() == GeneralCategory::Format || is_default_ignorable(c)
 }
 
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}')
+/// Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt, Unicode 15).
+fn is_default_ignorable(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 impl fmt::Display for FileName {
@@ -224,8 +239,23 @@ mod tests {
                 .as_deref(),
             Some("pdf")
         );
-        assert_eq!(FileName::parse(".bashrc").expect("ok").extension(), None);
+        assert_eq!(
+            FileName::parse(".hta").expect("ok").extension().as_deref(),
+            Some("hta"),
+            "a leading dot's suffix is an extension like any other"
+        );
         for bad in [
+            "invoice.bat.",
+            "invoice.bat ",
+            "invoice.bat\u{3000}",
+            " invoice.pdf",
+            "a.",
+            "report\u{2064}.pdf",  // invisible plus (Cf)
+            "report\u{E0041}.pdf", // a tag character
+            "report\u{180E}.pdf",  // Mongolian vowel separator (Cf)
+            "report\u{034F}.pdf",  // combining grapheme joiner (default-ignorable)
+            "report\u{FE0F}.pdf",  // variation selector (default-ignorable)
+            "report\u{3164}.pdf",  // Hangul filler (default-ignorable)
             "",
             "  ",
             "../etc/passwd",

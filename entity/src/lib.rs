@@ -2,6 +2,7 @@
 
 pub mod audit_event;
 pub mod file;
+pub mod key_check;
 pub mod key_rotation;
 pub mod key_version;
 pub mod session;

@@ -6,6 +6,8 @@ mod m20261122_000001_init;
 mod m20261122_000002_shares;
 mod m20261122_000003_keys;
 mod m20261202_000001_share_claims;
+mod m20261203_000001_key_checks;
+mod m20261203_000002_one_rotation;
 
 pub struct Migrator;
 
@@ -17,6 +19,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_shares::Migration),
             Box::new(m20261122_000003_keys::Migration),
             Box::new(m20261202_000001_share_claims::Migration),
+            Box::new(m20261203_000001_key_checks::Migration),
+            Box::new(m20261203_000002_one_rotation::Migration),
         ]
     }
 }

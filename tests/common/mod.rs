@@ -130,6 +130,18 @@ impl Environment {
             vars.retain(|(existing, _)| existing != k);
             vars.push(((*k).to_owned(), (*v).to_owned()));
         }
+        // One keyring for every process of the test, as an operator gives it: `coffer serve`
+        // finds it in its data dir (and adds versions to it when rotating), the other roles
+        // are pointed at it (see `Environment::vars_for`).
+        let keyring = data.path().join("keyring");
+        std::fs::write(
+            &keyring,
+            format!(
+                "# test keyring\n1:{}\n",
+                coffer::coffer_core::crypto::SecretKey::generate().to_base64()
+            ),
+        )
+        .expect("test keyring");
         Self {
             topology,
             data,
@@ -143,10 +155,26 @@ impl Environment {
         Config::from_vars(self.vars.clone()).expect("test configuration is valid")
     }
 
+    /// The variables of a process that runs `roles`: the API or workers alone need to be
+    /// given the keyring, which is the test's own unless the test chose another.
+    pub fn vars_for(&self, roles: Roles) -> Vec<(String, String)> {
+        vars_for(&self.vars, roles.api && roles.workers)
+    }
+
     pub async fn start(&self, roles: Roles) -> Running {
-        coffer::start(self.config(), roles)
-            .await
-            .expect("service starts")
+        let config = Config::from_vars(self.vars_for(roles)).expect("test configuration is valid");
+        coffer::start(config, roles).await.expect("service starts")
+    }
+
+    /// Adds a version to the test's keyring file (as an operator would before rotating).
+    pub fn add_master_key(&self, version: i32) {
+        let path = self.data.path().join("keyring");
+        let mut text = std::fs::read_to_string(&path).expect("keyring");
+        text.push_str(&format!(
+            "{version}:{}\n",
+            coffer::coffer_core::crypto::SecretKey::generate().to_base64()
+        ));
+        std::fs::write(&path, text).expect("keyring");
     }
 
     /// Drops the test database and Redis keys.
@@ -173,6 +201,23 @@ impl Environment {
             }
         }
     }
+}
+
+/// `vars`, plus `COFFER_MASTER_KEYS_FILE` naming the data dir's keyring for a process that
+/// does not serve (generate) it itself, unless the test gave keys of its own.
+fn vars_for(vars: &[(String, String)], serves: bool) -> Vec<(String, String)> {
+    let mut vars = vars.to_vec();
+    let given = vars
+        .iter()
+        .any(|(k, _)| k == "COFFER_MASTER_KEYS" || k == "COFFER_MASTER_KEYS_FILE");
+    if !serves
+        && !given
+        && let Some((_, dir)) = vars.iter().find(|(k, _)| k == "COFFER_DATA_DIR")
+    {
+        let keyring = Path::new(dir).join("keyring").display().to_string();
+        vars.push(("COFFER_MASTER_KEYS_FILE".into(), keyring));
+    }
+    vars
 }
 
 /// A running Coffer and an HTTP client for it.
@@ -215,7 +260,7 @@ impl TestApp {
     /// Starts the workers in this process too (for tests that hold them back at first). They
     /// build links from the public URL, so they are told where the API listens.
     pub async fn start_workers(&mut self) {
-        let mut vars = self.env.vars.clone();
+        let mut vars = self.env.vars_for(Roles::WORKERS);
         vars.push(("COFFER_PUBLIC_URL".into(), self.base.clone()));
         let config = Config::from_vars(vars).expect("worker configuration");
         let workers = coffer::start(config, Roles::WORKERS)
@@ -437,6 +482,64 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// A small valid-looking PDF with the given bytes inside.
+/// A ZIP archive of stored (uncompressed) entries, as Office writes its documents' parts.
+pub fn zip_stored(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for byte in data {
+            crc ^= u32::from(*byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let (mut out, mut central) = (Vec::new(), Vec::new());
+    for (name, data) in entries {
+        let offset = out.len() as u32;
+        let (crc, size, name_len) = (crc32(data), data.len() as u32, name.len() as u16);
+        let fields = |sig: &[u8], out: &mut Vec<u8>, central: bool| {
+            out.extend_from_slice(sig);
+            if central {
+                out.extend_from_slice(&20u16.to_le_bytes()); // made by
+            }
+            for v in [20u16, 0, 0, 0, 0] {
+                out.extend_from_slice(&v.to_le_bytes()); // version, flags, method, time, date
+            }
+            out.extend_from_slice(&crc.to_le_bytes());
+            out.extend_from_slice(&size.to_le_bytes());
+            out.extend_from_slice(&size.to_le_bytes());
+            out.extend_from_slice(&name_len.to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes()); // extra
+            if central {
+                for v in [0u16, 0, 0] {
+                    out.extend_from_slice(&v.to_le_bytes()); // comment, disk, internal attrs
+                }
+                out.extend_from_slice(&0u32.to_le_bytes()); // external attrs
+                out.extend_from_slice(&offset.to_le_bytes());
+            }
+            out.extend_from_slice(name.as_bytes());
+        };
+        fields(b"PK\x03\x04", &mut out, false);
+        out.extend_from_slice(data);
+        fields(b"PK\x01\x02", &mut central, true);
+    }
+    let (at, len, n) = (out.len() as u32, central.len() as u32, entries.len() as u16);
+    out.extend_from_slice(&central);
+    out.extend_from_slice(b"PK\x05\x06");
+    for v in [0u16, 0, n, n] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&at.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
 pub fn pdf(body: &[u8]) -> Vec<u8> {
     let mut out = b"%PDF-1.7\n".to_vec();
     out.extend_from_slice(body);
@@ -526,6 +629,36 @@ impl Process {
         Self::spawn(role, vars, Stdio::inherit())
     }
 
+    /// Runs `coffer <role>` expecting it to refuse to start: returns what it wrote to stderr
+    /// once it has exited with an error (within a minute; a process that starts is a failure).
+    pub fn refused(role: &str, vars: &[(String, String)]) -> String {
+        let vars = vars_for(vars, role == "serve");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .arg(role)
+            .env("COFFER_LOG", "warn")
+            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("coffer runs");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("`coffer {role}` started instead of refusing");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+            .expect("stderr");
+        assert!(!status.success(), "`coffer {role}` exited 0: {stderr}");
+        stderr
+    }
+
     /// Like [`Process::start`], with the log (stderr) written to `log`.
     pub fn start_logging_to(role: &str, vars: &[(String, String)], log: &Path) -> Self {
         let file = std::fs::File::create(log).expect("log file");
@@ -533,6 +666,7 @@ impl Process {
     }
 
     fn spawn(role: &str, vars: &[(String, String)], stderr: Stdio) -> Self {
+        let vars = vars_for(vars, role == "serve");
         // Quiet unless the test's variables ask for more.
         let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
             .arg(role)
@@ -626,6 +760,21 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         }
     }
     found
+}
+
+/// `GET url` (with a bearer token when given), as JSON.
+pub async fn get_json(http: &reqwest::Client, url: &str, token: Option<&str>) -> Value {
+    let mut request = http.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json")
 }
 
 /// Signs in through the API of a separate process (signing up first when asked).

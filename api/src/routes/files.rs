@@ -300,7 +300,15 @@ impl FilesApi {
             if_range.0.as_deref(),
         )
         .map_err(ApiError::range_not_satisfiable)?;
-        let content = files::content(core, &auth.0.user, file, range, &meta(req)).await?;
+        let content = files::content(
+            core,
+            &auth.0.user,
+            file,
+            range,
+            crate::auth::delivery(req),
+            &meta(req),
+        )
+        .await?;
         let body = Binary(Body::from_bytes_stream(
             content.body.map_err(std::io::Error::other),
         ));

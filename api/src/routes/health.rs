@@ -54,16 +54,20 @@ pub async fn readyz(core: Data<&Core>) -> Response {
     );
     let ready = database && queue && storage;
     let show = |ok: bool| if ok { "ok" } else { "unavailable" };
-    let status = match (ready, scanner) {
-        (false, _) => "unavailable",
-        (true, Some(false)) => "degraded",
-        (true, _) => "ready",
+    // A keyring fault (a master-key version missing, or differing from the database's) stops
+    // new work that needs that version; what is already readable stays readable.
+    let keyring = core.keys.fault().is_none();
+    let status = match (ready, scanner, keyring) {
+        (false, _, _) => "unavailable",
+        (true, Some(false), _) | (true, _, false) => "degraded",
+        (true, _, true) => "ready",
     };
     let mut body = json!({
         "status": status,
         "database": show(database),
         "queue": show(queue),
         "storage": show(storage),
+        "keyring": if keyring { "ok" } else { "fault" },
     });
     if let Some(scanner) = scanner {
         body["scanner"] = json!(show(scanner));

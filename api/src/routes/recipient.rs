@@ -202,6 +202,7 @@ async fn deliver(req: &Request, token: &str, password: Option<String>) -> Downlo
         core,
         token,
         password.filter(|p| !p.is_empty()).map(SecretString::from),
+        crate::auth::delivery(req),
         &meta(req),
     )
     .await

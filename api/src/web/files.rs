@@ -146,7 +146,9 @@ pub async fn upload_page(req: &Request) -> poem::Result<Response> {
 /// The status a refused upload form comes back with.
 fn refused_status(err: &ServiceError) -> StatusCode {
     match err {
-        ServiceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        ServiceError::TooLarge { .. } | ServiceError::FieldsTooLarge(_) => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
         ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
         _ => INVALID,
     }
@@ -327,9 +329,16 @@ pub async fn download(req: &Request, Path(id): Path<String>) -> poem::Result<Res
                     .body("The requested range lies beyond the end of the file."));
             }
         };
-    let content = files::content(core, &me.session.user, file, range, &meta(req))
-        .await
-        .map_err(page_error)?;
+    let content = files::content(
+        core,
+        &me.session.user,
+        file,
+        range,
+        crate::auth::delivery(req),
+        &meta(req),
+    )
+    .await
+    .map_err(page_error)?;
     let file = &content.file;
     let response = Response::builder()
         // Always a download, never something a browser renders.

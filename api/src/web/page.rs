@@ -115,6 +115,11 @@ pub fn service_error(me: Option<&SignedIn>, err: ServiceError) -> poem::Error {
                 coffer_core::types::human_size(limit)
             ),
         ),
+        ServiceError::FieldsTooLarge(detail) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The form is too large",
+            detail,
+        ),
         ServiceError::RateLimited { retry_after } => {
             let mut response = message(
                 me,

@@ -359,12 +359,33 @@ pub struct Content {
     pub body: BoxStream<'static, Result<Bytes, std::io::Error>>,
 }
 
+/// Whether a download request gets the file's bytes (GET, POST) or only the headers it would
+/// get (HEAD). Only a delivery of bytes is a download: HEAD is neither counted nor audited as
+/// one, and nothing is decrypted for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Bytes,
+    HeadersOnly,
+}
+
+impl Content {
+    /// The answer to a HEAD: the file's headers, no body.
+    pub(crate) fn headers_only(file: file::Model, range: Option<(u64, u64)>) -> Self {
+        Self {
+            file: file.into(),
+            range,
+            body: futures::stream::empty().boxed(),
+        }
+    }
+}
+
 /// Opens a ready file for its owner. `range` is inclusive and already checked against the size.
 pub async fn content(
     core: &Core,
     owner: &super::users::User,
     OwnedFile(row): OwnedFile,
     range: Option<(u64, u64)>,
+    delivery: Delivery,
     meta: &RequestMeta,
 ) -> ServiceResult<Content> {
     let id = row.id;
@@ -373,6 +394,9 @@ pub async fn content(
             "the file is not ready for download (status: {})",
             row.status
         )));
+    }
+    if delivery == Delivery::HeadersOnly {
+        return Ok(Content::headers_only(row, range));
     }
     let body = open_ready(core, &row, range, owner.actor(), meta).await?;
     core.audit
@@ -412,9 +436,10 @@ pub async fn open_ready(
         kek_version: version,
         bytes: dek.clone(),
     };
-    let key = match core.keys.unwrap(row.id, &wrapped) {
+    let key = match core.unwrap_key(row.id, &wrapped).await {
         Ok(key) => key,
-        Err(err) => {
+        Err(crate::KeyFailure::Fault(err)) => return Err(err),
+        Err(crate::KeyFailure::Altered(err)) => {
             return Err(integrity_failure(core, row.id, actor, meta, &err.to_string()).await);
         }
     };

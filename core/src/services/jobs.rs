@@ -14,15 +14,15 @@ use uuid::Uuid;
 use entity::file;
 
 use super::files::status;
-use crate::Core;
 use crate::audit::{Actor, Event, Outcome};
 use crate::crypto::stream::CHUNK_SIZE;
 use crate::crypto::{SecretKey, WrappedKey};
 use crate::db::by_key;
-use crate::filetype::{self, TextProbe};
+use crate::filetype::{self, MacroProbe, TextProbe};
 use crate::scan::Verdict;
 use crate::storage::{ReadError, blob_path, quarantine_path};
 use crate::types::FileName;
+use crate::{Core, KeyFailure};
 
 /// How a job ended when it did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -45,12 +45,21 @@ async fn load(core: &Core, file_id: Uuid) -> Result<Option<file::Model>, JobErro
     Ok(by_key(file::Entity::find_by_id(file_id), &core.db).await?)
 }
 
-fn quarantine_key(core: &Core, row: &file::Model) -> Option<SecretKey> {
-    let wrapped = WrappedKey {
-        kek_version: row.quarantine_kek_version?,
-        bytes: row.quarantine_key.clone()?,
+/// The upload's quarantine key. A keyring problem is retried (the file waits in quarantine
+/// until the operator mends the keyring); only a key that is gone or altered fails the file.
+async fn quarantine_key(core: &Core, row: &file::Model) -> Result<SecretKey, JobError> {
+    let (Some(kek_version), Some(bytes)) = (row.quarantine_kek_version, row.quarantine_key.clone())
+    else {
+        return Err(JobError::Permanent(INTEGRITY.to_owned()));
     };
-    core.keys.unwrap(row.id, &wrapped).ok()
+    let wrapped = WrappedKey { kek_version, bytes };
+    match core.unwrap_key(row.id, &wrapped).await {
+        Ok(key) => Ok(key),
+        Err(KeyFailure::Fault(err)) => Err(JobError::Transient(
+            anyhow::Error::new(err).context(format!("opening the quarantine key of {}", row.id)),
+        )),
+        Err(KeyFailure::Altered(_)) => Err(JobError::Permanent(INTEGRITY.to_owned())),
+    }
 }
 
 /// Moves a quarantined file to `rejected`, destroys its quarantine key and object.
@@ -149,7 +158,7 @@ async fn open_quarantine(
     core: &Core,
     row: &file::Model,
 ) -> Result<BoxStream<'static, Result<Bytes, ReadError>>, JobError> {
-    let key = quarantine_key(core, row).ok_or_else(|| JobError::Permanent(INTEGRITY.to_owned()))?;
+    let key = quarantine_key(core, row).await?;
     let size = u64::try_from(row.size).unwrap_or(0);
     core.storage
         .read_sealed(&quarantine_path(row.id), &key, row.id, size, None)
@@ -191,6 +200,7 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
     };
     let mut head = Vec::with_capacity(CHUNK_SIZE);
     let mut probe = TextProbe::default();
+    let mut macros = MacroProbe::default();
     let mut digest = StreamDigest::default();
     let mut seen = 0u64;
     while let Some(piece) = body.next().await {
@@ -203,6 +213,7 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
             head.extend_from_slice(&piece[..take]);
         }
         probe.update(&piece);
+        macros.update(&piece);
         seen += piece.len() as u64;
         if let Some(scan) = scan.as_mut() {
             scan.feed(&piece).await?;
@@ -234,7 +245,7 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
         }
     }
 
-    let (mime, executable) = filetype::sniff(&head, probe.is_text());
+    let (mime, executable) = filetype::sniff(&head, probe.is_text(), macros.found());
     let reason = match FileName::parse(&row.name) {
         Ok(name) => filetype::reject_reason(&name, &mime, executable, &core.config.allowed_types),
         Err(err) => Some(err.0),

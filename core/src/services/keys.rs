@@ -11,11 +11,11 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use entity::{file, key_rotation, key_version};
+use entity::{file, key_check, key_rotation, key_version};
 
 use super::jobs::JobError;
 use crate::audit::{Actor, Event, RequestMeta};
-use crate::crypto::{Keyring, WrappedKey};
+use crate::crypto::{KeyStore, Keyring, SecretKey, WrappedKey};
 use crate::{Core, ServiceError, ServiceResult};
 
 pub mod state {
@@ -46,6 +46,113 @@ pub async fn check_keyring_covers_database(
         );
     }
     Ok(())
+}
+
+fn mismatch(version: i32) -> String {
+    format!(
+        "master key version {version} in this process's keyring is not the key this database was set up with (its check value differs): give every process the same keyring, copied from COFFER_MASTER_KEYS / COFFER_MASTER_KEYS_FILE of a process that works, never newly generated keys"
+    )
+}
+
+/// Whether `key` is the database's version `version`: the recorded check value decides; for a
+/// version the database has no check value of yet (its first use, or a database from before
+/// check values) a key wrapped under it must open, and then its check value is recorded. Two
+/// processes recording at once: the first insert wins, the other compares against it.
+async fn matches_database(
+    db: &impl ConnectionTrait,
+    version: i32,
+    key: &SecretKey,
+) -> Result<bool, sea_orm::DbErr> {
+    let value = key.check_value();
+    let recorded = key_check::Entity::find_by_id(version).one(db).await?;
+    if recorded.is_none() {
+        if let Some((id, wrapped)) = witness(db, version).await?
+            && crate::crypto::unwrap_key(key, id, &wrapped).is_err()
+        {
+            return Ok(false);
+        }
+        key_check::Entity::insert(key_check::ActiveModel {
+            version: Set(version),
+            check_value: Set(value.clone()),
+            recorded_at: Set(Utc::now()),
+        })
+        .on_conflict_do_nothing()
+        .exec(db)
+        .await?;
+    }
+    let recorded = key_check::Entity::find_by_id(version).one(db).await?;
+    Ok(recorded.is_some_and(|r| {
+        subtle::ConstantTimeEq::ct_eq(r.check_value.as_bytes(), value.as_bytes()).into()
+    }))
+}
+
+/// One key wrapped under `version`, if any.
+async fn witness(
+    db: &impl ConnectionTrait,
+    version: i32,
+) -> Result<Option<(Uuid, WrappedKey)>, sea_orm::DbErr> {
+    for (key, column) in [
+        (file::Column::Dek, file::Column::DekKekVersion),
+        (
+            file::Column::QuarantineKey,
+            file::Column::QuarantineKekVersion,
+        ),
+    ] {
+        let found: Option<(Uuid, Option<Vec<u8>>)> = file::Entity::find()
+            .select_only()
+            .column(file::Column::Id)
+            .column(key)
+            .filter(column.eq(version))
+            .limit(1)
+            .into_tuple()
+            .one(db)
+            .await?;
+        if let Some((id, Some(bytes))) = found {
+            return Ok(Some((
+                id,
+                WrappedKey {
+                    kek_version: version,
+                    bytes,
+                },
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// At start-up: every version of this process's keyring must be the database's (see
+/// [`matches_database`]); a process given other keys refuses to start instead of wrapping
+/// keys nobody else can open.
+pub async fn check_keyring_matches_database(
+    db: &DatabaseConnection,
+    keys: &KeyStore,
+) -> anyhow::Result<()> {
+    let ring = keys.ring();
+    for version in ring.versions() {
+        let key = ring.get(version)?;
+        if !matches_database(db, version, key).await? {
+            anyhow::bail!(mismatch(version));
+        }
+        keys.mark_verified(version);
+    }
+    Ok(())
+}
+
+/// Makes sure `version` is usable and the database's before a key is wrapped or trusted under
+/// it: a version this process has not checked yet (added to its keyring file since it
+/// started) is checked now. A failure is a key fault: the operator's to fix, never the file's.
+pub async fn verified_key(core: &Core, version: i32) -> ServiceResult<SecretKey> {
+    let key = core
+        .keys
+        .get(version)
+        .map_err(|e| core.key_fault(e.to_string()))?;
+    if !core.keys.is_verified(version) {
+        if !matches_database(&core.db, version, &key).await? {
+            return Err(core.key_fault(mismatch(version)));
+        }
+        core.keys.mark_verified(version);
+    }
+    Ok(key)
 }
 
 /// How many wrapped keys (data keys and quarantine keys) each version holds.
@@ -181,38 +288,73 @@ fn not_under(version: i32) -> Condition {
 }
 
 /// Starts a rotation to a new version: Coffer generates it for its own keyring file; an
-/// operator-supplied keyring must already hold it (see `coffer keys generate`).
+/// operator-supplied keyring must already hold it (see `coffer keys generate`). One rotation
+/// at a time, enforced by the database (a unique index on the running rotation) inside the
+/// transaction that starts it; a generated key is written to the keyring only once that
+/// transaction holds the claim.
 pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceResult<RotationView> {
+    let from = active_version(&core.db).await?;
+    let txn = crate::db::begin_write(&core.db).await?;
     if let Some(running) = key_rotation::Entity::find()
         .filter(key_rotation::Column::State.eq(RUNNING))
-        .one(&core.db)
+        .one(&txn)
         .await?
     {
-        return Err(ServiceError::Conflict(format!(
-            "a rotation to version {} is running ({} of {} keys done)",
-            running.to_version, running.done, running.total
-        )));
+        return Err(running_conflict(&running));
     }
-    let from = active_version(&core.db).await?;
-    let to = if core.keys.is_managed() {
-        core.keys.add_generated_version().map_err(|e| {
-            ServiceError::Internal(anyhow::anyhow!("adding a master key version: {e}"))
-        })?
+    let (to, generated) = if core.keys.is_managed() {
+        (core.keys.next_version(), Some(SecretKey::generate()))
     } else {
+        // The operator may have added the version to the keyring file since start-up.
+        core.keys.reload();
         let newest = core.keys.ring().versions().max().unwrap_or(from);
         if newest <= from {
             return Err(ServiceError::Conflict(format!(
                 "the keyring has no version newer than {from}: add one to COFFER_MASTER_KEYS or COFFER_MASTER_KEYS_FILE on every process (`coffer keys generate` prints one), restart, then rotate"
             )));
         }
-        newest
+        (newest, None)
     };
     let now = Utc::now();
-    let txn = crate::db::begin_write(&core.db).await?;
     let total = file::Entity::find()
         .filter(not_under(to))
         .count(&txn)
         .await?;
+    let rotation = key_rotation::Model {
+        id: Uuid::now_v7(),
+        from_version: from,
+        to_version: to,
+        total: i64::try_from(total).unwrap_or(i64::MAX),
+        done: 0,
+        state: RUNNING.to_owned(),
+        started_at: now,
+        updated_at: now,
+        finished_at: None,
+    };
+    let claimed = key_rotation::Entity::insert(key_rotation::ActiveModel::from(rotation.clone()))
+        .exec(&txn)
+        .await;
+    if let Err(err) = claimed {
+        return Err(match err.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
+                ServiceError::Conflict("another rotation has just started".into())
+            }
+            _ => err.into(),
+        });
+    }
+    if let Some(key) = generated {
+        core.keys.add_version(to, key).map_err(|e| {
+            ServiceError::Internal(anyhow::anyhow!("adding a master key version: {e}"))
+        })?;
+    }
+    let key = core
+        .keys
+        .get(to)
+        .map_err(|e| core.key_fault(e.to_string()))?;
+    if !matches_database(&txn, to, &key).await? {
+        return Err(core.key_fault(mismatch(to)));
+    }
+    core.keys.mark_verified(to);
     key_version::Entity::update_many()
         .col_expr(key_version::Column::State, Expr::value(state::RETIRING))
         .filter(key_version::Column::State.eq(state::ACTIVE))
@@ -227,20 +369,6 @@ pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceRes
     })
     .exec(&txn)
     .await?;
-    let rotation = key_rotation::Model {
-        id: Uuid::now_v7(),
-        from_version: from,
-        to_version: to,
-        total: i64::try_from(total).unwrap_or(i64::MAX),
-        done: 0,
-        state: RUNNING.to_owned(),
-        started_at: now,
-        updated_at: now,
-        finished_at: None,
-    };
-    key_rotation::Entity::insert(key_rotation::ActiveModel::from(rotation.clone()))
-        .exec(&txn)
-        .await?;
     Event::new("key.rotation_started", actor)
         .target("key_rotation", rotation.id)
         .details(serde_json::json!({ "from": from, "to": to, "total": total }))
@@ -254,6 +382,13 @@ pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceRes
     Ok(rotation.into())
 }
 
+fn running_conflict(running: &key_rotation::Model) -> ServiceError {
+    ServiceError::Conflict(format!(
+        "a rotation to version {} is running ({} of {} keys done)",
+        running.to_version, running.done, running.total
+    ))
+}
+
 /// The latest rotation, if there was one.
 pub async fn progress(core: &Core) -> ServiceResult<Option<RotationView>> {
     Ok(key_rotation::Entity::find()
@@ -263,26 +398,24 @@ pub async fn progress(core: &Core) -> ServiceResult<Option<RotationView>> {
         .map(RotationView::from))
 }
 
-fn rewrapped(
+async fn rewrapped(
     core: &Core,
     id: Uuid,
-    to: i32,
+    to: &SecretKey,
+    to_version: i32,
     bytes: &Option<Vec<u8>>,
     version: Option<i32>,
 ) -> Result<Option<WrappedKey>, JobError> {
     match (bytes, version) {
-        (Some(bytes), Some(v)) if v != to => {
+        (Some(bytes), Some(v)) if v != to_version => {
             let old = WrappedKey {
                 kek_version: v,
                 bytes: bytes.clone(),
             };
-            let key = core.keys.unwrap(id, &old).map_err(|e| {
+            let key = core.unwrap_key(id, &old).await.map_err(|e| {
                 JobError::Transient(anyhow::anyhow!("unwrapping the key of file {id}: {e}"))
             })?;
-            let new = core.keys.wrap(to, id, &key).map_err(|e| {
-                JobError::Transient(anyhow::anyhow!("wrapping under version {to}: {e}"))
-            })?;
-            Ok(Some(new))
+            Ok(Some(crate::crypto::wrap_key(to, to_version, id, &key)))
         }
         _ => Ok(None),
     }
@@ -336,19 +469,24 @@ pub async fn rewrap_batch_of(
         .limit(batch)
         .all(&core.db)
         .await?;
+    let to_key = verified_key(core, to)
+        .await
+        .map_err(|e| JobError::Transient(anyhow::Error::new(e).context("rewrapping")))?;
     let txn = crate::db::begin_write(&core.db).await?;
     let mut updated = 0u64;
     // Data keys of ready files, the bulk of any rotation, go in one statement per batch.
     let mut bulk = Vec::new();
     for row in &rows {
-        let dek = rewrapped(core, row.id, to, &row.dek, row.dek_kek_version)?;
+        let dek = rewrapped(core, row.id, &to_key, to, &row.dek, row.dek_kek_version).await?;
         let quarantine = rewrapped(
             core,
             row.id,
+            &to_key,
             to,
             &row.quarantine_key,
             row.quarantine_kek_version,
-        )?;
+        )
+        .await?;
         match (dek, quarantine, row.dek_kek_version) {
             (Some(dek), None, Some(old)) if row.quarantine_kek_version.is_none() => {
                 bulk.push((row.id, dek, old))

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use entity::{file, share, user};
 
-use super::files::{Content, FileView, open_ready, status};
+use super::files::{Content, Delivery, FileView, open_ready, status};
 use super::shares::state;
 use crate::audit::{Actor, Event, Outcome, RequestMeta};
 use crate::db::by_key;
@@ -211,16 +211,21 @@ async fn check_password(
 
 /// Streams the file to a recipient. The download is counted atomically before any byte is
 /// sent, so concurrent requests can never exceed `max_downloads`.
+/// A HEAD gets the same answer a download would, without being one.
 pub async fn download(
     core: &Core,
     raw_token: &str,
     given: Option<SecretString>,
+    delivery: Delivery,
     meta: &RequestMeta,
 ) -> Result<Content, Refusal> {
     let Resolved { share, file } = resolve(core, raw_token, meta).await?;
     check_password(core, &share, given, meta).await?;
     if file.status != status::READY {
         return Err(Refusal::NotReady);
+    }
+    if delivery == Delivery::HeadersOnly {
+        return Ok(Content::headers_only(file, None));
     }
     let txn = crate::db::begin_write(&core.db).await?;
     let counted = share::Entity::update_many()

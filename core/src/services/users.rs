@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, EntityTrait as _, JoinType, QueryFilter as _,
     QuerySelect as _, SqlErr,
@@ -305,50 +306,101 @@ pub async fn logout(core: &Core, session: &Session, meta: &RequestMeta) -> Servi
     Ok(())
 }
 
-/// Creates the account as an admin, or promotes (and re-enables) an existing one. The password
-/// of an existing account is left alone.
-pub async fn ensure_admin(
+/// The first admin, from `COFFER_ADMIN_EMAIL`/`COFFER_ADMIN_PASSWORD` at start-up: creates the
+/// account when there is none, and otherwise changes nothing. Start-up never takes over an
+/// account someone signed up with, nor re-enables or re-promotes one an admin has changed; what
+/// it leaves alone it says in the log.
+pub async fn bootstrap_admin(
     core: &Core,
     email: &EmailAddress,
     password: SecretString,
+) -> ServiceResult<()> {
+    use secrecy::ExposeSecret as _;
+    match find_by_email(core, email).await? {
+        None => {
+            password::check_strength(password.expose_secret())?;
+            let hash = password::hash(password).await?;
+            create_user(core, email, hash, Role::Admin, &RequestMeta::default()).await?;
+        }
+        Some(existing) if existing.role != Role::Admin.as_str() => tracing::warn!(
+            "COFFER_ADMIN_EMAIL names an existing account that is not an admin: it was left as it is (to make it an admin, run `coffer admin create --email … --promote`, which also sets its password)"
+        ),
+        Some(existing) => {
+            if existing.disabled {
+                tracing::warn!(
+                    "the account COFFER_ADMIN_EMAIL names is disabled: start-up leaves it so (another admin can enable it)"
+                );
+            }
+            if !password::verify(password, existing.password_hash)
+                .await
+                .map_err(ServiceError::Internal)?
+            {
+                tracing::warn!(
+                    "COFFER_ADMIN_PASSWORD is not the password of the account COFFER_ADMIN_EMAIL names: it only sets the password of an account it creates; change the password where the account signs in"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `coffer admin create`: a new admin account, or, with `promote`, an existing account made an
+/// admin (enabled, with the password given, signed out everywhere). Without `promote` an
+/// existing account is refused: the command never takes over an account silently.
+pub async fn create_admin(
+    core: &Core,
+    email: &EmailAddress,
+    password: SecretString,
+    promote: bool,
 ) -> ServiceResult<User> {
     use secrecy::ExposeSecret as _;
-    let meta = RequestMeta::default();
-    if let Some(existing) = user::Entity::find()
+    password::check_strength(password.expose_secret())?;
+    let Some(existing) = find_by_email(core, email).await? else {
+        let hash = password::hash(password).await?;
+        return create_user(core, email, hash, Role::Admin, &RequestMeta::default()).await;
+    };
+    if !promote {
+        return Err(ServiceError::Conflict(
+            "an account with this address exists: add --promote to make it an admin with the password given (it is signed out everywhere)".into(),
+        ));
+    }
+    let hash = password::hash(password).await?;
+    let txn = crate::db::begin_write(&core.db).await?;
+    user::Entity::update_many()
+        .col_expr(user::Column::Role, Expr::value(Role::Admin.as_str()))
+        .col_expr(user::Column::Disabled, Expr::value(false))
+        .col_expr(user::Column::PasswordHash, Expr::value(hash))
+        .filter(user::Column::Id.eq(existing.id))
+        .exec(&txn)
+        .await?;
+    session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(session::Column::UserId.eq(existing.id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(&txn)
+        .await?;
+    Event::new("admin.user_changed", Actor::System)
+        .target("user", existing.id)
+        .details(serde_json::json!({
+            "role": Role::Admin.as_str(),
+            "disabled": false,
+            "password": "set",
+            "was": { "role": existing.role, "disabled": existing.disabled },
+            "via": "coffer admin create --promote",
+        }))
+        .record(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(User {
+        id: existing.id,
+        email: existing.email,
+        role: Role::Admin,
+    })
+}
+
+async fn find_by_email(core: &Core, email: &EmailAddress) -> ServiceResult<Option<user::Model>> {
+    Ok(user::Entity::find()
         .filter(user::Column::Email.eq(email.as_str()))
         .one(&core.db)
-        .await?
-    {
-        if existing.role != Role::Admin.as_str() || existing.disabled {
-            let txn = crate::db::begin_write(&core.db).await?;
-            user::Entity::update_many()
-                .col_expr(
-                    user::Column::Role,
-                    sea_orm::sea_query::Expr::value(Role::Admin.as_str()),
-                )
-                .col_expr(
-                    user::Column::Disabled,
-                    sea_orm::sea_query::Expr::value(false),
-                )
-                .filter(user::Column::Id.eq(existing.id))
-                .exec(&txn)
-                .await?;
-            Event::new("admin.user_changed", Actor::System)
-                .target("user", existing.id)
-                .details(
-                    serde_json::json!({ "role": "admin", "disabled": false, "via": "bootstrap" }),
-                )
-                .record(&txn)
-                .await?;
-            txn.commit().await?;
-        }
-        return Ok(User {
-            id: existing.id,
-            email: existing.email,
-            role: Role::Admin,
-        });
-    }
-    password::check_strength(password.expose_secret())?;
-    let hash = password::hash(password).await?;
-    create_user(core, email, hash, Role::Admin, &meta).await
+        .await?)
 }
