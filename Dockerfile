@@ -13,6 +13,8 @@ RUN apt-get update \
 COPY --from=build /coffer /usr/local/bin/coffer
 USER coffer
 WORKDIR /var/lib/coffer
+# Listening on every interface needs COFFER_PUBLIC_URL (the address people reach Coffer at):
+# without it the service refuses to start rather than mail links nobody can open.
 ENV COFFER_DATA_DIR=/var/lib/coffer \
     COFFER_BIND=0.0.0.0:8080
 EXPOSE 8080

@@ -219,3 +219,91 @@ async fn invented_methods_and_paths_add_no_metric_series() {
         "RSS grew from {rss_before} to {rss_after} KiB"
     );
 }
+
+/// The deployment files leak nothing by default: only the API is published, on loopback; every
+/// credential of Coffer's comes from a secret file; the image never receives `secrets/`; and
+/// the image's non-loopback bind refuses to start without a public URL.
+#[test]
+fn the_deployment_files_publish_only_the_api_and_hold_no_credentials() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let compose: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("docker-compose.yml")).expect("compose file"),
+    )
+    .expect("YAML");
+    let services = compose["services"].as_mapping().expect("services");
+    for (name, service) in services {
+        let name = name.as_str().expect("name");
+        let ports: Vec<&str> = service["ports"]
+            .as_sequence()
+            .map(|p| p.iter().filter_map(serde_yaml::Value::as_str).collect())
+            .unwrap_or_default();
+        if name == "api" {
+            assert_eq!(ports, ["127.0.0.1:8080:8080"], "the API, on loopback only");
+        } else {
+            assert!(ports.is_empty(), "{name} publishes {ports:?}");
+        }
+        let Some(environment) = service["environment"].as_mapping() else {
+            continue;
+        };
+        for (key, value) in environment {
+            let (key, value) = (
+                key.as_str().unwrap_or_default(),
+                value.as_str().unwrap_or_default(),
+            );
+            let credential = ["PASSWORD", "SECRET"].iter().any(|word| key.contains(word));
+            if credential {
+                assert!(
+                    key.ends_with("_FILE"),
+                    "{name}: {key} should come from a secret file, not `{value}`"
+                );
+            }
+            assert!(
+                !value.contains("://") || !value.contains('@'),
+                "{name}: {key} holds credentials"
+            );
+        }
+    }
+    let env = &compose["x-coffer-env"];
+    for key in [
+        "COFFER_DATABASE_URL_FILE",
+        "AWS_SECRET_ACCESS_KEY_FILE",
+        "COFFER_MASTER_KEYS_FILE",
+        "COFFER_ADMIN_PASSWORD_FILE",
+    ] {
+        assert!(
+            env[key]
+                .as_str()
+                .is_some_and(|v| v.starts_with("/run/secrets/")),
+            "{key}"
+        );
+    }
+    assert!(
+        env["COFFER_PUBLIC_URL"].as_str().is_some(),
+        "links need the public URL"
+    );
+
+    let ignored = std::fs::read_to_string(root.join(".dockerignore")).expect(".dockerignore");
+    assert!(
+        ignored
+            .lines()
+            .any(|l| matches!(l.trim(), "secrets" | "secrets/" | "secrets/**")),
+        "`COPY . .` must not put the keys into the build stage"
+    );
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.contains("COFFER_BIND=0.0.0.0:8080"),
+        "the image binds all interfaces"
+    );
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .env("COFFER_DATA_DIR", data.path())
+        .env("COFFER_BIND", "0.0.0.0:0")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "started on 0.0.0.0 without a public URL"
+    );
+    assert!(stderr.contains("COFFER_PUBLIC_URL"), "{stderr}");
+}

@@ -398,6 +398,13 @@ async fn session_cookies_carry_their_flags() {
         let app = spawn_with_admin(Topology::Embedded, &extra).await;
         let mut browser = Browser::new(&app);
         let form = browser.get("/app/signin").await;
+        assert_eq!(
+            form.headers
+                .get("strict-transport-security")
+                .map(|v| v.to_str().unwrap_or_default().to_owned()),
+            secure.then(|| "max-age=31536000".to_owned()),
+            "HSTS exactly when the public URL is https"
+        );
         let visitor = form.set_cookie("coffer_csrf").expect("a CSRF cookie");
         let signed_in = browser.sign_in(ADMIN.0, ADMIN.1).await;
         let session = signed_in

@@ -204,6 +204,8 @@ fn with_common_layers(
     core: Core,
 ) -> impl Endpoint<Output = poem::Response> + 'static {
     let metrics = core.metrics.clone();
+    // Behind https, browsers are told to use nothing else (a year, the usual preload minimum).
+    let https = core.config.public_url.scheme() == "https";
     handlers
         .around(move |ep, req| observe::observe(metrics.clone(), ep, req))
         .data(core)
@@ -213,6 +215,10 @@ fn with_common_layers(
                 .overriding("X-Content-Type-Options", "nosniff")
                 .overriding("Referrer-Policy", "no-referrer")
                 .overriding("Cache-Control", "no-store"),
+        )
+        .with_if(
+            https,
+            SetHeader::new().overriding("Strict-Transport-Security", "max-age=31536000"),
         )
 }
 

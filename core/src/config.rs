@@ -132,10 +132,11 @@ impl Config {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let vars: HashMap<String, String> = vars
+        let mut vars: HashMap<String, String> = vars
             .into_iter()
             .filter(|(k, v)| (k.starts_with("COFFER_") || k.starts_with("AWS_")) && !v.is_empty())
             .collect();
+        read_secret_files(&mut vars)?;
         let mut aws: Vec<(String, String)> = vars
             .iter()
             .filter(|(k, _)| k.starts_with("AWS_"))
@@ -165,6 +166,16 @@ impl Config {
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
                 .ok_or_else(|| bad("COFFER_PUBLIC_URL", "an http:// or https:// URL"))?,
+            // Links in emails and cookie flags follow the public URL: on any address but
+            // loopback it cannot be guessed (`http://0.0.0.0:8080/s/…` reaches nobody).
+            None if !bind.ip().is_loopback() => {
+                return Err(bad(
+                    "COFFER_PUBLIC_URL",
+                    format!(
+                        "the address people reach Coffer at, such as https://files.example.org: it is required when COFFER_BIND ({bind}) is not a loopback address"
+                    ),
+                ));
+            }
             None => Url::parse(&format!("http://{bind}"))
                 .map_err(|_| bad("COFFER_BIND", "a socket address"))?,
         };
@@ -405,6 +416,38 @@ impl Config {
     }
 }
 
+/// Settings that hold a credential may come from a file instead (`{NAME}_FILE`, as Docker and
+/// Kubernetes mount secrets): the file's content, less a trailing newline.
+const SECRET_FILES: [(&str, &str); 6] = [
+    ("COFFER_DATABASE_URL", "COFFER_DATABASE_URL_FILE"),
+    ("COFFER_REDIS_URL", "COFFER_REDIS_URL_FILE"),
+    ("COFFER_SMTP_URL", "COFFER_SMTP_URL_FILE"),
+    ("COFFER_ADMIN_PASSWORD", "COFFER_ADMIN_PASSWORD_FILE"),
+    ("AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID_FILE"),
+    ("AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY_FILE"),
+];
+
+fn read_secret_files(vars: &mut HashMap<String, String>) -> Result<(), ConfigError> {
+    for (name, file_var) in SECRET_FILES {
+        let Some(path) = vars.remove(file_var) else {
+            continue;
+        };
+        if vars.contains_key(name) {
+            return Err(bad(
+                file_var,
+                format!("set either {name} or {file_var}, not both"),
+            ));
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| bad(file_var, format!("a readable file ({path}: {e})")))?;
+        let value = text.trim_end_matches(['\r', '\n']);
+        if !value.is_empty() {
+            vars.insert(name.to_owned(), value.to_owned());
+        }
+    }
+    Ok(())
+}
+
 fn parse_or<T: std::str::FromStr>(
     value: Option<&str>,
     default: &str,
@@ -461,6 +504,42 @@ mod tests {
         assert_eq!(config.max_upload_bytes, 2 << 30);
         assert!(matches!(config.master_keys, MasterKeySource::DataDir));
         assert_eq!(config.share_max_ttl, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn credentials_come_from_files_and_a_public_bind_needs_a_public_url() {
+        let dir = tempfile::tempdir().expect("dir");
+        let secret = dir.path().join("admin_password");
+        std::fs::write(&secret, "from a secret file\n").expect("write");
+        let secret = secret.display().to_string();
+        let config = Config::from_vars(vars(&[
+            ("COFFER_ADMIN_EMAIL", "admin@example.org"),
+            ("COFFER_ADMIN_PASSWORD_FILE", &secret),
+        ]))
+        .expect("config");
+        let admin = config.admin.expect("admin");
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&admin.password),
+            "from a secret file"
+        );
+        let both = Config::from_vars(vars(&[
+            ("COFFER_ADMIN_EMAIL", "admin@example.org"),
+            ("COFFER_ADMIN_PASSWORD", "x"),
+            ("COFFER_ADMIN_PASSWORD_FILE", &secret),
+        ]));
+        assert!(both.is_err());
+        let missing = Config::from_vars(vars(&[("AWS_SECRET_ACCESS_KEY_FILE", "/nonexistent")]))
+            .expect_err("unreadable");
+        assert_eq!(missing.var, "AWS_SECRET_ACCESS_KEY_FILE");
+
+        let open = Config::from_vars(vars(&[("COFFER_BIND", "0.0.0.0:8080")])).expect_err("bind");
+        assert_eq!(open.var, "COFFER_PUBLIC_URL");
+        Config::from_vars(vars(&[
+            ("COFFER_BIND", "0.0.0.0:8080"),
+            ("COFFER_PUBLIC_URL", "https://files.example.org"),
+        ]))
+        .expect("with a public URL");
+        Config::from_vars(vars(&[("COFFER_BIND", "[::1]:8080")])).expect("loopback");
     }
 
     #[test]
