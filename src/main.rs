@@ -131,6 +131,12 @@ fn banner(running: &coffer::Running) {
     }
     println!("  database:    {}", redact(&config.database_url));
     println!("  storage:     {}", config.storage_url);
+    if !running.core.mailer.sends() {
+        println!(
+            "  mail:        NOT SENT (COFFER_SMTP_URL is unset): emails wait in {}",
+            config.data_dir.join("outbox").display()
+        );
+    }
     println!(
         "  queue:       {}",
         if config.redis_url.is_some() {

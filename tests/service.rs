@@ -119,6 +119,14 @@ async fn swagger_ui_and_openapi_document_describe_every_call(topology: Topology)
         spec["components"]["securitySchemes"]["bearerAuth"]["scheme"],
         "bearer"
     );
+    // Share fields on a raw upload are optional: Swagger UI must let a plain upload through.
+    let put = paths["/api/v1/files/{file}"]["put"]["parameters"]
+        .as_array()
+        .expect("parameters");
+    for parameter in put {
+        let required = parameter["required"].as_bool().unwrap_or(false);
+        assert_eq!(required, parameter["name"] == "file", "{parameter}");
+    }
     let upload =
         &paths["/api/v1/files"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"];
     assert_eq!(

@@ -100,6 +100,11 @@ async fn each_recipient_gets_their_own_link_and_downloads_the_file(topology: Top
     assert!(bob_link.starts_with(&app.base), "{bob_link}");
     assert!(bob.header("Subject").contains("contract.pdf"));
     assert!(bob.header("From").contains("coffer@localhost"));
+    // Large providers refuse mail without a Message-ID; replies go to the sharer.
+    let id = bob.header("Message-ID");
+    assert!(id.starts_with('<') && id.ends_with("@localhost>"), "{id}");
+    assert_ne!(id, carol.header("Message-ID"));
+    assert_eq!(bob.header("Reply-To"), ann.email);
     let text = bob.part("text/plain");
     for needle in [
         ann.email.as_str(),
@@ -725,38 +730,122 @@ async fn share_requests_are_validated(topology: Topology) {
     app.stop().await;
 }
 
-async fn without_smtp_mail_lands_in_the_outbox(topology: Topology) {
-    let app = TestApp::spawn(topology).await;
+/// Without a mail server the email waits in the outbox: readable by Coffer's user only, the
+/// share saying `outbox` (nobody was emailed), and the copy removed once its link opens
+/// nothing: at once when revoked or used up, by the sweep when expired. Everything the
+/// embedded topology creates in its data dir is private (0700 directories, 0600 files).
+async fn without_smtp_mail_waits_in_the_outbox_while_its_link_works(topology: Topology) {
+    let app =
+        TestApp::spawn_with(topology, &[("COFFER_SWEEP_INTERVAL_SECS", "1")], Roles::ALL).await;
     let ann = app.user().await;
-    let file = ready_file(&app, &ann, "outbox.txt", b"to the outbox".to_vec()).await;
-    assert_eq!(
-        share(
-            &app,
-            &ann,
-            &file,
-            json!({ "recipients": ["lee@example.org"] })
-        )
-        .await
-        .status(),
-        StatusCode::CREATED
-    );
     let outbox = app.env.data.path().join("outbox");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let eml = loop {
-        let found = std::fs::read_dir(&outbox)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(Result::ok);
-        if let Some(entry) = found {
-            break std::fs::read_to_string(entry.path()).expect("eml");
+    let mut shared = Vec::new();
+    for (name, limit) in [
+        ("revoked.txt", None),
+        ("used.txt", Some(1)),
+        ("expires.txt", None),
+    ] {
+        let file = ready_file(&app, &ann, name, b"to the outbox".to_vec()).await;
+        let mut body = json!({ "recipients": ["lee@example.org"] });
+        if let Some(limit) = limit {
+            body["max_downloads"] = json!(limit);
         }
+        assert_eq!(
+            share(&app, &ann, &file, body).await.status(),
+            StatusCode::CREATED
+        );
+        let share = wait_for_state(&app, &ann, &file, "outbox").await;
+        let id = share["id"].as_str().expect("id").to_owned();
+        let eml = outbox.join(format!("{id}.eml"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&eml)
+                .expect("the outbox copy")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", eml.display());
+        }
+        let mail = common::smtp::Mail {
+            to: vec![],
+            raw: std::fs::read(&eml).expect("eml"),
+            received: std::time::Instant::now(),
+        };
+        assert!(mail.part("text/plain").contains(name));
+        shared.push((id, eml, mail.link()));
+    }
+    let actions: Vec<String> = app.audit_actions().await.into_iter().map(|a| a.0).collect();
+    assert!(
+        actions
+            .iter()
+            .filter(|a| *a == "share.written_to_outbox")
+            .count()
+            == 3,
+        "{actions:?}"
+    );
+    assert!(!actions.iter().any(|a| a == "share.emailed"), "{actions:?}");
+
+    let revoked = app
+        .http
+        .delete(app.url(&format!("/api/v1/shares/{}", shared[0].0)))
+        .bearer_auth(&ann.token)
+        .send()
+        .await
+        .expect("revoke");
+    assert!(revoked.status().is_success());
+    assert!(!shared[0].1.exists(), "a revoked link's copy is removed");
+    let used = app
+        .http
+        .get(format!("{}/download", shared[1].2))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(used.status(), StatusCode::OK);
+    used.bytes().await.expect("body");
+    assert!(!shared[1].1.exists(), "a used-up link's copy is removed");
+    // An expired link's copy is the sweep's to remove.
+    {
+        use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, sea_query::Expr};
+        entity::share::Entity::update_many()
+            .col_expr(
+                entity::share::Column::ExpiresAt,
+                Expr::value(chrono::Utc::now() - chrono::Duration::minutes(1)),
+            )
+            .filter(
+                entity::share::Column::Id.eq(uuid::Uuid::parse_str(&shared[2].0).expect("uuid")),
+            )
+            .exec(&app.core().db)
+            .await
+            .expect("expire");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while shared[2].1.exists() {
         assert!(
             std::time::Instant::now() < deadline,
-            "no .eml in the outbox"
+            "the expired link's copy stayed"
         );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
-    assert!(eml.contains("lee@example.org") && eml.contains("outbox.txt"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    #[cfg(unix)]
+    if topology == Topology::Embedded {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mut open = Vec::new();
+        let mut dirs = vec![app.env.data.path().to_owned()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("dir") {
+                let entry = entry.expect("entry");
+                let mode = entry.metadata().expect("meta").permissions().mode();
+                if mode & 0o077 != 0 {
+                    open.push(format!("{:o} {}", mode & 0o777, entry.path().display()));
+                }
+                if entry.file_type().expect("type").is_dir() {
+                    dirs.push(entry.path());
+                }
+            }
+        }
+        assert!(open.is_empty(), "readable by others: {open:?}");
+    }
     app.stop().await;
 }
 
@@ -835,5 +924,5 @@ both_topologies!(
     hostile_names_and_messages_are_inert,
     share_requests_are_validated,
     duplicate_email_jobs_send_one_working_link,
-    without_smtp_mail_lands_in_the_outbox,
+    without_smtp_mail_waits_in_the_outbox_while_its_link_works,
 );

@@ -122,10 +122,11 @@ impl Core {
         // Two rustls crypto providers are in the dependency graph; choose one for everybody
         // (lettre's TLS would panic otherwise). An error only means one is installed already.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        // Whatever Coffer creates is its own alone: the database, the keyring, the outbox
+        // (live links), staging files.
+        rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
         if config.is_embedded_database() || config.redis_url.is_none() {
-            std::fs::create_dir_all(&config.data_dir).with_context(|| {
-                format!("creating data directory {}", config.data_dir.display())
-            })?;
+            private_dir(&config.data_dir)?;
         }
         let keys = load_keyring(&config, keyring)?;
         let db = db::connect(&config.database_url).await?;
@@ -138,6 +139,12 @@ impl Core {
         let storage = Storage::from_url(&config.storage_url, &config.aws)?;
         let queue = Queue::connect(&config).await?;
         let mailer = mail::Mailer::from_config(&config)?;
+        if !mailer.sends() {
+            tracing::warn!(
+                outbox = %config.data_dir.join("outbox").display(),
+                "COFFER_SMTP_URL is unset: no email is sent; share emails wait in the outbox (readable by this user only) until their link stops working, and their shares show `outbox`"
+            );
+        }
         let limiter = match &config.redis_url {
             Some(url) => RateLimiter::redis(url, &config.redis_namespace).await?,
             None => RateLimiter::memory(),
@@ -158,6 +165,19 @@ impl Core {
             scanner,
         })
     }
+}
+
+/// Creates the data directory readable by Coffer's user only, and makes an existing one so.
+fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making data directory {} private", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// Whether a process may create the keyring file in its data directory when there is none.

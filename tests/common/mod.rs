@@ -142,6 +142,12 @@ impl Environment {
             ),
         )
         .expect("test keyring");
+        #[cfg(unix)]
+        std::fs::set_permissions(
+            &keyring,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("a private keyring");
         Self {
             topology,
             data,

@@ -217,6 +217,7 @@ impl FilesApi {
         #[oai(name = "file")]
         name: Path<String>,
         /// Recipients to email a link to once the file is ready (repeat, or separate by commas).
+        #[oai(default)]
         recipients: Query<Vec<String>>,
         expires_in_hours: Query<Option<i64>>,
         max_downloads: Query<Option<i64>>,

@@ -235,13 +235,11 @@ fn share_context(s: &ShareView) -> Value {
     let label = match s.state.as_str() {
         state::PENDING => "pending",
         state::EMAIL_FAILED => "email failed",
+        state::OUTBOX => "in the outbox (not sent)",
         state::ACTIVE => "link",
         other => other,
     };
-    let live = matches!(
-        s.state.as_str(),
-        state::PENDING | state::EMAILED | state::EMAIL_FAILED | state::ACTIVE
-    );
+    let live = state::is_live(&s.state);
     context! {
         id => s.id.to_string(),
         recipient => &s.recipient,

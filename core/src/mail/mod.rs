@@ -4,9 +4,7 @@
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
-use lettre::{
-    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor,
-};
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use minijinja::{Environment, context};
 
 use crate::config::Config;
@@ -15,7 +13,9 @@ use crate::types::human_size;
 #[derive(Clone)]
 pub enum Mailer {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    Outbox(AsyncFileTransport<Tokio1Executor>),
+    /// No mail server: each message is kept as `{name}.eml` (mode 0600) in this directory,
+    /// for the operator to hand on, until the caller removes it.
+    Outbox(std::path::PathBuf),
 }
 
 impl std::fmt::Debug for Mailer {
@@ -47,32 +47,94 @@ impl Mailer {
                 Ok(Self::Smtp(transport))
             }
             None => {
-                let outbox = config.data_dir.join("outbox");
+                let outbox = std::path::absolute(config.data_dir.join("outbox"))
+                    .context("the outbox directory")?;
                 std::fs::create_dir_all(&outbox)
                     .with_context(|| format!("creating the outbox {}", outbox.display()))?;
-                Ok(Self::Outbox(AsyncFileTransport::<Tokio1Executor>::new(
-                    outbox,
-                )))
+                Ok(Self::Outbox(outbox))
             }
         }
     }
 
-    pub async fn send(&self, message: Message) -> Result<(), MailError> {
+    /// Whether messages really leave (else they wait in the outbox).
+    pub fn sends(&self) -> bool {
+        matches!(self, Self::Smtp(_))
+    }
+
+    /// Delivers `message`; in the outbox it is `{name}.eml`, replacing an earlier one.
+    pub async fn send(&self, message: Message, name: &str) -> Result<(), MailError> {
         match self {
             Self::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(|e| MailError {
                 permanent: e.is_permanent(),
                 detail: e.to_string(),
             }),
-            Self::Outbox(outbox) => outbox
-                .send(message)
+            Self::Outbox(dir) => {
+                let (dir, name) = (dir.clone(), name.to_owned());
+                tokio::task::spawn_blocking(move || {
+                    write_private(&dir, &name, &message.formatted())
+                })
                 .await
-                .map(|_| ())
+                .map_err(std::io::Error::other)
+                .flatten()
                 .map_err(|e| MailError {
                     permanent: false,
-                    detail: e.to_string(),
-                }),
+                    detail: format!("writing to the outbox: {e}"),
+                })
+            }
         }
     }
+
+    /// Removes the outbox copy `name` (its link no longer works); nothing to do when mail is
+    /// sent.
+    pub async fn forget(&self, name: &str) {
+        if let Self::Outbox(dir) = self {
+            let path = dir.join(format!("{name}.eml"));
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), error = %err, "could not remove an outbox copy")
+                }
+            }
+        }
+    }
+
+    /// The names of the messages waiting in the outbox.
+    pub async fn outbox_names(&self) -> std::io::Result<Vec<String>> {
+        let Self::Outbox(dir) = self else {
+            return Ok(Vec::new());
+        };
+        let mut names = Vec::new();
+        let mut entries = tokio::fs::read_dir(dir).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            if let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".eml"))
+            {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// Writes `dir/name.eml` readable by the owner only: written aside, then renamed into place.
+fn write_private(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let staging = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options
+        .open(&staging)
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&staging, dir.join(format!("{name}.eml"))));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&staging);
+    }
+    written
 }
 
 /// What a recipient is told about a file shared with them.
@@ -101,16 +163,32 @@ fn templates() -> &'static Environment<'static> {
     })
 }
 
+/// One line-break convention for text a user typed: a lone CR or LF never reaches the mail
+/// server as anything but the line break the message's encoding writes.
+fn normalized_lines(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// A `Message-ID` on the sending domain: large providers refuse mail without one.
+fn message_id(from: &Mailbox) -> String {
+    format!(
+        "<{}@{}>",
+        uuid::Uuid::new_v4().simple(),
+        from.email.domain()
+    )
+}
+
 /// Builds the email carrying one recipient's link. Headers are encoded by lettre; the names
-/// that reach them (sender, file name) cannot hold line breaks.
+/// that reach them (sender, file name) cannot hold line breaks. Replies go to the sharer.
 pub fn share_message(from: &Mailbox, to: &str, email: &ShareEmail<'_>) -> anyhow::Result<Message> {
+    let message = email.message.map(normalized_lines);
     let ctx = context! {
         sender => email.sender,
         file_name => email.file_name,
         size => human_size(email.size),
         expires => email.expires_at.format("%A %-d %B %Y, %H:%M UTC").to_string(),
         max_downloads => email.max_downloads,
-        message => email.message,
+        message => message,
         password => email.password,
         url => email.url,
     };
@@ -122,10 +200,15 @@ pub fn share_message(from: &Mailbox, to: &str, email: &ShareEmail<'_>) -> anyhow
         .chars()
         .filter(|c| !c.is_control())
         .collect();
-    Message::builder()
+    let mut builder = Message::builder()
         .from(from.clone())
         .to(to)
-        .subject(subject)
+        .message_id(Some(message_id(from)))
+        .subject(subject);
+    if let Ok(sharer) = email.sender.parse::<Mailbox>() {
+        builder = builder.reply_to(sharer);
+    }
+    builder
         .multipart(
             MultiPart::alternative()
                 .singlepart(
@@ -183,6 +266,46 @@ mod tests {
         let raw = rendered(&message);
         assert!(raw.contains("Subject:"));
         assert!(!raw.contains("\r\nBcc:"));
+    }
+
+    #[test]
+    fn mail_has_a_message_id_on_the_sending_domain_a_reply_to_and_no_bare_line_breaks() {
+        let from: Mailbox = "Coffer <coffer@files.example.org>"
+            .parse()
+            .expect("mailbox");
+        let message = share_message(
+            &from,
+            "bob@example.org",
+            &sample("report.pdf", Some("one\rtwo\nthree\r\nfour")),
+        )
+        .expect("renders");
+        let raw = rendered(&message);
+        let parsed = mailparse::parse_mail(raw.as_bytes()).expect("parses");
+        use mailparse::MailHeaderMap as _;
+        let id = parsed
+            .headers
+            .get_first_value("Message-ID")
+            .expect("Message-ID");
+        assert!(
+            id.starts_with('<') && id.ends_with("@files.example.org>"),
+            "{id}"
+        );
+        assert_eq!(
+            parsed.headers.get_first_value("Reply-To").as_deref(),
+            Some("ann@example.org")
+        );
+        let bytes = raw.as_bytes();
+        for (i, b) in bytes.iter().enumerate() {
+            match b {
+                b'\r' => assert_eq!(bytes.get(i + 1), Some(&b'\n'), "a bare CR at {i}"),
+                b'\n' => assert_eq!(
+                    bytes.get(i.wrapping_sub(1)),
+                    Some(&b'\r'),
+                    "a bare LF at {i}"
+                ),
+                _ => {}
+            }
+        }
     }
 
     #[test]

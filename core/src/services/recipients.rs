@@ -234,14 +234,7 @@ pub async fn download(
             Expr::col(share::Column::DownloadsUsed).add(1),
         )
         .filter(share::Column::Id.eq(share.id))
-        // `pending` too: the link is in a sent email a moment before the job records `emailed`,
-        // and mail scanners follow links at once.
-        .filter(share::Column::State.is_in([
-            state::PENDING,
-            state::EMAILED,
-            state::EMAIL_FAILED,
-            state::ACTIVE,
-        ]))
+        .filter(share::Column::State.is_in(state::LIVE))
         .filter(share::Column::ExpiresAt.gt(Utc::now()))
         .filter(
             Condition::any()
@@ -265,6 +258,10 @@ pub async fn download(
         .record(&txn)
         .await?;
     txn.commit().await?;
+    if share.max_downloads == Some(share.downloads_used + 1) {
+        // The last download: the outbox copy of this link opens nothing any more.
+        core.mailer.forget(&share.id.to_string()).await;
+    }
 
     match open_ready(core, &file, None, Actor::Recipient(share.id), meta).await {
         Ok(body) => Ok(Content {

@@ -25,6 +25,8 @@ pub mod state {
     /// Waiting for the file to be ready or for its email to go out.
     pub const PENDING: &str = "pending";
     pub const EMAILED: &str = "emailed";
+    /// No mail server is configured: the email waits in the data dir's outbox, unsent.
+    pub const OUTBOX: &str = "outbox";
     pub const EMAIL_FAILED: &str = "email_failed";
     /// A link without a recipient, handed to the owner.
     pub const ACTIVE: &str = "active";
@@ -32,6 +34,15 @@ pub mod state {
     pub const EXPIRED: &str = "expired";
     /// The file was rejected or deleted before the link went out.
     pub const CANCELLED: &str = "cancelled";
+
+    /// The states in which a link works (until its expiry or download limit). `pending` too:
+    /// the link is in a sent email a moment before the job records it, and mail scanners
+    /// follow links at once.
+    pub const LIVE: [&str; 5] = [PENDING, EMAILED, OUTBOX, EMAIL_FAILED, ACTIVE];
+
+    pub fn is_live(state: &str) -> bool {
+        LIVE.contains(&state)
+    }
 }
 
 const MAX_RECIPIENTS: usize = 50;
@@ -201,11 +212,7 @@ pub struct ShareView {
 impl ShareView {
     fn from_model(m: share::Model, url: Option<String>, now: DateTime<Utc>) -> Self {
         // A live share past its expiry reads as expired even before the sweep marks it.
-        let live = matches!(
-            m.state.as_str(),
-            state::PENDING | state::EMAILED | state::EMAIL_FAILED | state::ACTIVE
-        );
-        let state = if live && m.expires_at <= now {
+        let state = if state::is_live(&m.state) && m.expires_at <= now {
             state::EXPIRED.to_owned()
         } else {
             m.state
@@ -437,7 +444,36 @@ pub async fn revoke(
             .await?;
     }
     txn.commit().await?;
+    core.mailer.forget(&share_id.to_string()).await;
     Ok(())
+}
+
+/// Removes outbox copies whose link no longer works (revoked, expired, used up, cancelled, or
+/// gone): the outbox holds live links, so it keeps only those that still open something.
+pub async fn forget_dead_outbox_copies(core: &Core) -> Result<usize, JobError> {
+    let names =
+        core.mailer.outbox_names().await.map_err(|e| {
+            JobError::Transient(anyhow::Error::new(e).context("listing the outbox"))
+        })?;
+    let mut forgotten = 0;
+    let now = Utc::now();
+    for name in names {
+        let live = match Uuid::parse_str(&name) {
+            Ok(id) => by_key(share::Entity::find_by_id(id), &core.db)
+                .await?
+                .is_some_and(|s| {
+                    state::is_live(&s.state)
+                        && s.expires_at > now
+                        && s.max_downloads.is_none_or(|max| s.downloads_used < max)
+                }),
+            Err(_) => false,
+        };
+        if !live {
+            core.mailer.forget(&name).await;
+            forgotten += 1;
+        }
+    }
+    Ok(forgotten)
 }
 
 /// The email job: issues the share's link (a new token; only its hash is stored) and emails
@@ -517,11 +553,17 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
         .map_err(|e| JobError::Permanent(format!("COFFER_MAIL_FROM: {e}")))?;
     let message = share_message(&from, &recipient, &email)
         .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
-    match core.mailer.send(message).await {
+    match core.mailer.send(message, &share_id.to_string()).await {
         Ok(()) => {
+            // Without a mail server the share says so: nobody has been emailed.
+            let (reached, action) = if core.mailer.sends() {
+                (state::EMAILED, "share.emailed")
+            } else {
+                (state::OUTBOX, "share.written_to_outbox")
+            };
             let txn = crate::db::begin_write(&core.db).await?;
             share::Entity::update_many()
-                .col_expr(share::Column::State, Expr::value(state::EMAILED))
+                .col_expr(share::Column::State, Expr::value(reached))
                 .col_expr(share::Column::EmailedAt, Expr::value(Utc::now()))
                 .col_expr(
                     share::Column::LastError,
@@ -531,7 +573,7 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
                 .filter(share::Column::State.eq(state::PENDING))
                 .exec(&txn)
                 .await?;
-            Event::new("share.emailed", Actor::System)
+            Event::new(action, Actor::System)
                 .target("share", share_id)
                 .details(serde_json::json!({ "recipient": recipient, "file_id": file.id, "attempt": attempt }))
                 .record(&txn)
@@ -584,12 +626,7 @@ pub async fn sweep(core: &Core) -> Result<(), JobError> {
     let now = Utc::now();
     let expired = share::Entity::update_many()
         .col_expr(share::Column::State, Expr::value(state::EXPIRED))
-        .filter(share::Column::State.is_in([
-            state::PENDING,
-            state::EMAILED,
-            state::EMAIL_FAILED,
-            state::ACTIVE,
-        ]))
+        .filter(share::Column::State.is_in(state::LIVE))
         .filter(share::Column::ExpiresAt.lte(now))
         .exec(&core.db)
         .await?;
@@ -611,6 +648,13 @@ pub async fn sweep(core: &Core) -> Result<(), JobError> {
         if ready {
             core.queue.enqueue_share_email(row.id).await?;
         }
+    }
+    let forgotten = forget_dead_outbox_copies(core).await?;
+    if forgotten > 0 {
+        tracing::info!(
+            count = forgotten,
+            "sweep removed outbox copies of dead links"
+        );
     }
     Ok(())
 }
