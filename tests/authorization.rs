@@ -86,7 +86,7 @@ const fn fresh_page(method: &'static str, path: &'static str, expect: [u16; 4]) 
 
 /// In order: the rotation's progress is read after the rotation started.
 const API_ROWS: &[Row] = &[
-    row("POST", "/api/v1/auth/signup", [201, 201, 201, 201]),
+    row("POST", "/api/v1/auth/signup", [202, 202, 202, 202]),
     row("POST", "/api/v1/auth/login", [200, 200, 200, 200]),
     fresh("POST", "/api/v1/auth/logout", [401, 204, 204, 204]),
     row("GET", "/api/v1/me", [401, 200, 200, 200]),

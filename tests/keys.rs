@@ -198,7 +198,7 @@ async fn an_interrupted_rotation_resumes_and_a_second_rotate_is_refused(topology
             .expect("encrypt");
     }
     // The API alone is given the keyring (it generates none): the operator adds version 2.
-    app.env.add_master_key(2);
+    app.env.add_master_key();
     let started: Value = rotate(&app, &admin).await.json().await.expect("json");
     assert_eq!(started["total"], 30);
     problem(rotate(&app, &admin).await, StatusCode::CONFLICT).await;

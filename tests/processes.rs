@@ -78,7 +78,7 @@ async fn a_rotation_survives_a_killed_worker(topology: Topology) {
         }
     };
 
-    env.add_master_key(2);
+    env.add_master_key();
     let started = http
         .post(format!("{base}/api/v1/admin/keys/rotate"))
         .bearer_auth(&token)

@@ -139,6 +139,14 @@ impl From<ServiceError> for ApiError {
                 "integrity-failed",
                 "the stored file failed its integrity check and was not served; the event was logged",
             )),
+            ServiceError::Busy { retry_after } => Self::Unavailable(
+                problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the service is busy; try again shortly",
+                ),
+                retry_after.as_secs().max(1),
+            ),
             ServiceError::Unavailable(cause) => {
                 tracing::error!(error = %format!("{cause:#}"), "backing service unavailable");
                 Self::Unavailable(

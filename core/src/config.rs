@@ -91,6 +91,8 @@ pub struct Config {
     pub clamav_addr: Option<String>,
     pub admin: Option<AdminBootstrap>,
     pub session_ttl: Duration,
+    /// Sign-ups one client address may make per hour (`COFFER_SIGNUPS_PER_HOUR`).
+    pub signups_per_hour: u32,
     /// Longest lifetime a share link may be given.
     pub share_max_ttl: Duration,
     /// A file left this long in `quarantined` or `validated` is re-enqueued by the sweep.
@@ -309,6 +311,12 @@ impl Config {
                 ));
             }
         };
+        let signups_per_hour = parse_or::<u32>(
+            get("COFFER_SIGNUPS_PER_HOUR"),
+            "20",
+            "COFFER_SIGNUPS_PER_HOUR",
+            "a number of sign-ups",
+        )?;
         let session_ttl = Duration::from_secs(
             60 * 60
                 * parse_or::<u64>(
@@ -383,6 +391,7 @@ impl Config {
             clamav_addr,
             admin,
             session_ttl,
+            signups_per_hour,
             share_max_ttl,
             stuck_after,
             sweep_interval,

@@ -34,8 +34,23 @@ pub enum ServiceError {
     /// A dependency (database, storage, queue) is unavailable (503).
     #[error("a backing service is unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// Too much of one kind of work is waiting (password hashing): 503, try again shortly.
+    #[error("the service is busy; try again shortly")]
+    Busy { retry_after: Duration },
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for ServiceError {
+    fn from(err: anyhow::Error) -> Self {
+        if err.is::<crate::password::Busy>() {
+            Self::Busy {
+                retry_after: Duration::from_secs(2),
+            }
+        } else {
+            Self::Internal(err)
+        }
+    }
 }
 
 impl From<Invalid> for ServiceError {

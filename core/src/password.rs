@@ -113,81 +113,136 @@ pub fn check_strength(password: &str) -> Result<(), Invalid> {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Which line a hashing job waits in. Threads always take a waiting login (or any other check
+/// of a known account's password) first, so a flood of sign-ups slows other sign-ups, never a
+/// login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    Login = 0,
+    SignUp = 1,
+}
+
+/// How many jobs may wait in each line; past that a request is refused at once (503) instead
+/// of queueing without end.
+const MAX_WAITING: [usize; 2] = [256, 16];
+
+/// Too many passwords are waiting to be hashed: the caller answers 503 with `Retry-After`.
+#[derive(Debug, thiserror::Error)]
+#[error("too many passwords are being checked at the moment; try again shortly")]
+pub struct Busy;
+
+#[derive(Default)]
+struct Queue {
+    waiting: std::sync::Mutex<[std::collections::VecDeque<Job>; 2]>,
+    wake: std::sync::Condvar,
+}
+
+impl Queue {
+    fn take(waiting: &mut [std::collections::VecDeque<Job>; 2]) -> Option<Job> {
+        waiting[Line::Login as usize]
+            .pop_front()
+            .or_else(|| waiting[Line::SignUp as usize].pop_front())
+    }
+
+    /// The next job; an idle thread gives its memory back before it sleeps.
+    fn next(&self) -> Job {
+        let lock = || {
+            self.waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(job) = Self::take(&mut lock()) {
+            return job;
+        }
+        release_memory();
+        let mut waiting = lock();
+        loop {
+            if let Some(job) = Self::take(&mut waiting) {
+                return job;
+            }
+            waiting = self
+                .wake
+                .wait(waiting)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    fn push(&self, line: Line, job: Job) -> Result<(), Busy> {
+        let mut waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if waiting[line as usize].len() >= MAX_WAITING[line as usize] {
+            return Err(Busy);
+        }
+        waiting[line as usize].push_back(job);
+        drop(waiting);
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
 /// The queue of the hashing threads, started on first use. There is one thread per core but
 /// one (at least one): an argon2id run takes a core for about 20 ms, so a burst of logins would
 /// otherwise take every core from the downloads under way; logins beyond that wait their turn.
 /// Fixed threads also keep memory bounded: each run needs 19 MiB (on the blocking pool the
 /// service grew by 19 MiB with each new thread that verified a password).
-fn hashers() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Job>> {
-    use std::sync::{Arc, Mutex, OnceLock, mpsc};
-    static QUEUE: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+fn hashers() -> &'static Queue {
+    use std::sync::OnceLock;
+    static QUEUE: OnceLock<&'static Queue> = OnceLock::new();
     QUEUE.get_or_init(|| {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
+        let queue: &'static Queue = Box::leak(Box::default());
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         for i in 0..cores.saturating_sub(1).max(1) {
-            let queue = queue.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("coffer-password-{i}"))
                 .spawn(move || {
                     loop {
-                        // The lock is held only while taking the next job. Whoever holds it
-                        // waits for the queue, so a thread that must wait for the lock has no
-                        // work coming either: its memory goes back first.
-                        let queue = match queue.try_lock() {
-                            Ok(queue) => queue,
-                            Err(std::sync::TryLockError::WouldBlock) => {
-                                release_memory();
-                                let Ok(queue) = queue.lock() else { break };
-                                queue
-                            }
-                            Err(std::sync::TryLockError::Poisoned(_)) => break,
-                        };
-                        let next = match queue.try_recv() {
-                            Err(mpsc::TryRecvError::Empty) => {
-                                release_memory();
-                                queue.recv().ok()
-                            }
-                            next => next.ok(),
-                        };
-                        drop(queue);
-                        match next {
-                            Some(job) => job(),
-                            None => break,
-                        }
+                        (queue.next())();
                     }
                 });
             if let Err(err) = spawned {
                 tracing::error!(error = %err, "could not start a password hashing thread");
             }
         }
-        Mutex::new(jobs)
+        queue
     })
 }
 
-/// Runs `work` on a hashing thread and waits for its result.
+/// Runs `work` on a hashing thread and waits for its result; [`Busy`] when its line is full.
 async fn on_hashing_thread<T: Send + 'static>(
+    line: Line,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> anyhow::Result<T> {
     let (done, result) = tokio::sync::oneshot::channel();
     let job: Job = Box::new(move || {
         let _ = done.send(work());
     });
-    hashers()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("the password hashing queue is poisoned"))?
-        .send(job)
-        .map_err(|_| anyhow::anyhow!("no password hashing thread is running"))?;
+    hashers().push(line, job)?;
     Ok(result.await?)
 }
 
+/// Hashes a new account's password, in the sign-up line (which never holds up a login).
+pub async fn hash_for_signup(password: SecretString) -> anyhow::Result<String> {
+    on_hashing_thread(Line::SignUp, move || {
+        hash_here(password.expose_secret().as_bytes())
+    })
+    .await?
+}
+
 pub async fn hash(password: SecretString) -> anyhow::Result<String> {
-    on_hashing_thread(move || hash_here(password.expose_secret().as_bytes())).await?
+    on_hashing_thread(Line::Login, move || {
+        hash_here(password.expose_secret().as_bytes())
+    })
+    .await?
 }
 
 /// Verifies in constant time (argon2's own comparison). A malformed stored hash is `false`.
 pub async fn verify(password: SecretString, stored: String) -> anyhow::Result<bool> {
-    on_hashing_thread(move || verify_here(password.expose_secret().as_bytes(), &stored)).await
+    on_hashing_thread(Line::Login, move || {
+        verify_here(password.expose_secret().as_bytes(), &stored)
+    })
+    .await
 }
 
 /// A hash of a random password, verified against when an account does not exist so that

@@ -172,15 +172,23 @@ impl Environment {
         coffer::start(config, roles).await.expect("service starts")
     }
 
-    /// Adds a version to the test's keyring file (as an operator would before rotating).
-    pub fn add_master_key(&self, version: i32) {
+    /// Adds the next version to the test's keyring file (as an operator would before
+    /// rotating), and returns its number.
+    pub fn add_master_key(&self) -> i32 {
         let path = self.data.path().join("keyring");
         let mut text = std::fs::read_to_string(&path).expect("keyring");
+        let version = text
+            .lines()
+            .filter_map(|l| l.split_once(':')?.0.trim().parse::<i32>().ok())
+            .max()
+            .unwrap_or(0)
+            + 1;
         text.push_str(&format!(
             "{version}:{}\n",
             coffer::coffer_core::crypto::SecretKey::generate().to_base64()
         ));
         std::fs::write(&path, text).expect("keyring");
+        version
     }
 
     /// Drops the test database and Redis keys.
@@ -327,7 +335,7 @@ impl TestApp {
         let password = "correct horse battery staple";
         assert_eq!(
             self.signup(&email, password).await.status(),
-            StatusCode::CREATED
+            StatusCode::ACCEPTED
         );
         let login = self.login(&email, password).await;
         assert_eq!(login.status(), StatusCode::OK);
@@ -799,7 +807,7 @@ pub async fn sign_in(
             .send()
             .await
             .expect("signup");
-        assert_eq!(signup.status(), StatusCode::CREATED);
+        assert_eq!(signup.status(), StatusCode::ACCEPTED);
     }
     let login: Value = http
         .post(format!("{base}/api/v1/auth/login"))

@@ -49,10 +49,18 @@ struct SessionToken {
     expires_at: DateTime<Utc>,
 }
 
+/// The same for a new address and one that has an account already (whose owner is told by
+/// email): sign-up tells nobody who is a user.
+#[derive(Object)]
+struct SignupAccepted {
+    /// What happens next.
+    detail: String,
+}
+
 #[derive(ApiResponse)]
 enum SignupResponse {
-    #[oai(status = 201)]
-    Created(Json<Account>),
+    #[oai(status = 202)]
+    Accepted(Json<SignupAccepted>),
 }
 
 #[derive(ApiResponse)]
@@ -77,14 +85,16 @@ impl AccountsApi {
         body: Json<Credentials>,
     ) -> Result<SignupResponse, ApiError> {
         let body = body.0;
-        let user = users::signup(
+        users::signup(
             core(req)?,
             &body.email,
             SecretString::from(body.password),
             &meta(req),
         )
         .await?;
-        Ok(SignupResponse::Created(Json(user.into())))
+        Ok(SignupResponse::Accepted(Json(SignupAccepted {
+            detail: "Sign in with this address and password. If the address already had an account, its owner has been told by email and its password is unchanged.".into(),
+        })))
     }
 
     /// Log in and receive a bearer token

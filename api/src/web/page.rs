@@ -138,6 +138,19 @@ pub fn service_error(me: Option<&SignedIn>, err: ServiceError) -> poem::Error {
             "The file failed its integrity check",
             "It was not sent. The event was logged for the administrators.".into(),
         ),
+        ServiceError::Busy { retry_after } => {
+            let mut response = message(
+                me,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again shortly",
+                "The service is busy at the moment.",
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+            return fail(response);
+        }
         ServiceError::Unavailable(cause) => {
             tracing::error!(error = %format!("{cause:#}"), "backing service unavailable");
             let mut response = message(

@@ -225,6 +225,28 @@ pub fn share_message(from: &Mailbox, to: &str, email: &ShareEmail<'_>) -> anyhow
         .context("building the share email")
 }
 
+/// Tells the owner of an account that someone tried to sign up with their address: sign-up
+/// answers the same for a new and an existing address, so this is where the owner learns it.
+pub fn account_exists_message(from: &Mailbox, to: &str, sign_in: &str) -> anyhow::Result<Message> {
+    let to: Mailbox = to.parse().context("recipient address")?;
+    let text = format!(
+        "Someone tried to create a Coffer account with this address, which already has one.\n\n\
+         If it was you: sign in at {sign_in} (your password is unchanged).\n\
+         If it was not you: nothing was changed, and you need do nothing.\n"
+    );
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .message_id(Some(message_id(from)))
+        .subject("Your Coffer account")
+        .singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(text),
+        )
+        .context("building the account email")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

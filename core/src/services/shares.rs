@@ -458,16 +458,17 @@ pub async fn forget_dead_outbox_copies(core: &Core) -> Result<usize, JobError> {
     let mut forgotten = 0;
     let now = Utc::now();
     for name in names {
-        let live = match Uuid::parse_str(&name) {
-            Ok(id) => by_key(share::Entity::find_by_id(id), &core.db)
-                .await?
-                .is_some_and(|s| {
-                    state::is_live(&s.state)
-                        && s.expires_at > now
-                        && s.max_downloads.is_none_or(|max| s.downloads_used < max)
-                }),
-            Err(_) => false,
+        // Only share emails hold a link; other messages (to account owners) stay.
+        let Ok(id) = Uuid::parse_str(&name) else {
+            continue;
         };
+        let live = by_key(share::Entity::find_by_id(id), &core.db)
+            .await?
+            .is_some_and(|s| {
+                state::is_live(&s.state)
+                    && s.expires_at > now
+                    && s.max_downloads.is_none_or(|max| s.downloads_used < max)
+            });
         if !live {
             core.mailer.forget(&name).await;
             forgotten += 1;

@@ -88,17 +88,76 @@ pub struct Session {
     pub user: User,
 }
 
+/// How long the per-address sign-up budget (`COFFER_SIGNUPS_PER_HOUR`) lasts.
+const SIGNUP_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Creates an account. The answer is the same whether or not the address has one already, and
+/// takes as long (the password is hashed either way): sign-up tells nobody who is a user. The
+/// owner of an existing account is told by email instead. Each client address has a budget of
+/// sign-ups, taken before any hashing, and sign-ups wait in a hashing line of their own that
+/// never holds up a login.
 pub async fn signup(
     core: &Core,
     email: &str,
     password: SecretString,
     meta: &RequestMeta,
-) -> ServiceResult<User> {
+) -> ServiceResult<()> {
     use secrecy::ExposeSecret as _;
     let email = EmailAddress::parse(email)?;
     password::check_strength(password.expose_secret())?;
-    let hash = password::hash(password).await?;
-    create_user(core, &email, hash, Role::User, meta).await
+    let ip_key = format!("signup:ip:{}", meta.ip.as_deref().unwrap_or("unknown"));
+    let budget = [(ip_key.as_str(), core.config.signups_per_hour)];
+    if let Some(retry_after) = core.limiter.take_all(&budget, SIGNUP_WINDOW).await? {
+        return Err(ServiceError::RateLimited { retry_after });
+    }
+    let hash = password::hash_for_signup(password).await?;
+    match create_user(core, &email, hash, Role::User, meta).await {
+        Ok(_) => Ok(()),
+        Err(ServiceError::Conflict(_)) => {
+            if let Some(existing) = find_by_email(core, &email).await? {
+                core.audit
+                    .record(
+                        Event::new("user.signup_existing", Actor::Anonymous)
+                            .target("user", existing.id)
+                            .outcome(Outcome::Denied)
+                            .from(meta),
+                    )
+                    .await?;
+            }
+            tell_existing_owner(core, &email);
+            Ok(())
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Emails the owner of an address that someone tried to sign up with, off the request (so the
+/// answer's timing says nothing either).
+fn tell_existing_owner(core: &Core, email: &EmailAddress) {
+    let (core, to) = (core.clone(), email.as_str().to_owned());
+    tokio::spawn(async move {
+        let sign_in = format!(
+            "{}/app/signin",
+            core.config.public_url.as_str().trim_end_matches('/')
+        );
+        let sent = match core.config.mail_from.parse() {
+            Ok(from) => match crate::mail::account_exists_message(&from, &to, &sign_in) {
+                Ok(message) => core
+                    .mailer
+                    .send(
+                        message,
+                        &format!("account-exists-{}", Uuid::new_v4().simple()),
+                    )
+                    .await
+                    .map_err(|e| e.detail),
+                Err(err) => Err(format!("{err:#}")),
+            },
+            Err(err) => Err(format!("COFFER_MAIL_FROM: {err}")),
+        };
+        if let Err(err) = sent {
+            tracing::warn!(error = %err, "could not tell an account's owner of a sign-up with their address");
+        }
+    });
 }
 
 async fn create_user(
