@@ -11,6 +11,7 @@ pub mod filetype;
 pub mod mail;
 pub mod metrics;
 pub mod password;
+pub mod private_file;
 pub mod queue;
 pub mod ratelimit;
 pub mod request_id;

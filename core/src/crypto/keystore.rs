@@ -2,7 +2,6 @@
 //! version, and (for the keyring Coffer generated in its data dir) extended by rotation.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -160,23 +159,9 @@ impl KeyStore {
             text.push('\n');
         }
         text.push_str(&format!("{version}:{}\n", key.to_base64()));
-        let staging = path.with_extension(format!("new-{}", Uuid::new_v4().simple()));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let written = options
-            .open(&staging)
-            .and_then(|mut file| {
-                file.write_all(text.as_bytes())
-                    .and_then(|()| file.sync_all())
-            })
-            .and_then(|()| std::fs::rename(&staging, path));
+        let written = crate::private_file::replace(path, text.as_bytes());
         zeroize::Zeroize::zeroize(&mut text);
-        if let Err(err) = written {
-            let _ = std::fs::remove_file(&staging);
-            return Err(io(err));
-        }
+        written.map_err(io)?;
         drop(lock);
         let mut keys: Vec<(i32, SecretKey)> = current
             .versions()

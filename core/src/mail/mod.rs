@@ -71,7 +71,10 @@ impl Mailer {
             Self::Outbox(dir) => {
                 let (dir, name) = (dir.clone(), name.to_owned());
                 tokio::task::spawn_blocking(move || {
-                    write_private(&dir, &name, &message.formatted())
+                    crate::private_file::replace(
+                        &dir.join(format!("{name}.eml")),
+                        &message.formatted(),
+                    )
                 })
                 .await
                 .map_err(std::io::Error::other)
@@ -117,24 +120,6 @@ impl Mailer {
         }
         Ok(names)
     }
-}
-
-/// Writes `dir/name.eml` readable by the owner only: written aside, then renamed into place.
-fn write_private(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let staging = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options
-        .open(&staging)
-        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
-        .and_then(|()| std::fs::rename(&staging, dir.join(format!("{name}.eml"))));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&staging);
-    }
-    written
 }
 
 /// What a recipient is told about a file shared with them.
