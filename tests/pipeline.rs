@@ -140,6 +140,70 @@ async fn the_sweep_recovers_lost_jobs(topology: Topology) {
     app.stop().await;
 }
 
+/// Uploads a file to a service whose scanner never answers (a port nothing listens on), with
+/// `limit` set and the sweep taking stuck files up every second; asserts that the file ended
+/// rejected for the owner's reading, its quarantine copy destroyed, and audited once. Returns
+/// how many runs failed and were retried.
+async fn give_up_on_a_file(topology: Topology, limit: (&str, &str)) -> f64 {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let scanner = format!("127.0.0.1:{port}");
+    let settings = [
+        ("COFFER_CLAMAV_ADDR", scanner.as_str()),
+        limit,
+        ("COFFER_SWEEP_STUCK_AFTER_SECS", "1"),
+        ("COFFER_SWEEP_INTERVAL_SECS", "1"),
+    ];
+    let app = TestApp::spawn_with(topology, &settings, Roles::ALL).await;
+    let user = app.user().await;
+    let id = app
+        .upload(&user, "unscannable.txt", b"never checked".to_vec())
+        .await;
+    let file = app.wait_until_settled(&user, &id).await;
+    assert_eq!(file["status"], "rejected", "{file}");
+    assert_eq!(
+        file["reject_reason"], "could not be scanned, try again later",
+        "{file}"
+    );
+    assert!(app.objects(&format!("quarantine/{id}")).await.is_empty());
+    let rejected = app
+        .audit_actions()
+        .await
+        .into_iter()
+        .filter(|(action, target, _)| {
+            action == "file.rejected" && target.as_deref() == Some(id.as_str())
+        })
+        .count();
+    assert_eq!(rejected, 1);
+    let text = common::scrape(&app.http, &app.base).await;
+    let retried = [("job", "validate"), ("outcome", "retried")];
+    let runs = common::metric(&text, "coffer_jobs_finished_total", &retried).unwrap_or(0.0);
+    app.stop().await;
+    runs
+}
+
+/// A file whose check always fails is given up after `COFFER_JOB_MAX_ATTEMPTS` runs, however
+/// often the sweep takes it up again.
+async fn files_that_cannot_be_scanned_run_out_of_attempts(topology: Topology) {
+    let retried = give_up_on_a_file(topology, ("COFFER_JOB_MAX_ATTEMPTS", "3")).await;
+    assert_eq!(
+        retried, 2.0,
+        "two runs failed and were retried; the third gave up"
+    );
+}
+
+/// A file not ready `COFFER_PROCESSING_DEADLINE` after its upload is given up with attempts to
+/// spare.
+async fn files_past_their_deadline_are_given_up(topology: Topology) {
+    let retried = give_up_on_a_file(topology, ("COFFER_PROCESSING_DEADLINE", "2s")).await;
+    assert!(
+        retried < 29.0,
+        "the deadline, not the 30 attempts, ended it: {retried}"
+    );
+}
+
 /// Finished tasks are deleted from the queue once old enough; pending ones never are.
 async fn the_queue_forgets_finished_tasks(topology: Topology) {
     let mut app = TestApp::spawn_with(topology, &[], Roles::API).await;
@@ -459,6 +523,8 @@ both_topologies!(
     no_plaintext_reaches_disk,
     repeated_and_concurrent_jobs_change_nothing,
     the_sweep_recovers_lost_jobs,
+    files_that_cannot_be_scanned_run_out_of_attempts,
+    files_past_their_deadline_are_given_up,
     the_queue_forgets_finished_tasks,
     a_missing_master_key_version_stops_start_up,
     small_files_settle_quickly,

@@ -136,6 +136,75 @@ async fn an_unreachable_scanner_keeps_uploads_quarantined(topology: Topology) {
     app.stop().await;
 }
 
+/// Forwards every connection on `listener` to clamd, passing what Coffer sends at about
+/// `bytes_per_sec`: a scan that takes seconds, as a large file's would.
+async fn forward_slowly_to_clamd(listener: tokio::net::TcpListener, bytes_per_sec: usize) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const SLICE: Duration = Duration::from_millis(20);
+    let per_slice = bytes_per_sec / 50;
+    loop {
+        let Ok((inbound, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let Ok(clamd) = tokio::net::TcpStream::connect(clamd_addr()).await else {
+                return;
+            };
+            let (mut from_coffer, mut to_coffer) = inbound.into_split();
+            let (mut from_clamd, mut to_clamd) = clamd.into_split();
+            let upstream = async move {
+                let mut buf = vec![0; per_slice];
+                let mut pace = tokio::time::interval(SLICE);
+                loop {
+                    pace.tick().await; // the throttle's pace, not a wait for an event
+                    match from_coffer.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if to_clamd.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = to_clamd.shutdown().await;
+            };
+            let downstream = tokio::io::copy(&mut from_clamd, &mut to_coffer);
+            let _ = tokio::join!(upstream, downstream);
+        });
+    }
+}
+
+/// A scan that outlasts `COFFER_SWEEP_STUCK_AFTER_SECS` several times over keeps its claim on
+/// the file fresh: the sweep never queues a second copy of the live run.
+async fn a_long_scan_is_never_run_twice(topology: Topology) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port for the relay");
+    let addr = listener.local_addr().expect("its address").to_string();
+    let relay = tokio::spawn(forward_slowly_to_clamd(listener, 2_000_000));
+    let settings = [
+        ("COFFER_CLAMAV_ADDR", addr.as_str()),
+        ("COFFER_SWEEP_INTERVAL_SECS", "1"),
+        ("COFFER_SWEEP_STUCK_AFTER_SECS", "1"),
+    ];
+    let app = TestApp::spawn_with(topology, &settings, Roles::ALL).await;
+    let user = app.user().await;
+    // About four seconds through the relay.
+    let id = app
+        .upload(&user, "long.pdf", pdf(&pattern(8 * 1024 * 1024, 5)))
+        .await;
+    let file = app.wait_until_settled(&user, &id).await;
+    assert_eq!(file["status"], "ready", "{file}");
+    let text = common::scrape(&app.http, &app.base).await;
+    let started = |job| metric(&text, "coffer_jobs_started_total", &[("job", job)]);
+    assert_eq!(
+        (started("validate"), started("encrypt")),
+        (Some(1.0), Some(1.0))
+    );
+    relay.abort();
+    app.stop().await;
+}
+
 macro_rules! with_clamd {
     ($($name:ident),* $(,)?) => {
         $(
@@ -159,4 +228,5 @@ macro_rules! with_clamd {
 with_clamd!(
     infected_uploads_are_rejected_and_clean_ones_pass,
     an_unreachable_scanner_keeps_uploads_quarantined,
+    a_long_scan_is_never_run_twice,
 );

@@ -97,6 +97,12 @@ pub struct Config {
     pub share_max_ttl: Duration,
     /// A file left this long in `quarantined` or `validated` is re-enqueued by the sweep.
     pub stuck_after: Duration,
+    /// Runs of validate and encrypt a file may take before it is rejected as unprocessable
+    /// (`COFFER_JOB_MAX_ATTEMPTS`).
+    pub job_max_attempts: u32,
+    /// A file not ready this long after its upload is rejected, however few its attempts
+    /// (`COFFER_PROCESSING_DEADLINE`).
+    pub processing_deadline: Duration,
     pub sweep_interval: Duration,
     /// Stored objects that no file needs any more are looked for this often, and an object or
     /// partial write that no file row explains yet is removed once it is this old (longer than
@@ -334,6 +340,27 @@ impl Config {
             "COFFER_SWEEP_STUCK_AFTER_SECS",
             "a number of seconds",
         )?);
+        let job_max_attempts = parse_or::<u32>(
+            get("COFFER_JOB_MAX_ATTEMPTS"),
+            "30",
+            "COFFER_JOB_MAX_ATTEMPTS",
+            "a number of runs (at least 1)",
+        )?;
+        if job_max_attempts == 0 {
+            return Err(bad(
+                "COFFER_JOB_MAX_ATTEMPTS",
+                "a number of runs (at least 1)",
+            ));
+        }
+        let processing_deadline = parse_duration(
+            get("COFFER_PROCESSING_DEADLINE").unwrap_or("24h"),
+        )
+        .ok_or_else(|| {
+            bad(
+                "COFFER_PROCESSING_DEADLINE",
+                "a duration such as 24h, 90m or 2d",
+            )
+        })?;
         let sweep_interval = Duration::from_secs(
             parse_or::<u64>(
                 get("COFFER_SWEEP_INTERVAL_SECS"),
@@ -394,6 +421,8 @@ impl Config {
             signups_per_hour,
             share_max_ttl,
             stuck_after,
+            job_max_attempts,
+            processing_deadline,
             sweep_interval,
             orphan_grace,
             poll_interval,
@@ -479,6 +508,7 @@ fn parse_duration(text: &str) -> Option<Duration> {
     };
     let n: u64 = number.parse().ok().filter(|n| *n > 0)?;
     let secs = match unit {
+        "s" => n,
         "m" => n.checked_mul(60)?,
         "h" => n.checked_mul(3600)?,
         "d" => n.checked_mul(86_400)?,
@@ -554,6 +584,7 @@ mod tests {
     #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45s"), Some(Duration::from_secs(45)));
         assert_eq!(parse_duration("48"), Some(Duration::from_secs(48 * 3600)));
         assert_eq!(parse_duration("2d"), Some(Duration::from_secs(2 * 86_400)));
         for bad in ["", "0d", "1w", "d", "-1h"] {
@@ -574,6 +605,8 @@ mod tests {
             ("COFFER_ADMIN_EMAIL", "admin@example.org"),
             ("COFFER_MAIL_FROM", "not a mailbox <"),
             ("COFFER_SHARE_MAX_TTL", "forever"),
+            ("COFFER_JOB_MAX_ATTEMPTS", "0"),
+            ("COFFER_PROCESSING_DEADLINE", "soon"),
         ] {
             let err = Config::from_vars(vars(&[(var, value)])).expect_err(var);
             let line = err.to_string();

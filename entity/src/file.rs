@@ -21,6 +21,11 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub ready_at: Option<DateTimeUtc>,
+    /// Runs of validate and encrypt so far; past `COFFER_JOB_MAX_ATTEMPTS` the file is rejected.
+    pub attempts: i32,
+    /// The run working on the file now, and until when its lease holds unless renewed.
+    pub lease_holder: Option<Uuid>,
+    pub lease_until: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

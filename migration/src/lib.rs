@@ -8,6 +8,7 @@ mod m20261122_000003_keys;
 mod m20261202_000001_share_claims;
 mod m20261203_000001_key_checks;
 mod m20261203_000002_one_rotation;
+mod m20261204_000001_file_attempts;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_share_claims::Migration),
             Box::new(m20261203_000001_key_checks::Migration),
             Box::new(m20261203_000002_one_rotation::Migration),
+            Box::new(m20261204_000001_file_attempts::Migration),
         ]
     }
 }

@@ -47,6 +47,9 @@ pub async fn ready_files(core: &Core, count: usize, version: i32) {
                 created_at: Set(now),
                 updated_at: Set(now),
                 ready_at: Set(Some(now)),
+                attempts: Set(0),
+                lease_holder: Set(None),
+                lease_until: Set(None),
             }
         });
         entity::file::Entity::insert_many(rows)

@@ -210,6 +210,9 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         ready_at: None,
+        attempts: 0,
+        lease_holder: None,
+        lease_until: None,
     };
     let recorded = async {
         let txn = crate::db::begin_write(&core.db).await?;

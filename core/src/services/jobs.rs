@@ -8,11 +8,12 @@ use chrono::Utc;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _};
+use sea_orm::{ColumnTrait as _, Condition, ConnectionTrait, EntityTrait as _, QueryFilter as _};
 use uuid::Uuid;
 
 use entity::file;
 
+use super::file_lease::Lease;
 use super::files::status;
 use crate::audit::{Actor, Event, Outcome};
 use crate::crypto::stream::CHUNK_SIZE;
@@ -110,7 +111,8 @@ async fn reject(
 }
 
 /// Conditionally moves a row and writes its audit event in one transaction. Returns whether
-/// this call made the move.
+/// this call made the move. The move ends the phase: the run's lease goes with it (so the next
+/// phase's job, queued at once, can take the file), and the next phase counts its own attempts.
 async fn transition(
     core: &Core,
     file_id: Uuid,
@@ -121,6 +123,12 @@ async fn transition(
     let txn = crate::db::begin_write(&core.db).await?;
     let mut update = file::Entity::update_many()
         .col_expr(file::Column::UpdatedAt, Expr::value(Utc::now()))
+        .col_expr(file::Column::Attempts, Expr::value(0))
+        .col_expr(file::Column::LeaseHolder, Expr::value(Option::<Uuid>::None))
+        .col_expr(
+            file::Column::LeaseUntil,
+            Expr::value(Option::<chrono::DateTime<Utc>>::None),
+        )
         .filter(file::Column::Id.eq(file_id))
         .filter(file::Column::Status.eq(from));
     for (column, value) in sets {
@@ -182,6 +190,64 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
         }
         _ => return Ok(()),
     }
+    with_lease(core, &row, UNSCANNED, |row| validate_leased(core, row)).await
+}
+
+/// What the owner reads when their file could not be checked within its attempts or deadline.
+const UNSCANNED: &str = "could not be scanned, try again later";
+/// Likewise for a file that was checked but could not be stored encrypted.
+const UNSEALED: &str = "could not be encrypted, try again later";
+
+/// Runs `run` on the file under a [`Lease`], as one of its attempts. A file out of attempts
+/// (`COFFER_JOB_MAX_ATTEMPTS`) or past its deadline (`COFFER_PROCESSING_DEADLINE` after the
+/// upload) is rejected with `gave_up` as the reason; so is one whose last attempt fails. A run
+/// that fails because of a keyring fault is not counted: that is the operator's to mend.
+async fn with_lease<F, Fut>(
+    core: &Core,
+    row: &file::Model,
+    gave_up: &str,
+    run: F,
+) -> Result<(), JobError>
+where
+    F: FnOnce(file::Model) -> Fut,
+    Fut: Future<Output = Result<(), JobError>>,
+{
+    let Some(lease) = Lease::take(core, row.id, &row.status).await? else {
+        tracing::debug!(file_id = %row.id, "another run is working on the file; leaving it be");
+        return Ok(());
+    };
+    let Some(row) = load(core, row.id).await? else {
+        lease.release().await;
+        return Ok(());
+    };
+    let max = i32::try_from(core.config.job_max_attempts).unwrap_or(i32::MAX);
+    let deadline = row.created_at
+        + chrono::Duration::from_std(core.config.processing_deadline)
+            .unwrap_or(chrono::Duration::days(1));
+    if row.attempts > max || Utc::now() > deadline {
+        tracing::warn!(file_id = %row.id, attempts = row.attempts, %deadline, "giving up on a file: out of attempts or past its deadline");
+        let rejected = reject(core, &row, gave_up, None).await;
+        lease.release().await;
+        return rejected;
+    }
+    let result = run(row.clone()).await;
+    let result = match result {
+        Err(JobError::Transient(err)) if core.keys.fault().is_some() => {
+            lease.uncount().await;
+            Err(JobError::Transient(err))
+        }
+        Err(JobError::Transient(err)) if row.attempts >= max => {
+            tracing::warn!(file_id = %row.id, attempts = row.attempts, error = %format!("{err:#}"), "giving up on a file: its last attempt failed");
+            reject(core, &row, gave_up, None).await
+        }
+        other => other,
+    };
+    lease.release().await;
+    result
+}
+
+async fn validate_leased(core: &Core, row: file::Model) -> Result<(), JobError> {
+    let file_id = row.id;
     let limit = core.config.max_upload_bytes;
     if u64::try_from(row.size).unwrap_or(u64::MAX) > limit {
         let reason = format!("the file exceeds the upload limit of {limit} bytes");
@@ -292,6 +358,11 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
     if row.status != status::VALIDATED {
         return Ok(());
     }
+    with_lease(core, &row, UNSEALED, |row| encrypt_leased(core, row)).await
+}
+
+async fn encrypt_leased(core: &Core, row: file::Model) -> Result<(), JobError> {
+    let file_id = row.id;
     let mut body = match open_quarantine(core, &row).await {
         Ok(body) => body,
         Err(err) => return settle(core, &row, err).await,
@@ -384,12 +455,18 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
 const FINISHED_TASKS_KEPT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Re-enqueues files left too long in `quarantined` or `validated` (a lost enqueue, a wiped
-/// Redis, a crashed worker). Returns how many were re-enqueued.
+/// Redis, a crashed worker) that no live run holds: a run renews its lease while it works.
+/// Returns how many were re-enqueued.
 pub async fn sweep(core: &Core) -> Result<usize, JobError> {
     let cutoff = core.config.stuck_before(Utc::now());
     let stuck = file::Entity::find()
         .filter(file::Column::Status.is_in([status::QUARANTINED, status::VALIDATED]))
         .filter(file::Column::UpdatedAt.lt(cutoff))
+        .filter(
+            Condition::any()
+                .add(file::Column::LeaseUntil.is_null())
+                .add(file::Column::LeaseUntil.lt(Utc::now())),
+        )
         .all(&core.db)
         .await?;
     for row in &stuck {

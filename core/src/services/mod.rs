@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod audit;
+mod file_lease;
 pub mod files;
 pub mod jobs;
 pub mod keys;
