@@ -385,7 +385,72 @@ async fn sign_up_tells_nobody_who_has_an_account(topology: Topology) {
     app.stop().await;
 }
 
+/// Sessions that can no longer be used are deleted by the sweep, not kept for good.
+async fn dead_sessions_are_deleted(topology: Topology) {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _};
+    let settings = [("COFFER_SWEEP_INTERVAL_SECS", "1")];
+    let app = TestApp::spawn_with(topology, &settings, coffer::Roles::ALL).await;
+    let (ann, bob, cat) = (app.user().await, app.user().await, app.user().await);
+    let db = &app.core().db;
+    let mut ids = Vec::new();
+    for user in [&ann, &bob, &cat] {
+        let me: Value = app
+            .get("/api/v1/me", &user.token)
+            .await
+            .json()
+            .await
+            .expect("me");
+        ids.push(uuid::Uuid::parse_str(me["id"].as_str().expect("id")).expect("uuid"));
+    }
+    let [ann_id, bob_id, cat_id] = ids[..] else {
+        unreachable!("three users")
+    };
+    // Bob signs out; Cat's session runs out.
+    let out = app
+        .post_json("/api/v1/auth/logout", &json!({}), Some(&bob.token))
+        .await;
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    entity::session::Entity::update_many()
+        .col_expr(
+            entity::session::Column::ExpiresAt,
+            Expr::value(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        )
+        .filter(entity::session::Column::UserId.eq(cat_id))
+        .exec(db)
+        .await
+        .expect("expire");
+    let sessions_of = |user: uuid::Uuid| {
+        entity::session::Entity::find()
+            .filter(entity::session::Column::UserId.eq(user))
+            .count(db)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = (
+            sessions_of(bob_id).await.expect("count"),
+            sessions_of(cat_id).await.expect("count"),
+        );
+        if left == (0, 0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still held: {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        sessions_of(ann_id).await.expect("count"),
+        1,
+        "a live one stays"
+    );
+    assert_eq!(
+        app.get("/api/v1/me", &ann.token).await.status(),
+        StatusCode::OK
+    );
+    app.stop().await;
+}
+
 both_topologies!(
+    dead_sessions_are_deleted,
     sign_up_tells_nobody_who_has_an_account,
     signup_login_me_logout,
     signup_rejects_bad_input_and_duplicates,

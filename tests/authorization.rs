@@ -134,7 +134,8 @@ const PAGE_ROWS: &[Row] = &[
     page("GET", "/app/signup", [200, 303, 303, 303]),
     page("POST", "/app/signup", [303, 303, 303, 303]),
     page("GET", "/app/signin", [200, 303, 303, 303]),
-    page("POST", "/app/signin", [303, 303, 303, 303]),
+    // Signing in ends the session the browser held: each caller sends a session of its own.
+    fresh_page("POST", "/app/signin", [303, 303, 303, 303]),
     fresh_page("POST", "/app/signout", [303, 303, 303, 303]),
     page("GET", "/app/files", [303, 200, 200, 200]),
     page("POST", "/app/files", [303, 303, 303, 303]),

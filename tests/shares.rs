@@ -911,7 +911,91 @@ async fn a_head_request_is_not_a_download(topology: Topology) {
     app.stop().await;
 }
 
+/// The audit rows of `action` on `share`: (how many stand for one request, how many requests
+/// the summaries among them count).
+async fn audited(app: &TestApp, action: &str, share: &str) -> (usize, u64) {
+    use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+    let rows = entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::Action.eq(action))
+        .filter(entity::audit_event::Column::TargetId.eq(share))
+        .all(&app.core().db)
+        .await
+        .expect("audit rows");
+    let single = rows
+        .iter()
+        .filter(|r| r.details.get("repeated").is_none())
+        .count();
+    let repeated = rows
+        .iter()
+        .filter_map(|r| r.details.get("repeated").and_then(Value::as_u64))
+        .sum();
+    (single, repeated)
+}
+
+/// Polls until the summaries of `action` on `share` count `repeated` requests.
+async fn wait_for_repeated(app: &TestApp, action: &str, share: &str, repeated: u64) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (single, counted) = audited(app, action, share).await;
+        if counted >= repeated {
+            assert_eq!(counted, repeated, "{action}");
+            return single;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{action}: {counted} of {repeated} repeats recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Anyone holding a link can load it, or a dead one, as often as they like: the first views
+/// and refusals of each link are audited one by one, the rest as one counted event per window.
+async fn anonymous_traffic_adds_a_bounded_number_of_audit_rows(topology: Topology) {
+    let settings = [("COFFER_AUDIT_REPEAT_WINDOW", "2s")];
+    let app = TestApp::spawn_with(topology, &settings, Roles::ALL).await;
+    let ann = app.user().await;
+    let file = ready_file(&app, &ann, "popular.txt", b"read me".to_vec()).await;
+    let created: Value = share(&app, &ann, &file, json!({}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let url = created["shares"][0]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let id = created["shares"][0]["id"].as_str().expect("id").to_owned();
+
+    const HITS: usize = 60;
+    let first = coffer::coffer_core::audit::RECORDED_PER_WINDOW as usize;
+    for _ in 0..HITS {
+        assert_eq!(page(&app, &url).await.0, StatusCode::OK);
+    }
+    let single = wait_for_repeated(&app, "share.viewed", &id, (HITS - first) as u64).await;
+    assert_eq!(single, first, "the first views of the window, one by one");
+
+    let revoked = app
+        .http
+        .delete(app.url(&format!("/api/v1/shares/{id}")))
+        .bearer_auth(&ann.token)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    for _ in 0..HITS {
+        assert_eq!(page(&app, &url).await.0, StatusCode::GONE);
+    }
+    let single = wait_for_repeated(&app, "share.denied", &id, (HITS - first) as u64).await;
+    assert_eq!(
+        single, first,
+        "the first refusals of the window, one by one"
+    );
+    app.stop().await;
+}
+
 both_topologies!(
+    anonymous_traffic_adds_a_bounded_number_of_audit_rows,
     a_head_request_is_not_a_download,
     each_recipient_gets_their_own_link_and_downloads_the_file,
     links_asked_for_with_the_upload_go_out_only_once_ready,

@@ -456,6 +456,36 @@ async fn session_cookies_carry_their_flags() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_again_ends_the_session_it_replaces() {
+    let app = spawn_with_admin(Topology::Embedded, &[]).await;
+    let mut browser = Browser::new(&app);
+    // A second tab's form, opened before the first sign-in and sent after it.
+    let csrf = browser.get("/app/signin").await.csrf();
+    browser.sign_in(ADMIN.0, ADMIN.1).await;
+    let first = browser.cookies["coffer_session"].clone();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("email", ADMIN.0),
+        ("password", ADMIN.1),
+    ];
+    let again = browser.post("/app/signin", &fields).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    let second = browser.cookies["coffer_session"].clone();
+    assert_ne!(first, second, "a new session");
+    assert_eq!(
+        app.get("/api/v1/me", &first).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the one it replaced is over"
+    );
+    assert_eq!(
+        app.get("/api/v1/me", &second).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(browser.get("/app/files").await.status, StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_account_is_sent_to_sign_in() {
     let app = spawn_with_admin(Topology::Embedded, &[]).await;
     let ann_email = email("ann");

@@ -1,7 +1,11 @@
 //! Audit events, written in the same transaction as the action they record. Sealing the chain
 //! (sequence numbers and hashes) is a separate step.
 
-use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait as _};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -148,38 +152,208 @@ const MOST_PER_INSERT: usize = 256;
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
     queue: mpsc::UnboundedSender<Pending>,
+    repeats: Arc<Repeats>,
 }
 
 impl AuditWriter {
     /// Starts the writer on the current runtime; it stops when the last handle is dropped.
-    pub fn start(db: DatabaseConnection, gate: crate::db::WriteGate) -> Self {
+    /// `repeat_window` is the window of [`AuditWriter::record_repeatable`].
+    pub fn start(
+        db: DatabaseConnection,
+        gate: crate::db::WriteGate,
+        repeat_window: Duration,
+    ) -> Self {
         let (queue, mut incoming) = mpsc::unbounded_channel::<Pending>();
+        let repeats = Arc::new(Repeats::new(repeat_window));
+        let closing = repeats.clone();
         tokio::spawn(async move {
+            let insert = |rows: Vec<audit_event::ActiveModel>| {
+                let (db, gate) = (&db, &gate);
+                async move {
+                    let entered = gate.enter().await;
+                    let result = audit_event::Entity::insert_many(rows).exec(db).await;
+                    drop(entered);
+                    result
+                }
+            };
+            let mut closes = tokio::time::interval(closing.window / 2);
+            closes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut batch = Vec::new();
-            while incoming.recv_many(&mut batch, MOST_PER_INSERT).await > 0 {
-                let (rows, waiting): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-                let entered = gate.enter().await;
-                let result = audit_event::Entity::insert_many(rows).exec(&db).await;
-                drop(entered);
-                for request in waiting {
-                    let _ = request.send(match &result {
-                        Ok(_) => Ok(()),
-                        Err(err) => Err(copy_of(err)),
-                    });
+            loop {
+                tokio::select! {
+                    received = incoming.recv_many(&mut batch, MOST_PER_INSERT) => {
+                        if received == 0 {
+                            break;
+                        }
+                        let (rows, waiting): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+                        let result = insert(rows).await;
+                        for request in waiting {
+                            let _ = request.send(match &result {
+                                Ok(_) => Ok(()),
+                                Err(err) => Err(copy_of(err)),
+                            });
+                        }
+                    }
+                    _ = closes.tick() => {
+                        let rows = closing.close(Some(Utc::now()));
+                        if !rows.is_empty() && let Err(err) = insert(rows).await {
+                            tracing::warn!(error = %err, "could not record repeated audit events");
+                        }
+                    }
                 }
             }
+            // The last handle is gone: what the open windows counted is recorded now.
+            let rows = closing.close(None);
+            if !rows.is_empty()
+                && let Err(err) = insert(rows).await
+            {
+                tracing::warn!(error = %err, "could not record repeated audit events");
+            }
         });
-        Self { queue }
+        Self { queue, repeats }
     }
 
     /// Records `event` on its own; returns once it is committed.
     pub async fn record(&self, event: Event) -> Result<(), sea_orm::DbErr> {
+        self.insert(event.into_row()).await
+    }
+
+    async fn insert(&self, row: audit_event::ActiveModel) -> Result<(), sea_orm::DbErr> {
         let (done, committed) = oneshot::channel();
         let stopped = || sea_orm::DbErr::Custom("the audit writer has stopped".into());
-        self.queue
-            .send((event.into_row(), done))
-            .map_err(|_| stopped())?;
+        self.queue.send((row, done)).map_err(|_| stopped())?;
         committed.await.map_err(|_| stopped())?
+    }
+
+    /// Records an event that anyone on the internet can cause as often as they like (a view of
+    /// a link, a hit on a dead one, a failed sign-in). The first [`RECORDED_PER_WINDOW`] of each
+    /// `key` in a window are recorded one by one, as [`AuditWriter::record`] would; the rest are
+    /// counted, and recorded as one event of the same action when the window closes, with
+    /// `details.repeated` (how many), `details.from` and `details.to` (their first and last
+    /// time), and the last one's actor, target and address.
+    pub async fn record_repeatable(&self, key: String, event: Event) -> Result<(), sea_orm::DbErr> {
+        match self.repeats.count(key, event, Utc::now()) {
+            Repeat::Record(event, closed) => {
+                if let Some(row) = closed {
+                    self.insert(row).await?;
+                }
+                self.record(event).await
+            }
+            Repeat::Counted(Some(row)) => self.insert(row).await,
+            Repeat::Counted(None) => Ok(()),
+        }
+    }
+}
+
+/// How many events of one kind a window records one by one before it only counts them.
+pub const RECORDED_PER_WINDOW: u32 = 10;
+/// Most kinds counted at once; beyond them, new kinds of an action share one count.
+const MOST_KINDS: usize = 100_000;
+
+/// The open windows of [`AuditWriter::record_repeatable`], by key.
+#[derive(Debug)]
+struct Repeats {
+    window: Duration,
+    open: Mutex<HashMap<String, Window>>,
+}
+
+#[derive(Debug)]
+struct Window {
+    opened: DateTime<Utc>,
+    recorded: u32,
+    counted: u64,
+    first_counted: Option<DateTime<Utc>>,
+    last: Option<(Event, DateTime<Utc>)>,
+}
+
+enum Repeat {
+    /// Record this event; and first, the count of the key's window that just closed, if any.
+    Record(Event, Option<audit_event::ActiveModel>),
+    /// Counted; the count of the key's window that just closed, if any, is to be recorded.
+    Counted(Option<audit_event::ActiveModel>),
+}
+
+impl Repeats {
+    fn new(window: Duration) -> Self {
+        Self {
+            window: window.max(Duration::from_secs(1)),
+            open: Mutex::default(),
+        }
+    }
+
+    fn span(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::minutes(10))
+    }
+
+    fn count(&self, key: String, event: Event, now: DateTime<Utc>) -> Repeat {
+        let span = self.span();
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = if open.len() >= MOST_KINDS && !open.contains_key(&key) {
+            format!("{}:*", event.action)
+        } else {
+            key
+        };
+        let window = open.entry(key).or_insert_with(|| Window::new(now));
+        let closed = if window.opened + span <= now {
+            std::mem::replace(window, Window::new(now)).summary()
+        } else {
+            None
+        };
+        if window.recorded < RECORDED_PER_WINDOW {
+            window.recorded += 1;
+            return Repeat::Record(event, closed);
+        }
+        window.counted += 1;
+        window.first_counted.get_or_insert(now);
+        window.last = Some((event, now));
+        Repeat::Counted(closed)
+    }
+
+    /// Takes the windows closed by `now` (all of them, with `None`) and returns the counts to
+    /// record.
+    fn close(&self, now: Option<DateTime<Utc>>) -> Vec<audit_event::ActiveModel> {
+        let span = self.span();
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut rows = Vec::new();
+        open.retain(|_, window| {
+            if now.is_some_and(|now| window.opened + span > now) {
+                return true;
+            }
+            if let Some(row) = std::mem::replace(window, Window::new(Utc::now())).summary() {
+                rows.push(row);
+            }
+            false
+        });
+        rows
+    }
+}
+
+impl Window {
+    fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            opened: now,
+            recorded: 0,
+            counted: 0,
+            first_counted: None,
+            last: None,
+        }
+    }
+
+    /// The event that stands for the ones this window counted, if it counted any.
+    fn summary(self) -> Option<audit_event::ActiveModel> {
+        let (mut event, last_at) = self.last?;
+        event.details = json!({
+            "repeated": self.counted,
+            "from": self.first_counted.unwrap_or(last_at),
+            "to": last_at,
+        });
+        Some(event.into_row())
     }
 }
 

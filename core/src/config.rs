@@ -93,6 +93,9 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Sign-ups one client address may make per hour (`COFFER_SIGNUPS_PER_HOUR`).
     pub signups_per_hour: u32,
+    /// The window in which anonymous audit events of one kind beyond the first few are counted
+    /// instead of recorded one by one (`COFFER_AUDIT_REPEAT_WINDOW`).
+    pub audit_repeat_window: Duration,
     /// Longest lifetime a share link may be given.
     pub share_max_ttl: Duration,
     /// A file left this long in `quarantined` or `validated` is re-enqueued by the sweep.
@@ -323,6 +326,15 @@ impl Config {
             "COFFER_SIGNUPS_PER_HOUR",
             "a number of sign-ups",
         )?;
+        let audit_repeat_window = parse_duration(
+            get("COFFER_AUDIT_REPEAT_WINDOW").unwrap_or("10m"),
+        )
+        .ok_or_else(|| {
+            bad(
+                "COFFER_AUDIT_REPEAT_WINDOW",
+                "a duration such as 10m, 1h or 30s",
+            )
+        })?;
         let session_ttl = Duration::from_secs(
             60 * 60
                 * parse_or::<u64>(
@@ -419,6 +431,7 @@ impl Config {
             admin,
             session_ttl,
             signups_per_hour,
+            audit_repeat_window,
             share_max_ttl,
             stuck_after,
             job_max_attempts,

@@ -152,9 +152,11 @@ impl Core {
         };
         let scanner = config.clamav_addr.clone().map(scan::Scanner::new);
         let write_gate = db::WriteGate::for_db(&db);
+        let audit =
+            audit::AuditWriter::start(db.clone(), write_gate.clone(), config.audit_repeat_window);
         Ok(Self {
             config: Arc::new(config),
-            audit: audit::AuditWriter::start(db.clone(), write_gate.clone()),
+            audit,
             write_gate,
             db,
             storage,

@@ -2,7 +2,8 @@
 //! several processes must share them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::hash::BuildHasher as _;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -10,7 +11,7 @@ use redis::aio::ConnectionManager;
 
 #[derive(Clone)]
 pub enum RateLimiter {
-    Memory(Arc<Mutex<HashMap<String, (u32, Instant)>>>),
+    Memory(Arc<Windows>),
     Redis {
         conn: ConnectionManager,
         namespace: String,
@@ -26,9 +27,89 @@ impl std::fmt::Debug for RateLimiter {
     }
 }
 
+/// Independent locks over the in-process counters: an attempt locks one shard, for one lookup.
+const SHARDS: usize = 64;
+/// How often spent windows are dropped, one shard at a time, away from any attempt.
+const PRUNE_EVERY: Duration = Duration::from_secs(30);
+
+/// The in-process counters: each key's attempts in its window, and when the window closes. An
+/// attempt never walks the map; a closed window is reset when its key comes back, and dropped
+/// by [`Windows::prune`] when it does not.
+pub struct Windows {
+    hasher: std::hash::RandomState,
+    shards: Box<[Mutex<Shard>]>,
+}
+
+/// Each key's attempts so far, and when its window closes.
+type Shard = HashMap<String, (u32, Instant)>;
+
+impl Default for Windows {
+    fn default() -> Self {
+        Self {
+            hasher: std::hash::RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+impl Windows {
+    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
+        let index = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops every closed window, holding one shard's lock at a time.
+    pub fn prune(&self) {
+        let now = Instant::now();
+        for shard in &self.shards {
+            shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|_, (_, until)| *until > now);
+        }
+    }
+
+    /// How many keys are held, closed windows included.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len()
+            })
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Prunes `windows` every [`PRUNE_EVERY`] until the limiter is dropped.
+async fn prune_until_dropped(windows: Weak<Windows>) {
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    tick.tick().await; // the first tick is immediate
+    loop {
+        tick.tick().await;
+        let Some(windows) = windows.upgrade() else {
+            return;
+        };
+        // Off the runtime's worker threads: a large map takes a while to walk.
+        let _ = tokio::task::spawn_blocking(move || windows.prune()).await;
+    }
+}
+
 impl RateLimiter {
+    /// Counters in this process, pruned by a task on the current runtime (when there is one).
     pub fn memory() -> Self {
-        Self::Memory(Arc::default())
+        let windows = Arc::new(Windows::default());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(prune_until_dropped(Arc::downgrade(&windows)));
+        }
+        Self::Memory(windows)
     }
 
     pub async fn redis(url: &str, namespace: &str) -> anyhow::Result<Self> {
@@ -54,13 +135,13 @@ impl RateLimiter {
         window: Duration,
     ) -> anyhow::Result<Option<Duration>> {
         match self {
-            Self::Memory(map) => {
-                let mut map = map
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Self::Memory(windows) => {
+                let mut shard = windows.shard(key);
                 let now = Instant::now();
-                map.retain(|_, (_, until)| *until > now);
-                let entry = map.entry(key.to_owned()).or_insert((0, now + window));
+                let entry = shard.entry(key.to_owned()).or_insert((0, now + window));
+                if entry.1 <= now {
+                    *entry = (0, now + window); // its window closed: a fresh one
+                }
                 if entry.0 >= limit {
                     return Ok(Some(entry.1 - now));
                 }
@@ -111,12 +192,8 @@ impl RateLimiter {
     /// Returns a unit taken for an attempt that succeeded.
     pub async fn give_back(&self, key: &str) -> anyhow::Result<()> {
         match self {
-            Self::Memory(map) => {
-                if let Some(entry) = map
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .get_mut(key)
-                {
+            Self::Memory(windows) => {
+                if let Some(entry) = windows.shard(key).get_mut(key) {
                     entry.0 = entry.0.saturating_sub(1);
                 }
             }
@@ -130,10 +207,8 @@ impl RateLimiter {
 
     pub async fn clear(&self, key: &str) -> anyhow::Result<()> {
         match self {
-            Self::Memory(map) => {
-                map.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .remove(key);
+            Self::Memory(windows) => {
+                windows.shard(key).remove(key);
             }
             Self::Redis { conn, namespace } => {
                 let mut conn = conn.clone();
@@ -189,5 +264,50 @@ mod tests {
         }
         limiter.clear("k").await.expect("ok");
         assert_eq!(limiter.take("k", 3, window).await.expect("ok"), None);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_leaves_other_keys_alone_and_pruning_drops_closed_windows() {
+        let limiter = RateLimiter::memory();
+        let RateLimiter::Memory(windows) = &limiter else {
+            unreachable!("a memory limiter")
+        };
+        // A hundred thousand addresses tried once, as a spray of random emails would.
+        let short = Duration::from_millis(1);
+        for i in 0..100_000 {
+            let key = format!("login:email:{i}");
+            assert_eq!(limiter.take(&key, 5, short).await.expect("ok"), None);
+        }
+        let open = Duration::from_secs(60);
+        // Every one of those windows closes (a millisecond each).
+        let last = "login:email:99999";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while windows.shard(last).get(last).expect("kept").1 > Instant::now() {
+            assert!(Instant::now() < deadline, "the windows never closed");
+            tokio::task::yield_now().await;
+        }
+        // An attempt walks none of them: the closed windows are all still there.
+        assert_eq!(
+            limiter.take("login:ip:one", 5, open).await.expect("ok"),
+            None
+        );
+        assert_eq!(windows.len(), 100_001);
+        // A key whose window closed starts a fresh one when it comes back.
+        for _ in 0..5 {
+            assert_eq!(
+                limiter.take("login:email:7", 5, open).await.expect("ok"),
+                None
+            );
+        }
+        assert!(
+            limiter
+                .take("login:email:7", 5, open)
+                .await
+                .expect("ok")
+                .is_some()
+        );
+        // The pruner drops what is closed and keeps what is open.
+        windows.prune();
+        assert_eq!(windows.len(), 2);
     }
 }

@@ -9,6 +9,7 @@ mod m20261202_000001_share_claims;
 mod m20261203_000001_key_checks;
 mod m20261203_000002_one_rotation;
 mod m20261204_000001_file_attempts;
+mod m20261204_000002_session_expiry;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_key_checks::Migration),
             Box::new(m20261203_000002_one_rotation::Migration),
             Box::new(m20261204_000001_file_attempts::Migration),
+            Box::new(m20261204_000002_session_expiry::Migration),
         ]
     }
 }

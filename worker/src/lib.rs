@@ -158,6 +158,7 @@ async fn rewrap_job(
 }
 
 async fn sweep_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {
+    coffer_core::services::users::remove_dead_sessions(&core).await?;
     jobs::sweep(&core)
         .await
         .map(|_| ())

@@ -109,6 +109,7 @@ impl AccountsApi {
             core(req)?,
             &body.email,
             SecretString::from(body.password),
+            None, // a bearer client may hold several tokens at once
             &meta(req),
         )
         .await?;

@@ -77,6 +77,7 @@ pub async fn signin(req: &Request, body: Body) -> poem::Result<Response> {
         core,
         email,
         SecretString::from(password.to_owned()),
+        session::cookie(req, session::SESSION_COOKIE),
         &meta(req),
     )
     .await

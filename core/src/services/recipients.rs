@@ -69,7 +69,8 @@ async fn deny(
     meta: &RequestMeta,
 ) -> Result<(), ServiceError> {
     core.audit
-        .record(
+        .record_repeatable(
+            format!("share.denied:{share_id}"),
             Event::new("share.denied", Actor::Recipient(share_id))
                 .target("share", share_id)
                 .outcome(Outcome::Denied)
@@ -156,7 +157,8 @@ pub async fn view(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<La
         .map(|u| u.email)
         .unwrap_or_default();
     core.audit
-        .record(
+        .record_repeatable(
+            format!("share.viewed:{}", share.id),
             Event::new("share.viewed", Actor::Recipient(share.id))
                 .target("share", share.id)
                 .from(meta),

@@ -210,11 +210,15 @@ fn limiter_keys(email: &str, meta: &RequestMeta) -> [String; 2] {
 }
 
 /// Checks the password and opens a session. Unknown email, wrong password and disabled account
-/// look the same from outside (same error, a hash verified either way).
+/// look the same from outside (same error, a hash verified either way). `replacing` is the
+/// token of the session this sign-in takes the place of (the browser's cookie): a successful
+/// sign-in ends it, whoever it belonged to, so that signing in again never leaves the old
+/// session alive.
 pub async fn login(
     core: &Core,
     email: &str,
     password: SecretString,
+    replacing: Option<&str>,
     meta: &RequestMeta,
 ) -> ServiceResult<(Token, DateTime<Utc>)> {
     let [email_key, ip_key] = limiter_keys(email, meta);
@@ -256,10 +260,15 @@ pub async fn login(
                 .outcome(Outcome::Denied)
                 .details(serde_json::json!({ "email": email.chars().take(254).collect::<String>(), "reason": reason }))
                 .from(meta);
-            if let Some(a) = &other {
-                event = event.target("user", a.id);
-            }
-            core.audit.record(event).await?;
+            let kind = match &other {
+                Some(a) => {
+                    event = event.target("user", a.id);
+                    format!("user.login_failed:{}", a.id)
+                }
+                // Unknown addresses are as many as a sprayer can invent: one kind for all.
+                None => "user.login_failed:unknown".to_owned(),
+            };
+            core.audit.record_repeatable(kind, event).await?;
             return Err(ServiceError::Unauthorized);
         }
     };
@@ -281,8 +290,25 @@ pub async fn login(
     })
     .exec(&txn)
     .await?;
+    let replaced = match replacing.and_then(Token::parse) {
+        Some(old) => {
+            session::Entity::update_many()
+                .col_expr(
+                    session::Column::RevokedAt,
+                    sea_orm::sea_query::Expr::value(now),
+                )
+                .filter(session::Column::TokenHash.eq(old.hash()))
+                .filter(session::Column::RevokedAt.is_null())
+                .exec(&txn)
+                .await?
+                .rows_affected
+                > 0
+        }
+        None => false,
+    };
     Event::new("user.login", user.actor())
         .target("user", user.id)
+        .details(serde_json::json!({ "replaced_session": replaced }))
         .from(meta)
         .record(&txn)
         .await?;
@@ -343,6 +369,24 @@ pub async fn authenticate(core: &Core, raw_token: &str) -> ServiceResult<Session
             role: Role::from_db(&role),
         },
     })
+}
+
+/// Deletes sessions that can no longer be used (expired or revoked): they are kept nowhere once
+/// dead. Returns how many went.
+pub async fn remove_dead_sessions(core: &Core) -> Result<u64, sea_orm::DbErr> {
+    let removed = session::Entity::delete_many()
+        .filter(
+            sea_orm::Condition::any()
+                .add(session::Column::ExpiresAt.lte(Utc::now()))
+                .add(session::Column::RevokedAt.is_not_null()),
+        )
+        .exec(&core.db)
+        .await?
+        .rows_affected;
+    if removed > 0 {
+        tracing::debug!(removed, "deleted dead sessions");
+    }
+    Ok(removed)
 }
 
 pub async fn logout(core: &Core, session: &Session, meta: &RequestMeta) -> ServiceResult<()> {
