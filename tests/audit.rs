@@ -252,6 +252,31 @@ async fn a_long_chain_is_checked_across_pages(topology: Topology) {
     app.stop().await;
 }
 
+/// The sealer goes on while an admin verifies: events sealed during the walk, after the page
+/// it read last, are the chain growing, not a gap.
+async fn verifying_while_the_chain_grows_finds_no_gap(topology: Topology) {
+    let (app, admin) = spawn(topology).await;
+    activity_sealed(&app, &admin).await;
+    for running in &app.running {
+        running.stopper().cancel();
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let grow = async {
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            extend_chain(&app, 5).await;
+        }
+    };
+    let check = async {
+        for round in 0..100 {
+            let report = audit::verify(&app.core().db).await.expect("verify");
+            assert!(report.ok, "round {round}: {report:?}");
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    tokio::join!(grow, check);
+    app.stop().await;
+}
+
 async fn admins_query_the_log_with_filters_and_a_cursor(topology: Topology) {
     let (app, admin) = spawn(topology).await;
     activity_sealed(&app, &admin).await;
@@ -564,6 +589,7 @@ async fn every_action_is_recorded_with_actor_target_and_outcome(topology: Topolo
 }
 
 both_topologies!(
+    verifying_while_the_chain_grows_finds_no_gap,
     tampering_is_found_at_the_right_place,
     a_deleted_row_is_reported,
     a_long_chain_is_checked_across_pages,

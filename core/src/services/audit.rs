@@ -254,6 +254,13 @@ pub async fn verify(db: &DatabaseConnection) -> Result<Verification, sea_orm::Db
         AbortOnDropHandle::new(tokio::spawn(async move { sealed_range(&db, from).await }))
     };
     let failed = |e: tokio::task::JoinError| sea_orm::DbErr::Custom(format!("verifying: {e}"));
+    let head_before: Option<i64> = audit_event::Entity::find()
+        .select_only()
+        .column_as(audit_event::Column::Seq.max(), "head")
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await?
+        .flatten();
     let page_len = VERIFY_PAGE as i64;
     let mut walk = Walk {
         previous: GENESIS.to_vec(),
@@ -279,15 +286,9 @@ pub async fn verify(db: &DatabaseConnection) -> Result<Verification, sea_orm::Db
         }
     }
     drop(ahead);
-    // The walk stopped at a page that was not whole: the head, unless a sealed event comes after
-    // a gap.
-    if walk.bad.is_none()
-        && audit_event::Entity::find()
-            .filter(audit_event::Column::Seq.gte(walk.expected))
-            .one(db)
-            .await?
-            .is_some()
-    {
+    // The walk stopped at a page that was not whole: at the head, or at a gap if the head was
+    // further on when the walk began (what the sealer added meanwhile is the next walk's).
+    if walk.bad.is_none() && head_before.is_some_and(|head| walk.expected <= head) {
         walk.bad = Some(walk.expected);
     }
     let head = (walk.checked > 0).then(|| (walk.expected - 1, hex::encode(&walk.previous)));
