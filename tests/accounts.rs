@@ -385,6 +385,153 @@ async fn sign_up_tells_nobody_who_has_an_account(topology: Topology) {
     app.stop().await;
 }
 
+/// A sign-in sent through a proxy at 127.0.0.1 on behalf of `client` (an `X-Forwarded-For`
+/// list, as the proxy would pass it on).
+async fn login_from(app: &TestApp, client: &str, email: &str, password: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", client)
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .expect("login")
+}
+
+/// The audit rows of `action`: (address, details) of each.
+async fn audited(app: &TestApp, action: &str) -> Vec<(Option<String>, Value)> {
+    use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+    entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::Action.eq(action))
+        .all(&app.core().db)
+        .await
+        .expect("audit rows")
+        .into_iter()
+        .map(|e| (e.ip, e.details))
+        .collect()
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Behind a trusted proxy each client has its own budget and is audited under its own
+/// address: nobody can lock a named user out from elsewhere.
+async fn behind_a_trusted_proxy_each_client_is_itself(topology: Topology) {
+    let settings = [("COFFER_TRUSTED_PROXIES", "127.0.0.1/32")];
+    let app = TestApp::spawn_with(topology, &settings, coffer::Roles::ALL).await;
+    let ann = app.user().await;
+    let attacker = "198.51.100.1";
+    for _ in 0..10 {
+        let guess = login_from(&app, attacker, &ann.email, "wrong password!!").await;
+        assert_eq!(guess.status(), StatusCode::UNAUTHORIZED);
+    }
+    let limited = login_from(&app, attacker, &ann.email, "wrong password!!").await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Prepending an address of one's own choosing changes nothing: the list is read from the
+    // right, where the proxy put what it saw.
+    let spoofed = login_from(&app, "203.0.113.7, 198.51.100.1", &ann.email, PASSWORD).await;
+    assert_eq!(spoofed.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Ann, from her own address, is not locked out.
+    let own = login_from(&app, "203.0.113.7", &ann.email, PASSWORD).await;
+    assert_eq!(own.status(), StatusCode::OK);
+
+    let failed = audited(&app, "user.login_failed").await;
+    assert_eq!(failed.len(), 10);
+    assert!(
+        failed.iter().all(|(ip, _)| ip.as_deref() == Some(attacker)),
+        "{failed:?}"
+    );
+    let refused = audited(&app, "user.login_rate_limited").await;
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|(ip, _)| ip.as_deref() == Some(attacker))
+    );
+    app.stop().await;
+}
+
+/// Without `COFFER_TRUSTED_PROXIES` nobody's forwarding headers are read.
+async fn forwarding_headers_are_ignored_unless_the_proxy_is_trusted(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let ann = app.user().await;
+    let guess = login_from(&app, "198.51.100.1", &ann.email, "wrong password!!").await;
+    assert_eq!(guess.status(), StatusCode::UNAUTHORIZED);
+    let failed = audited(&app, "user.login_failed").await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0.as_deref(), Some("127.0.0.1"));
+    app.stop().await;
+}
+
+/// Guesses spread over many addresses are paced per account (one attempt per two seconds once
+/// the account has had 20 failures), never a lockout: the owner gets in within seconds. The
+/// refusals are audited, counted rather than one row each.
+async fn guessing_from_many_addresses_is_paced_and_the_owner_still_gets_in(topology: Topology) {
+    let settings = [
+        ("COFFER_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ("COFFER_AUDIT_REPEAT_WINDOW", "2s"),
+    ];
+    let app = TestApp::spawn_with(topology, &settings, coffer::Roles::ALL).await;
+    let ann = app.user().await;
+    let mut paced = 0;
+    for i in 0..40 {
+        let guess = login_from(&app, &format!("198.51.100.{i}"), &ann.email, "wrong!!").await;
+        match guess.status() {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::TOO_MANY_REQUESTS => {
+                let wait: u64 = guess.headers()["retry-after"]
+                    .to_str()
+                    .expect("text")
+                    .parse()
+                    .expect("seconds");
+                assert!(wait <= 2, "a pace, not a lockout: {wait}");
+                assert!(i >= 20, "the first 20 failures are not paced ({i})");
+                paced += 1;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert!(
+        paced >= 15,
+        "spread guessing is paced: {paced} of 20 refused"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let own = login_from(&app, "203.0.113.7", &ann.email, PASSWORD).await;
+        if own.status() == StatusCode::OK {
+            break;
+        }
+        assert_eq!(own.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the owner was locked out"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Each refusal is counted: the first ten one by one, the rest in one row when the window
+    // closes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = audited(&app, "user.login_rate_limited").await;
+        let single = rows
+            .iter()
+            .filter(|(_, d)| d.get("repeated").is_none())
+            .count();
+        let repeated: u64 = rows
+            .iter()
+            .filter_map(|(_, d)| d.get("repeated").and_then(Value::as_u64))
+            .sum();
+        assert!(single <= 10, "{single} rows of their own");
+        if single as u64 + repeated >= paced {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{single} + {repeated} of {paced}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
 /// Sessions that can no longer be used are deleted by the sweep, not kept for good.
 async fn dead_sessions_are_deleted(topology: Topology) {
     use sea_orm::sea_query::Expr;
@@ -451,6 +598,9 @@ async fn dead_sessions_are_deleted(topology: Topology) {
 
 both_topologies!(
     dead_sessions_are_deleted,
+    behind_a_trusted_proxy_each_client_is_itself,
+    forwarding_headers_are_ignored_unless_the_proxy_is_trusted,
+    guessing_from_many_addresses_is_paced_and_the_owner_still_gets_in,
     sign_up_tells_nobody_who_has_an_account,
     signup_login_me_logout,
     signup_rejects_bad_input_and_duplicates,

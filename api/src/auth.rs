@@ -53,8 +53,6 @@ pub fn core(req: &Request) -> Result<&Core, ApiError> {
         .ok_or_else(|| ApiError::internal(&"core missing from request data"))
 }
 
-/// Who is calling, for the audit log. The socket address is used: Coffer does not trust
-/// forwarding headers it cannot verify.
 /// A HEAD is answered with a download's headers only, and is never counted as one.
 pub fn delivery(req: &Request) -> coffer_core::services::files::Delivery {
     use coffer_core::services::files::Delivery;
@@ -69,12 +67,35 @@ pub fn delivery(req: &Request) -> coffer_core::services::files::Delivery {
     }
 }
 
+/// Who is calling, for the audit log and the rate limits: the socket's peer, or the client a
+/// trusted proxy (`COFFER_TRUSTED_PROXIES`) forwarded for; nobody else's forwarding headers
+/// are read.
 pub fn meta(req: &Request) -> RequestMeta {
+    let trusted = req
+        .data::<Core>()
+        .map_or(&[][..], |core| &core.config.trusted_proxies[..]);
+    let header = |name: &str| {
+        let lines: Vec<&str> = req
+            .headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!lines.is_empty()).then(|| lines.join(","))
+    };
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    let ip = if trusted.is_empty() {
+        peer
+    } else {
+        coffer_core::client::address(
+            peer,
+            header("forwarded").as_deref(),
+            header("x-forwarded-for").as_deref(),
+            trusted,
+        )
+    };
     RequestMeta {
-        ip: req
-            .remote_addr()
-            .as_socket_addr()
-            .map(|a| a.ip().to_string()),
+        ip: ip.map(|ip| ip.to_string()),
         user_agent: req
             .headers()
             .get(poem::http::header::USER_AGENT)

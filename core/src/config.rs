@@ -93,6 +93,9 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Sign-ups one client address may make per hour (`COFFER_SIGNUPS_PER_HOUR`).
     pub signups_per_hour: u32,
+    /// Proxies whose `Forwarded`/`X-Forwarded-For` headers name the client
+    /// (`COFFER_TRUSTED_PROXIES`); nobody else's are read.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The window in which anonymous audit events of one kind beyond the first few are counted
     /// instead of recorded one by one (`COFFER_AUDIT_REPEAT_WINDOW`).
     pub audit_repeat_window: Duration,
@@ -326,6 +329,15 @@ impl Config {
             "COFFER_SIGNUPS_PER_HOUR",
             "a number of sign-ups",
         )?;
+        let trusted_proxies = crate::client::parse_networks(
+            get("COFFER_TRUSTED_PROXIES").unwrap_or(""),
+        )
+        .ok_or_else(|| {
+            bad(
+                "COFFER_TRUSTED_PROXIES",
+                "comma-separated networks or addresses, such as 10.0.0.0/8,192.0.2.7",
+            )
+        })?;
         let audit_repeat_window = parse_duration(
             get("COFFER_AUDIT_REPEAT_WINDOW").unwrap_or("10m"),
         )
@@ -432,6 +444,7 @@ impl Config {
             session_ttl,
             signups_per_hour,
             audit_repeat_window,
+            trusted_proxies,
             share_max_ttl,
             stuck_after,
             job_max_attempts,
@@ -619,6 +632,7 @@ mod tests {
             ("COFFER_MAIL_FROM", "not a mailbox <"),
             ("COFFER_SHARE_MAX_TTL", "forever"),
             ("COFFER_JOB_MAX_ATTEMPTS", "0"),
+            ("COFFER_TRUSTED_PROXIES", "10.0.0.0/40"),
             ("COFFER_PROCESSING_DEADLINE", "soon"),
         ] {
             let err = Config::from_vars(vars(&[(var, value)])).expect_err(var);

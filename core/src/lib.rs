@@ -2,6 +2,7 @@
 //! the audit trail and the services that act on users and files.
 
 pub mod audit;
+pub mod client;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -19,8 +19,16 @@ use crate::types::{EmailAddress, Token};
 use crate::{Core, ServiceError, ServiceResult, password};
 
 const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
-const LOGIN_FAILURES_PER_EMAIL: u32 = 10;
+/// Failed sign-ins to one account from one address per window: the lockout, which nobody
+/// elsewhere can impose on the account's owner.
+const LOGIN_FAILURES_PER_ACCOUNT_AND_IP: u32 = 10;
+/// Failed sign-ins from one address per window, whatever the accounts.
 const LOGIN_FAILURES_PER_IP: u32 = 50;
+/// Failed sign-ins to one account per window, from all addresses, before its attempts are paced.
+const LOGIN_FAILURES_PER_ACCOUNT: u32 = 20;
+/// Past that, one attempt on the account per this long: guessing spread over many addresses is
+/// slowed to a crawl, and the owner waits seconds, never a window.
+const LOGIN_PACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -108,6 +116,14 @@ pub async fn signup(
     let ip_key = format!("signup:ip:{}", meta.ip.as_deref().unwrap_or("unknown"));
     let budget = [(ip_key.as_str(), core.config.signups_per_hour)];
     if let Some(retry_after) = core.limiter.take_all(&budget, SIGNUP_WINDOW).await? {
+        core.audit
+            .record_repeatable(
+                "user.signup_rate_limited".to_owned(),
+                Event::new("user.signup_rate_limited", Actor::Anonymous)
+                    .outcome(Outcome::Denied)
+                    .from(meta),
+            )
+            .await?;
         return Err(ServiceError::RateLimited { retry_after });
     }
     let hash = password::hash_for_signup(password).await?;
@@ -201,12 +217,31 @@ async fn create_user(
     })
 }
 
-fn limiter_keys(email: &str, meta: &RequestMeta) -> [String; 2] {
-    let email_key = hex::encode(&Sha256::digest(email.trim().to_lowercase().as_bytes())[..16]);
+/// The rate-limit keys of a sign-in: account and address, address, account, and the
+/// account's pace.
+fn limiter_keys(email: &str, meta: &RequestMeta) -> [String; 4] {
+    let account = hex::encode(&Sha256::digest(email.trim().to_lowercase().as_bytes())[..16]);
+    let ip = meta.ip.as_deref().unwrap_or("unknown");
     [
-        format!("login:email:{email_key}"),
-        format!("login:ip:{}", meta.ip.as_deref().unwrap_or("unknown")),
+        format!("login:account-ip:{account}:{ip}"),
+        format!("login:ip:{ip}"),
+        format!("login:account:{account}"),
+        format!("login:pace:{account}"),
     ]
+}
+
+/// Audits a sign-in refused by a rate limit, counted with the others refused by the same limit.
+async fn audit_limited(core: &Core, limit: &'static str, meta: &RequestMeta) -> ServiceResult<()> {
+    core.audit
+        .record_repeatable(
+            format!("user.login_rate_limited:{limit}"),
+            Event::new("user.login_rate_limited", Actor::Anonymous)
+                .outcome(Outcome::Denied)
+                .details(serde_json::json!({ "limit": limit }))
+                .from(meta),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Checks the password and opens a session. Unknown email, wrong password and disabled account
@@ -221,13 +256,26 @@ pub async fn login(
     replacing: Option<&str>,
     meta: &RequestMeta,
 ) -> ServiceResult<(Token, DateTime<Utc>)> {
-    let [email_key, ip_key] = limiter_keys(email, meta);
+    let [account_ip_key, ip_key, account_key, pace_key] = limiter_keys(email, meta);
     // Each attempt takes a unit first (so a burst cannot outrun the limit); a failure keeps it.
     let budgets = [
-        (email_key.as_str(), LOGIN_FAILURES_PER_EMAIL),
+        (account_ip_key.as_str(), LOGIN_FAILURES_PER_ACCOUNT_AND_IP),
         (ip_key.as_str(), LOGIN_FAILURES_PER_IP),
     ];
     if let Some(retry_after) = core.limiter.take_all(&budgets, LOGIN_WINDOW).await? {
+        audit_limited(core, "address", meta).await?;
+        return Err(ServiceError::RateLimited { retry_after });
+    }
+    // Many failures on the account from everywhere: one attempt per pace.
+    let counted = core
+        .limiter
+        .take(&account_key, LOGIN_FAILURES_PER_ACCOUNT, LOGIN_WINDOW)
+        .await?
+        .is_none();
+    if !counted && let Some(retry_after) = core.limiter.take(&pace_key, 1, LOGIN_PACE).await? {
+        core.limiter.give_back(&account_ip_key).await?;
+        core.limiter.give_back(&ip_key).await?;
+        audit_limited(core, "account", meta).await?;
         return Err(ServiceError::RateLimited { retry_after });
     }
 
@@ -313,8 +361,11 @@ pub async fn login(
         .record(&txn)
         .await?;
     txn.commit().await?;
-    core.limiter.clear(&email_key).await?;
+    core.limiter.clear(&account_ip_key).await?;
     core.limiter.give_back(&ip_key).await?;
+    if counted {
+        core.limiter.give_back(&account_key).await?;
+    }
     Ok((token, expires_at))
 }
 
