@@ -415,6 +415,62 @@ async fn stray_blobs_of_killed_runs_are_removed(topology: Topology) {
     app.stop().await;
 }
 
+/// An object without a file row is removed only when two orphan passes in a row find it so,
+/// however old it looks: a store may date a multipart object from the start of its upload, so
+/// a slow upload's quarantine object is "old" before its row is written.
+async fn an_object_is_an_orphan_only_when_two_passes_find_no_row(topology: Topology) {
+    use coffer::coffer_core::services::orphans;
+    use sea_orm::EntityTrait as _;
+    let settings = [("COFFER_ORPHAN_GRACE_SECS", "1")];
+    let mut app = TestApp::spawn_with(topology, &settings, Roles::API).await;
+    let user = app.user().await;
+    let id = app
+        .upload(&user, "slow.txt", b"uploaded slowly".to_vec())
+        .await;
+    let stray = format!("quarantine/{}", uuid::Uuid::now_v7());
+    app.put_object(&stray, b"nobody's".to_vec()).await;
+    let core = app.core().clone();
+    // Both objects older than the grace.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dated: Vec<_> =
+            futures::StreamExt::collect(core.storage.list_dated("quarantine")).await;
+        let cutoff = chrono::Utc::now() - chrono::Duration::seconds(1);
+        if dated
+            .iter()
+            .all(|d| d.as_ref().is_ok_and(|(_, at)| *at < cutoff))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the objects never aged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The upload's row is not written yet when the first pass lists its object.
+    let file_id = uuid::Uuid::parse_str(&id).expect("uuid");
+    let row = entity::file::Entity::find_by_id(file_id)
+        .one(&core.db)
+        .await
+        .expect("row")
+        .expect("the file");
+    entity::file::Entity::delete_by_id(file_id)
+        .exec(&core.db)
+        .await
+        .expect("hide the row");
+    assert_eq!(orphans::remove(&core).await.expect("first pass"), 0);
+    entity::file::Entity::insert(entity::file::ActiveModel::from(row))
+        .exec(&core.db)
+        .await
+        .expect("the row, written late");
+    assert_eq!(orphans::remove(&core).await.expect("second pass"), 1);
+    assert_eq!(
+        app.objects("quarantine").await,
+        vec![format!("quarantine/{id}")]
+    );
+    app.start_workers().await;
+    assert_eq!(app.wait_until_settled(&user, &id).await["status"], "ready");
+    app.stop().await;
+}
+
 /// A blob cut short, and two files' blobs swapped: neither is ever served, and each failure is
 /// audited.
 async fn truncated_and_swapped_blobs_are_refused(topology: Topology) {
@@ -520,6 +576,7 @@ both_topologies!(
     tampered_blobs_are_never_served,
     truncated_and_swapped_blobs_are_refused,
     stray_blobs_of_killed_runs_are_removed,
+    an_object_is_an_orphan_only_when_two_passes_find_no_row,
     no_plaintext_reaches_disk,
     repeated_and_concurrent_jobs_change_nothing,
     the_sweep_recovers_lost_jobs,

@@ -63,6 +63,8 @@ pub struct Core {
     pub audit: audit::AuditWriter,
     /// clamd, when `COFFER_CLAMAV_ADDR` is set.
     pub scanner: Option<scan::Scanner>,
+    /// Stored objects the last orphan pass found without a file row (see `services::orphans`).
+    pub(crate) rowless: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Core {
@@ -167,6 +169,7 @@ impl Core {
             mailer,
             metrics: metrics::Metrics::new(),
             scanner,
+            rowless: Arc::default(),
         })
     }
 }

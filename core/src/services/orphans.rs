@@ -5,7 +5,7 @@
 //! no longer exist, so they are unreadable, but they take space. This pass finds them by
 //! listing the store against the file rows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
@@ -58,7 +58,10 @@ impl Object {
 /// Whether `object` is no longer needed, given its file's row (status and blob id), if any.
 /// Objects of files still on their way to `ready` are left to the jobs, which clean up after
 /// themselves; an object without a row is only removed after `grace`, since an upload writes
-/// its quarantine object just before it records the row.
+/// its quarantine object just before it records the row — and only when the pass before found
+/// it without a row too: an object's age is not a safe guide on its own (a store may date a
+/// multipart object from the start of its upload, so a slow upload's object is "old" the
+/// moment it is complete, before its row is written).
 fn is_orphan(object: Object, row: Option<&(String, Option<Uuid>)>, old_enough: bool) -> bool {
     let Some((state, current_blob)) = row else {
         return old_enough;
@@ -82,6 +85,8 @@ pub async fn remove(core: &Core) -> Result<usize, JobError> {
     let cutoff =
         Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::hours(1));
     let mut removed = 0;
+    let seen_before = std::mem::take(&mut *lock(&core.rowless));
+    let mut rowless = HashSet::new();
     for prefix in ["quarantine", "blobs"] {
         let mut listing = core.storage.list_dated(prefix).chunks(PAGE);
         while let Some(page) = listing.next().await {
@@ -89,9 +94,10 @@ pub async fn remove(core: &Core) -> Result<usize, JobError> {
                 page.into_iter().collect::<Result<_, _>>().map_err(|e| {
                     JobError::Transient(anyhow::Error::new(e).context("listing stored objects"))
                 })?;
-            removed += remove_page(core, page, cutoff).await?;
+            removed += remove_page(core, page, cutoff, &seen_before, &mut rowless).await?;
         }
     }
+    *lock(&core.rowless) = rowless;
     removed += core.storage.remove_stale_partials(grace).await;
     if removed > 0 {
         tracing::info!(removed, "removed stored objects that no file needs");
@@ -99,10 +105,20 @@ pub async fn remove(core: &Core) -> Result<usize, JobError> {
     Ok(removed)
 }
 
+fn lock(set: &std::sync::Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    set.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes the page's orphans. An object without a row is removed only if it is in
+/// `seen_before` (the last pass found it without a row too); otherwise it goes into `rowless`
+/// for the next pass.
 async fn remove_page(
     core: &Core,
     page: Vec<(Path, DateTime<Utc>)>,
     cutoff: DateTime<Utc>,
+    seen_before: &HashSet<String>,
+    rowless: &mut HashSet<String>,
 ) -> Result<usize, JobError> {
     let objects: Vec<(Path, Object, DateTime<Utc>)> = page
         .into_iter()
@@ -123,7 +139,12 @@ async fn remove_page(
         .collect();
     let mut removed = 0;
     for (path, object, modified) in objects {
-        if !is_orphan(object, rows.get(&object.file()), modified < cutoff) {
+        let row = rows.get(&object.file());
+        if !is_orphan(object, row, modified < cutoff) {
+            continue;
+        }
+        if row.is_none() && !seen_before.contains(path.as_ref()) {
+            rowless.insert(path.to_string());
             continue;
         }
         match core.storage.delete(&path).await {
