@@ -171,6 +171,82 @@ async fn admins_list_change_and_disable_accounts(topology: Topology) {
     app.stop().await;
 }
 
+/// A disabled sender's links stop working (and work again when the account is re-enabled), and
+/// the share emails still waiting to go out are cancelled for good.
+async fn a_disabled_sender_s_links_stop_and_waiting_emails_are_cancelled(topology: Topology) {
+    // A mail server that never answers: share emails wait, retried.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let smtp = format!("smtp://127.0.0.1:{port}");
+    let settings = [
+        ("COFFER_ADMIN_EMAIL", ADMIN.0),
+        ("COFFER_ADMIN_PASSWORD", ADMIN.1),
+        ("COFFER_SMTP_URL", smtp.as_str()),
+    ];
+    let app = TestApp::spawn_with(topology, &settings, coffer::Roles::ALL).await;
+    let admin = app
+        .login(ADMIN.0, ADMIN.1)
+        .await
+        .json::<Value>()
+        .await
+        .expect("json");
+    let admin = admin["token"].as_str().expect("token").to_owned();
+    let ann = app.user().await;
+    let ann_id = user_id(&app, &ann).await;
+    let file = app
+        .upload(&ann, "notes.txt", b"for a client".to_vec())
+        .await;
+    assert_eq!(app.wait_until_settled(&ann, &file).await["status"], "ready");
+    let shares_url = format!("/api/v1/files/{file}/shares");
+    let link: Value = app
+        .post_json(&shares_url, &json!({}), Some(&ann.token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let url = link["shares"][0]["url"].as_str().expect("url").to_owned();
+    let mailed = app
+        .post_json(
+            &shares_url,
+            &json!({ "recipients": ["hal@example.org"] }),
+            Some(&ann.token),
+        )
+        .await;
+    assert_eq!(mailed.status(), StatusCode::CREATED);
+    let status = |url: String| {
+        let http = app.http.clone();
+        async move { http.get(url).send().await.expect("get").status() }
+    };
+    assert_eq!(status(url.clone()).await, StatusCode::OK);
+
+    let disabled = patch(&app, &admin, &ann_id, json!({ "disabled": true })).await;
+    assert_eq!(disabled.status(), StatusCode::OK);
+    assert_eq!(status(url.clone()).await, StatusCode::GONE);
+    assert_eq!(status(format!("{url}/download")).await, StatusCode::GONE);
+    let states: Vec<(String, String)> = {
+        use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+        entity::share::Entity::find()
+            .filter(entity::share::Column::FileId.eq(uuid::Uuid::parse_str(&file).expect("uuid")))
+            .all(&app.core().db)
+            .await
+            .expect("shares")
+            .into_iter()
+            .map(|s| (s.recipient.unwrap_or_default(), s.state))
+            .collect()
+    };
+    assert!(
+        states.contains(&("hal@example.org".to_owned(), "cancelled".to_owned())),
+        "{states:?}"
+    );
+
+    let enabled = patch(&app, &admin, &ann_id, json!({ "disabled": false })).await;
+    assert_eq!(enabled.status(), StatusCode::OK);
+    assert_eq!(status(url).await, StatusCode::OK, "the link works again");
+    app.stop().await;
+}
+
 async fn login_status(
     http: &reqwest::Client,
     base: &str,
@@ -343,5 +419,6 @@ async fn start_up_never_takes_over_an_account(topology: Topology) {
 
 both_topologies!(
     admins_list_change_and_disable_accounts,
+    a_disabled_sender_s_links_stop_and_waiting_emails_are_cancelled,
     start_up_never_takes_over_an_account
 );

@@ -102,6 +102,8 @@ pub async fn change(
             .filter(session::Column::RevokedAt.is_null())
             .exec(&txn)
             .await?;
+        super::shares::cancel_pending_of_owner(&txn, target, "the sender's account is disabled")
+            .await?;
     }
     let after = user::Model {
         role: change

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
-use sea_orm::{ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _};
+use sea_orm::{ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _, QuerySelect as _};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -115,6 +115,20 @@ async fn resolve(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<Res
     if let Some(reason) = gone_reason(&share, &file, Utc::now()) {
         deny(core, share.id, reason, meta).await?;
         return Err(Refusal::Gone(reason));
+    }
+    // A disabled sender's links stop working (and work again if the account is re-enabled).
+    let sender_disabled = user::Entity::find_by_id(share.owner_id)
+        .select_only()
+        .column(user::Column::Disabled)
+        .into_tuple::<bool>()
+        .all(&core.db)
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or(true);
+    if sender_disabled {
+        deny(core, share.id, "sender disabled", meta).await?;
+        return Err(Refusal::Gone("revoked"));
     }
     Ok(Resolved { share, file })
 }

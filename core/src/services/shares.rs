@@ -398,6 +398,36 @@ pub async fn cancel_pending(
     Ok(())
 }
 
+/// Cancels every pending share email of `owner` (whose account was just disabled): none of them
+/// goes out.
+pub async fn cancel_pending_of_owner(
+    txn: &impl ConnectionTrait,
+    owner: Uuid,
+    reason: &str,
+) -> Result<(), sea_orm::DbErr> {
+    let pending = share::Entity::find()
+        .filter(share::Column::OwnerId.eq(owner))
+        .filter(share::Column::State.eq(state::PENDING))
+        .all(txn)
+        .await?;
+    for row in pending {
+        share::Entity::update_many()
+            .col_expr(share::Column::State, Expr::value(state::CANCELLED))
+            .col_expr(share::Column::LastError, Expr::value(reason))
+            .filter(share::Column::Id.eq(row.id))
+            .filter(share::Column::State.eq(state::PENDING))
+            .exec(txn)
+            .await?;
+        Event::new("share.email_failed", Actor::System)
+            .target("share", row.id)
+            .outcome(Outcome::Failure)
+            .details(serde_json::json!({ "reason": reason, "file_id": row.file_id }))
+            .record(txn)
+            .await?;
+    }
+    Ok(())
+}
+
 pub async fn list(core: &Core, owner: &User, file_id: Uuid) -> ServiceResult<Vec<ShareView>> {
     file::Entity::find_by_id(file_id)
         .filter(file::Column::OwnerId.eq(owner.id))
