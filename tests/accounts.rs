@@ -532,6 +532,35 @@ async fn guessing_from_many_addresses_is_paced_and_the_owner_still_gets_in(topol
     app.stop().await;
 }
 
+/// What was typed at sign-in when it is no account's address (perhaps a password in the wrong
+/// field) is never stored: the audit row keeps a keyed hash, the same for the same address.
+async fn an_unknown_address_is_audited_only_as_a_keyed_hash(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let ann = app.user().await;
+    for typed in [
+        "MySecretPassw0rd@oops",
+        "nobody@example.org",
+        " Nobody@Example.org",
+        &ann.email,
+    ] {
+        let failed = app.login(typed, "wrong password!!").await;
+        assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
+    }
+    let rows = audited(&app, "user.login_failed").await;
+    assert_eq!(rows.len(), 4);
+    let text = serde_json::to_string(&rows).expect("json");
+    for secret in ["MySecretPassw0rd", "nobody", "Nobody"] {
+        assert!(!text.contains(secret), "{secret} was stored: {text}");
+    }
+    let hash = |i: usize| rows[i].1["email_hash"].as_str().map(str::to_owned);
+    assert!(hash(0).is_some_and(|h| h.len() == 64), "{text}");
+    assert_ne!(hash(0), hash(1));
+    assert_eq!(hash(1), hash(2), "one address, one hash");
+    // A known account's row names the account.
+    assert_eq!(rows[3].1["email"], ann.email.as_str());
+    app.stop().await;
+}
+
 /// Sessions that can no longer be used are deleted by the sweep, not kept for good.
 async fn dead_sessions_are_deleted(topology: Topology) {
     use sea_orm::sea_query::Expr;
@@ -598,6 +627,7 @@ async fn dead_sessions_are_deleted(topology: Topology) {
 
 both_topologies!(
     dead_sessions_are_deleted,
+    an_unknown_address_is_audited_only_as_a_keyed_hash,
     behind_a_trusted_proxy_each_client_is_itself,
     forwarding_headers_are_ignored_unless_the_proxy_is_trusted,
     guessing_from_many_addresses_is_paced_and_the_owner_still_gets_in,

@@ -53,11 +53,23 @@ impl SecretKey {
     /// in hex. The database records it per version, so processes given different keys under one
     /// version number refuse to start; it reveals nothing of the key.
     pub fn check_value(&self) -> String {
+        hex::encode(&self.hmac(&[b"coffer master key check value v1"])[..16])
+    }
+
+    /// HMAC-SHA256 under the key of `purpose`, a zero byte and `data`, in hex: a stable name for
+    /// `data` that only the key's holder can compute (and so test a guess against).
+    pub fn keyed_hash(&self, purpose: &[u8], data: &[u8]) -> String {
+        hex::encode(self.hmac(&[purpose, b"\0", data]))
+    }
+
+    fn hmac(&self, parts: &[&[u8]]) -> [u8; 32] {
         use hmac::Mac as _;
         let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-        mac.update(b"coffer master key check value v1");
-        hex::encode(&mac.finalize().into_bytes()[..16])
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
     }
 
     /// A short, non-secret identifier: the first 8 hex digits of SHA-256(key).
@@ -91,6 +103,17 @@ mod tests {
         let key = SecretKey::from_bytes([1; 32]);
         assert_eq!(key.check_value(), "743def5b2366ad623b87a31cc59adb63");
         assert_ne!(SecretKey::generate().check_value(), key.check_value());
+    }
+
+    #[test]
+    fn keyed_hash_is_hmac_sha256_of_purpose_and_data() {
+        // Python: hmac.new(bytes([1] * 32), b"p\0d", sha256).hexdigest()
+        let key = SecretKey::from_bytes([1; 32]);
+        assert_eq!(
+            key.keyed_hash(b"p", b"d"),
+            "f3c80f1db8c81979e500b5a629c896ca0742b20abc551d1561ea4641d064f022"
+        );
+        assert_ne!(key.keyed_hash(b"p", b"d"), key.keyed_hash(b"q", b"d"));
     }
 
     #[test]

@@ -230,6 +230,31 @@ fn limiter_keys(email: &str, meta: &RequestMeta) -> [String; 4] {
     ]
 }
 
+/// The details of a failed sign-in with no account's address: the address as a keyed hash under
+/// the active master key (`hash_key` names its version), which only the keyring's holder can
+/// match against a guess.
+async fn typed_address(core: &Core, email: &str, reason: &str) -> serde_json::Value {
+    let normalized = email.trim().to_lowercase();
+    let keyed = match super::keys::active_version(&core.db).await {
+        Ok(version) => super::keys::verified_key(core, version)
+            .await
+            .ok()
+            .map(|key| {
+                (
+                    version,
+                    key.keyed_hash(b"coffer audit typed address v1", normalized.as_bytes()),
+                )
+            }),
+        Err(_) => None,
+    };
+    match keyed {
+        Some((version, hash)) => {
+            serde_json::json!({ "email_hash": hash, "hash_key": version, "reason": reason })
+        }
+        None => serde_json::json!({ "reason": reason }),
+    }
+}
+
 /// Audits a sign-in refused by a rate limit, counted with the others refused by the same limit.
 async fn audit_limited(core: &Core, limit: &'static str, meta: &RequestMeta) -> ServiceResult<()> {
     core.audit
@@ -304,17 +329,23 @@ pub async fn login(
                 Some(a) if a.disabled => "account disabled",
                 Some(_) => "wrong password",
             };
-            let mut event = Event::new("user.login_failed", Actor::Anonymous)
+            let event = Event::new("user.login_failed", Actor::Anonymous)
                 .outcome(Outcome::Denied)
-                .details(serde_json::json!({ "email": email.chars().take(254).collect::<String>(), "reason": reason }))
                 .from(meta);
-            let kind = match &other {
-                Some(a) => {
-                    event = event.target("user", a.id);
-                    format!("user.login_failed:{}", a.id)
-                }
-                // Unknown addresses are as many as a sprayer can invent: one kind for all.
-                None => "user.login_failed:unknown".to_owned(),
+            let (event, kind) = match &other {
+                Some(a) => (
+                    event
+                        .target("user", a.id)
+                        .details(serde_json::json!({ "email": a.email, "reason": reason })),
+                    format!("user.login_failed:{}", a.id),
+                ),
+                // What was typed is no account's address: it may be a password typed in the
+                // wrong field, so it is never stored, only a keyed hash of it (and unknown
+                // addresses are as many as a sprayer can invent: one kind for all).
+                None => (
+                    event.details(typed_address(core, email, reason).await),
+                    "user.login_failed:unknown".to_owned(),
+                ),
             };
             core.audit.record_repeatable(kind, event).await?;
             return Err(ServiceError::Unauthorized);
