@@ -74,14 +74,14 @@ pub async fn start(mut config: Config, roles: Roles) -> anyhow::Result<Running> 
     } else {
         None
     };
-    // The API serves /metrics itself; other processes may get a listener of their own.
+    // Operators' /healthz, /readyz and /metrics, on an address of their own.
     let ops_listener = match config.metrics_bind {
-        Some(bind) if !roles.api => Some(
+        Some(bind) => Some(
             coffer_api::bind(bind)
                 .await
                 .with_context(|| format!("listening on {bind} (COFFER_METRICS_BIND)"))?,
         ),
-        _ => None,
+        None => None,
     };
     // Processes of the production roles share one database: each must be given the keyring
     // (a keyring generated here would hold keys no other process has).

@@ -116,7 +116,8 @@ const API_ROWS: &[Row] = &[
 const OTHER_ROWS: &[Row] = &[
     row("GET", "/healthz", [200, 200, 200, 200]),
     row("GET", "/readyz", [200, 200, 200, 200]),
-    row("GET", "/metrics", [200, 200, 200, 200]),
+    // Only for the holder of COFFER_METRICS_TOKEN (tests/service.rs), or on the ops listener.
+    row("GET", "/metrics", [401, 401, 401, 401]),
     row("GET", "/openapi.json", [200, 200, 200, 200]),
     row("GET", "/docs", [200, 200, 200, 200]),
     row("GET", "/assets/coffer.css", [200, 200, 200, 200]),

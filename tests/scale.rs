@@ -368,7 +368,13 @@ async fn metrics_count_requests_jobs_bytes_and_files(topology: Topology) {
         .expect("page");
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 
-    let response = app.http.get(app.url("/metrics")).send().await.expect("get");
+    let response = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth(common::METRICS_TOKEN)
+        .send()
+        .await
+        .expect("get");
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()["content-type"]

@@ -176,6 +176,56 @@ both_topologies!(
     health_and_readiness
 );
 
+/// `/metrics` tells how busy the service is and how many files it holds: on the public listener
+/// only for the holder of `COFFER_METRICS_TOKEN`, and freely on the operators' own listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_for_operators_only() {
+    let http = reqwest::Client::new();
+    let get = |url: String, token: Option<&'static str>| {
+        let http = http.clone();
+        async move {
+            let mut request = http.get(url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send().await.expect("get").status()
+        }
+    };
+    for token in [Some(common::METRICS_TOKEN), None] {
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut vars = vec![
+            (
+                "COFFER_DATA_DIR".to_owned(),
+                data.path().display().to_string(),
+            ),
+            ("COFFER_BIND".to_owned(), "127.0.0.1:0".to_owned()),
+            ("COFFER_METRICS_BIND".to_owned(), "127.0.0.1:0".to_owned()),
+        ];
+        if let Some(token) = token {
+            vars.push(("COFFER_METRICS_TOKEN".to_owned(), token.to_owned()));
+        }
+        let service = Process::start("serve", &vars);
+        let public = format!("{}/metrics", service.base.clone().expect("listens"));
+        let ops = format!("{}/metrics", service.ops.clone().expect("an ops listener"));
+        assert_eq!(get(ops, None).await, StatusCode::OK);
+        match token {
+            Some(token) => {
+                assert_eq!(get(public.clone(), None).await, StatusCode::UNAUTHORIZED);
+                let wrong = "test-metrics-token-0123456780";
+                assert_eq!(
+                    get(public.clone(), Some(wrong)).await,
+                    StatusCode::UNAUTHORIZED
+                );
+                assert_eq!(get(public, Some(token)).await, StatusCode::OK);
+            }
+            None => {
+                let any = Some(common::METRICS_TOKEN);
+                assert_eq!(get(public, any).await, StatusCode::NOT_FOUND);
+            }
+        }
+    }
+}
+
 /// Every label of every metric comes from a fixed set: a client inventing methods and paths
 /// adds no series to /metrics and no memory to the process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,6 +237,10 @@ async fn invented_methods_and_paths_add_no_metric_series() {
             data.path().display().to_string(),
         ),
         ("COFFER_BIND".to_owned(), "127.0.0.1:0".to_owned()),
+        (
+            "COFFER_METRICS_TOKEN".to_owned(),
+            common::METRICS_TOKEN.to_owned(),
+        ),
     ];
     let service = Process::start("serve", &vars);
     let base = service.base.clone().expect("listens");

@@ -185,7 +185,7 @@ pub fn app(core: Core) -> impl Endpoint<Output = poem::Response> + 'static {
         .at("/openapi.json", spec)
         .at("/healthz", get(routes::health::healthz))
         .at("/readyz", get(routes::health::readyz))
-        .at("/metrics", get(routes::health::metrics))
+        .at("/metrics", get(routes::health::public_metrics))
         .around(web::root)
         .around(limit_small_bodies)
         .catch_all_error(problem::catch_all)

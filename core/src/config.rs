@@ -74,6 +74,9 @@ pub struct Config {
     /// Where a process without the API (`coffer worker`) serves `/healthz`, `/readyz` and
     /// `/metrics`; unset: nowhere.
     pub metrics_bind: Option<SocketAddr>,
+    /// The bearer token that opens `/metrics` on the public listener (`COFFER_METRICS_TOKEN`);
+    /// without one, metrics are served on `COFFER_METRICS_BIND` only.
+    pub metrics_token: Option<secrecy::SecretString>,
     pub public_url: Url,
     /// Whether `public_url` was given, rather than derived from `bind`.
     pub public_url_set: bool,
@@ -175,6 +178,15 @@ impl Config {
                 })
             })
             .transpose()?;
+        let metrics_token = match get("COFFER_METRICS_TOKEN").filter(|t| !t.is_empty()) {
+            Some(token) if token.len() < 16 => {
+                return Err(bad(
+                    "COFFER_METRICS_TOKEN",
+                    "a token of at least 16 characters (e.g. `openssl rand -hex 32`)",
+                ));
+            }
+            token => token.map(|t| secrecy::SecretString::from(t.to_owned())),
+        };
         let public_url = match get("COFFER_PUBLIC_URL") {
             Some(v) => Url::parse(v)
                 .ok()
@@ -427,6 +439,7 @@ impl Config {
         Ok(Self {
             bind,
             metrics_bind,
+            metrics_token,
             public_url_set: vars.contains_key("COFFER_PUBLIC_URL"),
             public_url,
             data_dir,
@@ -482,7 +495,8 @@ impl Config {
 
 /// Settings that hold a credential may come from a file instead (`{NAME}_FILE`, as Docker and
 /// Kubernetes mount secrets): the file's content, less a trailing newline.
-const SECRET_FILES: [(&str, &str); 6] = [
+const SECRET_FILES: [(&str, &str); 7] = [
+    ("COFFER_METRICS_TOKEN", "COFFER_METRICS_TOKEN_FILE"),
     ("COFFER_DATABASE_URL", "COFFER_DATABASE_URL_FILE"),
     ("COFFER_REDIS_URL", "COFFER_REDIS_URL_FILE"),
     ("COFFER_SMTP_URL", "COFFER_SMTP_URL_FILE"),
@@ -632,6 +646,7 @@ mod tests {
             ("COFFER_MAIL_FROM", "not a mailbox <"),
             ("COFFER_SHARE_MAX_TTL", "forever"),
             ("COFFER_JOB_MAX_ATTEMPTS", "0"),
+            ("COFFER_METRICS_TOKEN", "short"),
             ("COFFER_TRUSTED_PROXIES", "10.0.0.0/40"),
             ("COFFER_PROCESSING_DEADLINE", "soon"),
         ] {

@@ -90,7 +90,13 @@ struct Inner {
     uploaded_bytes: Counter,
     downloaded_bytes: Family<ViaLabels, Counter>,
     key_faults: Counter,
+    /// When the file gauges were last counted: a scrape counts them at most every
+    /// [`COUNT_FILES_EVERY`], so scraping never costs a table scan each time.
+    files_counted: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// The longest the file gauges may lag the database.
+const COUNT_FILES_EVERY: Duration = Duration::from_secs(15);
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -188,6 +194,7 @@ impl Metrics {
                 uploaded_bytes,
                 downloaded_bytes,
                 key_faults,
+                files_counted: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -244,6 +251,29 @@ impl Metrics {
     /// Refreshes the gauges read from the database and the queue, then renders every metric.
     /// A gauge whose source is unreachable keeps its last value; readiness reports the outage.
     pub async fn render(&self, core: &Core) -> String {
+        if self.files_due() {
+            self.count_files(core).await;
+        }
+        self.render_queue_and_registry(core).await
+    }
+
+    /// Whether the file gauges are due a count, claiming it if so (concurrent scrapes do not
+    /// each count).
+    fn files_due(&self) -> bool {
+        let mut counted = self
+            .inner
+            .files_counted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        if counted.is_some_and(|at| now.duration_since(at) < COUNT_FILES_EVERY) {
+            return false;
+        }
+        *counted = Some(now);
+        true
+    }
+
+    async fn count_files(&self, core: &Core) {
         match file_counts(core).await {
             Ok(counts) => {
                 for state in [
@@ -265,6 +295,9 @@ impl Metrics {
             }
             Err(err) => tracing::warn!(error = %err, "metrics: counting files failed"),
         }
+    }
+
+    async fn render_queue_and_registry(&self, core: &Core) -> String {
         match core.queue.depths().await {
             Ok(depths) => {
                 for (queue, depth) in depths {

@@ -59,6 +59,9 @@ pub fn s3_endpoint() -> String {
     std::env::var("COFFER_TEST_S3").unwrap_or_else(|_| "http://127.0.0.1:9000".into())
 }
 
+/// What every test service is given as `COFFER_METRICS_TOKEN`, and [`scrape`] sends.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
+
 pub fn redis_url() -> String {
     std::env::var("COFFER_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -78,6 +81,7 @@ impl Environment {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let mut vars: Vec<(String, String)> = vec![
             ("COFFER_BIND".into(), "127.0.0.1:0".into()),
+            ("COFFER_METRICS_TOKEN".into(), METRICS_TOKEN.into()),
             ("COFFER_DATA_DIR".into(), data.path().display().to_string()),
             ("COFFER_POLL_INTERVAL_MS".into(), "20".into()),
         ];
@@ -743,6 +747,7 @@ impl Drop for Process {
 pub async fn scrape(http: &reqwest::Client, base: &str) -> String {
     let response = http
         .get(format!("{base}/metrics"))
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .expect("metrics");

@@ -81,10 +81,41 @@ pub async fn readyz(core: Data<&Core>) -> Response {
     }
 }
 
-/// Prometheus metrics of this process (OpenMetrics text format).
+/// Prometheus metrics of this process (OpenMetrics text format), on the ops listener.
 #[handler]
 pub async fn metrics(core: Data<&Core>) -> Response {
+    render_metrics(&core).await
+}
+
+async fn render_metrics(core: &Core) -> Response {
     Response::builder()
         .content_type(coffer_core::metrics::CONTENT_TYPE)
-        .body(core.metrics.render(&core).await)
+        .body(core.metrics.render(core).await)
+}
+
+/// The same on the public listener, for whoever holds `COFFER_METRICS_TOKEN`: they say how busy
+/// the service is and how many files it holds, which is nobody else's business.
+#[handler]
+pub async fn public_metrics(req: &poem::Request, core: Data<&Core>) -> poem::Result<Response> {
+    use secrecy::ExposeSecret as _;
+    let Some(token) = &core.config.metrics_token else {
+        return Err(
+            crate::problem::ApiError::from(coffer_core::ServiceError::NotFound(
+                "metrics (served on COFFER_METRICS_BIND, or here with COFFER_METRICS_TOKEN)",
+            ))
+            .into(),
+        );
+    };
+    let given = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let matches: bool =
+        subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.expose_secret().as_bytes()).into();
+    if !matches {
+        return Err(crate::problem::ApiError::from(coffer_core::ServiceError::Unauthorized).into());
+    }
+    Ok(render_metrics(&core).await)
 }
