@@ -74,6 +74,47 @@ async fn infected_uploads_are_rejected_and_clean_ones_pass(topology: Topology) {
     app.stop().await;
 }
 
+/// What clamd cannot check fully is not passed as clean: an encrypted archive, and an archive
+/// of more entries than clamd will open (`.ci/run` configures clamd as the README tells
+/// operators to: `AlertEncrypted`, `AlertExceedsMax`, `MaxFiles 1000`).
+async fn archives_the_scanner_cannot_open_are_rejected(topology: Topology) {
+    let scanner = [("COFFER_CLAMAV_ADDR", clamd_addr())];
+    let scanner: Vec<(&str, &str)> = scanner.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = TestApp::spawn_with(topology, &scanner, Roles::ALL).await;
+    let user = app.user().await;
+
+    // An entry flagged as encrypted (general purpose bit 0, in both headers).
+    let mut locked = common::zip_stored(&[("secret.txt", b"nobody can read this".as_slice())]);
+    locked[6] |= 1;
+    let central = locked
+        .windows(4)
+        .position(|w| w == b"PK\x01\x02")
+        .expect("a central directory");
+    locked[central + 8] |= 1;
+    // An archive bomb's shape: more entries than clamd opens.
+    let names: Vec<String> = (0..1500).map(|i| format!("part-{i}.txt")).collect();
+    let entries: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), b"x".as_slice()))
+        .collect();
+    let bomb = common::zip_stored(&entries);
+
+    for (name, bytes, signature) in [
+        ("locked.zip", locked, "Heuristics.Encrypted"),
+        ("bomb.zip", bomb, "Heuristics.Limits.Exceeded"),
+    ] {
+        let id = app.upload(&user, name, bytes).await;
+        let file = app.wait_until_settled(&user, &id).await;
+        assert_eq!(file["status"], "rejected", "{name}: {file}");
+        let reason = file["reject_reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with("malware detected: ") && reason.contains(signature),
+            "{name}: {reason}"
+        );
+    }
+    app.stop().await;
+}
+
 /// Forwards every connection on `listener` to clamd: the scanner "comes back" on the port
 /// Coffer was told about.
 async fn forward_to_clamd(listener: tokio::net::TcpListener) {
@@ -229,4 +270,5 @@ with_clamd!(
     infected_uploads_are_rejected_and_clean_ones_pass,
     an_unreachable_scanner_keeps_uploads_quarantined,
     a_long_scan_is_never_run_twice,
+    archives_the_scanner_cannot_open_are_rejected,
 );
