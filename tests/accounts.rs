@@ -561,6 +561,75 @@ async fn an_unknown_address_is_audited_only_as_a_keyed_hash(topology: Topology) 
     app.stop().await;
 }
 
+/// An owner changes their password with the current one: every other session ends, this one
+/// goes on, the old password stops working. A wrong current password changes nothing.
+async fn changing_the_password_ends_every_other_session(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let ann = app.user().await;
+    let elsewhere = app
+        .login(&ann.email, PASSWORD)
+        .await
+        .json::<Value>()
+        .await
+        .expect("json");
+    let elsewhere = elsewhere["token"].as_str().expect("token").to_owned();
+    let change = |current: &'static str, new: &'static str| {
+        let (app, token) = (&app, ann.token.clone());
+        async move {
+            let body = json!({ "current_password": current, "new_password": new });
+            app.post_json("/api/v1/me/password", &body, Some(&token))
+                .await
+        }
+    };
+    problem(
+        change("not my password at all", "a brand new password").await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    problem(
+        change(PASSWORD, "short").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(
+        app.get("/api/v1/me", &elsewhere).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.login(&ann.email, PASSWORD).await.status(),
+        StatusCode::OK
+    );
+
+    let changed = change(PASSWORD, "a brand new password").await;
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get("/api/v1/me", &ann.token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/api/v1/me", &elsewhere).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login(&ann.email, PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login(&ann.email, "a brand new password").await.status(),
+        StatusCode::OK
+    );
+    let actions: Vec<String> = app.audit_actions().await.into_iter().map(|a| a.0).collect();
+    let count = |name: &str| actions.iter().filter(|a| *a == name).count();
+    assert_eq!(
+        (
+            count("user.password_change_failed"),
+            count("user.password_changed")
+        ),
+        (1, 1)
+    );
+    app.stop().await;
+}
+
 /// Sessions that can no longer be used are deleted by the sweep, not kept for good.
 async fn dead_sessions_are_deleted(topology: Topology) {
     use sea_orm::sea_query::Expr;
@@ -627,6 +696,7 @@ async fn dead_sessions_are_deleted(topology: Topology) {
 
 both_topologies!(
     dead_sessions_are_deleted,
+    changing_the_password_ends_every_other_session,
     an_unknown_address_is_audited_only_as_a_keyed_hash,
     behind_a_trusted_proxy_each_client_is_itself,
     forwarding_headers_are_ignored_unless_the_proxy_is_trusted,

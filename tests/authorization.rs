@@ -90,6 +90,8 @@ const API_ROWS: &[Row] = &[
     row("POST", "/api/v1/auth/login", [200, 200, 200, 200]),
     fresh("POST", "/api/v1/auth/logout", [401, 204, 204, 204]),
     row("GET", "/api/v1/me", [401, 200, 200, 200]),
+    // With a wrong current password (a right one would end the world's other sessions).
+    row("POST", "/api/v1/me/password", [401, 403, 403, 403]),
     row("POST", "/api/v1/files", [401, 202, 202, 202]),
     row("PUT", "/api/v1/files/{file}", [401, 202, 202, 202]),
     row("GET", "/api/v1/files", [401, 200, 200, 200]),
@@ -321,6 +323,10 @@ impl World {
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body("password="),
             ("PATCH", _) => request.json(&json!({ "disabled": false })),
+            ("POST", "/api/v1/me/password") => request.json(&json!({
+                "current_password": "not the password at all",
+                "new_password": "another long password",
+            })),
             _ => request,
         };
         let response = request.send().await.expect("request");

@@ -25,6 +25,24 @@ struct Credentials {
 }
 
 #[derive(Object)]
+#[oai(deny_unknown_fields)]
+struct PasswordChange {
+    /// The password the account has now.
+    #[oai(validator(max_length = 1024))]
+    current_password: String,
+    /// At least 10 characters.
+    #[oai(validator(max_length = 1024))]
+    new_password: String,
+}
+
+#[derive(ApiResponse)]
+enum PasswordChangeResponse {
+    /// Changed: every other session of the account has ended; this one goes on.
+    #[oai(status = 204)]
+    Changed,
+}
+
+#[derive(Object)]
 struct Account {
     id: uuid::Uuid,
     email: String,
@@ -130,5 +148,25 @@ impl AccountsApi {
     #[oai(path = "/me", method = "get")]
     async fn me(&self, auth: UserAuth) -> Result<Json<Account>, ApiError> {
         Ok(Json(auth.0.user.into()))
+    }
+
+    /// Change the password (every other session ends)
+    #[oai(path = "/me/password", method = "post")]
+    async fn change_password(
+        &self,
+        req: &Request,
+        auth: UserAuth,
+        body: Json<PasswordChange>,
+    ) -> Result<PasswordChangeResponse, ApiError> {
+        let body = body.0;
+        users::change_password(
+            core(req)?,
+            &auth.0,
+            SecretString::from(body.current_password),
+            SecretString::from(body.new_password),
+            &meta(req),
+        )
+        .await?;
+        Ok(PasswordChangeResponse::Changed)
     }
 }

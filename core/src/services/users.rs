@@ -255,6 +255,37 @@ async fn typed_address(core: &Core, email: &str, reason: &str) -> serde_json::Va
     }
 }
 
+/// Takes one unit of the account-and-address and the address budgets for a password check
+/// *before* it is made (so a burst cannot outrun the limit; a failure keeps it), or refuses.
+async fn take_password_attempt(
+    core: &Core,
+    account_ip_key: &str,
+    ip_key: &str,
+    meta: &RequestMeta,
+) -> ServiceResult<()> {
+    let budgets = [
+        (account_ip_key, LOGIN_FAILURES_PER_ACCOUNT_AND_IP),
+        (ip_key, LOGIN_FAILURES_PER_IP),
+    ];
+    if let Some(retry_after) = core.limiter.take_all(&budgets, LOGIN_WINDOW).await? {
+        audit_limited(core, "address", meta).await?;
+        return Err(ServiceError::RateLimited { retry_after });
+    }
+    Ok(())
+}
+
+/// After a right password: the account-and-address failures are forgiven, the address's unit
+/// is handed back.
+async fn give_back_password_attempt(
+    core: &Core,
+    account_ip_key: &str,
+    ip_key: &str,
+) -> ServiceResult<()> {
+    core.limiter.clear(account_ip_key).await?;
+    core.limiter.give_back(ip_key).await?;
+    Ok(())
+}
+
 /// Audits a sign-in refused by a rate limit, counted with the others refused by the same limit.
 async fn audit_limited(core: &Core, limit: &'static str, meta: &RequestMeta) -> ServiceResult<()> {
     core.audit
@@ -282,15 +313,7 @@ pub async fn login(
     meta: &RequestMeta,
 ) -> ServiceResult<(Token, DateTime<Utc>)> {
     let [account_ip_key, ip_key, account_key, pace_key] = limiter_keys(email, meta);
-    // Each attempt takes a unit first (so a burst cannot outrun the limit); a failure keeps it.
-    let budgets = [
-        (account_ip_key.as_str(), LOGIN_FAILURES_PER_ACCOUNT_AND_IP),
-        (ip_key.as_str(), LOGIN_FAILURES_PER_IP),
-    ];
-    if let Some(retry_after) = core.limiter.take_all(&budgets, LOGIN_WINDOW).await? {
-        audit_limited(core, "address", meta).await?;
-        return Err(ServiceError::RateLimited { retry_after });
-    }
+    take_password_attempt(core, &account_ip_key, &ip_key, meta).await?;
     // Many failures on the account from everywhere: one attempt per pace.
     let counted = core
         .limiter
@@ -392,8 +415,7 @@ pub async fn login(
         .record(&txn)
         .await?;
     txn.commit().await?;
-    core.limiter.clear(&account_ip_key).await?;
-    core.limiter.give_back(&ip_key).await?;
+    give_back_password_attempt(core, &account_ip_key, &ip_key).await?;
     if counted {
         core.limiter.give_back(&account_key).await?;
     }
@@ -451,6 +473,66 @@ pub async fn authenticate(core: &Core, raw_token: &str) -> ServiceResult<Session
             role: Role::from_db(&role),
         },
     })
+}
+
+/// Changes the signed-in account's password, given the current one: every other session of
+/// the account ends (whoever holds one may be why the password changes); this one stays. A
+/// wrong current password counts against the sign-in limits of the account and address.
+pub async fn change_password(
+    core: &Core,
+    session: &Session,
+    current: SecretString,
+    new: SecretString,
+    meta: &RequestMeta,
+) -> ServiceResult<()> {
+    use secrecy::ExposeSecret as _;
+    password::check_strength(new.expose_secret())?;
+    let account = user::Entity::find_by_id(session.user.id)
+        .one(&core.db)
+        .await?
+        .ok_or(ServiceError::Unauthorized)?;
+    let [account_ip_key, ip_key, _, _] = limiter_keys(&account.email, meta);
+    take_password_attempt(core, &account_ip_key, &ip_key, meta).await?;
+    if !password::verify(current, account.password_hash.clone()).await? {
+        Event::new("user.password_change_failed", session.user.actor())
+            .target("user", account.id)
+            .outcome(Outcome::Denied)
+            .details(serde_json::json!({ "reason": "wrong current password" }))
+            .from(meta)
+            .record(&core.db)
+            .await?;
+        return Err(ServiceError::Forbidden("the current password is not right"));
+    }
+    let hash = password::hash(new).await?;
+    let txn = crate::db::begin_write(&core.db).await?;
+    user::Entity::update_many()
+        .col_expr(
+            user::Column::PasswordHash,
+            sea_orm::sea_query::Expr::value(hash),
+        )
+        .filter(user::Column::Id.eq(account.id))
+        .exec(&txn)
+        .await?;
+    let ended = session::Entity::update_many()
+        .col_expr(
+            session::Column::RevokedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(session::Column::UserId.eq(account.id))
+        .filter(session::Column::Id.ne(session.id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    Event::new("user.password_changed", session.user.actor())
+        .target("user", account.id)
+        .details(serde_json::json!({ "other_sessions_ended": ended }))
+        .from(meta)
+        .record(&txn)
+        .await?;
+    txn.commit().await?;
+    give_back_password_attempt(core, &account_ip_key, &ip_key).await?;
+    Ok(())
 }
 
 /// Deletes sessions that can no longer be used (expired or revoked): they are kept nowhere once
