@@ -78,8 +78,16 @@ const QUEUES: [&str; 4] = ["validate", "encrypt", "notify", "rewrap"];
 const RESUBSCRIBE_MIN: Duration = Duration::from_millis(200);
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(10);
 
+/// Tasks a worker fetches at once: as many as it runs at once (the worker's concurrency). A
+/// bigger batch leaves fetched tasks waiting in the worker's hands, where a killed process
+/// strands them until apalis's orphan recovery (minutes later), and keeps apalis's backend in
+/// its `Buffered` state, in which it does not pass task events on to Redis.
+pub const FETCH_BATCH: usize = 4;
+
 fn redis_config(namespace: &str, queue: &str) -> apalis_redis::Config {
-    apalis_redis::Config::default().queue(format!("{namespace}:{queue}"))
+    apalis_redis::Config::default()
+        .queue(format!("{namespace}:{queue}"))
+        .batch_size(FETCH_BATCH)
 }
 
 /// The Redis channel on which a process that queued a task tells the workers of every other
@@ -235,8 +243,11 @@ impl Queue {
                 let pool = open(16)
                     .await
                     .with_context(|| format!("opening the embedded queue {}", path.display()))?;
-                let storage =
-                    |queue: &str| apalis_sqlite::Config::default().queue(queue).batch_size(4);
+                let storage = |queue: &str| {
+                    apalis_sqlite::Config::default()
+                        .queue(queue)
+                        .batch_size(FETCH_BATCH)
+                };
                 Ok(Self {
                     validate: Backend::Sqlite(
                         SqliteStorage::new(&pool).with_config(storage("validate")),

@@ -25,7 +25,8 @@ use tracing::Instrument as _;
 /// After this many deliveries a transient failure stops retrying; the sweep picks the file up
 /// again once it has been stuck for `COFFER_SWEEP_STUCK_AFTER_SECS`.
 const MAX_ATTEMPTS: usize = 6;
-const CONCURRENCY: usize = 4;
+/// Jobs of one type a process runs at once; it fetches as many at a time.
+const CONCURRENCY: usize = coffer_core::queue::FETCH_BATCH;
 
 /// Exponential backoff between `min` and `max`, with jitter.
 fn retry_policy(min: Duration, max: Duration) -> BackoffRetryPolicy<ExponentialBackoff<HasherRng>> {
