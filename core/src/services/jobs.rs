@@ -201,7 +201,8 @@ const UNSEALED: &str = "could not be encrypted, try again later";
 /// Runs `run` on the file under a [`Lease`], as one of its attempts. A file out of attempts
 /// (`COFFER_JOB_MAX_ATTEMPTS`) or past its deadline (`COFFER_PROCESSING_DEADLINE` after the
 /// upload) is rejected with `gave_up` as the reason; so is one whose last attempt fails. A run
-/// that fails because of a keyring fault is not counted: that is the operator's to mend.
+/// that fails because of a keyring fault is not counted, and no file is given up while the
+/// keyring is at fault: that is the operator's to mend.
 async fn with_lease<F, Fut>(
     core: &Core,
     row: &file::Model,
@@ -224,7 +225,9 @@ where
     let deadline = row.created_at
         + chrono::Duration::from_std(core.config.processing_deadline)
             .unwrap_or(chrono::Duration::days(1));
-    if row.attempts > max || Utc::now() > deadline {
+    // While the keyring is at fault the file waits, whatever its age: that is the operator's to
+    // mend, and giving up would destroy the upload.
+    if core.keys.fault().is_none() && (row.attempts > max || Utc::now() > deadline) {
         tracing::warn!(file_id = %row.id, attempts = row.attempts, %deadline, "giving up on a file: out of attempts or past its deadline");
         let rejected = reject(core, &row, gave_up, None).await;
         lease.release().await;
