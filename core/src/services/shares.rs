@@ -376,26 +376,8 @@ pub async fn cancel_pending(
     file_id: Uuid,
     reason: &str,
 ) -> Result<(), sea_orm::DbErr> {
-    let pending = share::Entity::find()
-        .filter(share::Column::FileId.eq(file_id))
-        .filter(share::Column::State.eq(state::PENDING))
-        .all(txn)
-        .await?;
-    for row in pending {
-        share::Entity::update_many()
-            .col_expr(share::Column::State, Expr::value(state::CANCELLED))
-            .col_expr(share::Column::LastError, Expr::value(reason))
-            .filter(share::Column::Id.eq(row.id))
-            .exec(txn)
-            .await?;
-        Event::new("share.email_failed", Actor::System)
-            .target("share", row.id)
-            .outcome(Outcome::Failure)
-            .details(serde_json::json!({ "reason": format!("file not shareable: {reason}"), "file_id": file_id }))
-            .record(txn)
-            .await?;
-    }
-    Ok(())
+    let why = format!("file not shareable: {reason}");
+    cancel_where(txn, share::Column::FileId.eq(file_id), reason, &why).await
 }
 
 /// Cancels every pending share email of `owner` (whose account was just disabled): none of them
@@ -405,8 +387,19 @@ pub async fn cancel_pending_of_owner(
     owner: Uuid,
     reason: &str,
 ) -> Result<(), sea_orm::DbErr> {
+    cancel_where(txn, share::Column::OwnerId.eq(owner), reason, reason).await
+}
+
+/// Cancels the pending shares that `which` selects, each audited as `share.email_failed` with
+/// `audited` as its reason (`reason` is what the owner reads on the share).
+async fn cancel_where(
+    txn: &impl ConnectionTrait,
+    which: sea_orm::sea_query::SimpleExpr,
+    reason: &str,
+    audited: &str,
+) -> Result<(), sea_orm::DbErr> {
     let pending = share::Entity::find()
-        .filter(share::Column::OwnerId.eq(owner))
+        .filter(which)
         .filter(share::Column::State.eq(state::PENDING))
         .all(txn)
         .await?;
@@ -421,7 +414,7 @@ pub async fn cancel_pending_of_owner(
         Event::new("share.email_failed", Actor::System)
             .target("share", row.id)
             .outcome(Outcome::Failure)
-            .details(serde_json::json!({ "reason": reason, "file_id": row.file_id }))
+            .details(serde_json::json!({ "reason": audited, "file_id": row.file_id }))
             .record(txn)
             .await?;
     }
