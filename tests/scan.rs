@@ -30,6 +30,19 @@ async fn readiness(app: &TestApp) -> Value {
     response.json().await.expect("json")
 }
 
+/// A service that scans through `scanner` and whose sweep takes stuck files up every second,
+/// and a user of it.
+async fn spawn_scanning_through(topology: Topology, scanner: &str) -> (TestApp, common::User) {
+    let settings = [
+        ("COFFER_CLAMAV_ADDR", scanner),
+        ("COFFER_SWEEP_INTERVAL_SECS", "1"),
+        ("COFFER_SWEEP_STUCK_AFTER_SECS", "1"),
+    ];
+    let app = TestApp::spawn_with(topology, &settings, Roles::ALL).await;
+    let user = app.user().await;
+    (app, user)
+}
+
 async fn infected_uploads_are_rejected_and_clean_ones_pass(topology: Topology) {
     let scanner = [("COFFER_CLAMAV_ADDR", clamd_addr())];
     let scanner: Vec<(&str, &str)> = scanner.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -137,13 +150,7 @@ async fn an_unreachable_scanner_keeps_uploads_quarantined(topology: Topology) {
         .expect("a free port")
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let settings = [
-        ("COFFER_CLAMAV_ADDR", addr.as_str()),
-        ("COFFER_SWEEP_INTERVAL_SECS", "1"),
-        ("COFFER_SWEEP_STUCK_AFTER_SECS", "1"),
-    ];
-    let app = TestApp::spawn_with(topology, &settings, Roles::ALL).await;
-    let user = app.user().await;
+    let (app, user) = spawn_scanning_through(topology, &addr).await;
     let id = app
         .upload(&user, "waiting.pdf", pdf(&pattern(50_000, 9)))
         .await;
@@ -223,13 +230,7 @@ async fn a_long_scan_is_never_run_twice(topology: Topology) {
         .expect("a port for the relay");
     let addr = listener.local_addr().expect("its address").to_string();
     let relay = tokio::spawn(forward_slowly_to_clamd(listener, 2_000_000));
-    let settings = [
-        ("COFFER_CLAMAV_ADDR", addr.as_str()),
-        ("COFFER_SWEEP_INTERVAL_SECS", "1"),
-        ("COFFER_SWEEP_STUCK_AFTER_SECS", "1"),
-    ];
-    let app = TestApp::spawn_with(topology, &settings, Roles::ALL).await;
-    let user = app.user().await;
+    let (app, user) = spawn_scanning_through(topology, &addr).await;
     // About four seconds through the relay.
     let id = app
         .upload(&user, "long.pdf", pdf(&pattern(8 * 1024 * 1024, 5)))
