@@ -136,6 +136,34 @@ async fn swagger_ui_and_openapi_document_describe_every_call(topology: Topology)
     let raw = &paths["/api/v1/files/{file}"]["put"]["requestBody"]["content"]["application/octet-stream"]
         ["schema"];
     assert_eq!(raw["format"], "binary");
+    // Closed sets are enums, so that clients (and Swagger UI) offer only what is accepted.
+    let schemas = &spec["components"]["schemas"];
+    let enum_of = |schema: &Value| -> Vec<String> {
+        let named = schema["$ref"]
+            .as_str()
+            .and_then(|r| r.rsplit('/').next())
+            .map_or(schema, |name| &schemas[name]);
+        named["enum"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|e| e.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for account in ["Account", "UserAccount"] {
+        let role = &schemas[account]["properties"]["role"];
+        assert_eq!(enum_of(role), ["user", "admin"], "{account}.role: {role}");
+    }
+    let export = paths["/api/v1/admin/audit/export"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters");
+    let format = export
+        .iter()
+        .find(|p| p["name"] == "format")
+        .expect("a format parameter");
+    assert_eq!(enum_of(&format["schema"]), ["jsonl", "csv"], "{format}");
     app.stop().await;
 }
 

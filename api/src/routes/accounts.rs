@@ -46,8 +46,7 @@ enum PasswordChangeResponse {
 struct Account {
     id: uuid::Uuid,
     email: String,
-    /// `user` or `admin`.
-    role: String,
+    role: super::RoleName,
 }
 
 impl From<users::User> for Account {
@@ -55,7 +54,7 @@ impl From<users::User> for Account {
         Self {
             id: u.id,
             email: u.email,
-            role: u.role.as_str().to_owned(),
+            role: u.role.into(),
         }
     }
 }

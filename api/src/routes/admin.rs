@@ -17,6 +17,14 @@ use crate::problem::ApiError;
 
 pub struct AdminApi;
 
+/// How the audit export is written: JSON lines or CSV.
+#[derive(poem_openapi::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+enum ExportFormatName {
+    Jsonl,
+    Csv,
+}
+
 #[derive(Object)]
 #[oai(skip_serializing_if_is_none)]
 struct KeyVersion {
@@ -157,8 +165,7 @@ enum ExportResponse {
 struct UserAccount {
     id: uuid::Uuid,
     email: String,
-    /// `user` or `admin`.
-    role: String,
+    role: super::RoleName,
     /// A disabled account cannot sign in, and its sessions end.
     disabled: bool,
     created_at: DateTime<Utc>,
@@ -169,7 +176,7 @@ impl From<Account> for UserAccount {
         Self {
             id: a.id,
             email: a.email,
-            role: a.role.as_str().to_owned(),
+            role: a.role.into(),
             disabled: a.disabled,
             created_at: a.created_at,
         }
@@ -273,16 +280,15 @@ impl AdminApi {
         &self,
         req: &Request,
         admin: AdminAuth,
-        /// `jsonl` (default) or `csv`.
-        format: Query<Option<String>>,
+        /// Default: `jsonl`.
+        format: Query<Option<ExportFormatName>>,
         since: Query<Option<DateTime<Utc>>>,
         until: Query<Option<DateTime<Utc>>>,
     ) -> Result<ExportResponse, ApiError> {
         let core = core(req)?;
-        let format = match format.0.as_deref() {
-            None => audit::ExportFormat::JsonLines,
-            Some(name) => audit::ExportFormat::parse(name)
-                .ok_or_else(|| ApiError::bad_request("`format` must be jsonl or csv"))?,
+        let format = match format.0 {
+            None | Some(ExportFormatName::Jsonl) => audit::ExportFormat::JsonLines,
+            Some(ExportFormatName::Csv) => audit::ExportFormat::Csv,
         };
         let body = audit::export_for(
             core,

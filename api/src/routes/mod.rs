@@ -18,3 +18,21 @@ pub enum Tag {
     /// Administration: master keys and the audit log
     Admin,
 }
+
+/// An account's role, as the API names it.
+#[derive(poem_openapi::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum RoleName {
+    User,
+    Admin,
+}
+
+impl From<coffer_core::services::users::Role> for RoleName {
+    fn from(role: coffer_core::services::users::Role) -> Self {
+        use coffer_core::services::users::Role;
+        match role {
+            Role::User => Self::User,
+            Role::Admin => Self::Admin,
+        }
+    }
+}
