@@ -143,6 +143,9 @@ const PAGE_ROWS: &[Row] = &[
     page("GET", "/app/files", [303, 200, 200, 200]),
     page("POST", "/app/files", [303, 303, 303, 303]),
     page("GET", "/app/upload", [303, 200, 200, 200]),
+    page("GET", "/app/password", [303, 200, 200, 200]),
+    // Posted without the password fields: refused, nothing changes.
+    page("POST", "/app/password", [303, 422, 422, 422]),
     page("GET", "/app/files/{id}", [303, 404, 200, 404]),
     page("GET", "/app/files/{id}/download", [303, 404, 200, 404]),
     page("GET", "/app/files/{id}/delete", [303, 404, 200, 404]),

@@ -486,6 +486,82 @@ async fn signing_in_again_ends_the_session_it_replaces() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_is_changed_from_the_web_app() {
+    let app = spawn_with_admin(Topology::Embedded, &[]).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(ADMIN.0, ADMIN.1).await;
+    let elsewhere = app
+        .login(ADMIN.0, ADMIN.1)
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .expect("json");
+    let elsewhere = elsewhere["token"].as_str().expect("token").to_owned();
+    let form = browser.get("/app/password").await;
+    assert_eq!(form.status, StatusCode::OK);
+    let csrf = form.csrf();
+    let post = |current: &'static str, new: &'static str, again: &'static str| {
+        [
+            ("csrf", csrf.clone()),
+            ("current_password", current.to_owned()),
+            ("new_password", new.to_owned()),
+            ("new_password_again", again.to_owned()),
+        ]
+    };
+    let refused = [
+        (
+            post(
+                "not my password at all",
+                "a brand new password",
+                "a brand new password",
+            ),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            post(ADMIN.1, "a brand new password", "a different new one"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            post(ADMIN.1, "short", "short"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ];
+    for (fields, status) in refused {
+        let pairs = fields.each_ref().map(|(k, v)| (*k, v.as_str()));
+        let page = browser.post("/app/password", &pairs).await;
+        assert_eq!(page.status, status, "{}", page.body);
+        assert!(
+            !page.body.contains("not my password"),
+            "no password comes back"
+        );
+    }
+    assert_eq!(
+        app.get("/api/v1/me", &elsewhere).await.status(),
+        StatusCode::OK
+    );
+    let fields = post(ADMIN.1, "a brand new password", "a brand new password");
+    let pairs = fields.each_ref().map(|(k, v)| (*k, v.as_str()));
+    let done = browser.post("/app/password", &pairs).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(done.body.contains("Your password is changed"));
+    assert_eq!(
+        app.get("/api/v1/me", &elsewhere).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the other session is over"
+    );
+    assert_eq!(
+        browser.get("/app/files").await.status,
+        StatusCode::OK,
+        "this one goes on"
+    );
+    assert_eq!(
+        app.login(ADMIN.0, "a brand new password").await.status(),
+        StatusCode::OK
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_account_is_sent_to_sign_in() {
     let app = spawn_with_admin(Topology::Embedded, &[]).await;
     let ann_email = email("ann");

@@ -24,6 +24,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/app/signup.html"),
     ),
     (
+        "app/password.html",
+        include_str!("../templates/app/password.html"),
+    ),
+    (
         "app/files.html",
         include_str!("../templates/app/files.html"),
     ),

@@ -179,3 +179,70 @@ pub(super) fn sentence(detail: &str) -> String {
     }
     text
 }
+
+#[poem::handler]
+pub async fn password_page(req: &Request) -> poem::Result<Response> {
+    let core = core(req)?;
+    let me = SignedIn::from_view(req, core).await?;
+    Ok(password_form(&me, StatusCode::OK, None, None))
+}
+
+fn password_form(
+    me: &SignedIn,
+    status: StatusCode,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Response {
+    page::view(
+        Some(me),
+        status,
+        "app/password.html",
+        context! { error => error, notice => notice },
+    )
+}
+
+/// Changes the password through the same `users::change_password` as the API: every other
+/// session ends, this one stays.
+#[poem::handler]
+pub async fn change_password(req: &Request, body: Body) -> poem::Result<Response> {
+    let (core, me, fields) = SignedIn::post(req, body).await?;
+    let current = fields.get("current_password").unwrap_or_default();
+    let new = fields.get("new_password").unwrap_or_default();
+    let again = |status, error: &str| Ok(password_form(&me, status, Some(error), None));
+    if current.is_empty() || new.is_empty() {
+        return again(INVALID, "Enter your current password and a new one.");
+    }
+    if fields.get("new_password_again") != Some(new) {
+        return again(
+            INVALID,
+            "The two new passwords are not the same. Type them again.",
+        );
+    }
+    match users::change_password(
+        core,
+        &me.session,
+        SecretString::from(current.to_owned()),
+        SecretString::from(new.to_owned()),
+        &meta(req),
+    )
+    .await
+    {
+        Ok(()) => Ok(password_form(
+            &me,
+            StatusCode::OK,
+            None,
+            Some(
+                "Your password is changed. Everywhere else you were signed in, you are signed out.",
+            ),
+        )),
+        Err(ServiceError::Forbidden(_)) => {
+            again(StatusCode::FORBIDDEN, "That is not your current password.")
+        }
+        Err(ServiceError::Invalid(detail)) => again(INVALID, &sentence(&detail)),
+        Err(ServiceError::RateLimited { .. }) => again(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts. Wait a while before trying again.",
+        ),
+        Err(err) => Err(page::service_error(Some(&me), err)),
+    }
+}

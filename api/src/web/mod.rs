@@ -25,6 +25,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/app/signup", "GET, POST"),
     ("/app/signin", "GET, POST"),
     ("/app/signout", "POST"),
+    ("/app/password", "GET, POST"),
     ("/app/files", "GET, POST"),
     ("/app/upload", "GET"),
     ("/app/files/{id}", "GET"),
@@ -47,6 +48,10 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
         .at("/signup", get(account::signup_page).post(account::signup))
         .at("/signin", get(account::signin_page).post(account::signin))
         .at("/signout", post(account::signout))
+        .at(
+            "/password",
+            get(account::password_page).post(account::change_password),
+        )
         .at("/files", get(files::list).post(files::upload_file))
         .at("/upload", get(files::upload_page))
         .at("/files/:id", get(files::details))
