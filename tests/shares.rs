@@ -24,6 +24,20 @@ async fn share(app: &TestApp, user: &User, file: &str, body: Value) -> reqwest::
     .await
 }
 
+/// A link without recipient on `file`, shared with `body`: its URL and its share id.
+async fn link(app: &TestApp, user: &User, file: &str, body: Value) -> (String, String) {
+    let created: Value = share(app, user, file, body)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let share = &created["shares"][0];
+    let url = share["url"]
+        .as_str()
+        .expect("a link without recipient is returned");
+    (url.to_owned(), share["id"].as_str().expect("id").to_owned())
+}
+
 async fn shares_of(app: &TestApp, user: &User, file: &str) -> Vec<Value> {
     let list: Value = app
         .get(&format!("/api/v1/files/{file}/shares"), &user.token)
@@ -432,15 +446,7 @@ async fn max_downloads_holds_under_concurrent_downloads(topology: Topology) {
     let ann = app.user().await;
     let bytes = pdf(&pattern(300_000, 6));
     let file = ready_file(&app, &ann, "limited.pdf", bytes.clone()).await;
-    let created: Value = share(&app, &ann, &file, json!({ "max_downloads": 3 }))
-        .await
-        .json()
-        .await
-        .expect("json");
-    let url = created["shares"][0]["url"]
-        .as_str()
-        .expect("a link without recipient is returned")
-        .to_owned();
+    let (url, _) = link(&app, &ann, &file, json!({ "max_downloads": 3 })).await;
 
     let attempts = (0..12).map(|_| {
         let http = app.http.clone();
@@ -478,15 +484,7 @@ async fn passwords_are_checked_and_rate_limited(topology: Topology) {
     let ann = app.user().await;
     let bytes = b"privileged and confidential".to_vec();
     let file = ready_file(&app, &ann, "memo.txt", bytes.clone()).await;
-    let created: Value = share(&app, &ann, &file, json!({ "password": "open sesame 42" }))
-        .await
-        .json()
-        .await
-        .expect("json");
-    let url = created["shares"][0]["url"]
-        .as_str()
-        .expect("url")
-        .to_owned();
+    let (url, _) = link(&app, &ann, &file, json!({ "password": "open sesame 42" })).await;
 
     let (status, _, html) = page(&app, &url).await;
     assert_eq!(status, StatusCode::OK);
@@ -856,15 +854,7 @@ async fn a_head_request_is_not_a_download(topology: Topology) {
     let ann = app.user().await;
     let bytes = pdf(&pattern(70_000, 9));
     let file = ready_file(&app, &ann, "once.pdf", bytes.clone()).await;
-    let created: Value = share(&app, &ann, &file, json!({ "max_downloads": 1 }))
-        .await
-        .json()
-        .await
-        .expect("json");
-    let url = created["shares"][0]["url"]
-        .as_str()
-        .expect("url")
-        .to_owned();
+    let (url, _) = link(&app, &ann, &file, json!({ "max_downloads": 1 })).await;
 
     for _ in 0..3 {
         let head = app
@@ -956,16 +946,7 @@ async fn anonymous_traffic_adds_a_bounded_number_of_audit_rows(topology: Topolog
     let app = TestApp::spawn_with(topology, &settings, Roles::ALL).await;
     let ann = app.user().await;
     let file = ready_file(&app, &ann, "popular.txt", b"read me".to_vec()).await;
-    let created: Value = share(&app, &ann, &file, json!({}))
-        .await
-        .json()
-        .await
-        .expect("json");
-    let url = created["shares"][0]["url"]
-        .as_str()
-        .expect("url")
-        .to_owned();
-    let id = created["shares"][0]["id"].as_str().expect("id").to_owned();
+    let (url, id) = link(&app, &ann, &file, json!({})).await;
 
     const HITS: usize = 60;
     let first = coffer::coffer_core::audit::RECORDED_PER_WINDOW as usize;
