@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
-use sea_orm::{ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _, QuerySelect as _};
+use sea_orm::{ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -60,6 +60,8 @@ pub struct Landing {
 struct Resolved {
     share: share::Model,
     file: file::Model,
+    /// The sender's address.
+    sender: String,
 }
 
 async fn deny(
@@ -117,20 +119,16 @@ async fn resolve(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<Res
         return Err(Refusal::Gone(reason));
     }
     // A disabled sender's links stop working (and work again if the account is re-enabled).
-    let sender_disabled = user::Entity::find_by_id(share.owner_id)
-        .select_only()
-        .column(user::Column::Disabled)
-        .into_tuple::<bool>()
-        .all(&core.db)
-        .await?
-        .into_iter()
-        .next()
-        .unwrap_or(true);
-    if sender_disabled {
+    let sender = by_key(user::Entity::find_by_id(share.owner_id), &core.db).await?;
+    let Some(sender) = sender.filter(|u| !u.disabled) else {
         deny(core, share.id, "sender disabled", meta).await?;
         return Err(Refusal::Gone("revoked"));
-    }
-    Ok(Resolved { share, file })
+    };
+    Ok(Resolved {
+        share,
+        file,
+        sender: sender.email,
+    })
 }
 
 /// The landing page again, for a password retry: neither audited nor counted as a view.
@@ -144,8 +142,8 @@ pub async fn peek(core: &Core, raw_token: &str) -> Option<Landing> {
     let sender = by_key(user::Entity::find_by_id(share.owner_id), &core.db)
         .await
         .ok()?
-        .map(|u| u.email)?;
-    Some(landing(sender, share, file))
+        .filter(|u| !u.disabled)?;
+    Some(landing(sender.email, share, file))
 }
 
 fn landing(sender: String, share: share::Model, file: file::Model) -> Landing {
@@ -165,11 +163,11 @@ fn landing(sender: String, share: share::Model, file: file::Model) -> Landing {
 
 /// The landing page of a link; the view is audited.
 pub async fn view(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<Landing, Refusal> {
-    let Resolved { share, file } = resolve(core, raw_token, meta).await?;
-    let sender = by_key(user::Entity::find_by_id(share.owner_id), &core.db)
-        .await?
-        .map(|u| u.email)
-        .unwrap_or_default();
+    let Resolved {
+        share,
+        file,
+        sender,
+    } = resolve(core, raw_token, meta).await?;
     core.audit
         .record_repeatable(
             format!("share.viewed:{}", share.id),
@@ -235,7 +233,7 @@ pub async fn download(
     delivery: Delivery,
     meta: &RequestMeta,
 ) -> Result<Content, Refusal> {
-    let Resolved { share, file } = resolve(core, raw_token, meta).await?;
+    let Resolved { share, file, .. } = resolve(core, raw_token, meta).await?;
     check_password(core, &share, given, meta).await?;
     if file.status != status::READY {
         return Err(Refusal::NotReady);
