@@ -37,6 +37,17 @@ impl Roles {
 
 /// The newest master-key version the configured keyring holds, if it can be read.
 pub fn newest_key_version(config: &Config) -> Option<i32> {
+    configured_keyring(config)?.versions().max()
+}
+
+/// The newest audit-key version of the keyring the configuration names, if it can be read.
+pub fn newest_audit_key_version(config: &Config) -> Option<i32> {
+    configured_keyring(config)?
+        .newest_audit_key()
+        .map(coffer_core::crypto::AuditKey::version)
+}
+
+fn configured_keyring(config: &Config) -> Option<coffer_core::crypto::Keyring> {
     use coffer_core::crypto::Keyring;
     use secrecy::ExposeSecret as _;
     let ring = match &config.master_keys {
@@ -48,7 +59,7 @@ pub fn newest_key_version(config: &Config) -> Option<i32> {
             Keyring::read_file(&config.data_dir.join("keyring"), "keyring file").ok()?
         }
     };
-    ring.versions().max()
+    Some(ring)
 }
 
 /// A started service.

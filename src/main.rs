@@ -56,7 +56,11 @@ enum AuditCommand {
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Print a new key line (`version:base64`) to add to COFFER_MASTER_KEYS / _FILE
-    Generate,
+    Generate {
+        /// An audit key line (`audit:version:base64`) instead of a master key
+        #[arg(long)]
+        audit: bool,
+    },
     /// Rotate to a new master-key version and wait, with a progress bar, until every key is rewrapped
     Rotate,
 }
@@ -222,7 +226,15 @@ async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<()> {
     use coffer_core::crypto::SecretKey;
     use coffer_core::services::keys;
     match command {
-        KeysCommand::Generate => {
+        KeysCommand::Generate { audit: true } => {
+            let next = coffer::newest_audit_key_version(&config).map_or(1, |v| v + 1);
+            eprintln!(
+                "add this line to COFFER_MASTER_KEYS (comma-separated) or COFFER_MASTER_KEYS_FILE on every process and restart them; new events are then MACed and checkpoints signed with it (keep every older audit key: it still checks older events):"
+            );
+            println!("audit:{next}:{}", SecretKey::generate().to_base64());
+            Ok(())
+        }
+        KeysCommand::Generate { audit: false } => {
             // Number it after the newest version this configuration's keyring holds.
             let next = coffer::newest_key_version(&config).map_or(1, |v| v + 1);
             eprintln!(
@@ -286,20 +298,33 @@ async fn verify_audit(config: Config, expect_head: Option<String>) -> anyhow::Re
         )),
         Some(None) => anyhow::bail!("--expect-head: expected SEQ:HASH"),
     };
-    let db = coffer_core::db::connect(&config.database_url).await?;
-    let report = audit::verify(&db).await?;
+    let core = coffer_core::Core::build(config, false).await?;
+    let report = audit::verify(&core).await?;
     println!(
-        "ok: {}\nchecked: {}\nhead: {}:{}",
+        "ok: {}\nchecked: {}\nhead: {}:{}\ncheckpoint: {}",
         report.ok,
         report.checked,
         report.head_seq.map_or("-".into(), |s| s.to_string()),
         report.head_hash.as_deref().unwrap_or("-"),
+        report.checkpoint.as_ref().map_or("-".into(), |c| format!(
+            "{}:{} at {} (audit key {})",
+            c.seq, c.hash, c.at, c.key_version
+        )),
     );
+    for finding in &report.findings {
+        println!("finding: {}: {}", finding.kind(), finding.describe());
+    }
     if let Some(bad) = report.first_bad_seq {
         anyhow::bail!("the chain is broken at sequence number {bad}");
     }
+    if !report.ok {
+        anyhow::bail!(
+            "the audit log is not intact ({} findings)",
+            report.findings.len()
+        );
+    }
     if let Some((seq, hash)) = anchor {
-        match audit::hash_at(&db, seq).await? {
+        match audit::hash_at(&core.db, seq).await? {
             Some(stored) if stored == hash => println!("anchor {seq}: matches"),
             Some(_) => {
                 anyhow::bail!("anchor {seq}: the stored hash differs: the log was rewritten")

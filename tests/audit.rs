@@ -111,10 +111,10 @@ async fn tampering_is_found_at_the_right_place(topology: Topology) {
     let target = head / 2;
     let original = row_at(&app, target).await.details;
     set_details(&app, target, serde_json::json!({ "edited": true })).await;
-    let report = audit::verify(&app.core().db).await.expect("verify");
+    let report = audit::verify(app.core()).await.expect("verify");
     assert_eq!((report.ok, report.first_bad_seq), (false, Some(target)));
     set_details(&app, target, original).await;
-    assert!(audit::verify(&app.core().db).await.expect("verify").ok);
+    assert!(audit::verify(app.core()).await.expect("verify").ok);
 
     // Two rows swapped in place (each keeps its neighbour's position and hash).
     let (a, b) = (row_at(&app, 3).await, row_at(&app, 4).await);
@@ -144,7 +144,7 @@ async fn tampering_is_found_at_the_right_place(topology: Topology) {
             .await
             .expect("swap back sign");
     }
-    let report = audit::verify(&app.core().db).await.expect("verify");
+    let report = audit::verify(app.core()).await.expect("verify");
     assert_eq!(report.first_bad_seq, Some(3));
 
     // A deleted row.
@@ -153,7 +153,7 @@ async fn tampering_is_found_at_the_right_place(topology: Topology) {
         .exec(&app.core().db)
         .await
         .expect("delete");
-    let report = audit::verify(&app.core().db).await.expect("verify");
+    let report = audit::verify(app.core()).await.expect("verify");
     assert_eq!(report.first_bad_seq, Some(3), "still the first break");
     app.stop().await;
 }
@@ -169,7 +169,7 @@ async fn a_deleted_row_is_reported(topology: Topology) {
         .exec(&app.core().db)
         .await
         .expect("delete");
-    let report = audit::verify(&app.core().db).await.expect("verify");
+    let report = audit::verify(app.core()).await.expect("verify");
     assert_eq!(
         (report.ok, report.first_bad_seq, report.checked),
         (false, Some(head - 2), (head - 3) as u64)
@@ -177,8 +177,10 @@ async fn a_deleted_row_is_reported(topology: Topology) {
     app.stop().await;
 }
 
-/// Appends `count` sealed events after the current head, hashed as the sealer would.
+/// Appends `count` sealed events after the current head, MACed and hashed as Coffer would.
 async fn extend_chain(app: &TestApp, count: i64) -> i64 {
+    let ring = app.core().keys.ring();
+    let key = ring.newest_audit_key().expect("an audit key");
     let head = entity::audit_event::Entity::find()
         .filter(entity::audit_event::Column::Seq.is_not_null())
         .order_by_desc(entity::audit_event::Column::Seq)
@@ -199,6 +201,7 @@ async fn extend_chain(app: &TestApp, count: i64) -> i64 {
                 details: serde_json::json!({ "n": seq }),
                 ..head.clone()
             };
+            coffer::coffer_core::audit::encoding::authenticate(&mut event, key);
             previous = audit::chain_hash(&previous, &event, seq);
             (event.seq, event.hash) = (Some(seq), Some(previous.clone()));
             rows.push(entity::audit_event::ActiveModel::from(event));
@@ -228,7 +231,7 @@ async fn a_long_chain_is_checked_across_pages(topology: Topology) {
         running.stopper().cancel();
     }
     let head = extend_chain(&app, 35_000).await;
-    let report = audit::verify(&app.core().db).await.expect("verify");
+    let report = audit::verify(app.core()).await.expect("verify");
     assert_eq!(
         (report.ok, report.checked, report.head_seq),
         (true, head as u64, Some(head))
@@ -241,7 +244,7 @@ async fn a_long_chain_is_checked_across_pages(topology: Topology) {
         (10_001..=19_999, Some(10_001)), // (nearly) a whole page
     ] {
         delete_seqs(&app, gone.clone()).await;
-        let report = audit::verify(&app.core().db).await.expect("verify");
+        let report = audit::verify(app.core()).await.expect("verify");
         assert_eq!(report.first_bad_seq, first_bad, "without {gone:?}");
         if let Some(bad) = first_bad {
             assert_eq!((report.ok, report.checked), (false, bad as u64 - 1));
@@ -268,7 +271,7 @@ async fn verifying_while_the_chain_grows_finds_no_gap(topology: Topology) {
     };
     let check = async {
         for round in 0..100 {
-            let report = audit::verify(&app.core().db).await.expect("verify");
+            let report = audit::verify(app.core()).await.expect("verify");
             assert!(report.ok, "round {round}: {report:?}");
         }
         done.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -588,7 +591,355 @@ async fn every_action_is_recorded_with_actor_target_and_outcome(topology: Topolo
     app.stop().await;
 }
 
+/// Activity, then a signed checkpoint of the sealed head (written within a second with the
+/// interval these tests set), and the `audit.checkpoint` event that records it sealed too;
+/// then the workers stop, so that nothing moves while the test tampers. Returns the
+/// checkpoint's sequence number.
+async fn checkpointed(app: &TestApp, admin: &User) -> i64 {
+    let head = activity_sealed(app, admin).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let checkpoint = loop {
+        let report = audit::verify(app.core()).await.expect("verify");
+        if let Some(checkpoint) = report.checkpoint.as_ref().filter(|c| c.seq >= head)
+            && report.head_seq > Some(checkpoint.seq)
+        {
+            assert!(report.ok, "{report:?}");
+            break checkpoint.seq;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint of the head: {report:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for running in &app.running {
+        running.stopper().cancel();
+    }
+    checkpoint
+}
+
+const CHECKPOINT_EVERY_SECOND: (&str, &str) = ("COFFER_AUDIT_CHECKPOINT_INTERVAL", "1s");
+
+async fn delete_after(app: &TestApp, seq: i64) {
+    entity::audit_event::Entity::delete_many()
+        .filter(entity::audit_event::Column::Seq.gt(seq))
+        .exec(&app.core().db)
+        .await
+        .expect("delete");
+}
+
+/// `DELETE FROM audit_events WHERE seq > N` leaves a chain that is whole but shorter than
+/// the signed checkpoint the database recorded writing: reported as a cut, naming both ends.
+async fn a_cut_tail_is_found_against_the_signed_checkpoint(topology: Topology) {
+    let (app, admin) = spawn_with(topology, &[CHECKPOINT_EVERY_SECOND]).await;
+    let checkpoint = checkpointed(&app, &admin).await;
+    delete_after(&app, checkpoint - 3).await;
+    let report = audit::verify(app.core()).await.expect("verify");
+    assert_eq!(
+        (report.ok, report.first_bad_seq, report.head_seq),
+        (false, None, Some(checkpoint - 3))
+    );
+    assert_eq!(
+        report.findings,
+        vec![audit::Finding::Truncated {
+            head_seq: Some(checkpoint - 3),
+            checkpoint_seq: checkpoint,
+        }]
+    );
+    app.stop().await;
+}
+
+/// The attack the review found: edit an event, then set `seq` and `hash` of it and the tail
+/// after it to NULL so the sealer chains them again. The sealer checks each MAC first: it
+/// seals none of them from the edited one on, says why, and verify names the forged event
+/// and the cut.
+async fn an_edited_event_set_back_to_pending_is_never_sealed_again(topology: Topology) {
+    let (app, admin) = spawn_with(topology, &[CHECKPOINT_EVERY_SECOND]).await;
+    let checkpoint = checkpointed(&app, &admin).await;
+    let target = checkpoint - 1;
+    let edited = row_at(&app, target).await.id;
+    set_details(&app, target, serde_json::json!({ "edited": true })).await;
+    entity::audit_event::Entity::update_many()
+        .col_expr(
+            entity::audit_event::Column::Seq,
+            Expr::value(Option::<i64>::None),
+        )
+        .col_expr(
+            entity::audit_event::Column::Hash,
+            Expr::value(Option::<Vec<u8>>::None),
+        )
+        .filter(entity::audit_event::Column::Seq.gte(target))
+        .exec(&app.core().db)
+        .await
+        .expect("unseal");
+    let sealed = audit::seal(app.core()).await.expect("seal");
+    assert_eq!(sealed, 0, "the edited event is the first pending one");
+    let alarm = app.core().audit_alarms.sealing.current().expect("an alarm");
+    assert!(alarm.contains(&edited.to_string()), "{alarm}");
+    assert_eq!(row_at_id(&app, edited).await.seq, None);
+    let report = audit::verify(app.core()).await.expect("verify");
+    assert!(!report.ok);
+    assert_eq!(
+        report.findings,
+        vec![
+            audit::Finding::Truncated {
+                head_seq: Some(target - 1),
+                checkpoint_seq: checkpoint,
+            },
+            audit::Finding::PendingForged { event_id: edited },
+        ]
+    );
+    app.stop().await;
+}
+
+/// An event inserted by someone without the audit key (no MAC, or a made-up one) is never
+/// chained, and a sealed event edited in place fails its MAC where it stands.
+async fn events_coffer_did_not_write_are_refused(topology: Topology) {
+    let (app, admin) = spawn_with(topology, &[CHECKPOINT_EVERY_SECOND]).await;
+    let checkpoint = checkpointed(&app, &admin).await;
+    // An edit that keeps the chain's hashes right (recomputed from there on, as anyone can:
+    // the hash chain has no key) is still found: the MAC does not match.
+    let template = row_at(&app, 2).await;
+    let previous = row_at(&app, 1).await.hash.expect("hash");
+    let edited = entity::audit_event::Model {
+        details: serde_json::json!({ "rewritten": true }),
+        ..template
+    };
+    let rehashed = audit::chain_hash(&previous, &edited, 2);
+    entity::audit_event::Entity::update_many()
+        .col_expr(
+            entity::audit_event::Column::Details,
+            Expr::value(edited.details.clone()),
+        )
+        .col_expr(entity::audit_event::Column::Hash, Expr::value(rehashed))
+        .filter(entity::audit_event::Column::Id.eq(edited.id))
+        .exec(&app.core().db)
+        .await
+        .expect("rewrite");
+    let report = audit::verify(app.core()).await.expect("verify");
+    assert_eq!(
+        report.findings.first(),
+        Some(&audit::Finding::Altered { seq: 2 })
+    );
+    assert_eq!(report.first_bad_seq, Some(2));
+
+    // A pending event with no MAC, and one with a MAC under nobody's key.
+    let forged = |mac_version, mac| entity::audit_event::Model {
+        id: uuid::Uuid::now_v7(),
+        seq: None,
+        hash: None,
+        mac_version,
+        mac,
+        action: "user.login".into(),
+        ..template_row()
+    };
+    for row in [forged(None, None), forged(Some(1), Some(vec![0; 32]))] {
+        let id = row.id;
+        entity::audit_event::Entity::insert(entity::audit_event::ActiveModel::from(row))
+            .exec(&app.core().db)
+            .await
+            .expect("insert");
+        assert_eq!(audit::seal(app.core()).await.expect("seal"), 0);
+        let report = audit::verify(app.core()).await.expect("verify");
+        assert!(
+            report
+                .findings
+                .contains(&audit::Finding::PendingForged { event_id: id }),
+            "{report:?}"
+        );
+        entity::audit_event::Entity::delete_by_id(id)
+            .exec(&app.core().db)
+            .await
+            .expect("remove");
+    }
+    assert!(checkpoint > 2);
+    app.stop().await;
+}
+
+fn template_row() -> entity::audit_event::Model {
+    entity::audit_event::Model {
+        id: uuid::Uuid::now_v7(),
+        occurred_at: chrono::Utc::now(),
+        actor_kind: "system".into(),
+        actor_id: None,
+        ip: None,
+        user_agent: None,
+        action: "file.deleted".into(),
+        target_kind: None,
+        target_id: None,
+        outcome: "success".into(),
+        details: serde_json::json!({}),
+        seq: None,
+        hash: None,
+        mac_version: None,
+        mac: None,
+    }
+}
+
+async fn row_at_id(app: &TestApp, id: uuid::Uuid) -> entity::audit_event::Model {
+    entity::audit_event::Entity::find_by_id(id)
+        .one(&app.core().db)
+        .await
+        .expect("query")
+        .expect("row")
+}
+
+/// A database that ends before the newest checkpoint and does not know it wrote that
+/// checkpoint is what a restore from an older backup leaves: told apart from a cut. The
+/// sealer then writes no checkpoint over the newer one, and says why.
+async fn a_database_older_than_the_newest_checkpoint_is_told_apart(topology: Topology) {
+    let (app, admin) = spawn_with(topology, &[CHECKPOINT_EVERY_SECOND]).await;
+    let checkpoint = checkpointed(&app, &admin).await;
+    let latest = app
+        .core()
+        .storage
+        .read_raw(&"audit/checkpoints/latest.json".into())
+        .await
+        .expect("latest checkpoint");
+    // The backup was taken before the checkpoint: neither its events nor its record.
+    delete_after(&app, checkpoint - 3).await;
+    entity::audit_checkpoint::Entity::delete_many()
+        .exec(&app.core().db)
+        .await
+        .expect("forget checkpoints");
+    let report = audit::verify(app.core()).await.expect("verify");
+    assert_eq!(report.findings.len(), 1, "{report:?}");
+    assert!(
+        matches!(
+            report.findings[0],
+            audit::Finding::RestoredFromBackup { head_seq: Some(h), checkpoint_seq: c, .. }
+                if h == checkpoint - 3 && c == checkpoint
+        ),
+        "{report:?}"
+    );
+
+    // The restored service goes on: its new events are sealed, but no checkpoint replaces
+    // the newer one.
+    app.core()
+        .audit
+        .record(coffer::coffer_core::audit::Event::new(
+            "admin.user_changed",
+            coffer::coffer_core::audit::Actor::System,
+        ))
+        .await
+        .expect("record");
+    assert_eq!(audit::seal(app.core()).await.expect("seal"), 1);
+    let alarm = app
+        .core()
+        .audit_alarms
+        .checkpoints
+        .current()
+        .expect("alarm");
+    assert!(alarm.contains("restored from an older backup"), "{alarm}");
+    let still = app
+        .core()
+        .storage
+        .read_raw(&"audit/checkpoints/latest.json".into())
+        .await
+        .expect("latest checkpoint");
+    assert_eq!(still, latest);
+    app.stop().await;
+}
+
+/// Checkpoints deleted from the blob store, or replaced by ones the audit key did not sign,
+/// are reported as such.
+async fn missing_and_forged_checkpoints_are_reported(topology: Topology) {
+    let (app, admin) = spawn_with(topology, &[CHECKPOINT_EVERY_SECOND]).await;
+    let checkpoint = checkpointed(&app, &admin).await;
+    let storage = &app.core().storage;
+    let latest: object_store::path::Path = "audit/checkpoints/latest.json".into();
+    let named: object_store::path::Path = format!("audit/checkpoints/{checkpoint:020}.json").into();
+    let genuine = storage.read_raw(&latest).await.expect("latest");
+
+    let mut altered: Value = serde_json::from_slice(&genuine).expect("json");
+    altered["seq"] = serde_json::json!(checkpoint + 100);
+    storage
+        .write_raw(&latest, serde_json::to_vec(&altered).expect("json").into())
+        .await
+        .expect("forge");
+    let report = audit::verify(app.core()).await.expect("verify");
+    assert_eq!(
+        report.findings,
+        vec![audit::Finding::CheckpointForged {
+            checkpoint_seq: Some(checkpoint + 100)
+        }]
+    );
+    // The genuine checkpoint the chain names still checks the chain.
+    assert_eq!(report.checkpoint.map(|c| c.seq), Some(checkpoint));
+
+    storage.delete(&latest).await.expect("delete");
+    storage.delete(&named).await.expect("delete");
+    let report = audit::verify(app.core()).await.expect("verify");
+    assert_eq!(
+        report.findings,
+        vec![audit::Finding::CheckpointMissing {
+            checkpoint_seq: checkpoint
+        }]
+    );
+    app.stop().await;
+}
+
+/// Anyone with the published public key checks a checkpoint with their own Ed25519 code:
+/// here Python's `cryptography`, given only the API's public key and the stored object.
+async fn a_checkpoint_checks_out_with_an_independent_ed25519(topology: Topology) {
+    let (app, admin) = spawn_with(topology, &[CHECKPOINT_EVERY_SECOND]).await;
+    let keys: Value = app
+        .http
+        .get(app.url("/api/v1/audit/public-key"))
+        .send()
+        .await
+        .expect("public key")
+        .json()
+        .await
+        .expect("json");
+    checkpointed(&app, &admin).await;
+    let stored = app
+        .core()
+        .storage
+        .read_raw(&"audit/checkpoints/latest.json".into())
+        .await
+        .expect("latest");
+    let checkpoint: Value = serde_json::from_slice(&stored).expect("json");
+    let public = keys["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["version"] == checkpoint["key_version"])
+        .expect("the signing version is published")["public_key"]
+        .as_str()
+        .expect("hex")
+        .to_owned();
+    let script = r#"
+import json, sys
+from datetime import datetime
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+c = json.loads(sys.argv[2])
+at = datetime.fromisoformat(c["at"].replace("Z", "+00:00")).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+message = f"coffer audit checkpoint v1\n{c['seq']}\n{c['hash']}\n{at}\n{c['key_version']}\n"
+key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(sys.argv[1]))
+for text in (message, message.replace(str(c['seq']), str(c['seq'] + 1), 1)):
+    try:
+        key.verify(bytes.fromhex(c["signature"]), text.encode())
+        print("valid")
+    except Exception:
+        print("invalid")
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, &public, &checkpoint.to_string()])
+        .output()
+        .expect("python3 runs (with the cryptography package, which moto brings)");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "valid\ninvalid\n");
+    app.stop().await;
+}
+
 both_topologies!(
+    a_cut_tail_is_found_against_the_signed_checkpoint,
+    an_edited_event_set_back_to_pending_is_never_sealed_again,
+    events_coffer_did_not_write_are_refused,
+    a_database_older_than_the_newest_checkpoint_is_told_apart,
+    missing_and_forged_checkpoints_are_reported,
+    a_checkpoint_checks_out_with_an_independent_ed25519,
     verifying_while_the_chain_grows_finds_no_gap,
     tampering_is_found_at_the_right_place,
     a_deleted_row_is_reported,

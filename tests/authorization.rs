@@ -107,6 +107,7 @@ const API_ROWS: &[Row] = &[
     row("GET", "/api/v1/admin/users", [401, 403, 403, 200]),
     row("PATCH", "/api/v1/admin/users/{id}", [401, 403, 403, 200]),
     row("GET", "/api/v1/admin/keys", [401, 403, 403, 200]),
+    row("GET", "/api/v1/audit/public-key", [200, 200, 200, 200]),
     row("POST", "/api/v1/admin/keys/rotate", [401, 403, 403, 202]),
     row("GET", "/api/v1/admin/keys/rotation", [401, 403, 403, 200]),
     row("GET", "/api/v1/admin/audit", [401, 403, 403, 200]),

@@ -346,7 +346,7 @@ async fn killed_workers_lose_nothing(topology: Topology) {
         poll().await;
     }
 
-    let report = coffer::coffer_core::services::audit::verify(&core.db)
+    let report = coffer::coffer_core::services::audit::verify(&core)
         .await
         .expect("verify");
     assert!(report.ok, "{report:?}");

@@ -255,8 +255,9 @@ async fn a_missing_master_key_version_stops_start_up(topology: Topology) {
     use coffer::coffer_core::crypto::SecretKey;
     let v1 = SecretKey::generate().to_base64();
     let v2 = SecretKey::generate().to_base64();
-    let both = format!("1:{v1},2:{v2}");
-    let only_v1 = format!("1:{v1}");
+    let audit = &*common::AUDIT_KEY_LINE;
+    let both = format!("1:{v1},2:{v2},{audit}");
+    let only_v1 = format!("1:{v1},{audit}");
     let app = TestApp::spawn_with(topology, &[("COFFER_MASTER_KEYS", &only_v1)], Roles::ALL).await;
     let user = app.user().await;
     let id = app
@@ -270,7 +271,7 @@ async fn a_missing_master_key_version_stops_start_up(topology: Topology) {
     // The same database with a keyring that lacks version 1: refused, naming the version.
     let mut vars = app.env.vars.clone();
     vars.retain(|(k, _)| k != "COFFER_MASTER_KEYS");
-    vars.push(("COFFER_MASTER_KEYS".into(), format!("2:{v2}")));
+    vars.push(("COFFER_MASTER_KEYS".into(), format!("2:{v2},{audit}")));
     let config = coffer::coffer_core::Config::from_vars(vars.clone()).expect("config");
     let err = coffer::start(config, Roles::API)
         .await

@@ -217,7 +217,7 @@ async fn two_sealing_workers_keep_one_gapless_chain(topology: Topology) {
             .await
             .expect("count")
     };
-    let report = coffer::coffer_core::services::audit::verify(&core.db)
+    let report = coffer::coffer_core::services::audit::verify(&core)
         .await
         .expect("verify");
     assert!(report.ok, "{report:?}");
@@ -237,6 +237,13 @@ fn key_line(version: i32) -> String {
     )
 }
 
+/// A keyring of the given master-key lines and the tests' audit key, for COFFER_MASTER_KEYS.
+fn keyring(master: &[&str]) -> String {
+    let mut lines: Vec<&str> = master.to_vec();
+    lines.push(&common::AUDIT_KEY_LINE);
+    lines.join(",")
+}
+
 fn with(vars: &[(String, String)], extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut vars = vars.to_vec();
     for (k, v) in extra {
@@ -251,7 +258,7 @@ fn with(vars: &[(String, String)], extra: &[(&str, &str)]) -> Vec<(String, Strin
 /// workers never make up a keyring of their own.
 async fn processes_with_different_keyrings_refuse_to_start(topology: Topology) {
     let env = Environment::new(topology, &[]).await;
-    let first = key_line(1);
+    let first = keyring(&[&key_line(1)]);
     let api = Process::start("api", &with(&env.vars, &[("COFFER_MASTER_KEYS", &first)]));
     let worker = Process::start(
         "worker",
@@ -269,7 +276,7 @@ async fn processes_with_different_keyrings_refuse_to_start(topology: Topology) {
     .await;
     let id = upload_ready(&http, &base, &token, "kept.pdf", pdf(b"kept")).await;
 
-    let other = key_line(1);
+    let other = keyring(&[&key_line(1)]);
     for role in ["api", "worker"] {
         let stderr = Process::refused(role, &with(&env.vars, &[("COFFER_MASTER_KEYS", &other)]));
         assert!(
@@ -325,7 +332,7 @@ async fn processes_with_different_keyrings_refuse_to_start(topology: Topology) {
 /// them runs, the other refuses.
 async fn a_first_start_race_with_different_keys_leaves_one_keyring(topology: Topology) {
     let env = Environment::new(topology, &[]).await;
-    let (a, b) = (key_line(1), key_line(1));
+    let (a, b) = (keyring(&[&key_line(1)]), keyring(&[&key_line(1)]));
     let (va, vb) = (
         with(&env.vars, &[("COFFER_MASTER_KEYS", &a)]),
         with(&env.vars, &[("COFFER_MASTER_KEYS", &b)]),
@@ -392,9 +399,10 @@ async fn a_missing_key_version_is_the_operator_s_fault_not_the_file_s(topology: 
     let v1 = key_line(1);
     let v2 = key_line(2);
     let worker_keys = env.data.path().join("worker-keyring");
-    std::fs::write(&worker_keys, format!("{v1}\n")).expect("keyring");
+    let audit = &*common::AUDIT_KEY_LINE;
+    std::fs::write(&worker_keys, format!("{v1}\n{audit}\n")).expect("keyring");
     let api_keys = env.data.path().join("api-keyring");
-    std::fs::write(&api_keys, format!("{v1}\n")).expect("keyring");
+    std::fs::write(&api_keys, format!("{v1}\n{audit}\n")).expect("keyring");
     let api_file = api_keys.display().to_string();
     let worker_file = worker_keys.display().to_string();
     let api = Process::start(
@@ -424,7 +432,7 @@ async fn a_missing_key_version_is_the_operator_s_fault_not_the_file_s(topology: 
     .await;
 
     // The operator adds version 2 to the API's keyring only, and rotates.
-    std::fs::write(&api_keys, format!("{v1}\n{v2}\n")).expect("keyring");
+    std::fs::write(&api_keys, format!("{v1}\n{v2}\n{audit}\n")).expect("keyring");
     let rotated = http
         .post(format!("{base}/api/v1/admin/keys/rotate"))
         .bearer_auth(&admin)
@@ -453,7 +461,7 @@ async fn a_missing_key_version_is_the_operator_s_fault_not_the_file_s(topology: 
     assert_eq!(file["status"], "quarantined", "{file}");
 
     // The operator mends the worker's keyring: the file goes on to ready, the fault clears.
-    std::fs::write(&worker_keys, format!("{v1}\n{v2}\n")).expect("keyring");
+    std::fs::write(&worker_keys, format!("{v1}\n{v2}\n{audit}\n")).expect("keyring");
     common::wait_ready_within(&http, &base, &token, &id, Duration::from_secs(60)).await;
     readiness_once(&http, &ops, |r| r["keyring"] == "ok").await;
     drop(worker);
@@ -533,7 +541,7 @@ async fn concurrent_rotations_start_one(topology: Topology) {
     let keyring = std::fs::read_to_string(env.data.path().join("keyring")).expect("keyring");
     let versions: Vec<&str> = keyring
         .lines()
-        .filter(|l| !l.starts_with('#'))
+        .filter(|l| !l.starts_with('#') && !l.starts_with("audit:"))
         .filter_map(|l| l.split(':').next())
         .collect();
     assert_eq!(versions, ["1", "2"], "one new version, written once");
@@ -571,7 +579,128 @@ async fn concurrent_rotations_start_one(topology: Topology) {
     env.cleanup().await;
 }
 
+/// The audit log across processes: the worker process seals and writes signed checkpoints, a
+/// cut made in the database afterwards is found both by the API process and by `coffer audit
+/// verify` run as a process of its own, and a process given another audit key refuses to
+/// start.
+async fn a_cut_audit_log_is_found_from_every_process(topology: Topology) {
+    let env = Environment::new(
+        topology,
+        &[
+            ("COFFER_AUDIT_CHECKPOINT_INTERVAL", "1s"),
+            ("COFFER_ADMIN_EMAIL", "audit-admin@example.org"),
+            ("COFFER_ADMIN_PASSWORD", "admin password 123"),
+        ],
+    )
+    .await;
+    let api = Process::start("api", &env.vars);
+    let worker = Process::start("worker", &env.vars);
+    let base = api.base.clone().expect("the API listens");
+    let http = reqwest::Client::new();
+    let token = sign_in(
+        &http,
+        &base,
+        "cut@example.org",
+        "correct horse battery",
+        true,
+    )
+    .await;
+    upload_ready(&http, &base, &token, "logged.pdf", pdf(b"logged")).await;
+    let admin = sign_in(
+        &http,
+        &base,
+        "audit-admin@example.org",
+        "admin password 123",
+        false,
+    )
+    .await;
+    let verify_url = format!("{base}/api/v1/admin/audit/verify");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let checkpoint = loop {
+        let report = common::get_json(&http, &verify_url, Some(&admin)).await;
+        if let Some(seq) = report["checkpoint"]["seq"].as_i64()
+            && report["head_seq"].as_i64() > Some(seq)
+            && seq > 5
+        {
+            assert_eq!(report["ok"], true, "{report}");
+            break seq;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint: {report}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Nothing seals or signs from here on.
+    drop(worker);
+
+    let db = sea_orm::Database::connect(env.config().database_url.as_str())
+        .await
+        .expect("database");
+    {
+        use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+        entity::audit_event::Entity::delete_many()
+            .filter(entity::audit_event::Column::Seq.gt(checkpoint - 2))
+            .exec(&db)
+            .await
+            .expect("cut the tail");
+    }
+    let report = common::get_json(&http, &verify_url, Some(&admin)).await;
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(
+        report["findings"],
+        json!([{
+            "kind": "truncated",
+            "seq": checkpoint - 2,
+            "checkpoint_seq": checkpoint,
+            "detail": report["findings"][0]["detail"],
+        }]),
+        "{report}"
+    );
+
+    let vars = env.vars_for(coffer::Roles::API);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["audit", "verify"])
+        .env("COFFER_LOG", "warn")
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("coffer audit verify runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "finding: truncated: the log was cut: it ends at event {}",
+            checkpoint - 2
+        )),
+        "{stdout}"
+    );
+
+    // A keyring whose audit key is not the database's: refused, in one line.
+    let ring = std::fs::read_to_string(env.data.path().join("keyring")).expect("keyring");
+    let other_audit = format!(
+        "audit:1:{}",
+        coffer::coffer_core::crypto::SecretKey::generate().to_base64()
+    );
+    let other = ring.replace(common::AUDIT_KEY_LINE.as_str(), &other_audit);
+    assert_ne!(other, ring);
+    let other_file = env.data.path().join("other-keyring");
+    std::fs::write(&other_file, other).expect("keyring");
+    let other_path = other_file.display().to_string();
+    for role in ["api", "worker"] {
+        let stderr = Process::refused(
+            role,
+            &with(&env.vars, &[("COFFER_MASTER_KEYS_FILE", &other_path)]),
+        );
+        assert!(
+            stderr.contains("audit key version 1 in this process's keyring is not the one this database was set up with"),
+            "{role}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+    drop(api);
+    db.close().await.ok();
+    env.cleanup().await;
+}
+
 both_topologies!(
+    a_cut_audit_log_is_found_from_every_process,
     concurrent_rotations_start_one,
     processes_with_different_keyrings_refuse_to_start,
     a_first_start_race_with_different_keys_leaves_one_keyring,

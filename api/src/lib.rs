@@ -25,6 +25,7 @@ type Apis = (
     routes::shares::SharesApi,
     routes::recipient::RecipientApi,
     routes::admin::AdminApi,
+    routes::admin::AuditPublicApi,
 );
 
 fn api_service() -> OpenApiService<Apis, ()> {
@@ -35,6 +36,7 @@ fn api_service() -> OpenApiService<Apis, ()> {
             routes::shares::SharesApi,
             routes::recipient::RecipientApi,
             routes::admin::AdminApi,
+            routes::admin::AuditPublicApi,
         ),
         "Coffer",
         env!("CARGO_PKG_VERSION"),

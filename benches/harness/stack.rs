@@ -93,7 +93,8 @@ impl Stack {
                 std::fs::write(
                     &keyring,
                     format!(
-                        "1:{}\n",
+                        "1:{}\naudit:1:{}\n",
+                        coffer::coffer_core::crypto::SecretKey::generate().to_base64(),
                         coffer::coffer_core::crypto::SecretKey::generate().to_base64()
                     ),
                 )

@@ -6,7 +6,7 @@ use std::time::Instant;
 use coffer::coffer_core::audit::Actor;
 use coffer::coffer_core::services::{audit, keys};
 use coffer::coffer_core::{Config, Core};
-use sea_orm::{ActiveValue::Set, ConnectionTrait as _, EntityTrait as _};
+use sea_orm::{ConnectionTrait as _, EntityTrait as _};
 
 use super::common::{pg_admin_url, seed};
 use super::stack::{database_url, scratch_dir};
@@ -115,7 +115,7 @@ pub async fn verify(events: i64) -> Vec<StoreRun> {
     on_both(|core, database| async move {
         seed_chain(&core, events).await;
         let started = Instant::now();
-        let report = audit::verify(&core.db).await.expect("verify");
+        let report = audit::verify(&core).await.expect("verify");
         let seconds = started.elapsed().as_secs_f64();
         assert!(report.ok && report.checked == events as u64, "{report:?}");
         StoreRun {
@@ -128,7 +128,10 @@ pub async fn verify(events: i64) -> Vec<StoreRun> {
     .await
 }
 
+/// Events as Coffer writes them now: each with its MAC under the audit key.
 async fn seed_chain(core: &Core, events: i64) {
+    let ring = core.keys.ring();
+    let key = ring.newest_audit_key().expect("an audit key");
     let mut previous = audit::GENESIS.to_vec();
     let now = chrono::Utc::now();
     let mut seq = 0i64;
@@ -150,26 +153,15 @@ async fn seed_chain(core: &Core, events: i64) {
                 details: serde_json::json!({ "range": [0, seq] }),
                 seq: None,
                 hash: None,
+                mac_version: None,
+                mac: None,
             };
+            coffer::coffer_core::audit::encoding::authenticate(&mut event, key);
             let hash = audit::chain_hash(&previous, &event, seq);
             event.seq = Some(seq);
             event.hash = Some(hash.clone());
             previous = hash;
-            rows.push(entity::audit_event::ActiveModel {
-                id: Set(event.id),
-                occurred_at: Set(event.occurred_at),
-                actor_kind: Set(event.actor_kind),
-                actor_id: Set(event.actor_id),
-                ip: Set(event.ip),
-                user_agent: Set(event.user_agent),
-                action: Set(event.action),
-                target_kind: Set(event.target_kind),
-                target_id: Set(event.target_id),
-                outcome: Set(event.outcome),
-                details: Set(event.details),
-                seq: Set(event.seq),
-                hash: Set(event.hash),
-            });
+            rows.push(entity::audit_event::ActiveModel::from(event));
         }
         entity::audit_event::Entity::insert_many(rows)
             .exec(&core.db)

@@ -102,6 +102,9 @@ pub struct Config {
     /// The window in which anonymous audit events of one kind beyond the first few are counted
     /// instead of recorded one by one (`COFFER_AUDIT_REPEAT_WINDOW`).
     pub audit_repeat_window: Duration,
+    /// Longest time between two signed checkpoints of the audit chain while it grows
+    /// (`COFFER_AUDIT_CHECKPOINT_INTERVAL`).
+    pub audit_checkpoint_interval: Duration,
     /// Longest lifetime a share link may be given.
     pub share_max_ttl: Duration,
     /// A file left this long in `quarantined` or `validated` is re-enqueued by the sweep.
@@ -359,6 +362,15 @@ impl Config {
                 "a duration such as 10m, 1h or 30s",
             )
         })?;
+        let audit_checkpoint_interval =
+            parse_duration(get("COFFER_AUDIT_CHECKPOINT_INTERVAL").unwrap_or("1m"))
+                .filter(|d| *d >= Duration::from_secs(1))
+                .ok_or_else(|| {
+                    bad(
+                        "COFFER_AUDIT_CHECKPOINT_INTERVAL",
+                        "a duration of at least 1s, such as 1m or 30s",
+                    )
+                })?;
         let session_ttl = Duration::from_secs(
             60 * 60
                 * parse_or::<u64>(
@@ -457,6 +469,7 @@ impl Config {
             session_ttl,
             signups_per_hour,
             audit_repeat_window,
+            audit_checkpoint_interval,
             trusted_proxies,
             share_max_ttl,
             stuck_after,

@@ -63,6 +63,8 @@ pub struct Core {
     pub audit: audit::AuditWriter,
     /// clamd, when `COFFER_CLAMAV_ADDR` is set.
     pub scanner: Option<scan::Scanner>,
+    /// The audit trail's own trouble (see `services::audit`).
+    pub audit_alarms: Arc<audit::Alarms>,
     /// Stored objects the last orphan pass found without a file row (see `services::orphans`).
     pub(crate) rowless: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
@@ -132,7 +134,10 @@ impl Core {
         if config.is_embedded_database() || config.redis_url.is_none() {
             private_dir(&config.data_dir)?;
         }
-        let keys = load_keyring(&config, keyring)?;
+        let keys = Arc::new(load_keyring(&config, keyring)?);
+        if keys.ensure_audit_key()? {
+            tracing::warn!("added an audit key to the generated keyring; back the keyring up");
+        }
         let db = db::connect(&config.database_url).await?;
         if migrate {
             db::migrate(&db).await?;
@@ -140,6 +145,7 @@ impl Core {
         services::keys::check_keyring_matches_database(&db, &keys).await?;
         services::keys::check_keyring_covers_database(&db, &keys.ring()).await?;
         services::keys::sync_versions(&db, &keys.ring()).await?;
+        services::audit::check_audit_keys(&db, &keys).await?;
         let storage = Storage::from_url(&config.storage_url, &config.aws)?;
         let queue = Queue::connect(&config).await?;
         let mailer = mail::Mailer::from_config(&config)?;
@@ -155,20 +161,25 @@ impl Core {
         };
         let scanner = config.clamav_addr.clone().map(scan::Scanner::new);
         let write_gate = db::WriteGate::for_db(&db);
-        let audit =
-            audit::AuditWriter::start(db.clone(), write_gate.clone(), config.audit_repeat_window);
+        let audit = audit::AuditWriter::start(
+            db.clone(),
+            write_gate.clone(),
+            keys.clone(),
+            config.audit_repeat_window,
+        );
         Ok(Self {
             config: Arc::new(config),
             audit,
             write_gate,
             db,
             storage,
-            keys: Arc::new(keys),
+            keys,
             queue,
             limiter,
             mailer,
             metrics: metrics::Metrics::new(),
             scanner,
+            audit_alarms: Arc::default(),
             rowless: Arc::default(),
         })
     }

@@ -17,6 +17,10 @@ pub struct Model {
     pub details: Json,
     pub seq: Option<i64>,
     pub hash: Option<Vec<u8>>,
+    /// The audit-key version of `mac`; `None` for events written before events had MACs.
+    pub mac_version: Option<i32>,
+    /// HMAC-SHA256 of the event under the audit key, set when the event is written.
+    pub mac: Option<Vec<u8>>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

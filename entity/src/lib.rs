@@ -1,6 +1,8 @@
 //! sea-orm entities: table shapes only, no logic.
 
+pub mod audit_checkpoint;
 pub mod audit_event;
+pub mod audit_key;
 pub mod file;
 pub mod key_check;
 pub mod key_rotation;

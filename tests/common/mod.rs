@@ -141,8 +141,9 @@ impl Environment {
         std::fs::write(
             &keyring,
             format!(
-                "# test keyring\n1:{}\n",
-                coffer::coffer_core::crypto::SecretKey::generate().to_base64()
+                "# test keyring\n1:{}\n{}\n",
+                coffer::coffer_core::crypto::SecretKey::generate().to_base64(),
+                *AUDIT_KEY_LINE
             ),
         )
         .expect("test keyring");
@@ -220,6 +221,15 @@ impl Environment {
         }
     }
 }
+
+/// An audit key line (`audit:1:…`) for keyrings a test writes itself; one for the whole test
+/// binary (each test has a database of its own, so they do not meet).
+pub static AUDIT_KEY_LINE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "audit:1:{}",
+        coffer::coffer_core::crypto::SecretKey::generate().to_base64()
+    )
+});
 
 /// `vars`, plus `COFFER_MASTER_KEYS_FILE` naming the data dir's keyring for a process that
 /// does not serve (generate) it itself, unless the test gave keys of its own.

@@ -143,6 +143,80 @@ struct Verification {
     head_hash: Option<String>,
     /// The first sequence number whose event is missing, altered or out of place.
     first_bad_seq: Option<i64>,
+    /// The newest genuine signed checkpoint the chain was compared with.
+    checkpoint: Option<AuditCheckpoint>,
+    /// Everything that is not as it should be; empty when `ok`.
+    findings: Vec<AuditFinding>,
+}
+
+/// A signed checkpoint of the chain, as kept in the blob store.
+#[derive(Object)]
+struct AuditCheckpoint {
+    seq: i64,
+    hash: String,
+    at: DateTime<Utc>,
+    key_version: i32,
+    /// Ed25519 over `coffer audit checkpoint v1\n{seq}\n{hash}\n{at}\n{key_version}\n`, hex.
+    signature: String,
+}
+
+/// What verification found wrong.
+#[derive(poem_openapi::Enum, Clone, Copy)]
+#[oai(rename_all = "snake_case")]
+enum FindingKind {
+    ChainBroken,
+    Altered,
+    Unauthenticated,
+    Truncated,
+    Rewritten,
+    RestoredFromBackup,
+    CheckpointMissing,
+    CheckpointForged,
+    PendingForged,
+}
+
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+struct AuditFinding {
+    kind: FindingKind,
+    /// The event it is about, by sequence number.
+    seq: Option<i64>,
+    /// The checkpoint it is about, by the sequence number it signed.
+    checkpoint_seq: Option<i64>,
+    /// The unsealed event it is about.
+    event_id: Option<uuid::Uuid>,
+    detail: String,
+}
+
+impl From<&audit::Finding> for AuditFinding {
+    fn from(finding: &audit::Finding) -> Self {
+        use audit::Finding as F;
+        let kind = match finding {
+            F::ChainBroken { .. } => FindingKind::ChainBroken,
+            F::Altered { .. } => FindingKind::Altered,
+            F::Unauthenticated { .. } => FindingKind::Unauthenticated,
+            F::Truncated { .. } => FindingKind::Truncated,
+            F::Rewritten { .. } => FindingKind::Rewritten,
+            F::RestoredFromBackup { .. } => FindingKind::RestoredFromBackup,
+            F::CheckpointMissing { .. } => FindingKind::CheckpointMissing,
+            F::CheckpointForged { .. } => FindingKind::CheckpointForged,
+            F::PendingForged { .. } => FindingKind::PendingForged,
+        };
+        let seq = match finding {
+            F::Truncated { head_seq, .. } | F::RestoredFromBackup { head_seq, .. } => *head_seq,
+            other => other.seq(),
+        };
+        Self {
+            kind,
+            seq,
+            checkpoint_seq: finding.checkpoint_seq(),
+            event_id: match finding {
+                F::PendingForged { event_id } => Some(*event_id),
+                _ => None,
+            },
+            detail: finding.describe(),
+        }
+    }
 }
 
 #[derive(ResponseContent)]
@@ -312,14 +386,15 @@ impl AdminApi {
         ))
     }
 
-    /// Walk the audit chain and report the first broken link
+    /// Verify the audit log: every link and MAC of the chain, the newest signed checkpoints,
+    /// and the events waiting to be sealed
     #[oai(path = "/audit/verify", method = "get")]
     async fn verify(
         &self,
         req: &Request,
         _admin: AdminAuth,
     ) -> Result<Json<Verification>, ApiError> {
-        let v = audit::verify(&core(req)?.db)
+        let v = audit::verify(core(req)?)
             .await
             .map_err(|e| ApiError::from(coffer_core::ServiceError::from(e)))?;
         Ok(Json(Verification {
@@ -328,6 +403,14 @@ impl AdminApi {
             head_seq: v.head_seq,
             head_hash: v.head_hash,
             first_bad_seq: v.first_bad_seq,
+            findings: v.findings.iter().map(AuditFinding::from).collect(),
+            checkpoint: v.checkpoint.map(|c| AuditCheckpoint {
+                seq: c.seq,
+                hash: c.hash,
+                at: c.at,
+                key_version: c.key_version,
+                signature: c.signature,
+            }),
         }))
     }
 
@@ -383,5 +466,38 @@ impl AdminApi {
         };
         let account = accounts::change(core(req)?, &admin.0.user, id, change, &meta(req)).await?;
         Ok(Json(account.into()))
+    }
+}
+
+/// One version of the audit key's public half.
+#[derive(Object)]
+struct AuditPublicKey {
+    version: i32,
+    /// Ed25519 public key, hex (32 bytes).
+    public_key: String,
+}
+
+#[derive(Object)]
+struct AuditPublicKeys {
+    /// Every audit-key version, oldest first; a checkpoint names the version that signed it.
+    keys: Vec<AuditPublicKey>,
+}
+
+/// What anyone may read of the audit log: the keys its checkpoints are signed with.
+pub struct AuditPublicApi;
+
+#[OpenApi(prefix_path = "/api/v1", tag = "Tag::Admin")]
+impl AuditPublicApi {
+    /// The public keys that check the audit log's signed checkpoints
+    #[oai(path = "/audit/public-key", method = "get")]
+    async fn public_key(&self, req: &Request) -> Result<Json<AuditPublicKeys>, ApiError> {
+        let keys = audit::public_keys(core(req)?)
+            .into_iter()
+            .map(|(version, public_key)| AuditPublicKey {
+                version,
+                public_key,
+            })
+            .collect();
+        Ok(Json(AuditPublicKeys { keys }))
     }
 }

@@ -152,9 +152,21 @@ async fn audit_page(
         )
     };
     let verification = verification.map(|v| {
+        let findings: Vec<_> = v
+            .findings
+            .iter()
+            .map(|f| context! { kind => f.kind(), detail => f.describe() })
+            .collect();
+        let checkpoint = v.checkpoint.map(|c| {
+            context! {
+                seq => c.seq, hash => c.hash, key_version => c.key_version,
+                at => c.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            }
+        });
         context! {
             ok => v.ok, checked => v.checked, head_seq => v.head_seq,
             head_hash => v.head_hash, first_bad_seq => v.first_bad_seq,
+            checkpoint => checkpoint, findings => findings,
         }
     });
     Ok(page::view(
@@ -189,7 +201,7 @@ pub async fn audit_log(req: &Request) -> poem::Result<Response> {
 #[poem::handler]
 pub async fn verify(req: &Request, body: Body) -> poem::Result<Response> {
     let (core, me, fields) = admin_form(req, body).await?;
-    let verification = audit::verify(&core.db)
+    let verification = audit::verify(core)
         .await
         .map_err(|e| page::service_error(Some(&me), ServiceError::from(e)))?;
     audit_page(core, &me, &fields, Some(verification)).await

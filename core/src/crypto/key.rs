@@ -53,16 +53,17 @@ impl SecretKey {
     /// in hex. The database records it per version, so processes given different keys under one
     /// version number refuse to start; it reveals nothing of the key.
     pub fn check_value(&self) -> String {
-        hex::encode(&self.hmac(&[b"coffer master key check value v1"])[..16])
+        hex::encode(&self.mac(&[b"coffer master key check value v1"])[..16])
     }
 
     /// HMAC-SHA256 under the key of `purpose`, a zero byte and `data`, in hex: a stable name for
     /// `data` that only the key's holder can compute (and so test a guess against).
     pub fn keyed_hash(&self, purpose: &[u8], data: &[u8]) -> String {
-        hex::encode(self.hmac(&[purpose, b"\0", data]))
+        hex::encode(self.mac(&[purpose, b"\0", data]))
     }
 
-    fn hmac(&self, parts: &[&[u8]]) -> [u8; 32] {
+    /// HMAC-SHA256 under the key of the concatenated `parts`.
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
         use hmac::Mac as _;
         let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));

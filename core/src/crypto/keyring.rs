@@ -6,12 +6,14 @@ use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{CryptoError, SecretKey};
+use super::{AuditKey, CryptoError, SecretKey};
 use uuid::Uuid;
 
+/// The master keys by version, and the audit keys by version (`audit:N:base64` entries).
 #[derive(Clone)]
 pub struct Keyring {
     keys: BTreeMap<i32, SecretKey>,
+    audit: BTreeMap<i32, AuditKey>,
 }
 
 /// Where the keyring came from, for the start-up banner.
@@ -25,7 +27,7 @@ pub enum KeyringSource {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
     #[error(
-        "{var}: expected comma- or newline-separated `version:base64key` entries with 32-byte keys and positive versions ({detail})"
+        "{var}: expected comma- or newline-separated `version:base64key` (master keys) and `audit:version:base64key` (audit keys) entries with 32-byte keys and positive versions ({detail})"
     )]
     Malformed { var: &'static str, detail: String },
     #[error("{var}: no keys given")]
@@ -41,12 +43,22 @@ impl Keyring {
     pub fn from_keys(keys: impl IntoIterator<Item = (i32, SecretKey)>) -> Self {
         Self {
             keys: keys.into_iter().collect(),
+            audit: BTreeMap::new(),
         }
     }
 
-    /// Parses `1:base64,2:base64` (commas or newlines; blank lines and `#` comments ignored).
+    /// This keyring with the audit key `version` derived from `secret`.
+    pub fn with_audit_key(mut self, version: i32, secret: &SecretKey) -> Self {
+        self.audit
+            .insert(version, AuditKey::derive(version, secret));
+        self
+    }
+
+    /// Parses `1:base64,2:base64,audit:1:base64` (commas or newlines; blank lines and `#`
+    /// comments ignored).
     pub fn parse(text: &str, var: &'static str) -> Result<Self, KeyringError> {
         let mut keys = BTreeMap::new();
+        let mut audit = BTreeMap::new();
         for entry in text
             .split([',', '\n'])
             .map(str::trim)
@@ -59,25 +71,44 @@ impl Keyring {
             let (version, key) = entry
                 .split_once(':')
                 .ok_or_else(|| malformed("an entry has no `:`"))?;
+            let (is_audit, version, key) = match version.trim() {
+                "audit" => {
+                    let (version, key) = key
+                        .split_once(':')
+                        .ok_or_else(|| malformed("an audit entry has no version"))?;
+                    (true, version, key)
+                }
+                _ => (false, version, key),
+            };
             let version: i32 = version
                 .trim()
                 .parse()
                 .ok()
                 .filter(|v| *v > 0)
                 .ok_or_else(|| malformed("a version is not a positive integer"))?;
+            let kind = if is_audit { "audit key" } else { "key" };
             let key = SecretKey::from_base64(key).ok_or_else(|| {
                 malformed(&format!(
-                    "the key of version {version} is not 32 bytes of base64"
+                    "the {kind} of version {version} is not 32 bytes of base64"
                 ))
             })?;
-            if keys.insert(version, key).is_some() {
-                return Err(malformed(&format!("version {version} appears twice")));
+            let twice = if is_audit {
+                audit
+                    .insert(version, AuditKey::derive(version, &key))
+                    .is_some()
+            } else {
+                keys.insert(version, key).is_some()
+            };
+            if twice {
+                return Err(malformed(&format!(
+                    "{kind} version {version} appears twice"
+                )));
             }
         }
         if keys.is_empty() {
             return Err(KeyringError::Empty { var });
         }
-        Ok(Self { keys })
+        Ok(Self { keys, audit })
     }
 
     pub fn read_file(path: &Path, var: &'static str) -> Result<Self, KeyringError> {
@@ -99,6 +130,7 @@ impl Keyring {
             source,
         };
         let key = SecretKey::generate();
+        let audit_key = SecretKey::generate();
         let staging = path.with_extension(format!("new-{}", Uuid::new_v4().simple()));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
@@ -107,15 +139,19 @@ impl Keyring {
         let written = options.open(&staging).and_then(|mut file| {
             writeln!(
                 file,
-                "# Coffer master keys (version:base64). Losing this file makes every stored file unreadable.\n1:{}",
-                key.to_base64()
+                "# Coffer master keys (version:base64) and audit keys (audit:version:base64). Losing this file makes every stored file unreadable.\n1:{}\naudit:1:{}",
+                key.to_base64(),
+                audit_key.to_base64()
             )?;
             file.sync_all()
         });
         let linked = written.and_then(|()| std::fs::hard_link(&staging, path));
         let _ = std::fs::remove_file(&staging);
         match linked {
-            Ok(()) => Ok((Self::from_keys([(1, key)]), true)),
+            Ok(()) => Ok((
+                Self::from_keys([(1, key)]).with_audit_key(1, &audit_key),
+                true,
+            )),
             // Another process created it first: use theirs.
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
                 Ok((Self::read_file(path, "keyring file")?, false))
@@ -141,11 +177,25 @@ impl Keyring {
             .get(&version)
             .ok_or(CryptoError::MissingVersion(version))
     }
+
+    /// The audit key new events are MACed and checkpoints signed with: the newest version.
+    pub fn newest_audit_key(&self) -> Option<&AuditKey> {
+        self.audit.values().next_back()
+    }
+
+    pub fn audit_key(&self, version: i32) -> Option<&AuditKey> {
+        self.audit.get(&version)
+    }
+
+    pub fn audit_keys(&self) -> impl Iterator<Item = &AuditKey> + '_ {
+        self.audit.values()
+    }
 }
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.keys.iter()).finish()
+        f.debug_map().entries(self.keys.iter()).finish()?;
+        f.debug_list().entries(self.audit.values()).finish()
     }
 }
 
@@ -166,8 +216,46 @@ mod tests {
     }
 
     #[test]
+    fn audit_keys_are_entries_of_their_own() {
+        let (a, b) = (SecretKey::generate(), SecretKey::generate());
+        let text = format!(
+            "1:{}\naudit:1:{}\naudit:2:{}",
+            a.to_base64(),
+            b.to_base64(),
+            a.to_base64()
+        );
+        let ring = Keyring::parse(&text, "COFFER_MASTER_KEYS").expect("parses");
+        assert_eq!(ring.versions().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(ring.newest_audit_key().map(AuditKey::version), Some(2));
+        assert_eq!(
+            ring.audit_key(1).map(AuditKey::public_key),
+            Some(AuditKey::derive(1, &b).public_key())
+        );
+        let twice = format!(
+            "1:{}\naudit:1:{}\naudit:1:{}",
+            a.to_base64(),
+            b.to_base64(),
+            b.to_base64()
+        );
+        assert!(Keyring::parse(&twice, "X").is_err());
+        let only_audit = format!("audit:1:{}", b.to_base64());
+        assert!(
+            Keyring::parse(&only_audit, "X").is_err(),
+            "master keys are required"
+        );
+    }
+
+    #[test]
     fn rejects_bad_entries_naming_the_variable() {
-        for bad in ["", "1", "0:AAAA", "x:AAAA", "1:c2hvcnQ="] {
+        for bad in [
+            "",
+            "1",
+            "0:AAAA",
+            "x:AAAA",
+            "1:c2hvcnQ=",
+            "audit:AAAA",
+            "audit:0:AAAA",
+        ] {
             let err = Keyring::parse(bad, "COFFER_MASTER_KEYS").expect_err(bad);
             assert!(err.to_string().starts_with("COFFER_MASTER_KEYS"), "{err}");
         }
@@ -199,5 +287,11 @@ mod tests {
             again.get(1).expect("v1").expose(),
             ring.get(1).expect("v1").expose()
         );
+        let public = |r: &Keyring| r.newest_audit_key().map(AuditKey::public_key);
+        assert!(
+            public(&ring).is_some(),
+            "a generated keyring has an audit key"
+        );
+        assert_eq!(public(&again), public(&ring));
     }
 }

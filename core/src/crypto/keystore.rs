@@ -128,6 +128,53 @@ impl KeyStore {
     /// aside, then renamed over the old one): two rotations can never write two keys under one
     /// version number.
     pub fn add_version(&self, version: i32, key: SecretKey) -> Result<(), KeyringError> {
+        let added = self.append(|current| {
+            if current.get(version).is_ok() {
+                return Err(KeyringError::Malformed {
+                    var: "keyring file",
+                    detail: format!("version {version} is there already"),
+                });
+            }
+            Ok(Some(format!("{version}:{}", key.to_base64())))
+        })?;
+        *self
+            .ring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(added);
+        Ok(())
+    }
+
+    /// Gives a managed keyring file made before audit keys existed its first audit key (under
+    /// the same lock as [`KeyStore::add_version`], so processes starting together agree on
+    /// one). Returns whether one was added.
+    pub fn ensure_audit_key(&self) -> Result<bool, KeyringError> {
+        if self.managed.is_none() || self.ring().newest_audit_key().is_some() {
+            return Ok(false);
+        }
+        let mut added = false;
+        let ring = self.append(|current| {
+            if current.newest_audit_key().is_some() {
+                return Ok(None);
+            }
+            added = true;
+            Ok(Some(format!(
+                "audit:1:{}",
+                SecretKey::generate().to_base64()
+            )))
+        })?;
+        *self
+            .ring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(ring);
+        Ok(added)
+    }
+
+    /// Appends the line `entry` decides on, given the file as it is now, to the managed keyring
+    /// file under its lock; returns the keyring the file then holds.
+    fn append(
+        &self,
+        entry: impl FnOnce(&Keyring) -> Result<Option<String>, KeyringError>,
+    ) -> Result<Keyring, KeyringError> {
         let Some(path) = &self.managed else {
             return Err(KeyringError::Malformed {
                 var: "COFFER_MASTER_KEYS",
@@ -147,33 +194,22 @@ impl KeyStore {
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| io(e.into()))?;
         let mut text = std::fs::read_to_string(path).map_err(io)?;
-        let current = Keyring::parse(&text, "keyring file")?;
-        if current.get(version).is_ok() {
-            zeroize::Zeroize::zeroize(&mut text);
-            return Err(KeyringError::Malformed {
-                var: "keyring file",
-                detail: format!("version {version} is there already"),
-            });
-        }
-        if !text.ends_with('\n') {
+        let result = Keyring::parse(&text, "keyring file").and_then(|current| {
+            let Some(mut line) = entry(&current)? else {
+                return Ok(current);
+            };
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&line);
             text.push('\n');
-        }
-        text.push_str(&format!("{version}:{}\n", key.to_base64()));
-        let written = crate::private_file::replace(path, text.as_bytes());
+            zeroize::Zeroize::zeroize(&mut line);
+            crate::private_file::replace(path, text.as_bytes()).map_err(io)?;
+            Keyring::parse(&text, "keyring file")
+        });
         zeroize::Zeroize::zeroize(&mut text);
-        written.map_err(io)?;
         drop(lock);
-        let mut keys: Vec<(i32, SecretKey)> = current
-            .versions()
-            .filter_map(|v| current.get(v).ok().map(|k| (v, k.clone())))
-            .collect();
-        keys.push((version, key));
-        *self
-            .ring
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Arc::new(Keyring::from_keys(keys));
-        Ok(())
+        result
     }
 }
 
@@ -220,6 +256,38 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[test]
+    fn an_old_managed_keyring_gets_one_audit_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keyring");
+        let master = SecretKey::generate();
+        std::fs::write(&path, format!("1:{}\n", master.to_base64())).expect("write");
+        let ring = Keyring::read_file(&path, "keyring").expect("read");
+        let store = KeyStore::new(ring, KeyringSource::File(path.clone()), Some(path.clone()));
+        assert!(store.ring().newest_audit_key().is_none());
+        assert!(store.ensure_audit_key().expect("added"));
+        let public = store
+            .ring()
+            .newest_audit_key()
+            .map(super::super::AuditKey::public_key);
+        assert!(public.is_some());
+        // A second process finds it there and keeps it.
+        let other = KeyStore::new(
+            Keyring::from_keys([(1, master)]),
+            KeyringSource::File(path.clone()),
+            Some(path.clone()),
+        );
+        assert!(!other.ensure_audit_key().expect("none added"));
+        assert_eq!(
+            other
+                .ring()
+                .newest_audit_key()
+                .map(super::super::AuditKey::public_key),
+            public
+        );
+        assert_eq!(other.ring().get(1).map(|_| ()), Ok(()));
     }
 
     #[test]

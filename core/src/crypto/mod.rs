@@ -1,11 +1,13 @@
 //! Cryptography: keys, the sealed stream format, the DEK envelope and the master keyring.
 
+mod audit_key;
 mod envelope;
 mod key;
 mod keyring;
 mod keystore;
 pub mod stream;
 
+pub use audit_key::{AuditKey, signature_is_valid};
 pub use envelope::{WrappedKey, unwrap_key, wrap_key};
 pub use key::SecretKey;
 pub use keyring::{Keyring, KeyringError, KeyringSource};

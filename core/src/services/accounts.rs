@@ -102,8 +102,13 @@ pub async fn change(
             .filter(session::Column::RevokedAt.is_null())
             .exec(&txn)
             .await?;
-        super::shares::cancel_pending_of_owner(&txn, target, "the sender's account is disabled")
-            .await?;
+        super::shares::cancel_pending_of_owner(
+            &txn,
+            &core.audit,
+            target,
+            "the sender's account is disabled",
+        )
+        .await?;
     }
     let after = user::Model {
         role: change
@@ -120,7 +125,7 @@ pub async fn change(
             "was": { "role": before.role, "disabled": before.disabled },
         }))
         .from(meta)
-        .record(&txn)
+        .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
     Ok(after.into())

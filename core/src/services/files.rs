@@ -221,7 +221,7 @@ pub async fn create(
             .target("file", model.id)
             .details(serde_json::json!({ "name": model.name, "size": model.size, "sha256": model.sha256 }))
             .from(meta)
-            .record(&txn)
+            .record(&txn, &core.audit)
             .await?;
         let shares = match &share {
             Some(spec) => super::shares::insert(core, &txn, owner, model.id, spec, password_hash, meta).await?,
@@ -333,12 +333,12 @@ pub async fn delete(
         .filter(file::Column::Id.eq(id))
         .exec(&txn)
         .await?;
-    super::shares::cancel_pending(&txn, id, "the file was deleted").await?;
+    super::shares::cancel_pending(&txn, &core.audit, id, "the file was deleted").await?;
     Event::new("file.deleted", owner.actor())
         .target("file", id)
         .details(serde_json::json!({ "name": row.name, "previous_status": row.status }))
         .from(meta)
-        .record(&txn)
+        .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
 

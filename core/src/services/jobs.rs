@@ -92,12 +92,12 @@ async fn reject(
         .exec(&txn)
         .await?;
     if moved.rows_affected == 1 {
-        super::shares::cancel_pending(&txn, row.id, reason).await?;
+        super::shares::cancel_pending(&txn, &core.audit, row.id, reason).await?;
         Event::new("file.rejected", Actor::System)
             .target("file", row.id)
             .outcome(Outcome::Denied)
             .details(serde_json::json!({ "reason": reason, "detected_type": detected }))
-            .record(&txn)
+            .record(&txn, &core.audit)
             .await?;
     }
     txn.commit().await?;
@@ -136,7 +136,7 @@ async fn transition(
     }
     let moved = update.exec(&txn).await?.rows_affected == 1;
     if moved {
-        event.record(&txn).await?;
+        event.record(&txn, &core.audit).await?;
     }
     txn.commit().await?;
     Ok(moved)

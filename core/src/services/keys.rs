@@ -373,7 +373,7 @@ pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceRes
         .target("key_rotation", rotation.id)
         .details(serde_json::json!({ "from": from, "to": to, "total": total }))
         .from(meta)
-        .record(&txn)
+        .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
     if let Err(err) = core.queue.enqueue_rewrap(rotation.id).await {
@@ -509,7 +509,7 @@ pub async fn rewrap_batch_of(
         Event::new("key.rewrapped", Actor::System)
             .target("key_rotation", rotation_id)
             .details(serde_json::json!({ "to": to, "count": updated }))
-            .record(&txn)
+            .record(&txn, &core.audit)
             .await?;
     }
     txn.commit().await?;
@@ -634,7 +634,7 @@ async fn finish_if_done(core: &Core, rotation: &key_rotation::Model) -> Result<b
         Event::new("key.retired", Actor::System)
             .target("key_version", version.version)
             .details(serde_json::json!({ "rotation": rotation.id }))
-            .record(&txn)
+            .record(&txn, &core.audit)
             .await?;
     }
     txn.commit().await?;

@@ -269,7 +269,7 @@ pub async fn download(
         .target("share", share.id)
         .details(serde_json::json!({ "file_id": file.id, "download": share.downloads_used + 1 }))
         .from(meta)
-        .record(&txn)
+        .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
     if share.max_downloads == Some(share.downloads_used + 1) {

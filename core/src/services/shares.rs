@@ -15,7 +15,7 @@ use entity::{file, share, user};
 use super::files::status;
 use super::jobs::JobError;
 use super::users::User;
-use crate::audit::{Actor, Event, Outcome, RequestMeta};
+use crate::audit::{Actor, AuditWriter, Event, Outcome, RequestMeta};
 use crate::db::by_key;
 use crate::mail::{ShareEmail, share_message};
 use crate::types::{EmailAddress, Invalid, Token};
@@ -301,7 +301,7 @@ pub async fn insert(
                 "password": model.password_hash.is_some(),
             }))
             .from(meta)
-            .record(txn)
+            .record(txn, &core.audit)
             .await?;
         let url = token.as_ref().map(|t| share_url(core, t));
         views.push(ShareView::from_model(model, url, now));
@@ -373,27 +373,30 @@ pub async fn enqueue_pending(core: &Core, file_id: Uuid) {
 /// transaction, recording why.
 pub async fn cancel_pending(
     txn: &impl ConnectionTrait,
+    audit: &AuditWriter,
     file_id: Uuid,
     reason: &str,
 ) -> Result<(), sea_orm::DbErr> {
     let why = format!("file not shareable: {reason}");
-    cancel_where(txn, share::Column::FileId.eq(file_id), reason, &why).await
+    cancel_where(txn, audit, share::Column::FileId.eq(file_id), reason, &why).await
 }
 
 /// Cancels every pending share email of `owner` (whose account was just disabled): none of them
 /// goes out.
 pub async fn cancel_pending_of_owner(
     txn: &impl ConnectionTrait,
+    audit: &AuditWriter,
     owner: Uuid,
     reason: &str,
 ) -> Result<(), sea_orm::DbErr> {
-    cancel_where(txn, share::Column::OwnerId.eq(owner), reason, reason).await
+    cancel_where(txn, audit, share::Column::OwnerId.eq(owner), reason, reason).await
 }
 
 /// Cancels the pending shares that `which` selects, each audited as `share.email_failed` with
 /// `audited` as its reason (`reason` is what the owner reads on the share).
 async fn cancel_where(
     txn: &impl ConnectionTrait,
+    audit: &AuditWriter,
     which: sea_orm::sea_query::SimpleExpr,
     reason: &str,
     audited: &str,
@@ -415,7 +418,7 @@ async fn cancel_where(
             .target("share", row.id)
             .outcome(Outcome::Failure)
             .details(serde_json::json!({ "reason": audited, "file_id": row.file_id }))
-            .record(txn)
+            .record(txn, audit)
             .await?;
     }
     Ok(())
@@ -463,7 +466,7 @@ pub async fn revoke(
             .target("share", share_id)
             .details(serde_json::json!({ "file_id": row.file_id, "previous_state": row.state }))
             .from(meta)
-            .record(&txn)
+            .record(&txn, &core.audit)
             .await?;
     }
     txn.commit().await?;
@@ -523,7 +526,7 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
                 .clone()
                 .unwrap_or_else(|| "the file was deleted".to_owned());
             let txn = crate::db::begin_write(&core.db).await?;
-            cancel_pending(&txn, file.id, &reason).await?;
+            cancel_pending(&txn, &core.audit, file.id, &reason).await?;
             txn.commit().await?;
             return Ok(());
         }
@@ -600,7 +603,7 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
             Event::new(action, Actor::System)
                 .target("share", share_id)
                 .details(serde_json::json!({ "recipient": recipient, "file_id": file.id, "attempt": attempt }))
-                .record(&txn)
+                .record(&txn, &core.audit)
                 .await?;
             txn.commit().await?;
             Ok(())
@@ -618,7 +621,7 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
                 .target("share", share_id)
                 .outcome(Outcome::Failure)
                 .details(serde_json::json!({ "recipient": recipient, "reason": err.detail, "attempts": attempt }))
-                .record(&txn)
+                .record(&txn, &core.audit)
                 .await?;
             txn.commit().await?;
             Err(JobError::Permanent(format!(

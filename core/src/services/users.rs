@@ -207,7 +207,7 @@ async fn create_user(
         .target("user", id)
         .details(serde_json::json!({ "email": email.as_str(), "role": role.as_str() }))
         .from(meta)
-        .record(&txn)
+        .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
     Ok(User {
@@ -412,7 +412,7 @@ pub async fn login(
         .target("user", user.id)
         .details(serde_json::json!({ "replaced_session": replaced }))
         .from(meta)
-        .record(&txn)
+        .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
     give_back_password_attempt(core, &account_ip_key, &ip_key).await?;
@@ -499,7 +499,7 @@ pub async fn change_password(
             .outcome(Outcome::Denied)
             .details(serde_json::json!({ "reason": "wrong current password" }))
             .from(meta)
-            .record(&core.db)
+            .record(&core.db, &core.audit)
             .await?;
         return Err(ServiceError::Forbidden("the current password is not right"));
     }
@@ -528,7 +528,7 @@ pub async fn change_password(
         .target("user", account.id)
         .details(serde_json::json!({ "other_sessions_ended": ended }))
         .from(meta)
-        .record(&txn)
+        .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
     give_back_password_attempt(core, &account_ip_key, &ip_key).await?;
@@ -567,7 +567,7 @@ pub async fn logout(core: &Core, session: &Session, meta: &RequestMeta) -> Servi
     Event::new("user.logout", session.user.actor())
         .target("user", session.user.id)
         .from(meta)
-        .record(&txn)
+        .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
     Ok(())
@@ -655,7 +655,7 @@ pub async fn create_admin(
             "was": { "role": existing.role, "disabled": existing.disabled },
             "via": "coffer admin create --promote",
         }))
-        .record(&txn)
+        .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
     Ok(User {

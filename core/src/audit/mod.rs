@@ -1,17 +1,21 @@
-//! Audit events, written in the same transaction as the action they record. Sealing the chain
-//! (sequence numbers and hashes) is a separate step.
+//! Audit events, written in the same transaction as the action they record, each with a MAC
+//! under the audit key. Sealing the chain (sequence numbers and hashes) is a separate step.
+
+pub mod encoding;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait as _};
+use chrono::{DateTime, SubsecRound as _, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait as _};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use entity::audit_event;
+
+use crate::crypto::KeyStore;
 
 /// Where a request came from.
 #[derive(Debug, Clone, Default)]
@@ -100,40 +104,63 @@ impl Event {
         self
     }
 
-    /// Inserts the event through `conn` — pass the action's transaction. An event that belongs
-    /// to no transaction of its own goes through [`AuditWriter::record`] instead.
-    pub async fn record(self, conn: &impl ConnectionTrait) -> Result<(), sea_orm::DbErr> {
-        audit_event::Entity::insert(self.into_row())
+    /// Inserts the event through `conn` — pass the action's transaction — with its MAC under
+    /// `audit`'s key. An event that belongs to no transaction of its own goes through
+    /// [`AuditWriter::record`] instead.
+    pub async fn record(
+        self,
+        conn: &impl ConnectionTrait,
+        audit: &AuditWriter,
+    ) -> Result<(), sea_orm::DbErr> {
+        audit_event::Entity::insert(audit.row(self)?)
             .exec(conn)
             .await?;
         Ok(())
     }
 
-    fn into_row(self) -> audit_event::ActiveModel {
+    /// The row of this event, unauthenticated (see [`AuditWriter::row`]).
+    fn into_model(self) -> audit_event::Model {
         let (actor_kind, actor_id) = self.actor.parts();
         let (target_kind, target_id) = match self.target {
             Some((kind, id)) => (Some(kind.to_owned()), Some(id)),
             None => (None, None),
         };
-        audit_event::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            occurred_at: Set(Utc::now()),
-            actor_kind: Set(actor_kind.to_owned()),
-            actor_id: Set(actor_id),
-            ip: Set(self.meta.ip),
-            user_agent: Set(self
+        audit_event::Model {
+            id: Uuid::now_v7(),
+            // Both databases keep microseconds: the MAC covers what is stored.
+            occurred_at: Utc::now().trunc_subsecs(6),
+            actor_kind: actor_kind.to_owned(),
+            actor_id,
+            ip: self.meta.ip,
+            user_agent: self
                 .meta
                 .user_agent
-                .map(|ua| ua.chars().take(512).collect())),
-            action: Set(self.action.to_owned()),
-            target_kind: Set(target_kind),
-            target_id: Set(target_id),
-            outcome: Set(self.outcome.as_str().to_owned()),
-            details: Set(self.details),
-            seq: Set(None),
-            hash: Set(None),
+                .map(|ua| ua.chars().take(512).collect()),
+            action: self.action.to_owned(),
+            target_kind,
+            target_id,
+            outcome: self.outcome.as_str().to_owned(),
+            details: self.details,
+            seq: None,
+            hash: None,
+            mac_version: None,
+            mac: None,
         }
     }
+}
+
+/// The row of `event`, authenticated under the newest audit key of `keys`.
+fn authenticated_row(
+    keys: &KeyStore,
+    event: Event,
+) -> Result<audit_event::ActiveModel, sea_orm::DbErr> {
+    let ring = keys.ring();
+    let key = ring.newest_audit_key().ok_or_else(|| {
+        sea_orm::DbErr::Custom("the keyring holds no audit key: no event can be written".into())
+    })?;
+    let mut model = event.into_model();
+    encoding::authenticate(&mut model, key);
+    Ok(model.into())
 }
 
 /// Events waiting for the writer, each with the request that waits for its commit.
@@ -153,6 +180,7 @@ const MOST_PER_INSERT: usize = 256;
 pub struct AuditWriter {
     queue: mpsc::UnboundedSender<Pending>,
     repeats: Arc<Repeats>,
+    keys: Arc<KeyStore>,
 }
 
 impl AuditWriter {
@@ -161,11 +189,13 @@ impl AuditWriter {
     pub fn start(
         db: DatabaseConnection,
         gate: crate::db::WriteGate,
+        keys: Arc<KeyStore>,
         repeat_window: Duration,
     ) -> Self {
         let (queue, mut incoming) = mpsc::unbounded_channel::<Pending>();
         let repeats = Arc::new(Repeats::new(repeat_window));
         let closing = repeats.clone();
+        let signing = keys.clone();
         tokio::spawn(async move {
             let insert = |rows: Vec<audit_event::ActiveModel>| {
                 let (db, gate) = (&db, &gate);
@@ -195,7 +225,7 @@ impl AuditWriter {
                         }
                     }
                     _ = closes.tick() => {
-                        let rows = closing.close(Some(Utc::now()));
+                        let rows = closing.close(Some(Utc::now()), &signing);
                         if !rows.is_empty() && let Err(err) = insert(rows).await {
                             tracing::warn!(error = %err, "could not record repeated audit events");
                         }
@@ -203,19 +233,28 @@ impl AuditWriter {
                 }
             }
             // The last handle is gone: what the open windows counted is recorded now.
-            let rows = closing.close(None);
+            let rows = closing.close(None, &signing);
             if !rows.is_empty()
                 && let Err(err) = insert(rows).await
             {
                 tracing::warn!(error = %err, "could not record repeated audit events");
             }
         });
-        Self { queue, repeats }
+        Self {
+            queue,
+            repeats,
+            keys,
+        }
+    }
+
+    /// The row of `event`, with its MAC under the newest audit key.
+    pub fn row(&self, event: Event) -> Result<audit_event::ActiveModel, sea_orm::DbErr> {
+        authenticated_row(&self.keys, event)
     }
 
     /// Records `event` on its own; returns once it is committed.
     pub async fn record(&self, event: Event) -> Result<(), sea_orm::DbErr> {
-        self.insert(event.into_row()).await
+        self.insert(self.row(event)?).await
     }
 
     async fn insert(&self, row: audit_event::ActiveModel) -> Result<(), sea_orm::DbErr> {
@@ -232,12 +271,12 @@ impl AuditWriter {
     /// `details.repeated` (how many), `details.from` and `details.to` (their first and last
     /// time), and the last one's actor, target and address.
     pub async fn record_repeatable(&self, key: String, event: Event) -> Result<(), sea_orm::DbErr> {
-        match self.repeats.count(key, event, Utc::now()) {
+        match self.repeats.count(key, event, Utc::now(), &self.keys)? {
             Repeat::Record(event, closed) => {
                 if let Some(row) = closed {
                     self.insert(row).await?;
                 }
-                self.record(event).await
+                self.record(*event).await
             }
             Repeat::Counted(Some(row)) => self.insert(row).await,
             Repeat::Counted(None) => Ok(()),
@@ -268,7 +307,7 @@ struct Window {
 
 enum Repeat {
     /// Record this event; and first, the count of the key's window that just closed, if any.
-    Record(Event, Option<audit_event::ActiveModel>),
+    Record(Box<Event>, Option<audit_event::ActiveModel>),
     /// Counted; the count of the key's window that just closed, if any, is to be recorded.
     Counted(Option<audit_event::ActiveModel>),
 }
@@ -285,7 +324,13 @@ impl Repeats {
         chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::minutes(10))
     }
 
-    fn count(&self, key: String, event: Event, now: DateTime<Utc>) -> Repeat {
+    fn count(
+        &self,
+        key: String,
+        event: Event,
+        now: DateTime<Utc>,
+        keys: &KeyStore,
+    ) -> Result<Repeat, sea_orm::DbErr> {
         let span = self.span();
         let mut open = self
             .open
@@ -298,23 +343,26 @@ impl Repeats {
         };
         let window = open.entry(key).or_insert_with(|| Window::new(now));
         let closed = if window.opened + span <= now {
-            std::mem::replace(window, Window::new(now)).summary()
+            std::mem::replace(window, Window::new(now))
+                .summary()
+                .map(|event| authenticated_row(keys, event))
+                .transpose()?
         } else {
             None
         };
         if window.recorded < RECORDED_PER_WINDOW {
             window.recorded += 1;
-            return Repeat::Record(event, closed);
+            return Ok(Repeat::Record(Box::new(event), closed));
         }
         window.counted += 1;
         window.first_counted.get_or_insert(now);
         window.last = Some((event, now));
-        Repeat::Counted(closed)
+        Ok(Repeat::Counted(closed))
     }
 
     /// Takes the windows closed by `now` (all of them, with `None`) and returns the counts to
     /// record.
-    fn close(&self, now: Option<DateTime<Utc>>) -> Vec<audit_event::ActiveModel> {
+    fn close(&self, now: Option<DateTime<Utc>>, keys: &KeyStore) -> Vec<audit_event::ActiveModel> {
         let span = self.span();
         let mut open = self
             .open
@@ -325,8 +373,13 @@ impl Repeats {
             if now.is_some_and(|now| window.opened + span > now) {
                 return true;
             }
-            if let Some(row) = std::mem::replace(window, Window::new(Utc::now())).summary() {
-                rows.push(row);
+            let summary = std::mem::replace(window, Window::new(Utc::now())).summary();
+            match summary.map(|event| authenticated_row(keys, event)) {
+                Some(Ok(row)) => rows.push(row),
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "could not record repeated audit events")
+                }
+                None => {}
             }
             false
         });
@@ -346,14 +399,14 @@ impl Window {
     }
 
     /// The event that stands for the ones this window counted, if it counted any.
-    fn summary(self) -> Option<audit_event::ActiveModel> {
+    fn summary(self) -> Option<Event> {
         let (mut event, last_at) = self.last?;
         event.details = json!({
             "repeated": self.counted,
             "from": self.first_counted.unwrap_or(last_at),
             "to": last_at,
         });
-        Some(event.into_row())
+        Some(event)
     }
 }
 
@@ -367,5 +420,63 @@ fn copy_of(err: &sea_orm::DbErr) -> sea_orm::DbErr {
         DbErr::Exec(e) => DbErr::Exec(e.clone()),
         DbErr::Query(e) => DbErr::Query(e.clone()),
         other => DbErr::Custom(other.to_string()),
+    }
+}
+
+/// The audit trail's own trouble, each kind apart.
+#[derive(Debug, Default)]
+pub struct Alarms {
+    /// A pending event that may not be sealed.
+    pub sealing: Alarm,
+    /// A chain behind its newest checkpoint, or a checkpoint that could not be written.
+    pub checkpoints: Alarm,
+    /// When this process last looked whether a checkpoint is due without having sealed.
+    looked: Mutex<Option<std::time::Instant>>,
+}
+
+impl Alarms {
+    /// Whether `every` has passed since this returned true last (true the first time).
+    pub fn look_due(&self, every: Duration) -> bool {
+        let mut looked = self
+            .looked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        if looked.is_some_and(|at| now.duration_since(at) < every) {
+            return false;
+        }
+        *looked = Some(now);
+        true
+    }
+}
+
+/// A problem that is logged as an error when it first appears or changes, not at every pass.
+#[derive(Debug, Default)]
+pub struct Alarm(Mutex<Option<String>>);
+
+impl Alarm {
+    pub fn raise(&self, problem: String) {
+        let mut current = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.as_deref() != Some(problem.as_str()) {
+            tracing::error!(problem = %problem, "audit log");
+            *current = Some(problem);
+        }
+    }
+
+    pub fn clear(&self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    pub fn current(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }

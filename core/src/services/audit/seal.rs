@@ -1,0 +1,205 @@
+//! Sealing: pending events get their sequence number and their link in the chain, one writer
+//! at a time, but only once their MAC has been checked: an event Coffer did not write (or
+//! that was altered since) is never chained.
+
+use sea_orm::{
+    ColumnTrait as _, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait as _,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait as _,
+};
+
+use entity::audit_event;
+
+use crate::Core;
+use crate::audit::encoding::{self, GENESIS};
+use crate::crypto::Keyring;
+
+/// Events sealed per transaction.
+const SEAL_BATCH: u64 = 1000;
+/// Key of the PostgreSQL advisory lock that serialises sealers across processes.
+const SEAL_LOCK: i64 = 0x636f_6666_6572_5331; // "cofferS1"
+
+/// A transaction holding the sealers' lock (on SQLite, the database's write lock).
+pub(super) async fn begin_locked(core: &Core) -> Result<DatabaseTransaction, sea_orm::DbErr> {
+    let txn = core
+        .db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({SEAL_LOCK})"))
+            .await?;
+    }
+    Ok(txn)
+}
+
+/// Why a pending event is not sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Unsealable {
+    /// Its MAC is wrong or missing: not written by Coffer, or altered since.
+    Forged,
+    /// Its MAC is under an audit-key version this process does not hold (an operator's fault).
+    UnknownKey(i32),
+}
+
+/// Whether `event` may be chained after a chain whose events so far `had_macs` (once one event
+/// has a MAC, every later one must: an event without one is not Coffer's). `buffer` is reused
+/// for the MAC message.
+pub(super) fn check_pending(
+    buffer: &mut Vec<u8>,
+    ring: &Keyring,
+    event: &audit_event::Model,
+    had_macs: bool,
+) -> Result<(), Unsealable> {
+    let Some(version) = event.mac_version else {
+        return if had_macs {
+            Err(Unsealable::Forged)
+        } else {
+            Ok(())
+        };
+    };
+    let key = ring
+        .audit_key(version)
+        .ok_or(Unsealable::UnknownKey(version))?;
+    encoding::write_mac_message(buffer, event, version);
+    if key.mac_matches(buffer, event.mac.as_deref().unwrap_or_default()) {
+        Ok(())
+    } else {
+        Err(Unsealable::Forged)
+    }
+}
+
+/// Seals pending events in batches until none is left (or one that may not be sealed is
+/// next), then writes a checkpoint if one is due; returns how many were sealed. Cheap when
+/// there is nothing to seal: the lock is only taken once pending events are seen, and whether
+/// a checkpoint is due is looked at after sealing, or else every half interval (another
+/// process may have moved the head).
+pub async fn seal(core: &Core) -> Result<u64, sea_orm::DbErr> {
+    let pending = audit_event::Entity::find()
+        .filter(audit_event::Column::Seq.is_null())
+        .limit(1)
+        .all(&core.db)
+        .await?;
+    let sealed = if pending.is_empty() {
+        0
+    } else {
+        seal_pending(core).await?
+    };
+    if sealed > 0
+        || core
+            .audit_alarms
+            .look_due(core.config.audit_checkpoint_interval / 2)
+    {
+        super::checkpoint::write_if_due(core).await?;
+    }
+    Ok(sealed)
+}
+
+async fn seal_pending(core: &Core) -> Result<u64, sea_orm::DbErr> {
+    let mut sealed = 0;
+    let mut buffer = Vec::with_capacity(256);
+    loop {
+        // Held until this batch commits or rolls back.
+        let _entered = core.write_gate.enter().await;
+        let txn = begin_locked(core).await?;
+        let head = audit_event::Entity::find()
+            .filter(audit_event::Column::Seq.is_not_null())
+            .order_by_desc(audit_event::Column::Seq)
+            .one(&txn)
+            .await?;
+        let (mut seq, previous, mut had_macs) = match head {
+            Some(h) => (
+                h.seq.unwrap_or(0),
+                h.hash.unwrap_or_default(),
+                h.mac_version.is_some(),
+            ),
+            None => (0, GENESIS.to_vec(), false),
+        };
+        let pending = audit_event::Entity::find()
+            .filter(audit_event::Column::Seq.is_null())
+            .order_by_asc(audit_event::Column::Id)
+            .limit(SEAL_BATCH)
+            .all(&txn)
+            .await?;
+        if pending.is_empty() {
+            txn.commit().await?;
+            core.audit_alarms.sealing.clear();
+            return Ok(sealed);
+        }
+        let ring = core.keys.ring();
+        let mut links: Vec<(uuid::Uuid, i64, Vec<u8>)> = Vec::with_capacity(pending.len());
+        let mut stopped = None;
+        for event in &pending {
+            if let Err(why) = check_pending(&mut buffer, &ring, event, had_macs) {
+                stopped = Some((event.id, why));
+                break;
+            }
+            had_macs |= event.mac_version.is_some();
+            seq += 1;
+            let previous = links.last().map_or(&previous[..], |(_, _, hash)| hash);
+            let hash = encoding::link_hash(&mut buffer, previous, event, seq).to_vec();
+            links.push((event.id, seq, hash));
+        }
+        let count = links.len() as u64;
+        if count > 0 {
+            let linked = link(&txn, links).await?;
+            if linked != count {
+                // Only a writer outside Coffer could have sealed them meanwhile: leave the
+                // chain as it was (the transaction rolls back) rather than fork it.
+                return Err(sea_orm::DbErr::Custom(format!(
+                    "sealing: {linked} of {count} pending audit events were still unsealed"
+                )));
+            }
+        }
+        txn.commit().await?;
+        sealed += count;
+        if let Some((id, why)) = stopped {
+            match why {
+                Unsealable::Forged => core.audit_alarms.sealing.raise(format!(
+                    "audit event {id} fails its MAC: Coffer did not write it, or it was altered; sealing stops before it until it is removed (`coffer audit verify` lists it)"
+                )),
+                Unsealable::UnknownKey(version) => core.audit_alarms.sealing.raise(format!(
+                    "audit event {id} is MACed under audit key version {version}, which this process's keyring lacks; give every process the same keyring"
+                )),
+            }
+            return Ok(sealed);
+        }
+        core.audit_alarms.sealing.clear();
+    }
+}
+
+/// Gives each event its sequence number and hash in one statement (`UPDATE … FROM (VALUES …)`):
+/// one round trip per batch, so the write lock every other writer waits for is held for a
+/// moment. Updating event by event held it for up to 1,000 round trips, and concurrent
+/// downloads waited that long to commit their own events. Returns how many rows it sealed.
+async fn link(
+    txn: &DatabaseTransaction,
+    links: Vec<(uuid::Uuid, i64, Vec<u8>)>,
+) -> Result<u64, sea_orm::DbErr> {
+    let backend = txn.get_database_backend();
+    let rows = crate::db::values_rows(backend, links.len(), &["uuid", "bigint", "bytea"]);
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(links.len() * 3);
+    for (id, seq, hash) in links {
+        values.extend([id.into(), seq.into(), hash.into()]);
+    }
+    let sql = match backend {
+        DbBackend::Postgres => format!(
+            "UPDATE audit_events AS a SET seq = v.seq, hash = v.hash \
+             FROM (VALUES {rows}) AS v(id, seq, hash) \
+             WHERE a.id = v.id AND a.seq IS NULL"
+        ),
+        _ => format!(
+            "WITH v(id, seq, hash) AS (VALUES {rows}) \
+             UPDATE audit_events SET seq = v.seq, hash = v.hash \
+             FROM v WHERE audit_events.id = v.id AND audit_events.seq IS NULL"
+        ),
+    };
+    let result = txn
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
+        .await?;
+    Ok(result.rows_affected())
+}
