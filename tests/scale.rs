@@ -368,20 +368,32 @@ async fn metrics_count_requests_jobs_bytes_and_files(topology: Topology) {
         .expect("page");
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 
-    let response = app
-        .http
-        .get(app.url("/metrics"))
-        .bearer_auth(common::METRICS_TOKEN)
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .is_ok_and(|t| t.starts_with("application/openmetrics-text"))
-    );
-    let text = response.text().await.expect("text");
+    // A job is counted once its handler has returned, a moment after the file it made ready
+    // is committed: scrape until the last one is in.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let response = app
+            .http
+            .get(app.url("/metrics"))
+            .bearer_auth(common::METRICS_TOKEN)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .is_ok_and(|t| t.starts_with("application/openmetrics-text"))
+        );
+        let text = response.text().await.expect("text");
+        let encrypted = [("job", "encrypt"), ("outcome", "succeeded")];
+        if metric(&text, "coffer_jobs_finished_total", &encrypted).is_some()
+            || Instant::now() >= deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(text.ends_with("# EOF\n"), "a complete exposition");
     let m = |name: &str, labels: &[(&str, &str)]| metric(&text, name, labels);
     let put = [
