@@ -975,7 +975,98 @@ async fn anonymous_traffic_adds_a_bounded_number_of_audit_rows(topology: Topolog
     app.stop().await;
 }
 
+/// An account emails links to at most `COFFER_SHARE_EMAILS_PER_DAY` recipients a day, on
+/// every path that emails (a share of a file, an upload with recipients); a request that would
+/// pass the budget takes none of it, creates nothing and is audited. Links without recipients
+/// are not emails and are not counted.
+async fn share_emails_are_limited_per_account_and_day(topology: Topology) {
+    let app = TestApp::spawn_with(
+        topology,
+        &[("COFFER_SHARE_EMAILS_PER_DAY", "3")],
+        Roles::ALL,
+    )
+    .await;
+    let user = app.user().await;
+    let other = app.user().await;
+    let file = ready_file(&app, &user, "limited.txt", b"limited".to_vec()).await;
+    let recipients = |names: &[&str]| json!({ "recipients": names.iter().map(|n| format!("{n}@example.org")).collect::<Vec<_>>() });
+    assert_eq!(
+        share(&app, &user, &file, recipients(&["a", "b"]))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let refused = share(&app, &user, &file, recipients(&["c", "d"])).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(wait > 23 * 3600 && wait <= 24 * 3600, "{wait}");
+    let body: Value = refused.json().await.expect("problem");
+    assert_eq!(body["type"], "urn:coffer:problem:limit-reached", "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("at most 3 recipients a day"),
+        "{body}"
+    );
+    assert_eq!(
+        shares_of(&app, &user, &file).await.len(),
+        2,
+        "nothing was created"
+    );
+
+    // An upload asking for recipients past the budget is refused and leaves no file.
+    let upload = app
+        .http
+        .put(app.url("/api/v1/files/more.txt?recipients=e@example.org,f@example.org"))
+        .bearer_auth(&user.token)
+        .body(b"more".to_vec())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(upload.status(), StatusCode::TOO_MANY_REQUESTS);
+    let files: Value = app
+        .get("/api/v1/files", &user.token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(files["files"].as_array().expect("files").len(), 1);
+
+    // What is left of the budget still goes out; links without recipients are not counted;
+    // another account has a budget of its own.
+    assert_eq!(
+        share(&app, &user, &file, recipients(&["g"])).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        share(&app, &user, &file, recipients(&["h"])).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    link(&app, &user, &file, json!({})).await;
+    let theirs = ready_file(&app, &other, "theirs.txt", b"theirs".to_vec()).await;
+    assert_eq!(
+        share(&app, &other, &theirs, recipients(&["a", "b", "c"]))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let limited = app
+        .audit_actions()
+        .await
+        .into_iter()
+        .filter(|(action, _, outcome)| action == "auth.rate_limited" && outcome == "denied")
+        .count();
+    assert_eq!(limited, 3);
+    app.stop().await;
+}
+
 both_topologies!(
+    share_emails_are_limited_per_account_and_day,
     anonymous_traffic_adds_a_bounded_number_of_audit_rows,
     a_head_request_is_not_a_download,
     each_recipient_gets_their_own_link_and_downloads_the_file,

@@ -134,6 +134,13 @@ impl From<ServiceError> for ApiError {
                 ),
                 retry_after.as_secs().max(1),
             ),
+            ServiceError::LimitReached {
+                detail,
+                retry_after,
+            } => Self::TooManyRequests(
+                problem(StatusCode::TOO_MANY_REQUESTS, "limit-reached", detail),
+                retry_after.as_secs().max(1),
+            ),
             ServiceError::Integrity => Self::Internal(problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "integrity-failed",

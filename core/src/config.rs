@@ -96,6 +96,8 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Sign-ups one client address may make per hour (`COFFER_SIGNUPS_PER_HOUR`).
     pub signups_per_hour: u32,
+    /// Share emails (recipients) one account may send per day (`COFFER_SHARE_EMAILS_PER_DAY`).
+    pub share_emails_per_day: u32,
     /// Proxies whose `Forwarded`/`X-Forwarded-For` headers name the client
     /// (`COFFER_TRUSTED_PROXIES`); nobody else's are read.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -344,6 +346,12 @@ impl Config {
             "COFFER_SIGNUPS_PER_HOUR",
             "a number of sign-ups",
         )?;
+        let share_emails_per_day = parse_or::<u32>(
+            get("COFFER_SHARE_EMAILS_PER_DAY"),
+            "200",
+            "COFFER_SHARE_EMAILS_PER_DAY",
+            "a number of emails",
+        )?;
         let trusted_proxies = crate::client::parse_networks(
             get("COFFER_TRUSTED_PROXIES").unwrap_or(""),
         )
@@ -468,6 +476,7 @@ impl Config {
             admin,
             session_ttl,
             signups_per_hour,
+            share_emails_per_day,
             audit_repeat_window,
             audit_checkpoint_interval,
             trusted_proxies,

@@ -28,6 +28,12 @@ pub enum ServiceError {
     FieldsTooLarge(String),
     #[error("too many attempts; try again later")]
     RateLimited { retry_after: Duration },
+    /// A budget of the account's is spent (429), with what the person can do about it.
+    #[error("{detail}")]
+    LimitReached {
+        detail: String,
+        retry_after: Duration,
+    },
     /// Stored data failed authentication: never served.
     #[error("the stored file failed its integrity check")]
     Integrity,

@@ -134,6 +134,17 @@ impl RateLimiter {
         limit: u32,
         window: Duration,
     ) -> anyhow::Result<Option<Duration>> {
+        self.take_n(key, 1, limit, window).await
+    }
+
+    /// [`RateLimiter::take`] for `n` units at once: all of them, or none.
+    pub async fn take_n(
+        &self,
+        key: &str,
+        n: u32,
+        limit: u32,
+        window: Duration,
+    ) -> anyhow::Result<Option<Duration>> {
         match self {
             Self::Memory(windows) => {
                 let mut shard = windows.shard(key);
@@ -142,10 +153,10 @@ impl RateLimiter {
                 if entry.1 <= now {
                     *entry = (0, now + window); // its window closed: a fresh one
                 }
-                if entry.0 >= limit {
+                if entry.0.saturating_add(n) > limit {
                     return Ok(Some(entry.1 - now));
                 }
-                entry.0 += 1;
+                entry.0 += n;
                 Ok(None)
             }
             Self::Redis { conn, namespace } => {
@@ -153,7 +164,7 @@ impl RateLimiter {
                 let key = format!("{namespace}:rl:{key}");
                 let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
                 let (count, ttl): (u32, i64) = redis::pipe()
-                    .incr(&key, 1)
+                    .incr(&key, n)
                     .cmd("PEXPIRE")
                     .arg(&key)
                     .arg(ms)
@@ -164,7 +175,7 @@ impl RateLimiter {
                     .await
                     .context("taking a rate-limit unit in Redis")?;
                 if count > limit {
-                    give_back_redis(&mut conn, &key).await?;
+                    give_back_redis(&mut conn, &key, n).await?;
                     return Ok(Some(Duration::from_millis(ttl.max(1) as u64)));
                 }
                 Ok(None)
@@ -199,7 +210,7 @@ impl RateLimiter {
             }
             Self::Redis { conn, namespace } => {
                 let mut conn = conn.clone();
-                give_back_redis(&mut conn, &format!("{namespace}:rl:{key}")).await?;
+                give_back_redis(&mut conn, &format!("{namespace}:rl:{key}"), 1).await?;
             }
         }
         Ok(())
@@ -224,12 +235,14 @@ impl RateLimiter {
 }
 
 /// Decrements a counter that still exists and is positive (an expired one stays gone).
-async fn give_back_redis(conn: &mut ConnectionManager, key: &str) -> anyhow::Result<()> {
+async fn give_back_redis(conn: &mut ConnectionManager, key: &str, n: u32) -> anyhow::Result<()> {
     redis::Script::new(
         "local n = tonumber(redis.call('GET', KEYS[1]) or '0') \
-         if n > 0 then redis.call('DECR', KEYS[1]) end return 0",
+         local back = math.min(n, tonumber(ARGV[1])) \
+         if back > 0 then redis.call('DECRBY', KEYS[1], back) end return 0",
     )
     .key(key)
+    .arg(n)
     .invoke_async::<i64>(conn)
     .await
     .context("returning a rate-limit unit in Redis")?;
@@ -239,6 +252,17 @@ async fn give_back_redis(conn: &mut ConnectionManager, key: &str) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn several_units_are_taken_all_or_none() {
+        let limiter = RateLimiter::memory();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(limiter.take_n("k", 2, 3, day).await.expect("ok"), None);
+        assert!(limiter.take_n("k", 2, 3, day).await.expect("ok").is_some());
+        // The refused request took nothing: one unit is still there.
+        assert_eq!(limiter.take_n("k", 1, 3, day).await.expect("ok"), None);
+        assert!(limiter.take("k", 3, day).await.expect("ok").is_some());
+    }
 
     #[tokio::test]
     async fn memory_limiter_takes_until_spent_and_reports_wait() {

@@ -133,6 +133,17 @@ pub fn service_error(me: Option<&SignedIn>, err: ServiceError) -> poem::Error {
             );
             return fail(response);
         }
+        ServiceError::LimitReached {
+            detail,
+            retry_after,
+        } => {
+            let mut response = message(me, StatusCode::TOO_MANY_REQUESTS, "Limit reached", &detail);
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+            return fail(response);
+        }
         ServiceError::Integrity => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "The file failed its integrity check",

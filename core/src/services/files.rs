@@ -186,8 +186,14 @@ pub async fn create(
     share: Option<ShareSpec>,
     meta: &RequestMeta,
 ) -> ServiceResult<(FileView, Vec<ShareView>)> {
-    let password_hash = match &share {
-        Some(spec) => super::shares::hash_password(spec).await?,
+    let prepared = match &share {
+        Some(spec) => match super::shares::prepare(core, owner, spec, meta).await {
+            Ok(prepared) => Some(prepared),
+            Err(err) => {
+                let _ = core.storage.delete(&quarantine_path(sealed.id)).await;
+                return Err(err);
+            }
+        },
         None => None,
     };
     let now = Utc::now();
@@ -223,9 +229,9 @@ pub async fn create(
             .from(meta)
             .record(&txn, &core.audit)
             .await?;
-        let shares = match &share {
-            Some(spec) => super::shares::insert(core, &txn, owner, model.id, spec, password_hash, meta).await?,
-            None => Vec::new(),
+        let shares = match (&share, prepared) {
+            (Some(spec), Some(prepared)) => super::shares::insert(core, &txn, owner, model.id, spec, prepared, meta).await?,
+            _ => Vec::new(),
         };
         txn.commit().await?;
         Ok::<_, ServiceError>(shares)

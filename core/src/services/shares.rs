@@ -250,9 +250,10 @@ pub async fn insert(
     owner: &User,
     file_id: Uuid,
     spec: &ShareSpec,
-    password_hash: Option<String>,
+    prepared: Prepared,
     meta: &RequestMeta,
 ) -> ServiceResult<Vec<ShareView>> {
+    let password_hash = prepared.password_hash;
     let now = Utc::now();
     let targets: Vec<Option<&EmailAddress>> = if spec.recipients.is_empty() {
         vec![None]
@@ -309,11 +310,67 @@ pub async fn insert(
     Ok(views)
 }
 
-pub async fn hash_password(spec: &ShareSpec) -> ServiceResult<Option<String>> {
-    match &spec.password {
-        Some(p) => Ok(Some(password::hash(p.clone()).await?)),
-        None => Ok(None),
+/// The window of `COFFER_SHARE_EMAILS_PER_DAY`.
+const EMAIL_DAY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// Takes `recipients` emails from the owner's daily budget, all or none: nobody can use Coffer
+/// to mail links to any number of addresses.
+async fn spend_email_budget(
+    core: &Core,
+    owner: &User,
+    recipients: usize,
+    meta: &RequestMeta,
+) -> ServiceResult<()> {
+    if recipients == 0 {
+        return Ok(());
     }
+    let limit = core.config.share_emails_per_day;
+    let wanted = u32::try_from(recipients).unwrap_or(u32::MAX);
+    let key = format!("share-emails:{}", owner.id);
+    let Some(retry_after) = core.limiter.take_n(&key, wanted, limit, EMAIL_DAY).await? else {
+        return Ok(());
+    };
+    core.audit
+        .record(
+            Event::new("auth.rate_limited", owner.actor())
+                .outcome(Outcome::Denied)
+                .details(serde_json::json!({
+                    "limit": "share_emails_per_day",
+                    "per_day": limit,
+                    "recipients": wanted,
+                }))
+                .from(meta),
+        )
+        .await?;
+    Err(ServiceError::LimitReached {
+        detail: format!(
+            "an account may email links to at most {limit} recipients a day; these {wanted} would pass that: try again later, or share a link without recipients"
+        ),
+        retry_after,
+    })
+}
+
+/// What [`insert`] needs done before its transaction: the emails taken from the owner's daily
+/// budget, and the password hashed.
+#[derive(Debug)]
+pub struct Prepared {
+    password_hash: Option<String>,
+}
+
+/// Readies `spec` for [`insert`], outside any transaction (the budget's refusal is audited on
+/// its own, and hashing takes a while).
+pub async fn prepare(
+    core: &Core,
+    owner: &User,
+    spec: &ShareSpec,
+    meta: &RequestMeta,
+) -> ServiceResult<Prepared> {
+    spend_email_budget(core, owner, spec.recipients.len(), meta).await?;
+    let password_hash = match &spec.password {
+        Some(p) => Some(password::hash(p.clone()).await?),
+        None => None,
+    };
+    Ok(Prepared { password_hash })
 }
 
 /// Shares an existing file. Links for recipients go out at once if the file is ready, or the
@@ -325,7 +382,7 @@ pub async fn create(
     spec: ShareSpec,
     meta: &RequestMeta,
 ) -> ServiceResult<Vec<ShareView>> {
-    let password_hash = hash_password(&spec).await?;
+    let prepared = prepare(core, owner, &spec, meta).await?;
     let txn = crate::db::begin_write(&core.db).await?;
     let file = file::Entity::find_by_id(file_id)
         .filter(file::Column::OwnerId.eq(owner.id))
@@ -339,7 +396,7 @@ pub async fn create(
             file.reject_reason.unwrap_or_default()
         )));
     }
-    let views = insert(core, &txn, owner, file_id, &spec, password_hash, meta).await?;
+    let views = insert(core, &txn, owner, file_id, &spec, prepared, meta).await?;
     txn.commit().await?;
     if file.status == status::READY {
         enqueue_pending(core, file_id).await;
