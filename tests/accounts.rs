@@ -694,7 +694,219 @@ async fn dead_sessions_are_deleted(topology: Topology) {
     app.stop().await;
 }
 
+const POLICY_ADMIN: (&str, &str) = ("policy-admin@example.org", "admin password 123");
+
+async fn policy_admin(app: &TestApp) -> String {
+    let login: Value = app
+        .login(POLICY_ADMIN.0, POLICY_ADMIN.1)
+        .await
+        .json()
+        .await
+        .expect("json");
+    login["token"].as_str().expect("token").to_owned()
+}
+
+async fn set_signup(app: &TestApp, admin: &str, policy: &str) -> reqwest::Response {
+    app.http
+        .patch(app.url("/api/v1/admin/settings"))
+        .bearer_auth(admin)
+        .json(&json!({ "signup": policy }))
+        .send()
+        .await
+        .expect("patch")
+}
+
+async fn signup_with(app: &TestApp, email: &str, invite: Option<&str>) -> reqwest::Response {
+    let mut body = json!({ "email": email, "password": PASSWORD });
+    if let Some(invite) = invite {
+        body["invite"] = json!(invite);
+    }
+    app.post_json("/api/v1/auth/signup", &body, None).await
+}
+
+/// An admin restricts sign-up to the organisation's domains, then to invitations; an
+/// invitation, emailed to its address, signs up that address once, whatever the policy.
+async fn sign_up_follows_the_policy_and_invitations(topology: Topology) {
+    let smtp = common::smtp::SmtpServer::start();
+    let app = TestApp::spawn_with(
+        topology,
+        &[
+            ("COFFER_SMTP_URL", &smtp.url),
+            ("COFFER_SIGNUPS_PER_HOUR", "1000"),
+            ("COFFER_ADMIN_EMAIL", POLICY_ADMIN.0),
+            ("COFFER_ADMIN_PASSWORD", POLICY_ADMIN.1),
+        ],
+        coffer::Roles::ALL,
+    )
+    .await;
+    let admin = policy_admin(&app).await;
+    let settings = app.get("/api/v1/admin/settings", &admin).await;
+    let settings: Value = settings.json().await.expect("json");
+    assert_eq!(settings, json!({ "signup": "open", "signup_fixed": false }));
+
+    let changed = set_signup(&app, &admin, "domains:Clinic.example").await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    let changed: Value = changed.json().await.expect("json");
+    assert_eq!(changed["signup"], "domains:clinic.example");
+    assert_eq!(
+        signup_with(&app, "ann@clinic.example", None).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let refused = problem(
+        signup_with(&app, "eve@elsewhere.example", None).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("email domains only"),
+        "{refused}"
+    );
+    // An existing account outside the domains gets the same refusal: nothing is told.
+    let existing = problem(
+        signup_with(&app, POLICY_ADMIN.0, None).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(existing["detail"], refused["detail"]);
+    let bad = set_signup(&app, &admin, "domains:not a domain").await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    assert_eq!(
+        set_signup(&app, &admin, "invite").await.status(),
+        StatusCode::OK
+    );
+    let refused = problem(
+        signup_with(&app, "bob@clinic.example", None).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("invitation only"),
+        "{refused}"
+    );
+
+    let invited = app
+        .post_json(
+            "/api/v1/admin/invites",
+            &json!({ "email": "Carol@Partner.example" }),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(invited.status(), StatusCode::CREATED);
+    let invited: Value = invited.json().await.expect("json");
+    assert_eq!(
+        (&invited["email"], &invited["state"]),
+        (&json!("carol@partner.example"), &json!("pending"))
+    );
+    let mail = smtp.wait_for("carol@partner.example", 1).await.remove(0);
+    let text = mail.part("text/plain");
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/app/signup?invite="))
+        .unwrap_or_else(|| panic!("no invitation link in:\n{text}"));
+    let token = link.rsplit_once("invite=").expect("token").1;
+    assert!(
+        !invited.to_string().contains(token),
+        "the token is only in the email"
+    );
+
+    // The web form carries the invitation.
+    let page = app
+        .http
+        .get(link)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains(&format!("name=\"invite\" value=\"{token}\"")),
+        "{page}"
+    );
+    // Another address cannot use it; its own address can, once.
+    assert_eq!(
+        signup_with(&app, "mallory@partner.example", Some(token))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        signup_with(&app, "carol@partner.example", Some(token))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        app.login("carol@partner.example", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        signup_with(&app, "carol@partner.example", Some(token))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN,
+        "used up"
+    );
+    let list: Value = app
+        .get("/api/v1/admin/invites", &admin)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["invites"][0]["state"], "used", "{list}");
+
+    for action in [
+        "admin.settings_changed",
+        "user.invited",
+        "user.signup_refused",
+    ] {
+        assert!(!audited(&app, action).await.is_empty(), "{action}");
+    }
+    app.stop().await;
+}
+
+/// `COFFER_SIGNUP` fixes the policy: admins see it and cannot change it.
+async fn a_policy_set_by_the_environment_is_fixed(topology: Topology) {
+    let app = TestApp::spawn_with(
+        topology,
+        &[
+            ("COFFER_SIGNUP", "invite"),
+            ("COFFER_ADMIN_EMAIL", POLICY_ADMIN.0),
+            ("COFFER_ADMIN_PASSWORD", POLICY_ADMIN.1),
+        ],
+        coffer::Roles::ALL,
+    )
+    .await;
+    let admin = policy_admin(&app).await;
+    let settings: Value = app
+        .get("/api/v1/admin/settings", &admin)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        settings,
+        json!({ "signup": "invite", "signup_fixed": true })
+    );
+    problem(set_signup(&app, &admin, "open").await, StatusCode::CONFLICT).await;
+    problem(
+        signup_with(&app, "walk-in@example.org", None).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    app.stop().await;
+}
+
 both_topologies!(
+    sign_up_follows_the_policy_and_invitations,
+    a_policy_set_by_the_environment_is_fixed,
     dead_sessions_are_deleted,
     changing_the_password_ends_every_other_session,
     an_unknown_address_is_audited_only_as_a_keyed_hash,

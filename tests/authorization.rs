@@ -108,6 +108,10 @@ const API_ROWS: &[Row] = &[
     row("PATCH", "/api/v1/admin/users/{id}", [401, 403, 403, 200]),
     row("GET", "/api/v1/admin/keys", [401, 403, 403, 200]),
     row("GET", "/api/v1/audit/public-key", [200, 200, 200, 200]),
+    row("GET", "/api/v1/admin/settings", [401, 403, 403, 200]),
+    row("PATCH", "/api/v1/admin/settings", [401, 403, 403, 200]),
+    row("POST", "/api/v1/admin/invites", [401, 403, 403, 201]),
+    row("GET", "/api/v1/admin/invites", [401, 403, 403, 200]),
     row("POST", "/api/v1/admin/keys/rotate", [401, 403, 403, 202]),
     row("GET", "/api/v1/admin/keys/rotation", [401, 403, 403, 200]),
     row("GET", "/api/v1/admin/audit", [401, 403, 403, 200]),
@@ -326,7 +330,12 @@ impl World {
             ("POST", "/s/{token}/download") => request
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body("password="),
+            // The policy as it is (open: the signup row above must keep working).
+            ("PATCH", "/api/v1/admin/settings") => request.json(&json!({ "signup": "open" })),
             ("PATCH", _) => request.json(&json!({ "disabled": false })),
+            ("POST", "/api/v1/admin/invites") => request.json(&json!({
+                "email": format!("invited-{}@example.org", uuid::Uuid::new_v4().simple()),
+            })),
             ("POST", "/api/v1/me/password") => request.json(&json!({
                 "current_password": "not the password at all",
                 "new_password": "another long password",

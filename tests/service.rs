@@ -16,6 +16,10 @@ fn a_bad_configuration_value_stops_start_up_with_one_line() {
         ("COFFER_MAX_UPLOAD_BYTES", "lots"),
         ("COFFER_DATABASE_URL", "mysql://nope"),
         ("COFFER_MASTER_KEYS", "1:tooshort"),
+        ("COFFER_SIGNUP", "closed"),
+        ("COFFER_SIGNUP", "domains:not a domain"),
+        ("COFFER_SHARE_EMAILS_PER_DAY", "many"),
+        ("COFFER_AUDIT_CHECKPOINT_INTERVAL", "0s"),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_coffer"))
             .env("COFFER_DATA_DIR", data.path())

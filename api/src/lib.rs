@@ -26,6 +26,7 @@ type Apis = (
     routes::recipient::RecipientApi,
     routes::admin::AdminApi,
     routes::admin::AuditPublicApi,
+    routes::settings::SettingsApi,
 );
 
 fn api_service() -> OpenApiService<Apis, ()> {
@@ -37,6 +38,7 @@ fn api_service() -> OpenApiService<Apis, ()> {
             routes::recipient::RecipientApi,
             routes::admin::AdminApi,
             routes::admin::AuditPublicApi,
+            routes::settings::SettingsApi,
         ),
         "Coffer",
         env!("CARGO_PKG_VERSION"),

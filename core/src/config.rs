@@ -96,6 +96,8 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Sign-ups one client address may make per hour (`COFFER_SIGNUPS_PER_HOUR`).
     pub signups_per_hour: u32,
+    /// Who may sign up, when `COFFER_SIGNUP` fixes it (else the admin's setting decides).
+    pub signup: Option<crate::types::SignupPolicy>,
     /// Share emails (recipients) one account may send per day (`COFFER_SHARE_EMAILS_PER_DAY`).
     pub share_emails_per_day: u32,
     /// Proxies whose `Forwarded`/`X-Forwarded-For` headers name the client
@@ -346,6 +348,11 @@ impl Config {
             "COFFER_SIGNUPS_PER_HOUR",
             "a number of sign-ups",
         )?;
+        let signup = get("COFFER_SIGNUP")
+            .map(|raw| {
+                crate::types::SignupPolicy::parse(raw).map_err(|e| bad("COFFER_SIGNUP", &e.0))
+            })
+            .transpose()?;
         let share_emails_per_day = parse_or::<u32>(
             get("COFFER_SHARE_EMAILS_PER_DAY"),
             "200",
@@ -477,6 +484,7 @@ impl Config {
             session_ttl,
             signups_per_hour,
             share_emails_per_day,
+            signup,
             audit_repeat_window,
             audit_checkpoint_interval,
             trusted_proxies,

@@ -145,6 +145,71 @@ impl fmt::Display for FileName {
 }
 
 /// `1.5 MB`-style sizes (decimal units, as file managers show them).
+/// Who may create an account (`COFFER_SIGNUP`, or the admin's setting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignupPolicy {
+    /// Anyone.
+    Open,
+    /// Addresses at these domains (lowercase), and holders of an invitation.
+    Domains(Vec<String>),
+    /// Holders of an invitation only.
+    Invite,
+}
+
+impl SignupPolicy {
+    /// `open`, `invite`, or `domains:a.org,b.org`.
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let raw = raw.trim();
+        match raw {
+            "open" => return Ok(Self::Open),
+            "invite" => return Ok(Self::Invite),
+            _ => {}
+        }
+        let expected = || invalid("expected `open`, `invite` or `domains:example.org,…`");
+        let list = raw.strip_prefix("domains:").ok_or_else(expected)?;
+        let mut domains = Vec::new();
+        for domain in list.split(',').map(|d| d.trim().to_lowercase()) {
+            let plausible = !domain.is_empty()
+                && domain.len() <= 253
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && domain
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if !plausible {
+                return Err(invalid(format!("`{domain}` is not a domain name")));
+            }
+            if !domains.contains(&domain) {
+                domains.push(domain);
+            }
+        }
+        Ok(Self::Domains(domains))
+    }
+
+    /// Whether `email` may sign up without an invitation.
+    pub fn admits(&self, email: &EmailAddress) -> bool {
+        match self {
+            Self::Open => true,
+            Self::Invite => false,
+            Self::Domains(domains) => email
+                .as_str()
+                .rsplit_once('@')
+                .is_some_and(|(_, domain)| domains.iter().any(|d| d == domain)),
+        }
+    }
+}
+
+impl fmt::Display for SignupPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Open => f.write_str("open"),
+            Self::Invite => f.write_str("invite"),
+            Self::Domains(domains) => write!(f, "domains:{}", domains.join(",")),
+        }
+    }
+}
+
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
     if bytes < 1000 {
@@ -206,6 +271,29 @@ impl Drop for Token {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signup_policies_parse_and_admit() {
+        let email = |e: &str| EmailAddress::parse(e).expect("email");
+        assert_eq!(SignupPolicy::parse("open"), Ok(SignupPolicy::Open));
+        assert_eq!(SignupPolicy::parse(" invite "), Ok(SignupPolicy::Invite));
+        let domains = SignupPolicy::parse("domains:Clinic.example, law.example").expect("domains");
+        assert_eq!(domains.to_string(), "domains:clinic.example,law.example");
+        assert!(domains.admits(&email("ann@clinic.example")));
+        assert!(!domains.admits(&email("ann@clinic.example.evil.org")));
+        assert!(!domains.admits(&email("ann@sub.clinic.example")));
+        assert!(!SignupPolicy::Invite.admits(&email("ann@clinic.example")));
+        for bad in [
+            "",
+            "closed",
+            "domains:",
+            "domains:a..",
+            "domains:nodot",
+            "domains:a.org,@b.org",
+        ] {
+            assert!(SignupPolicy::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn emails_are_normalised_and_header_safe() {

@@ -11,6 +11,7 @@ mod m20261203_000002_one_rotation;
 mod m20261204_000001_file_attempts;
 mod m20261204_000002_session_expiry;
 mod m20261205_000001_audit_macs;
+mod m20261205_000002_signup_policy;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_file_attempts::Migration),
             Box::new(m20261204_000002_session_expiry::Migration),
             Box::new(m20261205_000001_audit_macs::Migration),
+            Box::new(m20261205_000002_signup_policy::Migration),
         ]
     }
 }

@@ -26,6 +26,21 @@ struct Credentials {
 
 #[derive(Object)]
 #[oai(deny_unknown_fields)]
+struct SignupRequest {
+    /// Email address.
+    #[oai(validator(max_length = 254))]
+    email: String,
+    /// At least 10 characters.
+    #[oai(validator(max_length = 1024))]
+    password: String,
+    /// The token of an invitation to this address (from its link's `invite=`): needed when
+    /// sign-up is by invitation, or for an address outside the allowed domains.
+    #[oai(validator(max_length = 128))]
+    invite: Option<String>,
+}
+
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
 struct PasswordChange {
     /// The password the account has now.
     #[oai(validator(max_length = 1024))]
@@ -95,17 +110,21 @@ enum LogoutResponse {
 #[OpenApi(prefix_path = "/api/v1", tag = "Tag::Auth")]
 impl AccountsApi {
     /// Create an account
+    ///
+    /// Who may sign up is the sign-up policy's to say (anyone, addresses at some domains, or
+    /// holders of an invitation): a refused address gets 403, whether or not it has an account.
     #[oai(path = "/auth/signup", method = "post")]
     async fn signup(
         &self,
         req: &Request,
-        body: Json<Credentials>,
+        body: Json<SignupRequest>,
     ) -> Result<SignupResponse, ApiError> {
         let body = body.0;
         users::signup(
             core(req)?,
             &body.email,
             SecretString::from(body.password),
+            body.invite.as_deref(),
             &meta(req),
         )
         .await?;

@@ -3,6 +3,7 @@ pub mod admin;
 pub mod files;
 pub mod health;
 pub mod recipient;
+pub mod settings;
 pub mod shares;
 
 #[derive(poem_openapi::Tags)]

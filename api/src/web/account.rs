@@ -22,13 +22,28 @@ fn form(
     error: Option<&str>,
     notice: Option<&str>,
 ) -> poem::Result<Response> {
+    form_with(req, status, template, email, error, notice, None)
+}
+
+/// [`form`], carrying an invitation's token (sign-up).
+fn form_with(
+    req: &Request,
+    status: StatusCode,
+    template: &str,
+    email: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+    invite: Option<&str>,
+) -> poem::Result<Response> {
     let core = core(req)?;
     let (csrf, new) = session::visitor_csrf(req);
     let mut response = page::view(
         None,
         status,
         template,
-        context! { csrf => &csrf, email => email, error => error, notice => notice },
+        context! {
+            csrf => &csrf, email => email, error => error, notice => notice, invite => invite,
+        },
     );
     if new {
         let cookie = session::set_cookie(
@@ -117,7 +132,20 @@ pub async fn signup_page(req: &Request) -> poem::Result<Response> {
     if SignedIn::optional(req, core(req)?).await.is_some() {
         return Ok(page::redirect("/app/files"));
     }
-    form(req, StatusCode::OK, "app/signup.html", "", None, None)
+    let query = Fields::query(req);
+    let invite = query.get("invite").filter(|i| !i.is_empty());
+    let notice = invite.map(
+        |_| "You were invited: create your account with the address the invitation was sent to.",
+    );
+    form_with(
+        req,
+        StatusCode::OK,
+        "app/signup.html",
+        "",
+        None,
+        notice,
+        invite,
+    )
 }
 
 #[poem::handler]
@@ -125,8 +153,18 @@ pub async fn signup(req: &Request, body: Body) -> poem::Result<Response> {
     let (core, fields) = visitor_post(req, body).await?;
     let email = fields.get("email").unwrap_or_default().trim();
     let password = fields.get("password").unwrap_or_default();
-    let again =
-        |status, error: &str| form(req, status, "app/signup.html", email, Some(error), None);
+    let invite = fields.get("invite").filter(|i| !i.is_empty());
+    let again = |status, error: &str| {
+        form_with(
+            req,
+            status,
+            "app/signup.html",
+            email,
+            Some(error),
+            None,
+            invite,
+        )
+    };
     if email.is_empty() || password.is_empty() {
         return again(INVALID, "Enter an email address and a password.");
     }
@@ -140,12 +178,14 @@ pub async fn signup(req: &Request, body: Body) -> poem::Result<Response> {
         core,
         email,
         SecretString::from(password.to_owned()),
+        invite,
         &meta(req),
     )
     .await
     {
         Ok(_) => Ok(page::redirect("/app/signin?welcome=1")),
         Err(ServiceError::Invalid(detail)) => again(INVALID, &sentence(&detail)),
+        Err(ServiceError::Forbidden(detail)) => again(StatusCode::FORBIDDEN, &sentence(detail)),
         Err(ServiceError::Conflict(detail)) => again(StatusCode::CONFLICT, &sentence(&detail)),
         Err(err) => Err(page::service_error(None, err)),
     }

@@ -232,6 +232,35 @@ pub fn account_exists_message(from: &Mailbox, to: &str, sign_in: &str) -> anyhow
         .context("building the account email")
 }
 
+/// An invitation to sign up: the link is the invitation (it admits this address only).
+pub fn invite_message(
+    from: &Mailbox,
+    to: &str,
+    link: &str,
+    expires_at: DateTime<Utc>,
+) -> anyhow::Result<Message> {
+    let to: Mailbox = to.parse().context("recipient address")?;
+    let text = format!(
+        "You are invited to create an account on Coffer, the file sharing service of your \
+         organisation.\n\n\
+         Create it here: {link}\n\n\
+         The link works for this address only, once, until {} UTC. If you did not expect it, \
+         you need do nothing.\n",
+        expires_at.format("%Y-%m-%d %H:%M")
+    );
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .message_id(Some(message_id(from)))
+        .subject("Your invitation to Coffer")
+        .singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(text),
+        )
+        .context("building the invitation email")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,4 +9,5 @@ pub mod keys;
 pub mod orphans;
 pub mod recipients;
 pub mod shares;
+pub mod signup;
 pub mod users;

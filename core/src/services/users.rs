@@ -108,6 +108,7 @@ pub async fn signup(
     core: &Core,
     email: &str,
     password: SecretString,
+    invite: Option<&str>,
     meta: &RequestMeta,
 ) -> ServiceResult<()> {
     use secrecy::ExposeSecret as _;
@@ -126,8 +127,21 @@ pub async fn signup(
             .await?;
         return Err(ServiceError::RateLimited { retry_after });
     }
+    let admission = match super::signup::admit(core, &email, invite).await {
+        Ok(admission) => admission,
+        Err(refused) => {
+            super::signup::record_refusal(core, &email, meta).await?;
+            return Err(refused);
+        }
+    };
     let hash = password::hash_for_signup(password).await?;
-    match create_user(core, &email, hash, Role::User, meta).await {
+    let created = create_user(core, &email, hash, Role::User, meta).await;
+    if let super::signup::Admission::Invited(invite) = admission
+        && matches!(created, Ok(_) | Err(ServiceError::Conflict(_)))
+    {
+        super::signup::redeem(core, invite).await?;
+    }
+    match created {
         Ok(_) => Ok(()),
         Err(ServiceError::Conflict(_)) => {
             if let Some(existing) = find_by_email(core, &email).await? {
