@@ -290,7 +290,13 @@ async fn sign_up_tells_nobody_who_has_an_account(topology: Topology) {
         first, again,
         "the same answer for a new and a taken address"
     );
-    let told = smtp.wait_for("dana@example.org", 1).await.remove(0);
+    // Two emails: the verification link of the new account, then the word to its owner.
+    let told = smtp
+        .wait_for("dana@example.org", 2)
+        .await
+        .into_iter()
+        .find(|m| !m.part("text/plain").contains("/app/verify-email"))
+        .expect("the owner is told");
     assert!(told.part("text/plain").contains("already has one"));
     assert!(
         !told.part("text/plain").contains("attacker"),
@@ -694,6 +700,139 @@ async fn dead_sessions_are_deleted(topology: Topology) {
     app.stop().await;
 }
 
+/// The verification link in the last email sent to `to`.
+async fn verification_link(smtp: &common::smtp::SmtpServer, to: &str, nth: usize) -> String {
+    let mail = smtp.wait_for(to, nth).await.remove(nth - 1);
+    let text = mail.part("text/plain");
+    text.split_whitespace()
+        .find(|w| w.contains("/app/verify-email?token="))
+        .unwrap_or_else(|| panic!("no verification link in:\n{text}"))
+        .to_owned()
+}
+
+async fn me(app: &TestApp, token: &str) -> Value {
+    app.get("/api/v1/me", token)
+        .await
+        .json()
+        .await
+        .expect("json")
+}
+
+/// An address is proved before Coffer emails links in its name: until the emailed link is
+/// followed (with a button on its page, which a mail scanner does not press), a share with
+/// recipients is 403 while links without recipients work.
+async fn an_address_is_verified_before_links_are_emailed_in_its_name(topology: Topology) {
+    let smtp = common::smtp::SmtpServer::start();
+    let app = TestApp::spawn_with(
+        topology,
+        &[
+            ("COFFER_SMTP_URL", &smtp.url),
+            ("COFFER_SIGNUPS_PER_HOUR", "1000"),
+        ],
+        coffer::Roles::ALL,
+    )
+    .await;
+    let email = "ceo@victim.example";
+    assert_eq!(
+        app.signup(email, PASSWORD).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let login: Value = app.login(email, PASSWORD).await.json().await.expect("json");
+    let token = login["token"].as_str().expect("token").to_owned();
+    assert_eq!(me(&app, &token).await["email_verified"], false);
+    let user = common::User {
+        email: email.to_owned(),
+        token: token.clone(),
+    };
+    let file = app.upload(&user, "memo.txt", b"a memo".to_vec()).await;
+    assert_eq!(
+        app.wait_until_settled(&user, &file).await["status"],
+        "ready"
+    );
+    let shares_path = format!("/api/v1/files/{file}/shares");
+    let share = |recipients: Value| {
+        let (app, path, token) = (&app, &shares_path, &token);
+        async move {
+            app.post_json(path, &json!({ "recipients": recipients }), Some(token))
+                .await
+        }
+    };
+    let refused = problem(share(json!(["a@example.org"])).await, StatusCode::FORBIDDEN).await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("confirm your email address"),
+        "{refused}"
+    );
+    assert_eq!(share(json!([])).await.status(), StatusCode::CREATED);
+
+    let link = verification_link(&smtp, email, 1).await;
+    // Opening the link (as a mail scanner does) verifies nothing.
+    let page = app.http.get(&link).send().await.expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(me(&app, &token).await["email_verified"], false);
+    let raw = link.rsplit_once("token=").expect("token").1;
+    let verified = app
+        .post_json("/api/v1/auth/verify-email", &json!({ "token": raw }), None)
+        .await;
+    assert_eq!(verified.status(), StatusCode::NO_CONTENT);
+    assert_eq!(me(&app, &token).await["email_verified"], true);
+    problem(
+        app.post_json("/api/v1/auth/verify-email", &json!({ "token": raw }), None)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(
+        share(json!(["a@example.org"])).await.status(),
+        StatusCode::CREATED
+    );
+    problem(
+        app.post_json("/api/v1/me/verify-email", &json!({}), Some(&token))
+            .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(audited(&app, "user.email_verified").await.len(), 1);
+
+    // Through the web app, with a link sent again on request.
+    let other = "erin@example.org";
+    assert_eq!(
+        app.signup(other, PASSWORD).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let login: Value = app.login(other, PASSWORD).await.json().await.expect("json");
+    let erin = login["token"].as_str().expect("token").to_owned();
+    verification_link(&smtp, other, 1).await;
+    let resent = app
+        .post_json("/api/v1/me/verify-email", &json!({}), Some(&erin))
+        .await;
+    assert_eq!(resent.status(), StatusCode::ACCEPTED);
+    let link = verification_link(&smtp, other, 2).await;
+    let path = link.split_once("://").expect("url").1;
+    let path = &path[path.find('/').expect("path")..];
+    let mut browser = common::web::Browser::new(&app);
+    let form = browser.get(path).await;
+    let raw = link.rsplit_once("token=").expect("token").1;
+    assert!(
+        form.body
+            .contains(&format!("name=\"token\" value=\"{raw}\"")),
+        "{path}: {}",
+        form.body
+    );
+    let done = browser
+        .post(
+            "/app/verify-email",
+            &[("csrf", &form.csrf()), ("token", raw)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(done.body.contains("Your address is confirmed"));
+    assert_eq!(me(&app, &erin).await["email_verified"], true);
+    app.stop().await;
+}
+
 const POLICY_ADMIN: (&str, &str) = ("policy-admin@example.org", "admin password 123");
 
 async fn policy_admin(app: &TestApp) -> String {
@@ -843,9 +982,17 @@ async fn sign_up_follows_the_policy_and_invitations(topology: Topology) {
             .status(),
         StatusCode::ACCEPTED
     );
+    let carol: Value = app
+        .login("carol@partner.example", PASSWORD)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let carol = carol["token"].as_str().expect("signed in").to_owned();
     assert_eq!(
-        app.login("carol@partner.example", PASSWORD).await.status(),
-        StatusCode::OK
+        me(&app, &carol).await["email_verified"],
+        true,
+        "the invitation proved the address"
     );
     assert_eq!(
         signup_with(&app, "carol@partner.example", Some(token))
@@ -905,6 +1052,7 @@ async fn a_policy_set_by_the_environment_is_fixed(topology: Topology) {
 }
 
 both_topologies!(
+    an_address_is_verified_before_links_are_emailed_in_its_name,
     sign_up_follows_the_policy_and_invitations,
     a_policy_set_by_the_environment_is_fixed,
     dead_sessions_are_deleted,

@@ -90,6 +90,10 @@ const API_ROWS: &[Row] = &[
     row("POST", "/api/v1/auth/login", [200, 200, 200, 200]),
     fresh("POST", "/api/v1/auth/logout", [401, 204, 204, 204]),
     row("GET", "/api/v1/me", [401, 200, 200, 200]),
+    // A made-up token: refused alike for everyone.
+    row("POST", "/api/v1/auth/verify-email", [422, 422, 422, 422]),
+    // Anonymous: no account; the others are verified already.
+    row("POST", "/api/v1/me/verify-email", [401, 409, 409, 409]),
     // With a wrong current password (a right one would end the world's other sessions).
     row("POST", "/api/v1/me/password", [401, 403, 403, 403]),
     row("POST", "/api/v1/files", [401, 202, 202, 202]),
@@ -142,6 +146,9 @@ const PAGE_ROWS: &[Row] = &[
     page("GET", "/app/signup", [200, 303, 303, 303]),
     page("POST", "/app/signup", [303, 303, 303, 303]),
     page("GET", "/app/signin", [200, 303, 303, 303]),
+    // For anyone holding the emailed link; a made-up token is refused on the page.
+    page("GET", "/app/verify-email", [200, 200, 200, 200]),
+    page("POST", "/app/verify-email", [422, 422, 422, 422]),
     // Signing in ends the session the browser held: each caller sends a session of its own.
     fresh_page("POST", "/app/signin", [303, 303, 303, 303]),
     fresh_page("POST", "/app/signout", [303, 303, 303, 303]),
@@ -315,6 +322,9 @@ impl World {
                 "email": format!("signup-{}@example.org", uuid::Uuid::new_v4().simple()),
                 "password": PASSWORD,
             })),
+            ("POST", "/api/v1/auth/verify-email") => {
+                request.json(&json!({ "token": "made-up-token" }))
+            }
             ("POST", "/api/v1/auth/login") => {
                 request.json(&json!({ "email": self.other.email, "password": PASSWORD }))
             }
@@ -368,7 +378,10 @@ impl World {
             .collect();
         let mut csrf = None;
         if row.method == "POST" {
-            if matches!(row.path, "/app/signup" | "/app/signin") {
+            if matches!(
+                row.path,
+                "/app/signup" | "/app/signin" | "/app/verify-email"
+            ) {
                 // The visitor's double-submit token, from a page fetched without a session.
                 let form = self
                     .pages
@@ -421,6 +434,9 @@ impl World {
                 ("password", PASSWORD),
                 ("password_again", PASSWORD),
             ]),
+            ("POST", "/app/verify-email") => {
+                request.form(&[("csrf", csrf.as_str()), ("token", "made-up")])
+            }
             ("POST", "/app/signin") => request.form(&[
                 ("csrf", csrf.as_str()),
                 ("email", &self.other.email),

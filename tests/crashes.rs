@@ -104,6 +104,7 @@ async fn killed_workers_lose_nothing(topology: Topology) {
     common::seed::ready_files(&core, 10_000, 1).await;
     let http = reqwest::Client::new();
     let user = sign_in(&http, &base, USER.0, USER.1, true).await;
+    common::verify_email(&core, USER.0).await;
     let admin = sign_in(&http, &base, ADMIN.0, ADMIN.1, false).await;
 
     let mut uploads: Vec<Upload> = Vec::new();

@@ -74,6 +74,9 @@ async fn two_apis_and_two_workers_do_each_thing_once(topology: Topology) {
     // Accounts made through one API sign in through the other.
     sign_in(&http, &apis[0], "alice@example.org", PASSWORD, true).await;
     sign_in(&http, &apis[1], "bob@example.org", PASSWORD, true).await;
+    for address in ["alice@example.org", "bob@example.org"] {
+        env.verify_email(address).await;
+    }
     let tokens = [
         sign_in(&http, &apis[1], "alice@example.org", PASSWORD, false).await,
         sign_in(&http, &apis[0], "bob@example.org", PASSWORD, false).await,
@@ -265,6 +268,7 @@ async fn a_request_id_follows_an_upload_into_its_jobs(topology: Topology) {
     let worker = Process::start_logging_to("worker", &worker_vars, &worker_log);
     let http = reqwest::Client::new();
     let token = sign_in(&http, &base, "trace@example.org", PASSWORD, true).await;
+    env.verify_email("trace@example.org").await;
 
     let request_id = format!("trace-{}", uuid::Uuid::new_v4().simple());
     let upload = http

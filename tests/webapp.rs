@@ -1106,6 +1106,20 @@ async fn the_web_app_in_a_browser() {
             let Ok(message) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
+            if let Some(owner) = message["need_verification_link_for"].as_str() {
+                let mail = smtp.wait_for(owner, 1).await.remove(0);
+                let text = mail.part("text/plain");
+                let link = text
+                    .split_whitespace()
+                    .find(|w| w.contains("/app/verify-email?token="))
+                    .unwrap_or_else(|| panic!("no verification link in:\n{text}"))
+                    .to_owned();
+                stdin
+                    .write_all(format!("{link}\n").as_bytes())
+                    .await
+                    .expect("write the link");
+                stdin.flush().await.expect("flush");
+            }
             if let Some(recipient) = message["need_link_for"].as_str() {
                 // The script waits for the emailed link, as a recipient would.
                 let link = smtp.wait_for(recipient, 1).await.remove(0).link();

@@ -24,6 +24,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/app/signup.html"),
     ),
     (
+        "app/verify_email.html",
+        include_str!("../templates/app/verify_email.html"),
+    ),
+    (
         "app/password.html",
         include_str!("../templates/app/password.html"),
     ),
@@ -70,13 +74,19 @@ fn environment() -> &'static Environment<'static> {
 
 /// Renders a page; a template error is logged and a bare error page shown instead.
 pub fn render(name: &str, ctx: minijinja::Value) -> String {
+    try_render(name, ctx).unwrap_or_else(|| RENDER_FAILED.to_owned())
+}
+
+/// The page shown when a template fails (the failure is logged).
+pub const RENDER_FAILED: &str = "<!DOCTYPE html><title>Error</title><p>Something went wrong.</p>";
+
+/// The page, or `None` (logged) when its template fails: the caller answers 500.
+pub fn try_render(name: &str, ctx: minijinja::Value) -> Option<String> {
     environment()
         .get_template(name)
         .and_then(|t| t.render(ctx))
-        .unwrap_or_else(|err| {
-            tracing::error!(error = %err, template = name, "rendering a page failed");
-            "<!DOCTYPE html><title>Error</title><p>Something went wrong.</p>".to_owned()
-        })
+        .map_err(|err| tracing::error!(error = %err, template = name, "rendering a page failed"))
+        .ok()
 }
 
 #[cfg(test)]

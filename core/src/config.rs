@@ -148,6 +148,11 @@ fn bad(var: &'static str, expected: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// `path` (with its query) under `COFFER_PUBLIC_URL`: what links in emails point to.
+    pub fn public_link(&self, path: &str) -> String {
+        format!("{}{path}", self.public_url.as_str().trim_end_matches('/'))
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(std::env::vars())
     }

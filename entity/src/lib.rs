@@ -3,6 +3,7 @@
 pub mod audit_checkpoint;
 pub mod audit_event;
 pub mod audit_key;
+pub mod email_verification;
 pub mod file;
 pub mod invite;
 pub mod key_check;

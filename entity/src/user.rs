@@ -11,6 +11,8 @@ pub struct Model {
     pub role: String,
     pub disabled: bool,
     pub created_at: DateTimeUtc,
+    /// When the owner proved the address is theirs; `None` until then (no share emails).
+    pub email_verified_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,7 @@ mod m20261204_000001_file_attempts;
 mod m20261204_000002_session_expiry;
 mod m20261205_000001_audit_macs;
 mod m20261205_000002_signup_policy;
+mod m20261205_000003_email_verification;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000002_session_expiry::Migration),
             Box::new(m20261205_000001_audit_macs::Migration),
             Box::new(m20261205_000002_signup_policy::Migration),
+            Box::new(m20261205_000003_email_verification::Migration),
         ]
     }
 }

@@ -7,7 +7,9 @@
 // Usage: node webapp.mjs <base-url> <artifacts-dir> <file-to-upload> <download-path>
 //                        <admin-email> <admin-password>
 // It prints one JSON object per line: {"need_link_for": <recipient>} when it needs the emailed
-// link (to be written to its standard input, one line), and {"report": …} at the end.
+// share link, {"need_verification_link_for": <owner>} when it needs the link that confirms the
+// owner's address (each to be written to its standard input, one line), and {"report": …} at
+// the end.
 import path from 'node:path';
 import readline from 'node:readline';
 import { launch } from './launch.mjs';
@@ -64,6 +66,16 @@ try {
   await page.getByRole('button', { name: 'Create the account' }).click();
   await page.waitForURL('**/app/signin?welcome=1');
   await shot(page, 'signed-up');
+
+  // The address is confirmed through the emailed link's page, by its button.
+  say({ need_verification_link_for: email });
+  const verifyLink = (await input.next()).value.trim();
+  expectStatus(await page.goto(verifyLink), 200, 'the verification page');
+  await shot(page, 'verify-email');
+  await page.getByRole('button', { name: 'Confirm my address' }).click();
+  await page.getByRole('heading', { name: 'Your address is confirmed' }).waitFor();
+  await shot(page, 'verified');
+  await page.goto(base + '/app/signin');
 
   await page.getByLabel('Email address').fill(email);
   await page.getByLabel('Password').fill(password);

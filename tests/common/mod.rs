@@ -166,6 +166,13 @@ impl Environment {
         Config::from_vars(self.vars.clone()).expect("test configuration is valid")
     }
 
+    /// [`verify_email`] for tests whose service runs in other processes.
+    pub async fn verify_email(&self, email: &str) {
+        let config = Config::from_vars(self.vars_for(Roles::WORKERS)).expect("configuration");
+        let core = Core::build(config, false).await.expect("core");
+        verify_email(&core, email).await;
+    }
+
     /// The variables of a process that runs `roles`: the API or workers alone need to be
     /// given the keyring, which is the test's own unless the test chose another.
     pub fn vars_for(&self, roles: Roles) -> Vec<(String, String)> {
@@ -220,6 +227,26 @@ impl Environment {
             }
         }
     }
+}
+
+/// Marks the account of `email` verified, as following its emailed link does (the link itself
+/// is tested in `tests/accounts.rs`; other tests need an account that may share by email).
+pub async fn verify_email(core: &Core, email: &str) {
+    use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+    let account = entity::user::Entity::find()
+        .filter(entity::user::Column::Email.eq(email.to_lowercase()))
+        .one(&core.db)
+        .await
+        .expect("query")
+        .expect("the account exists");
+    coffer::coffer_core::services::verification::mark_verified(
+        core,
+        account.id,
+        coffer::coffer_core::audit::Actor::System,
+        &Default::default(),
+    )
+    .await
+    .expect("verified");
 }
 
 /// An audit key line (`audit:1:…`) for keyrings a test writes itself; one for the whole test
@@ -343,7 +370,7 @@ impl TestApp {
         .await
     }
 
-    /// A fresh account, signed in.
+    /// A fresh account, its address verified, signed in.
     pub async fn user(&self) -> User {
         let email = format!("user-{}@example.org", uuid::Uuid::new_v4().simple());
         let password = "correct horse battery staple";
@@ -351,6 +378,7 @@ impl TestApp {
             self.signup(&email, password).await.status(),
             StatusCode::ACCEPTED
         );
+        self.verify_email(&email).await;
         let login = self.login(&email, password).await;
         assert_eq!(login.status(), StatusCode::OK);
         let body: Value = login.json().await.expect("json");
@@ -469,6 +497,11 @@ impl TestApp {
         let at = bytes.len() - offset_from_end;
         bytes[at] ^= 0x40;
         self.put_object(&object, bytes).await;
+    }
+
+    /// See [`verify_email`].
+    pub async fn verify_email(&self, email: &str) {
+        verify_email(self.core(), email).await;
     }
 
     /// Paths of files' objects under `prefix` (the audit checkpoints left out).

@@ -15,6 +15,7 @@ pub async fn ready_files(core: &Core, count: usize, version: i32) {
         role: Set("user".into()),
         disabled: Set(false),
         created_at: Set(chrono::Utc::now()),
+        email_verified_at: Set(None),
     })
     .exec(&core.db)
     .await

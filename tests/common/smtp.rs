@@ -39,6 +39,12 @@ impl Mail {
         find(&self.parsed(), mime).unwrap_or_else(|| panic!("no {mime} part"))
     }
 
+    /// Whether this is the link that verifies an account's address.
+    pub fn is_address_verification(&self) -> bool {
+        self.header("Subject")
+            .contains("Confirm your email address")
+    }
+
     /// The share link in the plain-text part.
     pub fn link(&self) -> String {
         let text = self.part("text/plain");
@@ -159,7 +165,17 @@ impl SmtpServer {
         }
     }
 
+    /// The mail about files: everything but the links that verify an account's own address
+    /// (every account a test signs up is sent one; see [`SmtpServer::all_mails`]).
     pub fn mails(&self) -> Vec<Mail> {
+        self.all_mails()
+            .into_iter()
+            .filter(|m| !m.is_address_verification())
+            .collect()
+    }
+
+    /// Every message received.
+    pub fn all_mails(&self) -> Vec<Mail> {
         self.state.lock().expect("lock").mails.clone()
     }
 
@@ -172,7 +188,7 @@ impl SmtpServer {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let mails: Vec<Mail> = self
-                .mails()
+                .all_mails()
                 .into_iter()
                 .filter(|m| m.to.iter().any(|t| t == to))
                 .collect();

@@ -12,6 +12,8 @@ pub struct Browser {
     pub base: String,
     http: reqwest::Client,
     pub cookies: BTreeMap<String, String>,
+    /// The service's handle, to mark the address of an account signed up here verified.
+    core: coffer::coffer_core::Core,
 }
 
 /// What a request got back.
@@ -72,6 +74,7 @@ impl Browser {
                 .build()
                 .expect("client"),
             cookies: BTreeMap::new(),
+            core: app.core().clone(),
         }
     }
 
@@ -163,6 +166,7 @@ impl Browser {
             )
             .await;
         assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+        super::verify_email(&self.core, email).await;
         self.sign_in(email, PASSWORD).await;
     }
 

@@ -1,7 +1,7 @@
 //! Sign-up, login, logout and the current user.
 
 use chrono::{DateTime, Utc};
-use coffer_core::services::users;
+use coffer_core::services::{users, verification};
 use poem::Request;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -62,16 +62,30 @@ struct Account {
     id: uuid::Uuid,
     email: String,
     role: super::RoleName,
+    /// Whether the address is confirmed: until it is, no share link is emailed in its name.
+    email_verified: bool,
 }
 
-impl From<users::User> for Account {
-    fn from(u: users::User) -> Self {
-        Self {
-            id: u.id,
-            email: u.email,
-            role: u.role.into(),
-        }
-    }
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+struct EmailVerification {
+    /// The token of the emailed link (its `token=`).
+    #[oai(validator(max_length = 128))]
+    token: String,
+}
+
+#[derive(ApiResponse)]
+enum VerifyResponse {
+    /// The address is verified.
+    #[oai(status = 204)]
+    Verified,
+}
+
+#[derive(ApiResponse)]
+enum ResendResponse {
+    /// A new link is on its way to the account's address.
+    #[oai(status = 202)]
+    Sent,
 }
 
 #[derive(Object)]
@@ -164,8 +178,37 @@ impl AccountsApi {
 
     /// The signed-in account
     #[oai(path = "/me", method = "get")]
-    async fn me(&self, auth: UserAuth) -> Result<Json<Account>, ApiError> {
-        Ok(Json(auth.0.user.into()))
+    async fn me(&self, req: &Request, auth: UserAuth) -> Result<Json<Account>, ApiError> {
+        let user = auth.0.user;
+        let email_verified = verification::is_verified(core(req)?, user.id).await?;
+        Ok(Json(Account {
+            id: user.id,
+            email: user.email,
+            role: user.role.into(),
+            email_verified,
+        }))
+    }
+
+    /// Confirm an account's email address with the emailed link's token
+    #[oai(path = "/auth/verify-email", method = "post")]
+    async fn verify_email(
+        &self,
+        req: &Request,
+        body: Json<EmailVerification>,
+    ) -> Result<VerifyResponse, ApiError> {
+        verification::confirm(core(req)?, &body.0.token, &meta(req)).await?;
+        Ok(VerifyResponse::Verified)
+    }
+
+    /// Email a new verification link to the signed-in account's address
+    #[oai(path = "/me/verify-email", method = "post")]
+    async fn resend_verification(
+        &self,
+        req: &Request,
+        auth: UserAuth,
+    ) -> Result<ResendResponse, ApiError> {
+        verification::resend(core(req)?, &auth.0.user).await?;
+        Ok(ResendResponse::Sent)
     }
 
     /// Change the password (every other session ends)

@@ -1,7 +1,7 @@
 //! Signing up, in and out. Sign-in calls the same `users::login` as the API (rate limits,
 //! audit and look-alike failures come with it) and keeps its token in the session cookie.
 
-use coffer_core::services::users;
+use coffer_core::services::{users, verification};
 use coffer_core::{Core, ServiceError};
 use minijinja::context;
 use poem::http::{HeaderValue, StatusCode, header};
@@ -35,16 +35,24 @@ fn form_with(
     notice: Option<&str>,
     invite: Option<&str>,
 ) -> poem::Result<Response> {
+    visitor_page(req, status, template, |csrf| {
+        context! {
+            csrf => csrf, email => email, error => error, notice => notice, invite => invite,
+        }
+    })
+}
+
+/// A page with a form for visitors (signed in or not): its context is given the visitor's
+/// CSRF token, whose cookie is set when it is new.
+fn visitor_page(
+    req: &Request,
+    status: StatusCode,
+    template: &str,
+    ctx: impl FnOnce(&str) -> minijinja::Value,
+) -> poem::Result<Response> {
     let core = core(req)?;
     let (csrf, new) = session::visitor_csrf(req);
-    let mut response = page::view(
-        None,
-        status,
-        template,
-        context! {
-            csrf => &csrf, email => email, error => error, notice => notice, invite => invite,
-        },
-    );
+    let mut response = page::view(None, status, template, ctx(&csrf));
     if new {
         let cookie = session::set_cookie(
             core,
@@ -187,6 +195,49 @@ pub async fn signup(req: &Request, body: Body) -> poem::Result<Response> {
         Err(ServiceError::Invalid(detail)) => again(INVALID, &sentence(&detail)),
         Err(ServiceError::Forbidden(detail)) => again(StatusCode::FORBIDDEN, &sentence(detail)),
         Err(ServiceError::Conflict(detail)) => again(StatusCode::CONFLICT, &sentence(&detail)),
+        Err(err) => Err(page::service_error(None, err)),
+    }
+}
+
+/// `GET /app/verify-email?token=…`, the emailed link: a page with one button, so that a mail
+/// scanner that opens links verifies nothing.
+#[poem::handler]
+pub async fn verify_email_page(req: &Request) -> poem::Result<Response> {
+    let query = Fields::query(req);
+    verify_form(
+        req,
+        StatusCode::OK,
+        query.get("token").unwrap_or_default(),
+        None,
+    )
+}
+
+fn verify_form(
+    req: &Request,
+    status: StatusCode,
+    token: &str,
+    error: Option<&str>,
+) -> poem::Result<Response> {
+    visitor_page(req, status, "app/verify_email.html", |csrf| {
+        context! { csrf => csrf, token => token, error => error }
+    })
+}
+
+/// `POST /app/verify-email`: confirms the address as `POST /api/v1/auth/verify-email` does.
+#[poem::handler]
+pub async fn verify_email(req: &Request, body: Body) -> poem::Result<Response> {
+    let (core, fields) = visitor_post(req, body).await?;
+    let token = fields.get("token").unwrap_or_default();
+    match verification::confirm(core, token, &meta(req)).await {
+        Ok(()) => Ok(page::message(
+            None,
+            StatusCode::OK,
+            "Your address is confirmed",
+            "Coffer may now email links to your files in your name.",
+        )),
+        Err(ServiceError::Invalid(detail)) => {
+            verify_form(req, INVALID, token, Some(&sentence(&detail)))
+        }
         Err(err) => Err(page::service_error(None, err)),
     }
 }

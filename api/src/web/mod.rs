@@ -24,6 +24,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/assets/upload.js", "GET"),
     ("/app/signup", "GET, POST"),
     ("/app/signin", "GET, POST"),
+    ("/app/verify-email", "GET, POST"),
     ("/app/signout", "POST"),
     ("/app/password", "GET, POST"),
     ("/app/files", "GET, POST"),
@@ -47,6 +48,10 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
     Route::new()
         .at("/signup", get(account::signup_page).post(account::signup))
         .at("/signin", get(account::signin_page).post(account::signin))
+        .at(
+            "/verify-email",
+            get(account::verify_email_page).post(account::verify_email),
+        )
         .at("/signout", post(account::signout))
         .at(
             "/password",

@@ -8,7 +8,7 @@ use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Body, Request, Response};
 
 use super::session::SignedIn;
-use crate::templates::render;
+use crate::templates::{RENDER_FAILED, try_render};
 
 /// An HTML page.
 pub fn html(status: StatusCode, body: String) -> Response {
@@ -60,7 +60,11 @@ pub fn view(me: Option<&SignedIn>, status: StatusCode, name: &str, ctx: Value) -
         },
         None => context! { template => name, ..ctx },
     };
-    html(status, render(name, ctx))
+    match try_render(name, ctx) {
+        Some(page) => html(status, page),
+        // Never a page that says one thing with a status that says another.
+        None => html(StatusCode::INTERNAL_SERVER_ERROR, RENDER_FAILED.to_owned()),
+    }
 }
 
 pub fn message(me: Option<&SignedIn>, status: StatusCode, heading: &str, text: &str) -> Response {

@@ -213,23 +213,29 @@ pub fn share_message(from: &Mailbox, to: &str, email: &ShareEmail<'_>) -> anyhow
 /// Tells the owner of an account that someone tried to sign up with their address: sign-up
 /// answers the same for a new and an existing address, so this is where the owner learns it.
 pub fn account_exists_message(from: &Mailbox, to: &str, sign_in: &str) -> anyhow::Result<Message> {
-    let to: Mailbox = to.parse().context("recipient address")?;
     let text = format!(
         "Someone tried to create a Coffer account with this address, which already has one.\n\n\
          If it was you: sign in at {sign_in} (your password is unchanged).\n\
          If it was not you: nothing was changed, and you need do nothing.\n"
     );
-    Message::builder()
-        .from(from.clone())
-        .to(to)
-        .message_id(Some(message_id(from)))
-        .subject("Your Coffer account")
-        .singlepart(
-            SinglePart::builder()
-                .header(ContentType::TEXT_PLAIN)
-                .body(text),
-        )
-        .context("building the account email")
+    account_message(from, to, "Your Coffer account", text)
+}
+
+/// The link that proves an account's address is its owner's.
+pub fn verify_email_message(
+    from: &Mailbox,
+    to: &str,
+    link: &str,
+    expires_at: DateTime<Utc>,
+) -> anyhow::Result<Message> {
+    let text = format!(
+        "Confirm that this address is yours, so that Coffer may email links to files in your \
+         name:\n\n{link}\n\n\
+         The link works until {} UTC. If you did not create a Coffer account, you need do \
+         nothing: without this step no email is sent in your name.\n",
+        expires_at.format("%Y-%m-%d %H:%M")
+    );
+    account_message(from, to, "Confirm your email address for Coffer", text)
 }
 
 /// An invitation to sign up: the link is the invitation (it admits this address only).
@@ -239,7 +245,6 @@ pub fn invite_message(
     link: &str,
     expires_at: DateTime<Utc>,
 ) -> anyhow::Result<Message> {
-    let to: Mailbox = to.parse().context("recipient address")?;
     let text = format!(
         "You are invited to create an account on Coffer, the file sharing service of your \
          organisation.\n\n\
@@ -248,17 +253,28 @@ pub fn invite_message(
          you need do nothing.\n",
         expires_at.format("%Y-%m-%d %H:%M")
     );
+    account_message(from, to, "Your invitation to Coffer", text)
+}
+
+/// A plain-text message about the recipient's own account.
+fn account_message(
+    from: &Mailbox,
+    to: &str,
+    subject: &str,
+    text: String,
+) -> anyhow::Result<Message> {
+    let to: Mailbox = to.parse().context("recipient address")?;
     Message::builder()
         .from(from.clone())
         .to(to)
         .message_id(Some(message_id(from)))
-        .subject("Your invitation to Coffer")
+        .subject(subject)
         .singlepart(
             SinglePart::builder()
                 .header(ContentType::TEXT_PLAIN)
                 .body(text),
         )
-        .context("building the invitation email")
+        .with_context(|| format!("building the email \"{subject}\""))
 }
 
 #[cfg(test)]

@@ -11,3 +11,4 @@ pub mod recipients;
 pub mod shares;
 pub mod signup;
 pub mod users;
+pub mod verification;

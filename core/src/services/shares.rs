@@ -235,11 +235,7 @@ impl ShareView {
 }
 
 pub fn share_url(core: &Core, token: &Token) -> String {
-    format!(
-        "{}/s/{}",
-        core.config.public_url.as_str().trim_end_matches('/'),
-        token.expose()
-    )
+    core.config.public_link(&format!("/s/{}", token.expose()))
 }
 
 /// Inserts the shares of `spec` for a file inside the caller's transaction. Returns the rows
@@ -365,6 +361,9 @@ pub async fn prepare(
     spec: &ShareSpec,
     meta: &RequestMeta,
 ) -> ServiceResult<Prepared> {
+    if !spec.recipients.is_empty() {
+        super::verification::require_verified(core, owner).await?;
+    }
     spend_email_budget(core, owner, spec.recipients.len(), meta).await?;
     let password_hash = match &spec.password {
         Some(p) => Some(password::hash(p.clone()).await?),

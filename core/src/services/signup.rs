@@ -185,11 +185,9 @@ pub async fn invite(
         expires_at: now + ttl,
         used_at: None,
     };
-    let link = format!(
-        "{}/app/signup?invite={}",
-        core.config.public_url.as_str().trim_end_matches('/'),
-        token.expose()
-    );
+    let link = core
+        .config
+        .public_link(&format!("/app/signup?invite={}", token.expose()));
     let from = core
         .config
         .mail_from

@@ -135,14 +135,21 @@ pub async fn signup(
         }
     };
     let hash = password::hash_for_signup(password).await?;
-    let created = create_user(core, &email, hash, Role::User, meta).await;
+    // An invitation was emailed to the address: following it proved the address.
+    let invited = matches!(admission, super::signup::Admission::Invited(_));
+    let created = create_user(core, &email, hash, Role::User, invited, meta).await;
     if let super::signup::Admission::Invited(invite) = admission
         && matches!(created, Ok(_) | Err(ServiceError::Conflict(_)))
     {
         super::signup::redeem(core, invite).await?;
     }
     match created {
-        Ok(_) => Ok(()),
+        Ok(user) => {
+            if !invited {
+                super::verification::send_link_later(core, user.id, &user.email);
+            }
+            Ok(())
+        }
         Err(ServiceError::Conflict(_)) => {
             if let Some(existing) = find_by_email(core, &email).await? {
                 core.audit
@@ -166,10 +173,7 @@ pub async fn signup(
 fn tell_existing_owner(core: &Core, email: &EmailAddress) {
     let (core, to) = (core.clone(), email.as_str().to_owned());
     tokio::spawn(async move {
-        let sign_in = format!(
-            "{}/app/signin",
-            core.config.public_url.as_str().trim_end_matches('/')
-        );
+        let sign_in = core.config.public_link("/app/signin");
         let sent = match core.config.mail_from.parse() {
             Ok(from) => match crate::mail::account_exists_message(&from, &to, &sign_in) {
                 Ok(message) => core
@@ -195,6 +199,7 @@ async fn create_user(
     email: &EmailAddress,
     hash: String,
     role: Role,
+    verified: bool,
     meta: &RequestMeta,
 ) -> ServiceResult<User> {
     let id = Uuid::now_v7();
@@ -206,6 +211,7 @@ async fn create_user(
         role: Set(role.as_str().to_owned()),
         disabled: Set(false),
         created_at: Set(Utc::now()),
+        email_verified_at: Set(verified.then(Utc::now)),
     })
     .exec(&txn)
     .await;
@@ -601,7 +607,15 @@ pub async fn bootstrap_admin(
         None => {
             password::check_strength(password.expose_secret())?;
             let hash = password::hash(password).await?;
-            create_user(core, email, hash, Role::Admin, &RequestMeta::default()).await?;
+            create_user(
+                core,
+                email,
+                hash,
+                Role::Admin,
+                true,
+                &RequestMeta::default(),
+            )
+            .await?;
         }
         Some(existing) if existing.role != Role::Admin.as_str() => tracing::warn!(
             "COFFER_ADMIN_EMAIL names an existing account that is not an admin: it was left as it is (to make it an admin, run `coffer admin create --email … --promote`, which also sets its password)"
@@ -638,7 +652,15 @@ pub async fn create_admin(
     password::check_strength(password.expose_secret())?;
     let Some(existing) = find_by_email(core, email).await? else {
         let hash = password::hash(password).await?;
-        return create_user(core, email, hash, Role::Admin, &RequestMeta::default()).await;
+        return create_user(
+            core,
+            email,
+            hash,
+            Role::Admin,
+            true,
+            &RequestMeta::default(),
+        )
+        .await;
     };
     if !promote {
         return Err(ServiceError::Conflict(
