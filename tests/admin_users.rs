@@ -417,7 +417,137 @@ async fn start_up_never_takes_over_an_account(topology: Topology) {
     env.cleanup().await;
 }
 
+/// An admin forces a password reset: the old password and every session stop at once, and the
+/// link emailed to the account sets a new password once (through the web form here), which
+/// then signs in.
+async fn an_admin_forces_a_password_reset(topology: Topology) {
+    let smtp = common::smtp::SmtpServer::start();
+    let settings = [
+        ("COFFER_ADMIN_EMAIL", ADMIN.0),
+        ("COFFER_ADMIN_PASSWORD", ADMIN.1),
+        ("COFFER_SMTP_URL", smtp.url.as_str()),
+    ];
+    let app = TestApp::spawn_with(topology, &settings, coffer::Roles::ALL).await;
+    let ann = app.user().await;
+    let ann_id = user_id(&app, &ann).await;
+    let admin: Value = app
+        .login(ADMIN.0, ADMIN.1)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let admin = admin["token"].as_str().expect("token").to_owned();
+    let reset = |id: String, token: String| {
+        let app = &app;
+        async move {
+            app.post_json(
+                &format!("/api/v1/admin/users/{id}/password-reset"),
+                &json!({}),
+                Some(&token),
+            )
+            .await
+        }
+    };
+    problem(
+        reset(ann_id.clone(), ann.token.clone()).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let admin_id = user_id(
+        &app,
+        &User {
+            email: ADMIN.0.to_owned(),
+            token: admin.clone(),
+        },
+    )
+    .await;
+    problem(reset(admin_id, admin.clone()).await, StatusCode::CONFLICT).await;
+
+    assert_eq!(
+        reset(ann_id.clone(), admin.clone()).await.status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        app.get("/api/v1/me", &ann.token).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "signed out everywhere"
+    );
+    assert_eq!(
+        app.login(&ann.email, PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the old password is gone"
+    );
+    // Ann's first message is the link that verified her address at sign-up.
+    let mail = smtp
+        .wait_for(&ann.email, 2)
+        .await
+        .into_iter()
+        .find(|m| !m.is_address_verification())
+        .expect("the reset email");
+    let text = mail.part("text/plain");
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/app/password-reset?token="))
+        .unwrap_or_else(|| panic!("no reset link in:\n{text}"));
+    let token = link.rsplit_once("token=").expect("token").1;
+
+    // A weak password is refused and leaves the link usable; then the web form sets one.
+    problem(
+        app.post_json(
+            "/api/v1/auth/password-reset/confirm",
+            &json!({ "token": token, "password": "short" }),
+            None,
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let path = &link[link.find("/app/").expect("path")..];
+    let mut browser = common::web::Browser::new(&app);
+    let form = browser.get(path).await;
+    assert_eq!(form.status, StatusCode::OK);
+    let new_password = "a brand new passphrase";
+    let done = browser
+        .post(
+            "/app/password-reset",
+            &[
+                ("csrf", &form.csrf()),
+                ("token", token),
+                ("password", new_password),
+                ("password_again", new_password),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), "/app/signin?reset=1");
+    assert_eq!(
+        app.login(&ann.email, new_password).await.status(),
+        StatusCode::OK
+    );
+    problem(
+        app.post_json(
+            "/api/v1/auth/password-reset/confirm",
+            &json!({ "token": token, "password": "yet another passphrase" }),
+            None,
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let actions: Vec<String> = app
+        .audit_actions()
+        .await
+        .into_iter()
+        .map(|(action, _, _)| action)
+        .collect();
+    for action in ["user.password_reset_requested", "user.password_changed"] {
+        assert!(actions.iter().any(|a| a == action), "{action}");
+    }
+    app.stop().await;
+}
+
 both_topologies!(
+    an_admin_forces_a_password_reset,
     admins_list_change_and_disable_accounts,
     a_disabled_sender_s_links_stop_and_waiting_emails_are_cancelled,
     start_up_never_takes_over_an_account

@@ -94,6 +94,11 @@ const API_ROWS: &[Row] = &[
     row("POST", "/api/v1/auth/verify-email", [422, 422, 422, 422]),
     // Anonymous: no account; the others are verified already.
     row("POST", "/api/v1/me/verify-email", [401, 409, 409, 409]),
+    row(
+        "POST",
+        "/api/v1/auth/password-reset/confirm",
+        [422, 422, 422, 422],
+    ),
     // With a wrong current password (a right one would end the world's other sessions).
     row("POST", "/api/v1/me/password", [401, 403, 403, 403]),
     row("POST", "/api/v1/files", [401, 202, 202, 202]),
@@ -110,6 +115,12 @@ const API_ROWS: &[Row] = &[
     row("POST", "/s/{token}/download", [200, 200, 200, 200]),
     row("GET", "/api/v1/admin/users", [401, 403, 403, 200]),
     row("PATCH", "/api/v1/admin/users/{id}", [401, 403, 403, 200]),
+    // Of an account no other row uses (it ends that account's sessions).
+    row(
+        "POST",
+        "/api/v1/admin/users/{id}/password-reset",
+        [401, 403, 403, 202],
+    ),
     row("GET", "/api/v1/admin/keys", [401, 403, 403, 200]),
     row("GET", "/api/v1/audit/public-key", [200, 200, 200, 200]),
     row("GET", "/api/v1/admin/settings", [401, 403, 403, 200]),
@@ -149,6 +160,8 @@ const PAGE_ROWS: &[Row] = &[
     // For anyone holding the emailed link; a made-up token is refused on the page.
     page("GET", "/app/verify-email", [200, 200, 200, 200]),
     page("POST", "/app/verify-email", [422, 422, 422, 422]),
+    page("GET", "/app/password-reset", [200, 200, 200, 200]),
+    page("POST", "/app/password-reset", [422, 422, 422, 422]),
     // Signing in ends the session the browser held: each caller sends a session of its own.
     fresh_page("POST", "/app/signin", [303, 303, 303, 303]),
     fresh_page("POST", "/app/signout", [303, 303, 303, 303]),
@@ -188,6 +201,8 @@ struct World {
     other: User,
     admin: User,
     owner_id: String,
+    /// An account of its own for the rows that would end the owner's sessions.
+    bystander_id: String,
     shared: Target,
 }
 
@@ -244,6 +259,14 @@ impl World {
             .await
             .expect("json");
         let owner_id = me["id"].as_str().expect("id").to_owned();
+        let bystander = app.user().await;
+        let me: Value = app
+            .get("/api/v1/me", &bystander.token)
+            .await
+            .json()
+            .await
+            .expect("json");
+        let bystander_id = me["id"].as_str().expect("id").to_owned();
         let shared = target(&app, &owner).await;
         Self {
             app,
@@ -255,6 +278,7 @@ impl World {
             other,
             admin,
             owner_id,
+            bystander_id,
             shared,
         }
     }
@@ -292,6 +316,8 @@ impl World {
         let id = if row.path.starts_with("/api/v1/shares/") || row.path.starts_with("/app/shares/")
         {
             &target.share_id
+        } else if row.path.ends_with("/password-reset") {
+            &self.bystander_id
         } else if row.path.starts_with("/api/v1/admin/users/")
             || row.path.starts_with("/app/admin/users/")
         {
@@ -325,6 +351,10 @@ impl World {
             ("POST", "/api/v1/auth/verify-email") => {
                 request.json(&json!({ "token": "made-up-token" }))
             }
+            ("POST", "/api/v1/auth/password-reset/confirm") => request.json(&json!({
+                "token": "made-up-token",
+                "password": PASSWORD,
+            })),
             ("POST", "/api/v1/auth/login") => {
                 request.json(&json!({ "email": self.other.email, "password": PASSWORD }))
             }
@@ -380,7 +410,7 @@ impl World {
         if row.method == "POST" {
             if matches!(
                 row.path,
-                "/app/signup" | "/app/signin" | "/app/verify-email"
+                "/app/signup" | "/app/signin" | "/app/verify-email" | "/app/password-reset"
             ) {
                 // The visitor's double-submit token, from a page fetched without a session.
                 let form = self
@@ -437,6 +467,12 @@ impl World {
             ("POST", "/app/verify-email") => {
                 request.form(&[("csrf", csrf.as_str()), ("token", "made-up")])
             }
+            ("POST", "/app/password-reset") => request.form(&[
+                ("csrf", csrf.as_str()),
+                ("token", "made-up"),
+                ("password", PASSWORD),
+                ("password_again", PASSWORD),
+            ]),
             ("POST", "/app/signin") => request.form(&[
                 ("csrf", csrf.as_str()),
                 ("email", &self.other.email),

@@ -436,7 +436,26 @@ async fn metrics_count_requests_jobs_bytes_and_files(topology: Topology) {
     app.stop().await;
 }
 
+/// A scrape does not count the files table each time: the file gauges are counted at most every
+/// 15 seconds, so a file recorded between two scrapes a moment apart shows only later (here the
+/// second scrape still says what the first said, although the table changed).
+async fn scrapes_do_not_count_the_files_table_each_time(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let user = app.user().await;
+    let first = app.upload(&user, "one.txt", b"one".to_vec()).await;
+    app.wait_until_settled(&user, &first).await;
+    let before = common::scrape(&app.http, &app.base).await;
+    let ready = |text: &str| metric(text, "coffer_files", &[("status", "ready")]);
+    assert_eq!(ready(&before), Some(1.0));
+    let second = app.upload(&user, "two.txt", b"two".to_vec()).await;
+    app.wait_until_settled(&user, &second).await;
+    let after = common::scrape(&app.http, &app.base).await;
+    assert_eq!(ready(&after), Some(1.0), "counted again within 15 s");
+    app.stop().await;
+}
+
 both_topologies!(
+    scrapes_do_not_count_the_files_table_each_time,
     two_apis_and_two_workers_do_each_thing_once,
     a_request_id_follows_an_upload_into_its_jobs,
     metrics_count_requests_jobs_bytes_and_files,

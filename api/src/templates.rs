@@ -28,6 +28,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/app/verify_email.html"),
     ),
     (
+        "app/password_reset.html",
+        include_str!("../templates/app/password_reset.html"),
+    ),
+    (
         "app/password.html",
         include_str!("../templates/app/password.html"),
     ),

@@ -9,6 +9,7 @@ pub mod invite;
 pub mod key_check;
 pub mod key_rotation;
 pub mod key_version;
+pub mod password_reset;
 pub mod session;
 pub mod setting;
 pub mod share;

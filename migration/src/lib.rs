@@ -13,6 +13,7 @@ mod m20261204_000002_session_expiry;
 mod m20261205_000001_audit_macs;
 mod m20261205_000002_signup_policy;
 mod m20261205_000003_email_verification;
+mod m20261205_000004_password_resets;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_audit_macs::Migration),
             Box::new(m20261205_000002_signup_policy::Migration),
             Box::new(m20261205_000003_email_verification::Migration),
+            Box::new(m20261205_000004_password_resets::Migration),
         ]
     }
 }

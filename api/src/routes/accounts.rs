@@ -1,7 +1,7 @@
 //! Sign-up, login, logout and the current user.
 
 use chrono::{DateTime, Utc};
-use coffer_core::services::{users, verification};
+use coffer_core::services::{password_reset, users, verification};
 use poem::Request;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -79,6 +79,24 @@ enum VerifyResponse {
     /// The address is verified.
     #[oai(status = 204)]
     Verified,
+}
+
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+struct PasswordReset {
+    /// The token of the emailed link (its `token=`).
+    #[oai(validator(max_length = 128))]
+    token: String,
+    /// The new password: at least 10 characters.
+    #[oai(validator(max_length = 1024))]
+    password: String,
+}
+
+#[derive(ApiResponse)]
+enum ResetDone {
+    /// The new password is set; sign in with it.
+    #[oai(status = 204)]
+    Done,
 }
 
 #[derive(ApiResponse)]
@@ -198,6 +216,24 @@ impl AccountsApi {
     ) -> Result<VerifyResponse, ApiError> {
         verification::confirm(core(req)?, &body.0.token, &meta(req)).await?;
         Ok(VerifyResponse::Verified)
+    }
+
+    /// Set a new password with the link of a reset
+    #[oai(path = "/auth/password-reset/confirm", method = "post")]
+    async fn confirm_reset(
+        &self,
+        req: &Request,
+        body: Json<PasswordReset>,
+    ) -> Result<ResetDone, ApiError> {
+        let body = body.0;
+        password_reset::confirm(
+            core(req)?,
+            &body.token,
+            SecretString::from(body.password),
+            &meta(req),
+        )
+        .await?;
+        Ok(ResetDone::Done)
     }
 
     /// Email a new verification link to the signed-in account's address

@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use coffer_core::services::accounts::{self, Account};
-use coffer_core::services::audit;
 use coffer_core::services::keys::{self, RotationView, VersionInfo};
 use coffer_core::services::users::Role;
+use coffer_core::services::{audit, password_reset};
 use poem::{Body, Request};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json};
@@ -276,7 +276,7 @@ struct UserChange {
 }
 
 /// A field left out is no change; `null` is refused rather than guessed at.
-fn given<T>(field: MaybeUndefined<T>, name: &str) -> Result<Option<T>, ApiError> {
+pub(super) fn given<T>(field: MaybeUndefined<T>, name: &str) -> Result<Option<T>, ApiError> {
     match field {
         MaybeUndefined::Undefined => Ok(None),
         MaybeUndefined::Null => Err(ApiError::unprocessable(format!(
@@ -467,6 +467,27 @@ impl AdminApi {
         let account = accounts::change(core(req)?, &admin.0.user, id, change, &meta(req)).await?;
         Ok(Json(account.into()))
     }
+
+    /// Force a password reset: the password stops working, every session ends, and a link to
+    /// set a new one (24 hours) is emailed to the account's address
+    #[oai(path = "/users/:id/password-reset", method = "post")]
+    async fn reset_password(
+        &self,
+        req: &Request,
+        admin: AdminAuth,
+        id: Path<String>,
+    ) -> Result<ResetResponse, ApiError> {
+        let id = super::files::parse_id(&id.0)?;
+        password_reset::force(core(req)?, &admin.0.user, id, &meta(req)).await?;
+        Ok(ResetResponse::Reset)
+    }
+}
+
+#[derive(ApiResponse)]
+enum ResetResponse {
+    /// Reset: the link is on its way to the account's address.
+    #[oai(status = 202)]
+    Reset,
 }
 
 /// One version of the audit key's public half.

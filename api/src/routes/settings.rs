@@ -6,6 +6,7 @@ use coffer_core::services::signup;
 use coffer_core::types::SignupPolicy;
 use poem::Request;
 use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::Tag;
@@ -26,9 +27,8 @@ struct Settings {
 #[derive(Object)]
 #[oai(deny_unknown_fields)]
 struct SettingsChange {
-    /// `open`, `invite`, or `domains:example.org,…`.
-    #[oai(validator(max_length = 2048))]
-    signup: Option<String>,
+    /// `open`, `invite`, or `domains:example.org,…`; left out, it stays as it is.
+    signup: MaybeUndefined<String>,
 }
 
 #[derive(Object)]
@@ -114,7 +114,7 @@ impl SettingsApi {
         admin: AdminAuth,
         body: Json<SettingsChange>,
     ) -> Result<Json<Settings>, ApiError> {
-        if let Some(raw) = body.0.signup {
+        if let Some(raw) = super::admin::given(body.0.signup, "signup")? {
             let policy = SignupPolicy::parse(&raw)
                 .map_err(|e| ApiError::unprocessable(format!("signup: {e}")))?;
             signup::set_policy(core(req)?, &admin.0.user, policy, &meta(req)).await?;

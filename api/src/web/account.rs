@@ -1,7 +1,7 @@
 //! Signing up, in and out. Sign-in calls the same `users::login` as the API (rate limits,
 //! audit and look-alike failures come with it) and keeps its token in the session cookie.
 
-use coffer_core::services::{users, verification};
+use coffer_core::services::{password_reset, users, verification};
 use coffer_core::{Core, ServiceError};
 use minijinja::context;
 use poem::http::{HeaderValue, StatusCode, header};
@@ -80,9 +80,13 @@ pub async fn signin_page(req: &Request) -> poem::Result<Response> {
         return Ok(page::redirect("/app/files"));
     }
     let query = Fields::query(req);
-    let notice = query
-        .get("welcome")
-        .map(|_| "Your account is ready. Sign in to start sharing files.");
+    let notice = if query.get("welcome").is_some() {
+        Some("Your account is ready. Sign in to start sharing files.")
+    } else if query.get("reset").is_some() {
+        Some("Your new password is set. Sign in with it.")
+    } else {
+        None
+    };
     form(req, StatusCode::OK, "app/signin.html", "", None, notice)
 }
 
@@ -237,6 +241,61 @@ pub async fn verify_email(req: &Request, body: Body) -> poem::Result<Response> {
         )),
         Err(ServiceError::Invalid(detail)) => {
             verify_form(req, INVALID, token, Some(&sentence(&detail)))
+        }
+        Err(err) => Err(page::service_error(None, err)),
+    }
+}
+
+/// `GET /app/password-reset?token=…`, the emailed link of a forced reset: the new password's
+/// form.
+#[poem::handler]
+pub async fn password_reset_page(req: &Request) -> poem::Result<Response> {
+    let query = Fields::query(req);
+    reset_form(
+        req,
+        StatusCode::OK,
+        query.get("token").unwrap_or_default(),
+        None,
+    )
+}
+
+fn reset_form(
+    req: &Request,
+    status: StatusCode,
+    token: &str,
+    error: Option<&str>,
+) -> poem::Result<Response> {
+    visitor_page(req, status, "app/password_reset.html", |csrf| {
+        context! { csrf => csrf, token => token, error => error }
+    })
+}
+
+/// `POST /app/password-reset`: sets the password as `POST /api/v1/auth/password-reset/confirm`
+/// does, then sends the browser to sign in.
+#[poem::handler]
+pub async fn reset_password(req: &Request, body: Body) -> poem::Result<Response> {
+    let (core, fields) = visitor_post(req, body).await?;
+    let token = fields.get("token").unwrap_or_default();
+    let password = fields.get("password").unwrap_or_default();
+    if fields.get("password_again") != Some(password) {
+        return reset_form(
+            req,
+            INVALID,
+            token,
+            Some("The two passwords are not the same. Type them again."),
+        );
+    }
+    match password_reset::confirm(
+        core,
+        token,
+        SecretString::from(password.to_owned()),
+        &meta(req),
+    )
+    .await
+    {
+        Ok(()) => Ok(page::redirect("/app/signin?reset=1")),
+        Err(ServiceError::Invalid(detail)) => {
+            reset_form(req, INVALID, token, Some(&sentence(&detail)))
         }
         Err(err) => Err(page::service_error(None, err)),
     }

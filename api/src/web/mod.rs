@@ -25,6 +25,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/app/signup", "GET, POST"),
     ("/app/signin", "GET, POST"),
     ("/app/verify-email", "GET, POST"),
+    ("/app/password-reset", "GET, POST"),
     ("/app/signout", "POST"),
     ("/app/password", "GET, POST"),
     ("/app/files", "GET, POST"),
@@ -51,6 +52,10 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
         .at(
             "/verify-email",
             get(account::verify_email_page).post(account::verify_email),
+        )
+        .at(
+            "/password-reset",
+            get(account::password_reset_page).post(account::reset_password),
         )
         .at("/signout", post(account::signout))
         .at(

@@ -238,6 +238,23 @@ pub fn verify_email_message(
     account_message(from, to, "Confirm your email address for Coffer", text)
 }
 
+/// The link that sets a new password after an admin reset the old one.
+pub fn password_reset_message(
+    from: &Mailbox,
+    to: &str,
+    link: &str,
+    expires_at: DateTime<Utc>,
+) -> anyhow::Result<Message> {
+    let text = format!(
+        "An administrator has reset the password of your Coffer account: the old one no longer \
+         works, and you have been signed out everywhere.\n\n\
+         Choose a new password here: {link}\n\n\
+         The link works once, until {} UTC. If you did not expect this, tell your administrator.\n",
+        expires_at.format("%Y-%m-%d %H:%M")
+    );
+    account_message(from, to, "Your Coffer password was reset", text)
+}
+
 /// An invitation to sign up: the link is the invitation (it admits this address only).
 pub fn invite_message(
     from: &Mailbox,

@@ -7,6 +7,7 @@ pub mod files;
 pub mod jobs;
 pub mod keys;
 pub mod orphans;
+pub mod password_reset;
 pub mod recipients;
 pub mod shares;
 pub mod signup;
