@@ -168,6 +168,27 @@ async fn swagger_ui_and_openapi_document_describe_every_call(topology: Topology)
         .find(|p| p["name"] == "format")
         .expect("a format parameter");
     assert_eq!(enum_of(&format["schema"]), ["jsonl", "csv"], "{format}");
+    // Numbers that must be at least 1 say so, on every way of asking for a share.
+    for field in ["expires_in_hours", "max_downloads"] {
+        let in_json = &schemas["CreateShares"]["properties"][field];
+        assert_eq!(in_json["minimum"], 1.0, "CreateShares.{field}: {in_json}");
+        let in_form = &upload["properties"][field];
+        assert_eq!(
+            in_form["minimum"], 1.0,
+            "the upload form's {field}: {in_form}"
+        );
+        let in_query = put
+            .iter()
+            .find(|p| p["name"] == field)
+            .unwrap_or_else(|| panic!("a {field} parameter"));
+        assert_eq!(
+            in_query["schema"]["minimum"], 1.0,
+            "PUT ?{field}: {in_query}"
+        );
+    }
+    // The audit verification's findings name their kind from a closed set.
+    let kinds = enum_of(&schemas["AuditFinding"]["properties"]["kind"]);
+    assert!(kinds.contains(&"truncated".to_owned()), "{kinds:?}");
     app.stop().await;
 }
 

@@ -192,7 +192,14 @@ fn render(err: poem::Error) -> Response {
         || err.is::<ParsePathError>()
         || err.is::<ParseParamError>()
     {
-        ApiError::bad_request(err.to_string())
+        // Well-formed but outside what the schema allows (a minimum, a length): the same
+        // 422 a service gives for a value it cannot take; anything malformed stays 400.
+        let text = err.to_string();
+        if text.contains("verification failed") {
+            ApiError::unprocessable(text)
+        } else {
+            ApiError::bad_request(text)
+        }
     } else if err.is::<ContentTypeError>() {
         ApiError::UnsupportedMediaType(problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

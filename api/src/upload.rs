@@ -22,8 +22,12 @@ fn string_schema() -> MetaSchemaRef {
     MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")))
 }
 
-fn integer_schema() -> MetaSchemaRef {
-    MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("integer", "int64")))
+/// A whole number of at least 1.
+fn count_schema() -> MetaSchemaRef {
+    MetaSchemaRef::Inline(Box::new(MetaSchema {
+        minimum: Some(1.0),
+        ..MetaSchema::new_with_format("integer", "int64")
+    }))
 }
 
 /// `multipart/form-data` with the file in part `file`.
@@ -46,7 +50,7 @@ impl<'a> ApiExtractor<'a> for UploadForm {
                     properties: vec![
                         ("file", binary_schema()),
                         ("recipients", string_schema()),
-                        ("expires_in_hours", integer_schema()),
+                        ("expires_in_hours", count_schema()),
                         (
                             "expires_at",
                             MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format(
@@ -54,7 +58,7 @@ impl<'a> ApiExtractor<'a> for UploadForm {
                                 "date-time",
                             ))),
                         ),
-                        ("max_downloads", integer_schema()),
+                        ("max_downloads", count_schema()),
                         (
                             "password",
                             MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format(

@@ -219,8 +219,8 @@ impl FilesApi {
         /// Recipients to email a link to once the file is ready (repeat, or separate by commas).
         #[oai(default)]
         recipients: Query<Vec<String>>,
-        expires_in_hours: Query<Option<i64>>,
-        max_downloads: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1")))] expires_in_hours: Query<Option<i64>>,
+        #[oai(validator(minimum(value = "1")))] max_downloads: Query<Option<i64>>,
         password: Query<Option<String>>,
         message: Query<Option<String>>,
         body: RawBody,

@@ -24,8 +24,10 @@ struct CreateShares {
     /// When the links stop working (at most `COFFER_SHARE_MAX_TTL` ahead).
     expires_at: Option<DateTime<Utc>>,
     /// Alternative to `expires_at`. Default: 7 days (or the cap, if shorter).
+    #[oai(validator(minimum(value = "1")))]
     expires_in_hours: Option<i64>,
     /// Downloads allowed per link.
+    #[oai(validator(minimum(value = "1")))]
     max_downloads: Option<i64>,
     /// Recipients must type this to download (at least 8 characters; tell them separately).
     password: Option<String>,
