@@ -354,7 +354,7 @@ async fn admins_query_the_log_with_filters_and_a_cursor(topology: Topology) {
     }
     problem(
         app.get("/api/v1/admin/audit?limit=0", &admin.token).await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
     app.stop().await;

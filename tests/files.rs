@@ -427,16 +427,17 @@ async fn owners_list_newest_first_and_see_only_their_files(topology: Topology) {
     .await;
     problem(
         app.get("/api/v1/files?cursor=zzz", &ann.token).await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
     problem(
         app.get("/api/v1/files?limit=0", &ann.token).await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
     problem(
         app.get("/api/v1/files?limit=-3", &ann.token).await,
+        // Not a whole number of the schema at all: malformed.
         StatusCode::BAD_REQUEST,
     )
     .await;

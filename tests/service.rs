@@ -186,6 +186,24 @@ async fn swagger_ui_and_openapi_document_describe_every_call(topology: Topology)
             "PUT ?{field}: {in_query}"
         );
     }
+    // Bodies that refuse unknown fields say so.
+    for body in [
+        "CreateShares",
+        "Credentials",
+        "SignupRequest",
+        "UserChange",
+        "SettingsChange",
+    ] {
+        assert_eq!(
+            schemas[body]["additionalProperties"], false,
+            "{body}: {}",
+            schemas[body]
+        );
+    }
+    assert_eq!(
+        upload["additionalProperties"], false,
+        "the upload form: {upload}"
+    );
     // The audit verification's findings name their kind from a closed set.
     let kinds = enum_of(&schemas["AuditFinding"]["properties"]["kind"]);
     assert!(kinds.contains(&"truncated".to_owned()), "{kinds:?}");

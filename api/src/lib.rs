@@ -165,10 +165,70 @@ async fn response_policies<E: Endpoint>(ep: E, req: poem::Request) -> poem::Resu
     Ok(response)
 }
 
+/// The OpenAPI document as served. Every JSON request body refuses unknown fields (each is
+/// `#[oai(deny_unknown_fields)]`), and so does the upload form: poem-openapi does not write it
+/// into the schema, so it is said here, as `additionalProperties: false` on each body's schema.
+fn published_spec(raw: &str) -> String {
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(raw) else {
+        return raw.to_owned();
+    };
+    let bodies: Vec<String> = doc["paths"]
+        .as_object()
+        .into_iter()
+        .flat_map(|paths| paths.values())
+        .filter_map(serde_json::Value::as_object)
+        .flat_map(|operations| operations.values())
+        .filter_map(|op| op["requestBody"]["content"].as_object())
+        .flat_map(|content| content.iter())
+        .filter(|(media, _)| media.starts_with("application/json"))
+        .filter_map(|(_, body)| {
+            body["schema"]["$ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                .map(str::to_owned)
+        })
+        .collect();
+    // The upload form refuses a part it does not know, too (its schema is written inline).
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for body in paths
+            .values_mut()
+            .filter_map(serde_json::Value::as_object_mut)
+            .flat_map(|operations| operations.values_mut())
+            // `get_mut`, not indexing: indexing a missing key would add it as `null`.
+            .filter_map(|op| {
+                op.get_mut("requestBody")?
+                    .get_mut("content")?
+                    .as_object_mut()
+            })
+            .flat_map(|content| content.iter_mut())
+            .filter(|(media, _)| media.starts_with("multipart/form-data"))
+            .filter_map(|(_, body)| body.get_mut("schema")?.as_object_mut())
+        {
+            body.insert("additionalProperties".into(), false.into());
+        }
+    }
+    for name in bodies {
+        if let Some(schema) = doc
+            .get_mut("components")
+            .and_then(|c| c.get_mut("schemas"))
+            .and_then(|s| s.get_mut(&name))
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            schema.insert("additionalProperties".into(), false.into());
+        }
+    }
+    serde_json::to_string(&doc).unwrap_or_else(|_| raw.to_owned())
+}
+
 /// The whole HTTP surface, with `core` available to every handler.
 pub fn app(core: Core) -> impl Endpoint<Output = poem::Response> + 'static {
     let api = api_service();
-    let spec = api.spec_endpoint();
+    let document = published_spec(&api.spec());
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(document.clone())
+    });
     let ui = swagger_ui(api.swagger_ui_html());
     let mut extra = vec![
         ("/docs", "GET"),

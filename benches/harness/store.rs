@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use coffer::coffer_core::audit::Actor;
 use coffer::coffer_core::services::{audit, keys};
-use coffer::coffer_core::{Config, Core};
+// A scratch store of the harness's own: its keyring is generated in its scratch data dir.
+use coffer::coffer_core::{Config, Core, KeyringUse};
 use sea_orm::{ConnectionTrait as _, EntityTrait as _};
 
 use super::common::{pg_admin_url, seed};
@@ -50,9 +51,13 @@ where
         ),
         ("COFFER_LOG".to_owned(), "warn".to_owned()),
     ];
-    let core = Core::build(Config::from_vars(vars.clone()).expect("config"), true)
-        .await
-        .expect("core");
+    let core = Core::build_with(
+        Config::from_vars(vars.clone()).expect("config"),
+        true,
+        KeyringUse::MayGenerate,
+    )
+    .await
+    .expect("core");
     runs.push(run(core, "SQLite").await);
 
     let admin = sea_orm::Database::connect(format!("{}/postgres", pg_admin_url()))
@@ -71,9 +76,13 @@ where
         ),
         ("COFFER_DATABASE_URL".to_owned(), database_url(&name)),
     ];
-    let core = Core::build(Config::from_vars(vars).expect("config"), true)
-        .await
-        .expect("core");
+    let core = Core::build_with(
+        Config::from_vars(vars).expect("config"),
+        true,
+        KeyringUse::MayGenerate,
+    )
+    .await
+    .expect("core");
     runs.push(run(core.clone(), "PostgreSQL").await);
     drop(core);
     let _ = admin

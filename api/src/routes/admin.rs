@@ -275,7 +275,7 @@ struct UserChange {
     disabled: MaybeUndefined<bool>,
 }
 
-/// A field left out is no change; `null` is refused rather than guessed at.
+/// A field left out is no change (or its default); `null` is refused rather than guessed at.
 pub(super) fn given<T>(field: MaybeUndefined<T>, name: &str) -> Result<Option<T>, ApiError> {
     match field {
         MaybeUndefined::Undefined => Ok(None),

@@ -256,7 +256,7 @@ impl FilesApi {
         let after = match cursor.0.as_deref() {
             None | Some("") => None,
             Some(raw) => Some(uuid::Uuid::parse_str(raw).map_err(|_| {
-                ApiError::bad_request("`cursor` is not a cursor this API returned")
+                ApiError::unprocessable("`cursor` is not a cursor this API returned")
             })?),
         };
         // The range is declared (and checked) on the parameter.

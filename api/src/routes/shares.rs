@@ -5,6 +5,7 @@ use coffer_core::services::shares::{self, ShareRequest, ShareView};
 use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use secrecy::SecretString;
 
@@ -22,17 +23,17 @@ struct CreateShares {
     #[oai(default)]
     recipients: Vec<String>,
     /// When the links stop working (at most `COFFER_SHARE_MAX_TTL` ahead).
-    expires_at: Option<DateTime<Utc>>,
+    expires_at: MaybeUndefined<DateTime<Utc>>,
     /// Alternative to `expires_at`. Default: 7 days (or the cap, if shorter).
     #[oai(validator(minimum(value = "1")))]
-    expires_in_hours: Option<i64>,
+    expires_in_hours: MaybeUndefined<i64>,
     /// Downloads allowed per link.
     #[oai(validator(minimum(value = "1")))]
-    max_downloads: Option<i64>,
+    max_downloads: MaybeUndefined<i64>,
     /// Recipients must type this to download (at least 8 characters; tell them separately).
-    password: Option<String>,
+    password: MaybeUndefined<String>,
     /// A note shown in the email and on the download page.
-    message: Option<String>,
+    message: MaybeUndefined<String>,
 }
 
 /// A share as its owner sees it.
@@ -109,13 +110,15 @@ impl SharesApi {
     ) -> Result<CreateResponse, ApiError> {
         let core = core(req)?;
         let body = body.0;
+        // A field left out takes its default; `null` is refused rather than guessed at.
+        use super::admin::given;
         let request = ShareRequest {
             recipients: body.recipients,
-            expires_at: body.expires_at,
-            expires_in_hours: body.expires_in_hours,
-            max_downloads: body.max_downloads,
-            password: body.password.map(SecretString::from),
-            message: body.message,
+            expires_at: given(body.expires_at, "expires_at")?,
+            expires_in_hours: given(body.expires_in_hours, "expires_in_hours")?,
+            max_downloads: given(body.max_downloads, "max_downloads")?,
+            password: given(body.password, "password")?.map(SecretString::from),
+            message: given(body.message, "message")?,
         };
         let spec = request
             .parse(core.config.share_max_ttl, Utc::now())
