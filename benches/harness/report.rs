@@ -239,10 +239,14 @@ impl Report {
             "verify ≥ 200,000 audit events/s".into(),
             self.verify
                 .iter()
+                .filter(|r| r.what == "verify audit events")
                 .map(|r| format!("{}: {:.0}/s", r.database, r.per_second()))
                 .collect::<Vec<_>>()
                 .join("; "),
-            self.verify.iter().all(|r| r.per_second() >= 200_000.0),
+            self.verify
+                .iter()
+                .filter(|r| r.what == "verify audit events")
+                .all(|r| r.per_second() >= 200_000.0),
         ));
         let _ = writeln!(out, "| target | this run | |\n|---|---|---|");
         for (target, measured, met) in rows {
@@ -411,7 +415,8 @@ impl Report {
             out,
             "\n### 6. Rotation and the audit chain\n\nIn process. Rewrap: {} ready files' data keys \
              rewrapped from master-key version 1 to 2 (`keys::rotate` + `keys::run_rotation`). \
-             Verify: a sealed chain of {} events recomputed (`audit::verify`). \
+             Verify: a sealed chain of {} events recomputed (`audit::verify`), each with its \
+             MAC checked, and the same without MACs (encoding v1) for the MAC's cost. \
              `cargo bench --bench harness -- rewrap verify`.\n\n\
              | what | database | count | time | per second |\n|---|---|---|---|---|",
             self.scale.rewrap_keys, self.scale.audit_events

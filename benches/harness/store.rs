@@ -119,16 +119,24 @@ pub async fn rewrap(count: usize) -> Vec<StoreRun> {
     .await
 }
 
-/// Inserts a valid sealed chain of `events` events (computed here), then times `audit::verify`.
+/// Inserts a valid sealed chain of `events` events (computed here), then times `audit::verify`:
+/// the chain as Coffer writes it now (each event with its MAC), and, for the MAC's cost in the
+/// same run, a chain in the encoding of events written before MACs existed.
 pub async fn verify(events: i64) -> Vec<StoreRun> {
+    let mut runs = verify_chain(events, true, "verify audit events").await;
+    runs.extend(verify_chain(events, false, "verify audit events without MACs (v1)").await);
+    runs
+}
+
+async fn verify_chain(events: i64, macs: bool, what: &'static str) -> Vec<StoreRun> {
     on_both(|core, database| async move {
-        seed_chain(&core, events).await;
+        seed_chain(&core, events, macs).await;
         let started = Instant::now();
         let report = audit::verify(&core).await.expect("verify");
         let seconds = started.elapsed().as_secs_f64();
         assert!(report.ok && report.checked == events as u64, "{report:?}");
         StoreRun {
-            what: "verify audit events",
+            what,
             database,
             count: events as u64,
             seconds,
@@ -137,8 +145,9 @@ pub async fn verify(events: i64) -> Vec<StoreRun> {
     .await
 }
 
-/// Events as Coffer writes them now: each with its MAC under the audit key.
-async fn seed_chain(core: &Core, events: i64) {
+/// Events as Coffer writes them now, each with its MAC under the audit key (or, without
+/// `macs`, as events written before MACs existed).
+async fn seed_chain(core: &Core, events: i64, macs: bool) {
     let ring = core.keys.ring();
     let key = ring.newest_audit_key().expect("an audit key");
     let mut previous = audit::GENESIS.to_vec();
@@ -165,7 +174,9 @@ async fn seed_chain(core: &Core, events: i64) {
                 mac_version: None,
                 mac: None,
             };
-            coffer::coffer_core::audit::encoding::authenticate(&mut event, key);
+            if macs {
+                coffer::coffer_core::audit::encoding::authenticate(&mut event, key);
+            }
             let hash = audit::chain_hash(&previous, &event, seq);
             event.seq = Some(seq);
             event.hash = Some(hash.clone());
