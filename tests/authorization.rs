@@ -184,6 +184,9 @@ const PAGE_ROWS: &[Row] = &[
     page("POST", "/app/admin/keys/rotate", [303, 403, 403, 303]),
     page("GET", "/app/admin/users", [303, 403, 403, 200]),
     page("POST", "/app/admin/users/{id}", [303, 403, 403, 303]),
+    page("GET", "/app/admin/signup", [303, 403, 403, 200]),
+    page("POST", "/app/admin/signup", [303, 403, 403, 303]),
+    page("POST", "/app/admin/invites", [303, 403, 403, 303]),
 ];
 
 /// A ready file of the owner's with a link share.
@@ -485,6 +488,17 @@ impl World {
             ("POST", "/app/admin/users/{id}") => {
                 request.form(&[("csrf", csrf.as_str()), ("disabled", "false")])
             }
+            // The policy as it is: the sign-up rows must keep working.
+            ("POST", "/app/admin/signup") => {
+                request.form(&[("csrf", csrf.as_str()), ("kind", "open")])
+            }
+            ("POST", "/app/admin/invites") => request.form(&[
+                ("csrf", csrf.as_str()),
+                (
+                    "email",
+                    &format!("page-invite-{}@example.org", uuid::Uuid::new_v4().simple()),
+                ),
+            ]),
             ("POST", _) => request.form(&[("csrf", csrf.as_str())]),
             _ => request,
         };

@@ -1382,3 +1382,106 @@ async fn an_expired_session_cookie_is_sent_to_sign_in() {
     assert_eq!(ann.get("/app/signin").await.status, StatusCode::OK);
     app.stop().await;
 }
+
+/// An admin restricts sign-up and invites an address from the web app: the page shows the
+/// policy and the invitation, a sign-up outside the policy is refused on the form, and the
+/// invited address signs up through its emailed link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_set_who_may_sign_up_and_invite_from_the_web_app() {
+    let smtp = SmtpServer::start();
+    let app = spawn_with_admin(Topology::Embedded, &[("COFFER_SMTP_URL", &smtp.url)]).await;
+    let mut admin = Browser::new(&app);
+    admin.sign_in(ADMIN.0, ADMIN.1).await;
+    let page = admin.get("/app/admin/signup").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains("<strong id=\"signup-policy\">open</strong>")
+    );
+    let csrf = page.csrf();
+    let saved = admin
+        .post(
+            "/app/admin/signup",
+            &[
+                ("csrf", &csrf),
+                ("kind", "domains"),
+                ("domains", "clinic.example"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let bad = admin
+        .post(
+            "/app/admin/signup",
+            &[
+                ("csrf", &csrf),
+                ("kind", "domains"),
+                ("domains", "not a domain"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let invited = admin
+        .post(
+            "/app/admin/invites",
+            &[("csrf", &csrf), ("email", "guest@partner.example")],
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::SEE_OTHER, "{}", invited.body);
+    let page = admin.get("/app/admin/signup").await;
+    assert!(
+        page.body.contains("domains:clinic.example"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("guest@partner.example"));
+    assert!(page.body.contains("badge-pending"));
+
+    // Outside the domains: refused on the form, with the reason.
+    let mut visitor = Browser::new(&app);
+    let form = visitor.get("/app/signup").await;
+    let refused = visitor
+        .post(
+            "/app/signup",
+            &[
+                ("csrf", &form.csrf()),
+                ("email", "walk-in@elsewhere.example"),
+                ("password", "correct horse battery staple"),
+                ("password_again", "correct horse battery staple"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused.body.contains("email domains only"),
+        "{}",
+        refused.body
+    );
+
+    // The invited address, through its emailed link.
+    let mail = smtp.wait_for("guest@partner.example", 1).await.remove(0);
+    let text = mail.part("text/plain");
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/app/signup?invite="))
+        .expect("an invitation link");
+    let mut guest = Browser::new(&app);
+    let form = guest.get(&link[link.find("/app/").expect("path")..]).await;
+    let token = link.rsplit_once("invite=").expect("token").1;
+    let created = guest
+        .post(
+            "/app/signup",
+            &[
+                ("csrf", &form.csrf()),
+                ("invite", token),
+                ("email", "guest@partner.example"),
+                ("password", "correct horse battery staple"),
+                ("password_again", "correct horse battery staple"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let page = admin.get("/app/admin/signup").await;
+    assert!(page.body.contains("badge-used"), "{}", page.body);
+    app.stop().await;
+}

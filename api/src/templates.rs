@@ -32,6 +32,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/app/password_reset.html"),
     ),
     (
+        "app/signup_admin.html",
+        include_str!("../templates/app/signup_admin.html"),
+    ),
+    (
         "app/password.html",
         include_str!("../templates/app/password.html"),
     ),

@@ -10,6 +10,7 @@ mod files;
 mod page;
 mod session;
 mod shares;
+mod signup_admin;
 
 use coffer_core::Core;
 use poem::http::{Method, StatusCode};
@@ -42,6 +43,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/app/admin/keys/rotate", "POST"),
     ("/app/admin/users", "GET"),
     ("/app/admin/users/{id}", "POST"),
+    ("/app/admin/signup", "GET, POST"),
+    ("/app/admin/invites", "POST"),
 ];
 
 /// The routes under `/app`, with their errors rendered as pages.
@@ -79,6 +82,11 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
         .at("/admin/keys/rotate", post(admin::rotate))
         .at("/admin/users", get(admin::users))
         .at("/admin/users/:id", post(admin::change_user))
+        .at(
+            "/admin/signup",
+            get(signup_admin::page_view).post(signup_admin::change),
+        )
+        .at("/admin/invites", post(signup_admin::invite))
         .catch_all_error(page::catch_all)
 }
 
