@@ -222,7 +222,18 @@ fn verify_form(
     token: &str,
     error: Option<&str>,
 ) -> poem::Result<Response> {
-    visitor_page(req, status, "app/verify_email.html", |csrf| {
+    token_form(req, status, "app/verify_email.html", token, error)
+}
+
+/// The page of an emailed link (its token carried in a hidden field) for a visitor.
+fn token_form(
+    req: &Request,
+    status: StatusCode,
+    template: &str,
+    token: &str,
+    error: Option<&str>,
+) -> poem::Result<Response> {
+    visitor_page(req, status, template, |csrf| {
         context! { csrf => csrf, token => token, error => error }
     })
 }
@@ -265,9 +276,7 @@ fn reset_form(
     token: &str,
     error: Option<&str>,
 ) -> poem::Result<Response> {
-    visitor_page(req, status, "app/password_reset.html", |csrf| {
-        context! { csrf => csrf, token => token, error => error }
-    })
+    token_form(req, status, "app/password_reset.html", token, error)
 }
 
 /// `POST /app/password-reset`: sets the password as `POST /api/v1/auth/password-reset/confirm`

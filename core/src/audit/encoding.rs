@@ -75,6 +75,20 @@ pub fn link_hash(
     event: &audit_event::Model,
     seq: i64,
 ) -> [u8; 32] {
+    if let Some(version) = event.mac_version {
+        write_mac_message(buffer, event, version);
+    }
+    link_hash_written(buffer, previous, event, seq)
+}
+
+/// [`link_hash`] for a v2 event whose MAC message `buffer` holds already (as checking its MAC
+/// leaves it): the event is serialised once for both. A v1 event is written here.
+pub fn link_hash_written(
+    buffer: &mut Vec<u8>,
+    previous: &[u8],
+    event: &audit_event::Model,
+    seq: i64,
+) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(previous);
     match event.mac_version {
@@ -83,8 +97,7 @@ pub fn link_hash(
             write_fields(buffer, seq, event);
             hasher.update(&buffer);
         }
-        Some(version) => {
-            write_mac_message(buffer, event, version);
+        Some(_) => {
             hasher.update(seq.to_be_bytes());
             hasher.update(&buffer);
             hasher.update(event.mac.as_deref().unwrap_or_default());

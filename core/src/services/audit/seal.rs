@@ -46,7 +46,7 @@ pub(super) enum Unsealable {
 
 /// Whether `event` may be chained after a chain whose events so far `had_macs` (once one event
 /// has a MAC, every later one must: an event without one is not Coffer's). `buffer` is reused
-/// for the MAC message.
+/// for the MAC message, and holds it afterwards for [`encoding::link_hash_written`].
 pub(super) fn check_pending(
     buffer: &mut Vec<u8>,
     ring: &Keyring,
@@ -139,7 +139,7 @@ async fn seal_pending(core: &Core) -> Result<u64, sea_orm::DbErr> {
             had_macs |= event.mac_version.is_some();
             seq += 1;
             let previous = links.last().map_or(&previous[..], |(_, _, hash)| hash);
-            let hash = encoding::link_hash(&mut buffer, previous, event, seq).to_vec();
+            let hash = encoding::link_hash_written(&mut buffer, previous, event, seq).to_vec();
             links.push((event.id, seq, hash));
         }
         let count = links.len() as u64;

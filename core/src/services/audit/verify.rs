@@ -194,7 +194,7 @@ impl Walk {
                 return self;
             }
             let stored = event.hash.as_deref().unwrap_or_default();
-            if encoding::link_hash(&mut buffer, &self.previous, event, seq)[..] != *stored {
+            if encoding::link_hash_written(&mut buffer, &self.previous, event, seq)[..] != *stored {
                 self.bad = Some(Finding::ChainBroken { seq });
                 return self;
             }
