@@ -2,7 +2,8 @@
 
 use coffer_core::Core;
 use coffer_core::audit::RequestMeta;
-use coffer_core::services::users::{self, Session};
+use coffer_core::principal::Session;
+use coffer_core::services::users;
 use poem::Request;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
@@ -37,7 +38,7 @@ pub struct AdminAuth(pub Session);
 
 async fn check_admin(req: &Request, bearer: Bearer) -> poem::Result<Session> {
     let session = check_bearer(req, bearer).await?;
-    if session.user.role == users::Role::Admin {
+    if session.user.role == coffer_core::types::Role::Admin {
         Ok(session)
     } else {
         Err(ApiError::from(coffer_core::ServiceError::Forbidden(

@@ -1,7 +1,8 @@
 //! `Range: bytes=…` for one range (RFC 9110 §14). Anything else is ignored and the whole file
 //! is served, as the RFC allows.
 
-use coffer_core::services::files::{FileView, status};
+use coffer_core::services::files::FileView;
+use coffer_core::types::FileStatus;
 
 #[derive(Debug, PartialEq, Eq)]
 enum RangeRequest {
@@ -49,7 +50,7 @@ pub fn choose(file: &FileView, range: Option<&str>, if_range: Option<&str>) -> R
     let range = match requested(range, if_range, &etag, file.size) {
         RangeRequest::Full => None,
         RangeRequest::Partial(start, end) => Some((start, end)),
-        RangeRequest::Unsatisfiable if file.status == status::READY => return Err(file.size),
+        RangeRequest::Unsatisfiable if file.status == FileStatus::Ready => return Err(file.size),
         RangeRequest::Unsatisfiable => None,
     };
     Ok(Chosen { range, etag })

@@ -68,6 +68,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
+#[allow(
+    clippy::expect_used,
+    reason = "templates compiled in, each rendered by the web tests"
+)]
 fn environment() -> &'static Environment<'static> {
     static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {

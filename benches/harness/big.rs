@@ -84,7 +84,7 @@ pub async fn file(http: &reqwest::Client, stack: &Stack, token: &str, id: &str) 
         .expect("json")
 }
 
-/// Times one download of the whole file, checking its length (tests/large.rs checks content).
+/// Times one download of the whole file, checking its length (tests/e2e/large.rs checks content).
 pub async fn download(
     http: &reqwest::Client,
     stack: &Stack,

@@ -3,7 +3,17 @@
 //! harness -- <section…>` runs some sections and only prints (sections: limits, big, small,
 //! latency, logins, rewrap, verify; `--quick` shrinks the sizes for a smoke run).
 
-#[path = "../../tests/common/mod.rs"]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a benchmark stops at the first thing that does not work, saying what"
+)]
+
+#[path = "../../tests/e2e/common/mod.rs"]
+#[allow(
+    dead_code,
+    reason = "the harness uses the part of the tests' one it needs"
+)]
 mod common;
 
 mod big;

@@ -1,4 +1,5 @@
-//! Errors services return; the API maps each kind to one HTTP status.
+//! Errors services return (the API maps each kind to one HTTP status), and how a job fails
+//! (the worker retries a transient failure and records a permanent one).
 
 use std::time::Duration;
 
@@ -77,3 +78,20 @@ impl From<sea_orm::DbErr> for ServiceError {
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// How a job ended when it did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Retrying cannot help (the input itself is bad).
+    #[error("permanent: {0}")]
+    Permanent(String),
+    /// Something outside was unavailable; try again later.
+    #[error("transient: {0:#}")]
+    Transient(#[from] anyhow::Error),
+}
+
+impl From<sea_orm::DbErr> for JobError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Self::Transient(anyhow::Error::new(err).context("database"))
+    }
+}

@@ -10,10 +10,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use sea_orm::{FromQueryResult, Statement};
+use sea_orm::{DatabaseConnection, FromQueryResult, Iterable as _, Statement};
 
-use crate::Core;
-use crate::services::files::status;
+use crate::queue::Queue;
+use crate::types::FileStatus;
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -250,11 +250,11 @@ impl Metrics {
 
     /// Refreshes the gauges read from the database and the queue, then renders every metric.
     /// A gauge whose source is unreachable keeps its last value; readiness reports the outage.
-    pub async fn render(&self, core: &Core) -> String {
+    pub async fn render(&self, db: &DatabaseConnection, queue: &Queue) -> String {
         if self.files_due() {
-            self.count_files(core).await;
+            self.count_files(db).await;
         }
-        self.render_queue_and_registry(core).await
+        self.render_queue_and_registry(queue).await
     }
 
     /// Whether the file gauges are due a count, claiming it if so (concurrent scrapes do not
@@ -273,23 +273,19 @@ impl Metrics {
         true
     }
 
-    async fn count_files(&self, core: &Core) {
-        match file_counts(core).await {
+    async fn count_files(&self, db: &DatabaseConnection) {
+        match file_counts(db).await {
             Ok(counts) => {
-                for state in [
-                    status::QUARANTINED,
-                    status::VALIDATED,
-                    status::READY,
-                    status::REJECTED,
-                    status::DELETED,
-                ] {
+                for status in FileStatus::iter() {
                     let n = counts
                         .iter()
-                        .find(|c| c.status == state)
+                        .find(|c| c.status == status)
                         .map_or(0, |c| c.count);
                     self.inner
                         .files
-                        .get_or_create(&StatusLabels { status: state })
+                        .get_or_create(&StatusLabels {
+                            status: status.as_str(),
+                        })
                         .set(n);
                 }
             }
@@ -297,8 +293,8 @@ impl Metrics {
         }
     }
 
-    async fn render_queue_and_registry(&self, core: &Core) -> String {
-        match core.queue.depths().await {
+    async fn render_queue_and_registry(&self, queue: &Queue) -> String {
+        match queue.depths().await {
             Ok(depths) => {
                 for (queue, depth) in depths {
                     self.inner
@@ -318,16 +314,16 @@ impl Metrics {
 
 #[derive(Debug, FromQueryResult)]
 struct StatusCount {
-    status: String,
+    status: FileStatus,
     count: i64,
 }
 
-async fn file_counts(core: &Core) -> Result<Vec<StatusCount>, sea_orm::DbErr> {
-    let backend = core.db.get_database_backend();
+async fn file_counts(db: &DatabaseConnection) -> Result<Vec<StatusCount>, sea_orm::DbErr> {
+    let backend = db.get_database_backend();
     StatusCount::find_by_statement(Statement::from_string(
         backend,
         "SELECT status, COUNT(*) AS count FROM files GROUP BY status",
     ))
-    .all(&core.db)
+    .all(db)
     .await
 }

@@ -13,6 +13,10 @@ pub const MIN_LEN: usize = 10;
 pub const MAX_LEN: usize = 1024;
 
 /// OWASP's argon2id parameters: 19 MiB, t=2, p=1.
+#[allow(
+    clippy::expect_used,
+    reason = "constant parameters, checked by every test that hashes"
+)]
 fn params() -> Params {
     Params::new(19 * 1024, 2, 1, None).expect("constant parameters are valid")
 }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+pub use entity::{FileStatus, KeyState, Role, RotationState, ShareState};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::states::FileStatus;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "files")]
 pub struct Model {
@@ -10,7 +12,7 @@ pub struct Model {
     pub size: i64,
     pub content_type: Option<String>,
     pub sha256: String,
-    pub status: String,
+    pub status: FileStatus,
     pub reject_reason: Option<String>,
     pub quarantine_key: Option<Vec<u8>>,
     pub quarantine_kek_version: Option<i32>,

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::states::RotationState;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "key_rotations")]
 pub struct Model {
@@ -9,8 +11,7 @@ pub struct Model {
     pub to_version: i32,
     pub total: i64,
     pub done: i64,
-    /// `running` or `finished`.
-    pub state: String,
+    pub state: RotationState,
     pub started_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,

@@ -1,12 +1,13 @@
 use sea_orm::entity::prelude::*;
 
+use crate::states::KeyState;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "key_versions")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub version: i32,
-    /// `active` (new wraps), `retiring` (still unwraps, being rotated away) or `retired`.
-    pub state: String,
+    pub state: KeyState,
     pub created_at: DateTimeUtc,
     pub retired_at: Option<DateTimeUtc>,
 }

@@ -1,4 +1,4 @@
-//! sea-orm entities: table shapes only, no logic.
+//! sea-orm entities: table shapes, and the closed sets their rows hold. No logic.
 
 pub mod audit_checkpoint;
 pub mod audit_event;
@@ -13,4 +13,7 @@ pub mod password_reset;
 pub mod session;
 pub mod setting;
 pub mod share;
+pub mod states;
 pub mod user;
+
+pub use states::{FileStatus, KeyState, Role, RotationState, ShareState};

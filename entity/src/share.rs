@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::states::ShareState;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "shares")]
 pub struct Model {
@@ -12,7 +14,7 @@ pub struct Model {
     /// SHA-256 of the link's token; `None` until the link is issued.
     #[sea_orm(unique)]
     pub token_hash: Option<Vec<u8>>,
-    pub state: String,
+    pub state: ShareState,
     pub expires_at: DateTimeUtc,
     pub max_downloads: Option<i32>,
     pub downloads_used: i32,

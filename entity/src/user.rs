@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::states::Role;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "users")]
 pub struct Model {
@@ -8,7 +10,7 @@ pub struct Model {
     #[sea_orm(unique)]
     pub email: String,
     pub password_hash: String,
-    pub role: String,
+    pub role: Role,
     pub disabled: bool,
     pub created_at: DateTimeUtc,
     /// When the owner proved the address is theirs; `None` until then (no share emails).

@@ -12,10 +12,11 @@ use apalis::layers::retry::{BackoffRetryPolicy, HasherRng, RetryPolicy};
 use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use coffer_core::Core;
+use coffer_core::JobError;
 use coffer_core::metrics::JobOutcome;
 use coffer_core::queue::{Backend, EncryptFile, RewrapKeys, SendShareEmail, ValidateFile};
 use coffer_core::request_id;
-use coffer_core::services::jobs::{self, JobError};
+use coffer_core::services::jobs;
 use coffer_core::services::keys;
 use coffer_core::services::shares;
 use tokio::sync::Notify;
@@ -29,6 +30,10 @@ const MAX_ATTEMPTS: usize = 6;
 const CONCURRENCY: usize = coffer_core::queue::FETCH_BATCH;
 
 /// Exponential backoff between `min` and `max`, with jitter.
+#[allow(
+    clippy::expect_used,
+    reason = "called with the constant pairs of `run`"
+)]
 fn retry_policy(min: Duration, max: Duration) -> BackoffRetryPolicy<ExponentialBackoff<HasherRng>> {
     let backoff = ExponentialBackoffMaker::new(min, max, 0.5, HasherRng::default())
         .expect("constant backoff parameters are valid")
@@ -175,6 +180,10 @@ async fn orphans_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {
 
 /// A cron schedule firing every `interval` (rounded down to whole seconds, minutes or hours,
 /// at most daily).
+#[allow(
+    clippy::expect_used,
+    reason = "the expressions are built above; a test parses each shape"
+)]
 fn schedule(interval: Duration) -> cron::Schedule {
     let secs = interval.as_secs().max(1);
     let expr = if secs < 60 {

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use coffer_core::services::accounts::{self, Account};
 use coffer_core::services::keys::{self, RotationView, VersionInfo};
-use coffer_core::services::users::Role;
 use coffer_core::services::{audit, password_reset};
+use coffer_core::types::Role;
 use poem::{Body, Request};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json};
@@ -29,8 +29,7 @@ enum ExportFormatName {
 #[oai(skip_serializing_if_is_none)]
 struct KeyVersion {
     version: i32,
-    /// `active` (new wraps), `retiring` (still in use, being rotated away) or `retired`.
-    state: String,
+    state: super::KeyStateName,
     created_at: DateTime<Utc>,
     /// Data keys and quarantine keys wrapped under this version.
     wrapped_keys: u64,
@@ -40,7 +39,7 @@ impl From<VersionInfo> for KeyVersion {
     fn from(v: VersionInfo) -> Self {
         Self {
             version: v.version,
-            state: v.state,
+            state: v.state.into(),
             created_at: v.created_at,
             wrapped_keys: v.wrapped_keys,
         }
@@ -63,8 +62,7 @@ struct Rotation {
     /// Keys under older versions when it started. Files encrypted meanwhile get their new
     /// key under the new version directly, so `done` may end below `total`.
     total: i64,
-    /// `running` or `finished`.
-    state: String,
+    state: super::RotationStateName,
     started_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
 }
@@ -77,7 +75,7 @@ impl From<RotationView> for Rotation {
             to: r.to,
             done: r.done,
             total: r.total,
-            state: r.state,
+            state: r.state.into(),
             started_at: r.started_at,
             finished_at: r.finished_at,
         }
@@ -105,22 +103,22 @@ struct AuditEvent {
     hash: String,
 }
 
-impl From<entity::audit_event::Model> for AuditEvent {
-    fn from(m: entity::audit_event::Model) -> Self {
+impl From<audit::EventView> for AuditEvent {
+    fn from(v: audit::EventView) -> Self {
         Self {
-            seq: m.seq.unwrap_or_default(),
-            id: m.id,
-            occurred_at: m.occurred_at,
-            actor_kind: m.actor_kind,
-            actor_id: m.actor_id,
-            ip: m.ip,
-            user_agent: m.user_agent,
-            action: m.action,
-            target_kind: m.target_kind,
-            target_id: m.target_id,
-            outcome: m.outcome,
-            details: m.details,
-            hash: m.hash.map(hex::encode).unwrap_or_default(),
+            seq: v.seq,
+            id: v.id,
+            occurred_at: v.occurred_at,
+            actor_kind: v.actor_kind,
+            actor_id: v.actor_id,
+            ip: v.ip,
+            user_agent: v.user_agent,
+            action: v.action,
+            target_kind: v.target_kind,
+            target_id: v.target_id,
+            outcome: v.outcome,
+            details: v.details,
+            hash: v.hash,
         }
     }
 }
@@ -339,12 +337,10 @@ impl AdminApi {
             after_seq: after_seq.0,
             limit,
         };
-        let (events, next) = audit::query(&core(req)?.db, &query)
-            .await
-            .map_err(|e| ApiError::from(coffer_core::ServiceError::from(e)))?;
+        let page = audit::query(core(req)?, &query).await?;
         Ok(Json(AuditPage {
-            events: events.into_iter().map(AuditEvent::from).collect(),
-            next_cursor: next,
+            events: page.events.into_iter().map(AuditEvent::from).collect(),
+            next_cursor: page.next,
         }))
     }
 
@@ -394,9 +390,7 @@ impl AdminApi {
         req: &Request,
         _admin: AdminAuth,
     ) -> Result<Json<Verification>, ApiError> {
-        let v = audit::verify(core(req)?)
-            .await
-            .map_err(|e| ApiError::from(coffer_core::ServiceError::from(e)))?;
+        let v = audit::verify(core(req)?).await?;
         Ok(Json(Verification {
             ok: v.ok,
             checked: v.checked,

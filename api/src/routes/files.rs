@@ -30,7 +30,7 @@ struct FileAccepted {
     name: String,
     size: u64,
     /// `quarantined` until the validation and encryption jobs have run.
-    status: String,
+    status: super::FileStatusName,
     /// Shares asked for with the upload (absent when none were); their links are emailed once
     /// the file is ready.
     shares: Option<Vec<ShareInfo>>,
@@ -46,8 +46,7 @@ struct FileMetadata {
     content_type: Option<String>,
     /// SHA-256 of the plaintext, hex.
     sha256: String,
-    /// `quarantined`, `validated`, `ready` or `rejected`.
-    status: String,
+    status: super::FileStatusName,
     /// Why the file was rejected, in words for its owner.
     reject_reason: Option<String>,
     created_at: DateTime<Utc>,
@@ -62,7 +61,7 @@ impl From<FileView> for FileMetadata {
             size: v.size,
             content_type: v.content_type,
             sha256: v.sha256,
-            status: v.status,
+            status: v.status.into(),
             reject_reason: v.reject_reason,
             created_at: v.created_at,
             ready_at: v.ready_at,
@@ -151,7 +150,7 @@ async fn accept(
         id: view.id,
         name: view.name,
         size: view.size,
-        status: view.status,
+        status: view.status.into(),
         shares: (!shares.is_empty()).then(|| shares.into_iter().map(ShareInfo::from).collect()),
     })))
 }

@@ -1,9 +1,7 @@
 //! Liveness, readiness and metrics.
 
-use std::future::Future;
-use std::time::Duration;
-
 use coffer_core::Core;
+use coffer_core::services::health;
 use poem::web::Data;
 use poem::{IntoResponse, Response, handler, http::StatusCode};
 use serde_json::json;
@@ -13,63 +11,30 @@ pub fn healthz() -> Response {
     poem::web::Json(json!({ "status": "ok" })).into_response()
 }
 
-/// How long one readiness check may take before it counts as down: probes must not hang.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-
-async fn check<E: std::fmt::Display>(
-    what: &'static str,
-    probe: impl Future<Output = Result<(), E>>,
-) -> bool {
-    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
-        Ok(Ok(())) => true,
-        Ok(Err(err)) => {
-            tracing::warn!(check = what, error = %err, "readiness check failed");
-            false
-        }
-        Err(_) => {
-            tracing::warn!(check = what, "readiness check timed out");
-            false
-        }
-    }
-}
-
 /// Checks the database, the queue and the storage (at once, each within a deadline); 503 with
 /// `Retry-After` if any is down. A configured malware scanner that is down leaves the service
 /// `degraded` (200): downloads work, new uploads wait in quarantine until it is back.
 #[handler]
 pub async fn readyz(core: Data<&Core>) -> Response {
-    let scanner = async {
-        match &core.scanner {
-            Some(scanner) => Some(check("scanner", scanner.ping()).await),
-            None => None,
-        }
-    };
-    let (database, queue, storage, scanner) = tokio::join!(
-        check("database", core.db.ping()),
-        check("queue", async {
-            core.queue.check().await.map_err(|e| format!("{e:#}"))
-        }),
-        check("storage", core.storage.check()),
-        scanner,
-    );
-    let ready = database && queue && storage;
+    let found = health::readiness(&core).await;
+    let ready = found.ready();
     let show = |ok: bool| if ok { "ok" } else { "unavailable" };
     // A keyring fault (a master-key version missing, or differing from the database's) stops
     // new work that needs that version; what is already readable stays readable.
-    let keyring = core.keys.fault().is_none();
-    let status = match (ready, scanner, keyring) {
+    let keyring = !found.keyring_fault;
+    let status = match (ready, found.scanner, keyring) {
         (false, _, _) => "unavailable",
         (true, Some(false), _) | (true, _, false) => "degraded",
         (true, _, true) => "ready",
     };
     let mut body = json!({
         "status": status,
-        "database": show(database),
-        "queue": show(queue),
-        "storage": show(storage),
+        "database": show(found.database),
+        "queue": show(found.queue),
+        "storage": show(found.storage),
         "keyring": if keyring { "ok" } else { "fault" },
     });
-    if let Some(scanner) = scanner {
+    if let Some(scanner) = found.scanner {
         body["scanner"] = json!(show(scanner));
     }
     if ready {
@@ -90,7 +55,7 @@ pub async fn metrics(core: Data<&Core>) -> Response {
 async fn render_metrics(core: &Core) -> Response {
     Response::builder()
         .content_type(coffer_core::metrics::CONTENT_TYPE)
-        .body(core.metrics.render(core).await)
+        .body(health::metrics(core).await)
 }
 
 /// The same on the public listener, for whoever holds `COFFER_METRICS_TOKEN`: they say how busy

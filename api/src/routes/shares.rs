@@ -46,8 +46,7 @@ pub struct ShareInfo {
     recipient: Option<String>,
     /// The link, returned only when a share without recipient is created.
     url: Option<String>,
-    /// `pending`, `emailed`, `email_failed`, `active`, `revoked`, `expired` or `cancelled`.
-    state: String,
+    state: super::ShareStateName,
     expires_at: DateTime<Utc>,
     max_downloads: Option<i32>,
     downloads_used: i32,
@@ -65,7 +64,7 @@ impl From<ShareView> for ShareInfo {
             file_id: v.file_id,
             recipient: v.recipient,
             url: v.url,
-            state: v.state,
+            state: v.state.into(),
             expires_at: v.expires_at,
             max_downloads: v.max_downloads,
             downloads_used: v.downloads_used,

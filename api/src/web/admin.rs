@@ -3,7 +3,7 @@
 
 use coffer_core::services::accounts::{self, Account};
 use coffer_core::services::keys;
-use coffer_core::services::users::Role;
+use coffer_core::types::{Role, RotationState};
 use coffer_core::{Core, ServiceError};
 use minijinja::{Value, context};
 use poem::http::StatusCode;
@@ -54,12 +54,14 @@ async fn keys_page(
         .iter()
         .map(|v| {
             context! {
-                version => v.version, state => &v.state, created => when(v.created_at),
+                version => v.version, state => v.state.as_str(), created => when(v.created_at),
                 wrapped_keys => v.wrapped_keys,
             }
         })
         .collect();
-    let running = rotation.as_ref().is_some_and(|r| r.state == "running");
+    let running = rotation
+        .as_ref()
+        .is_some_and(|r| r.state == RotationState::Running);
     let rotation = rotation.map(|r| {
         let percent = if r.total > 0 {
             (r.done.min(r.total) * 100 / r.total).clamp(0, 100)
@@ -67,7 +69,7 @@ async fn keys_page(
             100
         };
         context! {
-            from => r.from, to => r.to, done => r.done, total => r.total, state => &r.state,
+            from => r.from, to => r.to, done => r.done, total => r.total, state => r.state.as_str(),
             percent => percent, started => when(r.started_at), finished => r.finished_at.map(when),
         }
     });

@@ -1,8 +1,8 @@
 //! The audit log for admins: filters, paging, exports and verifying the chain.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use coffer_core::Core;
 use coffer_core::services::audit::{self, ExportFormat, Verification};
-use coffer_core::{Core, ServiceError};
 use minijinja::{Value, context};
 use poem::http::StatusCode;
 use poem::{Body, Request, Response};
@@ -100,7 +100,7 @@ impl Filters {
 
 const ALL_FILTERS: &[&str] = &["action", "actor_id", "target_id", "since", "until"];
 
-fn event_context(e: &entity::audit_event::Model) -> Value {
+fn event_context(e: &audit::EventView) -> Value {
     context! {
         seq => e.seq,
         when => e.occurred_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
@@ -138,11 +138,11 @@ async fn audit_page(
                 after_seq,
                 limit: AUDIT_PAGE,
             };
-            let (events, next) = audit::query(&core.db, &query)
+            let found = audit::query(core, &query)
                 .await
-                .map_err(|e| page::service_error(Some(me), ServiceError::from(e)))?;
-            let events: Vec<Value> = events.iter().map(event_context).collect();
-            (StatusCode::OK, events, next, None)
+                .map_err(|e| page::service_error(Some(me), e))?;
+            let events: Vec<Value> = found.events.iter().map(event_context).collect();
+            (StatusCode::OK, events, found.next, None)
         }
     };
     let export = |format: &str| {
@@ -203,7 +203,7 @@ pub async fn verify(req: &Request, body: Body) -> poem::Result<Response> {
     let (core, me, fields) = admin_form(req, body).await?;
     let verification = audit::verify(core)
         .await
-        .map_err(|e| page::service_error(Some(&me), ServiceError::from(e)))?;
+        .map_err(|e| page::service_error(Some(&me), e))?;
     audit_page(core, &me, &fields, Some(verification)).await
 }
 

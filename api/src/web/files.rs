@@ -1,9 +1,9 @@
 //! My files: the list (refreshing itself while something is pending), the upload form, a
 //! file's page with its shares, the download and deletion.
 
-use coffer_core::services::files::{self, FileView, status};
-use coffer_core::services::shares::{self, ShareRequest, ShareSpec, ShareView, state};
-use coffer_core::types::human_size;
+use coffer_core::services::files::{self, FileView};
+use coffer_core::services::shares::{self, ShareRequest, ShareSpec, ShareView};
+use coffer_core::types::{FileStatus, ShareState, human_size};
 use coffer_core::{Core, ServiceError};
 use minijinja::{Value, context};
 use poem::http::StatusCode;
@@ -29,8 +29,8 @@ const EXPIRY_CHOICES: &[(i64, &str)] = &[
     (720, "30 days"),
 ];
 
-fn pending(status: &str) -> bool {
-    matches!(status, status::QUARANTINED | status::VALIDATED)
+fn pending(status: FileStatus) -> bool {
+    matches!(status, FileStatus::Quarantined | FileStatus::Validated)
 }
 
 fn file_context(f: &FileView) -> Value {
@@ -39,8 +39,8 @@ fn file_context(f: &FileView) -> Value {
         name => &f.name,
         size => human_size(f.size),
         bytes => f.size,
-        status => &f.status,
-        pending => pending(&f.status),
+        status => f.status.as_str(),
+        pending => pending(f.status),
         reason => &f.reject_reason,
         content_type => &f.content_type,
         sha256 => &f.sha256,
@@ -94,7 +94,7 @@ pub async fn list(req: &Request) -> poem::Result<Response> {
     let (rows, next) = files::list(core, me.session.user.id, after, PAGE_SIZE)
         .await
         .map_err(|e| page::service_error(Some(&me), e))?;
-    let refresh = rows.iter().any(|f| pending(&f.status));
+    let refresh = rows.iter().any(|f| pending(f.status));
     let rows: Vec<Value> = rows.iter().map(file_context).collect();
     Ok(page::view(
         Some(&me),
@@ -232,18 +232,18 @@ pub async fn upload_file(req: &Request, mut multipart: Multipart) -> poem::Resul
 }
 
 fn share_context(s: &ShareView) -> Value {
-    let label = match s.state.as_str() {
-        state::PENDING => "pending",
-        state::EMAIL_FAILED => "email failed",
-        state::OUTBOX => "in the outbox (not sent)",
-        state::ACTIVE => "link",
-        other => other,
+    let label = match s.state {
+        ShareState::Pending => "pending",
+        ShareState::EmailFailed => "email failed",
+        ShareState::Outbox => "in the outbox (not sent)",
+        ShareState::Active => "link",
+        other => other.as_str(),
     };
-    let live = state::is_live(&s.state);
+    let live = s.state.is_live();
     context! {
         id => s.id.to_string(),
         recipient => &s.recipient,
-        state => &s.state,
+        state => s.state.as_str(),
         label => label,
         live => live,
         used_up => s.max_downloads.is_some_and(|m| s.downloads_used >= m),
@@ -283,7 +283,7 @@ pub(super) async fn details_page(
             shares => shares,
             share => share_form(core, request),
             error => error,
-            refresh => pending(&file.status),
+            refresh => pending(file.status),
         },
     ))
 }

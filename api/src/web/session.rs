@@ -9,7 +9,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coffer_core::Core;
-use coffer_core::services::users::{self, Role, Session};
+use coffer_core::principal::Session;
+use coffer_core::services::users;
+use coffer_core::types::Role;
 use coffer_core::types::Token;
 use poem::Request;
 use poem::http::header;

@@ -160,6 +160,7 @@ impl Keyring {
         }
     }
 
+    #[allow(clippy::expect_used, reason = "parsing refuses an empty keyring")]
     pub fn newest_version(&self) -> i32 {
         *self
             .keys

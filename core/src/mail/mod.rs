@@ -135,6 +135,10 @@ pub struct ShareEmail<'a> {
     pub url: &'a str,
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "templates compiled in, parsed by every mail test"
+)]
 fn templates() -> &'static Environment<'static> {
     static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {

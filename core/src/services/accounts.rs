@@ -7,8 +7,9 @@ use uuid::Uuid;
 
 use entity::{session, user};
 
-use super::users::{Role, User};
 use crate::audit::{Event, RequestMeta};
+use crate::principal::User;
+use crate::types::Role;
 use crate::{Core, ServiceError, ServiceResult};
 
 /// An account as an admin sees it (never its password hash).
@@ -24,7 +25,7 @@ pub struct Account {
 impl From<user::Model> for Account {
     fn from(m: user::Model) -> Self {
         Self {
-            role: Role::from_db(&m.role),
+            role: m.role,
             id: m.id,
             email: m.email,
             disabled: m.disabled,
@@ -89,7 +90,7 @@ pub async fn change(
         .ok_or(ServiceError::NotFound("user"))?;
     let mut update = user::Entity::update_many().filter(user::Column::Id.eq(target));
     if let Some(role) = change.role {
-        update = update.col_expr(user::Column::Role, Expr::value(role.as_str()));
+        update = update.col_expr(user::Column::Role, Expr::value(role));
     }
     if let Some(disabled) = change.disabled {
         update = update.col_expr(user::Column::Disabled, Expr::value(disabled));
@@ -111,18 +112,16 @@ pub async fn change(
         .await?;
     }
     let after = user::Model {
-        role: change
-            .role
-            .map_or(before.role.clone(), |r| r.as_str().to_owned()),
+        role: change.role.unwrap_or(before.role),
         disabled: change.disabled.unwrap_or(before.disabled),
         ..before.clone()
     };
     Event::new("admin.user_changed", admin.actor())
         .target("user", target)
         .details(serde_json::json!({
-            "role": after.role,
+            "role": after.role.as_str(),
             "disabled": after.disabled,
-            "was": { "role": before.role, "disabled": before.disabled },
+            "was": { "role": before.role.as_str(), "disabled": before.disabled },
         }))
         .from(meta)
         .record(&txn, &core.audit)

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use entity::file;
 
 use crate::Core;
+use crate::types::FileStatus;
 
 /// Held by one run until [`Lease::release`], or until it runs out `stuck_after` after the last
 /// renewal.
@@ -36,7 +37,7 @@ impl Lease {
     pub(super) async fn take(
         core: &Core,
         file_id: Uuid,
-        status: &str,
+        status: FileStatus,
     ) -> Result<Option<Self>, sea_orm::DbErr> {
         let holder = Uuid::new_v4();
         let length = length(core);

@@ -17,16 +17,8 @@ use crate::audit::{Actor, Event, Outcome, RequestMeta};
 use crate::crypto::{SecretKey, WrappedKey};
 use crate::db::by_key;
 use crate::storage::{ReadError, SealedWriter, blob_path, quarantine_path};
-use crate::types::FileName;
+use crate::types::{FileName, FileStatus};
 use crate::{Core, ServiceError, ServiceResult};
-
-pub mod status {
-    pub const QUARANTINED: &str = "quarantined";
-    pub const VALIDATED: &str = "validated";
-    pub const READY: &str = "ready";
-    pub const REJECTED: &str = "rejected";
-    pub const DELETED: &str = "deleted";
-}
 
 /// What an owner may see of a file.
 #[derive(Debug, Clone)]
@@ -36,7 +28,7 @@ pub struct FileView {
     pub size: u64,
     pub content_type: Option<String>,
     pub sha256: String,
-    pub status: String,
+    pub status: FileStatus,
     pub reject_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub ready_at: Option<DateTime<Utc>>,
@@ -180,7 +172,7 @@ where
 /// with it, and starts its validation.
 pub async fn create(
     core: &Core,
-    owner: &super::users::User,
+    owner: &crate::principal::User,
     name: FileName,
     sealed: Sealed,
     share: Option<ShareSpec>,
@@ -206,7 +198,7 @@ pub async fn create(
         })?,
         content_type: None,
         sha256: sealed.sha256,
-        status: status::QUARANTINED.to_owned(),
+        status: FileStatus::Quarantined,
         reject_reason: None,
         quarantine_key: Some(sealed.wrapped.bytes),
         quarantine_kek_version: Some(sealed.wrapped.kek_version),
@@ -255,7 +247,7 @@ pub async fn create(
 async fn find_owned(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<file::Model> {
     let owned = file::Entity::find_by_id(id)
         .filter(file::Column::OwnerId.eq(owner))
-        .filter(file::Column::Status.ne(status::DELETED));
+        .filter(file::Column::Status.ne(FileStatus::Deleted));
     by_key(owned, &core.db)
         .await?
         .ok_or(ServiceError::NotFound("file"))
@@ -287,7 +279,7 @@ pub async fn list(
 ) -> ServiceResult<(Vec<FileView>, Option<Uuid>)> {
     let mut query = file::Entity::find()
         .filter(file::Column::OwnerId.eq(owner))
-        .filter(file::Column::Status.ne(status::DELETED));
+        .filter(file::Column::Status.ne(FileStatus::Deleted));
     if let Some(after) = after {
         query = query.filter(file::Column::Id.lt(after));
     }
@@ -308,19 +300,19 @@ pub async fn list(
 /// Crypto-shreds a file: its wrapped keys are destroyed in the database first, then the objects.
 pub async fn delete(
     core: &Core,
-    owner: &super::users::User,
+    owner: &crate::principal::User,
     id: Uuid,
     meta: &RequestMeta,
 ) -> ServiceResult<()> {
     let txn = crate::db::begin_write(&core.db).await?;
     let row = file::Entity::find_by_id(id)
         .filter(file::Column::OwnerId.eq(owner.id))
-        .filter(file::Column::Status.ne(status::DELETED))
+        .filter(file::Column::Status.ne(FileStatus::Deleted))
         .one(&txn)
         .await?
         .ok_or(ServiceError::NotFound("file"))?;
     file::Entity::update_many()
-        .col_expr(file::Column::Status, Expr::value(status::DELETED))
+        .col_expr(file::Column::Status, Expr::value(FileStatus::Deleted))
         .col_expr(file::Column::Dek, Expr::value(Option::<Vec<u8>>::None))
         .col_expr(
             file::Column::DekKekVersion,
@@ -342,7 +334,7 @@ pub async fn delete(
     super::shares::cancel_pending(&txn, &core.audit, id, "the file was deleted").await?;
     Event::new("file.deleted", owner.actor())
         .target("file", id)
-        .details(serde_json::json!({ "name": row.name, "previous_status": row.status }))
+        .details(serde_json::json!({ "name": row.name, "previous_status": row.status.as_str() }))
         .from(meta)
         .record(&txn, &core.audit)
         .await?;
@@ -391,14 +383,14 @@ impl Content {
 /// Opens a ready file for its owner. `range` is inclusive and already checked against the size.
 pub async fn content(
     core: &Core,
-    owner: &super::users::User,
+    owner: &crate::principal::User,
     OwnedFile(row): OwnedFile,
     range: Option<(u64, u64)>,
     delivery: Delivery,
     meta: &RequestMeta,
 ) -> ServiceResult<Content> {
     let id = row.id;
-    if row.status != status::READY {
+    if row.status != FileStatus::Ready {
         return Err(ServiceError::Conflict(format!(
             "the file is not ready for download (status: {})",
             row.status

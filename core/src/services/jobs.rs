@@ -14,7 +14,6 @@ use uuid::Uuid;
 use entity::file;
 
 use super::file_lease::Lease;
-use super::files::status;
 use crate::audit::{Actor, Event, Outcome};
 use crate::crypto::stream::CHUNK_SIZE;
 use crate::crypto::{SecretKey, WrappedKey};
@@ -22,25 +21,8 @@ use crate::db::by_key;
 use crate::filetype::{self, MacroProbe, TextProbe};
 use crate::scan::Verdict;
 use crate::storage::{ReadError, blob_path, quarantine_path};
-use crate::types::FileName;
-use crate::{Core, KeyFailure};
-
-/// How a job ended when it did not succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// Retrying cannot help (the input itself is bad).
-    #[error("permanent: {0}")]
-    Permanent(String),
-    /// Something outside was unavailable; try again later.
-    #[error("transient: {0:#}")]
-    Transient(#[from] anyhow::Error),
-}
-
-impl From<sea_orm::DbErr> for JobError {
-    fn from(err: sea_orm::DbErr) -> Self {
-        Self::Transient(anyhow::Error::new(err).context("database"))
-    }
-}
+use crate::types::{FileName, FileStatus};
+use crate::{Core, JobError, KeyFailure};
 
 async fn load(core: &Core, file_id: Uuid) -> Result<Option<file::Model>, JobError> {
     Ok(by_key(file::Entity::find_by_id(file_id), &core.db).await?)
@@ -72,7 +54,7 @@ async fn reject(
 ) -> Result<(), JobError> {
     let txn = crate::db::begin_write(&core.db).await?;
     let moved = file::Entity::update_many()
-        .col_expr(file::Column::Status, Expr::value(status::REJECTED))
+        .col_expr(file::Column::Status, Expr::value(FileStatus::Rejected))
         .col_expr(file::Column::RejectReason, Expr::value(reason))
         .col_expr(
             file::Column::ContentType,
@@ -88,7 +70,7 @@ async fn reject(
         )
         .col_expr(file::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(file::Column::Id.eq(row.id))
-        .filter(file::Column::Status.is_in([status::QUARANTINED, status::VALIDATED]))
+        .filter(file::Column::Status.is_in([FileStatus::Quarantined, FileStatus::Validated]))
         .exec(&txn)
         .await?;
     if moved.rows_affected == 1 {
@@ -116,7 +98,7 @@ async fn reject(
 async fn transition(
     core: &Core,
     file_id: Uuid,
-    from: &str,
+    from: FileStatus,
     sets: Vec<(file::Column, sea_orm::sea_query::SimpleExpr)>,
     event: Event,
 ) -> Result<bool, JobError> {
@@ -181,9 +163,9 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
     let Some(row) = load(core, file_id).await? else {
         return Ok(());
     };
-    match row.status.as_str() {
-        status::QUARANTINED => {}
-        status::VALIDATED => {
+    match row.status {
+        FileStatus::Quarantined => {}
+        FileStatus::Validated => {
             // An earlier run got this far; make sure encryption is queued.
             core.queue.enqueue_encrypt(file_id).await?;
             return Ok(());
@@ -213,7 +195,7 @@ where
     F: FnOnce(file::Model) -> Fut,
     Fut: Future<Output = Result<(), JobError>>,
 {
-    let Some(lease) = Lease::take(core, row.id, &row.status).await? else {
+    let Some(lease) = Lease::take(core, row.id, row.status).await? else {
         tracing::debug!(file_id = %row.id, "another run is working on the file; leaving it be");
         return Ok(());
     };
@@ -326,10 +308,10 @@ async fn validate_leased(core: &Core, row: file::Model) -> Result<(), JobError> 
         .target("file", file_id)
         .details(serde_json::json!({ "content_type": mime }));
     let sets = vec![
-        (file::Column::Status, Expr::value(status::VALIDATED)),
+        (file::Column::Status, Expr::value(FileStatus::Validated)),
         (file::Column::ContentType, Expr::value(mime)),
     ];
-    if transition(core, file_id, status::QUARANTINED, sets, event).await? {
+    if transition(core, file_id, FileStatus::Quarantined, sets, event).await? {
         core.queue.enqueue_encrypt(file_id).await?;
     }
     Ok(())
@@ -358,7 +340,7 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
     let Some(row) = load(core, file_id).await? else {
         return Ok(());
     };
-    if row.status != status::VALIDATED {
+    if row.status != FileStatus::Validated {
         return Ok(());
     }
     with_lease(core, &row, UNSEALED, |row| encrypt_leased(core, row)).await
@@ -421,7 +403,7 @@ async fn encrypt_leased(core: &Core, row: file::Model) -> Result<(), JobError> {
         .target("file", file_id)
         .details(serde_json::json!({ "kek_version": wrapped.kek_version }));
     let sets = vec![
-        (file::Column::Status, Expr::value(status::READY)),
+        (file::Column::Status, Expr::value(FileStatus::Ready)),
         (file::Column::Dek, Expr::value(wrapped.bytes)),
         (
             file::Column::DekKekVersion,
@@ -438,7 +420,7 @@ async fn encrypt_leased(core: &Core, row: file::Model) -> Result<(), JobError> {
         ),
         (file::Column::ReadyAt, Expr::value(Utc::now())),
     ];
-    let moved = transition(core, file_id, status::VALIDATED, sets, event).await;
+    let moved = transition(core, file_id, FileStatus::Validated, sets, event).await;
     if let Ok(true) = moved {
         if let Err(err) = core.storage.delete(&quarantine_path(file_id)).await {
             tracing::warn!(%file_id, error = %err, "could not delete a quarantine object; its key is gone");
@@ -463,7 +445,7 @@ const FINISHED_TASKS_KEPT: std::time::Duration = std::time::Duration::from_secs(
 pub async fn sweep(core: &Core) -> Result<usize, JobError> {
     let cutoff = core.config.stuck_before(Utc::now());
     let stuck = file::Entity::find()
-        .filter(file::Column::Status.is_in([status::QUARANTINED, status::VALIDATED]))
+        .filter(file::Column::Status.is_in([FileStatus::Quarantined, FileStatus::Validated]))
         .filter(file::Column::UpdatedAt.lt(cutoff))
         .filter(
             Condition::any()
@@ -474,8 +456,8 @@ pub async fn sweep(core: &Core) -> Result<usize, JobError> {
         .await?;
     for row in &stuck {
         // Touch first, so the next sweep waits a full period again.
-        touch(&core.db, row.id, &row.status).await?;
-        if row.status == status::QUARANTINED {
+        touch(&core.db, row.id, row.status).await?;
+        if row.status == FileStatus::Quarantined {
             core.queue.enqueue_validate(row.id).await?;
         } else {
             core.queue.enqueue_encrypt(row.id).await?;
@@ -494,7 +476,11 @@ pub async fn sweep(core: &Core) -> Result<usize, JobError> {
     Ok(stuck.len())
 }
 
-async fn touch(db: &impl ConnectionTrait, file_id: Uuid, from: &str) -> Result<(), sea_orm::DbErr> {
+async fn touch(
+    db: &impl ConnectionTrait,
+    file_id: Uuid,
+    from: FileStatus,
+) -> Result<(), sea_orm::DbErr> {
     file::Entity::update_many()
         .col_expr(file::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(file::Column::Id.eq(file_id))

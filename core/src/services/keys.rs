@@ -13,19 +13,47 @@ use uuid::Uuid;
 
 use entity::{file, key_check, key_rotation, key_version};
 
-use super::jobs::JobError;
 use crate::audit::{Actor, Event, RequestMeta};
 use crate::crypto::{KeyStore, Keyring, SecretKey, WrappedKey};
-use crate::{Core, ServiceError, ServiceResult};
+use crate::types::{KeyState, RotationState};
+use crate::{Core, JobError, KeyFailure, ServiceError, ServiceResult, crypto};
 
-pub mod state {
-    pub const ACTIVE: &str = "active";
-    pub const RETIRING: &str = "retiring";
-    pub const RETIRED: &str = "retired";
+/// The master keys at work: every file key is wrapped and opened here, under a version this
+/// process has checked against the database.
+impl Core {
+    /// Wraps a file's key under the active master-key version.
+    pub async fn wrap_key(&self, file_id: Uuid, key: &SecretKey) -> ServiceResult<WrappedKey> {
+        let version = active_version(&self.db).await?;
+        let kek = verified_key(self, version).await?;
+        self.keys.clear_fault();
+        Ok(crypto::wrap_key(&kek, version, file_id, key))
+    }
+
+    /// Opens a wrapped key. A key that does not open under a version this process has checked
+    /// against the database was altered ([`KeyFailure::Altered`]); a version missing from the
+    /// keyring, or one whose material differs from the database's, is the operator's problem
+    /// ([`KeyFailure::Fault`]: logged, counted, shown by `/readyz`), never the file's.
+    pub async fn unwrap_key(
+        &self,
+        file_id: Uuid,
+        wrapped: &WrappedKey,
+    ) -> Result<SecretKey, KeyFailure> {
+        let kek = verified_key(self, wrapped.kek_version)
+            .await
+            .map_err(KeyFailure::Fault)?;
+        let key = crypto::unwrap_key(&kek, file_id, wrapped).map_err(KeyFailure::Altered)?;
+        self.keys.clear_fault();
+        Ok(key)
+    }
+
+    /// Records a keyring problem and turns it into the 503 the caller returns.
+    pub fn key_fault(&self, what: String) -> ServiceError {
+        tracing::error!(problem = %what, "master key fault: fix the keyring of this process (work waits and is retried)");
+        self.metrics.key_fault();
+        self.keys.report_fault(what.clone());
+        ServiceError::Unavailable(anyhow::anyhow!("master key fault: {what}"))
+    }
 }
-
-const RUNNING: &str = "running";
-const FINISHED: &str = "finished";
 
 /// Every KEK version some wrapped key still uses must be in the keyring: a missing one is a
 /// start-up error, never a surprise at download time.
@@ -184,7 +212,7 @@ async fn usage(db: &impl ConnectionTrait) -> Result<BTreeMap<i32, u64>, sea_orm:
 /// active version's material is present.
 pub async fn sync_versions(db: &DatabaseConnection, keyring: &Keyring) -> anyhow::Result<()> {
     let rows = key_version::Entity::find().all(db).await?;
-    match rows.iter().find(|r| r.state == state::ACTIVE) {
+    match rows.iter().find(|r| r.state == KeyState::Active) {
         Some(active) => {
             if keyring.get(active.version).is_err() {
                 anyhow::bail!(
@@ -199,7 +227,7 @@ pub async fn sync_versions(db: &DatabaseConnection, keyring: &Keyring) -> anyhow
             let version = keyring.newest_version();
             key_version::Entity::insert(key_version::ActiveModel {
                 version: Set(version),
-                state: Set(state::ACTIVE.to_owned()),
+                state: Set(KeyState::Active),
                 created_at: Set(Utc::now()),
                 retired_at: Set(None),
             })
@@ -214,7 +242,7 @@ pub async fn sync_versions(db: &DatabaseConnection, keyring: &Keyring) -> anyhow
 /// The version new wraps use.
 pub async fn active_version(db: &impl ConnectionTrait) -> Result<i32, ServiceError> {
     key_version::Entity::find()
-        .filter(key_version::Column::State.eq(state::ACTIVE))
+        .filter(key_version::Column::State.eq(KeyState::Active))
         .one(db)
         .await?
         .map(|r| r.version)
@@ -224,7 +252,7 @@ pub async fn active_version(db: &impl ConnectionTrait) -> Result<i32, ServiceErr
 #[derive(Debug, Clone)]
 pub struct VersionInfo {
     pub version: i32,
-    pub state: String,
+    pub state: KeyState,
     pub created_at: DateTime<Utc>,
     pub wrapped_keys: u64,
 }
@@ -252,7 +280,7 @@ pub struct RotationView {
     pub to: i32,
     pub done: i64,
     pub total: i64,
-    pub state: String,
+    pub state: RotationState,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
 }
@@ -296,7 +324,7 @@ pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceRes
     let from = active_version(&core.db).await?;
     let txn = crate::db::begin_write(&core.db).await?;
     if let Some(running) = key_rotation::Entity::find()
-        .filter(key_rotation::Column::State.eq(RUNNING))
+        .filter(key_rotation::Column::State.eq(RotationState::Running))
         .one(&txn)
         .await?
     {
@@ -326,7 +354,7 @@ pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceRes
         to_version: to,
         total: i64::try_from(total).unwrap_or(i64::MAX),
         done: 0,
-        state: RUNNING.to_owned(),
+        state: RotationState::Running,
         started_at: now,
         updated_at: now,
         finished_at: None,
@@ -356,14 +384,14 @@ pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceRes
     }
     core.keys.mark_verified(to);
     key_version::Entity::update_many()
-        .col_expr(key_version::Column::State, Expr::value(state::RETIRING))
-        .filter(key_version::Column::State.eq(state::ACTIVE))
+        .col_expr(key_version::Column::State, Expr::value(KeyState::Retiring))
+        .filter(key_version::Column::State.eq(KeyState::Active))
         .exec(&txn)
         .await?;
     key_version::Entity::delete_by_id(to).exec(&txn).await?;
     key_version::Entity::insert(key_version::ActiveModel {
         version: Set(to),
-        state: Set(state::ACTIVE.to_owned()),
+        state: Set(KeyState::Active),
         created_at: Set(now),
         retired_at: Set(None),
     })
@@ -456,7 +484,7 @@ pub async fn rewrap_batch_of(
     else {
         return Ok(Batch::Finished);
     };
-    if rotation.state == FINISHED {
+    if rotation.state == RotationState::Finished {
         return Ok(Batch::Finished);
     }
     let to = rotation.to_version;
@@ -609,16 +637,19 @@ async fn finish_if_done(core: &Core, rotation: &key_rotation::Model) -> Result<b
     }
     let now = Utc::now();
     key_rotation::Entity::update_many()
-        .col_expr(key_rotation::Column::State, Expr::value(FINISHED))
+        .col_expr(
+            key_rotation::Column::State,
+            Expr::value(RotationState::Finished),
+        )
         .col_expr(key_rotation::Column::FinishedAt, Expr::value(now))
         .col_expr(key_rotation::Column::UpdatedAt, Expr::value(now))
         .filter(key_rotation::Column::Id.eq(rotation.id))
-        .filter(key_rotation::Column::State.eq(RUNNING))
+        .filter(key_rotation::Column::State.eq(RotationState::Running))
         .exec(&txn)
         .await?;
     let in_use = usage(&txn).await?;
     let retiring = key_version::Entity::find()
-        .filter(key_version::Column::State.eq(state::RETIRING))
+        .filter(key_version::Column::State.eq(KeyState::Retiring))
         .all(&txn)
         .await?;
     for version in retiring
@@ -626,7 +657,7 @@ async fn finish_if_done(core: &Core, rotation: &key_rotation::Model) -> Result<b
         .filter(|v| !in_use.contains_key(&v.version))
     {
         key_version::Entity::update_many()
-            .col_expr(key_version::Column::State, Expr::value(state::RETIRED))
+            .col_expr(key_version::Column::State, Expr::value(KeyState::Retired))
             .col_expr(key_version::Column::RetiredAt, Expr::value(now))
             .filter(key_version::Column::Version.eq(version.version))
             .exec(&txn)
@@ -654,7 +685,7 @@ pub async fn run_rotation(core: &Core, rotation_id: Uuid) -> Result<(), JobError
 pub async fn sweep(core: &Core) -> Result<(), JobError> {
     let cutoff = core.config.stuck_before(Utc::now());
     let stalled = key_rotation::Entity::find()
-        .filter(key_rotation::Column::State.eq(RUNNING))
+        .filter(key_rotation::Column::State.eq(RotationState::Running))
         .filter(key_rotation::Column::UpdatedAt.lt(cutoff))
         .all(&core.db)
         .await?;

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod audit;
 mod file_lease;
 pub mod files;
+pub mod health;
 pub mod jobs;
 pub mod keys;
 pub mod orphans;

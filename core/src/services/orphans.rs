@@ -15,9 +15,8 @@ use uuid::Uuid;
 
 use entity::file;
 
-use super::files::status;
-use super::jobs::JobError;
-use crate::Core;
+use crate::types::FileStatus;
+use crate::{Core, JobError};
 
 /// Rows looked up per database query while listing.
 const PAGE: usize = 500;
@@ -62,19 +61,17 @@ impl Object {
 /// it without a row too: an object's age is not a safe guide on its own (a store may date a
 /// multipart object from the start of its upload, so a slow upload's object is "old" the
 /// moment it is complete, before its row is written).
-fn is_orphan(object: Object, row: Option<&(String, Option<Uuid>)>, old_enough: bool) -> bool {
-    let Some((state, current_blob)) = row else {
+fn is_orphan(object: Object, row: Option<&(FileStatus, Option<Uuid>)>, old_enough: bool) -> bool {
+    let Some((status, current_blob)) = row else {
         return old_enough;
     };
-    match state.as_str() {
-        status::QUARANTINED | status::VALIDATED => false,
-        status::READY => match object {
+    match status {
+        FileStatus::Quarantined | FileStatus::Validated => false,
+        FileStatus::Ready => match object {
             Object::Quarantine(_) => true,
             Object::Blob { blob, .. } => *current_blob != Some(blob),
         },
-        // rejected, deleted, and any state this version does not know: nothing to serve
-        status::REJECTED | status::DELETED => true,
-        _ => false,
+        FileStatus::Rejected | FileStatus::Deleted => true,
     }
 }
 
@@ -127,11 +124,11 @@ async fn remove_page(
     let mut ids: Vec<Uuid> = objects.iter().map(|(_, o, _)| o.file()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows: HashMap<Uuid, (String, Option<Uuid>)> = file::Entity::find()
+    let rows: HashMap<Uuid, (FileStatus, Option<Uuid>)> = file::Entity::find()
         .select_only()
         .columns([file::Column::Id, file::Column::Status, file::Column::BlobId])
         .filter(file::Column::Id.is_in(ids))
-        .into_tuple::<(Uuid, String, Option<Uuid>)>()
+        .into_tuple::<(Uuid, FileStatus, Option<Uuid>)>()
         .all(&core.db)
         .await?
         .into_iter()
@@ -186,7 +183,7 @@ mod tests {
         let (f, b, other) = (Uuid::now_v7(), Uuid::new_v4(), Uuid::new_v4());
         let q = Object::Quarantine(f);
         let blob = Object::Blob { file: f, blob: b };
-        let row = |s: &str, blob: Option<Uuid>| Some((s.to_owned(), blob));
+        let row = |s: &str, blob: Option<Uuid>| FileStatus::parse(s).map(|s| (s, blob));
         let cases = [
             // in flight: the jobs own these
             (q, row("quarantined", None), true, false),
@@ -202,8 +199,6 @@ mod tests {
             // no row: an upload about to record it, until the grace period is over
             (q, None, false, false),
             (q, None, true, true),
-            // a state this version does not know is left alone
-            (blob, row("archived", None), true, false),
         ];
         for (object, row, old, expected) in cases {
             assert_eq!(

@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use entity::{password_reset, session, user};
 
-use super::users::User;
 use crate::audit::{Event, RequestMeta};
+use crate::principal::User;
 use crate::types::Token;
 use crate::{Core, ServiceError, ServiceResult, password};
 

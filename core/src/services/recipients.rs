@@ -11,11 +11,10 @@ use uuid::Uuid;
 
 use entity::{file, share, user};
 
-use super::files::{Content, Delivery, FileView, open_ready, status};
-use super::shares::state;
+use super::files::{Content, Delivery, FileView, open_ready};
 use crate::audit::{Actor, Event, Outcome, RequestMeta};
 use crate::db::by_key;
-use crate::types::Token;
+use crate::types::{FileStatus, ShareState, Token};
 use crate::{Core, ServiceError, password};
 
 const PASSWORD_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -89,12 +88,12 @@ fn gone_reason(
     file: &file::Model,
     now: DateTime<Utc>,
 ) -> Option<&'static str> {
-    match share.state.as_str() {
-        state::REVOKED => Some("revoked"),
-        state::CANCELLED => Some("cancelled"),
-        state::EXPIRED => Some("expired"),
+    match share.state {
+        ShareState::Revoked => Some("revoked"),
+        ShareState::Cancelled => Some("cancelled"),
+        ShareState::Expired => Some("expired"),
         _ if share.expires_at <= now => Some("expired"),
-        _ if file.status == status::DELETED || file.status == status::REJECTED => {
+        _ if file.status == FileStatus::Deleted || file.status == FileStatus::Rejected => {
             Some("file removed")
         }
         _ if share
@@ -156,7 +155,7 @@ fn landing(sender: String, share: share::Model, file: file::Model) -> Landing {
             .max_downloads
             .map(|max| Ord::max(max - share.downloads_used, 0)),
         password: share.password_hash.is_some(),
-        ready: file.status == status::READY,
+        ready: file.status == FileStatus::Ready,
         message: share.message,
     }
 }
@@ -235,7 +234,7 @@ pub async fn download(
 ) -> Result<Content, Refusal> {
     let Resolved { share, file, .. } = resolve(core, raw_token, meta).await?;
     check_password(core, &share, given, meta).await?;
-    if file.status != status::READY {
+    if file.status != FileStatus::Ready {
         return Err(Refusal::NotReady);
     }
     if delivery == Delivery::HeadersOnly {
@@ -248,7 +247,7 @@ pub async fn download(
             Expr::col(share::Column::DownloadsUsed).add(1),
         )
         .filter(share::Column::Id.eq(share.id))
-        .filter(share::Column::State.is_in(state::LIVE))
+        .filter(share::Column::State.is_in(ShareState::LIVE))
         .filter(share::Column::ExpiresAt.gt(Utc::now()))
         .filter(
             Condition::any()

@@ -12,38 +12,12 @@ use uuid::Uuid;
 
 use entity::{file, share, user};
 
-use super::files::status;
-use super::jobs::JobError;
-use super::users::User;
 use crate::audit::{Actor, AuditWriter, Event, Outcome, RequestMeta};
 use crate::db::by_key;
 use crate::mail::{ShareEmail, share_message};
-use crate::types::{EmailAddress, Invalid, Token};
-use crate::{Core, ServiceError, ServiceResult, password};
-
-pub mod state {
-    /// Waiting for the file to be ready or for its email to go out.
-    pub const PENDING: &str = "pending";
-    pub const EMAILED: &str = "emailed";
-    /// No mail server is configured: the email waits in the data dir's outbox, unsent.
-    pub const OUTBOX: &str = "outbox";
-    pub const EMAIL_FAILED: &str = "email_failed";
-    /// A link without a recipient, handed to the owner.
-    pub const ACTIVE: &str = "active";
-    pub const REVOKED: &str = "revoked";
-    pub const EXPIRED: &str = "expired";
-    /// The file was rejected or deleted before the link went out.
-    pub const CANCELLED: &str = "cancelled";
-
-    /// The states in which a link works (until its expiry or download limit). `pending` too:
-    /// the link is in a sent email a moment before the job records it, and mail scanners
-    /// follow links at once.
-    pub const LIVE: [&str; 5] = [PENDING, EMAILED, OUTBOX, EMAIL_FAILED, ACTIVE];
-
-    pub fn is_live(state: &str) -> bool {
-        LIVE.contains(&state)
-    }
-}
+use crate::principal::User;
+use crate::types::{EmailAddress, FileStatus, Invalid, ShareState, Token};
+use crate::{Core, JobError, ServiceError, ServiceResult, password};
 
 const MAX_RECIPIENTS: usize = 50;
 const MAX_DOWNLOADS: i64 = 10_000;
@@ -199,7 +173,7 @@ pub struct ShareView {
     pub recipient: Option<String>,
     /// Only in the response that created a share without recipient.
     pub url: Option<String>,
-    pub state: String,
+    pub state: ShareState,
     pub expires_at: DateTime<Utc>,
     pub max_downloads: Option<i32>,
     pub downloads_used: i32,
@@ -212,8 +186,8 @@ pub struct ShareView {
 impl ShareView {
     fn from_model(m: share::Model, url: Option<String>, now: DateTime<Utc>) -> Self {
         // A live share past its expiry reads as expired even before the sweep marks it.
-        let state = if state::is_live(&m.state) && m.expires_at <= now {
-            state::EXPIRED.to_owned()
+        let state = if m.state.is_live() && m.expires_at <= now {
+            ShareState::Expired
         } else {
             m.state
         };
@@ -269,11 +243,10 @@ pub async fn insert(
             recipient: recipient.map(|r| r.as_str().to_owned()),
             token_hash: token.as_ref().map(Token::hash),
             state: if token.is_some() {
-                state::ACTIVE
+                ShareState::Active
             } else {
-                state::PENDING
-            }
-            .to_owned(),
+                ShareState::Pending
+            },
             expires_at: spec.expires_at,
             max_downloads: spec.max_downloads,
             downloads_used: 0,
@@ -385,11 +358,11 @@ pub async fn create(
     let txn = crate::db::begin_write(&core.db).await?;
     let file = file::Entity::find_by_id(file_id)
         .filter(file::Column::OwnerId.eq(owner.id))
-        .filter(file::Column::Status.ne(status::DELETED))
+        .filter(file::Column::Status.ne(FileStatus::Deleted))
         .one(&txn)
         .await?
         .ok_or(ServiceError::NotFound("file"))?;
-    if file.status == status::REJECTED {
+    if file.status == FileStatus::Rejected {
         return Err(ServiceError::Conflict(format!(
             "the file was rejected and cannot be shared: {}",
             file.reject_reason.unwrap_or_default()
@@ -397,7 +370,7 @@ pub async fn create(
     }
     let views = insert(core, &txn, owner, file_id, &spec, prepared, meta).await?;
     txn.commit().await?;
-    if file.status == status::READY {
+    if file.status == FileStatus::Ready {
         enqueue_pending(core, file_id).await;
     }
     Ok(views)
@@ -407,7 +380,7 @@ pub async fn create(
 pub async fn enqueue_pending(core: &Core, file_id: Uuid) {
     let pending = share::Entity::find()
         .filter(share::Column::FileId.eq(file_id))
-        .filter(share::Column::State.eq(state::PENDING))
+        .filter(share::Column::State.eq(ShareState::Pending))
         .filter(share::Column::Recipient.is_not_null())
         .all(&core.db)
         .await;
@@ -459,15 +432,15 @@ async fn cancel_where(
 ) -> Result<(), sea_orm::DbErr> {
     let pending = share::Entity::find()
         .filter(which)
-        .filter(share::Column::State.eq(state::PENDING))
+        .filter(share::Column::State.eq(ShareState::Pending))
         .all(txn)
         .await?;
     for row in pending {
         share::Entity::update_many()
-            .col_expr(share::Column::State, Expr::value(state::CANCELLED))
+            .col_expr(share::Column::State, Expr::value(ShareState::Cancelled))
             .col_expr(share::Column::LastError, Expr::value(reason))
             .filter(share::Column::Id.eq(row.id))
-            .filter(share::Column::State.eq(state::PENDING))
+            .filter(share::Column::State.eq(ShareState::Pending))
             .exec(txn)
             .await?;
         Event::new("share.email_failed", Actor::System)
@@ -483,7 +456,7 @@ async fn cancel_where(
 pub async fn list(core: &Core, owner: &User, file_id: Uuid) -> ServiceResult<Vec<ShareView>> {
     file::Entity::find_by_id(file_id)
         .filter(file::Column::OwnerId.eq(owner.id))
-        .filter(file::Column::Status.ne(status::DELETED))
+        .filter(file::Column::Status.ne(FileStatus::Deleted))
         .one(&core.db)
         .await?
         .ok_or(ServiceError::NotFound("file"))?;
@@ -511,16 +484,18 @@ pub async fn revoke(
         .one(&txn)
         .await?
         .ok_or(ServiceError::NotFound("share"))?;
-    if row.state != state::REVOKED {
+    if row.state != ShareState::Revoked {
         share::Entity::update_many()
-            .col_expr(share::Column::State, Expr::value(state::REVOKED))
+            .col_expr(share::Column::State, Expr::value(ShareState::Revoked))
             .col_expr(share::Column::RevokedAt, Expr::value(Utc::now()))
             .filter(share::Column::Id.eq(share_id))
             .exec(&txn)
             .await?;
         Event::new("share.revoked", owner.actor())
             .target("share", share_id)
-            .details(serde_json::json!({ "file_id": row.file_id, "previous_state": row.state }))
+            .details(
+                serde_json::json!({ "file_id": row.file_id, "previous_state": row.state.as_str() }),
+            )
             .from(meta)
             .record(&txn, &core.audit)
             .await?;
@@ -547,7 +522,7 @@ pub async fn forget_dead_outbox_copies(core: &Core) -> Result<usize, JobError> {
         let live = by_key(share::Entity::find_by_id(id), &core.db)
             .await?
             .is_some_and(|s| {
-                state::is_live(&s.state)
+                s.state.is_live()
                     && s.expires_at > now
                     && s.max_downloads.is_none_or(|max| s.downloads_used < max)
             });
@@ -565,7 +540,7 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
     let Some(row) = by_key(share::Entity::find_by_id(share_id), &core.db).await? else {
         return Ok(());
     };
-    if row.state != state::PENDING {
+    if row.state != ShareState::Pending {
         return Ok(());
     }
     let Some(recipient) = row.recipient.clone() else {
@@ -574,9 +549,9 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
     let Some(file) = by_key(file::Entity::find_by_id(row.file_id), &core.db).await? else {
         return Ok(());
     };
-    match file.status.as_str() {
-        status::READY => {}
-        status::REJECTED | status::DELETED => {
+    match file.status {
+        FileStatus::Ready => {}
+        FileStatus::Rejected | FileStatus::Deleted => {
             let reason = file
                 .reject_reason
                 .clone()
@@ -607,7 +582,7 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
         .col_expr(share::Column::TokenHash, Expr::value(token.hash()))
         .col_expr(share::Column::ClaimedAt, Expr::value(now))
         .filter(share::Column::Id.eq(share_id))
-        .filter(share::Column::State.eq(state::PENDING))
+        .filter(share::Column::State.eq(ShareState::Pending))
         .filter(
             Condition::any()
                 .add(share::Column::ClaimedAt.is_null())
@@ -640,9 +615,9 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
         Ok(()) => {
             // Without a mail server the share says so: nobody has been emailed.
             let (reached, action) = if core.mailer.sends() {
-                (state::EMAILED, "share.emailed")
+                (ShareState::Emailed, "share.emailed")
             } else {
-                (state::OUTBOX, "share.written_to_outbox")
+                (ShareState::Outbox, "share.written_to_outbox")
             };
             let txn = crate::db::begin_write(&core.db).await?;
             share::Entity::update_many()
@@ -653,7 +628,7 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
                     Expr::value(Option::<String>::None),
                 )
                 .filter(share::Column::Id.eq(share_id))
-                .filter(share::Column::State.eq(state::PENDING))
+                .filter(share::Column::State.eq(ShareState::Pending))
                 .exec(&txn)
                 .await?;
             Event::new(action, Actor::System)
@@ -667,10 +642,10 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
         Err(err) if err.permanent || attempt >= MAX_EMAIL_ATTEMPTS => {
             let txn = crate::db::begin_write(&core.db).await?;
             share::Entity::update_many()
-                .col_expr(share::Column::State, Expr::value(state::EMAIL_FAILED))
+                .col_expr(share::Column::State, Expr::value(ShareState::EmailFailed))
                 .col_expr(share::Column::LastError, Expr::value(err.detail.clone()))
                 .filter(share::Column::Id.eq(share_id))
-                .filter(share::Column::State.eq(state::PENDING))
+                .filter(share::Column::State.eq(ShareState::Pending))
                 .exec(&txn)
                 .await?;
             Event::new("share.email_failed", Actor::System)
@@ -708,8 +683,8 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
 pub async fn sweep(core: &Core) -> Result<(), JobError> {
     let now = Utc::now();
     let expired = share::Entity::update_many()
-        .col_expr(share::Column::State, Expr::value(state::EXPIRED))
-        .filter(share::Column::State.is_in(state::LIVE))
+        .col_expr(share::Column::State, Expr::value(ShareState::Expired))
+        .filter(share::Column::State.is_in(ShareState::LIVE))
         .filter(share::Column::ExpiresAt.lte(now))
         .exec(&core.db)
         .await?;
@@ -718,7 +693,7 @@ pub async fn sweep(core: &Core) -> Result<(), JobError> {
     }
     let cutoff = core.config.stuck_before(now);
     let stuck = share::Entity::find()
-        .filter(share::Column::State.eq(state::PENDING))
+        .filter(share::Column::State.eq(ShareState::Pending))
         .filter(share::Column::Recipient.is_not_null())
         .filter(share::Column::CreatedAt.lt(cutoff))
         .all(&core.db)
@@ -727,7 +702,7 @@ pub async fn sweep(core: &Core) -> Result<(), JobError> {
         let ready = file::Entity::find_by_id(row.file_id)
             .one(&core.db)
             .await?
-            .is_some_and(|f| f.status == status::READY);
+            .is_some_and(|f| f.status == FileStatus::Ready);
         if ready {
             core.queue.enqueue_share_email(row.id).await?;
         }

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use entity::{invite, setting};
 
-use super::users::User;
 use crate::audit::{Actor, Event, Outcome, RequestMeta};
+use crate::principal::User;
 use crate::types::{EmailAddress, SignupPolicy, Token};
 use crate::{Core, ServiceError, ServiceResult};
 

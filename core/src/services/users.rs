@@ -15,7 +15,8 @@ use uuid::Uuid;
 use entity::{session, user};
 
 use crate::audit::{Actor, Event, Outcome, RequestMeta};
-use crate::types::{EmailAddress, Token};
+use crate::principal::{Session, User};
+use crate::types::{EmailAddress, Role, Token};
 use crate::{Core, ServiceError, ServiceResult, password};
 
 const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -29,72 +30,6 @@ const LOGIN_FAILURES_PER_ACCOUNT: u32 = 20;
 /// Past that, one attempt on the account per this long: guessing spread over many addresses is
 /// slowed to a crawl, and the owner waits seconds, never a window.
 const LOGIN_PACE: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    User,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::User => "user",
-            Self::Admin => "admin",
-        }
-    }
-
-    /// `user` or `admin`, as clients write it.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "user" => Some(Self::User),
-            "admin" => Some(Self::Admin),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn from_db(value: &str) -> Self {
-        if value == "admin" {
-            Self::Admin
-        } else {
-            Self::User
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: Uuid,
-    pub email: String,
-    pub role: Role,
-}
-
-impl User {
-    /// The audit actor this user acts as.
-    pub fn actor(&self) -> Actor {
-        match self.role {
-            Role::Admin => Actor::Admin(self.id),
-            Role::User => Actor::User(self.id),
-        }
-    }
-}
-
-impl From<user::Model> for User {
-    fn from(m: user::Model) -> Self {
-        Self {
-            id: m.id,
-            email: m.email,
-            role: Role::from_db(&m.role),
-        }
-    }
-}
-
-/// A signed-in user, as proven by a bearer token.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub id: Uuid,
-    pub user: User,
-}
 
 /// How long the per-address sign-up budget (`COFFER_SIGNUPS_PER_HOUR`) lasts.
 const SIGNUP_WINDOW: Duration = Duration::from_secs(3600);
@@ -208,7 +143,7 @@ async fn create_user(
         id: Set(id),
         email: Set(email.as_str().to_owned()),
         password_hash: Set(hash),
-        role: Set(role.as_str().to_owned()),
+        role: Set(role),
         disabled: Set(false),
         created_at: Set(Utc::now()),
         email_verified_at: Set(verified.then(Utc::now)),
@@ -450,7 +385,7 @@ pub async fn authenticate(core: &Core, raw_token: &str) -> ServiceResult<Session
         Option<DateTime<Utc>>,
         Uuid,
         String,
-        String,
+        Role,
         bool,
     );
     let token = Token::parse(raw_token).ok_or(ServiceError::Unauthorized)?;
@@ -490,7 +425,7 @@ pub async fn authenticate(core: &Core, raw_token: &str) -> ServiceResult<Session
         user: User {
             id: user_id,
             email,
-            role: Role::from_db(&role),
+            role,
         },
     })
 }
@@ -617,7 +552,7 @@ pub async fn bootstrap_admin(
             )
             .await?;
         }
-        Some(existing) if existing.role != Role::Admin.as_str() => tracing::warn!(
+        Some(existing) if existing.role != Role::Admin => tracing::warn!(
             "COFFER_ADMIN_EMAIL names an existing account that is not an admin: it was left as it is (to make it an admin, run `coffer admin create --email … --promote`, which also sets its password)"
         ),
         Some(existing) => {
@@ -670,7 +605,7 @@ pub async fn create_admin(
     let hash = password::hash(password).await?;
     let txn = crate::db::begin_write(&core.db).await?;
     user::Entity::update_many()
-        .col_expr(user::Column::Role, Expr::value(Role::Admin.as_str()))
+        .col_expr(user::Column::Role, Expr::value(Role::Admin))
         .col_expr(user::Column::Disabled, Expr::value(false))
         .col_expr(user::Column::PasswordHash, Expr::value(hash))
         .filter(user::Column::Id.eq(existing.id))
@@ -688,7 +623,7 @@ pub async fn create_admin(
             "role": Role::Admin.as_str(),
             "disabled": false,
             "password": "set",
-            "was": { "role": existing.role, "disabled": existing.disabled },
+            "was": { "role": existing.role.as_str(), "disabled": existing.disabled },
             "via": "coffer admin create --promote",
         }))
         .record(&txn, &core.audit)

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use entity::{email_verification, user};
 
-use super::users::User;
 use crate::audit::{Actor, Event, RequestMeta};
+use crate::principal::User;
 use crate::types::Token;
 use crate::{Core, ServiceError, ServiceResult};
 

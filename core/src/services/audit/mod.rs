@@ -16,7 +16,7 @@ use sea_orm::{
 
 use entity::audit_event;
 
-use crate::Core;
+use crate::{Core, ServiceResult};
 
 pub use crate::audit::encoding::{GENESIS, canonical_v1, chain_hash};
 pub use checkpoint::{Checkpoint, public_keys};
@@ -37,9 +37,67 @@ pub struct Query {
     pub limit: u64,
 }
 
-/// Sealed events matching `query`, in chain order, and the cursor of the next page. Paging by
-/// sequence number stays correct while events are appended: new ones only ever come after.
-pub async fn query(
+/// A sealed event as an admin reads it.
+#[derive(Debug, Clone)]
+pub struct EventView {
+    pub seq: i64,
+    pub id: uuid::Uuid,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub action: String,
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    pub details: serde_json::Value,
+    /// The chain hash, hex.
+    pub hash: String,
+}
+
+impl From<audit_event::Model> for EventView {
+    fn from(m: audit_event::Model) -> Self {
+        Self {
+            seq: m.seq.unwrap_or_default(),
+            id: m.id,
+            occurred_at: m.occurred_at,
+            actor_kind: m.actor_kind,
+            actor_id: m.actor_id,
+            ip: m.ip,
+            user_agent: m.user_agent,
+            action: m.action,
+            target_kind: m.target_kind,
+            target_id: m.target_id,
+            outcome: m.outcome,
+            details: m.details,
+            hash: m.hash.map(hex::encode).unwrap_or_default(),
+        }
+    }
+}
+
+/// One page of the admin's query.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Sealed events, oldest first.
+    pub events: Vec<EventView>,
+    /// The `after_seq` of the next page; `None` on the last one.
+    pub next: Option<i64>,
+}
+
+/// Sealed events matching `query`, in chain order, and the cursor of the next page.
+pub async fn query(core: &Core, query: &Query) -> ServiceResult<Page> {
+    let (rows, next) = rows(&core.db, query).await?;
+    Ok(Page {
+        events: rows.into_iter().map(EventView::from).collect(),
+        next,
+    })
+}
+
+/// [`query`]'s rows. Paging by sequence number stays correct while events are appended: new
+/// ones only ever come after.
+async fn rows(
     db: &impl ConnectionTrait,
     query: &Query,
 ) -> Result<(Vec<audit_event::Model>, Option<i64>), sea_orm::DbErr> {
@@ -184,7 +242,7 @@ pub fn export(
                 limit: 1000,
                 ..Query::default()
             };
-            let (rows, next) = query(&db, &q).await.map_err(std::io::Error::other)?;
+            let (rows, next) = rows(&db, &q).await.map_err(std::io::Error::other)?;
             if rows.is_empty() {
                 return Ok(None);
             }

@@ -231,7 +231,7 @@ async fn sealed_range(
 /// Recomputes the chain from the first sealed event, page by page (each page is checked on
 /// the blocking pool while the next ones are read), compares it with the newest checkpoints,
 /// and checks the events waiting to be sealed.
-pub async fn verify(core: &Core) -> Result<Verification, sea_orm::DbErr> {
+pub async fn verify(core: &Core) -> crate::ServiceResult<Verification> {
     let db = &core.db;
     let ring = core.keys.ring();
     // Reads still under way when the walk stops are cancelled as they are dropped.

@@ -1,14 +1,12 @@
 //! The tamper-evident audit log: sealing, verification against direct tampering, the admin
 //! query and the CLI check against an anchor kept outside Coffer.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::{TestApp, Topology, User, problem};
 use coffer::Roles;
 use coffer::coffer_core::services::audit;
-use common::{TestApp, Topology, User, problem};
 use reqwest::StatusCode;
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
@@ -391,7 +389,7 @@ async fn the_cli_checks_the_chain_against_an_anchor(topology: Topology) {
 /// Every action of DESIGN §5 that Coffer performs, with the actor, target and outcome the row
 /// must carry after the API call that causes it.
 async fn every_action_is_recorded_with_actor_target_and_outcome(topology: Topology) {
-    use common::smtp::SmtpServer;
+    use crate::common::smtp::SmtpServer;
     let smtp = SmtpServer::start();
     let (app, admin) = spawn_with(topology, &[("COFFER_SMTP_URL", &smtp.url)]).await;
     let user = app.user().await;

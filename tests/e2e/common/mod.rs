@@ -1,6 +1,5 @@
 //! The end-to-end harness: a real Coffer per test, on its own port, data dir, database and
 //! Redis namespace, driven over HTTP.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod seed;
 pub mod smtp;
@@ -230,7 +229,7 @@ impl Environment {
 }
 
 /// Marks the account of `email` verified, as following its emailed link does (the link itself
-/// is tested in `tests/accounts.rs`; other tests need an account that may share by email).
+/// is tested in `tests/e2e/accounts.rs`; other tests need an account that may share by email).
 pub async fn verify_email(core: &Core, email: &str) {
     use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
     let account = entity::user::Entity::find()

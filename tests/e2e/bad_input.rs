@@ -1,9 +1,7 @@
 //! The bad-input catalogue: hostile and malformed requests, each answered with a clear 4xx
 //! problem document, and none of them leaving a file, a share, an account or an object behind.
 
-mod common;
-
-use common::{TestApp, Topology, User, percent_encode};
+use crate::common::{TestApp, Topology, User, percent_encode};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

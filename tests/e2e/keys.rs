@@ -1,14 +1,12 @@
 //! Master-key rotation: versions, rewrapping with files present, resuming an interrupted
 //! rotation, retiring and removing old material, and who may do it.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{TestApp, Topology, User, pattern, problem};
 use coffer::Roles;
 use coffer::coffer_core::crypto::SecretKey;
 use coffer::coffer_core::services::keys;
-use common::{TestApp, Topology, User, pattern, problem};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -248,7 +246,7 @@ async fn an_interrupted_rotation_resumes_and_a_second_rotate_is_refused(topology
 }
 
 async fn operator_keys_rotate_and_retired_material_can_be_removed(topology: Topology) {
-    let audit = &*common::AUDIT_KEY_LINE;
+    let audit = &*crate::common::AUDIT_KEY_LINE;
     let v1 = format!("1:{}", SecretKey::generate().to_base64());
     let v2 = format!("2:{}", SecretKey::generate().to_base64());
     let v1_keyring = format!("{v1},{audit}");

@@ -1,12 +1,10 @@
 //! Stopping on SIGTERM: in-flight work finishes (or is handed back), nothing is left
 //! half-written, and the process exits cleanly.
 
-mod common;
-
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     Environment, Process, Topology, metric, pattern, put_upload, scrape, sign_in, upload_ready,
     wait_ready,
 };

@@ -3,14 +3,12 @@
 //! headless Chromium (sign up, upload with a moving progress bar, share, download as the
 //! recipient, verify the audit chain as admin).
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::smtp::SmtpServer;
-use common::web::{Browser, PASSWORD, Page};
-use common::{TestApp, Topology, pattern, pdf};
+use crate::common::smtp::SmtpServer;
+use crate::common::web::{Browser, PASSWORD, Page};
+use crate::common::{TestApp, Topology, pattern, pdf};
 use reqwest::StatusCode;
 use sea_orm::{EntityTrait as _, PaginatorTrait as _};
 use serde_json::Value;
@@ -44,7 +42,7 @@ async fn snapshot(app: &TestApp) -> (u64, u64, u64, u64, u64, Vec<(String, bool)
         .await
         .expect("shares")
         .iter()
-        .filter(|s| s.state == "revoked")
+        .filter(|s| s.state == entity::ShareState::Revoked)
         .count() as u64;
     (
         users.len() as u64,
@@ -53,7 +51,7 @@ async fn snapshot(app: &TestApp) -> (u64, u64, u64, u64, u64, Vec<(String, bool)
             .await
             .expect("files")
             .iter()
-            .filter(|f| f.status != "deleted")
+            .filter(|f| f.status != entity::FileStatus::Deleted)
             .count() as u64,
         entity::share::Entity::find()
             .count(db)
@@ -242,7 +240,7 @@ async fn forms_without_a_valid_csrf_token_are_refused_and_change_nothing() {
         .await
         .expect("users")
         .into_iter()
-        .find(|u| u.role == "user")
+        .find(|u| u.role == entity::Role::User)
         .expect("ann")
         .id
         .to_string();
@@ -1191,7 +1189,7 @@ async fn the_web_app_in_a_browser() {
         .await
         .expect("query")
         .expect("the file");
-    assert_eq!(file.status, "ready");
+    assert_eq!(file.status, entity::FileStatus::Ready);
     let shots = report["screenshots"].as_array().expect("screenshots");
     assert!(shots.len() >= 10, "{shots:?}");
     for shot in shots {
@@ -1334,7 +1332,7 @@ async fn admins_filter_export_and_verify_the_log_rotate_keys_and_manage_users() 
         .await
         .expect("users")
         .into_iter()
-        .find(|u| u.role == "user")
+        .find(|u| u.role == entity::Role::User)
         .expect("ann")
         .id;
     assert_eq!(

@@ -1,13 +1,11 @@
 //! Sharing: links emailed to each recipient through a real SMTP server, the recipient's page
 //! and download, and every way a link stops working.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::smtp::SmtpServer;
+use crate::common::{TestApp, Topology, User, pattern, pdf, problem};
 use coffer::Roles;
-use common::smtp::SmtpServer;
-use common::{TestApp, Topology, User, pattern, pdf, problem};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -379,7 +377,7 @@ async fn expired_revoked_and_unknown_links_are_refused(topology: Topology) {
         .await
         .expect("q")
         .expect("row");
-    assert_eq!(row.state, "expired");
+    assert_eq!(row.state, entity::ShareState::Expired);
 
     // Revocation takes effect at once; the other recipient's link is unaffected until revoked.
     assert_eq!(page(&app, &ida).await.0, StatusCode::OK);
@@ -674,8 +672,8 @@ async fn duplicate_email_jobs_send_one_working_link(topology: Topology) {
     wait_for_state(&app, &ann, &file, "emailed").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let text = app.core().metrics.render(app.core()).await;
-        let done = common::metric(&text, "coffer_jobs_finished_total", &[("job", "notify")]);
+        let text = coffer::coffer_core::services::health::metrics(app.core()).await;
+        let done = crate::common::metric(&text, "coffer_jobs_finished_total", &[("job", "notify")]);
         if done >= Some(1.0) {
             break;
         }
@@ -767,10 +765,9 @@ async fn without_smtp_mail_waits_in_the_outbox_while_its_link_works(topology: To
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{}", eml.display());
         }
-        let mail = common::smtp::Mail {
+        let mail = crate::common::smtp::Mail {
             to: vec![],
             raw: std::fs::read(&eml).expect("eml"),
-            received: std::time::Instant::now(),
         };
         assert!(mail.part("text/plain").contains(name));
         shared.push((id, eml, mail.link()));

@@ -1,10 +1,8 @@
 //! The binary and the service surface: configuration errors, Swagger UI, health.
 
-mod common;
-
 use std::process::Command;
 
-use common::{Process, TestApp, Topology};
+use crate::common::{Process, TestApp, Topology};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -143,8 +141,10 @@ async fn swagger_ui_and_openapi_document_describe_every_call(topology: Topology)
     // Closed sets are enums, so that clients (and Swagger UI) offer only what is accepted.
     let schemas = &spec["components"]["schemas"];
     let enum_of = |schema: &Value| -> Vec<String> {
+        // A property with its own description wraps the reference in `allOf`.
         let named = schema["$ref"]
             .as_str()
+            .or_else(|| schema["allOf"][0]["$ref"].as_str())
             .and_then(|r| r.rsplit('/').next())
             .map_or(schema, |name| &schemas[name]);
         named["enum"]
@@ -159,6 +159,31 @@ async fn swagger_ui_and_openapi_document_describe_every_call(topology: Topology)
     for account in ["Account", "UserAccount"] {
         let role = &schemas[account]["properties"]["role"];
         assert_eq!(enum_of(role), ["user", "admin"], "{account}.role: {role}");
+    }
+    let file_status = ["quarantined", "validated", "ready", "rejected", "deleted"];
+    let share_state = [
+        "pending",
+        "emailed",
+        "outbox",
+        "email_failed",
+        "active",
+        "revoked",
+        "expired",
+        "cancelled",
+    ];
+    for (schema, field, expected) in [
+        ("FileMetadata", "status", &file_status[..]),
+        ("FileAccepted", "status", &file_status[..]),
+        ("ShareInfo", "state", &share_state[..]),
+        (
+            "KeyVersion",
+            "state",
+            &["active", "retiring", "retired"][..],
+        ),
+        ("Rotation", "state", &["running", "finished"][..]),
+    ] {
+        let property = &schemas[schema]["properties"][field];
+        assert_eq!(enum_of(property), expected, "{schema}.{field}: {property}");
     }
     let export = paths["/api/v1/admin/audit/export"]["get"]["parameters"]
         .as_array()
@@ -238,7 +263,7 @@ async fn health_and_readiness(topology: Topology) {
         .send()
         .await
         .expect("request");
-    common::problem(unknown, StatusCode::NOT_FOUND).await;
+    crate::common::problem(unknown, StatusCode::NOT_FOUND).await;
     app.stop().await;
 }
 
@@ -262,7 +287,7 @@ async fn metrics_are_for_operators_only() {
             request.send().await.expect("get").status()
         }
     };
-    for token in [Some(common::METRICS_TOKEN), None] {
+    for token in [Some(crate::common::METRICS_TOKEN), None] {
         let data = tempfile::tempdir().expect("tempdir");
         let mut vars = vec![
             (
@@ -290,7 +315,7 @@ async fn metrics_are_for_operators_only() {
                 assert_eq!(get(public, Some(token)).await, StatusCode::OK);
             }
             None => {
-                let any = Some(common::METRICS_TOKEN);
+                let any = Some(crate::common::METRICS_TOKEN);
                 assert_eq!(get(public, any).await, StatusCode::NOT_FOUND);
             }
         }
@@ -310,7 +335,7 @@ async fn invented_methods_and_paths_add_no_metric_series() {
         ("COFFER_BIND".to_owned(), "127.0.0.1:0".to_owned()),
         (
             "COFFER_METRICS_TOKEN".to_owned(),
-            common::METRICS_TOKEN.to_owned(),
+            crate::common::METRICS_TOKEN.to_owned(),
         ),
     ];
     let service = Process::start("serve", &vars);
@@ -337,14 +362,14 @@ async fn invented_methods_and_paths_add_no_metric_series() {
     };
     send(0).await;
     // The first scrape's own request is counted from the second scrape on.
-    common::scrape(&http, &base).await;
+    crate::common::scrape(&http, &base).await;
     let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
-    let before = series(&common::scrape(&http, &base).await);
+    let before = series(&crate::common::scrape(&http, &base).await);
     let rss_before = service.rss_kib();
     for round in 1..9 {
         send(round).await;
     }
-    let after = series(&common::scrape(&http, &base).await);
+    let after = series(&crate::common::scrape(&http, &base).await);
     let rss_after = service.rss_kib();
     assert_eq!(before, after, "4,000 more invented requests added series");
     assert!(

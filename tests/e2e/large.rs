@@ -1,10 +1,8 @@
 //! A 1 GiB file up and down through the real binary, with the service's peak memory measured.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::Process;
+use crate::common::Process;
 
 use futures::StreamExt as _;
 use reqwest::StatusCode;
@@ -67,7 +65,7 @@ async fn one_gibibyte_round_trip_keeps_memory_flat() {
         .expect("client");
     let base = service.base.clone().expect("serves the API");
     let url = |p: &str| format!("{base}{p}");
-    let token = common::sign_in(
+    let token = crate::common::sign_in(
         &http,
         &base,
         "big@example.org",
@@ -87,7 +85,7 @@ async fn one_gibibyte_round_trip_keeps_memory_flat() {
     }
 
     let pieces = SIZE / PIECE as u64;
-    let block = common::pattern(PIECE, 42);
+    let block = crate::common::pattern(PIECE, 42);
     let mut expected = Sha256::new();
     for i in 0..pieces {
         expected.update(piece(&block, i));
@@ -97,7 +95,7 @@ async fn one_gibibyte_round_trip_keeps_memory_flat() {
     let expected = hex::encode(expected.finalize());
     let started = Instant::now();
     let body = reqwest::Body::wrap_stream(body);
-    let id = common::put_upload(&http, &base, &token, "big.zip", body).await;
+    let id = crate::common::put_upload(&http, &base, &token, "big.zip", body).await;
     eprintln!(
         "upload returned after {:?}; peak RSS so far {} MiB",
         started.elapsed(),

@@ -12,7 +12,6 @@ use mailin_embedded::{Handler, Response, Server, response};
 pub struct Mail {
     pub to: Vec<String>,
     pub raw: Vec<u8>,
-    pub received: Instant,
 }
 
 impl Mail {
@@ -109,7 +108,6 @@ impl Handler for Sink {
         let mail = Mail {
             to: std::mem::take(&mut self.to),
             raw: std::mem::take(&mut self.data),
-            received: Instant::now(),
         };
         self.state.lock().expect("lock").mails.push(mail);
         response::OK

@@ -2,13 +2,11 @@
 //! recipient opens the emailed link, types the password, clicks Download and gets the file; an
 //! API user reads Swagger UI under its Content-Security-Policy.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::smtp::SmtpServer;
-use common::{TestApp, Topology, pattern, pdf};
+use crate::common::smtp::SmtpServer;
+use crate::common::{TestApp, Topology, pattern, pdf};
 use reqwest::StatusCode;
 use serde_json::json;
 

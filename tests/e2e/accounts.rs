@@ -1,10 +1,8 @@
 //! Sign-up, login, the current user, logout, and the errors around them.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestApp, Topology, problem};
+use crate::common::{TestApp, Topology, problem};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -268,7 +266,7 @@ async fn bootstrap_admin_from_environment(topology: Topology) {
 /// sign-ups taken before any hashing; sign-ups wait in a bounded line of their own (503 with
 /// `Retry-After` past it) that logins overtake.
 async fn sign_up_tells_nobody_who_has_an_account(topology: Topology) {
-    let smtp = common::smtp::SmtpServer::start();
+    let smtp = crate::common::smtp::SmtpServer::start();
     let app = TestApp::spawn_with(
         topology,
         &[
@@ -701,7 +699,7 @@ async fn dead_sessions_are_deleted(topology: Topology) {
 }
 
 /// The verification link in the last email sent to `to`.
-async fn verification_link(smtp: &common::smtp::SmtpServer, to: &str, nth: usize) -> String {
+async fn verification_link(smtp: &crate::common::smtp::SmtpServer, to: &str, nth: usize) -> String {
     let mail = smtp.wait_for(to, nth).await.remove(nth - 1);
     let text = mail.part("text/plain");
     text.split_whitespace()
@@ -722,7 +720,7 @@ async fn me(app: &TestApp, token: &str) -> Value {
 /// followed (with a button on its page, which a mail scanner does not press), a share with
 /// recipients is 403 while links without recipients work.
 async fn an_address_is_verified_before_links_are_emailed_in_its_name(topology: Topology) {
-    let smtp = common::smtp::SmtpServer::start();
+    let smtp = crate::common::smtp::SmtpServer::start();
     let app = TestApp::spawn_with(
         topology,
         &[
@@ -740,7 +738,7 @@ async fn an_address_is_verified_before_links_are_emailed_in_its_name(topology: T
     let login: Value = app.login(email, PASSWORD).await.json().await.expect("json");
     let token = login["token"].as_str().expect("token").to_owned();
     assert_eq!(me(&app, &token).await["email_verified"], false);
-    let user = common::User {
+    let user = crate::common::User {
         email: email.to_owned(),
         token: token.clone(),
     };
@@ -812,7 +810,7 @@ async fn an_address_is_verified_before_links_are_emailed_in_its_name(topology: T
     let link = verification_link(&smtp, other, 2).await;
     let path = link.split_once("://").expect("url").1;
     let path = &path[path.find('/').expect("path")..];
-    let mut browser = common::web::Browser::new(&app);
+    let mut browser = crate::common::web::Browser::new(&app);
     let form = browser.get(path).await;
     let raw = link.rsplit_once("token=").expect("token").1;
     assert!(
@@ -866,7 +864,7 @@ async fn signup_with(app: &TestApp, email: &str, invite: Option<&str>) -> reqwes
 /// An admin restricts sign-up to the organisation's domains, then to invitations; an
 /// invitation, emailed to its address, signs up that address once, whatever the policy.
 async fn sign_up_follows_the_policy_and_invitations(topology: Topology) {
-    let smtp = common::smtp::SmtpServer::start();
+    let smtp = crate::common::smtp::SmtpServer::start();
     let app = TestApp::spawn_with(
         topology,
         &[

@@ -1,12 +1,10 @@
 //! Malware scanning against a real clamd (Debian's clamav-daemon) whose signature database holds
 //! the EICAR test signature (`.ci/run` builds it: there is no internet for freshclam).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{TestApp, Topology, metric, pattern, pdf};
 use coffer::Roles;
-use common::{TestApp, Topology, metric, pattern, pdf};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -32,7 +30,10 @@ async fn readiness(app: &TestApp) -> Value {
 
 /// A service that scans through `scanner` and whose sweep takes stuck files up every second,
 /// and a user of it.
-async fn spawn_scanning_through(topology: Topology, scanner: &str) -> (TestApp, common::User) {
+async fn spawn_scanning_through(
+    topology: Topology,
+    scanner: &str,
+) -> (TestApp, crate::common::User) {
     let settings = [
         ("COFFER_CLAMAV_ADDR", scanner),
         ("COFFER_SWEEP_INTERVAL_SECS", "1"),
@@ -97,7 +98,8 @@ async fn archives_the_scanner_cannot_open_are_rejected(topology: Topology) {
     let user = app.user().await;
 
     // An entry flagged as encrypted (general purpose bit 0, in both headers).
-    let mut locked = common::zip_stored(&[("secret.txt", b"nobody can read this".as_slice())]);
+    let mut locked =
+        crate::common::zip_stored(&[("secret.txt", b"nobody can read this".as_slice())]);
     locked[6] |= 1;
     let central = locked
         .windows(4)
@@ -110,7 +112,7 @@ async fn archives_the_scanner_cannot_open_are_rejected(topology: Topology) {
         .iter()
         .map(|n| (n.as_str(), b"x".as_slice()))
         .collect();
-    let bomb = common::zip_stored(&entries);
+    let bomb = crate::common::zip_stored(&entries);
 
     for (name, bytes, signature) in [
         ("locked.zip", locked, "Heuristics.Encrypted"),
@@ -159,7 +161,7 @@ async fn an_unreachable_scanner_keeps_uploads_quarantined(topology: Topology) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         assert_eq!(app.file(&user, &id).await["status"], "quarantined");
-        let text = common::scrape(&app.http, &app.base).await;
+        let text = crate::common::scrape(&app.http, &app.base).await;
         let retried = [("job", "validate"), ("outcome", "retried")];
         if metric(&text, "coffer_jobs_finished_total", &retried) >= Some(2.0) {
             break;
@@ -237,7 +239,7 @@ async fn a_long_scan_is_never_run_twice(topology: Topology) {
         .await;
     let file = app.wait_until_settled(&user, &id).await;
     assert_eq!(file["status"], "ready", "{file}");
-    let text = common::scrape(&app.http, &app.base).await;
+    let text = crate::common::scrape(&app.http, &app.base).await;
     let started = |job| metric(&text, "coffer_jobs_started_total", &[("job", job)]);
     assert_eq!(
         (started("validate"), started("encrypt")),

@@ -1,10 +1,8 @@
 //! Outages of the services Coffer depends on: what it reports and how it recovers.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Environment, Process, Topology, pdf, put_upload, sign_in, wait_ready_within};
+use crate::common::{Environment, Process, Topology, pdf, put_upload, sign_in, wait_ready_within};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -138,7 +136,7 @@ async fn readiness_names_each_outage_and_recovers() {
     ready_until(&http, &base, StatusCode::OK, None).await;
 
     // The bucket disappears, then comes back.
-    let bucket_url = format!("{}/{bucket}", common::s3_endpoint());
+    let bucket_url = format!("{}/{bucket}", crate::common::s3_endpoint());
     let deleted = http
         .delete(&bucket_url)
         .send()
@@ -157,7 +155,7 @@ async fn readiness_names_each_outage_and_recovers() {
     ready_until(&http, &base, StatusCode::OK, None).await;
 
     // PostgreSQL refuses the database and drops its connections, then lets them in again.
-    let admin = sea_orm::Database::connect(format!("{}/postgres", common::pg_admin_url()))
+    let admin = sea_orm::Database::connect(format!("{}/postgres", crate::common::pg_admin_url()))
         .await
         .expect("PostgreSQL");
     let sql = |statement: String| {
@@ -205,7 +203,7 @@ async fn readiness_names_each_outage_and_recovers() {
 
 /// Makes PostgreSQL refuse `database` and drops its open connections, or lets it in again.
 async fn postgres_refuses(database: &str, refuse: bool) {
-    let admin = sea_orm::Database::connect(format!("{}/postgres", common::pg_admin_url()))
+    let admin = sea_orm::Database::connect(format!("{}/postgres", crate::common::pg_admin_url()))
         .await
         .expect("PostgreSQL");
     let run = |sql: String| {
@@ -243,7 +241,7 @@ fn var(env: &Environment, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL at 127.0.0.1:5432, Redis at 127.0.0.1:6379 and an S3 server at 127.0.0.1:9000"]
 async fn a_database_outage_is_a_prompt_503_and_recovers() {
-    let app = common::TestApp::spawn(Topology::Production).await;
+    let app = crate::common::TestApp::spawn(Topology::Production).await;
     let user = app.user().await;
     let id = app
         .upload(&user, "before.txt", b"written before".to_vec())
@@ -265,10 +263,10 @@ async fn a_database_outage_is_a_prompt_503_and_recovers() {
             asked.elapsed()
         );
         assert!(response.headers().contains_key("retry-after"), "{path}");
-        common::problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+        crate::common::problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
     }
     let upload = app.put_file(&user, "during.txt", b"refused".to_vec()).await;
-    common::problem(upload, StatusCode::SERVICE_UNAVAILABLE).await;
+    crate::common::problem(upload, StatusCode::SERVICE_UNAVAILABLE).await;
 
     postgres_refuses(&database, false).await;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -315,7 +313,8 @@ async fn a_wiped_redis_loses_no_file() {
         ("COFFER_SWEEP_STUCK_AFTER_SECS", "2"),
     ];
     let app =
-        common::TestApp::spawn_with(Topology::Production, &settings, coffer::Roles::ALL).await;
+        crate::common::TestApp::spawn_with(Topology::Production, &settings, coffer::Roles::ALL)
+            .await;
     let user = app.user().await;
     let mut ids = Vec::new();
     for i in 0..30 {

@@ -1,9 +1,7 @@
 //! Admins manage accounts: list, promote, demote, disable (which signs the account out at once)
 //! and re-enable; every change is audited, and an admin cannot lock themselves out.
 
-mod common;
-
-use common::{TestApp, Topology, User, problem};
+use crate::common::{TestApp, Topology, User, problem};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -61,7 +59,7 @@ async fn admins_list_change_and_disable_accounts(topology: Topology) {
         .get(
             &format!(
                 "/api/v1/admin/users?cursor={}",
-                common::percent_encode(cursor)
+                crate::common::percent_encode(cursor)
             ),
             &admin,
         )
@@ -233,7 +231,7 @@ async fn a_disabled_sender_s_links_stop_and_waiting_emails_are_cancelled(topolog
             .await
             .expect("shares")
             .into_iter()
-            .map(|s| (s.recipient.unwrap_or_default(), s.state))
+            .map(|s| (s.recipient.unwrap_or_default(), s.state.as_str().to_owned()))
             .collect()
     };
     assert!(
@@ -295,7 +293,7 @@ fn admin_create(
 /// when its password is not the account's; `coffer admin create` takes over an existing account
 /// only with `--promote`, which sets the password given and signs the account out everywhere.
 async fn start_up_never_takes_over_an_account(topology: Topology) {
-    let env = common::Environment::new(topology, &[]).await;
+    let env = crate::common::Environment::new(topology, &[]).await;
     let logs = tempfile::tempdir().expect("dir");
     let boss = ("boss@org.example", "the operator's password 1");
     let with_admin = |email: &str, password: &str| {
@@ -306,9 +304,9 @@ async fn start_up_never_takes_over_an_account(topology: Topology) {
     };
     let http = reqwest::Client::new();
 
-    let first = common::Process::start("serve", &with_admin(boss.0, boss.1));
+    let first = crate::common::Process::start("serve", &with_admin(boss.0, boss.1));
     let base = first.base.clone().expect("listens");
-    let attacker = common::sign_in(
+    let attacker = crate::common::sign_in(
         &http,
         &base,
         "it@org.example",
@@ -323,7 +321,7 @@ async fn start_up_never_takes_over_an_account(topology: Topology) {
         false,
     );
     assert!(ok, "{stderr}");
-    let second = common::sign_in(
+    let second = crate::common::sign_in(
         &http,
         &base,
         "second@org.example",
@@ -331,8 +329,8 @@ async fn start_up_never_takes_over_an_account(topology: Topology) {
         false,
     )
     .await;
-    let boss_token = common::sign_in(&http, &base, boss.0, boss.1, false).await;
-    let me = common::get_json(&http, &format!("{base}/api/v1/me"), Some(&boss_token)).await;
+    let boss_token = crate::common::sign_in(&http, &base, boss.0, boss.1, false).await;
+    let me = crate::common::get_json(&http, &format!("{base}/api/v1/me"), Some(&boss_token)).await;
     let boss_id = me["id"].as_str().expect("id").to_owned();
     let disabled = http
         .patch(format!("{base}/api/v1/admin/users/{boss_id}"))
@@ -347,7 +345,7 @@ async fn start_up_never_takes_over_an_account(topology: Topology) {
     // A restart with the same address and a changed password: the admin stays disabled, and
     // the log says why the password given does nothing.
     let log = logs.path().join("restart.log");
-    let restarted = common::Process::start_logging_to(
+    let restarted = crate::common::Process::start_logging_to(
         "serve",
         &with_admin(boss.0, "a changed password 2"),
         &log,
@@ -378,14 +376,17 @@ async fn start_up_never_takes_over_an_account(topology: Topology) {
     // password.
     let log = logs.path().join("takeover.log");
     let operator = "the operator's password 3";
-    let third =
-        common::Process::start_logging_to("serve", &with_admin("it@org.example", operator), &log);
+    let third = crate::common::Process::start_logging_to(
+        "serve",
+        &with_admin("it@org.example", operator),
+        &log,
+    );
     let base = third.base.clone().expect("listens");
     assert_eq!(
         login_status(&http, &base, "it@org.example", operator).await,
         StatusCode::UNAUTHORIZED
     );
-    let me = common::get_json(&http, &format!("{base}/api/v1/me"), Some(&attacker)).await;
+    let me = crate::common::get_json(&http, &format!("{base}/api/v1/me"), Some(&attacker)).await;
     assert_eq!(me["role"], "user", "{me}");
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(
@@ -410,8 +411,8 @@ async fn start_up_never_takes_over_an_account(topology: Topology) {
         .await
         .expect("me");
     assert_eq!(gone.status(), StatusCode::UNAUTHORIZED);
-    let token = common::sign_in(&http, &base, "it@org.example", operator, false).await;
-    let me = common::get_json(&http, &format!("{base}/api/v1/me"), Some(&token)).await;
+    let token = crate::common::sign_in(&http, &base, "it@org.example", operator, false).await;
+    let me = crate::common::get_json(&http, &format!("{base}/api/v1/me"), Some(&token)).await;
     assert_eq!(me["role"], "admin", "{me}");
     drop(third);
     env.cleanup().await;
@@ -421,7 +422,7 @@ async fn start_up_never_takes_over_an_account(topology: Topology) {
 /// link emailed to the account sets a new password once (through the web form here), which
 /// then signs in.
 async fn an_admin_forces_a_password_reset(topology: Topology) {
-    let smtp = common::smtp::SmtpServer::start();
+    let smtp = crate::common::smtp::SmtpServer::start();
     let settings = [
         ("COFFER_ADMIN_EMAIL", ADMIN.0),
         ("COFFER_ADMIN_PASSWORD", ADMIN.1),
@@ -503,7 +504,7 @@ async fn an_admin_forces_a_password_reset(topology: Topology) {
     )
     .await;
     let path = &link[link.find("/app/").expect("path")..];
-    let mut browser = common::web::Browser::new(&app);
+    let mut browser = crate::common::web::Browser::new(&app);
     let form = browser.get(path).await;
     assert_eq!(form.status, StatusCode::OK);
     let new_password = "a brand new passphrase";

@@ -2,11 +2,9 @@
 //! the status each must get. A route in the OpenAPI document without a row here fails the test.
 //! Every answer is also checked for the security headers (HTML pages most strictly).
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{TestApp, Topology, User};
+use crate::common::{TestApp, Topology, User};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -138,7 +136,7 @@ const API_ROWS: &[Row] = &[
 const OTHER_ROWS: &[Row] = &[
     row("GET", "/healthz", [200, 200, 200, 200]),
     row("GET", "/readyz", [200, 200, 200, 200]),
-    // Only for the holder of COFFER_METRICS_TOKEN (tests/service.rs), or on the ops listener.
+    // Only for the holder of COFFER_METRICS_TOKEN (tests/e2e/service.rs), or on the ops listener.
     row("GET", "/metrics", [401, 401, 401, 401]),
     row("GET", "/openapi.json", [200, 200, 200, 200]),
     row("GET", "/docs", [200, 200, 200, 200]),
@@ -515,7 +513,9 @@ impl World {
             let progress = coffer::coffer_core::services::keys::progress(self.app.core())
                 .await
                 .expect("progress");
-            if progress.is_none_or(|r| r.state != "running") {
+            if progress
+                .is_none_or(|r| r.state != coffer::coffer_core::types::RotationState::Running)
+            {
                 return;
             }
             assert!(

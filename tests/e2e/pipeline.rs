@@ -1,13 +1,11 @@
 //! The quarantine pipeline's promises: no plaintext at rest, idempotent jobs, the sweep, and
 //! start-up checks of the keyring.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{Environment, TestApp, Topology, files_containing, pattern};
 use coffer::Roles;
 use coffer::coffer_core::services::jobs;
-use common::{Environment, TestApp, Topology, files_containing, pattern};
 use reqwest::StatusCode;
 
 /// A marker that occurs nowhere else: if these bytes are on disk, plaintext leaked.
@@ -101,7 +99,7 @@ async fn lose_queued_jobs(env: &Environment) {
                 .find(|(k, _)| k == "COFFER_REDIS_NAMESPACE")
                 .map(|(_, v)| v.clone())
                 .expect("namespace");
-            let client = redis::Client::open(common::redis_url()).expect("redis url");
+            let client = redis::Client::open(crate::common::redis_url()).expect("redis url");
             let mut conn = client
                 .get_multiplexed_async_connection()
                 .await
@@ -177,9 +175,9 @@ async fn give_up_on_a_file(topology: Topology, limit: (&str, &str)) -> f64 {
         })
         .count();
     assert_eq!(rejected, 1);
-    let text = common::scrape(&app.http, &app.base).await;
+    let text = crate::common::scrape(&app.http, &app.base).await;
     let retried = [("job", "validate"), ("outcome", "retried")];
-    let runs = common::metric(&text, "coffer_jobs_finished_total", &retried).unwrap_or(0.0);
+    let runs = crate::common::metric(&text, "coffer_jobs_finished_total", &retried).unwrap_or(0.0);
     app.stop().await;
     runs
 }
@@ -255,7 +253,7 @@ async fn a_missing_master_key_version_stops_start_up(topology: Topology) {
     use coffer::coffer_core::crypto::SecretKey;
     let v1 = SecretKey::generate().to_base64();
     let v2 = SecretKey::generate().to_base64();
-    let audit = &*common::AUDIT_KEY_LINE;
+    let audit = &*crate::common::AUDIT_KEY_LINE;
     let both = format!("1:{v1},2:{v2},{audit}");
     let only_v1 = format!("1:{v1},{audit}");
     let app = TestApp::spawn_with(topology, &[("COFFER_MASTER_KEYS", &only_v1)], Roles::ALL).await;
@@ -333,7 +331,7 @@ async fn tampered_blobs_are_never_served(topology: Topology) {
         "ready"
     );
     app.tamper_blob(&small, 5).await;
-    let body = common::problem(
+    let body = crate::common::problem(
         app.download(&user, &small).await,
         StatusCode::INTERNAL_SERVER_ERROR,
     )
@@ -499,7 +497,7 @@ async fn truncated_and_swapped_blobs_are_refused(topology: Topology) {
     app.put_object(&b_object, a_bytes).await;
 
     for id in [cut, b] {
-        let body = common::problem(
+        let body = crate::common::problem(
             app.download(&user, id).await,
             StatusCode::INTERNAL_SERVER_ERROR,
         )
@@ -533,8 +531,8 @@ async fn suffix_only_names_and_macro_documents_are_judged_by_content(topology: T
     let app = TestApp::spawn(topology).await;
     let user = app.user().await;
     let document: &[u8] = b"<w:document/>";
-    let docx = common::zip_stored(&[("word/document.xml", document)]);
-    let docm = common::zip_stored(&[
+    let docx = crate::common::zip_stored(&[("word/document.xml", document)]);
+    let docm = crate::common::zip_stored(&[
         ("word/document.xml", document),
         ("word/vbaProject.bin", &[0xCC; 2000]),
     ]);

@@ -1,13 +1,13 @@
 //! Scaling out: several `coffer api` and `coffer worker` processes on one database, queue and
 //! object store, and what operators watch them by: metrics and request ids in the logs.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::smtp::SmtpServer;
-use common::{Environment, Process, TestApp, Topology, metric, pattern, pdf, sign_in, wait_ready};
+use crate::common::smtp::SmtpServer;
+use crate::common::{
+    Environment, Process, TestApp, Topology, metric, pattern, pdf, sign_in, wait_ready,
+};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -29,7 +29,7 @@ async fn metric_sum(
 ) -> f64 {
     let mut sum = 0.0;
     for base in bases {
-        let text = common::scrape(http, base).await;
+        let text = crate::common::scrape(http, base).await;
         sum += metric(&text, name, labels).unwrap_or(0.0);
     }
     sum
@@ -379,7 +379,7 @@ async fn metrics_count_requests_jobs_bytes_and_files(topology: Topology) {
         let response = app
             .http
             .get(app.url("/metrics"))
-            .bearer_auth(common::METRICS_TOKEN)
+            .bearer_auth(crate::common::METRICS_TOKEN)
             .send()
             .await
             .expect("get");
@@ -444,12 +444,12 @@ async fn scrapes_do_not_count_the_files_table_each_time(topology: Topology) {
     let user = app.user().await;
     let first = app.upload(&user, "one.txt", b"one".to_vec()).await;
     app.wait_until_settled(&user, &first).await;
-    let before = common::scrape(&app.http, &app.base).await;
+    let before = crate::common::scrape(&app.http, &app.base).await;
     let ready = |text: &str| metric(text, "coffer_files", &[("status", "ready")]);
     assert_eq!(ready(&before), Some(1.0));
     let second = app.upload(&user, "two.txt", b"two".to_vec()).await;
     app.wait_until_settled(&user, &second).await;
-    let after = common::scrape(&app.http, &app.base).await;
+    let after = crate::common::scrape(&app.http, &app.base).await;
     assert_eq!(ready(&after), Some(1.0), "counted again within 15 s");
     app.stop().await;
 }

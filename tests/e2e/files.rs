@@ -1,8 +1,6 @@
 //! Uploading, the pipeline to `ready` or `rejected`, downloads with ranges, listing, deleting.
 
-mod common;
-
-use common::{TestApp, Topology, pattern, pdf, problem};
+use crate::common::{TestApp, Topology, pattern, pdf, problem};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -497,7 +495,7 @@ async fn delete_shreds_the_key_then_the_blob(topology: Topology) {
         .await
         .expect("query")
         .expect("row kept for the record");
-    assert_eq!(row.status, "deleted");
+    assert_eq!(row.status, entity::FileStatus::Deleted);
     assert!(row.dek.is_none() && row.quarantine_key.is_none() && row.blob_id.is_none());
     assert!(app.objects("").await.is_empty());
     assert!(

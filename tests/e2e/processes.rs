@@ -1,10 +1,8 @@
 //! `coffer api` and `coffer worker` as separate processes sharing one database and queue.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Environment, Process, Topology, pattern, pdf, sign_in, upload_ready};
+use crate::common::{Environment, Process, Topology, pattern, pdf, sign_in, upload_ready};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -59,7 +57,7 @@ async fn a_rotation_survives_a_killed_worker(topology: Topology) {
     let core = coffer::coffer_core::Core::build(env.config(), true)
         .await
         .expect("core");
-    common::seed::ready_files(&core, 20_000, 1).await;
+    crate::common::seed::ready_files(&core, 20_000, 1).await;
     let http = reqwest::Client::new();
     let token = sign_in(&http, &base, "rot@example.org", "admin password 123", false).await;
     let progress = || {
@@ -240,7 +238,7 @@ fn key_line(version: i32) -> String {
 /// A keyring of the given master-key lines and the tests' audit key, for COFFER_MASTER_KEYS.
 fn keyring(master: &[&str]) -> String {
     let mut lines: Vec<&str> = master.to_vec();
-    lines.push(&common::AUDIT_KEY_LINE);
+    lines.push(&crate::common::AUDIT_KEY_LINE);
     lines.join(",")
 }
 
@@ -373,7 +371,7 @@ async fn readiness_once(
 ) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ready = common::get_json(http, &format!("{ops}/readyz"), None).await;
+        let ready = crate::common::get_json(http, &format!("{ops}/readyz"), None).await;
         if wanted(&ready) {
             return ready;
         }
@@ -399,7 +397,7 @@ async fn a_missing_key_version_is_the_operator_s_fault_not_the_file_s(topology: 
     let v1 = key_line(1);
     let v2 = key_line(2);
     let worker_keys = env.data.path().join("worker-keyring");
-    let audit = &*common::AUDIT_KEY_LINE;
+    let audit = &*crate::common::AUDIT_KEY_LINE;
     std::fs::write(&worker_keys, format!("{v1}\n{audit}\n")).expect("keyring");
     let api_keys = env.data.path().join("api-keyring");
     std::fs::write(&api_keys, format!("{v1}\n{audit}\n")).expect("keyring");
@@ -448,21 +446,22 @@ async fn a_missing_key_version_is_the_operator_s_fault_not_the_file_s(topology: 
         true,
     )
     .await;
-    let id = common::put_upload(&http, &base, &token, "waits.pdf", pdf(b"waits")).await;
+    let id = crate::common::put_upload(&http, &base, &token, "waits.pdf", pdf(b"waits")).await;
 
     let ready = readiness_once(&http, &ops, |r| r["keyring"] == "fault").await;
     assert_eq!(ready["status"], "degraded", "{ready}");
-    let metrics = common::scrape(&http, &ops).await;
+    let metrics = crate::common::scrape(&http, &ops).await;
     assert!(
-        common::metric(&metrics, "coffer_key_faults_total", &[]).unwrap_or(0.0) >= 1.0,
+        crate::common::metric(&metrics, "coffer_key_faults_total", &[]).unwrap_or(0.0) >= 1.0,
         "{metrics}"
     );
-    let file = common::get_json(&http, &format!("{base}/api/v1/files/{id}"), Some(&token)).await;
+    let file =
+        crate::common::get_json(&http, &format!("{base}/api/v1/files/{id}"), Some(&token)).await;
     assert_eq!(file["status"], "quarantined", "{file}");
 
     // The operator mends the worker's keyring: the file goes on to ready, the fault clears.
     std::fs::write(&worker_keys, format!("{v1}\n{v2}\n{audit}\n")).expect("keyring");
-    common::wait_ready_within(&http, &base, &token, &id, Duration::from_secs(60)).await;
+    crate::common::wait_ready_within(&http, &base, &token, &id, Duration::from_secs(60)).await;
     readiness_once(&http, &ops, |r| r["keyring"] == "ok").await;
     drop(worker);
     drop(api);
@@ -487,7 +486,7 @@ async fn concurrent_rotations_start_one(topology: Topology) {
     let core = coffer::coffer_core::Core::build(env.config(), true)
         .await
         .expect("core");
-    common::seed::ready_files(&core, 20_000, 1).await;
+    crate::common::seed::ready_files(&core, 20_000, 1).await;
     drop(core);
     let a = Process::start("serve", &env.vars);
     let b = Process::start("serve", &env.vars);
@@ -548,7 +547,7 @@ async fn concurrent_rotations_start_one(topology: Topology) {
 
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let rotation = common::get_json(
+        let rotation = crate::common::get_json(
             &http,
             &format!("{}/api/v1/admin/keys/rotation", bases[1]),
             Some(&admin),
@@ -617,7 +616,7 @@ async fn a_cut_audit_log_is_found_from_every_process(topology: Topology) {
     let verify_url = format!("{base}/api/v1/admin/audit/verify");
     let deadline = Instant::now() + Duration::from_secs(60);
     let checkpoint = loop {
-        let report = common::get_json(&http, &verify_url, Some(&admin)).await;
+        let report = crate::common::get_json(&http, &verify_url, Some(&admin)).await;
         if let Some(seq) = report["checkpoint"]["seq"].as_i64()
             && report["head_seq"].as_i64() > Some(seq)
             && seq > 5
@@ -642,7 +641,7 @@ async fn a_cut_audit_log_is_found_from_every_process(topology: Topology) {
             .await
             .expect("cut the tail");
     }
-    let report = common::get_json(&http, &verify_url, Some(&admin)).await;
+    let report = crate::common::get_json(&http, &verify_url, Some(&admin)).await;
     assert_eq!(report["ok"], false, "{report}");
     assert_eq!(
         report["findings"],
@@ -678,7 +677,7 @@ async fn a_cut_audit_log_is_found_from_every_process(topology: Topology) {
         "audit:1:{}",
         coffer::coffer_core::crypto::SecretKey::generate().to_base64()
     );
-    let other = ring.replace(common::AUDIT_KEY_LINE.as_str(), &other_audit);
+    let other = ring.replace(crate::common::AUDIT_KEY_LINE.as_str(), &other_audit);
     assert_ne!(other, ring);
     let other_file = env.data.path().join("other-keyring");
     std::fs::write(&other_file, other).expect("keyring");

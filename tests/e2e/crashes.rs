@@ -4,14 +4,12 @@
 //! rotation has finished, the audit chain verifies, and no stored object is left that no file
 //! needs.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::smtp::SmtpServer;
-use common::{Environment, Process, Topology, pattern, pdf, sign_in};
+use crate::common::smtp::SmtpServer;
+use crate::common::{Environment, Process, Topology, pattern, pdf, sign_in};
 use rand::{Rng as _, SeedableRng as _};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -101,10 +99,10 @@ async fn killed_workers_lose_nothing(topology: Topology) {
         .await
         .expect("core");
     // Keys for every rotation to rewrap (files without blobs: only their keys matter).
-    common::seed::ready_files(&core, 10_000, 1).await;
+    crate::common::seed::ready_files(&core, 10_000, 1).await;
     let http = reqwest::Client::new();
     let user = sign_in(&http, &base, USER.0, USER.1, true).await;
-    common::verify_email(&core, USER.0).await;
+    crate::common::verify_email(&core, USER.0).await;
     let admin = sign_in(&http, &base, ADMIN.0, ADMIN.1, false).await;
 
     let mut uploads: Vec<Upload> = Vec::new();
@@ -333,7 +331,7 @@ async fn killed_workers_lose_nothing(topology: Topology) {
             .map(|p| p.to_string())
             .filter(|p| !p.starts_with("audit/checkpoints/"))
             .collect();
-        let partials = common::files_named(&env.data.path().join("blobs"), |name| {
+        let partials = crate::common::files_named(&env.data.path().join("blobs"), |name| {
             name.rsplit_once('#')
                 .is_some_and(|(_, n)| n.bytes().all(|b| b.is_ascii_digit()))
         });

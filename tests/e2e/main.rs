@@ -1,0 +1,35 @@
+//! Coffer's end-to-end tests: one binary, so the dependency tree is linked once. Each module
+//! is one area (its first lines say which); `common` is the harness they share.
+//!
+//! Tests that need a server a fresh machine lacks are `#[ignore = "needs …"]`; `.ci/run` runs
+//! them with `--include-ignored`. One test: `cargo test --test e2e -- shares::` (a module) or
+//! the test's name.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a panic in a test is a failed test, with the message saying what was expected"
+)]
+
+#[macro_use]
+mod common;
+
+mod accounts;
+mod admin_users;
+mod audit;
+mod authorization;
+mod bad_input;
+mod browser;
+mod crashes;
+mod files;
+mod keys;
+mod large;
+mod outages;
+mod pipeline;
+mod processes;
+mod scale;
+mod scan;
+mod service;
+mod shares;
+mod shutdown;
+mod webapp;
