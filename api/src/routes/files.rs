@@ -1,10 +1,10 @@
 //! Files: upload (multipart or raw PUT), list, metadata, download with ranges, delete.
 
 use chrono::{DateTime, Utc};
-use coffer_core::services::files::{self, FileView, Sealed};
-use coffer_core::services::shares::{ShareRequest, ShareSpec};
+use coffer_core::ServiceError;
+use coffer_core::services::files::{self, FileView};
+use coffer_core::services::shares::ShareRequest;
 use coffer_core::types::FileName;
-use coffer_core::{Core, ServiceError};
 use futures::TryStreamExt as _;
 use poem::{Body, Request};
 use poem_openapi::param::{Header, Path, Query};
@@ -121,38 +121,15 @@ pub(crate) fn parse_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw).map_err(|_| ApiError::from(ServiceError::NotFound("file")))
 }
 
-/// Checks the share fields sent with an upload: sharing needs at least one recipient.
-fn share_spec(core: &Core, request: ShareRequest) -> Result<Option<ShareSpec>, ApiError> {
-    if request.is_empty() {
-        return Ok(None);
-    }
-    let spec = request
-        .parse(core.config.share_max_ttl, Utc::now())
-        .map_err(|e| ApiError::unprocessable(e.0))?;
-    if !spec.has_recipients() {
-        return Err(ApiError::unprocessable(
-            "share fields need `recipients`; for a link without recipient use POST /api/v1/files/{id}/shares",
-        ));
-    }
-    Ok(Some(spec))
-}
-
-async fn accept(
-    req: &Request,
-    auth: &UserAuth,
-    name: FileName,
-    sealed: Sealed,
-    share: Option<ShareSpec>,
-) -> Result<UploadResponse, ApiError> {
-    let (view, shares) =
-        files::create(core(req)?, &auth.0.user, name, sealed, share, &meta(req)).await?;
-    Ok(UploadResponse::Accepted(Json(FileAccepted {
+fn accepted(uploaded: files::Uploaded) -> UploadResponse {
+    let (view, shares) = (uploaded.file, uploaded.shares);
+    UploadResponse::Accepted(Json(FileAccepted {
         id: view.id,
         name: view.name,
         size: view.size,
         status: view.status.into(),
         shares: (!shares.is_empty()).then(|| shares.into_iter().map(ShareInfo::from).collect()),
-    })))
+    }))
 }
 
 /// `attachment` with an ASCII fallback and the exact name in RFC 5987 form (RFC 6266).
@@ -186,20 +163,15 @@ impl FilesApi {
     ) -> Result<UploadResponse, ApiError> {
         let core = core(req)?;
         let mut multipart = form.0;
-        let mut upload = read_upload(core, &mut multipart, Fields::Api)
+        let upload = read_upload(core, &mut multipart, Fields::Api)
             .await
             .map_err(|refused| ApiError::from(refused.error))?;
-        let spec = match share_spec(core, std::mem::take(&mut upload.share)) {
-            Ok(spec) => spec,
-            Err(err) => {
-                upload.discard(core).await;
-                return Err(err);
-            }
+        let Some((name, sealed)) = upload.file else {
+            return Err(ApiError::unprocessable("the form has no `file` part"));
         };
-        match upload.file {
-            Some((name, sealed)) => accept(req, &auth, name, sealed, spec).await,
-            None => Err(ApiError::unprocessable("the form has no `file` part")),
-        }
+        let share = upload.share;
+        let uploaded = files::create(core, &auth.0.user, name, sealed, share, &meta(req)).await?;
+        Ok(accepted(uploaded))
     }
 
     /// Upload a file (raw body, e.g. `curl -T report.pdf`)
@@ -226,19 +198,17 @@ impl FilesApi {
     ) -> Result<UploadResponse, ApiError> {
         let core = core(req)?;
         let name = FileName::parse(&name.0).map_err(|e| ApiError::unprocessable(e.0))?;
-        let spec = share_spec(
-            core,
-            ShareRequest {
-                recipients: split_recipients(&recipients.0),
-                expires_at: None,
-                expires_in_hours: expires_in_hours.0,
-                max_downloads: max_downloads.0,
-                password: password.0.map(SecretString::from),
-                message: message.0,
-            },
-        )?;
-        let sealed = files::ingest(core, body.0.into_bytes_stream()).await?;
-        accept(req, &auth, name, sealed, spec).await
+        let share = ShareRequest {
+            recipients: split_recipients(&recipients.0),
+            expires_at: None,
+            expires_in_hours: expires_in_hours.0,
+            max_downloads: max_downloads.0,
+            password: password.0.map(SecretString::from),
+            message: message.0,
+        };
+        let body = body.0.into_bytes_stream();
+        let uploaded = files::upload(core, &auth.0.user, name, body, share, &meta(req)).await?;
+        Ok(accepted(uploaded))
     }
 
     /// List your files, newest first

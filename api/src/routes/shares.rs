@@ -119,10 +119,8 @@ impl SharesApi {
             password: given(body.password, "password")?.map(SecretString::from),
             message: given(body.message, "message")?,
         };
-        let spec = request
-            .parse(core.config.share_max_ttl, Utc::now())
-            .map_err(|e| ApiError::unprocessable(e.0))?;
-        let views = shares::create(core, &auth.0.user, parse_id(&id.0)?, spec, &meta(req)).await?;
+        let file_id = parse_id(&id.0)?;
+        let views = shares::create(core, &auth.0.user, file_id, request, &meta(req)).await?;
         Ok(CreateResponse::Created(Json(ShareList {
             shares: views.into_iter().map(ShareInfo::from).collect(),
         })))

@@ -2,14 +2,13 @@
 //! file's page with its shares, the download and deletion.
 
 use coffer_core::services::files::{self, FileView};
-use coffer_core::services::shares::{self, ShareRequest, ShareSpec, ShareView};
+use coffer_core::services::shares::{self, ShareRequest, ShareView};
 use coffer_core::types::{FileStatus, ShareState, human_size};
 use coffer_core::{Core, ServiceError};
 use minijinja::{Value, context};
 use poem::http::StatusCode;
 use poem::web::{Multipart, Path};
 use poem::{Body, Request, Response};
-use secrecy::ExposeSecret as _;
 
 use super::account::sentence;
 use super::page::{self, Fields, when};
@@ -154,28 +153,6 @@ fn refused_status(err: &ServiceError) -> StatusCode {
     }
 }
 
-/// Checks the share fields sent with an upload. Without recipients there is nothing to send;
-/// fields that only make sense for a share are then an error, not silently dropped.
-fn upload_share(core: &Core, request: ShareRequest) -> Result<Option<ShareSpec>, String> {
-    if request.recipients.is_empty() {
-        let typed = request.max_downloads.is_some()
-            || request.message.is_some()
-            || request
-                .password
-                .as_ref()
-                .is_some_and(|p| !p.expose_secret().is_empty());
-        return if typed {
-            Err("Add at least one recipient to share the file, or clear the sharing fields.".into())
-        } else {
-            Ok(None)
-        };
-    }
-    request
-        .parse(core.config.share_max_ttl, chrono::Utc::now())
-        .map(Some)
-        .map_err(|e| sentence(&e.0))
-}
-
 /// `POST /app/files`: the upload form, streamed through the same path as `POST /api/v1/files`.
 /// Its first part must be the CSRF token, checked before a byte of the file is read.
 #[poem::handler]
@@ -201,20 +178,18 @@ pub async fn upload_file(req: &Request, mut multipart: Multipart) -> poem::Resul
             return Ok(upload_form(core, &me, status, &refused.share, Some(&text)));
         }
     };
-    let request = std::mem::take(&mut upload.share);
+    let mut request = std::mem::take(&mut upload.share);
+    // The expiry is a select that always holds a value: a default, not a choice, until there
+    // is someone to share with.
+    if request.recipients.is_empty() {
+        request.expires_in_hours = None;
+    }
     let kept = ShareRequest {
         recipients: request.recipients.clone(),
         expires_in_hours: request.expires_in_hours,
         max_downloads: request.max_downloads,
         message: request.message.clone(),
         ..ShareRequest::default()
-    };
-    let spec = match upload_share(core, request) {
-        Ok(spec) => spec,
-        Err(text) => {
-            upload.discard(core).await;
-            return Ok(upload_form(core, &me, INVALID, &kept, Some(&text)));
-        }
     };
     let Some((name, sealed)) = upload.file.take() else {
         return Ok(upload_form(
@@ -225,10 +200,17 @@ pub async fn upload_file(req: &Request, mut multipart: Multipart) -> poem::Resul
             Some("Choose a file to upload."),
         ));
     };
-    let (view, _) = files::create(core, &me.session.user, name, sealed, spec, &meta(req))
-        .await
-        .map_err(|e| page::service_error(Some(&me), e))?;
-    Ok(page::redirect(&format!("/app/files/{}", view.id)))
+    match files::create(core, &me.session.user, name, sealed, request, &meta(req)).await {
+        Ok(uploaded) => Ok(page::redirect(&format!("/app/files/{}", uploaded.file.id))),
+        Err(ServiceError::Invalid(detail)) => Ok(upload_form(
+            core,
+            &me,
+            INVALID,
+            &kept,
+            Some(&sentence(&detail)),
+        )),
+        Err(err) => Err(page::service_error(Some(&me), err)),
+    }
 }
 
 fn share_context(s: &ShareView) -> Value {

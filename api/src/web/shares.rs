@@ -62,14 +62,7 @@ pub async fn create(req: &Request, Path(id): Path<String>, body: Body) -> poem::
         .get("password")
         .filter(|p| !p.is_empty())
         .map(|p| SecretString::from(p.to_owned()));
-    let spec = match request.parse(core.config.share_max_ttl, chrono::Utc::now()) {
-        Ok(spec) => spec,
-        Err(invalid) => {
-            let text = sentence(&invalid.0);
-            return details_page(core, &me, file_id, INVALID, &kept, Some(&text)).await;
-        }
-    };
-    match shares::create(core, &me.session.user, file_id, spec, &meta(req)).await {
+    match shares::create(core, &me.session.user, file_id, request, &meta(req)).await {
         Ok(created) => match created.iter().find_map(|s| s.url.clone()) {
             // The link's token exists nowhere else: this page is the only time it is shown.
             Some(url) => Ok(page::view(
@@ -80,6 +73,10 @@ pub async fn create(req: &Request, Path(id): Path<String>, body: Body) -> poem::
             )),
             None => Ok(page::redirect(&format!("/app/files/{file_id}"))),
         },
+        Err(ServiceError::Invalid(detail)) => {
+            let text = sentence(&detail);
+            details_page(core, &me, file_id, INVALID, &kept, Some(&text)).await
+        }
         Err(ServiceError::Conflict(detail)) => {
             let text = sentence(&detail);
             details_page(core, &me, file_id, StatusCode::CONFLICT, &kept, Some(&text)).await

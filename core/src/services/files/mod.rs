@@ -1,9 +1,12 @@
-//! Files: upload into quarantine, metadata, listing, download and deletion.
+//! Files: metadata, listing, download and deletion; uploading is in [`upload`].
 
-use crate::digest::StreamDigest;
+mod upload;
+
+pub use upload::{Ingest, Sealed, Uploaded, create, discard, ingest, upload};
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::stream::{BoxStream, Stream, StreamExt as _, TryStreamExt as _};
+use futures::stream::{BoxStream, StreamExt as _, TryStreamExt as _};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
@@ -12,12 +15,11 @@ use uuid::Uuid;
 
 use entity::file;
 
-use super::shares::{ShareSpec, ShareView};
 use crate::audit::{Actor, Event, Outcome, RequestMeta};
-use crate::crypto::{SecretKey, WrappedKey};
+use crate::crypto::WrappedKey;
 use crate::db::by_key;
-use crate::storage::{ReadError, SealedWriter, blob_path, quarantine_path};
-use crate::types::{FileName, FileStatus};
+use crate::storage::{ReadError, blob_path, quarantine_path};
+use crate::types::FileStatus;
 use crate::{Core, ServiceError, ServiceResult};
 
 /// What an owner may see of a file.
@@ -48,200 +50,6 @@ impl From<file::Model> for FileView {
             ready_at: m.ready_at,
         }
     }
-}
-
-/// An upload being sealed into quarantine as it arrives.
-pub struct Ingest {
-    id: Uuid,
-    key: SecretKey,
-    writer: SealedWriter,
-    size: u64,
-    digest: StreamDigest,
-    limit: u64,
-}
-
-/// A complete upload, sealed in quarantine but not yet recorded.
-#[derive(Debug)]
-pub struct Sealed {
-    id: Uuid,
-    size: u64,
-    sha256: String,
-    wrapped: WrappedKey,
-}
-
-impl Ingest {
-    pub async fn start(core: &Core) -> ServiceResult<Self> {
-        let id = Uuid::now_v7();
-        let key = SecretKey::generate();
-        let writer = core
-            .storage
-            .create_sealed(quarantine_path(id), &key, id)
-            .await
-            .map_err(|e| {
-                ServiceError::Unavailable(
-                    anyhow::Error::new(e).context("starting a quarantine object"),
-                )
-            })?;
-        Ok(Self {
-            id,
-            key,
-            writer,
-            size: 0,
-            digest: StreamDigest::default(),
-            limit: core.config.max_upload_bytes,
-        })
-    }
-
-    /// Seals the next piece. Fails with `TooLarge` the moment the limit is crossed; the caller
-    /// then calls [`Ingest::abort`].
-    pub async fn write(&mut self, data: Bytes) -> ServiceResult<()> {
-        self.size += data.len() as u64;
-        if self.size > self.limit {
-            return Err(ServiceError::TooLarge { limit: self.limit });
-        }
-        self.digest.update(data.clone()).await;
-        self.writer
-            .write(&data)
-            .await
-            .map_err(|e| ServiceError::Internal(anyhow::Error::new(e).context("sealing an upload")))
-    }
-
-    pub async fn abort(self) {
-        self.writer.abort().await;
-    }
-
-    /// Completes the quarantine object. An empty upload is refused: a zero-byte file is almost
-    /// always a failed export, and there is nothing in it to share.
-    pub async fn finish(self, core: &Core) -> ServiceResult<Sealed> {
-        if self.size == 0 {
-            self.abort().await;
-            return Err(ServiceError::Invalid(
-                "the file is empty (0 bytes); there is nothing to share".into(),
-            ));
-        }
-        let wrapped = match core.wrap_key(self.id, &self.key).await {
-            Ok(wrapped) => wrapped,
-            Err(err) => {
-                self.abort().await;
-                return Err(err);
-            }
-        };
-        self.writer.finish().await.map_err(|e| {
-            ServiceError::Internal(anyhow::Error::new(e).context("completing a quarantine object"))
-        })?;
-        let sha256 = self
-            .digest
-            .finish()
-            .await
-            .map_err(|e| ServiceError::Internal(e.context("hashing an upload")))?;
-        Ok(Sealed {
-            id: self.id,
-            size: self.size,
-            sha256,
-            wrapped,
-        })
-    }
-}
-
-/// Streams a whole body into quarantine; on any failure nothing is left behind.
-pub async fn ingest<E>(
-    core: &Core,
-    body: impl Stream<Item = Result<Bytes, E>>,
-) -> ServiceResult<Sealed>
-where
-    E: std::fmt::Display,
-{
-    let mut ingest = Ingest::start(core).await?;
-    let mut body = std::pin::pin!(body);
-    while let Some(piece) = body.next().await {
-        let result = match piece {
-            Ok(bytes) => ingest.write(bytes).await,
-            Err(err) => Err(ServiceError::BadRequest(format!(
-                "the upload was interrupted: {err}"
-            ))),
-        };
-        if let Err(err) = result {
-            ingest.abort().await;
-            return Err(err);
-        }
-    }
-    ingest.finish(core).await
-}
-
-/// Records a sealed upload as the owner's new quarantined file, with the shares asked for along
-/// with it, and starts its validation.
-pub async fn create(
-    core: &Core,
-    owner: &crate::principal::User,
-    name: FileName,
-    sealed: Sealed,
-    share: Option<ShareSpec>,
-    meta: &RequestMeta,
-) -> ServiceResult<(FileView, Vec<ShareView>)> {
-    let prepared = match &share {
-        Some(spec) => match super::shares::prepare(core, owner, spec, meta).await {
-            Ok(prepared) => Some(prepared),
-            Err(err) => {
-                let _ = core.storage.delete(&quarantine_path(sealed.id)).await;
-                return Err(err);
-            }
-        },
-        None => None,
-    };
-    let now = Utc::now();
-    let model = file::Model {
-        id: sealed.id,
-        owner_id: owner.id,
-        name: name.as_str().to_owned(),
-        size: i64::try_from(sealed.size).map_err(|_| ServiceError::TooLarge {
-            limit: core.config.max_upload_bytes,
-        })?,
-        content_type: None,
-        sha256: sealed.sha256,
-        status: FileStatus::Quarantined,
-        reject_reason: None,
-        quarantine_key: Some(sealed.wrapped.bytes),
-        quarantine_kek_version: Some(sealed.wrapped.kek_version),
-        dek: None,
-        dek_kek_version: None,
-        blob_id: None,
-        created_at: now,
-        updated_at: now,
-        ready_at: None,
-        attempts: 0,
-        lease_holder: None,
-        lease_until: None,
-    };
-    let recorded = async {
-        let txn = crate::db::begin_write(&core.db).await?;
-        file::Entity::insert(file::ActiveModel::from(model.clone())).exec(&txn).await?;
-        Event::new("file.uploaded", owner.actor())
-            .target("file", model.id)
-            .details(serde_json::json!({ "name": model.name, "size": model.size, "sha256": model.sha256 }))
-            .from(meta)
-            .record(&txn, &core.audit)
-            .await?;
-        let shares = match (&share, prepared) {
-            (Some(spec), Some(prepared)) => super::shares::insert(core, &txn, owner, model.id, spec, prepared, meta).await?,
-            _ => Vec::new(),
-        };
-        txn.commit().await?;
-        Ok::<_, ServiceError>(shares)
-    }
-    .await;
-    let shares = match recorded {
-        Ok(shares) => shares,
-        Err(err) => {
-            let _ = core.storage.delete(&quarantine_path(model.id)).await;
-            return Err(err);
-        }
-    };
-    core.metrics.uploaded(sealed.size);
-    // The row is committed; if this enqueue is lost, the sweep enqueues again.
-    if let Err(err) = core.queue.enqueue_validate(model.id).await {
-        tracing::warn!(file_id = %model.id, error = %err, "could not enqueue validation; the sweep will retry");
-    }
-    Ok((model.into(), shares))
 }
 
 async fn find_owned(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<file::Model> {
@@ -515,12 +323,4 @@ async fn integrity_failure(
         tracing::error!(%file_id, error = %err, "could not audit an integrity failure");
     }
     ServiceError::Integrity
-}
-
-/// Destroys a sealed upload that will not be recorded (the request failed after the file part).
-pub async fn discard(core: &Core, sealed: Sealed) -> ServiceResult<()> {
-    core.storage
-        .delete(&quarantine_path(sealed.id))
-        .await
-        .map_err(|e| ServiceError::Internal(anyhow::Error::new(e).context("discarding an upload")))
 }

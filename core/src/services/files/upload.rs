@@ -1,0 +1,272 @@
+//! Uploading: the body sealed into quarantine as it arrives (never buffered, never on disk in
+//! plaintext), then the file's row, its `file.uploaded` event and the shares asked for with it,
+//! in one transaction. Whatever fails, nothing is left behind.
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures::stream::{Stream, StreamExt as _};
+use sea_orm::EntityTrait as _;
+use uuid::Uuid;
+
+use entity::file;
+
+use super::FileView;
+use crate::audit::{Event, RequestMeta};
+use crate::crypto::{SecretKey, WrappedKey};
+use crate::digest::StreamDigest;
+use crate::principal::User;
+use crate::services::shares::{self, ShareRequest, ShareSpec, ShareView};
+use crate::storage::{SealedWriter, quarantine_path};
+use crate::types::{FileName, FileStatus};
+use crate::{Core, ServiceError, ServiceResult};
+
+/// An upload being sealed into quarantine as it arrives.
+pub struct Ingest {
+    id: Uuid,
+    key: SecretKey,
+    writer: SealedWriter,
+    size: u64,
+    digest: StreamDigest,
+    limit: u64,
+}
+
+/// A complete upload, sealed in quarantine but not yet recorded.
+#[derive(Debug)]
+pub struct Sealed {
+    id: Uuid,
+    size: u64,
+    sha256: String,
+    wrapped: WrappedKey,
+}
+
+impl Ingest {
+    pub async fn start(core: &Core) -> ServiceResult<Self> {
+        let id = Uuid::now_v7();
+        let key = SecretKey::generate();
+        let writer = core
+            .storage
+            .create_sealed(quarantine_path(id), &key, id)
+            .await
+            .map_err(|e| {
+                ServiceError::Unavailable(
+                    anyhow::Error::new(e).context("starting a quarantine object"),
+                )
+            })?;
+        Ok(Self {
+            id,
+            key,
+            writer,
+            size: 0,
+            digest: StreamDigest::default(),
+            limit: core.config.max_upload_bytes,
+        })
+    }
+
+    /// Seals the next piece. Fails with `TooLarge` the moment the limit is crossed; the caller
+    /// then calls [`Ingest::abort`].
+    pub async fn write(&mut self, data: Bytes) -> ServiceResult<()> {
+        self.size += data.len() as u64;
+        if self.size > self.limit {
+            return Err(ServiceError::TooLarge { limit: self.limit });
+        }
+        self.digest.update(data.clone()).await;
+        self.writer
+            .write(&data)
+            .await
+            .map_err(|e| ServiceError::Internal(anyhow::Error::new(e).context("sealing an upload")))
+    }
+
+    pub async fn abort(self) {
+        self.writer.abort().await;
+    }
+
+    /// Completes the quarantine object. An empty upload is refused: a zero-byte file is almost
+    /// always a failed export, and there is nothing in it to share.
+    pub async fn finish(self, core: &Core) -> ServiceResult<Sealed> {
+        if self.size == 0 {
+            self.abort().await;
+            return Err(ServiceError::Invalid(
+                "the file is empty (0 bytes); there is nothing to share".into(),
+            ));
+        }
+        let wrapped = match core.wrap_key(self.id, &self.key).await {
+            Ok(wrapped) => wrapped,
+            Err(err) => {
+                self.abort().await;
+                return Err(err);
+            }
+        };
+        self.writer.finish().await.map_err(|e| {
+            ServiceError::Internal(anyhow::Error::new(e).context("completing a quarantine object"))
+        })?;
+        let sha256 = self
+            .digest
+            .finish()
+            .await
+            .map_err(|e| ServiceError::Internal(e.context("hashing an upload")))?;
+        Ok(Sealed {
+            id: self.id,
+            size: self.size,
+            sha256,
+            wrapped,
+        })
+    }
+}
+
+/// Streams a whole body into quarantine; on any failure nothing is left behind.
+pub async fn ingest<E>(
+    core: &Core,
+    body: impl Stream<Item = Result<Bytes, E>>,
+) -> ServiceResult<Sealed>
+where
+    E: std::fmt::Display,
+{
+    let mut ingest = Ingest::start(core).await?;
+    let mut body = std::pin::pin!(body);
+    while let Some(piece) = body.next().await {
+        let result = match piece {
+            Ok(bytes) => ingest.write(bytes).await,
+            Err(err) => Err(ServiceError::BadRequest(format!(
+                "the upload was interrupted: {err}"
+            ))),
+        };
+        if let Err(err) = result {
+            ingest.abort().await;
+            return Err(err);
+        }
+    }
+    ingest.finish(core).await
+}
+
+/// What an upload became: the owner's new quarantined file and the shares asked for with it.
+#[derive(Debug)]
+pub struct Uploaded {
+    pub file: FileView,
+    pub shares: Vec<ShareView>,
+}
+
+/// Uploads a file in one call: checks the share request, streams `body` into quarantine, and
+/// records the file and its shares. Nothing is left behind when any step fails.
+pub async fn upload<E>(
+    core: &Core,
+    owner: &User,
+    name: FileName,
+    body: impl Stream<Item = Result<Bytes, E>>,
+    share: ShareRequest,
+    meta: &RequestMeta,
+) -> ServiceResult<Uploaded>
+where
+    E: std::fmt::Display,
+{
+    // Before a byte is read: a bad share request costs the client no upload.
+    let share = share.resolve_for_upload(core)?;
+    let sealed = ingest(core, body).await?;
+    record(core, owner, name, sealed, share, meta).await
+}
+
+/// Records an upload already sealed by [`ingest`] (a form's file part, which streams before
+/// the form's other fields are read), with the shares asked for along with it. The sealed
+/// object is removed when the request is refused.
+pub async fn create(
+    core: &Core,
+    owner: &User,
+    name: FileName,
+    sealed: Sealed,
+    share: ShareRequest,
+    meta: &RequestMeta,
+) -> ServiceResult<Uploaded> {
+    match share.resolve_for_upload(core) {
+        Ok(share) => record(core, owner, name, sealed, share, meta).await,
+        Err(err) => {
+            let _ = core.storage.delete(&quarantine_path(sealed.id)).await;
+            Err(err)
+        }
+    }
+}
+
+/// Records a sealed upload as the owner's new quarantined file, with its shares, and starts
+/// its validation.
+async fn record(
+    core: &Core,
+    owner: &User,
+    name: FileName,
+    sealed: Sealed,
+    share: Option<ShareSpec>,
+    meta: &RequestMeta,
+) -> ServiceResult<Uploaded> {
+    let prepared = match &share {
+        Some(spec) => match shares::prepare(core, owner, spec, meta).await {
+            Ok(prepared) => Some(prepared),
+            Err(err) => {
+                let _ = core.storage.delete(&quarantine_path(sealed.id)).await;
+                return Err(err);
+            }
+        },
+        None => None,
+    };
+    let now = Utc::now();
+    let model = file::Model {
+        id: sealed.id,
+        owner_id: owner.id,
+        name: name.as_str().to_owned(),
+        size: i64::try_from(sealed.size).map_err(|_| ServiceError::TooLarge {
+            limit: core.config.max_upload_bytes,
+        })?,
+        content_type: None,
+        sha256: sealed.sha256,
+        status: FileStatus::Quarantined,
+        reject_reason: None,
+        quarantine_key: Some(sealed.wrapped.bytes),
+        quarantine_kek_version: Some(sealed.wrapped.kek_version),
+        dek: None,
+        dek_kek_version: None,
+        blob_id: None,
+        created_at: now,
+        updated_at: now,
+        ready_at: None,
+        attempts: 0,
+        lease_holder: None,
+        lease_until: None,
+    };
+    let recorded = async {
+        let txn = crate::db::begin_write(&core.db).await?;
+        file::Entity::insert(file::ActiveModel::from(model.clone())).exec(&txn).await?;
+        Event::new("file.uploaded", owner.actor())
+            .target("file", model.id)
+            .details(serde_json::json!({ "name": model.name, "size": model.size, "sha256": model.sha256 }))
+            .from(meta)
+            .record(&txn, &core.audit)
+            .await?;
+        let shares = match (&share, prepared) {
+            (Some(spec), Some(prepared)) => shares::insert(core, &txn, owner, model.id, spec, prepared, meta).await?,
+            _ => Vec::new(),
+        };
+        txn.commit().await?;
+        Ok::<_, ServiceError>(shares)
+    }
+    .await;
+    let shares = match recorded {
+        Ok(shares) => shares,
+        Err(err) => {
+            let _ = core.storage.delete(&quarantine_path(model.id)).await;
+            return Err(err);
+        }
+    };
+    core.metrics.uploaded(sealed.size);
+    // The row is committed; if this enqueue is lost, the sweep enqueues again.
+    if let Err(err) = core.queue.enqueue_validate(model.id).await {
+        tracing::warn!(file_id = %model.id, error = %err, "could not enqueue validation; the sweep will retry");
+    }
+    Ok(Uploaded {
+        file: model.into(),
+        shares,
+    })
+}
+
+/// Destroys a sealed upload that will not be recorded (the request failed after the file part).
+pub async fn discard(core: &Core, sealed: Sealed) -> ServiceResult<()> {
+    core.storage
+        .delete(&quarantine_path(sealed.id))
+        .await
+        .map_err(|e| ServiceError::Internal(anyhow::Error::new(e).context("discarding an upload")))
+}

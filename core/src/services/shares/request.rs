@@ -1,0 +1,263 @@
+//! A share request as a client sends it, and the rules it must meet to become a [`ShareSpec`]:
+//! written once here, so that the API, the web app and uploads obey the same ones.
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::types::{EmailAddress, Invalid};
+use crate::{Core, ServiceError, ServiceResult, password};
+
+const MAX_RECIPIENTS: usize = 50;
+const MAX_DOWNLOADS: i64 = 10_000;
+const MAX_MESSAGE_CHARS: usize = 2_000;
+const MIN_PASSWORD_CHARS: usize = 8;
+/// A share request as a client sent it.
+#[derive(Debug, Default)]
+pub struct ShareRequest {
+    pub recipients: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub expires_in_hours: Option<i64>,
+    pub max_downloads: Option<i64>,
+    pub password: Option<SecretString>,
+    pub message: Option<String>,
+}
+
+/// A checked share request.
+#[derive(Debug)]
+pub struct ShareSpec {
+    pub(super) recipients: Vec<EmailAddress>,
+    pub(super) expires_at: DateTime<Utc>,
+    pub(super) max_downloads: Option<i32>,
+    pub(super) password: Option<SecretString>,
+    pub(super) message: Option<String>,
+}
+
+impl ShareSpec {
+    pub fn has_recipients(&self) -> bool {
+        !self.recipients.is_empty()
+    }
+}
+
+impl ShareRequest {
+    pub fn is_empty(&self) -> bool {
+        self.recipients.is_empty()
+            && self.expires_at.is_none()
+            && self.expires_in_hours.is_none()
+            && self.max_downloads.is_none()
+            && self.password.is_none()
+            && self.message.is_none()
+    }
+
+    /// The shares this request asks for, under `COFFER_SHARE_MAX_TTL`.
+    pub fn resolve(self, core: &Core) -> ServiceResult<ShareSpec> {
+        Ok(self.parse(core.config.share_max_ttl, Utc::now())?)
+    }
+
+    /// The shares asked for along with an upload: none when no share field was given. Every
+    /// share field needs someone to share with: a field given without recipients is refused
+    /// rather than dropped (a link without recipient is made once the file is uploaded).
+    pub fn resolve_for_upload(self, core: &Core) -> ServiceResult<Option<ShareSpec>> {
+        if self.recipients.is_empty() {
+            if self.is_empty() {
+                return Ok(None);
+            }
+            return Err(ServiceError::Invalid(
+                "add at least one recipient to share the file, or leave the share fields out (a link without recipient can be made once the file is uploaded)".into(),
+            ));
+        }
+        self.resolve(core).map(Some)
+    }
+
+    fn parse(self, max_ttl: std::time::Duration, now: DateTime<Utc>) -> Result<ShareSpec, Invalid> {
+        let bad = |m: String| Invalid(m);
+        let mut recipients: Vec<EmailAddress> = Vec::new();
+        for raw in &self.recipients {
+            let email = EmailAddress::parse(raw).map_err(|e| {
+                bad(format!(
+                    "recipient {:?}: {}",
+                    raw.chars().take(80).collect::<String>(),
+                    e.0
+                ))
+            })?;
+            if !recipients.contains(&email) {
+                recipients.push(email);
+            }
+        }
+        if recipients.len() > MAX_RECIPIENTS {
+            return Err(bad(format!(
+                "at most {MAX_RECIPIENTS} recipients per request"
+            )));
+        }
+        let cap = chrono::Duration::from_std(max_ttl).unwrap_or(chrono::Duration::days(7));
+        let expires_at = match (self.expires_at, self.expires_in_hours) {
+            (Some(_), Some(_)) => {
+                return Err(bad("give expires_at or expires_in_hours, not both".into()));
+            }
+            (Some(at), None) => at,
+            (None, Some(hours)) if hours > 0 && hours <= cap.num_hours().max(1) => {
+                now + chrono::Duration::hours(hours)
+            }
+            (None, Some(hours)) if hours <= 0 => {
+                return Err(bad("expires_in_hours must be at least 1".into()));
+            }
+            (None, Some(_)) => {
+                return Err(bad(format!(
+                    "a link may live at most {} hours",
+                    cap.num_hours()
+                )));
+            }
+            (None, None) => now + cap.min(chrono::Duration::days(7)),
+        };
+        if expires_at <= now {
+            return Err(bad("the expiry is in the past".into()));
+        }
+        if expires_at > now + cap + chrono::Duration::minutes(1) {
+            return Err(bad(format!(
+                "a link may live at most {} hours (COFFER_SHARE_MAX_TTL)",
+                cap.num_hours()
+            )));
+        }
+        let max_downloads = match self.max_downloads {
+            None => None,
+            Some(n) if (1..=MAX_DOWNLOADS).contains(&n) => Some(n as i32),
+            Some(_) => {
+                return Err(bad(format!(
+                    "max_downloads must be between 1 and {MAX_DOWNLOADS}"
+                )));
+            }
+        };
+        let password = match self.password {
+            Some(p) if p.expose_secret().is_empty() => None,
+            Some(p) if p.expose_secret().chars().count() < MIN_PASSWORD_CHARS => {
+                return Err(bad(format!(
+                    "a share password needs at least {MIN_PASSWORD_CHARS} characters"
+                )));
+            }
+            Some(p) if p.expose_secret().len() > password::MAX_LEN => {
+                return Err(bad("the share password is too long".into()));
+            }
+            other => other,
+        };
+        let message = match self
+            .message
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty())
+        {
+            Some(m) if m.chars().count() > MAX_MESSAGE_CHARS => {
+                return Err(bad(format!(
+                    "the message may have at most {MAX_MESSAGE_CHARS} characters"
+                )));
+            }
+            Some(m)
+                if m.chars()
+                    .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
+            {
+                return Err(bad("the message contains control characters".into()));
+            }
+            other => other,
+        };
+        Ok(ShareSpec {
+            recipients,
+            expires_at,
+            max_downloads,
+            password,
+            message,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn request() -> ShareRequest {
+        ShareRequest {
+            recipients: vec![
+                "bob@example.org".into(),
+                "BOB@example.org".into(),
+                "carol@example.org".into(),
+            ],
+            ..ShareRequest::default()
+        }
+    }
+
+    #[test]
+    fn parses_and_dedupes_recipients_with_a_default_expiry() {
+        let now = Utc::now();
+        let spec = request()
+            .parse(Duration::from_secs(7 * 86_400), now)
+            .expect("valid");
+        assert_eq!(spec.recipients.len(), 2);
+        assert_eq!(spec.expires_at, now + chrono::Duration::days(7));
+    }
+
+    #[test]
+    fn refuses_expiry_in_the_past_or_past_the_cap_and_bad_limits() {
+        let now = Utc::now();
+        let ttl = Duration::from_secs(48 * 3600);
+        let cases = [
+            ShareRequest {
+                expires_at: Some(now - chrono::Duration::minutes(1)),
+                ..request()
+            },
+            ShareRequest {
+                expires_at: Some(now + chrono::Duration::hours(49)),
+                ..request()
+            },
+            ShareRequest {
+                expires_in_hours: Some(49),
+                ..request()
+            },
+            ShareRequest {
+                expires_in_hours: Some(0),
+                ..request()
+            },
+            ShareRequest {
+                expires_in_hours: Some(-5),
+                ..request()
+            },
+            ShareRequest {
+                expires_in_hours: Some(1),
+                expires_at: Some(now + chrono::Duration::hours(1)),
+                ..request()
+            },
+            ShareRequest {
+                max_downloads: Some(0),
+                ..request()
+            },
+            ShareRequest {
+                max_downloads: Some(i64::MAX),
+                ..request()
+            },
+            ShareRequest {
+                password: Some(SecretString::from("short")),
+                ..request()
+            },
+            ShareRequest {
+                message: Some("x".repeat(3000)),
+                ..request()
+            },
+            ShareRequest {
+                message: Some("bell\u{7}".into()),
+                ..request()
+            },
+            ShareRequest {
+                recipients: vec!["bob@example.org\r\nBcc: eve@example.org".into()],
+                ..request()
+            },
+        ];
+        for case in cases {
+            let shown = format!("{case:?}");
+            assert!(case.parse(ttl, now).is_err(), "{shown}");
+        }
+        assert!(
+            ShareRequest {
+                expires_in_hours: Some(48),
+                ..request()
+            }
+            .parse(ttl, now)
+            .is_ok()
+        );
+    }
+}
