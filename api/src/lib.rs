@@ -2,6 +2,7 @@
 
 mod allow;
 mod auth;
+mod incident;
 mod observe;
 mod problem;
 mod range;

@@ -91,8 +91,7 @@ impl ApiError {
 
     /// A 500 whose cause is logged under an id the client can quote.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
-        let id = uuid::Uuid::new_v4();
-        tracing::error!(error_id = %id, error = %cause, "internal error");
+        let id = crate::incident::internal(cause);
         Self::Internal(problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -155,14 +154,14 @@ impl From<ServiceError> for ApiError {
                 retry_after.as_secs().max(1),
             ),
             ServiceError::Unavailable(cause) => {
-                tracing::error!(error = %format!("{cause:#}"), "backing service unavailable");
+                let retry_after = crate::incident::unavailable(cause.as_ref());
                 Self::Unavailable(
                     problem(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "unavailable",
                         "a backing service is unavailable; try again shortly",
                     ),
-                    5,
+                    retry_after,
                 )
             }
             ServiceError::Internal(cause) => Self::internal(&format!("{cause:#}")),

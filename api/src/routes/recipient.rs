@@ -175,15 +175,14 @@ async fn refusal_page(core: &Core, refusal: Refusal, retry: Option<&str>) -> Pag
             }
         }
         Refusal::Error(coffer_core::ServiceError::Unavailable(err)) => {
-            tracing::error!(error = %format!("{err:#}"), "backing service unavailable");
+            let retry_after = crate::incident::unavailable(err.as_ref());
             PageResponse::Unavailable(
                 message("Try again shortly", "The service is briefly unavailable."),
-                5,
+                retry_after,
             )
         }
         Refusal::Error(err) => {
-            let id = uuid::Uuid::new_v4();
-            tracing::error!(error_id = %id, error = %err, "recipient request failed");
+            let id = crate::incident::internal(&err);
             PageResponse::Error(message(
                 "Something went wrong",
                 &format!(

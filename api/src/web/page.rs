@@ -167,7 +167,7 @@ pub fn service_error(me: Option<&SignedIn>, err: ServiceError) -> poem::Error {
             return fail(response);
         }
         ServiceError::Unavailable(cause) => {
-            tracing::error!(error = %format!("{cause:#}"), "backing service unavailable");
+            let retry_after = crate::incident::unavailable(cause.as_ref());
             let mut response = message(
                 me,
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -176,7 +176,7 @@ pub fn service_error(me: Option<&SignedIn>, err: ServiceError) -> poem::Error {
             );
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(5u64));
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             return fail(response);
         }
         ServiceError::Internal(cause) => return fail(broken(&format!("{cause:#}"))),
@@ -186,8 +186,7 @@ pub fn service_error(me: Option<&SignedIn>, err: ServiceError) -> poem::Error {
 
 /// A 500 page whose cause is logged under an id the user can quote.
 pub fn broken(cause: &dyn std::fmt::Display) -> Response {
-    let id = uuid::Uuid::new_v4();
-    tracing::error!(error_id = %id, error = %cause, "page failed");
+    let id = crate::incident::internal(cause);
     message(
         None,
         StatusCode::INTERNAL_SERVER_ERROR,
