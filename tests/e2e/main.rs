@@ -32,4 +32,5 @@ mod scan;
 mod service;
 mod shares;
 mod shutdown;
+mod upgrade;
 mod webapp;
