@@ -433,18 +433,14 @@ impl TestApp {
 
     /// Polls the file until its status is final (`ready` or `rejected`), within a deadline.
     pub async fn wait_until_settled(&self, user: &User, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        eventually("the file settling", Duration::from_secs(60), || async {
             let file = self.file(user, id).await;
-            if matches!(file["status"].as_str(), Some("ready" | "rejected")) {
-                return file;
+            match file["status"].as_str() {
+                Some("ready" | "rejected") => Ok(file),
+                _ => Err(format!("file {id}: {file}")),
             }
-            assert!(
-                Instant::now() < deadline,
-                "file {id} did not settle: {file}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     pub async fn download(&self, user: &User, id: &str) -> Response {
@@ -677,6 +673,27 @@ pub async fn problem(response: Response, status: StatusCode) -> Value {
     );
     assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
     body
+}
+
+/// Polls `probe` until it yields a value, failing the test with `what` and the last state
+/// `probe` described once `within` has passed: the one way the tests wait for something to
+/// happen (never a fixed sleep).
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(found) => return found,
+            Err(state) => assert!(
+                Instant::now() < deadline,
+                "{what} did not happen within {within:?}: {state}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The real `coffer` binary in a child process, killed on drop.
@@ -922,8 +939,7 @@ pub async fn wait_ready_within(
     id: &str,
     limit: Duration,
 ) {
-    let started = Instant::now();
-    loop {
+    eventually("the file becoming ready", limit, || async {
         let file: Value = http
             .get(format!("{base}/api/v1/files/{id}"))
             .bearer_auth(token)
@@ -933,14 +949,12 @@ pub async fn wait_ready_within(
             .json()
             .await
             .expect("json");
-        if file["status"] == "ready" {
-            return;
-        }
         assert_ne!(file["status"], "rejected", "{file}");
-        assert!(
-            started.elapsed() < limit,
-            "the file was not ready within {limit:?}: {file}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if file["status"] == "ready" {
+            Ok(())
+        } else {
+            Err(file.to_string())
+        }
+    })
+    .await;
 }

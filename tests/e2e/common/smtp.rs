@@ -4,7 +4,7 @@
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mailin_embedded::{Handler, Response, Server, response};
 
@@ -183,22 +183,18 @@ impl SmtpServer {
 
     /// Waits (with a deadline) until `count` messages have arrived for `to`.
     pub async fn wait_for(&self, to: &str, count: usize) -> Vec<Mail> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        super::eventually("mail arriving", Duration::from_secs(60), || async {
             let mails: Vec<Mail> = self
                 .all_mails()
                 .into_iter()
                 .filter(|m| m.to.iter().any(|t| t == to))
                 .collect();
             if mails.len() >= count {
-                return mails;
+                Ok(mails)
+            } else {
+                Err(format!("{} of {count} for {to}", mails.len()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "no mail for {to} in time ({} so far)",
-                mails.len()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        })
+        .await
     }
 }
