@@ -34,8 +34,7 @@ MAX_LINES = 400
 # made: a ratchet. Each may shrink, none may grow, and no other file may pass the limit.
 PENDING_SPLIT = {
     "core/src/audit/mod.rs": 482,
-    "core/src/config.rs": 697,
-    "core/src/mail/mod.rs": 413,
+    "core/src/config.rs": 601,
     "core/src/queue.rs": 492,
     "core/src/services/jobs.rs": 491,
     "core/src/services/keys.rs": 701,
@@ -46,6 +45,11 @@ PENDING_SPLIT = {
     "api/src/web/account.rs": 407,
     "worker/src/lib.rs": 451,
 }
+
+
+def is_test_file(path: Path) -> bool:
+    """A module of unit tests (`tests.rs`, `*_tests.rs`): tests may reach anywhere."""
+    return path.stem == "tests" or path.stem.endswith("_tests")
 
 
 def module_of_file(path: Path) -> list[str]:
@@ -153,7 +157,7 @@ def core_graph() -> dict[str, set[str]]:
     modules = known_modules()
     graph: dict[str, set[str]] = {}
     for file in sorted(CORE.rglob("*.rs")):
-        if file.stem.endswith("_tests"):
+        if is_test_file(file):
             continue
         here = module_of_file(file)
         src = node(here)
@@ -228,7 +232,7 @@ def long_files() -> tuple[list[str], list[str]]:
     for crate in ("core", "api", "worker", "entity", "migration", "src"):
         base = ROOT / crate
         for file in sorted(base.rglob("*.rs")) if base.exists() else []:
-            if "tests" in file.parts or file.stem.endswith("_tests"):
+            if "tests" in file.parts or is_test_file(file):
                 continue
             lines = file.read_text().splitlines()
             head = "\n".join(lines[:15]).lower()

@@ -1,0 +1,166 @@
+//! Tests of `config.rs`: parsing, refusals, and the README's table of variables.
+
+use super::*;
+
+/// The `COFFER_*` names in `text`, in order of appearance.
+fn names(text: &str) -> Vec<String> {
+    text.match_indices("COFFER_")
+        .map(|(at, _)| {
+            text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect::<String>()
+        })
+        // A prefix alone (`"COFFER_"`) names no variable.
+        .filter(|name| !name.ends_with('_'))
+        .collect()
+}
+
+/// Every variable the code reads is in the README's table (a `_FILE` twin of a credential
+/// is covered by the sentence that lists them), and every row of the table is read.
+#[test]
+fn the_readme_table_lists_every_variable_and_no_other() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a Configuration section");
+    let mut table = std::collections::BTreeSet::new();
+    for row in section.lines().filter(|l| l.starts_with("| `COFFER_")) {
+        let first = row.split('|').nth(1).unwrap_or_default();
+        let mut last = String::new();
+        for cell in first.split('`').skip(1).step_by(2) {
+            let name = if cell == "_FILE" {
+                format!("{last}_FILE")
+            } else {
+                cell.to_owned()
+            };
+            last.clone_from(&name);
+            table.insert(name);
+        }
+    }
+    let as_files = readme
+        .split("may be given as a file")
+        .next()
+        .and_then(|before| before.rsplit("that hold a credential").next())
+        .map(names)
+        .unwrap_or_default();
+    let code = include_str!("config.rs");
+    let code = code.split("#[cfg(test)]").next().unwrap_or_default();
+    let read: std::collections::BTreeSet<String> = names(code)
+        .into_iter()
+        .chain(names(include_str!("../../src/main.rs")))
+        .collect();
+    for name in &read {
+        let file_twin = name
+            .strip_suffix("_FILE")
+            .is_some_and(|base| as_files.iter().any(|n| n == base));
+        assert!(
+            table.contains(name) || file_twin,
+            "{name} is read but not in the README's Configuration table"
+        );
+    }
+    for name in &table {
+        assert!(
+            read.contains(name),
+            "README lists {name}, which nothing reads"
+        );
+    }
+    assert!(table.len() > 30, "{table:?}");
+}
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn defaults_are_embedded() {
+    let config = Config::from_vars(vars(&[])).expect("defaults");
+    assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.public_url.as_str(), "http://127.0.0.1:8080/");
+    assert!(config.is_embedded_database());
+    assert!(config.redis_url.is_none());
+    assert_eq!(config.storage_url.scheme(), "file");
+    assert_eq!(config.max_upload_bytes, 2 << 30);
+    assert!(matches!(config.master_keys, MasterKeySource::DataDir));
+    assert_eq!(config.share_max_ttl, Duration::from_secs(7 * 86_400));
+}
+
+#[test]
+fn credentials_come_from_files_and_a_public_bind_needs_a_public_url() {
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("admin_password");
+    std::fs::write(&secret, "from a secret file\n").expect("write");
+    let secret = secret.display().to_string();
+    let config = Config::from_vars(vars(&[
+        ("COFFER_ADMIN_EMAIL", "admin@example.org"),
+        ("COFFER_ADMIN_PASSWORD_FILE", &secret),
+    ]))
+    .expect("config");
+    let admin = config.admin.expect("admin");
+    assert_eq!(
+        secrecy::ExposeSecret::expose_secret(&admin.password),
+        "from a secret file"
+    );
+    let both = Config::from_vars(vars(&[
+        ("COFFER_ADMIN_EMAIL", "admin@example.org"),
+        ("COFFER_ADMIN_PASSWORD", "x"),
+        ("COFFER_ADMIN_PASSWORD_FILE", &secret),
+    ]));
+    assert!(both.is_err());
+    let missing = Config::from_vars(vars(&[("AWS_SECRET_ACCESS_KEY_FILE", "/nonexistent")]))
+        .expect_err("unreadable");
+    assert_eq!(missing.var, "AWS_SECRET_ACCESS_KEY_FILE");
+
+    let open = Config::from_vars(vars(&[("COFFER_BIND", "0.0.0.0:8080")])).expect_err("bind");
+    assert_eq!(open.var, "COFFER_PUBLIC_URL");
+    Config::from_vars(vars(&[
+        ("COFFER_BIND", "0.0.0.0:8080"),
+        ("COFFER_PUBLIC_URL", "https://files.example.org"),
+    ]))
+    .expect("with a public URL");
+    Config::from_vars(vars(&[("COFFER_BIND", "[::1]:8080")])).expect("loopback");
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("45s"), Some(Duration::from_secs(45)));
+    assert_eq!(parse_duration("48"), Some(Duration::from_secs(48 * 3600)));
+    assert_eq!(parse_duration("2d"), Some(Duration::from_secs(2 * 86_400)));
+    for bad in ["", "0d", "1w", "d", "-1h"] {
+        assert_eq!(parse_duration(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn bad_values_name_their_variable() {
+    for (var, value) in [
+        ("COFFER_BIND", "nowhere"),
+        ("COFFER_DATABASE_URL", "mysql://x"),
+        ("COFFER_REDIS_URL", "http://x"),
+        ("COFFER_STORAGE_URL", "ftp://x"),
+        ("COFFER_SMTP_URL", "http://x"),
+        ("COFFER_MAX_UPLOAD_BYTES", "-1"),
+        ("COFFER_ALLOWED_TYPES", "pdf"),
+        ("COFFER_ADMIN_EMAIL", "admin@example.org"),
+        ("COFFER_MAIL_FROM", "not a mailbox <"),
+        ("COFFER_SHARE_MAX_TTL", "forever"),
+        ("COFFER_JOB_MAX_ATTEMPTS", "0"),
+        ("COFFER_METRICS_TOKEN", "short"),
+        ("COFFER_TRUSTED_PROXIES", "10.0.0.0/40"),
+        ("COFFER_PROCESSING_DEADLINE", "soon"),
+    ] {
+        let err = Config::from_vars(vars(&[(var, value)])).expect_err(var);
+        let line = err.to_string();
+        assert!(
+            line.starts_with(var) || line.starts_with("COFFER_ADMIN_PASSWORD"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+    }
+}
