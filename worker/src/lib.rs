@@ -1,4 +1,5 @@
-//! apalis workers: validate and encrypt jobs, and the scheduled sweep.
+//! apalis workers: the queued jobs (validate, encrypt, notify, rewrap), the scheduled ones
+//! (sweep, orphans), and the audit sealer.
 
 use std::future::Future;
 use std::str::FromStr as _;
@@ -14,7 +15,7 @@ use apalis_cron::{CronScheduler, Tick};
 use coffer_core::Core;
 use coffer_core::JobError;
 use coffer_core::metrics::JobOutcome;
-use coffer_core::queue::{Backend, EncryptFile, RewrapKeys, SendShareEmail, ValidateFile};
+use coffer_core::queue::{Backend, EncryptFile, Job, RewrapKeys, SendShareEmail, ValidateFile};
 use coffer_core::request_id;
 use coffer_core::services::jobs;
 use coffer_core::services::keys;
@@ -95,72 +96,67 @@ async fn run_job(
     verdict
 }
 
-async fn validate_job(
-    job: ValidateFile,
-    core: Data<Core>,
-    attempt: Attempt,
-) -> Result<(), BoxDynError> {
-    let work = jobs::validate(&core, job.file_id);
-    run_job(
-        &core,
-        "validate",
-        job.file_id,
-        job.request_id,
-        &attempt,
-        work,
-    )
-    .await
+/// A kind of job as this worker runs it: the row it works on (for its log line), the request
+/// that caused it, and the service call that does the work.
+trait Runs: Job {
+    fn subject(&self) -> uuid::Uuid;
+    fn request_id(&self) -> Option<String>;
+    fn run(self, core: &Core, attempt: usize) -> impl Future<Output = Result<(), JobError>> + Send;
 }
 
-async fn encrypt_job(
-    job: EncryptFile,
-    core: Data<Core>,
-    attempt: Attempt,
-) -> Result<(), BoxDynError> {
-    let work = jobs::encrypt(&core, job.file_id);
-    run_job(
-        &core,
-        "encrypt",
-        job.file_id,
-        job.request_id,
-        &attempt,
-        work,
-    )
-    .await
+impl Runs for ValidateFile {
+    fn subject(&self) -> uuid::Uuid {
+        self.file_id
+    }
+    fn request_id(&self) -> Option<String> {
+        self.request_id.clone()
+    }
+    async fn run(self, core: &Core, _attempt: usize) -> Result<(), JobError> {
+        jobs::validate(core, self.file_id).await
+    }
 }
 
-async fn notify_job(
-    job: SendShareEmail,
-    core: Data<Core>,
-    attempt: Attempt,
-) -> Result<(), BoxDynError> {
-    let work = shares::send_email(&core, job.share_id, attempt.current());
-    run_job(
-        &core,
-        "notify",
-        job.share_id,
-        job.request_id,
-        &attempt,
-        work,
-    )
-    .await
+impl Runs for EncryptFile {
+    fn subject(&self) -> uuid::Uuid {
+        self.file_id
+    }
+    fn request_id(&self) -> Option<String> {
+        self.request_id.clone()
+    }
+    async fn run(self, core: &Core, _attempt: usize) -> Result<(), JobError> {
+        jobs::encrypt(core, self.file_id).await
+    }
 }
 
-async fn rewrap_job(
-    job: RewrapKeys,
-    core: Data<Core>,
-    attempt: Attempt,
-) -> Result<(), BoxDynError> {
-    let work = keys::run_rotation(&core, job.rotation_id);
-    run_job(
-        &core,
-        "rewrap",
-        job.rotation_id,
-        job.request_id,
-        &attempt,
-        work,
-    )
-    .await
+impl Runs for SendShareEmail {
+    fn subject(&self) -> uuid::Uuid {
+        self.share_id
+    }
+    fn request_id(&self) -> Option<String> {
+        self.request_id.clone()
+    }
+    async fn run(self, core: &Core, attempt: usize) -> Result<(), JobError> {
+        shares::send_email(core, self.share_id, attempt).await
+    }
+}
+
+impl Runs for RewrapKeys {
+    fn subject(&self) -> uuid::Uuid {
+        self.rotation_id
+    }
+    fn request_id(&self) -> Option<String> {
+        self.request_id.clone()
+    }
+    async fn run(self, core: &Core, _attempt: usize) -> Result<(), JobError> {
+        keys::run_rotation(core, self.rotation_id).await
+    }
+}
+
+/// The handler of every queued job kind.
+async fn handle<J: Runs>(job: J, core: Data<Core>, attempt: Attempt) -> Result<(), BoxDynError> {
+    let (id, request_id) = (job.subject(), job.request_id());
+    let work = job.run(&core, attempt.current());
+    run_job(&core, J::NAME, id, request_id, &attempt, work).await
 }
 
 async fn sweep_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {
@@ -261,15 +257,20 @@ fn fired<F: Future>(
     true
 }
 
-/// Registers one job type's worker on whichever backend the queue uses.
+/// Registers the worker of job kind `$job` on whichever backend the queue uses.
 macro_rules! register {
-    ($monitor:expr, $backend:expr, $wake:expr, $name:expr, $handler:expr, $core:expr, $backoff:expr) => {{
+    ($monitor:expr, $core:expr, $job:ty, $backoff:expr) => {{
         let (min, max) = $backoff;
         let core = $core.clone();
         let poll = core.queue.poll_interval;
-        let wake = $wake;
-        let name = format!("{}-{}", $name, uuid::Uuid::new_v4().simple());
-        match $backend {
+        let wake = core
+            .queue
+            .wake
+            .of(<$job>::NAME)
+            .cloned()
+            .unwrap_or_default();
+        let name = format!("{}-{}", <$job>::NAME, uuid::Uuid::new_v4().simple());
+        match core.queue.backend::<$job>() {
             Backend::Sqlite(storage) => $monitor.register(move |restarts| {
                 WorkerBuilder::new(format!("{name}-{restarts}"))
                     .backend(
@@ -280,7 +281,7 @@ macro_rules! register {
                     .data(core.clone())
                     .concurrency(CONCURRENCY)
                     .retry(retry_policy(min, max))
-                    .build($handler)
+                    .build(handle::<$job>)
             }),
             Backend::Redis(storage) => $monitor.register(move |restarts| {
                 WorkerBuilder::new(format!("{name}-{restarts}"))
@@ -292,7 +293,7 @@ macro_rules! register {
                     .data(core.clone())
                     .concurrency(CONCURRENCY)
                     .retry(retry_policy(min, max))
-                    .build($handler)
+                    .build(handle::<$job>)
             }),
         }
     }};
@@ -303,42 +304,11 @@ pub fn monitor(core: &Core) -> Monitor {
     // Storage and database hiccups clear fast; mail servers that refuse may need longer.
     let quick = (Duration::from_millis(200), Duration::from_secs(10));
     let mail = (Duration::from_secs(1), Duration::from_secs(60));
-    let monitor = register!(
-        monitor,
-        core.queue.validate.clone(),
-        core.queue.wake.validate.clone(),
-        "validate",
-        validate_job,
-        core,
-        quick
-    );
-    let monitor = register!(
-        monitor,
-        core.queue.encrypt.clone(),
-        core.queue.wake.encrypt.clone(),
-        "encrypt",
-        encrypt_job,
-        core,
-        quick
-    );
-    let monitor = register!(
-        monitor,
-        core.queue.notify.clone(),
-        core.queue.wake.notify.clone(),
-        "notify",
-        notify_job,
-        core,
-        mail
-    );
-    let monitor = register!(
-        monitor,
-        core.queue.rewrap.clone(),
-        core.queue.wake.rewrap.clone(),
-        "rewrap",
-        rewrap_job,
-        core,
-        quick
-    );
+    // The job table: each queued kind, and how long its retries wait.
+    let monitor = register!(monitor, core, ValidateFile, quick);
+    let monitor = register!(monitor, core, EncryptFile, quick);
+    let monitor = register!(monitor, core, SendShareEmail, mail);
+    let monitor = register!(monitor, core, RewrapKeys, quick);
     let monitor = scheduled(
         monitor,
         "sweep",

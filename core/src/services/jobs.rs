@@ -19,6 +19,7 @@ use crate::crypto::stream::CHUNK_SIZE;
 use crate::crypto::{SecretKey, WrappedKey};
 use crate::db::by_key;
 use crate::filetype::{self, MacroProbe, TextProbe};
+use crate::queue::{EncryptFile, ValidateFile};
 use crate::scan::Verdict;
 use crate::storage::{ReadError, blob_path, quarantine_path};
 use crate::types::{FileName, FileStatus};
@@ -167,7 +168,7 @@ pub async fn validate(core: &Core, file_id: Uuid) -> Result<(), JobError> {
         FileStatus::Quarantined => {}
         FileStatus::Validated => {
             // An earlier run got this far; make sure encryption is queued.
-            core.queue.enqueue_encrypt(file_id).await?;
+            core.queue.enqueue(EncryptFile::new(file_id)).await?;
             return Ok(());
         }
         _ => return Ok(()),
@@ -312,7 +313,7 @@ async fn validate_leased(core: &Core, row: file::Model) -> Result<(), JobError> 
         (file::Column::ContentType, Expr::value(mime)),
     ];
     if transition(core, file_id, FileStatus::Quarantined, sets, event).await? {
-        core.queue.enqueue_encrypt(file_id).await?;
+        core.queue.enqueue(EncryptFile::new(file_id)).await?;
     }
     Ok(())
 }
@@ -458,9 +459,9 @@ pub async fn sweep(core: &Core) -> Result<usize, JobError> {
         // Touch first, so the next sweep waits a full period again.
         touch(&core.db, row.id, row.status).await?;
         if row.status == FileStatus::Quarantined {
-            core.queue.enqueue_validate(row.id).await?;
+            core.queue.enqueue(ValidateFile::new(row.id)).await?;
         } else {
-            core.queue.enqueue_encrypt(row.id).await?;
+            core.queue.enqueue(EncryptFile::new(row.id)).await?;
         }
     }
     if !stuck.is_empty() {

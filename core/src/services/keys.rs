@@ -15,6 +15,7 @@ use entity::{file, key_check, key_rotation, key_version};
 
 use crate::audit::{Actor, Event, RequestMeta};
 use crate::crypto::{KeyStore, Keyring, SecretKey, WrappedKey};
+use crate::queue::RewrapKeys;
 use crate::types::{KeyState, RotationState};
 use crate::{Core, JobError, KeyFailure, ServiceError, ServiceResult, crypto};
 
@@ -404,7 +405,7 @@ pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceRes
         .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
-    if let Err(err) = core.queue.enqueue_rewrap(rotation.id).await {
+    if let Err(err) = core.queue.enqueue(RewrapKeys::new(rotation.id)).await {
         tracing::warn!(error = %format!("{err:#}"), "could not enqueue the rewrap; the sweep will retry");
     }
     Ok(rotation.into())
@@ -695,7 +696,7 @@ pub async fn sweep(core: &Core) -> Result<(), JobError> {
             .filter(key_rotation::Column::Id.eq(rotation.id))
             .exec(&core.db)
             .await?;
-        core.queue.enqueue_rewrap(rotation.id).await?;
+        core.queue.enqueue(RewrapKeys::new(rotation.id)).await?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use crate::audit::{Event, RequestMeta};
 use crate::crypto::{SecretKey, WrappedKey};
 use crate::digest::StreamDigest;
 use crate::principal::User;
+use crate::queue::ValidateFile;
 use crate::services::shares::{self, ShareRequest, ShareSpec, ShareView};
 use crate::storage::{SealedWriter, quarantine_path};
 use crate::types::{FileName, FileStatus};
@@ -254,7 +255,7 @@ async fn record(
     };
     core.metrics.uploaded(sealed.size);
     // The row is committed; if this enqueue is lost, the sweep enqueues again.
-    if let Err(err) = core.queue.enqueue_validate(model.id).await {
+    if let Err(err) = core.queue.enqueue(ValidateFile::new(model.id)).await {
         tracing::warn!(file_id = %model.id, error = %err, "could not enqueue validation; the sweep will retry");
     }
     Ok(Uploaded {

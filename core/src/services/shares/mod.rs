@@ -15,6 +15,7 @@ use crate::audit::{Actor, AuditWriter, Event, Outcome, RequestMeta};
 use crate::db::by_key;
 use crate::mail::{ShareEmail, share_message};
 use crate::principal::User;
+use crate::queue::SendShareEmail;
 use crate::types::{EmailAddress, FileStatus, ShareState, Token};
 use crate::{Core, JobError, ServiceError, ServiceResult, password};
 
@@ -248,7 +249,7 @@ pub async fn enqueue_pending(core: &Core, file_id: Uuid) {
     match pending {
         Ok(rows) => {
             for row in rows {
-                if let Err(err) = core.queue.enqueue_share_email(row.id).await {
+                if let Err(err) = core.queue.enqueue(SendShareEmail::new(row.id)).await {
                     tracing::warn!(share_id = %row.id, error = %format!("{err:#}"), "could not enqueue a share email; the sweep will retry");
                 }
             }
@@ -565,7 +566,7 @@ pub async fn sweep(core: &Core) -> Result<(), JobError> {
             .await?
             .is_some_and(|f| f.status == FileStatus::Ready);
         if ready {
-            core.queue.enqueue_share_email(row.id).await?;
+            core.queue.enqueue(SendShareEmail::new(row.id)).await?;
         }
     }
     let forgotten = forget_dead_outbox_copies(core).await?;
