@@ -37,7 +37,6 @@ PENDING_SPLIT = {
     "core/src/config.rs": 601,
     "core/src/queue.rs": 491,
     "core/src/services/jobs.rs": 492,
-    "core/src/services/keys.rs": 702,
     "core/src/services/shares/mod.rs": 580,
     "core/src/services/users.rs": 644,
     "core/src/storage/mod.rs": 508,

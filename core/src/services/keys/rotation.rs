@@ -1,0 +1,238 @@
+//! Rotating to a new master-key version: starting one (one at a time), rewrapping every key in
+//! resumable batches, and retiring the versions nothing uses any more.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
+    QueryOrder as _,
+};
+use uuid::Uuid;
+
+use entity::{file, key_rotation, key_version};
+
+use crate::audit::{Actor, Event, RequestMeta};
+use crate::crypto::SecretKey;
+use crate::queue::RewrapKeys;
+use crate::types::{KeyState, RotationState};
+
+use super::rewrap::{Batch, not_under, rewrap_batch};
+use super::{active_version, matches_database, mismatch, usage};
+use crate::{Core, JobError, ServiceError, ServiceResult};
+
+#[derive(Debug, Clone)]
+pub struct RotationView {
+    pub id: Uuid,
+    pub from: i32,
+    pub to: i32,
+    pub done: i64,
+    pub total: i64,
+    pub state: RotationState,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<key_rotation::Model> for RotationView {
+    fn from(m: key_rotation::Model) -> Self {
+        Self {
+            id: m.id,
+            from: m.from_version,
+            to: m.to_version,
+            done: m.done,
+            total: m.total,
+            state: m.state,
+            started_at: m.started_at,
+            finished_at: m.finished_at,
+        }
+    }
+}
+
+/// Starts a rotation to a new version: Coffer generates it for its own keyring file; an
+/// operator-supplied keyring must already hold it (see `coffer keys generate`). One rotation
+/// at a time, enforced by the database (a unique index on the running rotation) inside the
+/// transaction that starts it; a generated key is written to the keyring only once that
+/// transaction holds the claim.
+pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceResult<RotationView> {
+    let from = active_version(&core.db).await?;
+    let txn = crate::db::begin_write(&core.db).await?;
+    if let Some(running) = key_rotation::Entity::find()
+        .filter(key_rotation::Column::State.eq(RotationState::Running))
+        .one(&txn)
+        .await?
+    {
+        return Err(running_conflict(&running));
+    }
+    let (to, generated) = if core.keys.is_managed() {
+        (core.keys.next_version(), Some(SecretKey::generate()))
+    } else {
+        // The operator may have added the version to the keyring file since start-up.
+        core.keys.reload();
+        let newest = core.keys.ring().versions().max().unwrap_or(from);
+        if newest <= from {
+            return Err(ServiceError::Conflict(format!(
+                "the keyring has no version newer than {from}: add one to COFFER_MASTER_KEYS or COFFER_MASTER_KEYS_FILE on every process (`coffer keys generate` prints one), restart, then rotate"
+            )));
+        }
+        (newest, None)
+    };
+    let now = Utc::now();
+    let total = file::Entity::find()
+        .filter(not_under(to))
+        .count(&txn)
+        .await?;
+    let rotation = key_rotation::Model {
+        id: Uuid::now_v7(),
+        from_version: from,
+        to_version: to,
+        total: i64::try_from(total).unwrap_or(i64::MAX),
+        done: 0,
+        state: RotationState::Running,
+        started_at: now,
+        updated_at: now,
+        finished_at: None,
+    };
+    let claimed = key_rotation::Entity::insert(key_rotation::ActiveModel::from(rotation.clone()))
+        .exec(&txn)
+        .await;
+    if let Err(err) = claimed {
+        return Err(match err.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
+                ServiceError::Conflict("another rotation has just started".into())
+            }
+            _ => err.into(),
+        });
+    }
+    if let Some(key) = generated {
+        core.keys.add_version(to, key).map_err(|e| {
+            ServiceError::Internal(anyhow::anyhow!("adding a master key version: {e}"))
+        })?;
+    }
+    let key = core
+        .keys
+        .get(to)
+        .map_err(|e| core.key_fault(e.to_string()))?;
+    if !matches_database(&txn, to, &key).await? {
+        return Err(core.key_fault(mismatch(to)));
+    }
+    core.keys.mark_verified(to);
+    key_version::Entity::update_many()
+        .col_expr(key_version::Column::State, Expr::value(KeyState::Retiring))
+        .filter(key_version::Column::State.eq(KeyState::Active))
+        .exec(&txn)
+        .await?;
+    key_version::Entity::delete_by_id(to).exec(&txn).await?;
+    key_version::Entity::insert(key_version::ActiveModel {
+        version: Set(to),
+        state: Set(KeyState::Active),
+        created_at: Set(now),
+        retired_at: Set(None),
+    })
+    .exec(&txn)
+    .await?;
+    Event::new("key.rotation_started", actor)
+        .target("key_rotation", rotation.id)
+        .details(serde_json::json!({ "from": from, "to": to, "total": total }))
+        .from(meta)
+        .record(&txn, &core.audit)
+        .await?;
+    txn.commit().await?;
+    if let Err(err) = core.queue.enqueue(RewrapKeys::new(rotation.id)).await {
+        tracing::warn!(error = %format!("{err:#}"), "could not enqueue the rewrap; the sweep will retry");
+    }
+    Ok(rotation.into())
+}
+
+fn running_conflict(running: &key_rotation::Model) -> ServiceError {
+    ServiceError::Conflict(format!(
+        "a rotation to version {} is running ({} of {} keys done)",
+        running.to_version, running.done, running.total
+    ))
+}
+
+/// The latest rotation, if there was one.
+pub async fn progress(core: &Core) -> ServiceResult<Option<RotationView>> {
+    Ok(key_rotation::Entity::find()
+        .order_by_desc(key_rotation::Column::StartedAt)
+        .one(&core.db)
+        .await?
+        .map(RotationView::from))
+}
+
+/// Ends the rotation once no key needs rewrapping, and retires every version nothing uses.
+pub(super) async fn finish_if_done(
+    core: &Core,
+    rotation: &key_rotation::Model,
+) -> Result<bool, JobError> {
+    let txn = crate::db::begin_write(&core.db).await?;
+    if file::Entity::find()
+        .filter(not_under(rotation.to_version))
+        .count(&txn)
+        .await?
+        > 0
+    {
+        return Ok(false); // new wraps under an old version raced in: another pass
+    }
+    let now = Utc::now();
+    key_rotation::Entity::update_many()
+        .col_expr(
+            key_rotation::Column::State,
+            Expr::value(RotationState::Finished),
+        )
+        .col_expr(key_rotation::Column::FinishedAt, Expr::value(now))
+        .col_expr(key_rotation::Column::UpdatedAt, Expr::value(now))
+        .filter(key_rotation::Column::Id.eq(rotation.id))
+        .filter(key_rotation::Column::State.eq(RotationState::Running))
+        .exec(&txn)
+        .await?;
+    let in_use = usage(&txn).await?;
+    let retiring = key_version::Entity::find()
+        .filter(key_version::Column::State.eq(KeyState::Retiring))
+        .all(&txn)
+        .await?;
+    for version in retiring
+        .into_iter()
+        .filter(|v| !in_use.contains_key(&v.version))
+    {
+        key_version::Entity::update_many()
+            .col_expr(key_version::Column::State, Expr::value(KeyState::Retired))
+            .col_expr(key_version::Column::RetiredAt, Expr::value(now))
+            .filter(key_version::Column::Version.eq(version.version))
+            .exec(&txn)
+            .await?;
+        Event::new("key.retired", Actor::System)
+            .target("key_version", version.version)
+            .details(serde_json::json!({ "rotation": rotation.id }))
+            .record(&txn, &core.audit)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Runs a rotation's batches until it is finished.
+pub async fn run_rotation(core: &Core, rotation_id: Uuid) -> Result<(), JobError> {
+    let mut after = None;
+    while let Batch::More(next) = rewrap_batch(core, rotation_id, after).await? {
+        after = next;
+    }
+    Ok(())
+}
+
+/// Re-enqueues a rotation that has made no progress for a while (a killed worker).
+pub async fn sweep(core: &Core) -> Result<(), JobError> {
+    let cutoff = core.config.stuck_before(Utc::now());
+    let stalled = key_rotation::Entity::find()
+        .filter(key_rotation::Column::State.eq(RotationState::Running))
+        .filter(key_rotation::Column::UpdatedAt.lt(cutoff))
+        .all(&core.db)
+        .await?;
+    for rotation in stalled {
+        key_rotation::Entity::update_many()
+            .col_expr(key_rotation::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(key_rotation::Column::Id.eq(rotation.id))
+            .exec(&core.db)
+            .await?;
+        core.queue.enqueue(RewrapKeys::new(rotation.id)).await?;
+    }
+    Ok(())
+}
