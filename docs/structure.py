@@ -38,7 +38,6 @@ PENDING_SPLIT = {
     "core/src/queue.rs": 491,
     "core/src/services/jobs.rs": 492,
     "core/src/services/shares/mod.rs": 580,
-    "core/src/services/users.rs": 644,
     "core/src/storage/mod.rs": 508,
     "api/src/routes/admin.rs": 518,
     "api/src/web/account.rs": 407,
