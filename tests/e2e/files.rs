@@ -66,7 +66,7 @@ async fn raw_put_reaches_ready_and_downloads_identical(topology: Topology) {
         );
     }
     // The quarantine copy is gone; only the sealed blob remains.
-    assert!(app.objects("quarantine").await.is_empty());
+    app.quarantine_emptied("").await;
     assert_eq!(app.objects("blobs").await.len(), 1);
     app.stop().await;
 }

@@ -165,7 +165,7 @@ async fn give_up_on_a_file(topology: Topology, limit: (&str, &str)) -> f64 {
         file["reject_reason"], "could not be scanned, try again later",
         "{file}"
     );
-    assert!(app.objects(&format!("quarantine/{id}")).await.is_empty());
+    app.quarantine_emptied(&id).await;
     let rejected = app
         .audit_actions()
         .await

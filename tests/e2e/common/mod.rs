@@ -503,6 +503,26 @@ impl TestApp {
     }
 
     /// Paths of files' objects under `prefix` (the audit checkpoints left out).
+    /// Waits until nothing is left under `quarantine/{prefix}`: a job removes a quarantine
+    /// object just after it records the file `ready` or `rejected`, so a test that has seen
+    /// the status may still see the object for a moment.
+    pub async fn quarantine_emptied(&self, prefix: &str) {
+        let prefix = format!("quarantine/{prefix}");
+        eventually(
+            "the quarantine emptying",
+            Duration::from_secs(30),
+            || async {
+                let left = self.objects(&prefix).await;
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{left:?}"))
+                }
+            },
+        )
+        .await;
+    }
+
     pub async fn objects(&self, prefix: &str) -> Vec<String> {
         self.core()
             .storage
