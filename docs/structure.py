@@ -40,8 +40,6 @@ PENDING_SPLIT = {
     "core/src/services/shares/mod.rs": 580,
     "core/src/storage/mod.rs": 508,
     "api/src/routes/admin.rs": 518,
-    "api/src/web/account.rs": 407,
-    "worker/src/lib.rs": 421,
 }
 
 

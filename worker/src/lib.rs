@@ -1,6 +1,10 @@
 //! apalis workers: the queued jobs (validate, encrypt, notify, rewrap), the scheduled ones
 //! (sweep, orphans), and the audit sealer.
 
+mod runs;
+
+use runs::handle;
+
 use std::future::Future;
 use std::str::FromStr as _;
 use std::sync::Arc;
@@ -18,8 +22,6 @@ use coffer_core::metrics::JobOutcome;
 use coffer_core::queue::{Backend, EncryptFile, Job, RewrapKeys, SendShareEmail, ValidateFile};
 use coffer_core::request_id;
 use coffer_core::services::jobs;
-use coffer_core::services::keys;
-use coffer_core::services::shares;
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 use tracing::Instrument as _;
@@ -94,69 +96,6 @@ async fn run_job(
     };
     core.metrics.job_finished(job, outcome, elapsed);
     verdict
-}
-
-/// A kind of job as this worker runs it: the row it works on (for its log line), the request
-/// that caused it, and the service call that does the work.
-trait Runs: Job {
-    fn subject(&self) -> uuid::Uuid;
-    fn request_id(&self) -> Option<String>;
-    fn run(self, core: &Core, attempt: usize) -> impl Future<Output = Result<(), JobError>> + Send;
-}
-
-impl Runs for ValidateFile {
-    fn subject(&self) -> uuid::Uuid {
-        self.file_id
-    }
-    fn request_id(&self) -> Option<String> {
-        self.request_id.clone()
-    }
-    async fn run(self, core: &Core, _attempt: usize) -> Result<(), JobError> {
-        jobs::validate(core, self.file_id).await
-    }
-}
-
-impl Runs for EncryptFile {
-    fn subject(&self) -> uuid::Uuid {
-        self.file_id
-    }
-    fn request_id(&self) -> Option<String> {
-        self.request_id.clone()
-    }
-    async fn run(self, core: &Core, _attempt: usize) -> Result<(), JobError> {
-        jobs::encrypt(core, self.file_id).await
-    }
-}
-
-impl Runs for SendShareEmail {
-    fn subject(&self) -> uuid::Uuid {
-        self.share_id
-    }
-    fn request_id(&self) -> Option<String> {
-        self.request_id.clone()
-    }
-    async fn run(self, core: &Core, attempt: usize) -> Result<(), JobError> {
-        shares::send_email(core, self.share_id, attempt).await
-    }
-}
-
-impl Runs for RewrapKeys {
-    fn subject(&self) -> uuid::Uuid {
-        self.rotation_id
-    }
-    fn request_id(&self) -> Option<String> {
-        self.request_id.clone()
-    }
-    async fn run(self, core: &Core, _attempt: usize) -> Result<(), JobError> {
-        keys::run_rotation(core, self.rotation_id).await
-    }
-}
-
-/// The handler of every queued job kind.
-async fn handle<J: Runs>(job: J, core: Data<Core>, attempt: Attempt) -> Result<(), BoxDynError> {
-    let (id, request_id) = (job.subject(), job.request_id());
-    let work = job.run(&core, attempt.current());
-    run_job(&core, J::NAME, id, request_id, &attempt, work).await
 }
 
 async fn sweep_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {

@@ -1,7 +1,7 @@
 //! Signing up, in and out. Sign-in calls the same `users::login` as the API (rate limits,
 //! audit and look-alike failures come with it) and keeps its token in the session cookie.
 
-use coffer_core::services::{password_reset, users, verification};
+use coffer_core::services::users;
 use coffer_core::{Core, ServiceError};
 use minijinja::context;
 use poem::http::{HeaderValue, StatusCode, header};
@@ -14,7 +14,7 @@ use super::{INVALID, core};
 use crate::auth::meta;
 
 /// A sign-in or sign-up form, with the visitor's CSRF cookie set when it is new.
-fn form(
+pub(super) fn form(
     req: &Request,
     status: StatusCode,
     template: &str,
@@ -44,7 +44,7 @@ fn form_with(
 
 /// A page with a form for visitors (signed in or not): its context is given the visitor's
 /// CSRF token, whose cookie is set when it is new.
-fn visitor_page(
+pub(super) fn visitor_page(
     req: &Request,
     status: StatusCode,
     template: &str,
@@ -66,7 +66,7 @@ fn visitor_page(
 }
 
 /// A sign-in or sign-up form post: its fields, once the visitor's CSRF token checked out.
-async fn visitor_post(req: &Request, body: Body) -> poem::Result<(&Core, Fields)> {
+pub(super) async fn visitor_post(req: &Request, body: Body) -> poem::Result<(&Core, Fields)> {
     let fields = Fields::read(body).await?;
     if !session::visitor_csrf_ok(req, fields.get("csrf")) {
         return Err(page::csrf_refused());
@@ -199,113 +199,6 @@ pub async fn signup(req: &Request, body: Body) -> poem::Result<Response> {
         Err(ServiceError::Invalid(detail)) => again(INVALID, &sentence(&detail)),
         Err(ServiceError::Forbidden(detail)) => again(StatusCode::FORBIDDEN, &sentence(detail)),
         Err(ServiceError::Conflict(detail)) => again(StatusCode::CONFLICT, &sentence(&detail)),
-        Err(err) => Err(page::service_error(None, err)),
-    }
-}
-
-/// `GET /app/verify-email?token=…`, the emailed link: a page with one button, so that a mail
-/// scanner that opens links verifies nothing.
-#[poem::handler]
-pub async fn verify_email_page(req: &Request) -> poem::Result<Response> {
-    let query = Fields::query(req);
-    verify_form(
-        req,
-        StatusCode::OK,
-        query.get("token").unwrap_or_default(),
-        None,
-    )
-}
-
-fn verify_form(
-    req: &Request,
-    status: StatusCode,
-    token: &str,
-    error: Option<&str>,
-) -> poem::Result<Response> {
-    token_form(req, status, "app/verify_email.html", token, error)
-}
-
-/// The page of an emailed link (its token carried in a hidden field) for a visitor.
-fn token_form(
-    req: &Request,
-    status: StatusCode,
-    template: &str,
-    token: &str,
-    error: Option<&str>,
-) -> poem::Result<Response> {
-    visitor_page(req, status, template, |csrf| {
-        context! { csrf => csrf, token => token, error => error }
-    })
-}
-
-/// `POST /app/verify-email`: confirms the address as `POST /api/v1/auth/verify-email` does.
-#[poem::handler]
-pub async fn verify_email(req: &Request, body: Body) -> poem::Result<Response> {
-    let (core, fields) = visitor_post(req, body).await?;
-    let token = fields.get("token").unwrap_or_default();
-    match verification::confirm(core, token, &meta(req)).await {
-        Ok(()) => Ok(page::message(
-            None,
-            StatusCode::OK,
-            "Your address is confirmed",
-            "Coffer may now email links to your files in your name.",
-        )),
-        Err(ServiceError::Invalid(detail)) => {
-            verify_form(req, INVALID, token, Some(&sentence(&detail)))
-        }
-        Err(err) => Err(page::service_error(None, err)),
-    }
-}
-
-/// `GET /app/password-reset?token=…`, the emailed link of a forced reset: the new password's
-/// form.
-#[poem::handler]
-pub async fn password_reset_page(req: &Request) -> poem::Result<Response> {
-    let query = Fields::query(req);
-    reset_form(
-        req,
-        StatusCode::OK,
-        query.get("token").unwrap_or_default(),
-        None,
-    )
-}
-
-fn reset_form(
-    req: &Request,
-    status: StatusCode,
-    token: &str,
-    error: Option<&str>,
-) -> poem::Result<Response> {
-    token_form(req, status, "app/password_reset.html", token, error)
-}
-
-/// `POST /app/password-reset`: sets the password as `POST /api/v1/auth/password-reset/confirm`
-/// does, then sends the browser to sign in.
-#[poem::handler]
-pub async fn reset_password(req: &Request, body: Body) -> poem::Result<Response> {
-    let (core, fields) = visitor_post(req, body).await?;
-    let token = fields.get("token").unwrap_or_default();
-    let password = fields.get("password").unwrap_or_default();
-    if fields.get("password_again") != Some(password) {
-        return reset_form(
-            req,
-            INVALID,
-            token,
-            Some("The two passwords are not the same. Type them again."),
-        );
-    }
-    match password_reset::confirm(
-        core,
-        token,
-        SecretString::from(password.to_owned()),
-        &meta(req),
-    )
-    .await
-    {
-        Ok(()) => Ok(page::redirect("/app/signin?reset=1")),
-        Err(ServiceError::Invalid(detail)) => {
-            reset_form(req, INVALID, token, Some(&sentence(&detail)))
-        }
         Err(err) => Err(page::service_error(None, err)),
     }
 }

@@ -6,6 +6,7 @@
 mod account;
 mod admin;
 mod audit;
+mod emailed_links;
 mod files;
 mod page;
 mod session;
@@ -54,11 +55,11 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
         .at("/signin", get(account::signin_page).post(account::signin))
         .at(
             "/verify-email",
-            get(account::verify_email_page).post(account::verify_email),
+            get(emailed_links::verify_email_page).post(emailed_links::verify_email),
         )
         .at(
             "/password-reset",
-            get(account::password_reset_page).post(account::reset_password),
+            get(emailed_links::password_reset_page).post(emailed_links::reset_password),
         )
         .at("/signout", post(account::signout))
         .at(

@@ -1,0 +1,122 @@
+//! The pages behind the links Coffer emails to account holders: confirming an address, and
+//! setting a password after an admin's forced reset. Each shows a form first, so that a mail
+//! scanner that opens links changes nothing.
+
+use coffer_core::ServiceError;
+use coffer_core::services::{password_reset, verification};
+use minijinja::context;
+use poem::http::StatusCode;
+use poem::{Body, Request, Response};
+use secrecy::SecretString;
+
+use super::INVALID;
+use super::account::{sentence, visitor_page, visitor_post};
+use super::page::{self, Fields};
+use crate::auth::meta;
+
+/// `GET /app/verify-email?token=…`, the emailed link: a page with one button, so that a mail
+/// scanner that opens links verifies nothing.
+#[poem::handler]
+pub async fn verify_email_page(req: &Request) -> poem::Result<Response> {
+    let query = Fields::query(req);
+    verify_form(
+        req,
+        StatusCode::OK,
+        query.get("token").unwrap_or_default(),
+        None,
+    )
+}
+
+fn verify_form(
+    req: &Request,
+    status: StatusCode,
+    token: &str,
+    error: Option<&str>,
+) -> poem::Result<Response> {
+    token_form(req, status, "app/verify_email.html", token, error)
+}
+
+/// The page of an emailed link (its token carried in a hidden field) for a visitor.
+fn token_form(
+    req: &Request,
+    status: StatusCode,
+    template: &str,
+    token: &str,
+    error: Option<&str>,
+) -> poem::Result<Response> {
+    visitor_page(req, status, template, |csrf| {
+        context! { csrf => csrf, token => token, error => error }
+    })
+}
+
+/// `POST /app/verify-email`: confirms the address as `POST /api/v1/auth/verify-email` does.
+#[poem::handler]
+pub async fn verify_email(req: &Request, body: Body) -> poem::Result<Response> {
+    let (core, fields) = visitor_post(req, body).await?;
+    let token = fields.get("token").unwrap_or_default();
+    match verification::confirm(core, token, &meta(req)).await {
+        Ok(()) => Ok(page::message(
+            None,
+            StatusCode::OK,
+            "Your address is confirmed",
+            "Coffer may now email links to your files in your name.",
+        )),
+        Err(ServiceError::Invalid(detail)) => {
+            verify_form(req, INVALID, token, Some(&sentence(&detail)))
+        }
+        Err(err) => Err(page::service_error(None, err)),
+    }
+}
+
+/// `GET /app/password-reset?token=…`, the emailed link of a forced reset: the new password's
+/// form.
+#[poem::handler]
+pub async fn password_reset_page(req: &Request) -> poem::Result<Response> {
+    let query = Fields::query(req);
+    reset_form(
+        req,
+        StatusCode::OK,
+        query.get("token").unwrap_or_default(),
+        None,
+    )
+}
+
+fn reset_form(
+    req: &Request,
+    status: StatusCode,
+    token: &str,
+    error: Option<&str>,
+) -> poem::Result<Response> {
+    token_form(req, status, "app/password_reset.html", token, error)
+}
+
+/// `POST /app/password-reset`: sets the password as `POST /api/v1/auth/password-reset/confirm`
+/// does, then sends the browser to sign in.
+#[poem::handler]
+pub async fn reset_password(req: &Request, body: Body) -> poem::Result<Response> {
+    let (core, fields) = visitor_post(req, body).await?;
+    let token = fields.get("token").unwrap_or_default();
+    let password = fields.get("password").unwrap_or_default();
+    if fields.get("password_again") != Some(password) {
+        return reset_form(
+            req,
+            INVALID,
+            token,
+            Some("The two passwords are not the same. Type them again."),
+        );
+    }
+    match password_reset::confirm(
+        core,
+        token,
+        SecretString::from(password.to_owned()),
+        &meta(req),
+    )
+    .await
+    {
+        Ok(()) => Ok(page::redirect("/app/signin?reset=1")),
+        Err(ServiceError::Invalid(detail)) => {
+            reset_form(req, INVALID, token, Some(&sentence(&detail)))
+        }
+        Err(err) => Err(page::service_error(None, err)),
+    }
+}
