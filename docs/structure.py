@@ -35,7 +35,7 @@ MAX_LINES = 400
 PENDING_SPLIT = {
     "core/src/audit/mod.rs": 482,
     "core/src/config.rs": 601,
-    "core/src/queue.rs": 491,
+    "core/src/queue.rs": 478,
     "core/src/services/jobs.rs": 492,
     "core/src/services/shares/mod.rs": 580,
     "core/src/storage/mod.rs": 508,

@@ -24,98 +24,61 @@ pub trait Job: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'sta
     /// The queue's name, stored with every task and shown in metrics: never renamed (tasks
     /// in flight would be lost).
     const NAME: &'static str;
+
+    /// The row the job works on, for its log lines.
+    fn subject(&self) -> Uuid;
+
+    /// The request that caused the job, for its log lines.
+    fn request_id(&self) -> Option<String>;
 }
 
-/// Check a quarantined upload: size, real type, allowlist, extension.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ValidateFile {
-    pub file_id: Uuid,
-    /// The request that caused this job, for its log lines.
-    #[serde(default)]
-    pub request_id: Option<String>,
-}
-
-impl Job for ValidateFile {
-    const NAME: &'static str = "validate";
-}
-
-impl ValidateFile {
-    /// The job for `file_id`, carrying the current request's id.
-    pub fn new(file_id: Uuid) -> Self {
-        Self {
-            file_id,
-            request_id: crate::request_id::current(),
+/// Declares each payload: one row id and the request id, stored as JSON with exactly these
+/// field names (tasks in flight are read back by them), the queue's name, and a constructor
+/// that carries the current request's id.
+macro_rules! payloads {
+    ($($(#[doc = $doc:literal])* $ty:ident($id:ident) in $name:literal;)+) => {$(
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        pub struct $ty {
+            pub $id: Uuid,
+            /// The request that caused this job, for its log lines.
+            #[serde(default)]
+            pub request_id: Option<String>,
         }
-    }
-}
 
-/// Re-seal a validated upload under its own data key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EncryptFile {
-    pub file_id: Uuid,
-    /// The request that caused this job, for its log lines.
-    #[serde(default)]
-    pub request_id: Option<String>,
-}
+        impl Job for $ty {
+            const NAME: &'static str = $name;
 
-impl Job for EncryptFile {
-    const NAME: &'static str = "encrypt";
-}
+            fn subject(&self) -> Uuid {
+                self.$id
+            }
 
-impl EncryptFile {
-    /// The job for `file_id`, carrying the current request's id.
-    pub fn new(file_id: Uuid) -> Self {
-        Self {
-            file_id,
-            request_id: crate::request_id::current(),
+            fn request_id(&self) -> Option<String> {
+                self.request_id.clone()
+            }
         }
-    }
-}
 
-/// Issue one share's link and email it to its recipient.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SendShareEmail {
-    pub share_id: Uuid,
-    /// The request that caused this job, for its log lines.
-    #[serde(default)]
-    pub request_id: Option<String>,
-}
-
-impl Job for SendShareEmail {
-    const NAME: &'static str = "notify";
-}
-
-impl SendShareEmail {
-    /// The job for `share_id`, carrying the current request's id.
-    pub fn new(share_id: Uuid) -> Self {
-        Self {
-            share_id,
-            request_id: crate::request_id::current(),
+        impl $ty {
+            /// The job for the row `id`, carrying the current request's id.
+            pub fn new(id: Uuid) -> Self {
+                Self {
+                    $id: id,
+                    request_id: crate::request_id::current(),
+                }
+            }
         }
-    }
+    )+};
 }
 
-/// Rewrap every data key for a master-key rotation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RewrapKeys {
-    pub rotation_id: Uuid,
-    /// The request that caused this job, for its log lines.
-    #[serde(default)]
-    pub request_id: Option<String>,
-}
-
-impl Job for RewrapKeys {
-    const NAME: &'static str = "rewrap";
-}
-
-impl RewrapKeys {
-    /// The job for `rotation_id`, carrying the current request's id.
-    pub fn new(rotation_id: Uuid) -> Self {
-        Self {
-            rotation_id,
-            request_id: crate::request_id::current(),
-        }
-    }
+payloads! {
+    /// Check a quarantined upload: size, real type, allowlist, extension.
+    ValidateFile(file_id) in "validate";
+    /// Re-seal a validated upload under its own data key.
+    EncryptFile(file_id) in "encrypt";
+    /// Issue one share's link and email it to its recipient.
+    SendShareEmail(share_id) in "notify";
+    /// Rewrap every data key for a master-key rotation.
+    RewrapKeys(rotation_id) in "rewrap";
 }
 
 /// Where one job type's tasks live.
@@ -487,5 +450,29 @@ impl Queue {
                 Ok(deleted)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tasks already queued are read back by these exact field names and queue names.
+    #[test]
+    fn payloads_keep_their_stored_shape() {
+        let id = Uuid::nil();
+        let shape = serde_json::to_value(SendShareEmail {
+            share_id: id,
+            request_id: None,
+        })
+        .expect("json");
+        assert_eq!(
+            shape,
+            serde_json::json!({ "share_id": id, "request_id": null })
+        );
+        let old: RewrapKeys =
+            serde_json::from_value(serde_json::json!({ "rotation_id": id })).expect("old shape");
+        assert_eq!((old.subject(), old.request_id()), (id, None));
+        assert_eq!(QUEUES, ["validate", "encrypt", "notify", "rewrap"]);
     }
 }

@@ -1,5 +1,5 @@
-//! What each queued job kind runs: the row it works on (for its log line), the request that
-//! caused it, and the service call that does the work. `handle::<J>` is every kind's handler.
+//! What each queued job kind runs: the service call that does the work. `handle::<J>` is
+//! every kind's handler.
 
 use std::future::Future;
 
@@ -10,57 +10,30 @@ use coffer_core::{Core, JobError};
 
 use super::run_job;
 
-/// A kind of job as this worker runs it: the row it works on (for its log line), the request
-/// that caused it, and the service call that does the work.
+/// A kind of job as this worker runs it: the service call that does the work.
 pub(super) trait Runs: Job {
-    fn subject(&self) -> uuid::Uuid;
-    fn request_id(&self) -> Option<String>;
     fn run(self, core: &Core, attempt: usize) -> impl Future<Output = Result<(), JobError>> + Send;
 }
 
 impl Runs for ValidateFile {
-    fn subject(&self) -> uuid::Uuid {
-        self.file_id
-    }
-    fn request_id(&self) -> Option<String> {
-        self.request_id.clone()
-    }
     async fn run(self, core: &Core, _attempt: usize) -> Result<(), JobError> {
         jobs::validate(core, self.file_id).await
     }
 }
 
 impl Runs for EncryptFile {
-    fn subject(&self) -> uuid::Uuid {
-        self.file_id
-    }
-    fn request_id(&self) -> Option<String> {
-        self.request_id.clone()
-    }
     async fn run(self, core: &Core, _attempt: usize) -> Result<(), JobError> {
         jobs::encrypt(core, self.file_id).await
     }
 }
 
 impl Runs for SendShareEmail {
-    fn subject(&self) -> uuid::Uuid {
-        self.share_id
-    }
-    fn request_id(&self) -> Option<String> {
-        self.request_id.clone()
-    }
     async fn run(self, core: &Core, attempt: usize) -> Result<(), JobError> {
         shares::send_email(core, self.share_id, attempt).await
     }
 }
 
 impl Runs for RewrapKeys {
-    fn subject(&self) -> uuid::Uuid {
-        self.rotation_id
-    }
-    fn request_id(&self) -> Option<String> {
-        self.request_id.clone()
-    }
     async fn run(self, core: &Core, _attempt: usize) -> Result<(), JobError> {
         keys::run_rotation(core, self.rotation_id).await
     }
