@@ -27,19 +27,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "core" / "src"
 # Directories whose files are modules of their own; any other directory is one module.
-NODE_DEPTH = {"services": 2}
+NODE_DEPTH = {"services": 2, "jobs": 2}
 FORBIDDEN = {"coffer-api": {"sea-orm", "entity"}, "coffer-worker": {"sea-orm", "entity"}}
 MAX_LINES = 400
 # Files over the limit that are still to be split (issue 16), at their size when this list was
 # made: a ratchet. Each may shrink, none may grow, and no other file may pass the limit.
 PENDING_SPLIT = {
-    "core/src/audit/mod.rs": 482,
     "core/src/config.rs": 601,
-    "core/src/queue.rs": 478,
-    "core/src/services/jobs.rs": 492,
-    "core/src/services/shares/mod.rs": 580,
+    "core/src/queue.rs": 435,
     "core/src/storage/mod.rs": 508,
-    "api/src/routes/admin.rs": 518,
 }
 
 

@@ -224,7 +224,8 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 
 async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<()> {
     use coffer_core::crypto::SecretKey;
-    use coffer_core::services::keys;
+    use coffer_core::jobs::rewrap;
+    use coffer_core::services::rotation;
     match command {
         KeysCommand::Generate { audit: true } => {
             let next = coffer::newest_audit_key_version(&config).map_or(1, |v| v + 1);
@@ -245,7 +246,7 @@ async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<()> {
         }
         KeysCommand::Rotate => {
             let core = coffer_core::Core::build(config, true).await?;
-            let rotation = keys::rotate(
+            let rotation = rotation::rotate(
                 &core,
                 coffer_core::audit::Actor::System,
                 &Default::default(),
@@ -265,12 +266,12 @@ async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<()> {
             );
             // Drive the batches here too: with workers running they share the work safely.
             let mut after = None;
-            while let keys::Batch::More(next) = keys::rewrap_batch(&core, rotation.id, after)
+            while let rewrap::Batch::More(next) = rewrap::rewrap_batch(&core, rotation.id, after)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
             {
                 after = next;
-                if let Some(now) = keys::progress(&core)
+                if let Some(now) = rotation::progress(&core)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?
                 {
@@ -324,7 +325,7 @@ async fn verify_audit(config: Config, expect_head: Option<String>) -> anyhow::Re
         );
     }
     if let Some((seq, hash)) = anchor {
-        match audit::hash_at(&core.db, seq).await? {
+        match audit::hash_at(&core, seq).await? {
             Some(stored) if stored == hash => println!("anchor {seq}: matches"),
             Some(_) => {
                 anyhow::bail!("anchor {seq}: the stored hash differs: the log was rewritten")

@@ -26,7 +26,8 @@ type Apis = (
     routes::shares::SharesApi,
     routes::recipient::RecipientApi,
     routes::admin::AdminApi,
-    routes::admin::AuditPublicApi,
+    routes::audit::AuditApi,
+    routes::audit::AuditPublicApi,
     routes::settings::SettingsApi,
 );
 
@@ -38,7 +39,8 @@ fn api_service() -> OpenApiService<Apis, ()> {
             routes::shares::SharesApi,
             routes::recipient::RecipientApi,
             routes::admin::AdminApi,
-            routes::admin::AuditPublicApi,
+            routes::audit::AuditApi,
+            routes::audit::AuditPublicApi,
             routes::settings::SettingsApi,
         ),
         "Coffer",

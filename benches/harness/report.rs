@@ -414,7 +414,7 @@ impl Report {
         let _ = writeln!(
             out,
             "\n### 6. Rotation and the audit chain\n\nIn process. Rewrap: {} ready files' data keys \
-             rewrapped from master-key version 1 to 2 (`keys::rotate` + `keys::run_rotation`). \
+             rewrapped from master-key version 1 to 2 (`rotation::rotate` + `rewrap::run`). \
              Verify: a sealed chain of {} events recomputed (`audit::verify`), each with its \
              MAC checked, and the same without MACs (encoding v1) for the MAC's cost. \
              `cargo bench --bench harness -- rewrap verify`.\n\n\

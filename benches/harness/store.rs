@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use coffer::coffer_core::audit::Actor;
-use coffer::coffer_core::services::{audit, keys};
+use coffer::coffer_core::jobs::rewrap;
+use coffer::coffer_core::services::{audit, rotation};
 // A scratch store of the harness's own: its keyring is generated in its scratch data dir.
 use coffer::coffer_core::{Config, Core, KeyringUse};
 use sea_orm::{ConnectionTrait as _, EntityTrait as _};
@@ -92,19 +93,17 @@ where
 }
 
 /// Seeds `count` ready files with data keys under version 1, then times a full rotation to
-/// version 2 (`keys::rotate` + `keys::run_rotation`, batches of `COFFER_REWRAP_BATCH`).
+/// version 2 (`rotation::rotate` + `rewrap::run`, batches of `COFFER_REWRAP_BATCH`).
 pub async fn rewrap(count: usize) -> Vec<StoreRun> {
     on_both(|core, database| async move {
         seed::ready_files(&core, count, 1).await;
         let started = Instant::now();
-        let rotation = keys::rotate(&core, Actor::System, &Default::default())
+        let rotation = rotation::rotate(&core, Actor::System, &Default::default())
             .await
             .expect("rotate");
-        keys::run_rotation(&core, rotation.id)
-            .await
-            .expect("rewrap");
+        rewrap::run(&core, rotation.id).await.expect("rewrap");
         let seconds = started.elapsed().as_secs_f64();
-        let done = keys::progress(&core)
+        let done = rotation::progress(&core)
             .await
             .expect("progress")
             .expect("rotation");
@@ -184,7 +183,7 @@ async fn seed_chain(core: &Core, events: i64, macs: bool) {
             rows.push(entity::audit_event::ActiveModel::from(event));
         }
         entity::audit_event::Entity::insert_many(rows)
-            .exec(&core.db)
+            .exec(core.db())
             .await
             .expect("insert");
     }

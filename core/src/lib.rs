@@ -9,6 +9,7 @@ pub mod db;
 pub mod digest;
 pub mod error;
 pub mod filetype;
+pub mod jobs;
 pub mod mail;
 pub mod metrics;
 pub mod password;
@@ -50,7 +51,8 @@ pub enum KeyFailure {
 #[derive(Clone, Debug)]
 pub struct Core {
     pub config: Arc<Config>,
-    pub db: DatabaseConnection,
+    /// Only core's services touch tables; outside core, tests reach it through [`Core::db`].
+    pub(crate) db: DatabaseConnection,
     /// Queues the busiest writers of an SQLite database in this process (the audit writer and
     /// the sealer).
     pub write_gate: db::WriteGate,
@@ -77,4 +79,14 @@ pub enum KeyringUse {
     MayGenerate,
     /// Anything else: a keyring made here would hold keys no other process has.
     MustExist,
+}
+
+impl Core {
+    /// The database, for tests that must reach under the services (tampering with rows,
+    /// simulating crashes): built only with the `test-support` feature, which only the test
+    /// and benchmark targets enable.
+    #[cfg(feature = "test-support")]
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
 }

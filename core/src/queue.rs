@@ -1,4 +1,4 @@
-//! The queues: one per kind of job, named by [`Job::NAME`], on Redis or an embedded SQLite
+//! The queues: one per kind of job, named by [`Payload::NAME`], on Redis or an embedded SQLite
 //! file. The only module that knows apalis's storage types: callers enqueue with
 //! [`Queue::enqueue`], the worker takes each kind's [`Queue::backend`].
 
@@ -12,15 +12,16 @@ use apalis_redis::{ConnectionManager, RedisStorage};
 use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
 use futures::StreamExt as _;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::Config;
 
-/// A kind of job: its payload is stored as JSON in the queue named [`Job::NAME`].
-pub trait Job: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static {
+/// A kind of queued task: its payload is stored as JSON in the queue named [`Payload::NAME`].
+/// Declared with [`payload!`] beside the job's logic in `crate::jobs`.
+pub trait Payload: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static {
     /// The queue's name, stored with every task and shown in metrics: never renamed (tasks
     /// in flight would be lost).
     const NAME: &'static str;
@@ -32,24 +33,24 @@ pub trait Job: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'sta
     fn request_id(&self) -> Option<String>;
 }
 
-/// Declares each payload: one row id and the request id, stored as JSON with exactly these
+/// Declares a job's payload: one row id and the request id, stored as JSON with exactly these
 /// field names (tasks in flight are read back by them), the queue's name, and a constructor
 /// that carries the current request's id.
-macro_rules! payloads {
-    ($($(#[doc = $doc:literal])* $ty:ident($id:ident) in $name:literal;)+) => {$(
+macro_rules! payload {
+    ($(#[doc = $doc:literal])* $ty:ident($id:ident) in $name:literal;) => {
         $(#[doc = $doc])*
-        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
         pub struct $ty {
-            pub $id: Uuid,
+            pub $id: uuid::Uuid,
             /// The request that caused this job, for its log lines.
             #[serde(default)]
             pub request_id: Option<String>,
         }
 
-        impl Job for $ty {
+        impl $crate::queue::Payload for $ty {
             const NAME: &'static str = $name;
 
-            fn subject(&self) -> Uuid {
+            fn subject(&self) -> uuid::Uuid {
                 self.$id
             }
 
@@ -60,26 +61,16 @@ macro_rules! payloads {
 
         impl $ty {
             /// The job for the row `id`, carrying the current request's id.
-            pub fn new(id: Uuid) -> Self {
+            pub fn new(id: uuid::Uuid) -> Self {
                 Self {
                     $id: id,
-                    request_id: crate::request_id::current(),
+                    request_id: $crate::request_id::current(),
                 }
             }
         }
-    )+};
+    };
 }
-
-payloads! {
-    /// Check a quarantined upload: size, real type, allowlist, extension.
-    ValidateFile(file_id) in "validate";
-    /// Re-seal a validated upload under its own data key.
-    EncryptFile(file_id) in "encrypt";
-    /// Issue one share's link and email it to its recipient.
-    SendShareEmail(share_id) in "notify";
-    /// Rewrap every data key for a master-key rotation.
-    RewrapKeys(rotation_id) in "rewrap";
-}
+pub(crate) use payload;
 
 /// Where one job type's tasks live.
 #[derive(Clone)]
@@ -98,14 +89,6 @@ enum Connection {
         namespace: String,
     },
 }
-
-/// The queues, one per job type, named as in metrics.
-const QUEUES: [&str; 4] = [
-    ValidateFile::NAME,
-    EncryptFile::NAME,
-    SendShareEmail::NAME,
-    RewrapKeys::NAME,
-];
 
 /// Waits between attempts to subscribe to other processes' wake-ups.
 const RESUBSCRIBE_MIN: Duration = Duration::from_millis(200);
@@ -135,36 +118,27 @@ fn wake_channel(namespace: &str) -> String {
     format!("{namespace}:wake")
 }
 
-/// Signals that a task was just queued, one per job type. A worker looks for tasks at once
+/// Signals that a task was just queued, one per queue. A worker looks for tasks at once
 /// instead of at its next poll: a job that queues the next one (validate → encrypt → email) or
 /// an upload does not wait a poll interval per step. Tasks queued in this process fire them
 /// directly; on Redis, tasks queued by other processes fire them through
 /// [`Queue::listen_for_tasks`].
-#[derive(Clone, Default)]
-pub struct Wakers {
-    pub validate: Arc<Notify>,
-    pub encrypt: Arc<Notify>,
-    pub notify: Arc<Notify>,
-    pub rewrap: Arc<Notify>,
-}
+#[derive(Clone)]
+pub struct Wakers(Arc<[(&'static str, Arc<Notify>)]>);
 
 impl Wakers {
-    /// The signal of the queue named `queue` (as in [`QUEUES`]).
+    fn new(queues: &[&'static str]) -> Self {
+        Self(queues.iter().map(|q| (*q, Arc::default())).collect())
+    }
+
+    /// The signal of the queue named `queue`.
     pub fn of(&self, queue: &str) -> Option<&Arc<Notify>> {
-        match queue {
-            ValidateFile::NAME => Some(&self.validate),
-            EncryptFile::NAME => Some(&self.encrypt),
-            SendShareEmail::NAME => Some(&self.notify),
-            RewrapKeys::NAME => Some(&self.rewrap),
-            _ => None,
-        }
+        self.0.iter().find(|(q, _)| *q == queue).map(|(_, n)| n)
     }
 
     fn all(&self) {
-        for queue in QUEUES {
-            if let Some(waker) = self.of(queue) {
-                waker.notify_one();
-            }
+        for (_, waker) in self.0.iter() {
+            waker.notify_one();
         }
     }
 }
@@ -172,6 +146,8 @@ impl Wakers {
 #[derive(Clone)]
 pub struct Queue {
     connection: Connection,
+    /// Every queue's name (`crate::jobs`' payloads), for metrics and the vacuum.
+    queues: &'static [&'static str],
     /// Idle workers look for new tasks this often.
     pub poll_interval: Duration,
     pub wake: Wakers,
@@ -189,7 +165,8 @@ impl std::fmt::Debug for Queue {
 impl Queue {
     /// Redis when `COFFER_REDIS_URL` is set, else an embedded SQLite queue in the data dir
     /// (its own file, so apalis's pragmas and locks never touch the application database).
-    pub async fn connect(config: &Config) -> anyhow::Result<Self> {
+    /// `queues` names every kind of job there is.
+    pub async fn connect(config: &Config, queues: &'static [&'static str]) -> anyhow::Result<Self> {
         match &config.redis_url {
             Some(url) => {
                 let client = redis::Client::open(url.as_str())
@@ -204,8 +181,9 @@ impl Queue {
                         client,
                         namespace: config.redis_namespace.clone(),
                     },
+                    queues,
                     poll_interval: config.poll_interval,
-                    wake: Wakers::default(),
+                    wake: Wakers::new(queues),
                 })
             }
             None => {
@@ -256,8 +234,9 @@ impl Queue {
                     .with_context(|| format!("opening the embedded queue {}", path.display()))?;
                 Ok(Self {
                     connection: Connection::Sqlite(pool),
+                    queues,
                     poll_interval: config.poll_interval,
-                    wake: Wakers::default(),
+                    wake: Wakers::new(queues),
                 })
             }
         }
@@ -265,7 +244,7 @@ impl Queue {
 
     /// Where tasks of `J` wait: what the worker consumes. A storage is a handle on the
     /// connection; each call makes a fresh one, as each push did before.
-    pub fn backend<J: Job>(&self) -> Backend<J> {
+    pub fn backend<J: Payload>(&self) -> Backend<J> {
         match &self.connection {
             Connection::Sqlite(pool) => {
                 Backend::Sqlite(SqliteStorage::new(pool).with_config(sqlite_config(J::NAME)))
@@ -280,7 +259,7 @@ impl Queue {
 
     /// Queues `job` and wakes the workers of its queue, here and in every other process.
     #[tracing::instrument(skip_all, fields(queue = J::NAME))]
-    pub async fn enqueue<J: Job>(&self, job: J) -> anyhow::Result<()> {
+    pub async fn enqueue<J: Payload>(&self, job: J) -> anyhow::Result<()> {
         let what = || format!("queueing a {} job", J::NAME);
         match self.backend::<J>() {
             Backend::Sqlite(mut s) => s.push(job).await.with_context(what)?,
@@ -290,7 +269,7 @@ impl Queue {
         Ok(())
     }
 
-    /// Wakes the workers of `queue` (named as in [`QUEUES`]) for a task just queued: this
+    /// Wakes the workers of `queue`  for a task just queued: this
     /// process's at once and, on Redis, every other process's through [`wake_channel`]. Only a
     /// hint: a worker that misses it finds the task at its next poll.
     async fn announce(&self, queue: &'static str) {
@@ -390,7 +369,8 @@ impl Queue {
                 .fetch_all(pool)
                 .await
                 .context("counting the embedded queue")?;
-                Ok(QUEUES
+                Ok(self
+                    .queues
                     .iter()
                     .map(|queue| {
                         let n = rows.iter().find(|(t, _)| t == queue).map_or(0, |r| r.1);
@@ -402,7 +382,7 @@ impl Queue {
                 conn, namespace, ..
             } => {
                 let mut pipe = redis::pipe();
-                for queue in QUEUES {
+                for queue in self.queues {
                     let config = redis_config(namespace, queue);
                     pipe.llen(config.active_jobs_list())
                         .zcard(config.scheduled_jobs_set());
@@ -411,7 +391,8 @@ impl Queue {
                     .query_async(&mut conn.clone())
                     .await
                     .context("counting Redis queues")?;
-                Ok(QUEUES
+                Ok(self
+                    .queues
                     .iter()
                     .zip(counts.chunks(2))
                     .map(|(queue, c)| (*queue, c.iter().sum()))
@@ -441,7 +422,7 @@ impl Queue {
             } => {
                 use apalis_core::backend::Vacuum as _;
                 let mut deleted = 0;
-                for queue in QUEUES {
+                for queue in self.queues {
                     // Deleting needs no payload type: any stands in.
                     let mut s = RedisStorage::<serde_json::Value>::new(conn.clone())
                         .with_config(redis_config(namespace, queue));
@@ -450,29 +431,5 @@ impl Queue {
                 Ok(deleted)
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Tasks already queued are read back by these exact field names and queue names.
-    #[test]
-    fn payloads_keep_their_stored_shape() {
-        let id = Uuid::nil();
-        let shape = serde_json::to_value(SendShareEmail {
-            share_id: id,
-            request_id: None,
-        })
-        .expect("json");
-        assert_eq!(
-            shape,
-            serde_json::json!({ "share_id": id, "request_id": null })
-        );
-        let old: RewrapKeys =
-            serde_json::from_value(serde_json::json!({ "rotation_id": id })).expect("old shape");
-        assert_eq!((old.subject(), old.request_id()), (id, None));
-        assert_eq!(QUEUES, ["validate", "encrypt", "notify", "rewrap"]);
     }
 }

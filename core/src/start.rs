@@ -6,10 +6,20 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::crypto::{KeyStore, Keyring, KeyringSource};
-use crate::queue::Queue;
+use crate::jobs::validate::ValidateFile;
+use crate::jobs::{encrypt::EncryptFile, notify::SendShareEmail, rewrap::RewrapKeys};
+use crate::queue::{Payload as _, Queue};
 use crate::ratelimit::RateLimiter;
 use crate::storage::Storage;
 use crate::{Config, Core, KeyringUse, audit, config, db, mail, metrics, scan, services};
+
+/// Every queue, named by its job's payload: what metrics count and the sweep vacuums.
+pub(crate) const QUEUES: [&str; 4] = [
+    ValidateFile::NAME,
+    EncryptFile::NAME,
+    SendShareEmail::NAME,
+    RewrapKeys::NAME,
+];
 
 impl Core {
     /// [`Core::build_with`] for a command-line tool: it creates the embedded keyring only on
@@ -52,7 +62,7 @@ impl Core {
         services::keys::sync_versions(&db, &keys.ring()).await?;
         services::audit::check_audit_keys(&db, &keys).await?;
         let storage = Storage::from_url(&config.storage_url, &config.aws)?;
-        let queue = Queue::connect(&config).await?;
+        let queue = Queue::connect(&config, &QUEUES).await?;
         let mailer = mail::Mailer::from_config(&config)?;
         if !mailer.sends() {
             tracing::warn!(

@@ -406,7 +406,7 @@ async fn audited(app: &TestApp, action: &str) -> Vec<(Option<String>, Value)> {
     use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
     entity::audit_event::Entity::find()
         .filter(entity::audit_event::Column::Action.eq(action))
-        .all(&app.core().db)
+        .all(app.core().db())
         .await
         .expect("audit rows")
         .into_iter()
@@ -641,7 +641,7 @@ async fn dead_sessions_are_deleted(topology: Topology) {
     let settings = [("COFFER_SWEEP_INTERVAL_SECS", "1")];
     let app = TestApp::spawn_with(topology, &settings, coffer::Roles::ALL).await;
     let (ann, bob, cat) = (app.user().await, app.user().await, app.user().await);
-    let db = &app.core().db;
+    let db = app.core().db();
     let mut ids = Vec::new();
     for user in [&ann, &bob, &cat] {
         let me: Value = app

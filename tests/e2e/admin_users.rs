@@ -227,7 +227,7 @@ async fn a_disabled_sender_s_links_stop_and_waiting_emails_are_cancelled(topolog
         use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
         entity::share::Entity::find()
             .filter(entity::share::Column::FileId.eq(uuid::Uuid::parse_str(&file).expect("uuid")))
-            .all(&app.core().db)
+            .all(app.core().db())
             .await
             .expect("shares")
             .into_iter()

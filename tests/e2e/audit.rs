@@ -62,7 +62,7 @@ async fn activity_sealed(app: &TestApp, admin: &User) -> i64 {
     loop {
         let pending = entity::audit_event::Entity::find()
             .filter(entity::audit_event::Column::Seq.is_null())
-            .all(&app.core().db)
+            .all(app.core().db())
             .await
             .expect("query")
             .len();
@@ -81,7 +81,7 @@ async fn activity_sealed(app: &TestApp, admin: &User) -> i64 {
 async fn row_at(app: &TestApp, seq: i64) -> entity::audit_event::Model {
     entity::audit_event::Entity::find()
         .filter(entity::audit_event::Column::Seq.eq(seq))
-        .one(&app.core().db)
+        .one(app.core().db())
         .await
         .expect("query")
         .expect("row")
@@ -91,7 +91,7 @@ async fn set_details(app: &TestApp, seq: i64, details: Value) {
     entity::audit_event::Entity::update_many()
         .col_expr(entity::audit_event::Column::Details, Expr::value(details))
         .filter(entity::audit_event::Column::Seq.eq(seq))
-        .exec(&app.core().db)
+        .exec(app.core().db())
         .await
         .expect("tamper");
 }
@@ -127,7 +127,7 @@ async fn tampering_is_found_at_the_right_place(topology: Topology) {
                 Expr::value(other.hash.clone()),
             )
             .filter(entity::audit_event::Column::Id.eq(row.id))
-            .exec(&app.core().db)
+            .exec(app.core().db())
             .await
             .expect("swap");
     }
@@ -138,7 +138,7 @@ async fn tampering_is_found_at_the_right_place(topology: Topology) {
                 Expr::col(entity::audit_event::Column::Seq).mul(-1),
             )
             .filter(entity::audit_event::Column::Id.eq(row.id))
-            .exec(&app.core().db)
+            .exec(app.core().db())
             .await
             .expect("swap back sign");
     }
@@ -148,7 +148,7 @@ async fn tampering_is_found_at_the_right_place(topology: Topology) {
     // A deleted row.
     let victim = row_at(&app, head - 1).await;
     entity::audit_event::Entity::delete_by_id(victim.id)
-        .exec(&app.core().db)
+        .exec(app.core().db())
         .await
         .expect("delete");
     let report = audit::verify(app.core()).await.expect("verify");
@@ -164,7 +164,7 @@ async fn a_deleted_row_is_reported(topology: Topology) {
     }
     let victim = row_at(&app, head - 2).await;
     entity::audit_event::Entity::delete_by_id(victim.id)
-        .exec(&app.core().db)
+        .exec(app.core().db())
         .await
         .expect("delete");
     let report = audit::verify(app.core()).await.expect("verify");
@@ -182,7 +182,7 @@ async fn extend_chain(app: &TestApp, count: i64) -> i64 {
     let head = entity::audit_event::Entity::find()
         .filter(entity::audit_event::Column::Seq.is_not_null())
         .order_by_desc(entity::audit_event::Column::Seq)
-        .one(&app.core().db)
+        .one(app.core().db())
         .await
         .expect("head")
         .expect("a sealed event");
@@ -205,7 +205,7 @@ async fn extend_chain(app: &TestApp, count: i64) -> i64 {
             rows.push(entity::audit_event::ActiveModel::from(event));
         }
         entity::audit_event::Entity::insert_many(rows)
-            .exec(&app.core().db)
+            .exec(app.core().db())
             .await
             .expect("insert");
     }
@@ -215,7 +215,7 @@ async fn extend_chain(app: &TestApp, count: i64) -> i64 {
 async fn delete_seqs(app: &TestApp, seqs: std::ops::RangeInclusive<i64>) {
     entity::audit_event::Entity::delete_many()
         .filter(entity::audit_event::Column::Seq.between(*seqs.start(), *seqs.end()))
-        .exec(&app.core().db)
+        .exec(app.core().db())
         .await
         .expect("delete");
 }
@@ -530,7 +530,7 @@ async fn every_action_is_recorded_with_actor_target_and_outcome(topology: Topolo
     .await;
 
     let rows = entity::audit_event::Entity::find()
-        .all(&app.core().db)
+        .all(app.core().db())
         .await
         .expect("rows");
     // (action, actor kind, target kind, outcome)
@@ -602,7 +602,7 @@ async fn checkpointed(app: &TestApp, admin: &User) -> i64 {
         .filter(entity::audit_event::Column::Action.ne("audit.checkpoint"))
         .filter(entity::audit_event::Column::Seq.is_not_null())
         .order_by_desc(entity::audit_event::Column::Seq)
-        .one(&app.core().db)
+        .one(app.core().db())
         .await
         .expect("query")
         .and_then(|e| e.seq)
@@ -633,7 +633,7 @@ const CHECKPOINT_EVERY_SECOND: (&str, &str) = ("COFFER_AUDIT_CHECKPOINT_INTERVAL
 async fn delete_after(app: &TestApp, seq: i64) {
     entity::audit_event::Entity::delete_many()
         .filter(entity::audit_event::Column::Seq.gt(seq))
-        .exec(&app.core().db)
+        .exec(app.core().db())
         .await
         .expect("delete");
 }
@@ -679,7 +679,7 @@ async fn an_edited_event_set_back_to_pending_is_never_sealed_again(topology: Top
             Expr::value(Option::<Vec<u8>>::None),
         )
         .filter(entity::audit_event::Column::Seq.gte(target))
-        .exec(&app.core().db)
+        .exec(app.core().db())
         .await
         .expect("unseal");
     let sealed = audit::seal(app.core()).await.expect("seal");
@@ -723,7 +723,7 @@ async fn events_coffer_did_not_write_are_refused(topology: Topology) {
         )
         .col_expr(entity::audit_event::Column::Hash, Expr::value(rehashed))
         .filter(entity::audit_event::Column::Id.eq(edited.id))
-        .exec(&app.core().db)
+        .exec(app.core().db())
         .await
         .expect("rewrite");
     let report = audit::verify(app.core()).await.expect("verify");
@@ -746,7 +746,7 @@ async fn events_coffer_did_not_write_are_refused(topology: Topology) {
     for row in [forged(None, None), forged(Some(1), Some(vec![0; 32]))] {
         let id = row.id;
         entity::audit_event::Entity::insert(entity::audit_event::ActiveModel::from(row))
-            .exec(&app.core().db)
+            .exec(app.core().db())
             .await
             .expect("insert");
         assert_eq!(audit::seal(app.core()).await.expect("seal"), 0);
@@ -758,7 +758,7 @@ async fn events_coffer_did_not_write_are_refused(topology: Topology) {
             "{report:?}"
         );
         entity::audit_event::Entity::delete_by_id(id)
-            .exec(&app.core().db)
+            .exec(app.core().db())
             .await
             .expect("remove");
     }
@@ -788,7 +788,7 @@ fn template_row() -> entity::audit_event::Model {
 
 async fn row_at_id(app: &TestApp, id: uuid::Uuid) -> entity::audit_event::Model {
     entity::audit_event::Entity::find_by_id(id)
-        .one(&app.core().db)
+        .one(app.core().db())
         .await
         .expect("query")
         .expect("row")
@@ -809,7 +809,7 @@ async fn a_database_older_than_the_newest_checkpoint_is_told_apart(topology: Top
     // The backup was taken before the checkpoint: neither its events nor its record.
     delete_after(&app, checkpoint - 3).await;
     entity::audit_checkpoint::Entity::delete_many()
-        .exec(&app.core().db)
+        .exec(app.core().db())
         .await
         .expect("forget checkpoints");
     let report = audit::verify(app.core()).await.expect("verify");
@@ -828,7 +828,7 @@ async fn a_database_older_than_the_newest_checkpoint_is_told_apart(topology: Top
     app.core()
         .audit
         .record(coffer::coffer_core::audit::Event::new(
-            "admin.user_changed",
+            coffer::coffer_core::audit::Action::AdminUserChanged,
             coffer::coffer_core::audit::Actor::System,
         ))
         .await

@@ -510,7 +510,7 @@ impl World {
     async fn wait_for_rotation(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            let progress = coffer::coffer_core::services::keys::progress(self.app.core())
+            let progress = coffer::coffer_core::services::rotation::progress(self.app.core())
                 .await
                 .expect("progress");
             if progress

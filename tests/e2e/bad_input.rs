@@ -166,7 +166,7 @@ async fn raw(app: &TestApp, bytes: &[u8]) -> String {
 
 async fn counts(app: &TestApp) -> (u64, u64, u64, usize) {
     use sea_orm::{EntityTrait as _, PaginatorTrait as _};
-    let db = &app.core().db;
+    let db = app.core().db();
     (
         entity::file::Entity::find().count(db).await.expect("files"),
         entity::share::Entity::find()

@@ -314,7 +314,7 @@ async fn killed_workers_lose_nothing(topology: Topology) {
         entity::file::Entity::find()
             .filter(entity::file::Column::Id.is_in(ids))
             .filter(entity::file::Column::Status.eq("ready"))
-            .all(&core.db)
+            .all(core.db())
             .await
             .expect("files")
             .into_iter()

@@ -491,7 +491,7 @@ async fn delete_shreds_the_key_then_the_blob(topology: Topology) {
     assert!(listed["files"].as_array().expect("files").is_empty());
 
     let row = entity::file::Entity::find_by_id(uuid::Uuid::parse_str(&id).expect("uuid"))
-        .one(&app.core().db)
+        .one(app.core().db())
         .await
         .expect("query")
         .expect("row kept for the record");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::common::{TestApp, Topology, User, pattern, problem};
 use coffer::Roles;
 use coffer::coffer_core::crypto::SecretKey;
-use coffer::coffer_core::services::keys;
+use coffer::coffer_core::jobs::rewrap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -191,10 +191,10 @@ async fn an_interrupted_rotation_resumes_and_a_second_rotate_is_refused(topology
     // Finish these by hand so that most keys are data keys, some still quarantine keys.
     for id in &files[..20] {
         let file_id = uuid::Uuid::parse_str(id).expect("uuid");
-        coffer::coffer_core::services::jobs::validate(app.core(), file_id)
+        coffer::coffer_core::jobs::validate::validate(app.core(), file_id)
             .await
             .expect("validate");
-        coffer::coffer_core::services::jobs::encrypt(app.core(), file_id)
+        coffer::coffer_core::jobs::encrypt::encrypt(app.core(), file_id)
             .await
             .expect("encrypt");
     }
@@ -206,10 +206,10 @@ async fn an_interrupted_rotation_resumes_and_a_second_rotate_is_refused(topology
 
     // A worker rewraps one small batch, then "dies".
     let rotation_id = uuid::Uuid::parse_str(started["id"].as_str().expect("id")).expect("uuid");
-    let batch = keys::rewrap_batch_of(app.core(), rotation_id, 10, None)
+    let batch = rewrap::rewrap_batch_of(app.core(), rotation_id, 10, None)
         .await
         .expect("batch");
-    assert!(matches!(batch, keys::Batch::More(Some(_))), "{batch:?}");
+    assert!(matches!(batch, rewrap::Batch::More(Some(_))), "{batch:?}");
     let partial: Value = app
         .get("/api/v1/admin/keys/rotation", &admin.token)
         .await
@@ -371,7 +371,7 @@ async fn deleting_a_file_leaves_no_key_that_opens_a_restored_blob(topology: Topo
     let (object, backup) = app.blob(&id).await;
     let file_id = uuid::Uuid::parse_str(&id).expect("uuid");
     let before = entity::file::Entity::find_by_id(file_id)
-        .one(&app.core().db)
+        .one(app.core().db())
         .await
         .expect("q")
         .expect("row");
@@ -388,7 +388,7 @@ async fn deleting_a_file_leaves_no_key_that_opens_a_restored_blob(topology: Topo
     app.put_object(&object, backup.clone()).await;
     // ...but the wrapped data key is gone from the database, and the master keys alone open nothing.
     let after = entity::file::Entity::find_by_id(file_id)
-        .one(&app.core().db)
+        .one(app.core().db())
         .await
         .expect("q")
         .expect("row");

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Environment, TestApp, Topology, files_containing, pattern};
 use coffer::Roles;
-use coffer::coffer_core::services::jobs;
+use coffer::coffer_core::jobs::{encrypt::encrypt, validate::validate};
 use reqwest::StatusCode;
 
 /// A marker that occurs nowhere else: if these bytes are on disk, plaintext leaked.
@@ -50,16 +50,14 @@ async fn repeated_and_concurrent_jobs_change_nothing(topology: Topology) {
     let core = app.core().clone();
 
     // Deliver each job more than once, the encrypt job twice at the same moment.
-    jobs::validate(&core, file_id).await.expect("validate");
-    jobs::validate(&core, file_id)
-        .await
-        .expect("validate again");
+    validate(&core, file_id).await.expect("validate");
+    validate(&core, file_id).await.expect("validate again");
     assert_eq!(app.file(&user, &id).await["status"], "validated");
-    let (a, b) = tokio::join!(jobs::encrypt(&core, file_id), jobs::encrypt(&core, file_id));
+    let (a, b) = tokio::join!(encrypt(&core, file_id), encrypt(&core, file_id));
     a.expect("encrypt");
     b.expect("encrypt");
-    jobs::encrypt(&core, file_id).await.expect("encrypt again");
-    jobs::validate(&core, file_id)
+    encrypt(&core, file_id).await.expect("encrypt again");
+    validate(&core, file_id)
         .await
         .expect("validate after ready");
 
@@ -447,17 +445,17 @@ async fn an_object_is_an_orphan_only_when_two_passes_find_no_row(topology: Topol
     // The upload's row is not written yet when the first pass lists its object.
     let file_id = uuid::Uuid::parse_str(&id).expect("uuid");
     let row = entity::file::Entity::find_by_id(file_id)
-        .one(&core.db)
+        .one(core.db())
         .await
         .expect("row")
         .expect("the file");
     entity::file::Entity::delete_by_id(file_id)
-        .exec(&core.db)
+        .exec(core.db())
         .await
         .expect("hide the row");
     assert_eq!(orphans::remove(&core).await.expect("first pass"), 0);
     entity::file::Entity::insert(entity::file::ActiveModel::from(row))
-        .exec(&core.db)
+        .exec(core.db())
         .await
         .expect("the row, written late");
     assert_eq!(orphans::remove(&core).await.expect("second pass"), 1);

@@ -191,12 +191,12 @@ async fn two_sealing_workers_keep_one_gapless_chain(topology: Topology) {
         use sea_orm::{ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _};
         let busy = entity::file::Entity::find()
             .filter(entity::file::Column::Status.is_in(["quarantined", "validated"]))
-            .count(&core.db)
+            .count(core.db())
             .await
             .expect("count");
         let pending = entity::audit_event::Entity::find()
             .filter(entity::audit_event::Column::Seq.is_null())
-            .count(&core.db)
+            .count(core.db())
             .await
             .expect("count");
         if busy == 0 && pending == 0 {
@@ -211,7 +211,7 @@ async fn two_sealing_workers_keep_one_gapless_chain(topology: Topology) {
     let total = {
         use sea_orm::{EntityTrait as _, PaginatorTrait as _};
         entity::audit_event::Entity::find()
-            .count(&core.db)
+            .count(core.db())
             .await
             .expect("count")
     };

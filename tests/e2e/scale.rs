@@ -150,7 +150,7 @@ async fn two_apis_and_two_workers_do_each_thing_once(topology: Topology) {
     let events = {
         use sea_orm::EntityTrait as _;
         entity::audit_event::Entity::find()
-            .all(&core.db)
+            .all(core.db())
             .await
             .expect("audit rows")
     };
@@ -228,7 +228,7 @@ async fn two_apis_and_two_workers_do_each_thing_once(topology: Topology) {
         let stored = {
             use sea_orm::{EntityTrait as _, PaginatorTrait as _};
             entity::audit_event::Entity::find()
-                .count(&core.db)
+                .count(core.db())
                 .await
                 .expect("count")
         };

@@ -351,7 +351,7 @@ async fn expired_revoked_and_unknown_links_are_refused(topology: Topology) {
             sea_orm::sea_query::Expr::value(chrono::Utc::now() - chrono::Duration::seconds(1)),
         )
         .filter(entity::share::Column::Id.eq(uuid::Uuid::parse_str(&hal_id).expect("uuid")))
-        .exec(&app.core().db)
+        .exec(app.core().db())
         .await
         .expect("expire");
     let (status, _, html) = page(&app, &hal).await;
@@ -369,11 +369,11 @@ async fn expired_revoked_and_unknown_links_are_refused(topology: Topology) {
             .status(),
         StatusCode::GONE
     );
-    coffer::coffer_core::services::shares::sweep(app.core())
+    coffer::coffer_core::services::shares::expire(app.core())
         .await
         .expect("sweep");
     let row = entity::share::Entity::find_by_id(uuid::Uuid::parse_str(&hal_id).expect("uuid"))
-        .one(&app.core().db)
+        .one(app.core().db())
         .await
         .expect("q")
         .expect("row");
@@ -647,7 +647,7 @@ async fn hostile_names_and_messages_are_inert(topology: Topology) {
 /// The email job delivered several times at once (a share created just as its file became
 /// ready is enqueued twice): one email goes out, and its link works.
 async fn duplicate_email_jobs_send_one_working_link(topology: Topology) {
-    use coffer::coffer_core::services::shares::send_email;
+    use coffer::coffer_core::jobs::notify::send_email;
     let smtp = SmtpServer::start();
     let app = spawn_with_smtp(topology, &smtp, Roles::ALL).await;
     let ann = app.user().await;
@@ -812,7 +812,7 @@ async fn without_smtp_mail_waits_in_the_outbox_while_its_link_works(topology: To
             .filter(
                 entity::share::Column::Id.eq(uuid::Uuid::parse_str(&shared[2].0).expect("uuid")),
             )
-            .exec(&app.core().db)
+            .exec(app.core().db())
             .await
             .expect("expire");
     }
@@ -908,7 +908,7 @@ async fn audited(app: &TestApp, action: &str, share: &str) -> (usize, u64) {
     let rows = entity::audit_event::Entity::find()
         .filter(entity::audit_event::Column::Action.eq(action))
         .filter(entity::audit_event::Column::TargetId.eq(share))
-        .all(&app.core().db)
+        .all(app.core().db())
         .await
         .expect("audit rows");
     let single = rows

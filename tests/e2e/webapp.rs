@@ -30,7 +30,7 @@ async fn spawn_with_admin(topology: Topology, extra: &[(&str, &str)]) -> TestApp
 
 /// How many rows each table that a form could add to holds, and the users' roles.
 async fn snapshot(app: &TestApp) -> (u64, u64, u64, u64, u64, Vec<(String, bool)>) {
-    let db = &app.core().db;
+    let db = app.core().db();
     let users = entity::user::Entity::find().all(db).await.expect("users");
     let mut roles: Vec<(String, bool)> = users
         .iter()
@@ -227,7 +227,7 @@ async fn forms_without_a_valid_csrf_token_are_refused_and_change_nothing() {
     assert_eq!(shared.status, StatusCode::SEE_OTHER, "{}", shared.body);
     let share: String = {
         let shares = entity::share::Entity::find()
-            .all(&app.core().db)
+            .all(app.core().db())
             .await
             .expect("shares");
         shares[0].id.to_string()
@@ -236,7 +236,7 @@ async fn forms_without_a_valid_csrf_token_are_refused_and_change_nothing() {
     admin.sign_in(ADMIN.0, ADMIN.1).await;
     let admin_csrf = admin.csrf().await;
     let ann_id = entity::user::Entity::find()
-        .all(&app.core().db)
+        .all(app.core().db())
         .await
         .expect("users")
         .into_iter()
@@ -570,7 +570,7 @@ async fn a_disabled_account_is_sent_to_sign_in() {
     let users = admin.get("/app/admin/users").await;
     assert!(users.body.contains(&ann_email));
     let ann_id = entity::user::Entity::find()
-        .all(&app.core().db)
+        .all(app.core().db())
         .await
         .expect("users")
         .into_iter()
@@ -590,7 +590,7 @@ async fn a_disabled_account_is_sent_to_sign_in() {
     assert_eq!(page.location(), "/app/signin");
     // Promote needs the account enabled again; an admin cannot demote themselves.
     let admin_id = entity::user::Entity::find()
-        .all(&app.core().db)
+        .all(app.core().db())
         .await
         .expect("users")
         .into_iter()
@@ -791,7 +791,7 @@ async fn users_cannot_reach_each_others_files_and_only_admins_the_admin_pages() 
         .await;
     assert_eq!(shared.status, StatusCode::SEE_OTHER);
     let share = entity::share::Entity::find()
-        .all(&app.core().db)
+        .all(app.core().db())
         .await
         .expect("shares")[0]
         .id;
@@ -1036,7 +1036,7 @@ async fn bad_form_input_comes_back_with_the_input_kept_but_never_the_password() 
     // Nothing was kept of any of them.
     assert_eq!(
         entity::file::Entity::find()
-            .count(&app.core().db)
+            .count(app.core().db())
             .await
             .expect("count"),
         0
@@ -1150,7 +1150,7 @@ async fn the_web_app_in_a_browser() {
     assert!(cancelled.starts_with("Upload cancelled"), "{cancelled}");
     assert_eq!(
         entity::file::Entity::find()
-            .count(&app.core().db)
+            .count(app.core().db())
             .await
             .expect("count"),
         1
@@ -1185,7 +1185,7 @@ async fn the_web_app_in_a_browser() {
     );
     let file_id = report["file_id"].as_str().expect("file id");
     let file = entity::file::Entity::find_by_id(uuid::Uuid::parse_str(file_id).expect("uuid"))
-        .one(&app.core().db)
+        .one(app.core().db())
         .await
         .expect("query")
         .expect("the file");
@@ -1328,7 +1328,7 @@ async fn admins_filter_export_and_verify_the_log_rotate_keys_and_manage_users() 
     // Users: promote an account, and it gets the admin pages.
     let users = admin.get("/app/admin/users").await;
     let ann_id = entity::user::Entity::find()
-        .all(&app.core().db)
+        .all(app.core().db())
         .await
         .expect("users")
         .into_iter()
@@ -1370,7 +1370,7 @@ async fn an_expired_session_cookie_is_sent_to_sign_in() {
             entity::session::Column::ExpiresAt,
             Expr::value(chrono::Utc::now() - chrono::Duration::minutes(1)),
         )
-        .exec(&app.core().db)
+        .exec(app.core().db())
         .await
         .expect("expire the session");
     let page = ann.get("/app/files").await;

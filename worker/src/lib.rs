@@ -1,10 +1,6 @@
 //! apalis workers: the queued jobs (validate, encrypt, notify, rewrap), the scheduled ones
 //! (sweep, orphans), and the audit sealer.
 
-mod runs;
-
-use runs::handle;
-
 use std::future::Future;
 use std::str::FromStr as _;
 use std::sync::Arc;
@@ -18,10 +14,13 @@ use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use coffer_core::Core;
 use coffer_core::JobError;
+use coffer_core::jobs::{
+    self, Job, encrypt::EncryptFile, notify::SendShareEmail, rewrap::RewrapKeys,
+    validate::ValidateFile,
+};
 use coffer_core::metrics::JobOutcome;
-use coffer_core::queue::{Backend, EncryptFile, Job, RewrapKeys, SendShareEmail, ValidateFile};
+use coffer_core::queue::{Backend, Payload as _};
 use coffer_core::request_id;
-use coffer_core::services::jobs;
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 use tracing::Instrument as _;
@@ -98,9 +97,16 @@ async fn run_job(
     verdict
 }
 
+/// The handler of every queued job kind.
+async fn handle<J: Job>(job: J, core: Data<Core>, attempt: Attempt) -> Result<(), BoxDynError> {
+    let (id, request_id) = (job.subject(), job.request_id());
+    let work = job.run(&core, attempt.current());
+    run_job(&core, J::NAME, id, request_id, &attempt, work).await
+}
+
 async fn sweep_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {
     coffer_core::services::users::remove_dead_sessions(&core).await?;
-    jobs::sweep(&core)
+    jobs::sweep::sweep(&core)
         .await
         .map(|_| ())
         .map_err(|e| e.to_string().into())

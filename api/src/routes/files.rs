@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use coffer_core::ServiceError;
-use coffer_core::services::files::{self, FileView};
-use coffer_core::services::shares::ShareRequest;
+use coffer_core::services::files::{self, Blanks, FileView};
+use coffer_core::services::shares::{self, ShareRequest};
 use coffer_core::types::FileName;
 use futures::TryStreamExt as _;
 use poem::{Body, Request};
@@ -17,7 +17,7 @@ use super::shares::ShareInfo;
 use crate::auth::{UserAuth, core, meta};
 use crate::problem::ApiError;
 use crate::range;
-use crate::upload::{Fields, RawBody, UploadForm, read_upload, split_recipients};
+use crate::upload::{Parts, RawBody, UploadForm};
 
 pub struct FilesApi;
 
@@ -162,15 +162,10 @@ impl FilesApi {
         form: UploadForm,
     ) -> Result<UploadResponse, ApiError> {
         let core = core(req)?;
-        let mut multipart = form.0;
-        let upload = read_upload(core, &mut multipart, Fields::Api)
+        let mut parts = Parts(form.0);
+        let uploaded = files::upload_form(core, &auth.0.user, &mut parts, Blanks::Sent, &meta(req))
             .await
             .map_err(|refused| ApiError::from(refused.error))?;
-        let Some((name, sealed)) = upload.file else {
-            return Err(ApiError::unprocessable("the form has no `file` part"));
-        };
-        let share = upload.share;
-        let uploaded = files::create(core, &auth.0.user, name, sealed, share, &meta(req)).await?;
         Ok(accepted(uploaded))
     }
 
@@ -199,7 +194,7 @@ impl FilesApi {
         let core = core(req)?;
         let name = FileName::parse(&name.0).map_err(|e| ApiError::unprocessable(e.0))?;
         let share = ShareRequest {
-            recipients: split_recipients(&recipients.0),
+            recipients: shares::split_recipients(&recipients.0),
             expires_at: None,
             expires_in_hours: expires_in_hours.0,
             max_downloads: max_downloads.0,

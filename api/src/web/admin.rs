@@ -2,7 +2,7 @@
 //! disable); the audit log is in `audit.rs`. Other users get a 403 page.
 
 use coffer_core::services::accounts::{self, Account};
-use coffer_core::services::keys;
+use coffer_core::services::{keys, rotation};
 use coffer_core::types::{Role, RotationState};
 use coffer_core::{Core, ServiceError};
 use minijinja::{Value, context};
@@ -49,7 +49,7 @@ async fn keys_page(
 ) -> poem::Result<Response> {
     let fail = |e| page::service_error(Some(me), e);
     let versions = keys::versions(core).await.map_err(fail)?;
-    let rotation = keys::progress(core).await.map_err(fail)?;
+    let rotation = rotation::progress(core).await.map_err(fail)?;
     let versions: Vec<Value> = versions
         .iter()
         .map(|v| {
@@ -91,7 +91,7 @@ pub async fn key_versions(req: &Request) -> poem::Result<Response> {
 #[poem::handler]
 pub async fn rotate(req: &Request, body: Body) -> poem::Result<Response> {
     let (core, me, _) = admin_form(req, body).await?;
-    match keys::rotate(core, me.session.user.actor(), &meta(req)).await {
+    match rotation::rotate(core, me.session.user.actor(), &meta(req)).await {
         Ok(_) => Ok(page::redirect("/app/admin/keys")),
         Err(ServiceError::Conflict(detail)) => {
             keys_page(core, &me, StatusCode::CONFLICT, Some(&sentence(&detail))).await

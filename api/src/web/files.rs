@@ -1,7 +1,7 @@
 //! My files: the list (refreshing itself while something is pending), the upload form, a
 //! file's page with its shares, the download and deletion.
 
-use coffer_core::services::files::{self, FileView};
+use coffer_core::services::files::{self, Blanks, FileView, FormParts as _};
 use coffer_core::services::shares::{self, ShareRequest, ShareView};
 use coffer_core::types::{FileStatus, ShareState, human_size};
 use coffer_core::{Core, ServiceError};
@@ -16,7 +16,7 @@ use super::session::SignedIn;
 use super::{INVALID, core};
 use crate::auth::meta;
 use crate::range;
-use crate::upload::{self, read_upload};
+use crate::upload::Parts;
 
 const PAGE_SIZE: u64 = 25;
 /// Expiry choices offered by the forms, in hours (those past `COFFER_SHARE_MAX_TTL` are left out).
@@ -142,75 +142,42 @@ pub async fn upload_page(req: &Request) -> poem::Result<Response> {
     ))
 }
 
-/// The status a refused upload form comes back with.
-fn refused_status(err: &ServiceError) -> StatusCode {
-    match err {
-        ServiceError::TooLarge { .. } | ServiceError::FieldsTooLarge(_) => {
-            StatusCode::PAYLOAD_TOO_LARGE
-        }
-        ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        _ => INVALID,
-    }
-}
-
-/// `POST /app/files`: the upload form, streamed through the same path as `POST /api/v1/files`.
-/// Its first part must be the CSRF token, checked before a byte of the file is read.
+/// `POST /app/files`: the upload form, read by core as `POST /api/v1/files` is. Its first part
+/// must be the CSRF token, checked before a byte of the file is read.
 #[poem::handler]
-pub async fn upload_file(req: &Request, mut multipart: Multipart) -> poem::Result<Response> {
+pub async fn upload_file(req: &Request, multipart: Multipart) -> poem::Result<Response> {
     let core = core(req)?;
-    let first = multipart.next_field().await.ok().flatten();
-    let csrf = match first {
-        Some(field) if field.name() == Some("csrf") => upload::text_field(field, 256).await.ok(),
+    let mut parts = Parts(multipart);
+    let csrf = match parts.next_part().await.ok().flatten() {
+        Some(part) if part.name.as_deref() == Some("csrf") => {
+            files::text_field(part, 256).await.ok()
+        }
         _ => None,
     };
     let me = SignedIn::from_form(req, core, csrf.as_deref()).await?;
-    let mut upload = match read_upload(core, &mut multipart, upload::Fields::Page).await {
-        Ok(upload) => upload,
-        Err(refused) => {
-            let status = refused_status(&refused.error);
-            let text = match &refused.error {
-                ServiceError::TooLarge { limit } => format!(
-                    "The file is larger than the {} allowed.",
-                    human_size(*limit)
-                ),
-                other => sentence(&other.to_string()),
-            };
-            return Ok(upload_form(core, &me, status, &refused.share, Some(&text)));
-        }
+    let user = &me.session.user;
+    let refused =
+        match files::upload_form(core, user, &mut parts, Blanks::NotGiven, &meta(req)).await {
+            Ok(uploaded) => return Ok(page::redirect(&format!("/app/files/{}", uploaded.file.id))),
+            Err(refused) => refused,
+        };
+    // What the user can mend is shown on the form, as they filled it in; the rest is a page of
+    // its own.
+    let (status, text) = match &refused.error {
+        _ if refused.no_file => (INVALID, "Choose a file to upload.".to_owned()),
+        ServiceError::TooLarge { limit } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "The file is larger than the {} allowed.",
+                human_size(*limit)
+            ),
+        ),
+        ServiceError::FieldsTooLarge(detail) => (StatusCode::PAYLOAD_TOO_LARGE, sentence(detail)),
+        ServiceError::BadRequest(detail) => (StatusCode::BAD_REQUEST, sentence(detail)),
+        ServiceError::Invalid(detail) => (INVALID, sentence(detail)),
+        _ => return Err(page::service_error(Some(&me), refused.error)),
     };
-    let mut request = std::mem::take(&mut upload.share);
-    // The expiry is a select that always holds a value: a default, not a choice, until there
-    // is someone to share with.
-    if request.recipients.is_empty() {
-        request.expires_in_hours = None;
-    }
-    let kept = ShareRequest {
-        recipients: request.recipients.clone(),
-        expires_in_hours: request.expires_in_hours,
-        max_downloads: request.max_downloads,
-        message: request.message.clone(),
-        ..ShareRequest::default()
-    };
-    let Some((name, sealed)) = upload.file.take() else {
-        return Ok(upload_form(
-            core,
-            &me,
-            INVALID,
-            &kept,
-            Some("Choose a file to upload."),
-        ));
-    };
-    match files::create(core, &me.session.user, name, sealed, request, &meta(req)).await {
-        Ok(uploaded) => Ok(page::redirect(&format!("/app/files/{}", uploaded.file.id))),
-        Err(ServiceError::Invalid(detail)) => Ok(upload_form(
-            core,
-            &me,
-            INVALID,
-            &kept,
-            Some(&sentence(&detail)),
-        )),
-        Err(err) => Err(page::service_error(Some(&me), err)),
-    }
+    Ok(upload_form(core, &me, status, &refused.share, Some(&text)))
 }
 
 fn share_context(s: &ShareView) -> Value {

@@ -33,7 +33,7 @@ pub async fn create(req: &Request, Path(id): Path<String>, body: Body) -> poem::
     let (core, me, fields) = SignedIn::post(req, body).await?;
     let file_id = page::parse_id(&me, &id, "file")?;
     let mut request = ShareRequest {
-        recipients: crate::upload::split_recipients(&fields.all("recipients")),
+        recipients: coffer_core::services::shares::split_recipients(&fields.all("recipients")),
         message: fields.given("message").map(str::to_owned),
         ..ShareRequest::default()
     };

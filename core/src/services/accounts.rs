@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use entity::{session, user};
 
-use crate::audit::{Event, RequestMeta};
+use crate::audit::{Action, Event, RequestMeta};
 use crate::principal::User;
 use crate::types::Role;
 use crate::{Core, ServiceError, ServiceResult};
@@ -103,7 +103,7 @@ pub async fn change(
             .filter(session::Column::RevokedAt.is_null())
             .exec(&txn)
             .await?;
-        super::shares::cancel_pending_of_owner(
+        crate::jobs::notify::cancel_pending_of_owner(
             &txn,
             &core.audit,
             target,
@@ -116,7 +116,7 @@ pub async fn change(
         disabled: change.disabled.unwrap_or(before.disabled),
         ..before.clone()
     };
-    Event::new("admin.user_changed", admin.actor())
+    Event::new(Action::AdminUserChanged, admin.actor())
         .target("user", target)
         .details(serde_json::json!({
             "role": after.role.as_str(),

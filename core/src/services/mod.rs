@@ -2,14 +2,13 @@
 
 pub mod accounts;
 pub mod audit;
-mod file_lease;
 pub mod files;
 pub mod health;
-pub mod jobs;
 pub mod keys;
 pub mod orphans;
 pub mod password_reset;
 pub mod recipients;
+pub mod rotation;
 pub mod shares;
 pub mod signup;
 pub mod users;

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use entity::{password_reset, session, user};
 
-use crate::audit::{Event, RequestMeta};
+use crate::audit::{Action, Event, RequestMeta};
 use crate::principal::User;
 use crate::types::Token;
 use crate::{Core, ServiceError, ServiceResult, password};
@@ -79,7 +79,7 @@ pub async fn force(
     })
     .exec(&txn)
     .await?;
-    Event::new("user.password_reset_requested", admin.actor())
+    Event::new(Action::UserPasswordResetRequested, admin.actor())
         .target("user", target)
         .details(serde_json::json!({ "forced": true, "sessions_ended": ended }))
         .from(meta)
@@ -145,7 +145,7 @@ pub async fn confirm(
         .exec(&txn)
         .await?;
     Event::new(
-        "user.password_changed",
+        Action::UserPasswordChanged,
         crate::audit::Actor::User(found.user_id),
     )
     .target("user", found.user_id)

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use entity::{file, share, user};
 
 use super::files::{Content, Delivery, FileView, open_ready};
-use crate::audit::{Actor, Event, Outcome, RequestMeta};
+use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::db::by_key;
 use crate::types::{FileStatus, ShareState, Token};
 use crate::{Core, ServiceError, password};
@@ -72,7 +72,7 @@ async fn deny(
     core.audit
         .record_repeatable(
             format!("share.denied:{share_id}"),
-            Event::new("share.denied", Actor::Recipient(share_id))
+            Event::new(Action::ShareDenied, Actor::Recipient(share_id))
                 .target("share", share_id)
                 .outcome(Outcome::Denied)
                 .details(serde_json::json!({ "reason": reason }))
@@ -170,7 +170,7 @@ pub async fn view(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<La
     core.audit
         .record_repeatable(
             format!("share.viewed:{}", share.id),
-            Event::new("share.viewed", Actor::Recipient(share.id))
+            Event::new(Action::ShareViewed, Actor::Recipient(share.id))
                 .target("share", share.id)
                 .from(meta),
         )
@@ -264,7 +264,7 @@ pub async fn download(
         deny(core, share.id, "used up", meta).await?;
         return Err(Refusal::Gone("used up"));
     }
-    Event::new("share.downloaded", Actor::Recipient(share.id))
+    Event::new(Action::ShareDownloaded, Actor::Recipient(share.id))
         .target("share", share.id)
         .details(serde_json::json!({ "file_id": file.id, "download": share.downloads_used + 1 }))
         .from(meta)

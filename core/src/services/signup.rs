@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use entity::{invite, setting};
 
-use crate::audit::{Actor, Event, Outcome, RequestMeta};
+use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::principal::User;
 use crate::types::{EmailAddress, SignupPolicy, Token};
 use crate::{Core, ServiceError, ServiceResult};
@@ -62,7 +62,7 @@ pub async fn set_policy(
     )
     .exec(&txn)
     .await?;
-    Event::new("admin.settings_changed", admin.actor())
+    Event::new(Action::AdminSettingsChanged, admin.actor())
         .details(serde_json::json!({
             "signup": { "from": before.to_string(), "to": policy.to_string() },
         }))
@@ -211,7 +211,7 @@ pub async fn invite(
         invite::Entity::insert(invite::ActiveModel::from(row.clone()))
             .exec(&txn)
             .await?;
-        Event::new("user.invited", admin.actor())
+        Event::new(Action::UserInvited, admin.actor())
             .target("invite", row.id)
             .details(serde_json::json!({ "email": row.email, "expires_at": row.expires_at }))
             .from(meta)
@@ -249,7 +249,7 @@ pub(crate) async fn record_refusal(
     core.audit
         .record_repeatable(
             format!("user.signup_refused:{domain}"),
-            Event::new("user.signup_refused", Actor::Anonymous)
+            Event::new(Action::UserSignupRefused, Actor::Anonymous)
                 .outcome(Outcome::Denied)
                 .details(serde_json::json!({ "domain": domain }))
                 .from(meta),

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use entity::{email_verification, user};
 
-use crate::audit::{Actor, Event, RequestMeta};
+use crate::audit::{Action, Actor, Event, RequestMeta};
 use crate::principal::User;
 use crate::types::Token;
 use crate::{Core, ServiceError, ServiceResult};
@@ -144,7 +144,7 @@ pub async fn mark_verified(
         .exec(&txn)
         .await?;
     if changed > 0 {
-        Event::new("user.email_verified", actor)
+        Event::new(Action::UserEmailVerified, actor)
             .target("user", user_id)
             .from(meta)
             .record(&txn, &core.audit)

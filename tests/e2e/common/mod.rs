@@ -234,7 +234,7 @@ pub async fn verify_email(core: &Core, email: &str) {
     use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
     let account = entity::user::Entity::find()
         .filter(entity::user::Column::Email.eq(email.to_lowercase()))
-        .one(&core.db)
+        .one(core.db())
         .await
         .expect("query")
         .expect("the account exists");
@@ -453,7 +453,7 @@ impl TestApp {
         use sea_orm::{EntityTrait as _, QueryOrder as _};
         entity::audit_event::Entity::find()
             .order_by_asc(entity::audit_event::Column::Id)
-            .all(&self.core().db)
+            .all(self.core().db())
             .await
             .expect("audit rows")
             .into_iter()

@@ -17,7 +17,7 @@ pub async fn ready_files(core: &Core, count: usize, version: i32) {
         created_at: Set(chrono::Utc::now()),
         email_verified_at: Set(None),
     })
-    .exec(&core.db)
+    .exec(core.db())
     .await
     .expect("seed owner");
     let now = chrono::Utc::now();
@@ -54,7 +54,7 @@ pub async fn ready_files(core: &Core, count: usize, version: i32) {
             }
         });
         entity::file::Entity::insert_many(rows)
-            .exec(&core.db)
+            .exec(core.db())
             .await
             .expect("seed files");
     }

@@ -20,13 +20,13 @@ use entity::{audit_checkpoint, audit_event};
 
 use super::verify::Finding;
 use crate::Core;
-use crate::audit::{Actor, Event};
+use crate::audit::{Action, Actor, Event};
 use crate::crypto::{AuditKey, Keyring, signature_is_valid};
 
 const FORMAT: &str = "coffer-audit-checkpoint-v1";
 const LATEST: &str = "audit/checkpoints/latest.json";
 /// The action of the event that records a checkpoint in the chain itself.
-pub(super) const ACTION: &str = "audit.checkpoint";
+pub(super) const ACTION: Action = Action::AuditCheckpoint;
 
 fn path(seq: i64) -> Path {
     Path::from(format!("audit/checkpoints/{seq:020}.json"))
@@ -121,7 +121,7 @@ async fn newest_recorded(
 
 /// Whether the sealed event `seq` has the hash `hash` (hex).
 async fn chain_has(core: &Core, seq: i64, hash: &str) -> Result<bool, sea_orm::DbErr> {
-    Ok(super::hash_at(&core.db, seq).await?.as_deref() == Some(hash))
+    Ok(super::stored_hash(&core.db, seq).await?.as_deref() == Some(hash))
 }
 
 /// Writes a checkpoint of the head if the head has moved (by more than the last checkpoint's
@@ -141,7 +141,7 @@ pub(super) async fn write_if_due(core: &Core) -> Result<(), sea_orm::DbErr> {
     let since = last.as_ref().map_or(0, |last| last.seq);
     let moved = audit_event::Entity::find()
         .filter(audit_event::Column::Seq.gt(since))
-        .filter(audit_event::Column::Action.ne(ACTION))
+        .filter(audit_event::Column::Action.ne(ACTION.as_str()))
         .one(&core.db)
         .await?
         .is_some();

@@ -135,7 +135,11 @@ async fn rows(
 }
 
 /// The stored hash of event `seq`, hex (to check an anchor kept outside Coffer).
-pub async fn hash_at(
+pub async fn hash_at(core: &Core, seq: i64) -> ServiceResult<Option<String>> {
+    Ok(stored_hash(&core.db, seq).await?)
+}
+
+async fn stored_hash(
     db: &impl ConnectionTrait,
     seq: i64,
 ) -> Result<Option<String>, sea_orm::DbErr> {
@@ -282,7 +286,7 @@ pub async fn export_for(
     meta: &crate::audit::RequestMeta,
 ) -> crate::ServiceResult<futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>>
 {
-    crate::audit::Event::new("audit.exported", actor)
+    crate::audit::Event::new(crate::audit::Action::AuditExported, actor)
         .details(
             serde_json::json!({ "format": format.extension(), "since": since, "until": until }),
         )

@@ -198,7 +198,7 @@ impl Walk {
                 self.bad = Some(Finding::ChainBroken { seq });
                 return self;
             }
-            if event.action == checkpoint::ACTION && event.mac_version.is_some() {
+            if event.action == checkpoint::ACTION.as_str() && event.mac_version.is_some() {
                 let named = &event.details;
                 if let (Some(at), Some(hash)) = (named["seq"].as_i64(), named["hash"].as_str()) {
                     self.named = Some((at, hash.to_owned()));

@@ -1,8 +1,11 @@
-//! Files: metadata, listing, download and deletion; uploading is in [`upload`].
+//! Files: metadata, listing, download and deletion; uploading is in [`upload`] (a raw body)
+//! and [`form`] (an upload form).
 
+mod form;
 mod upload;
 
-pub use upload::{Ingest, Sealed, Uploaded, create, discard, ingest, upload};
+pub use form::{Blanks, FormPart, FormParts, Refused, text_field, upload_form};
+pub use upload::{Uploaded, upload};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -15,7 +18,7 @@ use uuid::Uuid;
 
 use entity::file;
 
-use crate::audit::{Actor, Event, Outcome, RequestMeta};
+use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::crypto::WrappedKey;
 use crate::db::by_key;
 use crate::storage::{ReadError, blob_path, quarantine_path};
@@ -139,8 +142,8 @@ pub async fn delete(
         .filter(file::Column::Id.eq(id))
         .exec(&txn)
         .await?;
-    super::shares::cancel_pending(&txn, &core.audit, id, "the file was deleted").await?;
-    Event::new("file.deleted", owner.actor())
+    crate::jobs::notify::cancel_pending(&txn, &core.audit, id, "the file was deleted").await?;
+    Event::new(Action::FileDeleted, owner.actor())
         .target("file", id)
         .details(serde_json::json!({ "name": row.name, "previous_status": row.status.as_str() }))
         .from(meta)
@@ -210,7 +213,7 @@ pub async fn content(
     let body = open_ready(core, &row, range, owner.actor(), meta).await?;
     core.audit
         .record(
-            Event::new("file.downloaded", owner.actor())
+            Event::new(Action::FileDownloaded, owner.actor())
                 .target("file", id)
                 .details(match range {
                     Some((start, end)) => serde_json::json!({ "range": [start, end] }),
@@ -312,7 +315,7 @@ async fn integrity_failure(
     let recorded = core
         .audit
         .record(
-            Event::new("file.integrity_failed", actor)
+            Event::new(Action::FileIntegrityFailed, actor)
                 .target("file", file_id)
                 .outcome(Outcome::Failure)
                 .details(serde_json::json!({ "detail": detail }))

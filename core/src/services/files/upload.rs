@@ -11,18 +11,18 @@ use uuid::Uuid;
 use entity::file;
 
 use super::FileView;
-use crate::audit::{Event, RequestMeta};
+use crate::audit::{Action, Event, RequestMeta};
 use crate::crypto::{SecretKey, WrappedKey};
 use crate::digest::StreamDigest;
+use crate::jobs::validate::ValidateFile;
 use crate::principal::User;
-use crate::queue::ValidateFile;
 use crate::services::shares::{self, ShareRequest, ShareSpec, ShareView};
 use crate::storage::{SealedWriter, quarantine_path};
 use crate::types::{FileName, FileStatus};
 use crate::{Core, ServiceError, ServiceResult};
 
 /// An upload being sealed into quarantine as it arrives.
-pub struct Ingest {
+struct Ingest {
     id: Uuid,
     key: SecretKey,
     writer: SealedWriter,
@@ -33,7 +33,7 @@ pub struct Ingest {
 
 /// A complete upload, sealed in quarantine but not yet recorded.
 #[derive(Debug)]
-pub struct Sealed {
+pub(super) struct Sealed {
     id: Uuid,
     size: u64,
     sha256: String,
@@ -41,7 +41,7 @@ pub struct Sealed {
 }
 
 impl Ingest {
-    pub async fn start(core: &Core) -> ServiceResult<Self> {
+    async fn start(core: &Core) -> ServiceResult<Self> {
         let id = Uuid::now_v7();
         let key = SecretKey::generate();
         let writer = core
@@ -65,7 +65,7 @@ impl Ingest {
 
     /// Seals the next piece. Fails with `TooLarge` the moment the limit is crossed; the caller
     /// then calls [`Ingest::abort`].
-    pub async fn write(&mut self, data: Bytes) -> ServiceResult<()> {
+    async fn write(&mut self, data: Bytes) -> ServiceResult<()> {
         self.size += data.len() as u64;
         if self.size > self.limit {
             return Err(ServiceError::TooLarge { limit: self.limit });
@@ -77,13 +77,13 @@ impl Ingest {
             .map_err(|e| ServiceError::Internal(anyhow::Error::new(e).context("sealing an upload")))
     }
 
-    pub async fn abort(self) {
+    async fn abort(self) {
         self.writer.abort().await;
     }
 
     /// Completes the quarantine object. An empty upload is refused: a zero-byte file is almost
     /// always a failed export, and there is nothing in it to share.
-    pub async fn finish(self, core: &Core) -> ServiceResult<Sealed> {
+    async fn finish(self, core: &Core) -> ServiceResult<Sealed> {
         if self.size == 0 {
             self.abort().await;
             return Err(ServiceError::Invalid(
@@ -115,7 +115,7 @@ impl Ingest {
 }
 
 /// Streams a whole body into quarantine; on any failure nothing is left behind.
-pub async fn ingest<E>(
+pub(super) async fn ingest<E>(
     core: &Core,
     body: impl Stream<Item = Result<Bytes, E>>,
 ) -> ServiceResult<Sealed>
@@ -166,9 +166,9 @@ where
 }
 
 /// Records an upload already sealed by [`ingest`] (a form's file part, which streams before
-/// the form's other fields are read), with the shares asked for along with it. The sealed
-/// object is removed when the request is refused.
-pub async fn create(
+/// the form's other fields are read: see `super::form`), with the shares asked for along with
+/// it. The sealed object is removed when the request is refused.
+pub(super) async fn create(
     core: &Core,
     owner: &User,
     name: FileName,
@@ -232,7 +232,7 @@ async fn record(
     let recorded = async {
         let txn = crate::db::begin_write(&core.db).await?;
         file::Entity::insert(file::ActiveModel::from(model.clone())).exec(&txn).await?;
-        Event::new("file.uploaded", owner.actor())
+        Event::new(Action::FileUploaded, owner.actor())
             .target("file", model.id)
             .details(serde_json::json!({ "name": model.name, "size": model.size, "sha256": model.sha256 }))
             .from(meta)
@@ -265,7 +265,7 @@ async fn record(
 }
 
 /// Destroys a sealed upload that will not be recorded (the request failed after the file part).
-pub async fn discard(core: &Core, sealed: Sealed) -> ServiceResult<()> {
+pub(super) async fn discard(core: &Core, sealed: Sealed) -> ServiceResult<()> {
     core.storage
         .delete(&quarantine_path(sealed.id))
         .await

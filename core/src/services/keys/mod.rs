@@ -1,5 +1,6 @@
-//! Master keys: which version is active, rotation by rewrapping every file's key (never its
-//! data), and retirement of versions nothing uses any more.
+//! Master keys: which version is active, wrapping and opening file keys under a version this
+//! process has checked against the database, and the keyring checks at start-up. Rotation is
+//! `services::rotation` and the rewrap job `crate::jobs::rewrap`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,12 +16,6 @@ use entity::{file, key_check, key_version};
 use crate::crypto::{KeyStore, Keyring, SecretKey, WrappedKey};
 use crate::types::KeyState;
 use crate::{Core, KeyFailure, ServiceError, ServiceResult, crypto};
-
-mod rewrap;
-mod rotation;
-
-pub use rewrap::{Batch, rewrap_batch, rewrap_batch_of};
-pub use rotation::{RotationView, progress, rotate, run_rotation, sweep};
 
 /// The master keys at work: every file key is wrapped and opened here, under a version this
 /// process has checked against the database.
@@ -80,7 +75,7 @@ pub async fn check_keyring_covers_database(
     Ok(())
 }
 
-fn mismatch(version: i32) -> String {
+pub(crate) fn mismatch(version: i32) -> String {
     format!(
         "master key version {version} in this process's keyring is not the key this database was set up with (its check value differs): give every process the same keyring, copied from COFFER_MASTER_KEYS / COFFER_MASTER_KEYS_FILE of a process that works, never newly generated keys"
     )
@@ -90,7 +85,7 @@ fn mismatch(version: i32) -> String {
 /// version the database has no check value of yet (its first use, or a database from before
 /// check values) a key wrapped under it must open, and then its check value is recorded. Two
 /// processes recording at once: the first insert wins, the other compares against it.
-async fn matches_database(
+pub(crate) async fn matches_database(
     db: &impl ConnectionTrait,
     version: i32,
     key: &SecretKey,
@@ -188,7 +183,7 @@ pub async fn verified_key(core: &Core, version: i32) -> ServiceResult<SecretKey>
 }
 
 /// How many wrapped keys (data keys and quarantine keys) each version holds.
-async fn usage(db: &impl ConnectionTrait) -> Result<BTreeMap<i32, u64>, sea_orm::DbErr> {
+pub(crate) async fn usage(db: &impl ConnectionTrait) -> Result<BTreeMap<i32, u64>, sea_orm::DbErr> {
     let mut counts = BTreeMap::new();
     for column in [
         file::Column::DekKekVersion,

@@ -1,30 +1,24 @@
-//! Shares from the owner's side: creating links (one per recipient), listing, revoking, and the
-//! job that issues each link and emails it.
+//! Shares from the owner's side: creating links (one per recipient), listing, revoking, and
+//! marking them expired. The job that issues each emailed link is `crate::jobs::notify`.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait as _, Condition, ConnectionTrait, EntityTrait as _, QueryFilter as _,
-    QueryOrder as _,
+    ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, QueryOrder as _,
 };
 use uuid::Uuid;
 
-use entity::{file, share, user};
+use entity::{file, share};
 
-use crate::audit::{Actor, AuditWriter, Event, Outcome, RequestMeta};
-use crate::db::by_key;
-use crate::mail::{ShareEmail, share_message};
+use crate::audit::{Action, Event, Outcome, RequestMeta};
+use crate::jobs::notify::{enqueue_pending, share_url};
 use crate::principal::User;
-use crate::queue::SendShareEmail;
 use crate::types::{EmailAddress, FileStatus, ShareState, Token};
 use crate::{Core, JobError, ServiceError, ServiceResult, password};
 
 mod request;
 
-pub use request::{ShareRequest, ShareSpec};
-
-/// After this many failed deliveries a share is marked `email_failed`.
-pub const MAX_EMAIL_ATTEMPTS: usize = 5;
+pub use request::{ShareRequest, ShareSpec, split_recipients};
 
 /// What an owner sees of a share.
 #[derive(Debug, Clone)]
@@ -67,10 +61,6 @@ impl ShareView {
             last_error: m.last_error,
         }
     }
-}
-
-pub fn share_url(core: &Core, token: &Token) -> String {
-    core.config.public_link(&format!("/s/{}", token.expose()))
 }
 
 /// Inserts the shares of `spec` for a file inside the caller's transaction. Returns the rows
@@ -122,7 +112,7 @@ pub async fn insert(
         share::Entity::insert(share::ActiveModel::from(model.clone()))
             .exec(txn)
             .await?;
-        Event::new("share.created", owner.actor())
+        Event::new(Action::ShareCreated, owner.actor())
             .target("share", id)
             .details(serde_json::json!({
                 "file_id": file_id,
@@ -162,7 +152,7 @@ async fn spend_email_budget(
     };
     core.audit
         .record(
-            Event::new("auth.rate_limited", owner.actor())
+            Event::new(Action::AuthRateLimited, owner.actor())
                 .outcome(Outcome::Denied)
                 .details(serde_json::json!({
                     "limit": "share_emails_per_day",
@@ -238,83 +228,6 @@ pub async fn create(
     Ok(views)
 }
 
-/// Enqueues the email of every pending share of a file (called when it becomes ready).
-pub async fn enqueue_pending(core: &Core, file_id: Uuid) {
-    let pending = share::Entity::find()
-        .filter(share::Column::FileId.eq(file_id))
-        .filter(share::Column::State.eq(ShareState::Pending))
-        .filter(share::Column::Recipient.is_not_null())
-        .all(&core.db)
-        .await;
-    match pending {
-        Ok(rows) => {
-            for row in rows {
-                if let Err(err) = core.queue.enqueue(SendShareEmail::new(row.id)).await {
-                    tracing::warn!(share_id = %row.id, error = %format!("{err:#}"), "could not enqueue a share email; the sweep will retry");
-                }
-            }
-        }
-        Err(err) => {
-            tracing::warn!(%file_id, error = %err, "could not list pending shares; the sweep will retry")
-        }
-    }
-}
-
-/// Cancels the pending shares of a file that will never be ready, inside the caller's
-/// transaction, recording why.
-pub async fn cancel_pending(
-    txn: &impl ConnectionTrait,
-    audit: &AuditWriter,
-    file_id: Uuid,
-    reason: &str,
-) -> Result<(), sea_orm::DbErr> {
-    let why = format!("file not shareable: {reason}");
-    cancel_where(txn, audit, share::Column::FileId.eq(file_id), reason, &why).await
-}
-
-/// Cancels every pending share email of `owner` (whose account was just disabled): none of them
-/// goes out.
-pub async fn cancel_pending_of_owner(
-    txn: &impl ConnectionTrait,
-    audit: &AuditWriter,
-    owner: Uuid,
-    reason: &str,
-) -> Result<(), sea_orm::DbErr> {
-    cancel_where(txn, audit, share::Column::OwnerId.eq(owner), reason, reason).await
-}
-
-/// Cancels the pending shares that `which` selects, each audited as `share.email_failed` with
-/// `audited` as its reason (`reason` is what the owner reads on the share).
-async fn cancel_where(
-    txn: &impl ConnectionTrait,
-    audit: &AuditWriter,
-    which: sea_orm::sea_query::SimpleExpr,
-    reason: &str,
-    audited: &str,
-) -> Result<(), sea_orm::DbErr> {
-    let pending = share::Entity::find()
-        .filter(which)
-        .filter(share::Column::State.eq(ShareState::Pending))
-        .all(txn)
-        .await?;
-    for row in pending {
-        share::Entity::update_many()
-            .col_expr(share::Column::State, Expr::value(ShareState::Cancelled))
-            .col_expr(share::Column::LastError, Expr::value(reason))
-            .filter(share::Column::Id.eq(row.id))
-            .filter(share::Column::State.eq(ShareState::Pending))
-            .exec(txn)
-            .await?;
-        Event::new("share.email_failed", Actor::System)
-            .target("share", row.id)
-            .outcome(Outcome::Failure)
-            .details(serde_json::json!({ "reason": audited, "file_id": row.file_id }))
-            .record(txn, audit)
-            .await?;
-    }
-    Ok(())
-}
-
 pub async fn list(core: &Core, owner: &User, file_id: Uuid) -> ServiceResult<Vec<ShareView>> {
     file::Entity::find_by_id(file_id)
         .filter(file::Column::OwnerId.eq(owner.id))
@@ -353,7 +266,7 @@ pub async fn revoke(
             .filter(share::Column::Id.eq(share_id))
             .exec(&txn)
             .await?;
-        Event::new("share.revoked", owner.actor())
+        Event::new(Action::ShareRevoked, owner.actor())
             .target("share", share_id)
             .details(
                 serde_json::json!({ "file_id": row.file_id, "previous_state": row.state.as_str() }),
@@ -367,214 +280,16 @@ pub async fn revoke(
     Ok(())
 }
 
-/// Removes outbox copies whose link no longer works (revoked, expired, used up, cancelled, or
-/// gone): the outbox holds live links, so it keeps only those that still open something.
-pub async fn forget_dead_outbox_copies(core: &Core) -> Result<usize, JobError> {
-    let names =
-        core.mailer.outbox_names().await.map_err(|e| {
-            JobError::Transient(anyhow::Error::new(e).context("listing the outbox"))
-        })?;
-    let mut forgotten = 0;
-    let now = Utc::now();
-    for name in names {
-        // Only share emails hold a link; other messages (to account owners) stay.
-        let Ok(id) = Uuid::parse_str(&name) else {
-            continue;
-        };
-        let live = by_key(share::Entity::find_by_id(id), &core.db)
-            .await?
-            .is_some_and(|s| {
-                s.state.is_live()
-                    && s.expires_at > now
-                    && s.max_downloads.is_none_or(|max| s.downloads_used < max)
-            });
-        if !live {
-            core.mailer.forget(&name).await;
-            forgotten += 1;
-        }
-    }
-    Ok(forgotten)
-}
-
-/// The email job: issues the share's link (a new token; only its hash is stored) and emails
-/// it. A repeat after success is a no-op; a retry after a failure issues a fresh link.
-pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(), JobError> {
-    let Some(row) = by_key(share::Entity::find_by_id(share_id), &core.db).await? else {
-        return Ok(());
-    };
-    if row.state != ShareState::Pending {
-        return Ok(());
-    }
-    let Some(recipient) = row.recipient.clone() else {
-        return Ok(());
-    };
-    let Some(file) = by_key(file::Entity::find_by_id(row.file_id), &core.db).await? else {
-        return Ok(());
-    };
-    match file.status {
-        FileStatus::Ready => {}
-        FileStatus::Rejected | FileStatus::Deleted => {
-            let reason = file
-                .reject_reason
-                .clone()
-                .unwrap_or_else(|| "the file was deleted".to_owned());
-            let txn = crate::db::begin_write(&core.db).await?;
-            cancel_pending(&txn, &core.audit, file.id, &reason).await?;
-            txn.commit().await?;
-            return Ok(());
-        }
-        _ => return Ok(()), // enqueued again when the file is ready
-    }
-    if row.expires_at <= Utc::now() {
-        return Ok(()); // the sweep marks it expired
-    }
-    let owner = by_key(user::Entity::find_by_id(row.owner_id), &core.db).await?;
-    let sender = owner
-        .map(|o| o.email)
-        .unwrap_or_else(|| "A Coffer user".to_owned());
-
-    // Claim the share with its new link. A second delivery of this job (the share was created
-    // just as its file became ready, or the sweep found it) leaves a fresh claim alone: issuing
-    // another link would kill the one being emailed. A claim older than
-    // `COFFER_SWEEP_STUCK_AFTER_SECS` (longer than a send may take: lettre gives up after 30 s)
-    // was left by a worker that died mid-send; the link is then issued and sent again.
-    let token = Token::generate();
-    let now = Utc::now();
-    let claimed = share::Entity::update_many()
-        .col_expr(share::Column::TokenHash, Expr::value(token.hash()))
-        .col_expr(share::Column::ClaimedAt, Expr::value(now))
-        .filter(share::Column::Id.eq(share_id))
-        .filter(share::Column::State.eq(ShareState::Pending))
-        .filter(
-            Condition::any()
-                .add(share::Column::ClaimedAt.is_null())
-                .add(share::Column::ClaimedAt.lt(core.config.stuck_before(now))),
-        )
-        .exec(&core.db)
-        .await?;
-    if claimed.rows_affected == 0 {
-        return Ok(());
-    }
-    let url = share_url(core, &token);
-    let email = ShareEmail {
-        sender: &sender,
-        file_name: &file.name,
-        size: u64::try_from(file.size).unwrap_or(0),
-        expires_at: row.expires_at,
-        max_downloads: row.max_downloads,
-        message: row.message.as_deref(),
-        password: row.password_hash.is_some(),
-        url: &url,
-    };
-    let from: lettre::message::Mailbox = core
-        .config
-        .mail_from
-        .parse()
-        .map_err(|e| JobError::Permanent(format!("COFFER_MAIL_FROM: {e}")))?;
-    let message = share_message(&from, &recipient, &email)
-        .map_err(|e| JobError::Permanent(format!("{e:#}")))?;
-    match core.mailer.send(message, &share_id.to_string()).await {
-        Ok(()) => {
-            // Without a mail server the share says so: nobody has been emailed.
-            let (reached, action) = if core.mailer.sends() {
-                (ShareState::Emailed, "share.emailed")
-            } else {
-                (ShareState::Outbox, "share.written_to_outbox")
-            };
-            let txn = crate::db::begin_write(&core.db).await?;
-            share::Entity::update_many()
-                .col_expr(share::Column::State, Expr::value(reached))
-                .col_expr(share::Column::EmailedAt, Expr::value(Utc::now()))
-                .col_expr(
-                    share::Column::LastError,
-                    Expr::value(Option::<String>::None),
-                )
-                .filter(share::Column::Id.eq(share_id))
-                .filter(share::Column::State.eq(ShareState::Pending))
-                .exec(&txn)
-                .await?;
-            Event::new(action, Actor::System)
-                .target("share", share_id)
-                .details(serde_json::json!({ "recipient": recipient, "file_id": file.id, "attempt": attempt }))
-                .record(&txn, &core.audit)
-                .await?;
-            txn.commit().await?;
-            Ok(())
-        }
-        Err(err) if err.permanent || attempt >= MAX_EMAIL_ATTEMPTS => {
-            let txn = crate::db::begin_write(&core.db).await?;
-            share::Entity::update_many()
-                .col_expr(share::Column::State, Expr::value(ShareState::EmailFailed))
-                .col_expr(share::Column::LastError, Expr::value(err.detail.clone()))
-                .filter(share::Column::Id.eq(share_id))
-                .filter(share::Column::State.eq(ShareState::Pending))
-                .exec(&txn)
-                .await?;
-            Event::new("share.email_failed", Actor::System)
-                .target("share", share_id)
-                .outcome(Outcome::Failure)
-                .details(serde_json::json!({ "recipient": recipient, "reason": err.detail, "attempts": attempt }))
-                .record(&txn, &core.audit)
-                .await?;
-            txn.commit().await?;
-            Err(JobError::Permanent(format!(
-                "email to a recipient failed: {}",
-                err.detail
-            )))
-        }
-        Err(err) => {
-            // Release the claim, so that this job's retry may take the share again.
-            share::Entity::update_many()
-                .col_expr(share::Column::LastError, Expr::value(err.detail.clone()))
-                .col_expr(
-                    share::Column::ClaimedAt,
-                    Expr::value(Option::<chrono::DateTime<Utc>>::None),
-                )
-                .filter(share::Column::Id.eq(share_id))
-                .exec(&core.db)
-                .await?;
-            Err(JobError::Transient(anyhow::anyhow!(
-                "sending a share email: {}",
-                err.detail
-            )))
-        }
-    }
-}
-
-/// Marks shares past their expiry; re-enqueues pending emails of ready files.
-pub async fn sweep(core: &Core) -> Result<(), JobError> {
-    let now = Utc::now();
+/// Marks shares past their expiry (the sweep's part for shares).
+pub async fn expire(core: &Core) -> Result<(), JobError> {
     let expired = share::Entity::update_many()
         .col_expr(share::Column::State, Expr::value(ShareState::Expired))
         .filter(share::Column::State.is_in(ShareState::LIVE))
-        .filter(share::Column::ExpiresAt.lte(now))
+        .filter(share::Column::ExpiresAt.lte(Utc::now()))
         .exec(&core.db)
         .await?;
     if expired.rows_affected > 0 {
         tracing::info!(count = expired.rows_affected, "sweep marked expired shares");
-    }
-    let cutoff = core.config.stuck_before(now);
-    let stuck = share::Entity::find()
-        .filter(share::Column::State.eq(ShareState::Pending))
-        .filter(share::Column::Recipient.is_not_null())
-        .filter(share::Column::CreatedAt.lt(cutoff))
-        .all(&core.db)
-        .await?;
-    for row in stuck {
-        let ready = file::Entity::find_by_id(row.file_id)
-            .one(&core.db)
-            .await?
-            .is_some_and(|f| f.status == FileStatus::Ready);
-        if ready {
-            core.queue.enqueue(SendShareEmail::new(row.id)).await?;
-        }
-    }
-    let forgotten = forget_dead_outbox_copies(core).await?;
-    if forgotten > 0 {
-        tracing::info!(
-            count = forgotten,
-            "sweep removed outbox copies of dead links"
-        );
     }
     Ok(())
 }

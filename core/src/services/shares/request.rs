@@ -12,7 +12,7 @@ const MAX_DOWNLOADS: i64 = 10_000;
 const MAX_MESSAGE_CHARS: usize = 2_000;
 const MIN_PASSWORD_CHARS: usize = 8;
 /// A share request as a client sent it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ShareRequest {
     pub recipients: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -20,6 +20,17 @@ pub struct ShareRequest {
     pub max_downloads: Option<i64>,
     pub password: Option<SecretString>,
     pub message: Option<String>,
+}
+
+/// Recipients may come as repeated fields, or comma-, semicolon- or newline-separated in one.
+pub fn split_recipients(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split([',', '\n', ';']))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A checked share request.

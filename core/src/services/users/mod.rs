@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use entity::{session, user};
 
-use crate::audit::{Actor, Event, Outcome, RequestMeta};
+use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::principal::User;
 use crate::types::{EmailAddress, Role};
 use crate::{Core, ServiceError, ServiceResult, password};
@@ -43,8 +43,8 @@ pub async fn signup(
     if let Some(retry_after) = core.limiter.take_all(&budget, SIGNUP_WINDOW).await? {
         core.audit
             .record_repeatable(
-                "user.signup_rate_limited".to_owned(),
-                Event::new("user.signup_rate_limited", Actor::Anonymous)
+                Action::UserSignupRateLimited.to_string(),
+                Event::new(Action::UserSignupRateLimited, Actor::Anonymous)
                     .outcome(Outcome::Denied)
                     .from(meta),
             )
@@ -78,7 +78,7 @@ pub async fn signup(
             if let Some(existing) = find_by_email(core, &email).await? {
                 core.audit
                     .record(
-                        Event::new("user.signup_existing", Actor::Anonymous)
+                        Event::new(Action::UserSignupExisting, Actor::Anonymous)
                             .target("user", existing.id)
                             .outcome(Outcome::Denied)
                             .from(meta),
@@ -147,7 +147,7 @@ async fn create_user(
             _ => err.into(),
         });
     }
-    Event::new("user.signup", Actor::User(id))
+    Event::new(Action::UserSignup, Actor::User(id))
         .target("user", id)
         .details(serde_json::json!({ "email": email.as_str(), "role": role.as_str() }))
         .from(meta)
@@ -250,7 +250,7 @@ pub async fn create_admin(
         .filter(session::Column::RevokedAt.is_null())
         .exec(&txn)
         .await?;
-    Event::new("admin.user_changed", Actor::System)
+    Event::new(Action::AdminUserChanged, Actor::System)
         .target("user", existing.id)
         .details(serde_json::json!({
             "role": Role::Admin.as_str(),

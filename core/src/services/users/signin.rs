@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use entity::{session, user};
 
-use crate::audit::{Actor, Event, Outcome, RequestMeta};
+use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::principal::{Session, User};
 use crate::types::{EmailAddress, Role, Token};
 use crate::{Core, ServiceError, ServiceResult, password};
@@ -106,7 +106,7 @@ async fn audit_limited(core: &Core, limit: &'static str, meta: &RequestMeta) -> 
     core.audit
         .record_repeatable(
             format!("user.login_rate_limited:{limit}"),
-            Event::new("user.login_rate_limited", Actor::Anonymous)
+            Event::new(Action::UserLoginRateLimited, Actor::Anonymous)
                 .outcome(Outcome::Denied)
                 .details(serde_json::json!({ "limit": limit }))
                 .from(meta),
@@ -167,7 +167,7 @@ pub async fn login(
                 Some(a) if a.disabled => "account disabled",
                 Some(_) => "wrong password",
             };
-            let event = Event::new("user.login_failed", Actor::Anonymous)
+            let event = Event::new(Action::UserLoginFailed, Actor::Anonymous)
                 .outcome(Outcome::Denied)
                 .from(meta);
             let (event, kind) = match &other {
@@ -223,7 +223,7 @@ pub async fn login(
         }
         None => false,
     };
-    Event::new("user.login", user.actor())
+    Event::new(Action::UserLogin, user.actor())
         .target("user", user.id)
         .details(serde_json::json!({ "replaced_session": replaced }))
         .from(meta)
@@ -309,7 +309,7 @@ pub async fn change_password(
     let [account_ip_key, ip_key, _, _] = limiter_keys(&account.email, meta);
     take_password_attempt(core, &account_ip_key, &ip_key, meta).await?;
     if !password::verify(current, account.password_hash.clone()).await? {
-        Event::new("user.password_change_failed", session.user.actor())
+        Event::new(Action::UserPasswordChangeFailed, session.user.actor())
             .target("user", account.id)
             .outcome(Outcome::Denied)
             .details(serde_json::json!({ "reason": "wrong current password" }))
@@ -339,7 +339,7 @@ pub async fn change_password(
         .exec(&txn)
         .await?
         .rows_affected;
-    Event::new("user.password_changed", session.user.actor())
+    Event::new(Action::UserPasswordChanged, session.user.actor())
         .target("user", account.id)
         .details(serde_json::json!({ "other_sessions_ended": ended }))
         .from(meta)
@@ -379,7 +379,7 @@ pub async fn logout(core: &Core, session: &Session, meta: &RequestMeta) -> Servi
         .filter(session::Column::RevokedAt.is_null())
         .exec(&txn)
         .await?;
-    Event::new("user.logout", session.user.actor())
+    Event::new(Action::UserLogout, session.user.actor())
         .target("user", session.user.id)
         .from(meta)
         .record(&txn, &core.audit)

@@ -1,26 +1,38 @@
-//! Rewrapping keys in batches: each batch commits on its own, so an interrupted rotation resumes
-//! where it stopped; a row changed meanwhile is skipped and picked up again.
+//! The rewrap job of a master-key rotation: rewraps every file's keys (never its data) in
+//! batches, each committed on its own, so an interrupted rotation resumes where it stopped (a row
+//! changed meanwhile is skipped and picked up again); then ends the rotation and retires the
+//! versions nothing uses any more.
 
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
-    ColumnTrait as _, Condition, ConnectionTrait, EntityTrait as _, QueryFilter as _,
-    QueryOrder as _, QuerySelect as _,
+    ColumnTrait as _, Condition, ConnectionTrait, EntityTrait as _, PaginatorTrait as _,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _,
 };
 use uuid::Uuid;
 
-use entity::{file, key_rotation};
+use entity::{file, key_rotation, key_version};
 
-use crate::audit::{Actor, Event};
+use crate::audit::{Action, Actor, Event};
 use crate::crypto::{SecretKey, WrappedKey};
-use crate::types::RotationState;
-
-use super::rotation::finish_if_done;
-use super::verified_key;
+use crate::queue::payload;
+use crate::services::keys::{usage, verified_key};
+use crate::types::{KeyState, RotationState};
 use crate::{Core, JobError};
 
+payload! {
+    /// Rewrap every data key for a master-key rotation.
+    RewrapKeys(rotation_id) in "rewrap";
+}
+
+impl super::Job for RewrapKeys {
+    async fn run(self, core: &Core, _attempt: usize) -> Result<(), JobError> {
+        run(core, self.rotation_id).await
+    }
+}
+
 /// Keys not yet wrapped under `version`.
-pub(super) fn not_under(version: i32) -> Condition {
+pub(crate) fn not_under(version: i32) -> Condition {
     Condition::any()
         .add(
             Condition::all()
@@ -142,7 +154,7 @@ pub async fn rewrap_batch_of(
         .exec(&txn)
         .await?;
     if updated > 0 {
-        Event::new("key.rewrapped", Actor::System)
+        Event::new(Action::KeyRewrapped, Actor::System)
             .target("key_rotation", rotation_id)
             .details(serde_json::json!({ "to": to, "count": updated }))
             .record(&txn, &core.audit)
@@ -230,4 +242,80 @@ async fn rewrap_deks(
         ))
         .await?;
     Ok(result.rows_affected())
+}
+
+/// Ends the rotation once no key needs rewrapping, and retires every version nothing uses.
+async fn finish_if_done(core: &Core, rotation: &key_rotation::Model) -> Result<bool, JobError> {
+    let txn = crate::db::begin_write(&core.db).await?;
+    if file::Entity::find()
+        .filter(not_under(rotation.to_version))
+        .count(&txn)
+        .await?
+        > 0
+    {
+        return Ok(false); // new wraps under an old version raced in: another pass
+    }
+    let now = Utc::now();
+    key_rotation::Entity::update_many()
+        .col_expr(
+            key_rotation::Column::State,
+            Expr::value(RotationState::Finished),
+        )
+        .col_expr(key_rotation::Column::FinishedAt, Expr::value(now))
+        .col_expr(key_rotation::Column::UpdatedAt, Expr::value(now))
+        .filter(key_rotation::Column::Id.eq(rotation.id))
+        .filter(key_rotation::Column::State.eq(RotationState::Running))
+        .exec(&txn)
+        .await?;
+    let in_use = usage(&txn).await?;
+    let retiring = key_version::Entity::find()
+        .filter(key_version::Column::State.eq(KeyState::Retiring))
+        .all(&txn)
+        .await?;
+    for version in retiring
+        .into_iter()
+        .filter(|v| !in_use.contains_key(&v.version))
+    {
+        key_version::Entity::update_many()
+            .col_expr(key_version::Column::State, Expr::value(KeyState::Retired))
+            .col_expr(key_version::Column::RetiredAt, Expr::value(now))
+            .filter(key_version::Column::Version.eq(version.version))
+            .exec(&txn)
+            .await?;
+        Event::new(Action::KeyRetired, Actor::System)
+            .target("key_version", version.version)
+            .details(serde_json::json!({ "rotation": rotation.id }))
+            .record(&txn, &core.audit)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Runs a rotation's batches until it is finished.
+pub async fn run(core: &Core, rotation_id: Uuid) -> Result<(), JobError> {
+    let mut after = None;
+    while let Batch::More(next) = rewrap_batch(core, rotation_id, after).await? {
+        after = next;
+    }
+    Ok(())
+}
+
+/// Re-enqueues a rotation that has made no progress for a while (a killed worker).
+pub async fn sweep(core: &Core) -> Result<(), JobError> {
+    let cutoff = core.config.stuck_before(Utc::now());
+    let stalled = key_rotation::Entity::find()
+        .filter(key_rotation::Column::State.eq(RotationState::Running))
+        .filter(key_rotation::Column::UpdatedAt.lt(cutoff))
+        .all(&core.db)
+        .await?;
+    for rotation in stalled {
+        key_rotation::Entity::update_many()
+            .col_expr(key_rotation::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(key_rotation::Column::Id.eq(rotation.id))
+            .exec(&core.db)
+            .await?;
+        core.queue.enqueue(RewrapKeys::new(rotation.id)).await?;
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
-//! Rotating to a new master-key version: starting one (one at a time), rewrapping every key in
-//! resumable batches, and retiring the versions nothing uses any more.
+//! Rotating to a new master-key version: starting one (one at a time) and following its
+//! progress. The rewrapping itself, in resumable batches, and the retirement of versions nothing
+//! uses any more are the rewrap job's (`crate::jobs::rewrap`).
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -11,14 +12,12 @@ use uuid::Uuid;
 
 use entity::{file, key_rotation, key_version};
 
-use crate::audit::{Actor, Event, RequestMeta};
+use crate::audit::{Action, Actor, Event, RequestMeta};
 use crate::crypto::SecretKey;
-use crate::queue::RewrapKeys;
+use crate::jobs::rewrap::{RewrapKeys, not_under};
+use crate::services::keys::{active_version, matches_database, mismatch};
 use crate::types::{KeyState, RotationState};
-
-use super::rewrap::{Batch, not_under, rewrap_batch};
-use super::{active_version, matches_database, mismatch, usage};
-use crate::{Core, JobError, ServiceError, ServiceResult};
+use crate::{Core, ServiceError, ServiceResult};
 
 #[derive(Debug, Clone)]
 pub struct RotationView {
@@ -129,7 +128,7 @@ pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceRes
     })
     .exec(&txn)
     .await?;
-    Event::new("key.rotation_started", actor)
+    Event::new(Action::KeyRotationStarted, actor)
         .target("key_rotation", rotation.id)
         .details(serde_json::json!({ "from": from, "to": to, "total": total }))
         .from(meta)
@@ -156,83 +155,4 @@ pub async fn progress(core: &Core) -> ServiceResult<Option<RotationView>> {
         .one(&core.db)
         .await?
         .map(RotationView::from))
-}
-
-/// Ends the rotation once no key needs rewrapping, and retires every version nothing uses.
-pub(super) async fn finish_if_done(
-    core: &Core,
-    rotation: &key_rotation::Model,
-) -> Result<bool, JobError> {
-    let txn = crate::db::begin_write(&core.db).await?;
-    if file::Entity::find()
-        .filter(not_under(rotation.to_version))
-        .count(&txn)
-        .await?
-        > 0
-    {
-        return Ok(false); // new wraps under an old version raced in: another pass
-    }
-    let now = Utc::now();
-    key_rotation::Entity::update_many()
-        .col_expr(
-            key_rotation::Column::State,
-            Expr::value(RotationState::Finished),
-        )
-        .col_expr(key_rotation::Column::FinishedAt, Expr::value(now))
-        .col_expr(key_rotation::Column::UpdatedAt, Expr::value(now))
-        .filter(key_rotation::Column::Id.eq(rotation.id))
-        .filter(key_rotation::Column::State.eq(RotationState::Running))
-        .exec(&txn)
-        .await?;
-    let in_use = usage(&txn).await?;
-    let retiring = key_version::Entity::find()
-        .filter(key_version::Column::State.eq(KeyState::Retiring))
-        .all(&txn)
-        .await?;
-    for version in retiring
-        .into_iter()
-        .filter(|v| !in_use.contains_key(&v.version))
-    {
-        key_version::Entity::update_many()
-            .col_expr(key_version::Column::State, Expr::value(KeyState::Retired))
-            .col_expr(key_version::Column::RetiredAt, Expr::value(now))
-            .filter(key_version::Column::Version.eq(version.version))
-            .exec(&txn)
-            .await?;
-        Event::new("key.retired", Actor::System)
-            .target("key_version", version.version)
-            .details(serde_json::json!({ "rotation": rotation.id }))
-            .record(&txn, &core.audit)
-            .await?;
-    }
-    txn.commit().await?;
-    Ok(true)
-}
-
-/// Runs a rotation's batches until it is finished.
-pub async fn run_rotation(core: &Core, rotation_id: Uuid) -> Result<(), JobError> {
-    let mut after = None;
-    while let Batch::More(next) = rewrap_batch(core, rotation_id, after).await? {
-        after = next;
-    }
-    Ok(())
-}
-
-/// Re-enqueues a rotation that has made no progress for a while (a killed worker).
-pub async fn sweep(core: &Core) -> Result<(), JobError> {
-    let cutoff = core.config.stuck_before(Utc::now());
-    let stalled = key_rotation::Entity::find()
-        .filter(key_rotation::Column::State.eq(RotationState::Running))
-        .filter(key_rotation::Column::UpdatedAt.lt(cutoff))
-        .all(&core.db)
-        .await?;
-    for rotation in stalled {
-        key_rotation::Entity::update_many()
-            .col_expr(key_rotation::Column::UpdatedAt, Expr::value(Utc::now()))
-            .filter(key_rotation::Column::Id.eq(rotation.id))
-            .exec(&core.db)
-            .await?;
-        core.queue.enqueue(RewrapKeys::new(rotation.id)).await?;
-    }
-    Ok(())
 }
