@@ -33,7 +33,6 @@ MAX_LINES = 400
 # Files over the limit that are still to be split (issue 16), at their size when this list was
 # made: a ratchet. Each may shrink, none may grow, and no other file may pass the limit.
 PENDING_SPLIT = {
-    "core/src/config.rs": 601,
     "core/src/queue.rs": 435,
     "core/src/storage/mod.rs": 508,
 }

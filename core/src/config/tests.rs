@@ -1,5 +1,6 @@
-//! Tests of `config.rs`: parsing, refusals, and the README's table of variables.
+//! Tests of the configuration: parsing, refusals, and the README's table of variables.
 
+use super::settings::{FIELDS, parse_duration};
 use super::*;
 
 /// The `COFFER_*` names in `text`, in order of appearance.
@@ -20,7 +21,7 @@ fn names(text: &str) -> Vec<String> {
 /// is covered by the sentence that lists them), and every row of the table is read.
 #[test]
 fn the_readme_table_lists_every_variable_and_no_other() {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../README.md");
     let section = readme
         .split("\n## Configuration\n")
         .nth(1)
@@ -46,11 +47,11 @@ fn the_readme_table_lists_every_variable_and_no_other() {
         .and_then(|before| before.rsplit("that hold a credential").next())
         .map(names)
         .unwrap_or_default();
-    let code = include_str!("config.rs");
-    let code = code.split("#[cfg(test)]").next().unwrap_or_default();
-    let read: std::collections::BTreeSet<String> = names(code)
-        .into_iter()
-        .chain(names(include_str!("../../src/main.rs")))
+    let read: std::collections::BTreeSet<String> = FIELDS
+        .iter()
+        .map(|f| f.variable.to_owned())
+        .chain(names(include_str!("settings.rs")))
+        .chain(names(include_str!("../../../src/main.rs")))
         .collect();
     for name in &read {
         let file_twin = name
@@ -126,6 +127,52 @@ fn credentials_come_from_files_and_a_public_bind_needs_a_public_url() {
     Config::from_vars(vars(&[("COFFER_BIND", "[::1]:8080")])).expect("loopback");
 }
 
+/// Each field is set by the variable its name spells: `bind` by `COFFER_BIND`.
+#[test]
+fn every_field_is_named_by_its_variable() {
+    for field in FIELDS {
+        assert_eq!(
+            field.variable,
+            format!("COFFER_{}", field.name.to_ascii_uppercase())
+        );
+        assert!(!field.expected.contains('\n'), "{}", field.variable);
+    }
+}
+
+/// A setting Coffer does not know is reported (a typo must not pass unnoticed), and the rest
+/// still apply.
+#[test]
+fn unknown_variables_are_named() {
+    let read = settings::read(vars(&[
+        ("COFFER_TRUSTED_PROXY", "10.0.0.0/8"),
+        ("COFFER_SIGNUPS_PER_HOUR", "5"),
+    ]))
+    .expect("settings");
+    assert_eq!(read.unknown, ["COFFER_TRUSTED_PROXY"]);
+    assert_eq!(read.settings.signups_per_hour, 5);
+}
+
+/// Values are read as written: digits stay text where text is wanted, and numbers parse.
+#[test]
+fn values_keep_their_text() {
+    let config = Config::from_vars(vars(&[
+        ("COFFER_REDIS_NAMESPACE", "2024"),
+        ("COFFER_ADMIN_EMAIL", "admin@example.org"),
+        ("COFFER_ADMIN_PASSWORD", "[1, 2]"),
+        ("COFFER_MAX_UPLOAD_BYTES", "1024"),
+        ("COFFER_AUDIT_REPEAT_WINDOW", "30s"),
+    ]))
+    .expect("config");
+    assert_eq!(config.redis_namespace, "2024");
+    let admin = config.admin.expect("admin");
+    assert_eq!(
+        secrecy::ExposeSecret::expose_secret(&admin.password),
+        "[1, 2]"
+    );
+    assert_eq!(config.max_upload_bytes, 1024);
+    assert_eq!(config.audit_repeat_window, Duration::from_secs(30));
+}
+
 #[test]
 fn durations_parse() {
     assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
@@ -154,6 +201,11 @@ fn bad_values_name_their_variable() {
         ("COFFER_METRICS_TOKEN", "short"),
         ("COFFER_TRUSTED_PROXIES", "10.0.0.0/40"),
         ("COFFER_PROCESSING_DEADLINE", "soon"),
+        ("COFFER_SIGNUPS_PER_HOUR", "many"),
+        ("COFFER_SESSION_TTL_HOURS", "-3"),
+        ("COFFER_METRICS_BIND", "9090"),
+        ("COFFER_REWRAP_BATCH", "9000"),
+        ("COFFER_AUDIT_CHECKPOINT_INTERVAL", "0s"),
     ] {
         let err = Config::from_vars(vars(&[(var, value)])).expect_err(var);
         let line = err.to_string();
