@@ -44,8 +44,8 @@ pub struct Stack {
     /// Each process with the role it plays.
     processes: Vec<(&'static str, Process)>,
     _data: tempfile::TempDir,
-    pg_database: Option<String>,
-    redis_namespace: Option<String>,
+    /// The database and Redis keys of the PostgreSQL topology, removed even when a run fails.
+    leftovers: common::Leftovers,
 }
 
 impl Stack {
@@ -58,7 +58,7 @@ impl Stack {
             ("COFFER_MAX_UPLOAD_BYTES".into(), (8u64 << 30).to_string()),
         ];
         let unique = uuid::Uuid::new_v4().simple().to_string();
-        let (mut pg_database, mut redis_namespace) = (None, None);
+        let mut leftovers = common::Leftovers::default();
         let processes = match topology {
             Topology::Embedded => vec![("serve", Process::start("serve", &vars))],
             Topology::Postgres => {
@@ -78,8 +78,8 @@ impl Stack {
                     ("COFFER_REDIS_URL".into(), common::redis_url()),
                     ("COFFER_REDIS_NAMESPACE".into(), ns.clone()),
                 ]);
-                pg_database = Some(name);
-                redis_namespace = Some(ns);
+                leftovers.pg_database = Some(name);
+                leftovers.redis_namespace = Some(ns);
                 // Migrations first, as the README asks of a production deployment.
                 let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
                     .arg("migrate")
@@ -118,14 +118,17 @@ impl Stack {
             base,
             processes,
             _data: data,
-            pg_database,
-            redis_namespace,
+            leftovers,
         }
     }
 
     /// A signed-up user's session token.
     pub async fn user_token(&self, http: &reqwest::Client) -> String {
-        common::sign_in(http, &self.base, USER.0, USER.1, true).await
+        let client = common::Client {
+            base: self.base.clone(),
+            http: http.clone(),
+        };
+        client.sign_in(USER.0, USER.1, true).await
     }
 
     /// Each process's peak resident set size so far, in MiB.
@@ -136,27 +139,8 @@ impl Stack {
             .collect()
     }
 
-    pub async fn stop(self) {
-        drop(self.processes);
-        if let Some(name) = self.pg_database
-            && let Ok(admin) =
-                sea_orm::Database::connect(format!("{}/postgres", common::pg_admin_url())).await
-        {
-            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-            let _ = admin.execute_unprepared(&drop).await;
-        }
-        if let Some(ns) = self.redis_namespace
-            && let Ok(client) = redis::Client::open(common::redis_url())
-            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-        {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{ns}:*"))
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-            }
-        }
+    pub async fn stop(mut self) {
+        drop(std::mem::take(&mut self.processes));
+        self.leftovers.remove().await;
     }
 }

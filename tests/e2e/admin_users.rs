@@ -1,7 +1,7 @@
 //! Admins manage accounts: list, promote, demote, disable (which signs the account out at once)
 //! and re-enable; every change is audited, and an admin cannot lock themselves out.
 
-use crate::common::{TestApp, Topology, User, problem};
+use crate::common::{Client, TestApp, Topology, User, problem};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -306,14 +306,10 @@ async fn start_up_never_takes_over_an_account(topology: Topology) {
 
     let first = crate::common::Process::start("serve", &with_admin(boss.0, boss.1));
     let base = first.base.clone().expect("listens");
-    let attacker = crate::common::sign_in(
-        &http,
-        &base,
-        "it@org.example",
-        "the attacker's password",
-        true,
-    )
-    .await;
+    let client = Client::new(&base);
+    let attacker = client
+        .sign_in("it@org.example", "the attacker's password", true)
+        .await;
     let (ok, stderr) = admin_create(
         &env.vars,
         "second@org.example",
@@ -321,16 +317,11 @@ async fn start_up_never_takes_over_an_account(topology: Topology) {
         false,
     );
     assert!(ok, "{stderr}");
-    let second = crate::common::sign_in(
-        &http,
-        &base,
-        "second@org.example",
-        "second admin password",
-        false,
-    )
-    .await;
-    let boss_token = crate::common::sign_in(&http, &base, boss.0, boss.1, false).await;
-    let me = crate::common::get_json(&http, &format!("{base}/api/v1/me"), Some(&boss_token)).await;
+    let second = client
+        .sign_in("second@org.example", "second admin password", false)
+        .await;
+    let boss_token = client.sign_in(boss.0, boss.1, false).await;
+    let me = client.get_json("/api/v1/me", Some(&boss_token)).await;
     let boss_id = me["id"].as_str().expect("id").to_owned();
     let disabled = http
         .patch(format!("{base}/api/v1/admin/users/{boss_id}"))
@@ -382,11 +373,12 @@ async fn start_up_never_takes_over_an_account(topology: Topology) {
         &log,
     );
     let base = third.base.clone().expect("listens");
+    let client = Client::new(&base);
     assert_eq!(
         login_status(&http, &base, "it@org.example", operator).await,
         StatusCode::UNAUTHORIZED
     );
-    let me = crate::common::get_json(&http, &format!("{base}/api/v1/me"), Some(&attacker)).await;
+    let me = client.get_json("/api/v1/me", Some(&attacker)).await;
     assert_eq!(me["role"], "user", "{me}");
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(
@@ -411,8 +403,8 @@ async fn start_up_never_takes_over_an_account(topology: Topology) {
         .await
         .expect("me");
     assert_eq!(gone.status(), StatusCode::UNAUTHORIZED);
-    let token = crate::common::sign_in(&http, &base, "it@org.example", operator, false).await;
-    let me = crate::common::get_json(&http, &format!("{base}/api/v1/me"), Some(&token)).await;
+    let token = client.sign_in("it@org.example", operator, false).await;
+    let me = client.get_json("/api/v1/me", Some(&token)).await;
     assert_eq!(me["role"], "admin", "{me}");
     drop(third);
     env.cleanup().await;

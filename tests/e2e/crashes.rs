@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::smtp::SmtpServer;
-use crate::common::{Environment, Process, Topology, pattern, pdf, sign_in};
+use crate::common::{Client, Environment, Process, Topology, pattern, pdf};
 use rand::{Rng as _, SeedableRng as _};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -100,10 +100,11 @@ async fn killed_workers_lose_nothing(topology: Topology) {
         .expect("core");
     // Keys for every rotation to rewrap (files without blobs: only their keys matter).
     crate::common::seed::ready_files(&core, 10_000, 1).await;
-    let http = reqwest::Client::new();
-    let user = sign_in(&http, &base, USER.0, USER.1, true).await;
+    let client = Client::new(&base);
+    let http = client.http.clone();
+    let user = client.sign_in(USER.0, USER.1, true).await;
     crate::common::verify_email(&core, USER.0).await;
-    let admin = sign_in(&http, &base, ADMIN.0, ADMIN.1, false).await;
+    let admin = client.sign_in(ADMIN.0, ADMIN.1, false).await;
 
     let mut uploads: Vec<Upload> = Vec::new();
     let upload = |name: String, bytes: Vec<u8>, ready: bool, recipients: Vec<String>| {

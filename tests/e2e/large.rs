@@ -2,11 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::Process;
+use crate::common::{Client, Process, eventually};
 
 use futures::StreamExt as _;
 use reqwest::StatusCode;
-use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 const SIZE: u64 = 1 << 30;
@@ -64,25 +63,26 @@ async fn one_gibibyte_round_trip_keeps_memory_flat() {
         .build()
         .expect("client");
     let base = service.base.clone().expect("serves the API");
+    let client = Client {
+        base: base.clone(),
+        http: http.clone(),
+    };
     let url = |p: &str| format!("{base}{p}");
-    let token = crate::common::sign_in(
-        &http,
-        &base,
-        "big@example.org",
-        "correct horse battery",
-        true,
+    let token = client
+        .sign_in("big@example.org", "correct horse battery", true)
+        .await;
+    // Signing up and in ran argon2 (19 MiB); its memory goes back once no login waits.
+    eventually(
+        "argon2's memory released",
+        Duration::from_secs(10),
+        || async {
+            match service.rss_kib() {
+                rss if rss > idle + ARGON2_SLACK_KIB => Err(format!("{rss} KiB, idle {idle} KiB")),
+                _ => Ok(()),
+            }
+        },
     )
     .await;
-    // Signing up and in ran argon2 (19 MiB); its memory goes back once no login waits.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while service.rss_kib() > idle + ARGON2_SLACK_KIB {
-        assert!(
-            Instant::now() < deadline,
-            "argon2's memory is still resident: {} KiB, idle {idle} KiB",
-            service.rss_kib()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let pieces = SIZE / PIECE as u64;
     let block = crate::common::pattern(PIECE, 42);
@@ -95,30 +95,22 @@ async fn one_gibibyte_round_trip_keeps_memory_flat() {
     let expected = hex::encode(expected.finalize());
     let started = Instant::now();
     let body = reqwest::Body::wrap_stream(body);
-    let id = crate::common::put_upload(&http, &base, &token, "big.zip", body).await;
+    let id = client.put_upload(&token, "big.zip", body).await;
     eprintln!(
         "upload returned after {:?}; peak RSS so far {} MiB",
         started.elapsed(),
         service.peak_rss_kib() / 1024
     );
 
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let file = loop {
-        let file: Value = http
-            .get(url(&format!("/api/v1/files/{id}")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if matches!(file["status"].as_str(), Some("ready" | "rejected")) {
-            break file;
+    let path = format!("/api/v1/files/{id}");
+    let file = eventually("the file settling", Duration::from_secs(600), || async {
+        let file = client.get_json(&path, Some(&token)).await;
+        match file["status"].as_str() {
+            Some("ready" | "rejected") => Ok(file),
+            _ => Err(file.to_string()),
         }
-        assert!(Instant::now() < deadline, "not ready in time: {file}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     assert_eq!(file["status"], "ready", "{file}");
     assert_eq!(file["sha256"], expected.as_str());
     eprintln!(

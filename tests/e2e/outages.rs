@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Environment, Process, Topology, pdf, put_upload, sign_in, wait_ready_within};
+use crate::common::{Client, Environment, Process, Topology, pdf};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -370,23 +370,21 @@ async fn the_worker_s_wake_up_outlives_a_redis_restart() {
     let api = Process::start("api", &env.vars);
     let worker = Process::start("worker", &env.vars);
     let base = api.base.clone().expect("the API listens");
-    let http = reqwest::Client::new();
-    let token = sign_in(
-        &http,
-        &base,
-        "restart@example.org",
-        "correct horse battery",
-        true,
-    )
-    .await;
+    let client = Client::new(&base);
+    let http = client.http.clone();
+    let token = client
+        .sign_in("restart@example.org", "correct horse battery", true)
+        .await;
     // Three uploads in a row, each ready within seconds.
     let each_at_once = |stage: &'static str| {
-        let (http, base, token) = (&http, &base, &token);
+        let (client, token) = (&client, &token);
         async move {
             for i in 0..3 {
                 let name = format!("{stage}-{i}.pdf");
-                let id = put_upload(http, base, token, &name, pdf(stage.as_bytes())).await;
-                wait_ready_within(http, base, token, &id, Duration::from_secs(5)).await;
+                let id = client.put_upload(token, &name, pdf(stage.as_bytes())).await;
+                client
+                    .wait_ready_within(token, &id, Duration::from_secs(5))
+                    .await;
             }
         }
     };
@@ -399,10 +397,12 @@ async fn the_worker_s_wake_up_outlives_a_redis_restart() {
     redis.wait_up().await;
     // The API's connection to Redis comes back once it is used (readiness pings it).
     ready_until(&http, &base, StatusCode::OK, None).await;
-    let id = put_upload(&http, &base, &token, "after.pdf", pdf(b"after")).await;
+    let id = client.put_upload(&token, "after.pdf", pdf(b"after")).await;
     // The worker resubscribes within its backoff (at most 10 s) and then looks for what was
     // queued meanwhile; after that, each upload is started at once again.
-    wait_ready_within(&http, &base, &token, &id, Duration::from_secs(20)).await;
+    client
+        .wait_ready_within(&token, &id, Duration::from_secs(20))
+        .await;
     each_at_once("again").await;
     drop(worker);
     drop(api);

@@ -173,7 +173,7 @@ async fn give_up_on_a_file(topology: Topology, limit: (&str, &str)) -> f64 {
         })
         .count();
     assert_eq!(rejected, 1);
-    let text = crate::common::scrape(&app.http, &app.base).await;
+    let text = app.scrape().await;
     let retried = [("job", "validate"), ("outcome", "retried")];
     let runs = crate::common::metric(&text, "coffer_jobs_finished_total", &retried).unwrap_or(0.0);
     app.stop().await;

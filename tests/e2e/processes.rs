@@ -1,8 +1,8 @@
 //! `coffer api` and `coffer worker` as separate processes sharing one database and queue.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{Environment, Process, Topology, pattern, pdf, sign_in, upload_ready};
+use crate::common::{Client, Environment, Process, Topology, eventually, pattern, pdf};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -12,19 +12,17 @@ async fn api_and_worker_processes_share_the_work(topology: Topology) {
     let worker = Process::start("worker", &env.vars);
     assert!(worker.base.is_none(), "a worker serves no HTTP");
     let base = api.base.clone().expect("the API listens");
-    let http = reqwest::Client::new();
+    let client = Client::new(&base);
+    let http = client.http.clone();
 
-    let token = &sign_in(
-        &http,
-        &base,
-        "proc@example.org",
-        "correct horse battery",
-        true,
-    )
-    .await;
+    let token = &client
+        .sign_in("proc@example.org", "correct horse battery", true)
+        .await;
 
     let bytes = pdf(&pattern(300_000, 5));
-    let id = upload_ready(&http, &base, token, "shared.pdf", bytes.clone()).await;
+    let id = client
+        .upload_ready(token, "shared.pdf", bytes.clone())
+        .await;
     let body = http
         .get(format!("{base}/api/v1/files/{id}/content"))
         .bearer_auth(token)
@@ -58,8 +56,11 @@ async fn a_rotation_survives_a_killed_worker(topology: Topology) {
         .await
         .expect("core");
     crate::common::seed::ready_files(&core, 20_000, 1).await;
-    let http = reqwest::Client::new();
-    let token = sign_in(&http, &base, "rot@example.org", "admin password 123", false).await;
+    let client = Client::new(&base);
+    let http = client.http.clone();
+    let token = client
+        .sign_in("rot@example.org", "admin password 123", false)
+        .await;
     let progress = || {
         let http = http.clone();
         let url = format!("{base}/api/v1/admin/keys/rotation");
@@ -85,18 +86,19 @@ async fn a_rotation_survives_a_killed_worker(topology: Topology) {
         .expect("rotate");
     assert_eq!(started.status(), StatusCode::ACCEPTED);
     let mut worker = Process::start("worker", &env.vars);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let now = progress().await;
-        if now["done"].as_i64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the worker made no progress: {now}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(
+        "the worker's first batch",
+        Duration::from_secs(120),
+        || async {
+            let now = progress().await;
+            if now["done"].as_i64().unwrap_or(0) > 0 {
+                Ok(())
+            } else {
+                Err(format!("the worker made no progress: {now}"))
+            }
+        },
+    )
+    .await;
     worker.child.kill().expect("SIGKILL the worker");
     worker.child.wait().expect("reaped");
     let interrupted = progress().await;
@@ -107,17 +109,19 @@ async fn a_rotation_survives_a_killed_worker(topology: Topology) {
     assert!(interrupted["done"].as_i64() < interrupted["total"].as_i64());
 
     let _second = Process::start("worker", &env.vars);
-    let finished = loop {
-        let now = progress().await;
-        if now["state"] == "finished" {
-            break now;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the rotation never finished: {now}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let finished = eventually(
+        "the rotation finishing",
+        Duration::from_secs(120),
+        || async {
+            let now = progress().await;
+            if now["state"] == "finished" {
+                Ok(now)
+            } else {
+                Err(format!("the rotation never finished: {now}"))
+            }
+        },
+    )
+    .await;
     assert_eq!(finished["total"], 20_000);
     let versions: Value = http
         .get(format!("{base}/api/v1/admin/keys"))
@@ -153,19 +157,15 @@ async fn two_sealing_workers_keep_one_gapless_chain(topology: Topology) {
     let _w1 = Process::start("worker", &env.vars);
     let _w2 = Process::start("worker", &env.vars);
     let base = api.base.clone().expect("the API listens");
-    let http = reqwest::Client::new();
+    let client = Client::new(&base);
+    let http = client.http.clone();
 
     let mut tokens = Vec::new();
     for i in 0..4 {
         tokens.push(
-            sign_in(
-                &http,
-                &base,
-                &format!("w{i}@example.org"),
-                "correct horse battery",
-                true,
-            )
-            .await,
+            client
+                .sign_in(&format!("w{i}@example.org"), "correct horse battery", true)
+                .await,
         );
     }
     let uploads = (0..40).map(|i| {
@@ -186,28 +186,31 @@ async fn two_sealing_workers_keep_one_gapless_chain(topology: Topology) {
     let core = coffer::coffer_core::Core::build(env.config(), false)
         .await
         .expect("core");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        use sea_orm::{ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _};
-        let busy = entity::file::Entity::find()
-            .filter(entity::file::Column::Status.is_in(["quarantined", "validated"]))
-            .count(core.db())
-            .await
-            .expect("count");
-        let pending = entity::audit_event::Entity::find()
-            .filter(entity::audit_event::Column::Seq.is_null())
-            .count(core.db())
-            .await
-            .expect("count");
-        if busy == 0 && pending == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{busy} files busy, {pending} events unsealed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "every file and event settled",
+        Duration::from_secs(60),
+        || async {
+            use sea_orm::{
+                ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
+            };
+            let busy = entity::file::Entity::find()
+                .filter(entity::file::Column::Status.is_in(["quarantined", "validated"]))
+                .count(core.db())
+                .await
+                .expect("count");
+            let pending = entity::audit_event::Entity::find()
+                .filter(entity::audit_event::Column::Seq.is_null())
+                .count(core.db())
+                .await
+                .expect("count");
+            if busy == 0 && pending == 0 {
+                Ok(())
+            } else {
+                Err(format!("{busy} files busy, {pending} events unsealed"))
+            }
+        },
+    )
+    .await;
     let total = {
         use sea_orm::{EntityTrait as _, PaginatorTrait as _};
         entity::audit_event::Entity::find()
@@ -263,16 +266,12 @@ async fn processes_with_different_keyrings_refuse_to_start(topology: Topology) {
         &with(&env.vars, &[("COFFER_MASTER_KEYS", &first)]),
     );
     let base = api.base.clone().expect("the API listens");
-    let http = reqwest::Client::new();
-    let token = sign_in(
-        &http,
-        &base,
-        "keys@example.org",
-        "correct horse battery",
-        true,
-    )
-    .await;
-    let id = upload_ready(&http, &base, &token, "kept.pdf", pdf(b"kept")).await;
+    let client = Client::new(&base);
+    let http = client.http.clone();
+    let token = client
+        .sign_in("keys@example.org", "correct horse battery", true)
+        .await;
+    let id = client.upload_ready(&token, "kept.pdf", pdf(b"kept")).await;
 
     let other = keyring(&[&key_line(1)]);
     for role in ["api", "worker"] {
@@ -363,21 +362,18 @@ async fn a_first_start_race_with_different_keys_leaves_one_keyring(topology: Top
     env.cleanup().await;
 }
 
-/// Polls `{ops}/readyz` (within a minute) until its answer satisfies `wanted`, and returns it.
-async fn readiness_once(
-    http: &reqwest::Client,
-    ops: &str,
-    wanted: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = crate::common::get_json(http, &format!("{ops}/readyz"), None).await;
+/// Polls `/readyz` of `ops` (within a minute) until its answer satisfies `wanted`, and
+/// returns it.
+async fn readiness_once(ops: &Client, wanted: impl Fn(&Value) -> bool) -> Value {
+    eventually("the readiness wanted", Duration::from_secs(60), || async {
+        let ready = ops.get_json("/readyz", None).await;
         if wanted(&ready) {
-            return ready;
+            Ok(ready)
+        } else {
+            Err(format!("readiness stayed {ready}"))
         }
-        assert!(Instant::now() < deadline, "readiness stayed {ready}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// A worker whose keyring lacks the version the API now wraps under: the upload waits in
@@ -419,15 +415,11 @@ async fn a_missing_key_version_is_the_operator_s_fault_not_the_file_s(topology: 
     );
     let base = api.base.clone().expect("the API listens");
     let ops = worker.ops.clone().expect("the worker's ops listener");
-    let http = reqwest::Client::new();
-    let admin = sign_in(
-        &http,
-        &base,
-        "keys-admin@example.org",
-        "admin password 123",
-        false,
-    )
-    .await;
+    let client = Client::new(&base);
+    let http = client.http.clone();
+    let admin = client
+        .sign_in("keys-admin@example.org", "admin password 123", false)
+        .await;
 
     // The operator adds version 2 to the API's keyring only, and rotates.
     std::fs::write(&api_keys, format!("{v1}\n{v2}\n{audit}\n")).expect("keyring");
@@ -438,31 +430,29 @@ async fn a_missing_key_version_is_the_operator_s_fault_not_the_file_s(topology: 
         .await
         .expect("rotate");
     assert_eq!(rotated.status(), StatusCode::ACCEPTED);
-    let token = sign_in(
-        &http,
-        &base,
-        "owner@example.org",
-        "correct horse battery",
-        true,
-    )
-    .await;
-    let id = crate::common::put_upload(&http, &base, &token, "waits.pdf", pdf(b"waits")).await;
+    let token = client
+        .sign_in("owner@example.org", "correct horse battery", true)
+        .await;
+    let id = client.put_upload(&token, "waits.pdf", pdf(b"waits")).await;
 
-    let ready = readiness_once(&http, &ops, |r| r["keyring"] == "fault").await;
+    let ready = readiness_once(&Client::new(&ops), |r| r["keyring"] == "fault").await;
     assert_eq!(ready["status"], "degraded", "{ready}");
-    let metrics = crate::common::scrape(&http, &ops).await;
+    let metrics = Client::new(&ops).scrape().await;
     assert!(
         crate::common::metric(&metrics, "coffer_key_faults_total", &[]).unwrap_or(0.0) >= 1.0,
         "{metrics}"
     );
-    let file =
-        crate::common::get_json(&http, &format!("{base}/api/v1/files/{id}"), Some(&token)).await;
+    let file = client
+        .get_json(&format!("/api/v1/files/{id}"), Some(&token))
+        .await;
     assert_eq!(file["status"], "quarantined", "{file}");
 
     // The operator mends the worker's keyring: the file goes on to ready, the fault clears.
     std::fs::write(&worker_keys, format!("{v1}\n{v2}\n{audit}\n")).expect("keyring");
-    crate::common::wait_ready_within(&http, &base, &token, &id, Duration::from_secs(60)).await;
-    readiness_once(&http, &ops, |r| r["keyring"] == "ok").await;
+    client
+        .wait_ready_within(&token, &id, Duration::from_secs(60))
+        .await;
+    readiness_once(&Client::new(&ops), |r| r["keyring"] == "ok").await;
     drop(worker);
     drop(api);
     env.cleanup().await;
@@ -491,31 +481,24 @@ async fn concurrent_rotations_start_one(topology: Topology) {
     let a = Process::start("serve", &env.vars);
     let b = Process::start("serve", &env.vars);
     let bases = [a.base.clone().expect("a"), b.base.clone().expect("b")];
-    let http = reqwest::Client::new();
-    let token = sign_in(
-        &http,
-        &bases[0],
-        "owner@example.org",
-        "correct horse battery",
-        true,
-    )
-    .await;
+    let clients = bases.clone().map(Client::new);
+    let http = clients[0].http.clone();
+    let token = clients[0]
+        .sign_in("owner@example.org", "correct horse battery", true)
+        .await;
     let mut files = Vec::new();
     for i in 0..5u8 {
         let bytes = pdf(&pattern(20_000, i));
         files.push((
-            upload_ready(&http, &bases[0], &token, "kept.pdf", bytes.clone()).await,
+            clients[0]
+                .upload_ready(&token, "kept.pdf", bytes.clone())
+                .await,
             bytes,
         ));
     }
-    let admin = sign_in(
-        &http,
-        &bases[0],
-        "keys-admin@example.org",
-        "admin password 123",
-        false,
-    )
-    .await;
+    let admin = clients[0]
+        .sign_in("keys-admin@example.org", "admin password 123", false)
+        .await;
     let asks = (0..20).map(|i| {
         let (http, base, admin) = (http.clone(), bases[i % 2].clone(), admin.clone());
         async move {
@@ -545,20 +528,21 @@ async fn concurrent_rotations_start_one(topology: Topology) {
         .collect();
     assert_eq!(versions, ["1", "2"], "one new version, written once");
 
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let rotation = crate::common::get_json(
-            &http,
-            &format!("{}/api/v1/admin/keys/rotation", bases[1]),
-            Some(&admin),
-        )
-        .await;
-        if rotation["state"] == "finished" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{rotation}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the rotation finishing",
+        Duration::from_secs(180),
+        || async {
+            let rotation = clients[1]
+                .get_json("/api/v1/admin/keys/rotation", Some(&admin))
+                .await;
+            if rotation["state"] == "finished" {
+                Ok(())
+            } else {
+                Err(rotation.to_string())
+            }
+        },
+    )
+    .await;
     assert_eq!(statuses.len(), 20);
     drop(a);
     drop(b);
@@ -595,38 +579,30 @@ async fn a_cut_audit_log_is_found_from_every_process(topology: Topology) {
     let api = Process::start("api", &env.vars);
     let worker = Process::start("worker", &env.vars);
     let base = api.base.clone().expect("the API listens");
-    let http = reqwest::Client::new();
-    let token = sign_in(
-        &http,
-        &base,
-        "cut@example.org",
-        "correct horse battery",
-        true,
-    )
-    .await;
-    upload_ready(&http, &base, &token, "logged.pdf", pdf(b"logged")).await;
-    let admin = sign_in(
-        &http,
-        &base,
-        "audit-admin@example.org",
-        "admin password 123",
-        false,
-    )
-    .await;
-    let verify_url = format!("{base}/api/v1/admin/audit/verify");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let checkpoint = loop {
-        let report = crate::common::get_json(&http, &verify_url, Some(&admin)).await;
+    let client = Client::new(&base);
+    let token = client
+        .sign_in("cut@example.org", "correct horse battery", true)
+        .await;
+    client
+        .upload_ready(&token, "logged.pdf", pdf(b"logged"))
+        .await;
+    let admin = client
+        .sign_in("audit-admin@example.org", "admin password 123", false)
+        .await;
+    let verify = "/api/v1/admin/audit/verify";
+    let checkpoint = eventually("a checkpoint", Duration::from_secs(60), || async {
+        let report = client.get_json(verify, Some(&admin)).await;
         if let Some(seq) = report["checkpoint"]["seq"].as_i64()
             && report["head_seq"].as_i64() > Some(seq)
             && seq > 5
         {
             assert_eq!(report["ok"], true, "{report}");
-            break seq;
+            Ok(seq)
+        } else {
+            Err(format!("no checkpoint: {report}"))
         }
-        assert!(Instant::now() < deadline, "no checkpoint: {report}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     // Nothing seals or signs from here on.
     drop(worker);
 
@@ -641,7 +617,7 @@ async fn a_cut_audit_log_is_found_from_every_process(topology: Topology) {
             .await
             .expect("cut the tail");
     }
-    let report = crate::common::get_json(&http, &verify_url, Some(&admin)).await;
+    let report = client.get_json(verify, Some(&admin)).await;
     assert_eq!(report["ok"], false, "{report}");
     assert_eq!(
         report["findings"],

@@ -2,11 +2,11 @@
 //! object store, and what operators watch them by: metrics and request ids in the logs.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::smtp::SmtpServer;
 use crate::common::{
-    Environment, Process, TestApp, Topology, metric, pattern, pdf, sign_in, wait_ready,
+    Client, Environment, Process, TestApp, Topology, eventually, metric, pattern, pdf,
 };
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -21,15 +21,10 @@ async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
 }
 
 /// The sum of one metric over several processes' `/metrics`.
-async fn metric_sum(
-    http: &reqwest::Client,
-    bases: &[String],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
+async fn metric_sum(bases: &[String], name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut sum = 0.0;
     for base in bases {
-        let text = crate::common::scrape(http, base).await;
+        let text = Client::new(base).scrape().await;
         sum += metric(&text, name, labels).unwrap_or(0.0);
     }
     sum
@@ -70,16 +65,21 @@ async fn two_apis_and_two_workers_do_each_thing_once(topology: Topology) {
         .map(|w| w.ops.clone().expect("the worker serves metrics"))
         .collect();
     let http = reqwest::Client::new();
+    let clients = apis.clone().map(Client::new);
 
     // Accounts made through one API sign in through the other.
-    sign_in(&http, &apis[0], "alice@example.org", PASSWORD, true).await;
-    sign_in(&http, &apis[1], "bob@example.org", PASSWORD, true).await;
+    clients[0]
+        .sign_in("alice@example.org", PASSWORD, true)
+        .await;
+    clients[1].sign_in("bob@example.org", PASSWORD, true).await;
     for address in ["alice@example.org", "bob@example.org"] {
         env.verify_email(address).await;
     }
     let tokens = [
-        sign_in(&http, &apis[1], "alice@example.org", PASSWORD, false).await,
-        sign_in(&http, &apis[0], "bob@example.org", PASSWORD, false).await,
+        clients[1]
+            .sign_in("alice@example.org", PASSWORD, false)
+            .await,
+        clients[0].sign_in("bob@example.org", PASSWORD, false).await,
     ];
 
     // Uploads through both APIs at once, each shared with two recipients.
@@ -105,12 +105,13 @@ async fn two_apis_and_two_workers_do_each_thing_once(topology: Topology) {
     });
     let uploads: Vec<Upload> = futures::future::join_all(uploads).await;
     for (i, upload) in uploads.iter().enumerate() {
-        wait_ready(&http, &apis[(i + 1) % 2], &upload.token, &upload.id).await;
+        clients[(i + 1) % 2]
+            .wait_ready(&upload.token, &upload.id)
+            .await;
     }
 
     // Every share emailed, and nothing left in any queue.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    eventually("every share emailed", Duration::from_secs(120), || async {
         let mut emailed = 0;
         for (i, upload) in uploads.iter().enumerate() {
             let url = format!("{}/api/v1/files/{}/shares", apis[i % 2], upload.id);
@@ -118,16 +119,14 @@ async fn two_apis_and_two_workers_do_each_thing_once(topology: Topology) {
             let shares = shares["shares"].as_array().expect("shares").clone();
             emailed += shares.iter().filter(|s| s["state"] == "emailed").count();
         }
-        let waiting = metric_sum(&http, &worker_ops, "coffer_queue_depth", &[]).await;
+        let waiting = metric_sum(&worker_ops, "coffer_queue_depth", &[]).await;
         if emailed == 2 * FILES && waiting == 0.0 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{emailed} shares emailed, {waiting} tasks queued"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{emailed} shares emailed, {waiting} tasks queued"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let mails = smtp.mails();
     let mut per_recipient: HashMap<String, Vec<String>> = HashMap::new();
     for mail in &mails {
@@ -209,22 +208,21 @@ async fn two_apis_and_two_workers_do_each_thing_once(topology: Topology) {
     }
     let total: usize = uploads.iter().map(|u| u.bytes.len()).sum();
     let total = total as f64;
-    let uploaded = metric_sum(&http, &apis, "coffer_uploaded_bytes_total", &[]).await;
+    let uploaded = metric_sum(&apis, "coffer_uploaded_bytes_total", &[]).await;
     assert_eq!(uploaded, total);
     let by_owner = [("via", "owner")];
-    let downloaded = metric_sum(&http, &apis, "coffer_downloaded_bytes_total", &by_owner).await;
+    let downloaded = metric_sum(&apis, "coffer_downloaded_bytes_total", &by_owner).await;
     assert_eq!(downloaded, 2.0 * total);
     let by_share = [("via", "share")];
-    let downloaded = metric_sum(&http, &apis, "coffer_downloaded_bytes_total", &by_share).await;
+    let downloaded = metric_sum(&apis, "coffer_downloaded_bytes_total", &by_share).await;
     assert_eq!(downloaded, 2.0 * total);
     let encrypted = [("job", "encrypt"), ("outcome", "succeeded")];
-    let encrypted = metric_sum(&http, &worker_ops, "coffer_jobs_finished_total", &encrypted).await;
+    let encrypted = metric_sum(&worker_ops, "coffer_jobs_finished_total", &encrypted).await;
     assert!(encrypted >= FILES as f64, "{encrypted} encrypt jobs");
 
     // The audit chain, sealed by both workers in turn, verifies through either API.
-    let admin = sign_in(&http, &apis[1], ADMIN.0, ADMIN.1, false).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let admin = clients[1].sign_in(ADMIN.0, ADMIN.1, false).await;
+    eventually("every event sealed", Duration::from_secs(60), || async {
         let stored = {
             use sea_orm::{EntityTrait as _, PaginatorTrait as _};
             entity::audit_event::Entity::find()
@@ -237,14 +235,12 @@ async fn two_apis_and_two_workers_do_each_thing_once(topology: Topology) {
         assert_eq!(report["ok"], true, "{report}");
         if report["checked"].as_u64() == Some(stored) {
             assert!(report["first_bad_seq"].is_null());
-            break;
+            Ok(())
+        } else {
+            Err(format!("not every event was sealed: {report}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "not every event was sealed: {report}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 
     drop(workers);
     drop((api1, api2));
@@ -266,8 +262,9 @@ async fn a_request_id_follows_an_upload_into_its_jobs(topology: Topology) {
     let mut worker_vars = env.vars.clone();
     worker_vars.push(("COFFER_PUBLIC_URL".into(), base.clone()));
     let worker = Process::start_logging_to("worker", &worker_vars, &worker_log);
-    let http = reqwest::Client::new();
-    let token = sign_in(&http, &base, "trace@example.org", PASSWORD, true).await;
+    let client = Client::new(&base);
+    let http = client.http.clone();
+    let token = client.sign_in("trace@example.org", PASSWORD, true).await;
     env.verify_email("trace@example.org").await;
 
     let request_id = format!("trace-{}", uuid::Uuid::new_v4().simple());
@@ -299,7 +296,7 @@ async fn a_request_id_follows_an_upload_into_its_jobs(topology: Topology) {
         .expect("healthz");
     let made = own.headers()["x-request-id"].to_str().expect("ascii");
     assert_eq!(made.len(), 32, "a hostile id is replaced: {made}");
-    wait_ready(&http, &base, &token, &id).await;
+    client.wait_ready(&token, &id).await;
 
     // Each job the upload caused logs its success under the upload's request id.
     let lines = |path: &std::path::Path| -> Vec<Value> {
@@ -311,13 +308,12 @@ async fn a_request_id_follows_an_upload_into_its_jobs(topology: Topology) {
             })
             .collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
     let done = |line: &Value, job: &str| {
         line["fields"]["message"] == "job succeeded"
             && line["span"]["job"] == job
             && line["span"]["request_id"] == request_id.as_str()
     };
-    loop {
+    eventually("every job logged", Duration::from_secs(60), || async {
         let worker_lines = lines(&worker_log);
         let jobs = ["validate", "encrypt", "notify"];
         let missing: Vec<_> = jobs
@@ -325,14 +321,12 @@ async fn a_request_id_follows_an_upload_into_its_jobs(topology: Topology) {
             .filter(|job| !worker_lines.iter().any(|l| done(l, job)))
             .collect();
         if missing.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("no log line under {request_id} for {missing:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "no log line under {request_id} for {missing:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let api_lines = lines(&api_log);
     assert!(
         api_lines.iter().any(|l| {
@@ -374,30 +368,32 @@ async fn metrics_count_requests_jobs_bytes_and_files(topology: Topology) {
 
     // A job is counted once its handler has returned, a moment after the file it made ready
     // is committed: scrape until the last one is in.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        let response = app
-            .http
-            .get(app.url("/metrics"))
-            .bearer_auth(crate::common::METRICS_TOKEN)
-            .send()
-            .await
-            .expect("get");
-        assert_eq!(response.status(), StatusCode::OK);
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .is_ok_and(|t| t.starts_with("application/openmetrics-text"))
-        );
-        let text = response.text().await.expect("text");
-        let encrypted = [("job", "encrypt"), ("outcome", "succeeded")];
-        if metric(&text, "coffer_jobs_finished_total", &encrypted).is_some()
-            || Instant::now() >= deadline
-        {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let text = eventually(
+        "the encrypt job counted",
+        Duration::from_secs(10),
+        || async {
+            let response = app
+                .http
+                .get(app.url("/metrics"))
+                .bearer_auth(crate::common::METRICS_TOKEN)
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(response.status(), StatusCode::OK);
+            assert!(
+                response.headers()["content-type"]
+                    .to_str()
+                    .is_ok_and(|t| t.starts_with("application/openmetrics-text"))
+            );
+            let text = response.text().await.expect("text");
+            let encrypted = [("job", "encrypt"), ("outcome", "succeeded")];
+            match metric(&text, "coffer_jobs_finished_total", &encrypted) {
+                Some(_) => Ok(text),
+                None => Err("no encrypt job counted yet".to_owned()),
+            }
+        },
+    )
+    .await;
     assert!(text.ends_with("# EOF\n"), "a complete exposition");
     let m = |name: &str, labels: &[(&str, &str)]| metric(&text, name, labels);
     let put = [
@@ -444,12 +440,12 @@ async fn scrapes_do_not_count_the_files_table_each_time(topology: Topology) {
     let user = app.user().await;
     let first = app.upload(&user, "one.txt", b"one".to_vec()).await;
     app.wait_until_settled(&user, &first).await;
-    let before = crate::common::scrape(&app.http, &app.base).await;
+    let before = app.scrape().await;
     let ready = |text: &str| metric(text, "coffer_files", &[("status", "ready")]);
     assert_eq!(ready(&before), Some(1.0));
     let second = app.upload(&user, "two.txt", b"two".to_vec()).await;
     app.wait_until_settled(&user, &second).await;
-    let after = crate::common::scrape(&app.http, &app.base).await;
+    let after = app.scrape().await;
     assert_eq!(ready(&after), Some(1.0), "counted again within 15 s");
     app.stop().await;
 }

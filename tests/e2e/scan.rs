@@ -157,7 +157,7 @@ async fn an_unreachable_scanner_keeps_uploads_quarantined(topology: Topology) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         assert_eq!(app.file(&user, &id).await["status"], "quarantined");
-        let text = crate::common::scrape(&app.http, &app.base).await;
+        let text = app.scrape().await;
         let retried = [("job", "validate"), ("outcome", "retried")];
         if metric(&text, "coffer_jobs_finished_total", &retried) >= Some(2.0) {
             break;
@@ -235,7 +235,7 @@ async fn a_long_scan_is_never_run_twice(topology: Topology) {
         .await;
     let file = app.wait_until_settled(&user, &id).await;
     assert_eq!(file["status"], "ready", "{file}");
-    let text = crate::common::scrape(&app.http, &app.base).await;
+    let text = app.scrape().await;
     let started = |job| metric(&text, "coffer_jobs_started_total", &[("job", job)]);
     assert_eq!(
         (started("validate"), started("encrypt")),

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::common::{Process, TestApp, Topology};
+use crate::common::{Client, Process, TestApp, Topology};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -340,7 +340,8 @@ async fn invented_methods_and_paths_add_no_metric_series() {
     ];
     let service = Process::start("serve", &vars);
     let base = service.base.clone().expect("listens");
-    let http = reqwest::Client::new();
+    let client = Client::new(&base);
+    let http = client.http.clone();
     let send = |round: usize| {
         let (http, base) = (http.clone(), base.clone());
         async move {
@@ -362,14 +363,14 @@ async fn invented_methods_and_paths_add_no_metric_series() {
     };
     send(0).await;
     // The first scrape's own request is counted from the second scrape on.
-    crate::common::scrape(&http, &base).await;
+    client.scrape().await;
     let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
-    let before = series(&crate::common::scrape(&http, &base).await);
+    let before = series(&client.scrape().await);
     let rss_before = service.rss_kib();
     for round in 1..9 {
         send(round).await;
     }
-    let after = series(&crate::common::scrape(&http, &base).await);
+    let after = series(&client.scrape().await);
     let rss_after = service.rss_kib();
     assert_eq!(before, after, "4,000 more invented requests added series");
     assert!(

@@ -2,12 +2,9 @@
 //! half-written, and the process exits cleanly.
 
 use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{
-    Environment, Process, Topology, metric, pattern, put_upload, scrape, sign_in, upload_ready,
-    wait_ready,
-};
+use crate::common::{Client, Environment, Process, Topology, eventually, metric, pattern};
 use reqwest::StatusCode;
 
 fn sigterm(process: &Process) {
@@ -19,17 +16,12 @@ fn sigterm(process: &Process) {
 }
 
 async fn wait_exit(process: &mut Process) -> ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(code) = process.child.try_wait().expect("wait") {
-            return code;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the process did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let child = &mut process.child;
+    eventually("the exit after SIGTERM", Duration::from_secs(60), || {
+        let exited = child.try_wait().expect("wait");
+        async move { exited.ok_or_else(|| "still running".to_owned()) }
+    })
+    .await
 }
 
 fn zip_of(len: usize, seed: u8) -> Vec<u8> {
@@ -44,17 +36,13 @@ async fn sigterm_drains_in_flight_downloads(topology: Topology) {
     let env = Environment::new(topology, &[]).await;
     let mut service = Process::start("serve", &env.vars);
     let base = service.base.clone().expect("the API listens");
-    let http = reqwest::Client::new();
-    let token = sign_in(
-        &http,
-        &base,
-        "term@example.org",
-        "correct horse battery",
-        true,
-    )
-    .await;
+    let client = Client::new(&base);
+    let http = client.http.clone();
+    let token = client
+        .sign_in("term@example.org", "correct horse battery", true)
+        .await;
     let bytes = zip_of(48 * 1024 * 1024, 12);
-    let id = upload_ready(&http, &base, &token, "big.zip", bytes.clone()).await;
+    let id = client.upload_ready(&token, "big.zip", bytes.clone()).await;
 
     let download = http
         .get(format!("{base}/api/v1/files/{id}/content"))
@@ -104,35 +92,31 @@ async fn sigterm_lets_a_worker_finish_or_hand_back_its_job(topology: Topology) {
     let base = api.base.clone().expect("the API listens");
     let mut worker = Process::start("worker", &env.vars);
     let ops = worker.ops.clone().expect("the worker serves metrics");
-    let http = reqwest::Client::new();
-    let token = sign_in(
-        &http,
-        &base,
-        "stop@example.org",
-        "correct horse battery",
-        true,
-    )
-    .await;
+    let client = Client::new(&base);
+    let http = client.http.clone();
+    let token = client
+        .sign_in("stop@example.org", "correct horse battery", true)
+        .await;
 
     let bytes = zip_of(96 * 1024 * 1024, 7);
-    let id = put_upload(&http, &base, &token, "large.zip", bytes.clone()).await;
+    let id = client.put_upload(&token, "large.zip", bytes.clone()).await;
 
     // Stop the worker as soon as its encryption has started.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = scrape(&http, &ops).await;
-        if metric(&text, "coffer_jobs_started_total", &[("job", "encrypt")]) >= Some(1.0) {
-            break;
+    let ops = Client::new(&ops);
+    eventually("encryption starting", Duration::from_secs(60), || async {
+        let text = ops.scrape().await;
+        match metric(&text, "coffer_jobs_started_total", &[("job", "encrypt")]) {
+            Some(started) if started >= 1.0 => Ok(()),
+            other => Err(format!("{other:?} encrypt jobs started")),
         }
-        assert!(Instant::now() < deadline, "encryption never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     sigterm(&worker);
     let code = wait_exit(&mut worker).await;
     assert!(code.success(), "clean exit: {code:?}");
 
     let _next = Process::start("worker", &env.vars);
-    wait_ready(&http, &base, &token, &id).await;
+    client.wait_ready(&token, &id).await;
     let core = coffer::coffer_core::Core::build(env.config(), false)
         .await
         .expect("core");

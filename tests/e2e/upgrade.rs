@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use crate::common::{Process, sign_in, upload_ready};
+use crate::common::{Client, Process, eventually};
 
 fn fixtures() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/fixtures");
@@ -73,16 +73,16 @@ async fn check(fixture: &Path) {
     ];
     let service = Process::start("serve", &vars);
     let base = service.base.clone().expect("serve listens");
-    let http = reqwest::Client::new();
+    let client = Client::new(&base);
+    let http = client.http.clone();
     let admin = &manifest["admin"];
-    let token = sign_in(
-        &http,
-        &base,
-        admin["email"].as_str().expect("email"),
-        admin["password"].as_str().expect("password"),
-        false,
-    )
-    .await;
+    let token = client
+        .sign_in(
+            admin["email"].as_str().expect("email"),
+            admin["password"].as_str().expect("password"),
+            false,
+        )
+        .await;
     let get = |path: String| http.get(format!("{base}{path}")).bearer_auth(&token).send();
 
     // Every file, in the state it was left in; ready ones byte for byte.
@@ -155,18 +155,13 @@ async fn check(fixture: &Path) {
     }
 
     // The chain the earlier release sealed verifies, and what this one adds links onto it.
-    let id = upload_ready(
-        &http,
-        &base,
-        &token,
-        "after.txt",
-        b"after the upgrade\n".to_vec(),
-    )
-    .await;
+    let id = client
+        .upload_ready(&token, "after.txt", b"after the upgrade\n".to_vec())
+        .await;
     assert!(!id.is_empty());
     let head = manifest["audit_head_seq"].as_i64().expect("head");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    let sealed = std::time::Duration::from_secs(30);
+    eventually("the new events sealed", sealed, || async {
         let report: Value = get("/api/v1/admin/audit/verify".into())
             .await
             .expect("verify")
@@ -175,13 +170,13 @@ async fn check(fixture: &Path) {
             .expect("json");
         assert_eq!(report["ok"], true, "{made_by}: {report}");
         if report["head_seq"].as_i64().is_some_and(|h| h > head) {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "{made_by}: nothing sealed after the upgrade: {report}"
+            ))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{made_by}: nothing sealed after the upgrade: {report}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     drop(service);
 }

@@ -58,20 +58,111 @@ pub fn s3_endpoint() -> String {
     std::env::var("COFFER_TEST_S3").unwrap_or_else(|_| "http://127.0.0.1:9000".into())
 }
 
-/// What every test service is given as `COFFER_METRICS_TOKEN`, and [`scrape`] sends.
+/// What every test service is given as `COFFER_METRICS_TOKEN`, and [`Client::scrape`] sends.
 pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
 
 pub fn redis_url() -> String {
     std::env::var("COFFER_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// The backing services of one test: created on spawn, removed on stop.
+/// The backing services of one test: created on spawn, removed on stop — or, when the test
+/// fails first, as it unwinds ([`Leftovers`]).
 pub struct Environment {
     pub topology: Topology,
     pub data: tempfile::TempDir,
     pub vars: Vec<(String, String)>,
-    pg_database: Option<String>,
-    redis_namespace: Option<String>,
+    leftovers: Leftovers,
+}
+
+/// What a production-topology test creates outside its temporary directory: a PostgreSQL
+/// database, Redis keys under a namespace, a bucket. Removed by [`Environment::cleanup`], or by
+/// this guard's `Drop` when a test panics before it gets there.
+#[derive(Default)]
+pub struct Leftovers {
+    pub pg_database: Option<String>,
+    pub redis_namespace: Option<String>,
+    pub bucket: Option<String>,
+}
+
+impl Leftovers {
+    pub async fn remove(&mut self) {
+        if let Some(name) = self.pg_database.take()
+            && let Ok(admin) =
+                sea_orm::Database::connect(format!("{}/postgres", pg_admin_url())).await
+        {
+            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            let _ = sea_orm::ConnectionTrait::execute_unprepared(&admin, &drop).await;
+            admin.close().await.ok();
+        }
+        if let Some(ns) = self.redis_namespace.take()
+            && let Ok(client) = redis::Client::open(redis_url())
+            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{ns}:*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+            }
+        }
+        if let Some(bucket) = self.bucket.take() {
+            remove_bucket(&bucket).await;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pg_database.is_none() && self.redis_namespace.is_none() && self.bucket.is_none()
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if self.is_empty() {
+            return;
+        }
+        let mut rest = std::mem::take(self);
+        // `drop` cannot await and may run on the test's runtime: remove them from a thread of
+        // its own, with a runtime of its own.
+        let removed = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(rest.remove());
+            }
+        })
+        .join();
+        if removed.is_err() {
+            eprintln!("could not remove a test's database, Redis keys or bucket");
+        }
+    }
+}
+
+/// Empties and deletes a bucket of the S3-compatible server (a bucket must be empty to go).
+async fn remove_bucket(bucket: &str) {
+    let http = reqwest::Client::new();
+    let base = format!("{}/{bucket}", s3_endpoint());
+    // Each round deletes a listing's worth (up to 1000 keys); a bounded number of rounds.
+    for _ in 0..100 {
+        let Ok(listing) = http.get(format!("{base}?list-type=2")).send().await else {
+            return;
+        };
+        let text = listing.text().await.unwrap_or_default();
+        let keys: Vec<&str> = text
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split("</Key>").next())
+            .collect();
+        if keys.is_empty() {
+            break;
+        }
+        for key in keys {
+            let _ = http.delete(format!("{base}/{key}")).send().await;
+        }
+    }
+    let _ = http.delete(&base).send().await;
 }
 
 impl Environment {
@@ -84,7 +175,7 @@ impl Environment {
             ("COFFER_DATA_DIR".into(), data.path().display().to_string()),
             ("COFFER_POLL_INTERVAL_MS".into(), "20".into()),
         ];
-        let (mut pg_database, mut redis_namespace) = (None, None);
+        let mut leftovers = Leftovers::default();
         if topology == Topology::Production {
             let name = format!("coffer_test_{unique}");
             let admin = sea_orm::Database::connect(format!("{}/postgres", pg_admin_url()))
@@ -97,6 +188,7 @@ impl Environment {
             .await
             .expect("create test database");
             admin.close().await.ok();
+            leftovers.pg_database = Some(name.clone());
             vars.push((
                 "COFFER_DATABASE_URL".into(),
                 format!("{}/{name}", pg_admin_url()),
@@ -114,6 +206,7 @@ impl Environment {
                 "creating bucket: {}",
                 created.status()
             );
+            leftovers.bucket = Some(bucket.clone());
             vars.push(("COFFER_STORAGE_URL".into(), format!("s3://{bucket}/blobs")));
             for (key, value) in [
                 ("AWS_ENDPOINT", s3_endpoint()),
@@ -126,8 +219,7 @@ impl Environment {
             }
             let ns = format!("coffer-test-{unique}");
             vars.push(("COFFER_REDIS_NAMESPACE".into(), ns.clone()));
-            pg_database = Some(name);
-            redis_namespace = Some(ns);
+            leftovers.redis_namespace = Some(ns);
         }
         for (k, v) in extra {
             vars.retain(|(existing, _)| existing != k);
@@ -156,8 +248,7 @@ impl Environment {
             topology,
             data,
             vars,
-            pg_database,
-            redis_namespace,
+            leftovers,
         }
     }
 
@@ -202,29 +293,9 @@ impl Environment {
         version
     }
 
-    /// Drops the test database and Redis keys.
-    pub async fn cleanup(self) {
-        if let Some(name) = self.pg_database
-            && let Ok(admin) =
-                sea_orm::Database::connect(format!("{}/postgres", pg_admin_url())).await
-        {
-            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-            let _ = sea_orm::ConnectionTrait::execute_unprepared(&admin, &drop).await;
-            admin.close().await.ok();
-        }
-        if let Some(ns) = self.redis_namespace
-            && let Ok(client) = redis::Client::open(redis_url())
-            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-        {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{ns}:*"))
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-            }
-        }
+    /// Drops the test database, Redis keys and bucket.
+    pub async fn cleanup(mut self) {
+        self.leftovers.remove().await;
     }
 }
 
@@ -274,12 +345,28 @@ fn vars_for(vars: &[(String, String)], serves: bool) -> Vec<(String, String)> {
     vars
 }
 
-/// A running Coffer and an HTTP client for it.
+/// A running Coffer in this process, and a [`Client`] for it (its methods are the app's:
+/// `app.post_json(…)`, `app.http`, `app.base`).
 pub struct TestApp {
     pub env: Environment,
+    pub client: Client,
+    pub running: Vec<Running>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// An HTTP client for one Coffer API: the in-process service of a [`TestApp`], or a process
+/// of its own (`coffer api`, `coffer serve`). Every test talks to Coffer through one.
+#[derive(Clone)]
+pub struct Client {
     pub base: String,
     pub http: reqwest::Client,
-    pub running: Vec<Running>,
 }
 
 pub struct User {
@@ -287,47 +374,16 @@ pub struct User {
     pub token: String,
 }
 
-impl TestApp {
-    pub async fn spawn(topology: Topology) -> Self {
-        Self::spawn_with(topology, &[], Roles::ALL).await
-    }
-
-    pub async fn spawn_with(topology: Topology, extra: &[(&str, &str)], roles: Roles) -> Self {
-        let env = Environment::new(topology, extra).await;
-        let running = env.start(roles).await;
-        let addr = running.addr.expect("API role listens");
+impl Client {
+    /// A client for the API at `base` (`http://127.0.0.1:port`).
+    pub fn new(base: impl Into<String>) -> Self {
         Self {
-            env,
-            base: format!("http://{addr}"),
+            base: base.into(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(120))
                 .build()
                 .expect("client"),
-            running: vec![running],
         }
-    }
-
-    pub fn core(&self) -> &Core {
-        &self.running[0].core
-    }
-
-    /// Starts the workers in this process too (for tests that hold them back at first). They
-    /// build links from the public URL, so they are told where the API listens.
-    pub async fn start_workers(&mut self) {
-        let mut vars = self.env.vars_for(Roles::WORKERS);
-        vars.push(("COFFER_PUBLIC_URL".into(), self.base.clone()));
-        let config = Config::from_vars(vars).expect("worker configuration");
-        let workers = coffer::start(config, Roles::WORKERS)
-            .await
-            .expect("workers start");
-        self.running.push(workers);
-    }
-
-    pub async fn stop(self) {
-        for running in self.running {
-            running.stop().await.expect("clean shutdown");
-        }
-        self.env.cleanup().await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -367,24 +423,6 @@ impl TestApp {
             None,
         )
         .await
-    }
-
-    /// A fresh account, its address verified, signed in.
-    pub async fn user(&self) -> User {
-        let email = format!("user-{}@example.org", uuid::Uuid::new_v4().simple());
-        let password = "correct horse battery staple";
-        assert_eq!(
-            self.signup(&email, password).await.status(),
-            StatusCode::ACCEPTED
-        );
-        self.verify_email(&email).await;
-        let login = self.login(&email, password).await;
-        assert_eq!(login.status(), StatusCode::OK);
-        let body: Value = login.json().await.expect("json");
-        User {
-            email,
-            token: body["token"].as_str().expect("token").to_owned(),
-        }
     }
 
     /// `PUT /api/v1/files/{name}` with a raw body.
@@ -446,6 +484,158 @@ impl TestApp {
     pub async fn download(&self, user: &User, id: &str) -> Response {
         self.get(&format!("/api/v1/files/{id}/content"), &user.token)
             .await
+    }
+
+    /// `GET path` (with a bearer token when given), as JSON.
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> Value {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// Signs in (signing up first when asked) and returns the session token.
+    pub async fn sign_in(&self, email: &str, password: &str, sign_up: bool) -> String {
+        if sign_up {
+            let signup = self.signup(email, password).await;
+            assert_eq!(signup.status(), StatusCode::ACCEPTED);
+        }
+        let login: Value = self
+            .login(email, password)
+            .await
+            .json()
+            .await
+            .expect("json");
+        login["token"].as_str().expect("token").to_owned()
+    }
+
+    /// `PUT`s a file and returns its id, asserting the 202.
+    pub async fn put_upload(
+        &self,
+        token: &str,
+        name: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> String {
+        let upload = self
+            .http
+            .put(self.url(&format!("/api/v1/files/{name}")))
+            .bearer_auth(token)
+            .body(body)
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(upload.status(), StatusCode::ACCEPTED);
+        upload.json::<Value>().await.expect("json")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
+    /// Uploads and waits (with a deadline) until the file is ready.
+    pub async fn upload_ready(&self, token: &str, name: &str, bytes: Vec<u8>) -> String {
+        let id = self.put_upload(token, name, bytes).await;
+        self.wait_ready(token, &id).await;
+        id
+    }
+
+    /// Polls a file until it is ready, within two minutes.
+    pub async fn wait_ready(&self, token: &str, id: &str) {
+        self.wait_ready_within(token, id, Duration::from_secs(120))
+            .await;
+    }
+
+    /// Polls a file until it is ready, failing once `limit` has passed (or it is rejected).
+    pub async fn wait_ready_within(&self, token: &str, id: &str, limit: Duration) {
+        eventually("the file becoming ready", limit, || async {
+            let file = self
+                .get_json(&format!("/api/v1/files/{id}"), Some(token))
+                .await;
+            assert_ne!(file["status"], "rejected", "{file}");
+            if file["status"] == "ready" {
+                Ok(())
+            } else {
+                Err(file.to_string())
+            }
+        })
+        .await;
+    }
+
+    /// The Prometheus text of `/metrics`, with the test services' metrics token.
+    pub async fn scrape(&self) -> String {
+        let response = self
+            .http
+            .get(self.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("text")
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(topology: Topology) -> Self {
+        Self::spawn_with(topology, &[], Roles::ALL).await
+    }
+
+    pub async fn spawn_with(topology: Topology, extra: &[(&str, &str)], roles: Roles) -> Self {
+        let env = Environment::new(topology, extra).await;
+        let running = env.start(roles).await;
+        let addr = running.addr.expect("API role listens");
+        Self {
+            env,
+            client: Client::new(format!("http://{addr}")),
+            running: vec![running],
+        }
+    }
+
+    pub fn core(&self) -> &Core {
+        &self.running[0].core
+    }
+
+    /// Starts the workers in this process too (for tests that hold them back at first). They
+    /// build links from the public URL, so they are told where the API listens.
+    pub async fn start_workers(&mut self) {
+        let mut vars = self.env.vars_for(Roles::WORKERS);
+        vars.push(("COFFER_PUBLIC_URL".into(), self.base.clone()));
+        let config = Config::from_vars(vars).expect("worker configuration");
+        let workers = coffer::start(config, Roles::WORKERS)
+            .await
+            .expect("workers start");
+        self.running.push(workers);
+    }
+
+    pub async fn stop(self) {
+        for running in self.running {
+            running.stop().await.expect("clean shutdown");
+        }
+        self.env.cleanup().await;
+    }
+
+    /// A fresh account, its address verified, signed in.
+    pub async fn user(&self) -> User {
+        let email = format!("user-{}@example.org", uuid::Uuid::new_v4().simple());
+        let password = "correct horse battery staple";
+        assert_eq!(
+            self.signup(&email, password).await.status(),
+            StatusCode::ACCEPTED
+        );
+        self.verify_email(&email).await;
+        let login = self.login(&email, password).await;
+        assert_eq!(login.status(), StatusCode::OK);
+        let body: Value = login.json().await.expect("json");
+        User {
+            email,
+            token: body["token"].as_str().expect("token").to_owned(),
+        }
     }
 
     /// Audit actions recorded so far, in order.
@@ -827,18 +1017,6 @@ impl Drop for Process {
     }
 }
 
-/// The text of `{base}/metrics`.
-pub async fn scrape(http: &reqwest::Client, base: &str) -> String {
-    let response = http
-        .get(format!("{base}/metrics"))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .expect("metrics");
-    assert_eq!(response.status(), StatusCode::OK);
-    response.text().await.expect("text")
-}
-
 /// The sum of the samples of metric `name` whose labels include every pair in `labels`, in a
 /// Prometheus/OpenMetrics text exposition; `None` when no sample matches.
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -863,118 +1041,4 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         }
     }
     found
-}
-
-/// `GET url` (with a bearer token when given), as JSON.
-pub async fn get_json(http: &reqwest::Client, url: &str, token: Option<&str>) -> Value {
-    let mut request = http.get(url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json")
-}
-
-/// Signs in through the API of a separate process (signing up first when asked).
-pub async fn sign_in(
-    http: &reqwest::Client,
-    base: &str,
-    email: &str,
-    password: &str,
-    sign_up: bool,
-) -> String {
-    let creds = json!({ "email": email, "password": password });
-    if sign_up {
-        let signup = http
-            .post(format!("{base}/api/v1/auth/signup"))
-            .json(&creds)
-            .send()
-            .await
-            .expect("signup");
-        assert_eq!(signup.status(), StatusCode::ACCEPTED);
-    }
-    let login: Value = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&creds)
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    login["token"].as_str().expect("token").to_owned()
-}
-
-/// `PUT`s a file through a separate process's API and returns its id, asserting the 202.
-pub async fn put_upload(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    name: &str,
-    body: impl Into<reqwest::Body>,
-) -> String {
-    let upload = http
-        .put(format!("{base}/api/v1/files/{name}"))
-        .bearer_auth(token)
-        .body(body)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(upload.status(), StatusCode::ACCEPTED);
-    upload.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned()
-}
-
-/// Uploads through a separate process's API and waits (with a deadline) until it is ready.
-pub async fn upload_ready(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    name: &str,
-    bytes: Vec<u8>,
-) -> String {
-    let id = put_upload(http, base, token, name, bytes).await;
-    wait_ready(http, base, token, &id).await;
-    id
-}
-
-/// Polls a file through a separate process's API until it is ready, within a deadline.
-pub async fn wait_ready(http: &reqwest::Client, base: &str, token: &str, id: &str) {
-    wait_ready_within(http, base, token, id, Duration::from_secs(120)).await;
-}
-
-/// Polls a file through a separate process's API until it is ready, failing once `limit` has
-/// passed.
-pub async fn wait_ready_within(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    id: &str,
-    limit: Duration,
-) {
-    eventually("the file becoming ready", limit, || async {
-        let file: Value = http
-            .get(format!("{base}/api/v1/files/{id}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        assert_ne!(file["status"], "rejected", "{file}");
-        if file["status"] == "ready" {
-            Ok(())
-        } else {
-            Err(file.to_string())
-        }
-    })
-    .await;
 }
