@@ -76,6 +76,8 @@ fn environment() -> &'static Environment<'static> {
     static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
+        // `{{ t(id, name=value) }}`: every word of a page comes from the message catalog.
+        env.add_function("t", coffer_core::text::template_function);
         for (name, source) in TEMPLATES {
             env.add_template(name, source)
                 .expect("page templates parse");

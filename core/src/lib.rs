@@ -22,6 +22,7 @@ pub mod scan;
 pub mod services;
 mod start;
 pub mod storage;
+pub mod text;
 pub mod types;
 
 use std::sync::Arc;

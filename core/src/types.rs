@@ -212,21 +212,6 @@ impl fmt::Display for SignupPolicy {
     }
 }
 
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
-    if bytes < 1000 {
-        return format!("{bytes} {}", if bytes == 1 { "byte" } else { "bytes" });
-    }
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    let shown = format!("{value:.1}");
-    format!("{} {}", shown.trim_end_matches(".0"), UNITS[unit])
-}
-
 /// A bearer secret (session or share token): 32 random bytes, base64url. Only its SHA-256
 /// is ever stored; `Debug` does not print it.
 pub struct Token(String);
@@ -367,14 +352,6 @@ mod tests {
             FileName::parse("<img src=x onerror=alert(1)>.txt").is_ok(),
             "escaped on output, not refused"
         );
-    }
-
-    #[test]
-    fn sizes_read_like_a_file_manager() {
-        assert_eq!(human_size(1), "1 byte");
-        assert_eq!(human_size(999), "999 bytes");
-        assert_eq!(human_size(1_500_000), "1.5 MB");
-        assert_eq!(human_size(2_000_000_000), "2 GB");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use coffer_core::Core;
 use coffer_core::services::recipients::{self, Landing, Refusal};
-use coffer_core::types::human_size;
+use coffer_core::text::{self, Arg, t, t_with};
 use minijinja::context;
 use poem::{Body, Request};
 use poem_openapi::param::Path;
@@ -42,8 +42,8 @@ fn landing(token: &str, page: &Landing, error: Option<&str>) -> Html<String> {
             token => token,
             sender => &page.sender,
             file_name => &page.file_name,
-            size => human_size(page.size),
-            expires => page.expires_at.format("%A %-d %B %Y, %H:%M UTC").to_string(),
+            size => text::size(page.size),
+            expires => text::english().long_date(page.expires_at),
             downloads_left => page.downloads_left,
             password => page.password,
             ready => page.ready,
@@ -127,8 +127,8 @@ impl From<PageResponse> for DownloadResponse {
 
 fn broken() -> PageResponse {
     PageResponse::Error(message(
-        "Something went wrong",
-        "The page could not be shown.",
+        &t("error-internal-heading"),
+        &t("recipient-broken-text"),
     ))
 }
 
@@ -136,57 +136,58 @@ fn broken() -> PageResponse {
 async fn refusal_page(core: &Core, refusal: Refusal, retry: Option<&str>) -> PageResponse {
     match refusal {
         Refusal::Unknown => PageResponse::NotFound(message(
-            "Link not found",
-            "This link does not exist. Check that you copied all of it, or ask the sender for a new one.",
+            &t("recipient-unknown-heading"),
+            &t("recipient-unknown-text"),
         )),
         Refusal::Gone(reason) => PageResponse::Gone(message(
-            "This link no longer works",
-            match reason {
-                "expired" => "The link has expired. Ask the sender to share the file again.",
-                "revoked" => "The sender has withdrawn this link.",
-                "used up" => "This link has been used as many times as the sender allowed.",
-                _ => "The file is no longer available through this link.",
-            },
+            &t("recipient-gone-heading"),
+            // A selector takes words: `used up` is `used-up`.
+            &t_with(
+                "recipient-gone-text",
+                [("reason", Arg::from(reason.replace(' ', "-")))],
+            ),
         )),
         Refusal::NotReady => PageResponse::NotReady(message(
-            "Not ready yet",
-            "The file is still being checked and encrypted. Try again in a moment.",
+            &t("recipient-not-ready-heading"),
+            &t("recipient-not-ready-text"),
         )),
         Refusal::RateLimited(wait) => PageResponse::TooManyRequests(
             message(
-                "Too many attempts",
-                "Too many wrong passwords were tried. Wait a while before trying again.",
+                &t("error-rate-limited-heading"),
+                &t("recipient-rate-limited-text"),
             ),
             wait.as_secs().max(1),
         ),
         Refusal::PasswordRequired | Refusal::WrongPassword => {
             let text = if matches!(refusal, Refusal::WrongPassword) {
-                "That password is not right."
+                t("recipient-wrong-password")
             } else {
-                "This file needs a password."
+                t("recipient-password-required")
             };
+            let heading = t("recipient-password-heading");
             // Show the page again, with the reason, without counting another view.
             match retry {
                 Some(token) => match recipients::peek(core, token).await {
-                    Some(page) => PageResponse::Forbidden(landing(token, &page, Some(text))),
-                    None => PageResponse::Forbidden(message("Password needed", text)),
+                    Some(page) => PageResponse::Forbidden(landing(token, &page, Some(&text))),
+                    None => PageResponse::Forbidden(message(&heading, &text)),
                 },
-                None => PageResponse::Forbidden(message("Password needed", text)),
+                None => PageResponse::Forbidden(message(&heading, &text)),
             }
         }
         Refusal::Error(coffer_core::ServiceError::Unavailable(err)) => {
             let retry_after = crate::incident::unavailable(err.as_ref());
             PageResponse::Unavailable(
-                message("Try again shortly", "The service is briefly unavailable."),
+                message(&t("error-busy-heading"), &t("error-unavailable-text")),
                 retry_after,
             )
         }
         Refusal::Error(err) => {
             let id = crate::incident::internal(&err);
             PageResponse::Error(message(
-                "Something went wrong",
-                &format!(
-                    "The file could not be delivered. If this persists, tell the sender (reference {id})."
+                &t("error-internal-heading"),
+                &t_with(
+                    "recipient-internal-text",
+                    [("id", Arg::from(id.to_string()))],
                 ),
             ))
         }

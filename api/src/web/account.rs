@@ -2,6 +2,7 @@
 //! audit and look-alike failures come with it) and keeps its token in the session cookie.
 
 use coffer_core::services::users;
+use coffer_core::text::t;
 use coffer_core::{Core, ServiceError};
 use minijinja::context;
 use poem::http::{HeaderValue, StatusCode, header};
@@ -81,13 +82,20 @@ pub async fn signin_page(req: &Request) -> poem::Result<Response> {
     }
     let query = Fields::query(req);
     let notice = if query.get("welcome").is_some() {
-        Some("Your account is ready. Sign in to start sharing files.")
+        Some(t("signin-notice-welcome"))
     } else if query.get("reset").is_some() {
-        Some("Your new password is set. Sign in with it.")
+        Some(t("signin-notice-reset"))
     } else {
         None
     };
-    form(req, StatusCode::OK, "app/signin.html", "", None, notice)
+    form(
+        req,
+        StatusCode::OK,
+        "app/signin.html",
+        "",
+        None,
+        notice.as_deref(),
+    )
 }
 
 #[poem::handler]
@@ -98,7 +106,7 @@ pub async fn signin(req: &Request, body: Body) -> poem::Result<Response> {
     let again =
         |status, error: &str| form(req, status, "app/signin.html", email, Some(error), None);
     if email.is_empty() || password.is_empty() {
-        return again(INVALID, "Enter your email address and your password.");
+        return again(INVALID, &t("signin-error-empty"));
     }
     match users::login(
         core,
@@ -120,14 +128,11 @@ pub async fn signin(req: &Request, body: Body) -> poem::Result<Response> {
             page::add_cookie(&mut response, &cookie);
             Ok(response)
         }
-        Err(ServiceError::Unauthorized) => again(
-            INVALID,
-            "That email address and password do not match an account that can sign in.",
-        ),
+        Err(ServiceError::Unauthorized) => again(INVALID, &t("signin-error-no-match")),
         Err(ServiceError::RateLimited { retry_after }) => {
             let mut response = again(
                 StatusCode::TOO_MANY_REQUESTS,
-                "Too many attempts to sign in. Wait a while before trying again.",
+                &t("signin-error-rate-limited"),
             )?;
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -146,16 +151,14 @@ pub async fn signup_page(req: &Request) -> poem::Result<Response> {
     }
     let query = Fields::query(req);
     let invite = query.get("invite").filter(|i| !i.is_empty());
-    let notice = invite.map(
-        |_| "You were invited: create your account with the address the invitation was sent to.",
-    );
+    let notice = invite.map(|_| t("signup-notice-invited"));
     form_with(
         req,
         StatusCode::OK,
         "app/signup.html",
         "",
         None,
-        notice,
+        notice.as_deref(),
         invite,
     )
 }
@@ -178,13 +181,10 @@ pub async fn signup(req: &Request, body: Body) -> poem::Result<Response> {
         )
     };
     if email.is_empty() || password.is_empty() {
-        return again(INVALID, "Enter an email address and a password.");
+        return again(INVALID, &t("signup-error-empty"));
     }
     if fields.get("password_again") != Some(password) {
-        return again(
-            INVALID,
-            "The two passwords are not the same. Type them again.",
-        );
+        return again(INVALID, &t("signup-error-passwords-differ"));
     }
     match users::signup(
         core,
@@ -262,13 +262,10 @@ pub async fn change_password(req: &Request, body: Body) -> poem::Result<Response
     let new = fields.get("new_password").unwrap_or_default();
     let again = |status, error: &str| Ok(password_form(&me, status, Some(error), None));
     if current.is_empty() || new.is_empty() {
-        return again(INVALID, "Enter your current password and a new one.");
+        return again(INVALID, &t("password-error-empty"));
     }
     if fields.get("new_password_again") != Some(new) {
-        return again(
-            INVALID,
-            "The two new passwords are not the same. Type them again.",
-        );
+        return again(INVALID, &t("password-error-passwords-differ"));
     }
     match users::change_password(
         core,
@@ -283,17 +280,15 @@ pub async fn change_password(req: &Request, body: Body) -> poem::Result<Response
             &me,
             StatusCode::OK,
             None,
-            Some(
-                "Your password is changed. Everywhere else you were signed in, you are signed out.",
-            ),
+            Some(&t("password-notice-changed")),
         )),
         Err(ServiceError::Forbidden(_)) => {
-            again(StatusCode::FORBIDDEN, "That is not your current password.")
+            again(StatusCode::FORBIDDEN, &t("password-error-wrong-current"))
         }
         Err(ServiceError::Invalid(detail)) => again(INVALID, &sentence(&detail)),
         Err(ServiceError::RateLimited { .. }) => again(
             StatusCode::TOO_MANY_REQUESTS,
-            "Too many attempts. Wait a while before trying again.",
+            &t("password-error-rate-limited"),
         ),
         Err(err) => Err(page::service_error(Some(&me), err)),
     }

@@ -3,7 +3,8 @@
 
 use coffer_core::services::accounts::{self, Account};
 use coffer_core::services::{keys, rotation};
-use coffer_core::types::{Role, RotationState};
+use coffer_core::text::t;
+use coffer_core::types::{KeyState, Role, RotationState};
 use coffer_core::{Core, ServiceError};
 use minijinja::{Value, context};
 use poem::http::StatusCode;
@@ -56,6 +57,11 @@ async fn keys_page(
             context! {
                 version => v.version, state => v.state.as_str(), created => when(v.created_at),
                 wrapped_keys => v.wrapped_keys,
+                state_label => t(match v.state {
+                    KeyState::Active => "key-state-active",
+                    KeyState::Retiring => "key-state-retiring",
+                    KeyState::Retired => "key-state-retired",
+                }),
             }
         })
         .collect();
@@ -71,6 +77,10 @@ async fn keys_page(
         context! {
             from => r.from, to => r.to, done => r.done, total => r.total, state => r.state.as_str(),
             percent => percent, started => when(r.started_at), finished => r.finished_at.map(when),
+            state_label => t(match r.state {
+                RotationState::Running => "rotation-state-running",
+                RotationState::Finished => "rotation-state-finished",
+            }),
         }
     });
     Ok(page::view(
@@ -162,14 +172,7 @@ pub async fn change_user(
         Some(raw) => match Role::parse(raw) {
             Some(role) => Some(role),
             None => {
-                return users_page(
-                    core,
-                    &me,
-                    cursor,
-                    INVALID,
-                    Some("The role must be user or admin."),
-                )
-                .await;
+                return users_page(core, &me, cursor, INVALID, Some(&t("users-error-role"))).await;
             }
         },
     };
@@ -178,7 +181,7 @@ pub async fn change_user(
         Some("true") => Some(true),
         Some("false") => Some(false),
         Some(_) => {
-            let text = "Choose to enable or to disable the account.";
+            let text = &t("users-error-disabled");
             return users_page(core, &me, cursor, INVALID, Some(text)).await;
         }
     };

@@ -3,6 +3,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use coffer_core::Core;
 use coffer_core::services::audit::{self, ExportFormat, Verification};
+use coffer_core::text::t;
 use minijinja::{Value, context};
 use poem::http::StatusCode;
 use poem::{Body, Request, Response};
@@ -56,15 +57,14 @@ impl Filters {
     }
 
     fn times(&self) -> Result<Period, String> {
-        let parse = |text: &Option<String>, label: &str| match text {
+        // `error` is the message id of the refusal.
+        let parse = |text: &Option<String>, error: &str| match text {
             None => Ok(None),
-            Some(t) => time(t).map(Some).ok_or_else(|| {
-                format!("{label} is not a time: write it like 2026-03-01T09:30 (UTC).")
-            }),
+            Some(text) => time(text).map(Some).ok_or_else(|| t(error)),
         };
         Ok((
-            parse(&self.since, "“Since”")?,
-            parse(&self.until, "“Until”")?,
+            parse(&self.since, "audit-error-since")?,
+            parse(&self.until, "audit-error-until")?,
         ))
     }
 
@@ -217,15 +217,13 @@ pub async fn export_log(req: &Request) -> poem::Result<Response> {
         page::fail(page::message(
             Some(&me),
             StatusCode::BAD_REQUEST,
-            "That did not work",
+            &t("error-failed-heading"),
             text,
         ))
     };
     let format = match fields.given("format") {
         None => ExportFormat::JsonLines,
-        Some(name) => {
-            ExportFormat::parse(name).ok_or_else(|| bad("The format must be jsonl or csv."))?
-        }
+        Some(name) => ExportFormat::parse(name).ok_or_else(|| bad(&t("audit-error-format")))?,
     };
     let (since, until) = Filters::from(&fields).times().map_err(|text| bad(&text))?;
     let body = audit::export_for(

@@ -4,6 +4,7 @@
 
 use coffer_core::ServiceError;
 use coffer_core::services::{password_reset, verification};
+use coffer_core::text::t;
 use minijinja::context;
 use poem::http::StatusCode;
 use poem::{Body, Request, Response};
@@ -58,8 +59,8 @@ pub async fn verify_email(req: &Request, body: Body) -> poem::Result<Response> {
         Ok(()) => Ok(page::message(
             None,
             StatusCode::OK,
-            "Your address is confirmed",
-            "Coffer may now email links to your files in your name.",
+            &t("verify-email-done-heading"),
+            &t("verify-email-done-text"),
         )),
         Err(ServiceError::Invalid(detail)) => {
             verify_form(req, INVALID, token, Some(&sentence(&detail)))
@@ -102,7 +103,7 @@ pub async fn reset_password(req: &Request, body: Body) -> poem::Result<Response>
             req,
             INVALID,
             token,
-            Some("The two passwords are not the same. Type them again."),
+            Some(&t("signup-error-passwords-differ")),
         );
     }
     match password_reset::confirm(

@@ -3,7 +3,8 @@
 
 use coffer_core::services::files::{self, Blanks, FileView, FormParts as _};
 use coffer_core::services::shares::{self, ShareRequest, ShareView};
-use coffer_core::types::{FileStatus, ShareState, human_size};
+use coffer_core::text::{self, Arg, t, t_with};
+use coffer_core::types::{FileStatus, ShareState};
 use coffer_core::{Core, ServiceError};
 use minijinja::{Value, context};
 use poem::http::StatusCode;
@@ -19,13 +20,14 @@ use crate::range;
 use crate::upload::Parts;
 
 const PAGE_SIZE: u64 = 25;
-/// Expiry choices offered by the forms, in hours (those past `COFFER_SHARE_MAX_TTL` are left out).
+/// Expiry choices offered by the forms, in hours (those past `COFFER_SHARE_MAX_TTL` are left
+/// out), with their labels' message ids.
 const EXPIRY_CHOICES: &[(i64, &str)] = &[
-    (1, "1 hour"),
-    (24, "1 day"),
-    (72, "3 days"),
-    (168, "7 days"),
-    (720, "30 days"),
+    (1, "expiry-1-hour"),
+    (24, "expiry-1-day"),
+    (72, "expiry-3-days"),
+    (168, "expiry-7-days"),
+    (720, "expiry-30-days"),
 ];
 
 fn pending(status: FileStatus) -> bool {
@@ -36,9 +38,16 @@ fn file_context(f: &FileView) -> Value {
     context! {
         id => f.id.to_string(),
         name => &f.name,
-        size => human_size(f.size),
+        size => text::size(f.size),
         bytes => f.size,
         status => f.status.as_str(),
+        status_label => t(match f.status {
+            FileStatus::Quarantined => "file-status-quarantined",
+            FileStatus::Validated => "file-status-validated",
+            FileStatus::Ready => "file-status-ready",
+            FileStatus::Rejected => "file-status-rejected",
+            FileStatus::Deleted => "file-status-deleted",
+        }),
         pending => pending(f.status),
         reason => &f.reject_reason,
         content_type => &f.content_type,
@@ -60,7 +69,7 @@ pub(super) fn share_form(core: &Core, request: &ShareRequest) -> Value {
         .filter(|(hours, _)| *hours <= cap)
         .collect();
     if choices.is_empty() {
-        choices.push((cap, "the longest allowed"));
+        choices.push((cap, "expiry-longest"));
     }
     let default = choices
         .iter()
@@ -71,7 +80,7 @@ pub(super) fn share_form(core: &Core, request: &ShareRequest) -> Value {
     let chosen = request.expires_in_hours.unwrap_or(default);
     let expiry: Vec<Value> = choices
         .iter()
-        .map(|(hours, label)| context! { hours => *hours, label => *label, selected => *hours == chosen })
+        .map(|(hours, label)| context! { hours => *hours, label => t(label), selected => *hours == chosen })
         .collect();
     context! {
         recipients => request.recipients.join("\n"),
@@ -104,7 +113,7 @@ pub async fn list(req: &Request) -> poem::Result<Response> {
             refresh => refresh,
             next => next.map(|id| id.to_string()),
             paged => after.is_some(),
-            notice => query.get("deleted").map(|_| "The file was deleted; its links no longer work."),
+            notice => query.get("deleted").map(|_| t("files-notice-deleted")),
         },
     ))
 }
@@ -124,7 +133,7 @@ fn upload_form(
         context! {
             share => share_form(core, request),
             error => error,
-            max_size => human_size(core.config.max_upload_bytes),
+            max_size => text::size(core.config.max_upload_bytes),
         },
     ))
 }
@@ -164,12 +173,12 @@ pub async fn upload_file(req: &Request, multipart: Multipart) -> poem::Result<Re
     // What the user can mend is shown on the form, as they filled it in; the rest is a page of
     // its own.
     let (status, text) = match &refused.error {
-        _ if refused.no_file => (INVALID, "Choose a file to upload.".to_owned()),
+        _ if refused.no_file => (INVALID, t("upload-error-no-file")),
         ServiceError::TooLarge { limit } => (
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "The file is larger than the {} allowed.",
-                human_size(*limit)
+            t_with(
+                "upload-error-too-large",
+                [("limit", Arg::from(text::size(*limit)))],
             ),
         ),
         ServiceError::FieldsTooLarge(detail) => (StatusCode::PAYLOAD_TOO_LARGE, sentence(detail)),
@@ -182,12 +191,16 @@ pub async fn upload_file(req: &Request, multipart: Multipart) -> poem::Result<Re
 
 fn share_context(s: &ShareView) -> Value {
     let label = match s.state {
-        ShareState::Pending => "pending",
-        ShareState::EmailFailed => "email failed",
-        ShareState::Outbox => "in the outbox (not sent)",
-        ShareState::Active => "link",
-        other => other.as_str(),
+        ShareState::Pending => "share-state-pending",
+        ShareState::Emailed => "share-state-emailed",
+        ShareState::Outbox => "share-state-outbox",
+        ShareState::EmailFailed => "share-state-email-failed",
+        ShareState::Active => "share-state-active",
+        ShareState::Revoked => "share-state-revoked",
+        ShareState::Expired => "share-state-expired",
+        ShareState::Cancelled => "share-state-cancelled",
     };
+    let label = t(label);
     let live = s.state.is_live();
     context! {
         id => s.id.to_string(),

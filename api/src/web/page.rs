@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use coffer_core::ServiceError;
+use coffer_core::text::{self, Arg, t, t_with};
 use minijinja::{Value, context};
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Body, Request, Response};
@@ -81,8 +82,8 @@ pub fn csrf_refused() -> poem::Error {
     fail(message(
         None,
         StatusCode::FORBIDDEN,
-        "This form could not be accepted",
-        "It was sent without a valid security token, so nothing was done. Go back, reload the page and try again.",
+        &t("error-csrf-heading"),
+        &t("error-csrf-text"),
     ))
 }
 
@@ -90,8 +91,8 @@ pub fn forbidden(me: &SignedIn) -> poem::Error {
     fail(message(
         Some(me),
         StatusCode::FORBIDDEN,
-        "Admins only",
-        "This page is for administrators. Ask an admin if you need something from it.",
+        &t("error-admins-heading"),
+        &t("error-admins-text"),
     ))
 }
 
@@ -100,36 +101,40 @@ pub fn service_error(me: Option<&SignedIn>, err: ServiceError) -> poem::Error {
     let (status, heading, text) = match err {
         ServiceError::Invalid(detail) | ServiceError::BadRequest(detail) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            "That did not work",
+            t("error-failed-heading"),
             detail,
         ),
         ServiceError::Unauthorized => return fail(redirect("/app/signin")),
-        ServiceError::Forbidden(detail) => (StatusCode::FORBIDDEN, "Not allowed", detail.into()),
+        ServiceError::Forbidden(detail) => (
+            StatusCode::FORBIDDEN,
+            t("error-forbidden-heading"),
+            detail.into(),
+        ),
         ServiceError::NotFound(what) => (
             StatusCode::NOT_FOUND,
-            "Not found",
-            format!("There is no such {what}, or it is not yours."),
+            t("error-not-found-heading"),
+            t_with("error-not-found-text", [("what", Arg::from(what))]),
         ),
-        ServiceError::Conflict(detail) => (StatusCode::CONFLICT, "That did not work", detail),
+        ServiceError::Conflict(detail) => (StatusCode::CONFLICT, t("error-failed-heading"), detail),
         ServiceError::TooLarge { limit } => (
             StatusCode::PAYLOAD_TOO_LARGE,
-            "The file is too large",
-            format!(
-                "Files may be at most {}.",
-                coffer_core::types::human_size(limit)
+            t("error-too-large-heading"),
+            t_with(
+                "error-too-large-text",
+                [("limit", Arg::from(text::size(limit)))],
             ),
         ),
         ServiceError::FieldsTooLarge(detail) => (
             StatusCode::PAYLOAD_TOO_LARGE,
-            "The form is too large",
+            t("error-form-too-large-heading"),
             detail,
         ),
         ServiceError::RateLimited { retry_after } => {
             let mut response = message(
                 me,
                 StatusCode::TOO_MANY_REQUESTS,
-                "Too many attempts",
-                "Wait a while before trying again.",
+                &t("error-rate-limited-heading"),
+                &t("error-rate-limited-text"),
             );
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -141,7 +146,8 @@ pub fn service_error(me: Option<&SignedIn>, err: ServiceError) -> poem::Error {
             detail,
             retry_after,
         } => {
-            let mut response = message(me, StatusCode::TOO_MANY_REQUESTS, "Limit reached", &detail);
+            let heading = t("error-limit-heading");
+            let mut response = message(me, StatusCode::TOO_MANY_REQUESTS, &heading, &detail);
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after.as_secs().max(1)),
@@ -150,15 +156,15 @@ pub fn service_error(me: Option<&SignedIn>, err: ServiceError) -> poem::Error {
         }
         ServiceError::Integrity => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            "The file failed its integrity check",
-            "It was not sent. The event was logged for the administrators.".into(),
+            t("error-integrity-heading"),
+            t("error-integrity-text"),
         ),
         ServiceError::Busy { retry_after } => {
             let mut response = message(
                 me,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Try again shortly",
-                "The service is busy at the moment.",
+                &t("error-busy-heading"),
+                &t("error-busy-text"),
             );
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -171,8 +177,8 @@ pub fn service_error(me: Option<&SignedIn>, err: ServiceError) -> poem::Error {
             let mut response = message(
                 me,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Try again shortly",
-                "The service is briefly unavailable.",
+                &t("error-busy-heading"),
+                &t("error-unavailable-text"),
             );
             response
                 .headers_mut()
@@ -181,7 +187,7 @@ pub fn service_error(me: Option<&SignedIn>, err: ServiceError) -> poem::Error {
         }
         ServiceError::Internal(cause) => return fail(broken(&format!("{cause:#}"))),
     };
-    fail(message(me, status, heading, &text))
+    fail(message(me, status, &heading, &text))
 }
 
 /// A 500 page whose cause is logged under an id the user can quote.
@@ -190,10 +196,8 @@ pub fn broken(cause: &dyn std::fmt::Display) -> Response {
     message(
         None,
         StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong",
-        &format!(
-            "The page could not be shown. If this persists, tell the operator (reference {id})."
-        ),
+        &t("error-internal-heading"),
+        &t_with("error-internal-text", [("id", Arg::from(id.to_string()))]),
     )
 }
 
@@ -208,21 +212,21 @@ pub async fn catch_all(err: poem::Error) -> Response {
             StatusCode::NOT_FOUND => message(
                 None,
                 StatusCode::NOT_FOUND,
-                "Page not found",
-                "There is no page at this address.",
+                &t("error-no-page-heading"),
+                &t("error-no-page-text"),
             ),
             StatusCode::METHOD_NOT_ALLOWED => message(
                 None,
                 StatusCode::METHOD_NOT_ALLOWED,
-                "Not here",
-                "This page does not accept that kind of request.",
+                &t("error-method-heading"),
+                &t("error-method-text"),
             ),
             status if status.is_server_error() => broken(&err),
             status => message(
                 None,
                 status,
-                "That did not work",
-                "The request could not be read. Go back and try again.",
+                &t("error-failed-heading"),
+                &t("error-unreadable-request-text"),
             ),
         }
     };
@@ -243,8 +247,8 @@ impl Fields {
             fail(message(
                 None,
                 StatusCode::BAD_REQUEST,
-                "That did not work",
-                "The form could not be read. Go back and try again.",
+                &t("error-failed-heading"),
+                &t("error-unreadable-form-text"),
             ))
         })?;
         Ok(Self::parse(&bytes))
@@ -284,9 +288,9 @@ impl Fields {
     }
 }
 
-/// A time as pages show it.
+/// A time as pages show it (`5 Dec 2026, 14:30 UTC`).
 pub fn when(at: DateTime<Utc>) -> String {
-    at.format("%-d %b %Y, %H:%M UTC").to_string()
+    text::date(at)
 }
 
 /// A page's id parameter; malformed ids are "not found", like unknown ones.

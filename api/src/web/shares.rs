@@ -2,6 +2,7 @@
 
 use coffer_core::ServiceError;
 use coffer_core::services::shares::{self, ShareRequest};
+use coffer_core::text::t;
 use minijinja::context;
 use poem::http::StatusCode;
 use poem::web::Path;
@@ -16,13 +17,11 @@ use super::session::SignedIn;
 use crate::auth::meta;
 
 /// A whole number field, or the message to show.
-fn number(fields: &Fields, name: &str, label: &str) -> Result<Option<i64>, String> {
+/// Field `name` as a whole number; `error` is the message id of the refusal.
+fn number(fields: &Fields, name: &str, error: &str) -> Result<Option<i64>, String> {
     fields
         .given(name)
-        .map(|text| {
-            text.parse()
-                .map_err(|_| format!("{label} must be a whole number."))
-        })
+        .map(|text| text.parse().map_err(|_| t(error)))
         .transpose()
 }
 
@@ -37,10 +36,10 @@ pub async fn create(req: &Request, Path(id): Path<String>, body: Body) -> poem::
         message: fields.given("message").map(str::to_owned),
         ..ShareRequest::default()
     };
-    let numbers = number(&fields, "expires_in_hours", "The expiry").and_then(|hours| {
+    let numbers = number(&fields, "expires_in_hours", "share-error-expiry").and_then(|hours| {
         Ok((
             hours,
-            number(&fields, "max_downloads", "The download limit")?,
+            number(&fields, "max_downloads", "share-error-download-limit")?,
         ))
     });
     let (hours, max) = match numbers {

@@ -3,6 +3,7 @@
 
 use chrono::Utc;
 use coffer_core::services::signup;
+use coffer_core::text::t;
 use coffer_core::types::SignupPolicy;
 use coffer_core::{Core, ServiceError};
 use minijinja::{Value, context};
@@ -33,6 +34,11 @@ async fn signup_page(
             context! {
                 email => &i.email, state => i.state(now), created => when(i.created_at),
                 expires => when(i.expires_at),
+                state_label => t(match i.state(now) {
+                    "used" => "invite-state-used",
+                    "expired" => "invite-state-expired",
+                    _ => "invite-state-pending",
+                }),
             }
         })
         .collect();

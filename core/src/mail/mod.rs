@@ -8,7 +8,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use minijinja::{Environment, context};
 
 use crate::config::Config;
-use crate::types::human_size;
+use crate::text::{self, Arg, t, t_with};
 
 #[derive(Clone)]
 pub enum Mailer {
@@ -143,6 +143,7 @@ fn templates() -> &'static Environment<'static> {
     static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
+        env.add_function("t", crate::text::template_function);
         // `.html` templates are auto-escaped by minijinja; `.txt` ones are plain text.
         env.add_template("share.html", include_str!("share.html"))
             .expect("share.html parses");
@@ -174,8 +175,8 @@ pub fn share_message(from: &Mailbox, to: &str, email: &ShareEmail<'_>) -> anyhow
     let ctx = context! {
         sender => email.sender,
         file_name => email.file_name,
-        size => human_size(email.size),
-        expires => email.expires_at.format("%A %-d %B %Y, %H:%M UTC").to_string(),
+        size => text::size(email.size),
+        expires => text::english().long_date(email.expires_at),
         max_downloads => email.max_downloads,
         message => message,
         password => email.password,
@@ -185,10 +186,16 @@ pub fn share_message(from: &Mailbox, to: &str, email: &ShareEmail<'_>) -> anyhow
     let text = env.get_template("share.txt")?.render(&ctx)?;
     let html = env.get_template("share.html")?.render(&ctx)?;
     let to: Mailbox = to.parse().context("recipient address")?;
-    let subject: String = format!("{} shared “{}” with you", email.sender, email.file_name)
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
+    let subject: String = t_with(
+        "mail-share-subject",
+        [
+            ("sender", Arg::from(email.sender)),
+            ("name", Arg::from(email.file_name)),
+        ],
+    )
+    .chars()
+    .filter(|c| !c.is_control())
+    .collect();
     let mut builder = Message::builder()
         .from(from.clone())
         .to(to)
@@ -217,12 +224,8 @@ pub fn share_message(from: &Mailbox, to: &str, email: &ShareEmail<'_>) -> anyhow
 /// Tells the owner of an account that someone tried to sign up with their address: sign-up
 /// answers the same for a new and an existing address, so this is where the owner learns it.
 pub fn account_exists_message(from: &Mailbox, to: &str, sign_in: &str) -> anyhow::Result<Message> {
-    let text = format!(
-        "Someone tried to create a Coffer account with this address, which already has one.\n\n\
-         If it was you: sign in at {sign_in} (your password is unchanged).\n\
-         If it was not you: nothing was changed, and you need do nothing.\n"
-    );
-    account_message(from, to, "Your Coffer account", text)
+    let text = t_with("mail-account-exists", [("link", Arg::from(sign_in))]);
+    account_message(from, to, &t("mail-account-exists-subject"), text)
 }
 
 /// The link that proves an account's address is its owner's.
@@ -232,14 +235,8 @@ pub fn verify_email_message(
     link: &str,
     expires_at: DateTime<Utc>,
 ) -> anyhow::Result<Message> {
-    let text = format!(
-        "Confirm that this address is yours, so that Coffer may email links to files in your \
-         name:\n\n{link}\n\n\
-         The link works until {} UTC. If you did not create a Coffer account, you need do \
-         nothing: without this step no email is sent in your name.\n",
-        expires_at.format("%Y-%m-%d %H:%M")
-    );
-    account_message(from, to, "Confirm your email address for Coffer", text)
+    let text = t_with("mail-verify", link_until(link, expires_at));
+    account_message(from, to, &t("mail-verify-subject"), text)
 }
 
 /// The link that sets a new password after an admin reset the old one.
@@ -249,14 +246,8 @@ pub fn password_reset_message(
     link: &str,
     expires_at: DateTime<Utc>,
 ) -> anyhow::Result<Message> {
-    let text = format!(
-        "An administrator has reset the password of your Coffer account: the old one no longer \
-         works, and you have been signed out everywhere.\n\n\
-         Choose a new password here: {link}\n\n\
-         The link works once, until {} UTC. If you did not expect this, tell your administrator.\n",
-        expires_at.format("%Y-%m-%d %H:%M")
-    );
-    account_message(from, to, "Your Coffer password was reset", text)
+    let text = t_with("mail-reset", link_until(link, expires_at));
+    account_message(from, to, &t("mail-reset-subject"), text)
 }
 
 /// An invitation to sign up: the link is the invitation (it admits this address only).
@@ -266,15 +257,16 @@ pub fn invite_message(
     link: &str,
     expires_at: DateTime<Utc>,
 ) -> anyhow::Result<Message> {
-    let text = format!(
-        "You are invited to create an account on Coffer, the file sharing service of your \
-         organisation.\n\n\
-         Create it here: {link}\n\n\
-         The link works for this address only, once, until {} UTC. If you did not expect it, \
-         you need do nothing.\n",
-        expires_at.format("%Y-%m-%d %H:%M")
-    );
-    account_message(from, to, "Your invitation to Coffer", text)
+    let text = t_with("mail-invite", link_until(link, expires_at));
+    account_message(from, to, &t("mail-invite-subject"), text)
+}
+
+/// The arguments of an account email: its link and when the link stops working.
+fn link_until(link: &str, expires_at: DateTime<Utc>) -> [(&'static str, Arg<'static>); 2] {
+    [
+        ("link", Arg::from(link.to_owned())),
+        ("until", Arg::from(text::date(expires_at))),
+    ]
 }
 
 /// A plain-text message about the recipient's own account.
@@ -293,7 +285,7 @@ fn account_message(
         .singlepart(
             SinglePart::builder()
                 .header(ContentType::TEXT_PLAIN)
-                .body(text),
+                .body(format!("{text}\n")),
         )
         .with_context(|| format!("building the email \"{subject}\""))
 }

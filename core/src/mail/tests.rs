@@ -94,7 +94,7 @@ fn names_the_sender_file_expiry_and_link_but_no_content() {
         .get_template("share.txt")
         .expect("tpl")
         .render(context! {
-            sender => "ann@example.org", file_name => "report.pdf", size => human_size(1_500_000),
+            sender => "ann@example.org", file_name => "report.pdf", size => crate::text::size(1_500_000),
             expires => "Friday 15 January 2027, 08:00 UTC", max_downloads => 3, message => "Hi Bob",
             password => true, url => "http://127.0.0.1:8080/s/abc",
         })

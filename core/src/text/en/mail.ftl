@@ -1,0 +1,53 @@
+# Emails (core/src/mail: share.txt and share.html, and the account emails in mod.rs).
+
+## The share email
+
+mail-share-subject = { $sender } shared “{ $name }” with you
+mail-share-title = { $sender } shared a file with you
+mail-share-intro = { $sender } shared a file with you through Coffer.
+mail-share-file = File:     { $name } ({ $size })
+mail-share-expires = Expires:  { $expires }
+mail-share-limit = Limit:    { mail-share-downloads }
+mail-share-file-label = File
+mail-share-expires-label = Expires
+mail-share-limit-label = Limit
+mail-share-downloads = { $count ->
+    [one] { $count } download
+   *[other] { $count } downloads
+}
+mail-share-message-from = Message from { $sender }:
+mail-share-download-here = Download it here:
+mail-share-open = Open the download page
+mail-share-copy-link = Or copy this link: { $url }
+mail-share-password = The link is protected by a password. { $sender } will give it to you separately.
+mail-share-for-you-alone = This link is for you alone: every download through it is recorded.
+
+## Account emails
+
+mail-account-exists-subject = Your Coffer account
+mail-account-exists =
+    Someone tried to create a Coffer account with this address, which already has one.
+
+    If it was you: sign in at { $link } (your password is unchanged).
+    If it was not you: nothing was changed, and you need do nothing.
+mail-verify-subject = Confirm your email address for Coffer
+mail-verify =
+    Confirm that this address is yours, so that Coffer may email links to files in your name:
+
+    { $link }
+
+    The link works until { $until }. If you did not create a Coffer account, you need do nothing: without this step no email is sent in your name.
+mail-reset-subject = Your Coffer password was reset
+mail-reset =
+    An administrator has reset the password of your Coffer account: the old one no longer works, and you have been signed out everywhere.
+
+    Choose a new password here: { $link }
+
+    The link works once, until { $until }. If you did not expect this, tell your administrator.
+mail-invite-subject = Your invitation to Coffer
+mail-invite =
+    You are invited to create an account on Coffer, the file sharing service of your organisation.
+
+    Create it here: { $link }
+
+    The link works for this address only, once, until { $until }. If you did not expect it, you need do nothing.

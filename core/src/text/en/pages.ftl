@@ -1,0 +1,269 @@
+# The words of the page templates (api/templates: base.html, landing.html, message.html and
+# app/*.html), called there as {{ t(id, name=value) }}. What the handlers put into a page
+# (headings and texts of message pages, errors, notices, states) is in app.ftl.
+# Where a sentence has markup in it (a link, <strong>), it is split around the markup; the
+# spaces between the pieces are in the template.
+
+## Shared by several templates
+
+common-download = Download
+common-share = Share
+common-size = Size
+common-password = Password
+common-password-hint = At least 10 characters. A few unrelated words are easy to remember and hard to guess.
+common-email-address = Email address
+common-state = State
+common-pages = Pages
+common-first-page = First page
+common-my-files = My files
+common-upload = Upload
+common-upload-file = Upload a file
+common-audit-log = Audit log
+common-users = Users
+common-sign-up = Sign-up
+common-sign-in = Sign in
+common-create-account = Create an account
+# $reason is why the file was rejected.
+common-rejected = Rejected: { $reason }
+
+## api/templates/base.html
+
+base-footer = Shared securely with Coffer
+
+## api/templates/landing.html
+
+# Follows the sender's name, in bold: “Ann shared this file with you.”
+landing-shared-with-you = shared this file with you.
+landing-link-expires = Link expires
+landing-downloads-left = Downloads left
+landing-password-hint = { $sender } will have given you the password separately.
+landing-not-ready = The file is still being checked and encrypted. This page refreshes by itself; the download appears in a moment.
+
+## api/templates/app/layout.html
+
+layout-skip = Skip to content
+layout-nav-main = Main
+layout-nav-account = Account
+layout-nav-keys = Keys
+layout-sign-out = Sign out
+layout-footer = Coffer · secure file sharing
+
+## api/templates/app/message.html
+
+message-back-to-files = Back to my files
+message-go-to-sign-in = Go to sign in
+
+## api/templates/app/signin.html
+
+# “No account yet? Create one.”, with “Create one” a link.
+signin-no-account-before = No account yet?
+signin-no-account-link = Create one
+signin-no-account-after = .
+
+## api/templates/app/signup.html
+
+signup-password-again = Password, once more
+signup-submit = Create the account
+# “Already have an account? Sign in.”, with “Sign in” a link.
+signup-have-account-before = Already have an account?
+signup-have-account-link = Sign in
+signup-have-account-after = .
+
+## api/templates/app/verify_email.html
+
+verify-email-title = Confirm your email address
+verify-email-lead = Confirm that the address this link was sent to is yours. Until then Coffer emails no link in your name.
+verify-email-submit = Confirm my address
+
+## api/templates/app/password_reset.html
+
+password-reset-title = Choose a new password
+password-reset-new = New password
+password-reset-again = New password, once more
+password-reset-submit = Set the password
+
+## api/templates/app/password.html
+
+password-title = Change your password
+password-current = Current password
+password-new = New password (at least 10 characters)
+password-new-again = New password, again
+password-submit = Change password
+password-hint = Every other place where you are signed in is signed out; this one stays.
+
+## api/templates/app/signup_admin.html
+
+signup-admin-who-heading = Who may create an account
+# “The policy is <policy>, fixed by COFFER_SIGNUP: change it there.” or “The policy is <policy>.”,
+# with the policy in bold and the variable's name as code.
+signup-admin-policy-before = The policy is
+signup-admin-policy-fixed-middle = , fixed by
+signup-admin-policy-fixed-after = : change it there.
+signup-admin-policy-after = .
+signup-admin-who-legend = Who may sign up
+signup-admin-kind-open = Anyone
+signup-admin-kind-domains = Addresses at these domains
+signup-admin-kind-invite = Invited addresses only
+signup-admin-domains = Domains (comma-separated)
+signup-admin-domains-placeholder = clinic.example, law.example
+signup-admin-save = Save
+signup-admin-invitations = Invitations
+signup-admin-invitations-hint = An invitation emails a link that signs up its address once, within 7 days, whatever the policy.
+signup-admin-invite = Send an invitation
+signup-admin-col-address = Address
+signup-admin-col-sent = Sent
+signup-admin-col-expires = Expires
+
+## api/templates/app/files.html
+
+files-refreshing = Some files are still being checked and encrypted. This page refreshes by itself.
+# $size is already formatted (“1.5 MB”), $when is a date.
+files-item-meta = { $size } · uploaded { $when }
+files-pending = Being checked and encrypted…
+files-delete = Delete
+files-details = Details
+files-no-more = No more files.
+# “You have no files yet. Upload one to share it.”, with “Upload one” a link.
+files-empty-before = You have no files yet.
+files-empty-link = Upload one
+files-empty-after = to share it.
+files-older = Older files
+
+## api/templates/app/upload.html
+
+# $max is a size, already formatted (“2 GB”).
+upload-lead = The file is checked and encrypted before anyone can download it. Files may be up to { $max }.
+upload-file = File
+upload-file-hint = Choose a file, or drop it here.
+upload-share-legend = Share it (optional)
+upload-share-hint = Each recipient gets their own link by email once the file is ready.
+upload-progress = Upload progress
+upload-cancel = Cancel upload
+
+## api/templates/app/file.html
+
+file-pending = Being checked and encrypted; this page refreshes by itself.
+file-type = Type
+file-uploaded = Uploaded
+file-ready = Ready
+file-sha256 = SHA-256
+file-delete = Delete…
+file-shares = Shares
+file-share-no-recipient = Link without recipient
+# A share's downloads: $used so far, of at most $max.
+file-share-downloads = Downloads: { $used }
+file-share-downloads-of = Downloads: { $used } of { $max }
+file-share-used-up = (used up)
+# $when is a date.
+file-share-expires = expires { $when }
+file-share-password = password
+file-share-emailed = emailed { $when }
+file-revoke = Revoke
+# Read by screen readers after “Revoke”.
+file-revoke-recipient = the link of { $recipient }
+file-not-shared = Not shared yet.
+file-share-heading = Share it
+file-share-hint-ready = Each recipient gets their own link by email. With no recipient you get one link to pass on yourself.
+file-share-hint-pending = Each recipient gets their own link by email once the file is ready. With no recipient you get one link to pass on yourself.
+
+## api/templates/app/share_fields.html
+
+share-fields-recipients = Recipients
+share-fields-recipients-hint = Email addresses, one per line or separated by commas.
+share-fields-expiry = Links expire after
+share-fields-max-downloads = Downloads per link
+share-fields-max-downloads-hint = Leave empty for no limit.
+share-fields-password = Password for the links
+share-fields-password-hint = Optional, at least 8 characters. Tell it to the recipients another way (by phone, say).
+share-fields-message = Message
+
+## api/templates/app/delete.html
+
+delete-title = Delete { $name }
+delete-heading = Delete “{ $name }”?
+delete-lead = Its key is destroyed first, then its data: nobody can download it again, and every link to it stops working. This cannot be undone.
+delete-confirm = Delete the file
+delete-keep = Keep it
+
+## api/templates/app/link.html
+
+link-title = Your link
+link-lead = Pass this link on to whoever should download the file. It is shown only this once: Coffer keeps no copy of it.
+link-label = Link
+link-back = Back to the file
+
+## api/templates/app/audit.html
+
+audit-verified = Log verified: ok
+audit-not-intact = Log not intact
+audit-result = Result
+audit-result-ok = ok
+audit-result-broken = broken
+audit-events-checked = Events checked
+audit-head = Head
+audit-none-yet = none yet
+audit-first-bad = First bad sequence number
+audit-newest-checkpoint = Newest checkpoint
+# A signed checkpoint: sequence number and hash, when it was made, and the version of the key
+# that signed it.
+audit-checkpoint = { $seq }:{ $hash } at { $at } (audit key { $key })
+audit-filters = Filters
+audit-action = Action
+audit-actor-id = Actor id
+audit-target-id = Target id
+audit-since = Since (UTC)
+audit-until = Until (UTC)
+audit-filter = Filter
+audit-clear = Clear
+audit-verify-chain = Verify chain
+# Followed by the links to the two export formats.
+audit-export-period = Export this period:
+audit-export-everything = Export everything:
+audit-export-jsonl = JSON lines
+audit-export-csv = CSV
+audit-events = Audit events
+audit-col-seq = Seq
+audit-col-when = When
+audit-col-outcome = Outcome
+audit-col-actor = Actor
+audit-col-target = Target
+audit-col-details = Details
+audit-no-events = No events match.
+audit-no-events-after = No events match after this point.
+audit-later-events = Later events
+
+## api/templates/app/keys.html
+
+keys-title = Master keys
+keys-lead = Every file's own key is stored wrapped under a master-key version. Rotating adds a version for new files and rewraps every existing key; no file data is re-encrypted.
+keys-versions = Key versions
+keys-col-version = Version
+keys-col-created = Created
+keys-col-wrapped = Wrapped keys
+keys-rotation = Rotation
+# Followed by the rotation's state.
+keys-rotation-from-to = From version { $from } to { $to }:
+keys-rotation-progress = Keys rewrapped: { $done } of { $total }
+keys-rotation-started = Started { $started }.
+keys-rotation-started-finished = Started { $started }, finished { $finished }.
+keys-rotation-refreshing = This page refreshes by itself while the rotation runs.
+keys-no-rotation = No rotation yet.
+keys-rotate = Rotate to a new version
+
+## api/templates/app/users.html
+
+users-lead = Disabling an account signs it out everywhere at once. You cannot demote or disable your own account.
+users-disabled = disabled
+users-you = (you)
+# $when is a date.
+users-since = Since { $when }
+users-role = Role
+# Read by screen readers after “Role” and “Change role”.
+users-role-of = of { $email }
+users-role-user = user
+users-role-admin = admin
+users-change-role = Change role
+users-change-role-of = of { $email }
+users-enable = Enable
+users-disable = Disable
+users-more = More users
