@@ -30,12 +30,10 @@ CORE = ROOT / "core" / "src"
 NODE_DEPTH = {"services": 2, "jobs": 2}
 FORBIDDEN = {"coffer-api": {"sea-orm", "entity"}, "coffer-worker": {"sea-orm", "entity"}}
 MAX_LINES = 400
-# Files over the limit that are still to be split (issue 16), at their size when this list was
-# made: a ratchet. Each may shrink, none may grow, and no other file may pass the limit.
-PENDING_SPLIT = {
-    "core/src/queue.rs": 435,
-    "core/src/storage/mod.rs": 508,
-}
+# Files over the limit that are still to be split, at their size when they were listed: a
+# ratchet (each may shrink, none may grow). Issue 16 emptied it; a file that must be longer
+# says why in its first lines instead.
+PENDING_SPLIT: dict[str, int] = {}
 
 
 def is_test_file(path: Path) -> bool:

@@ -18,10 +18,16 @@ use url::Url;
 use uuid::Uuid;
 
 mod local;
+mod local_read;
+mod writer;
+
+use local_read::{open_local, read_file, remove_partials_under};
+use writer::Sink;
+pub use writer::{SealError, SealedWriter};
 
 use local::LocalWriter;
 
-use crate::crypto::stream::{ChunkReader, HEADER_LEN, Layout, Opener, Sealer};
+use crate::crypto::stream::{ChunkReader, HEADER_LEN, Layout, Opener};
 use crate::crypto::{CryptoError, SecretKey};
 
 /// The part size of multipart uploads to S3 (its minimum). Local objects are written by
@@ -134,21 +140,14 @@ impl Storage {
         key: &SecretKey,
         file_id: Uuid,
     ) -> Result<SealedWriter, SealError> {
-        let (sealer, header) = Sealer::new(key, file_id);
-        let header = Bytes::copy_from_slice(&header);
-        let mut sink = match &self.local_root {
+        let sink = match &self.local_root {
             Some(root) => Sink::Local(LocalWriter::create(root.join(path.as_ref()))),
             None => {
                 let upload = self.store.put_multipart(&path).await?;
                 Sink::Store(WriteMultipart::new_with_chunk_size(upload, S3_PART_SIZE))
             }
         };
-        sink.put(header).await?;
-        Ok(SealedWriter {
-            sink,
-            sealer,
-            sealed: Vec::new(),
-        })
+        SealedWriter::start(sink, key, file_id).await
     }
 
     /// Streams the plaintext bytes `start..=end` (or all) of a sealed object, opening only the
@@ -346,163 +345,4 @@ impl Storage {
         listing.next().await.transpose()?;
         Ok(())
     }
-}
-
-fn remove_partials_under(root: &std::path::Path, older_than: std::time::Duration) -> usize {
-    let is_partial = |name: &str| {
-        name.rsplit_once('#')
-            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    };
-    let mut removed = 0;
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            let path = entry.path();
-            if meta.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            let stale = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age >= older_than);
-            if stale
-                && is_partial(&entry.file_name().to_string_lossy())
-                && std::fs::remove_file(&path).is_ok()
-            {
-                removed += 1;
-                let _ = std::fs::remove_dir(&dir); // only succeeds when nothing else is left
-            }
-        }
-    }
-    removed
-}
-
-/// Opens a local object, checks that it has the size its layout says, and reads the first piece
-/// of `range`.
-fn open_local(
-    path: &std::path::Path,
-    range: std::ops::Range<u64>,
-    expected: u64,
-) -> Result<(std::fs::File, Bytes), ReadError> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::NotFound),
-        Err(err) => return Err(err.into()),
-    };
-    let actual = file.metadata()?.len();
-    if actual != expected {
-        return Err(ReadError::WrongSize { expected, actual });
-    }
-    let first = read_piece(&mut file, range)?;
-    Ok((file, first))
-}
-
-/// The next piece of `range` (at most [`LOCAL_READ_SIZE`] bytes) of a local file.
-fn read_piece(file: &mut std::fs::File, range: std::ops::Range<u64>) -> std::io::Result<Bytes> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    let want = (range.end - range.start).min(LOCAL_READ_SIZE as u64) as usize;
-    let mut piece = vec![0u8; want];
-    file.seek(SeekFrom::Start(range.start))?;
-    file.read_exact(&mut piece)?;
-    Ok(Bytes::from(piece))
-}
-
-/// Reads `range` of a local file in large pieces on the blocking pool.
-fn read_file(
-    file: std::fs::File,
-    range: std::ops::Range<u64>,
-) -> BoxStream<'static, Result<Bytes, ReadError>> {
-    stream::try_unfold(
-        (file, range.start, range.end),
-        |(mut file, pos, end)| async move {
-            if pos >= end {
-                return Ok(None);
-            }
-            let (file, piece) = tokio::task::spawn_blocking(move || {
-                read_piece(&mut file, pos..end).map(|piece| (file, piece))
-            })
-            .await
-            .map_err(std::io::Error::other)??;
-            let next = pos + piece.len() as u64;
-            Ok(Some((piece, (file, next, end))))
-        },
-    )
-    .boxed()
-}
-
-/// An object being sealed as plaintext arrives.
-pub struct SealedWriter {
-    sink: Sink,
-    sealer: Sealer,
-    sealed: Vec<Vec<u8>>,
-}
-
-/// Where sealed bytes go: a local file written by Coffer itself, or an object store's
-/// multipart upload.
-enum Sink {
-    Local(LocalWriter),
-    Store(WriteMultipart),
-}
-
-impl Sink {
-    async fn put(&mut self, bytes: Bytes) -> Result<(), SealError> {
-        match self {
-            Self::Local(local) => local.write(bytes).await?,
-            Self::Store(upload) => {
-                upload.wait_for_capacity(PART_CONCURRENCY).await?;
-                upload.put(bytes);
-            }
-        }
-        Ok(())
-    }
-}
-
-impl SealedWriter {
-    pub async fn write(&mut self, data: &[u8]) -> Result<(), SealError> {
-        self.sealer.update(data, &mut self.sealed)?;
-        for chunk in std::mem::take(&mut self.sealed) {
-            self.sink.put(Bytes::from(chunk)).await?;
-        }
-        Ok(())
-    }
-
-    pub async fn finish(mut self) -> Result<(), SealError> {
-        let last = self.sealer.finish()?;
-        self.sink.put(Bytes::from(last)).await?;
-        match self.sink {
-            Sink::Local(local) => local.finish().await?,
-            Sink::Store(upload) => {
-                upload.finish().await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Abandons the object; nothing is left behind.
-    pub async fn abort(self) {
-        match self.sink {
-            Sink::Local(local) => local.abort().await,
-            Sink::Store(upload) => {
-                if let Err(err) = upload.abort().await {
-                    tracing::warn!(error = %err, "aborting a partial upload failed");
-                }
-            }
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SealError {
-    #[error(transparent)]
-    Crypto(#[from] CryptoError),
-    #[error("storage: {0}")]
-    Storage(#[from] object_store::Error),
-    #[error("writing a local object: {0}")]
-    Local(#[from] std::io::Error),
 }

@@ -3,21 +3,24 @@
 //! [`Queue::enqueue`], the worker takes each kind's [`Queue::backend`].
 
 use std::str::FromStr as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use apalis::prelude::TaskSink as _;
 use apalis_redis::{ConnectionManager, RedisStorage};
 use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
-use futures::StreamExt as _;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::Config;
+
+mod upkeep;
+mod wake;
+
+pub use wake::Wakers;
+use wake::wake_channel;
 
 /// A kind of queued task: its payload is stored as JSON in the queue named [`Payload::NAME`].
 /// Declared with [`payload!`] beside the job's logic in `crate::jobs`.
@@ -90,10 +93,6 @@ enum Connection {
     },
 }
 
-/// Waits between attempts to subscribe to other processes' wake-ups.
-const RESUBSCRIBE_MIN: Duration = Duration::from_millis(200);
-const RESUBSCRIBE_MAX: Duration = Duration::from_secs(10);
-
 /// Tasks a worker fetches at once: as many as it runs at once (the worker's concurrency). A
 /// bigger batch leaves fetched tasks waiting in the worker's hands, where a killed process
 /// strands them until apalis's orphan recovery (minutes later), and keeps apalis's backend in
@@ -110,37 +109,6 @@ fn redis_config(namespace: &str, queue: &str) -> apalis_redis::Config {
     apalis_redis::Config::default()
         .queue(format!("{namespace}:{queue}"))
         .batch_size(FETCH_BATCH)
-}
-
-/// The Redis channel on which a process that queued a task tells the workers of every other
-/// process; the message is the queue's name.
-fn wake_channel(namespace: &str) -> String {
-    format!("{namespace}:wake")
-}
-
-/// Signals that a task was just queued, one per queue. A worker looks for tasks at once
-/// instead of at its next poll: a job that queues the next one (validate → encrypt → email) or
-/// an upload does not wait a poll interval per step. Tasks queued in this process fire them
-/// directly; on Redis, tasks queued by other processes fire them through
-/// [`Queue::listen_for_tasks`].
-#[derive(Clone)]
-pub struct Wakers(Arc<[(&'static str, Arc<Notify>)]>);
-
-impl Wakers {
-    fn new(queues: &[&'static str]) -> Self {
-        Self(queues.iter().map(|q| (*q, Arc::default())).collect())
-    }
-
-    /// The signal of the queue named `queue`.
-    pub fn of(&self, queue: &str) -> Option<&Arc<Notify>> {
-        self.0.iter().find(|(q, _)| *q == queue).map(|(_, n)| n)
-    }
-
-    fn all(&self) {
-        for (_, waker) in self.0.iter() {
-            waker.notify_one();
-        }
-    }
 }
 
 #[derive(Clone)]
@@ -291,54 +259,6 @@ impl Queue {
         }
     }
 
-    /// On Redis, wakes this process's workers whenever another process queues a task, until
-    /// `stop` is cancelled: without it a worker process waits up to a poll interval for each
-    /// upload the API process queues. A lost subscription is made again (with backoff); the
-    /// workers then look for what was queued meanwhile, and poll all along. Returns at once on
-    /// the embedded queue.
-    pub async fn listen_for_tasks(&self, stop: tokio_util::sync::CancellationToken) {
-        let Connection::Redis {
-            client, namespace, ..
-        } = &self.connection
-        else {
-            return;
-        };
-        let channel = wake_channel(namespace);
-        let mut backoff = RESUBSCRIBE_MIN;
-        loop {
-            let listening = async {
-                let mut subscription = client.get_async_pubsub().await?;
-                subscription.subscribe(&channel).await?;
-                // Tasks queued while nobody listened.
-                self.wake.all();
-                backoff = RESUBSCRIBE_MIN;
-                let mut messages = subscription.into_on_message();
-                while let Some(message) = messages.next().await {
-                    let queue = std::str::from_utf8(message.get_payload_bytes()).unwrap_or("");
-                    if let Some(waker) = self.wake.of(queue) {
-                        waker.notify_one();
-                    }
-                }
-                Ok::<_, redis::RedisError>(())
-            };
-            let ended = tokio::select! {
-                () = stop.cancelled() => return,
-                ended = listening => ended,
-            };
-            match ended {
-                Ok(()) => tracing::warn!("Redis closed the task subscription; subscribing again"),
-                Err(err) => {
-                    tracing::warn!(error = %err, retry_in_ms = backoff.as_millis(), "cannot subscribe to queued tasks; workers poll meanwhile")
-                }
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
-        }
-    }
-
     /// A cheap round trip for readiness checks.
     pub async fn check(&self) -> anyhow::Result<()> {
         match &self.connection {
@@ -357,79 +277,5 @@ impl Queue {
             }
         }
         Ok(())
-    }
-
-    /// Tasks waiting in each queue: pending, or (on Redis) scheduled for a retry.
-    pub async fn depths(&self) -> anyhow::Result<Vec<(&'static str, i64)>> {
-        match &self.connection {
-            Connection::Sqlite(pool) => {
-                let rows: Vec<(String, i64)> = sea_orm::sqlx::query_as(
-                    "SELECT job_type, COUNT(*) FROM Jobs WHERE status = 'Pending' GROUP BY job_type",
-                )
-                .fetch_all(pool)
-                .await
-                .context("counting the embedded queue")?;
-                Ok(self
-                    .queues
-                    .iter()
-                    .map(|queue| {
-                        let n = rows.iter().find(|(t, _)| t == queue).map_or(0, |r| r.1);
-                        (*queue, n)
-                    })
-                    .collect())
-            }
-            Connection::Redis {
-                conn, namespace, ..
-            } => {
-                let mut pipe = redis::pipe();
-                for queue in self.queues {
-                    let config = redis_config(namespace, queue);
-                    pipe.llen(config.active_jobs_list())
-                        .zcard(config.scheduled_jobs_set());
-                }
-                let counts: Vec<i64> = pipe
-                    .query_async(&mut conn.clone())
-                    .await
-                    .context("counting Redis queues")?;
-                Ok(self
-                    .queues
-                    .iter()
-                    .zip(counts.chunks(2))
-                    .map(|(queue, c)| (*queue, c.iter().sum()))
-                    .collect())
-            }
-        }
-    }
-
-    /// Deletes tasks that finished more than `age` ago: apalis keeps every task it ran (its
-    /// payload and result) until told otherwise, so the queue would grow without end.
-    pub async fn vacuum(&self, age: Duration) -> anyhow::Result<usize> {
-        match &self.connection {
-            Connection::Sqlite(pool) => {
-                let cutoff = chrono::Utc::now().timestamp() - i64::try_from(age.as_secs())?;
-                let deleted = sea_orm::sqlx::query(
-                    "DELETE FROM Jobs WHERE done_at <= ?1 AND (status IN ('Done', 'Killed') \
-                     OR (status = 'Failed' AND attempts >= max_attempts))",
-                )
-                .bind(cutoff)
-                .execute(pool)
-                .await
-                .context("vacuuming the embedded queue")?;
-                Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
-            }
-            Connection::Redis {
-                conn, namespace, ..
-            } => {
-                use apalis_core::backend::Vacuum as _;
-                let mut deleted = 0;
-                for queue in self.queues {
-                    // Deleting needs no payload type: any stands in.
-                    let mut s = RedisStorage::<serde_json::Value>::new(conn.clone())
-                        .with_config(redis_config(namespace, queue));
-                    deleted += s.vacuum_before(age).await.context("vacuuming a queue")?;
-                }
-                Ok(deleted)
-            }
-        }
     }
 }

@@ -1,0 +1,98 @@
+//! Reading objects of a local store (in large pieces, on the blocking pool) and removing the
+//! staging files that interrupted writes left behind.
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt as _};
+
+use super::{LOCAL_READ_SIZE, ReadError};
+
+pub(super) fn remove_partials_under(
+    root: &std::path::Path,
+    older_than: std::time::Duration,
+) -> usize {
+    let is_partial = |name: &str| {
+        name.rsplit_once('#')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut removed = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            let path = entry.path();
+            if meta.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let stale = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= older_than);
+            if stale
+                && is_partial(&entry.file_name().to_string_lossy())
+                && std::fs::remove_file(&path).is_ok()
+            {
+                removed += 1;
+                let _ = std::fs::remove_dir(&dir); // only succeeds when nothing else is left
+            }
+        }
+    }
+    removed
+}
+
+/// Opens a local object, checks that it has the size its layout says, and reads the first piece
+/// of `range`.
+pub(super) fn open_local(
+    path: &std::path::Path,
+    range: std::ops::Range<u64>,
+    expected: u64,
+) -> Result<(std::fs::File, Bytes), ReadError> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::NotFound),
+        Err(err) => return Err(err.into()),
+    };
+    let actual = file.metadata()?.len();
+    if actual != expected {
+        return Err(ReadError::WrongSize { expected, actual });
+    }
+    let first = read_piece(&mut file, range)?;
+    Ok((file, first))
+}
+
+/// The next piece of `range` (at most [`LOCAL_READ_SIZE`] bytes) of a local file.
+fn read_piece(file: &mut std::fs::File, range: std::ops::Range<u64>) -> std::io::Result<Bytes> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let want = (range.end - range.start).min(LOCAL_READ_SIZE as u64) as usize;
+    let mut piece = vec![0u8; want];
+    file.seek(SeekFrom::Start(range.start))?;
+    file.read_exact(&mut piece)?;
+    Ok(Bytes::from(piece))
+}
+
+/// Reads `range` of a local file in large pieces on the blocking pool.
+pub(super) fn read_file(
+    file: std::fs::File,
+    range: std::ops::Range<u64>,
+) -> BoxStream<'static, Result<Bytes, ReadError>> {
+    stream::try_unfold(
+        (file, range.start, range.end),
+        |(mut file, pos, end)| async move {
+            if pos >= end {
+                return Ok(None);
+            }
+            let (file, piece) = tokio::task::spawn_blocking(move || {
+                read_piece(&mut file, pos..end).map(|piece| (file, piece))
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            let next = pos + piece.len() as u64;
+            Ok(Some((piece, (file, next, end))))
+        },
+    )
+    .boxed()
+}
