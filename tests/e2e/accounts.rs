@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::common::{TestApp, Topology, problem};
+use crate::common::{TestApp, Topology, eventually, problem};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -497,23 +497,18 @@ async fn guessing_from_many_addresses_is_paced_and_the_owner_still_gets_in(topol
         paced >= 15,
         "spread guessing is paced: {paced} of 20 refused"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually("the owner's sign-in", Duration::from_secs(10), || async {
         let own = login_from(&app, "203.0.113.7", &ann.email, PASSWORD).await;
         if own.status() == StatusCode::OK {
-            break;
+            return Ok(());
         }
         assert_eq!(own.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the owner was locked out"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Err("the owner was locked out".to_owned())
+    })
+    .await;
     // Each refusal is counted: the first ten one by one, the rest in one row when the window
     // closes.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually("every refusal counted", Duration::from_secs(30), || async {
         let rows = audited(&app, "user.login_rate_limited").await;
         let single = rows
             .iter()
@@ -525,14 +520,12 @@ async fn guessing_from_many_addresses_is_paced_and_the_owner_still_gets_in(topol
             .sum();
         assert!(single <= 10, "{single} rows of their own");
         if single as u64 + repeated >= paced {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{single} + {repeated} of {paced}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{single} + {repeated} of {paced}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     app.stop().await;
 }
 
@@ -674,18 +667,22 @@ async fn dead_sessions_are_deleted(topology: Topology) {
             .filter(entity::session::Column::UserId.eq(user))
             .count(db)
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = (
-            sessions_of(bob_id).await.expect("count"),
-            sessions_of(cat_id).await.expect("count"),
-        );
-        if left == (0, 0) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "still held: {left:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the dead sessions removed",
+        Duration::from_secs(30),
+        || async {
+            let left = (
+                sessions_of(bob_id).await.expect("count"),
+                sessions_of(cat_id).await.expect("count"),
+            );
+            if left == (0, 0) {
+                Ok(())
+            } else {
+                Err(format!("still held: {left:?}"))
+            }
+        },
+    )
+    .await;
     assert_eq!(
         sessions_of(ann_id).await.expect("count"),
         1,

@@ -2,9 +2,9 @@
 //! query and the CLI check against an anchor kept outside Coffer.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{TestApp, Topology, User, problem};
+use crate::common::{TestApp, Topology, User, eventually, problem};
 use coffer::Roles;
 use coffer::coffer_core::services::audit;
 use reqwest::StatusCode;
@@ -58,8 +58,7 @@ async fn activity_sealed(app: &TestApp, admin: &User) -> i64 {
             .await;
         app.wait_until_settled(&user, &id).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually("every event sealed", Duration::from_secs(30), || async {
         let pending = entity::audit_event::Entity::find()
             .filter(entity::audit_event::Column::Seq.is_null())
             .all(app.core().db())
@@ -68,14 +67,13 @@ async fn activity_sealed(app: &TestApp, admin: &User) -> i64 {
             .len();
         let report = verify(app, admin).await;
         if pending == 0 && report["ok"] == true {
-            return report["head_seq"].as_i64().expect("head");
+            return Ok(report["head_seq"].as_i64().expect("head"));
         }
-        assert!(
-            Instant::now() < deadline,
+        Err(format!(
             "events were not sealed in time ({pending} pending)"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        ))
+    })
+    .await
 }
 
 async fn row_at(app: &TestApp, seq: i64) -> entity::audit_event::Model {
@@ -450,16 +448,19 @@ async fn every_action_is_recorded_with_actor_target_and_outcome(topology: Topolo
         .as_str()
         .expect("id")
         .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !app
-        .audit_actions()
-        .await
-        .iter()
-        .any(|(a, _, _)| a == "share.email_failed")
-    {
-        assert!(Instant::now() < deadline, "the bounce was never recorded");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually("the bounce recorded", Duration::from_secs(30), || async {
+        if app
+            .audit_actions()
+            .await
+            .iter()
+            .any(|(a, _, _)| a == "share.email_failed")
+        {
+            Ok(())
+        } else {
+            Err("the bounce was never recorded".to_owned())
+        }
+    })
+    .await;
     app.http
         .delete(app.url(&format!("/api/v1/shares/{reader_share}")))
         .bearer_auth(&user.token)
@@ -494,19 +495,19 @@ async fn every_action_is_recorded_with_actor_target_and_outcome(topology: Topolo
         .status(),
         StatusCode::ACCEPTED
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !app
-        .audit_actions()
-        .await
-        .iter()
-        .any(|(a, _, _)| a == "key.retired")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "rotation did not retire version 1"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually("version 1 retired", Duration::from_secs(30), || async {
+        if app
+            .audit_actions()
+            .await
+            .iter()
+            .any(|(a, _, _)| a == "key.retired")
+        {
+            Ok(())
+        } else {
+            Err("rotation did not retire version 1".to_owned())
+        }
+    })
+    .await;
     app.get("/api/v1/admin/audit/export", &admin.token)
         .await
         .bytes()
@@ -607,21 +608,21 @@ async fn checkpointed(app: &TestApp, admin: &User) -> i64 {
         .expect("query")
         .and_then(|e| e.seq)
         .expect("a sealed event");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let checkpoint = loop {
-        let report = audit::verify(app.core()).await.expect("verify");
-        if let Some(checkpoint) = report.checkpoint.as_ref().filter(|c| c.seq >= head)
-            && report.head_seq > Some(checkpoint.seq)
-        {
-            assert!(report.ok, "{report:?}");
-            break checkpoint.seq;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint of the head: {report:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let checkpoint = eventually(
+        "a checkpoint of the head",
+        Duration::from_secs(30),
+        || async {
+            let report = audit::verify(app.core()).await.expect("verify");
+            if let Some(checkpoint) = report.checkpoint.as_ref().filter(|c| c.seq >= head)
+                && report.head_seq > Some(checkpoint.seq)
+            {
+                assert!(report.ok, "{report:?}");
+                return Ok(checkpoint.seq);
+            }
+            Err(format!("no checkpoint of the head: {report:?}"))
+        },
+    )
+    .await;
     for running in &app.running {
         running.stopper().cancel();
     }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::common::{TestApp, Topology, User};
+use crate::common::{TestApp, Topology, User, eventually};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -508,22 +508,23 @@ impl World {
 
     /// Waits (with a deadline) until no key rotation runs, so that another may start.
     async fn wait_for_rotation(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let progress = coffer::coffer_core::services::rotation::progress(self.app.core())
-                .await
-                .expect("progress");
-            if progress
-                .is_none_or(|r| r.state != coffer::coffer_core::types::RotationState::Running)
-            {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "a rotation never finished"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        eventually(
+            "no rotation running",
+            std::time::Duration::from_secs(60),
+            || async {
+                let progress = coffer::coffer_core::services::rotation::progress(self.app.core())
+                    .await
+                    .expect("progress");
+                if progress
+                    .is_none_or(|r| r.state != coffer::coffer_core::types::RotationState::Running)
+                {
+                    Ok(())
+                } else {
+                    Err("a rotation never finished".to_owned())
+                }
+            },
+        )
+        .await;
     }
 }
 

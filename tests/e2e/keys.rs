@@ -1,9 +1,9 @@
 //! Master-key rotation: versions, rewrapping with files present, resuming an interrupted
 //! rotation, retiring and removing old material, and who may do it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{TestApp, Topology, User, pattern, problem};
+use crate::common::{TestApp, Topology, User, eventually, pattern, problem};
 use coffer::Roles;
 use coffer::coffer_core::crypto::SecretKey;
 use coffer::coffer_core::jobs::rewrap;
@@ -50,23 +50,24 @@ async fn rotate(app: &TestApp, admin: &User) -> reqwest::Response {
 }
 
 async fn wait_rotation_finished(app: &TestApp, admin: &User) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let rotation: Value = app
-            .get("/api/v1/admin/keys/rotation", &admin.token)
-            .await
-            .json()
-            .await
-            .expect("json");
-        if rotation["state"] == "finished" {
-            return rotation;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "rotation did not finish: {rotation}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        "the rotation finishing",
+        Duration::from_secs(60),
+        || async {
+            let rotation: Value = app
+                .get("/api/v1/admin/keys/rotation", &admin.token)
+                .await
+                .json()
+                .await
+                .expect("json");
+            if rotation["state"] == "finished" {
+                Ok(rotation)
+            } else {
+                Err(format!("rotation did not finish: {rotation}"))
+            }
+        },
+    )
+    .await
 }
 
 async fn upload_ready(app: &TestApp, user: &User, count: usize) -> Vec<(String, Vec<u8>)> {
@@ -285,23 +286,27 @@ async fn operator_keys_rotate_and_retired_material_can_be_removed(topology: Topo
         .await
         .expect("rotate");
     assert_eq!(started.status(), StatusCode::ACCEPTED);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let rotation: Value = http
-            .get(format!("{base}/api/v1/admin/keys/rotation"))
-            .bearer_auth(&admin_user.token)
-            .send()
-            .await
-            .expect("r")
-            .json()
-            .await
-            .expect("json");
-        if rotation["state"] == "finished" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{rotation}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        "the rotation finishing",
+        Duration::from_secs(60),
+        || async {
+            let rotation: Value = http
+                .get(format!("{base}/api/v1/admin/keys/rotation"))
+                .bearer_auth(&admin_user.token)
+                .send()
+                .await
+                .expect("r")
+                .json()
+                .await
+                .expect("json");
+            if rotation["state"] == "finished" {
+                Ok(())
+            } else {
+                Err(rotation.to_string())
+            }
+        },
+    )
+    .await;
     both.stop().await.expect("stop");
 
     // Version 1 is retired: its material can go, and every file still decrypts.

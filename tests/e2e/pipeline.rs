@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Environment, TestApp, Topology, files_containing, pattern};
+use crate::common::{Environment, TestApp, Topology, eventually, files_containing, pattern};
 use coffer::Roles;
 use coffer::coffer_core::jobs::{encrypt::encrypt, validate::validate};
 use reqwest::StatusCode;
@@ -224,16 +224,20 @@ async fn the_queue_forgets_finished_tasks(topology: Topology) {
     assert_eq!(kept, 0, "tasks that finished just now are kept for an hour");
     // Validation and encryption finished: both go, once the worker has acknowledged them (a
     // moment after the file is ready).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut removed = 0;
-    while removed < 2 {
-        removed += queue.vacuum(Duration::ZERO).await.expect("vacuum");
-        assert!(
-            Instant::now() < deadline,
-            "{removed} finished tasks removed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let removed = std::cell::Cell::new(0);
+    eventually(
+        "the finished tasks removed",
+        Duration::from_secs(30),
+        || async {
+            removed.set(removed.get() + queue.vacuum(Duration::ZERO).await.expect("vacuum"));
+            if removed.get() >= 2 {
+                Ok(())
+            } else {
+                Err(format!("{} finished tasks removed", removed.get()))
+            }
+        },
+    )
+    .await;
     assert_eq!(queue.vacuum(Duration::ZERO).await.expect("vacuum"), 0);
     let depths = queue.depths().await.expect("depths");
     assert!(depths.iter().all(|(_, n)| *n == 0), "{depths:?}");
@@ -394,16 +398,19 @@ async fn stray_blobs_of_killed_runs_are_removed(topology: Topology) {
     app.start_workers().await;
     assert_eq!(app.wait_until_settled(&user, &id).await["status"], "ready");
     // The job removes strays right after it marks the file ready.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let blobs = app.objects(&format!("blobs/{id}")).await;
-        if blobs.len() == 1 {
-            assert!(!blobs.contains(&stray));
-            break;
-        }
-        assert!(Instant::now() < deadline, "{blobs:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the stray blob removed",
+        Duration::from_secs(30),
+        || async {
+            let blobs = app.objects(&format!("blobs/{id}")).await;
+            if blobs.len() == 1 {
+                assert!(!blobs.contains(&stray));
+                return Ok(());
+            }
+            Err(format!("{blobs:?}"))
+        },
+    )
+    .await;
     let download = app.download(&user, &id).await;
     assert_eq!(
         download.bytes().await.expect("body").as_ref(),
@@ -428,8 +435,7 @@ async fn an_object_is_an_orphan_only_when_two_passes_find_no_row(topology: Topol
     app.put_object(&stray, b"nobody's".to_vec()).await;
     let core = app.core().clone();
     // Both objects older than the grace.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually("the objects aging", Duration::from_secs(10), || async {
         let dated: Vec<_> =
             futures::StreamExt::collect(core.storage.list_dated("quarantine")).await;
         let cutoff = chrono::Utc::now() - chrono::Duration::seconds(1);
@@ -437,11 +443,12 @@ async fn an_object_is_an_orphan_only_when_two_passes_find_no_row(topology: Topol
             .iter()
             .all(|d| d.as_ref().is_ok_and(|(_, at)| *at < cutoff))
         {
-            break;
+            Ok(())
+        } else {
+            Err("the objects never aged".to_owned())
         }
-        assert!(Instant::now() < deadline, "the objects never aged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     // The upload's row is not written yet when the first pass lists its object.
     let file_id = uuid::Uuid::parse_str(&id).expect("uuid");
     let row = entity::file::Entity::find_by_id(file_id)

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::common::smtp::SmtpServer;
-use crate::common::{TestApp, Topology, User, pattern, pdf, problem};
+use crate::common::{TestApp, Topology, User, eventually, pattern, pdf, problem};
 use coffer::Roles;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -48,18 +48,18 @@ async fn shares_of(app: &TestApp, user: &User, file: &str) -> Vec<Value> {
 
 /// Polls the file's (only) share until it reaches `state`, within a deadline.
 async fn wait_for_state(app: &TestApp, user: &User, file: &str, state: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let shares = shares_of(app, user, file).await;
-        if shares[0]["state"] == state {
-            return shares[0].clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "share never reached {state}: {shares:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        &format!("the share reaching {state}"),
+        Duration::from_secs(30),
+        || async {
+            let shares = shares_of(app, user, file).await;
+            if shares[0]["state"] == state {
+                return Ok(shares[0].clone());
+            }
+            Err(format!("share never reached {state}: {shares:?}"))
+        },
+    )
+    .await
 }
 
 /// A ready file of the user's.
@@ -670,19 +670,16 @@ async fn duplicate_email_jobs_send_one_working_link(topology: Topology) {
     let (a, b) = tokio::join!(send_email(core, id, 1), send_email(core, id, 1));
     assert!(a.is_ok() && b.is_ok());
     wait_for_state(&app, &ann, &file, "emailed").await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    eventually("the worker's delivery", Duration::from_secs(30), || async {
         let text = coffer::coffer_core::services::health::metrics(app.core()).await;
         let done = crate::common::metric(&text, "coffer_jobs_finished_total", &[("job", "notify")]);
         if done >= Some(1.0) {
-            break;
+            Ok(())
+        } else {
+            Err("the worker's delivery never ran".to_owned())
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the worker's delivery never ran"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     let mails = smtp.mails();
     assert_eq!(mails.len(), 1, "one email");
     let (status, _, _) = page(&app, &mails[0].link()).await;
@@ -816,14 +813,18 @@ async fn without_smtp_mail_waits_in_the_outbox_while_its_link_works(topology: To
             .await
             .expect("expire");
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while shared[2].1.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the expired link's copy stayed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the expired link's copy removed",
+        Duration::from_secs(30),
+        || async {
+            if shared[2].1.exists() {
+                Err("the expired link's copy stayed".to_owned())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
 
     #[cfg(unix)]
     if topology == Topology::Embedded {
@@ -924,19 +925,21 @@ async fn audited(app: &TestApp, action: &str, share: &str) -> (usize, u64) {
 
 /// Polls until the summaries of `action` on `share` count `repeated` requests.
 async fn wait_for_repeated(app: &TestApp, action: &str, share: &str, repeated: u64) -> usize {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (single, counted) = audited(app, action, share).await;
-        if counted >= repeated {
-            assert_eq!(counted, repeated, "{action}");
-            return single;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{action}: {counted} of {repeated} repeats recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        &format!("{action} repeats recorded"),
+        Duration::from_secs(30),
+        || async {
+            let (single, counted) = audited(app, action, share).await;
+            if counted >= repeated {
+                assert_eq!(counted, repeated, "{action}");
+                return Ok(single);
+            }
+            Err(format!(
+                "{action}: {counted} of {repeated} repeats recorded"
+            ))
+        },
+    )
+    .await
 }
 
 /// Anyone holding a link can load it, or a dead one, as often as they like: the first views

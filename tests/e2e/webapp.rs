@@ -4,11 +4,11 @@
 //! recipient, verify the audit chain as admin).
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::smtp::SmtpServer;
 use crate::common::web::{Browser, PASSWORD, Page};
-use crate::common::{TestApp, Topology, pattern, pdf};
+use crate::common::{TestApp, Topology, eventually, pattern, pdf};
 use reqwest::StatusCode;
 use sea_orm::{EntityTrait as _, PaginatorTrait as _};
 use serde_json::Value;
@@ -75,21 +75,31 @@ async fn snapshot(app: &TestApp) -> (u64, u64, u64, u64, u64, Vec<(String, bool)
 
 /// Polls a file's page until its status badge says `ready`, within a deadline.
 async fn wait_ready_on_page(browser: &mut Browser, file_id: &str) -> Page {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let page = browser.get(&format!("/app/files/{file_id}")).await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        if page.body.contains("badge-ready") {
-            return page;
-        }
-        assert!(
-            !page.body.contains("badge-rejected"),
-            "rejected: {}",
-            page.body
-        );
-        assert!(Instant::now() < deadline, "never ready:\n{}", page.body);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // `get` takes `&mut self` (the browser keeps cookies), which a probe cannot hold across
+    // its await: the browser is lent to each probe in turn through a lock.
+    let browser = tokio::sync::Mutex::new(browser);
+    eventually(
+        "the file ready on its page",
+        Duration::from_secs(60),
+        || async {
+            let page = browser
+                .lock()
+                .await
+                .get(&format!("/app/files/{file_id}"))
+                .await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+            if page.body.contains("badge-ready") {
+                return Ok(page);
+            }
+            assert!(
+                !page.body.contains("badge-rejected"),
+                "rejected: {}",
+                page.body
+            );
+            Err(format!("never ready:\n{}", page.body))
+        },
+    )
+    .await
 }
 
 fn file_id_of(location: &str) -> String {
@@ -163,16 +173,20 @@ async fn an_upload_through_the_form_becomes_ready_with_shares_emailed(topology: 
     assert_eq!(download.status(), StatusCode::OK);
     assert!(download.bytes().await.expect("body") == bytes);
     // The owner's page shows each recipient's state once the emails are out.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let page = ann.get(&format!("/app/files/{id}")).await;
-        if page.body.matches("badge-emailed").count() == 2 {
-            assert!(page.body.contains("Downloads: 1 of 3"), "{}", page.body);
-            break;
-        }
-        assert!(Instant::now() < deadline, "{}", page.body);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let browser = tokio::sync::Mutex::new(&mut ann);
+    eventually(
+        "both recipients emailed",
+        Duration::from_secs(30),
+        || async {
+            let page = browser.lock().await.get(&format!("/app/files/{id}")).await;
+            if page.body.matches("badge-emailed").count() == 2 {
+                assert!(page.body.contains("Downloads: 1 of 3"), "{}", page.body);
+                return Ok(());
+            }
+            Err(page.body)
+        },
+    )
+    .await;
     // And the owner's own download from the page.
     let own = ann.get(&format!("/app/files/{id}/download")).await;
     assert_eq!(own.status, StatusCode::OK);
@@ -1232,21 +1246,27 @@ async fn admins_filter_export_and_verify_the_log_rotate_keys_and_manage_users() 
     admin.sign_in(ADMIN.0, ADMIN.1).await;
 
     // The log, filtered to the file: its events and nothing else.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let filtered = loop {
-        let page = admin
-            .get(&format!(
-                "/app/admin/audit?target_id={file}&action=&since=&until="
-            ))
-            .await;
-        assert_eq!(page.status, StatusCode::OK);
-        // Events appear once sealed (a moment after they happen).
-        if page.body.contains(&cell("file.encrypted")) {
-            break page;
-        }
-        assert!(Instant::now() < deadline, "{}", page.body);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let browser = tokio::sync::Mutex::new(&mut admin);
+    let filtered = eventually(
+        "the file's events in the log",
+        Duration::from_secs(30),
+        || async {
+            let page = browser
+                .lock()
+                .await
+                .get(&format!(
+                    "/app/admin/audit?target_id={file}&action=&since=&until="
+                ))
+                .await;
+            assert_eq!(page.status, StatusCode::OK);
+            // Events appear once sealed (a moment after they happen).
+            if page.body.contains(&cell("file.encrypted")) {
+                return Ok(page);
+            }
+            Err(page.body)
+        },
+    )
+    .await;
     assert!(filtered.body.contains("file.uploaded") && filtered.body.contains("file.validated"));
     assert!(
         !filtered.body.contains("user.signup"),
@@ -1311,19 +1331,25 @@ async fn admins_filter_export_and_verify_the_log_rotate_keys_and_manage_users() 
         .await;
     assert_eq!(rotated.status, StatusCode::SEE_OTHER, "{}", rotated.body);
     assert_eq!(rotated.location(), "/app/admin/keys");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let page = admin.get("/app/admin/keys").await;
-        assert!(page.body.contains("From version 1 to 2"), "{}", page.body);
-        let running = page.body.contains("badge-running");
-        assert_eq!(page.body.contains("http-equiv=\"refresh\""), running);
-        if page.body.contains("badge-finished") {
-            assert!(page.body.contains("badge-retired") || page.body.contains("badge-retiring"));
-            break;
-        }
-        assert!(Instant::now() < deadline, "{}", page.body);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let browser = tokio::sync::Mutex::new(&mut admin);
+    eventually(
+        "the rotation finishing",
+        Duration::from_secs(60),
+        || async {
+            let page = browser.lock().await.get("/app/admin/keys").await;
+            assert!(page.body.contains("From version 1 to 2"), "{}", page.body);
+            let running = page.body.contains("badge-running");
+            assert_eq!(page.body.contains("http-equiv=\"refresh\""), running);
+            if page.body.contains("badge-finished") {
+                assert!(
+                    page.body.contains("badge-retired") || page.body.contains("badge-retiring")
+                );
+                return Ok(());
+            }
+            Err(page.body)
+        },
+    )
+    .await;
 
     // Users: promote an account, and it gets the admin pages.
     let users = admin.get("/app/admin/users").await;

@@ -202,7 +202,8 @@ fn fired<F: Future>(
     true
 }
 
-/// Registers the worker of job kind `$job` on whichever backend the queue uses.
+/// Registers the worker of job kind `$job` on whichever backend the queue uses: one builder,
+/// written once (`@on`), for either backend's storage type.
 macro_rules! register {
     ($monitor:expr, $core:expr, $job:ty, $backoff:expr) => {{
         let (min, max) = $backoff;
@@ -216,32 +217,29 @@ macro_rules! register {
             .unwrap_or_default();
         let name = format!("{}-{}", <$job>::NAME, uuid::Uuid::new_v4().simple());
         match core.queue.backend::<$job>() {
-            Backend::Sqlite(storage) => $monitor.register(move |restarts| {
-                WorkerBuilder::new(format!("{name}-{restarts}"))
-                    .backend(
-                        storage
-                            .clone()
-                            .poll_with_strategy(EveryInterval::new(poll, wake.clone())),
-                    )
-                    .data(core.clone())
-                    .concurrency(CONCURRENCY)
-                    .retry(retry_policy(min, max))
-                    .build(handle::<$job>)
-            }),
-            Backend::Redis(storage) => $monitor.register(move |restarts| {
-                WorkerBuilder::new(format!("{name}-{restarts}"))
-                    .backend(
-                        storage
-                            .clone()
-                            .poll_with_strategy(EveryInterval::new(poll, wake.clone())),
-                    )
-                    .data(core.clone())
-                    .concurrency(CONCURRENCY)
-                    .retry(retry_policy(min, max))
-                    .build(handle::<$job>)
-            }),
+            Backend::Sqlite(storage) => {
+                register!(@on $monitor, $job, storage, name, core, poll, wake, min, max)
+            }
+            Backend::Redis(storage) => {
+                register!(@on $monitor, $job, storage, name, core, poll, wake, min, max)
+            }
         }
     }};
+    (@on $monitor:expr, $job:ty, $storage:ident, $name:ident, $core:ident, $poll:ident,
+        $wake:ident, $min:ident, $max:ident) => {
+        $monitor.register(move |restarts| {
+            WorkerBuilder::new(format!("{}-{}", $name, restarts))
+                .backend(
+                    $storage
+                        .clone()
+                        .poll_with_strategy(EveryInterval::new($poll, $wake.clone())),
+                )
+                .data($core.clone())
+                .concurrency(CONCURRENCY)
+                .retry(retry_policy($min, $max))
+                .build(handle::<$job>)
+        })
+    };
 }
 
 pub fn monitor(core: &Core) -> Monitor {
