@@ -41,10 +41,12 @@ async fn check_admin(req: &Request, bearer: Bearer) -> poem::Result<Session> {
     if session.user.role == coffer_core::types::Role::Admin {
         Ok(session)
     } else {
-        Err(ApiError::from(coffer_core::ServiceError::Forbidden(
-            "this needs an admin account",
-        ))
-        .into())
+        Err(
+            ApiError::from(coffer_core::ServiceError::Forbidden(coffer_core::text::t(
+                "user-error-admin-only",
+            )))
+            .into(),
+        )
     }
 }
 

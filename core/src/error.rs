@@ -16,7 +16,7 @@ pub enum ServiceError {
     #[error("authentication required")]
     Unauthorized,
     #[error("{0}")]
-    Forbidden(&'static str),
+    Forbidden(String),
     /// Unknown, deleted or someone else's (404).
     #[error("{0} not found")]
     NotFound(&'static str),

@@ -7,6 +7,7 @@ use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use rand::RngCore as _;
 use secrecy::{ExposeSecret as _, SecretString};
 
+use crate::text::{Arg, t_with};
 use crate::types::Invalid;
 
 pub const MIN_LEN: usize = 10;
@@ -103,13 +104,15 @@ fn verify_here(password: &[u8], stored: &str) -> bool {
 pub fn check_strength(password: &str) -> Result<(), Invalid> {
     let chars = password.chars().count();
     if chars < MIN_LEN {
-        return Err(Invalid(format!(
-            "password must have at least {MIN_LEN} characters"
+        return Err(Invalid(t_with(
+            "password-error-too-short",
+            [("min", Arg::from(MIN_LEN))],
         )));
     }
     if password.len() > MAX_LEN {
-        return Err(Invalid(format!(
-            "password must have at most {MAX_LEN} bytes"
+        return Err(Invalid(t_with(
+            "password-error-too-long",
+            [("max", Arg::from(MAX_LEN))],
         )));
     }
     Ok(())

@@ -9,6 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 
+use crate::text::{Arg, t, t_with};
+
 /// Why a value was refused, worded for the person who sent it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -27,29 +29,25 @@ impl EmailAddress {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let email = raw.trim().to_lowercase();
         if email.len() > 254 {
-            return Err(invalid("email address is longer than 254 characters"));
+            return Err(invalid(t("email-error-too-long")));
         }
         if email
             .chars()
             .any(|c| c.is_control() || c.is_whitespace() || "<>,;\"()[]\\".contains(c))
         {
-            return Err(invalid(
-                "email address contains spaces, control characters or punctuation that addresses cannot hold",
-            ));
+            return Err(invalid(t("email-error-characters")));
         }
         let (local, domain) = email
             .rsplit_once('@')
-            .ok_or_else(|| invalid("email address needs an @"))?;
+            .ok_or_else(|| invalid(t("email-error-no-at")))?;
         if local.is_empty() || local.len() > 64 || domain.is_empty() || local.contains('@') {
-            return Err(invalid(
-                "email address needs one @ with a name before it and a domain after it",
-            ));
+            return Err(invalid(t("email-error-parts")));
         }
         if domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
-            return Err(invalid("email address has a malformed domain"));
+            return Err(invalid(t("email-error-domain")));
         }
         if email.parse::<lettre::Address>().is_err() {
-            return Err(invalid("email address is not valid"));
+            return Err(invalid(t("email-error-invalid")));
         }
         Ok(Self(email))
     }
@@ -80,32 +78,30 @@ impl FileName {
         let normalized: String = raw.nfc().collect();
         let name = normalized.as_str();
         if name.trim().is_empty() {
-            return Err(invalid("file name is empty"));
+            return Err(invalid(t("name-error-empty")));
         }
         // Windows drops a trailing dot or space when it saves the file: `invoice.bat.` would
         // arrive as `invoice.bat`, past every check of the name as given.
         if name.ends_with(['.', ' ']) || name.ends_with(char::is_whitespace) {
-            return Err(invalid("file name must not end in a dot or a space"));
+            return Err(invalid(t("name-error-trailing-dot-or-space")));
         }
         if name.starts_with(char::is_whitespace) {
-            return Err(invalid("file name must not start with a space"));
+            return Err(invalid(t("name-error-leading-space")));
         }
         if name.len() > Self::MAX_BYTES {
-            return Err(invalid(format!(
-                "file name is longer than {} bytes",
-                Self::MAX_BYTES
+            return Err(invalid(t_with(
+                "name-error-too-long",
+                [("max", Arg::from(Self::MAX_BYTES))],
             )));
         }
         if name.contains(['/', '\\']) {
-            return Err(invalid("file name must not contain a path (/ or \\)"));
+            return Err(invalid(t("name-error-path")));
         }
         if name == "." || name == ".." {
-            return Err(invalid("file name must not be . or .."));
+            return Err(invalid(t("name-error-dots")));
         }
         if name.chars().any(|c| c.is_control() || is_hidden(c)) {
-            return Err(invalid(
-                "file name contains control, invisible or text-direction characters",
-            ));
+            return Err(invalid(t("name-error-hidden-characters")));
         }
         Ok(Self(name.to_owned()))
     }
@@ -167,7 +163,7 @@ impl SignupPolicy {
             "invite" => return Ok(Self::Invite),
             _ => {}
         }
-        let expected = || invalid("expected `open`, `invite` or `domains:example.org,…`");
+        let expected = || invalid(t("signup-error-policy-syntax"));
         let list = raw.strip_prefix("domains:").ok_or_else(expected)?;
         let mut domains = Vec::new();
         for domain in list.split(',').map(|d| d.trim().to_lowercase()) {
@@ -180,7 +176,10 @@ impl SignupPolicy {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
             if !plausible {
-                return Err(invalid(format!("`{domain}` is not a domain name")));
+                return Err(invalid(t_with(
+                    "signup-error-policy-domain",
+                    [("domain", Arg::from(domain))],
+                )));
             }
             if !domains.contains(&domain) {
                 domains.push(domain);

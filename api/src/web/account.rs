@@ -197,7 +197,7 @@ pub async fn signup(req: &Request, body: Body) -> poem::Result<Response> {
     {
         Ok(_) => Ok(page::redirect("/app/signin?welcome=1")),
         Err(ServiceError::Invalid(detail)) => again(INVALID, &sentence(&detail)),
-        Err(ServiceError::Forbidden(detail)) => again(StatusCode::FORBIDDEN, &sentence(detail)),
+        Err(ServiceError::Forbidden(detail)) => again(StatusCode::FORBIDDEN, &sentence(&detail)),
         Err(ServiceError::Conflict(detail)) => again(StatusCode::CONFLICT, &sentence(&detail)),
         Err(err) => Err(page::service_error(None, err)),
     }

@@ -105,11 +105,9 @@ pub fn service_error(me: Option<&SignedIn>, err: ServiceError) -> poem::Error {
             detail,
         ),
         ServiceError::Unauthorized => return fail(redirect("/app/signin")),
-        ServiceError::Forbidden(detail) => (
-            StatusCode::FORBIDDEN,
-            t("error-forbidden-heading"),
-            detail.into(),
-        ),
+        ServiceError::Forbidden(detail) => {
+            (StatusCode::FORBIDDEN, t("error-forbidden-heading"), detail)
+        }
         ServiceError::NotFound(what) => (
             StatusCode::NOT_FOUND,
             t("error-not-found-heading"),

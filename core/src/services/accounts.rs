@@ -9,6 +9,7 @@ use entity::{session, user};
 
 use crate::audit::{Action, Event, RequestMeta};
 use crate::principal::User;
+use crate::text::t;
 use crate::types::Role;
 use crate::{Core, ServiceError, ServiceResult};
 
@@ -74,14 +75,10 @@ pub async fn change(
     meta: &RequestMeta,
 ) -> ServiceResult<Account> {
     if change.role.is_none() && change.disabled.is_none() {
-        return Err(ServiceError::Invalid(
-            "nothing to change: give `role` and/or `disabled`".into(),
-        ));
+        return Err(ServiceError::Invalid(t("account-error-nothing-to-change")));
     }
     if target == admin.id && (change.role == Some(Role::User) || change.disabled == Some(true)) {
-        return Err(ServiceError::Conflict(
-            "admins cannot demote or disable their own account; ask another admin".into(),
-        ));
+        return Err(ServiceError::Conflict(t("account-error-own-account")));
     }
     let txn = crate::db::begin_write(&core.db).await?;
     let before = user::Entity::find_by_id(target)

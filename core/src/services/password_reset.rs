@@ -13,6 +13,7 @@ use entity::{password_reset, session, user};
 
 use crate::audit::{Action, Event, RequestMeta};
 use crate::principal::User;
+use crate::text::{Arg, t, t_with};
 use crate::types::Token;
 use crate::{Core, ServiceError, ServiceResult, password};
 
@@ -32,9 +33,7 @@ pub async fn force(
     meta: &RequestMeta,
 ) -> ServiceResult<()> {
     if target == admin.id {
-        return Err(ServiceError::Conflict(
-            "change your own password with your current one (POST /api/v1/me/password)".into(),
-        ));
+        return Err(ServiceError::Conflict(t("reset-error-own-password")));
     }
     let account = user::Entity::find_by_id(target)
         .one(&core.db)
@@ -47,11 +46,12 @@ pub async fn force(
     let link = core
         .config
         .public_link(&format!("/app/password-reset?token={}", token.expose()));
-    let from = core
-        .config
-        .mail_from
-        .parse()
-        .map_err(|e| ServiceError::Invalid(format!("COFFER_MAIL_FROM: {e}")))?;
+    let from = core.config.mail_from.parse().map_err(|e| {
+        ServiceError::Invalid(t_with(
+            "email-error-mail-from",
+            [("error", Arg::from(format!("{e}")))],
+        ))
+    })?;
     let message = crate::mail::password_reset_message(&from, &account.email, &link, now + ttl)
         .map_err(|e| ServiceError::Invalid(format!("{e:#}")))?;
     let txn = crate::db::begin_write(&core.db).await?;
@@ -97,8 +97,6 @@ pub async fn force(
         })
 }
 
-const LINK_REFUSED: &str = "this password link is not valid: it was used, it expired, or it was mistyped; ask an administrator for a new one";
-
 /// Follows a reset link: the account gets `new` as its password (the link was emailed to its
 /// address, which it also verifies), and every link of it stops working.
 pub async fn confirm(
@@ -108,12 +106,13 @@ pub async fn confirm(
     meta: &RequestMeta,
 ) -> ServiceResult<()> {
     use secrecy::ExposeSecret as _;
-    let token = Token::parse(raw_token).ok_or(ServiceError::Invalid(LINK_REFUSED.into()))?;
+    let token =
+        Token::parse(raw_token).ok_or_else(|| ServiceError::Invalid(t("reset-error-link")))?;
     let found = password_reset::Entity::find_by_id(token.hash())
         .filter(password_reset::Column::ExpiresAt.gt(Utc::now()))
         .one(&core.db)
         .await?
-        .ok_or(ServiceError::Invalid(LINK_REFUSED.into()))?;
+        .ok_or_else(|| ServiceError::Invalid(t("reset-error-link")))?;
     password::check_strength(new.expose_secret())?;
     let hash = password::hash(new).await?;
     let now = Utc::now();
@@ -125,7 +124,7 @@ pub async fn confirm(
         .rows_affected;
     if used == 0 {
         // Another request used it meanwhile.
-        return Err(ServiceError::Invalid(LINK_REFUSED.into()));
+        return Err(ServiceError::Invalid(t("reset-error-link")));
     }
     user::Entity::update_many()
         .col_expr(user::Column::PasswordHash, Expr::value(hash))

@@ -16,6 +16,7 @@ use crate::audit::{Action, Actor, Event, RequestMeta};
 use crate::crypto::SecretKey;
 use crate::jobs::rewrap::{RewrapKeys, not_under};
 use crate::services::keys::{active_version, matches_database, mismatch};
+use crate::text::{Arg, t, t_with};
 use crate::types::{KeyState, RotationState};
 use crate::{Core, ServiceError, ServiceResult};
 
@@ -68,8 +69,9 @@ pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceRes
         core.keys.reload();
         let newest = core.keys.ring().versions().max().unwrap_or(from);
         if newest <= from {
-            return Err(ServiceError::Conflict(format!(
-                "the keyring has no version newer than {from}: add one to COFFER_MASTER_KEYS or COFFER_MASTER_KEYS_FILE on every process (`coffer keys generate` prints one), restart, then rotate"
+            return Err(ServiceError::Conflict(t_with(
+                "rotation-error-no-newer-version",
+                [("from", Arg::from(from))],
             )));
         }
         (newest, None)
@@ -96,7 +98,7 @@ pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceRes
     if let Err(err) = claimed {
         return Err(match err.sql_err() {
             Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
-                ServiceError::Conflict("another rotation has just started".into())
+                ServiceError::Conflict(t("rotation-error-just-started"))
             }
             _ => err.into(),
         });
@@ -142,9 +144,13 @@ pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceRes
 }
 
 fn running_conflict(running: &key_rotation::Model) -> ServiceError {
-    ServiceError::Conflict(format!(
-        "a rotation to version {} is running ({} of {} keys done)",
-        running.to_version, running.done, running.total
+    ServiceError::Conflict(t_with(
+        "rotation-error-running",
+        [
+            ("to", Arg::from(running.to_version)),
+            ("done", Arg::from(running.done)),
+            ("total", Arg::from(running.total)),
+        ],
     ))
 }
 

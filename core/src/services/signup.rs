@@ -15,6 +15,7 @@ use entity::{invite, setting};
 
 use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::principal::User;
+use crate::text::{Arg, t, t_with};
 use crate::types::{EmailAddress, SignupPolicy, Token};
 use crate::{Core, ServiceError, ServiceResult};
 
@@ -45,9 +46,7 @@ pub async fn set_policy(
 ) -> ServiceResult<SignupPolicy> {
     let (before, fixed) = self::policy(core).await?;
     if fixed {
-        return Err(ServiceError::Conflict(
-            "the sign-up policy is fixed by COFFER_SIGNUP; change it there".into(),
-        ));
+        return Err(ServiceError::Conflict(t("signup-error-policy-fixed")));
     }
     let txn = crate::db::begin_write(&core.db).await?;
     setting::Entity::insert(setting::ActiveModel {
@@ -82,8 +81,6 @@ pub enum Admission {
     Invited(Uuid),
 }
 
-const INVITE_REFUSED: &str = "this invitation is not for this address, or it has expired or been used: ask an administrator for a new one";
-
 /// Whether `email` may sign up, with `invite` if given (checked before any password is hashed;
 /// the answer never depends on whether the address has an account).
 pub async fn admit(
@@ -92,7 +89,8 @@ pub async fn admit(
     invite: Option<&str>,
 ) -> ServiceResult<Admission> {
     if let Some(raw) = invite {
-        let token = Token::parse(raw).ok_or(ServiceError::Forbidden(INVITE_REFUSED))?;
+        let token = Token::parse(raw)
+            .ok_or_else(|| ServiceError::Forbidden(t("signup-error-invite-refused")))?;
         let found = invite::Entity::find()
             .filter(invite::Column::TokenHash.eq(token.hash()))
             .filter(invite::Column::UsedAt.is_null())
@@ -101,17 +99,13 @@ pub async fn admit(
             .await?;
         return match found {
             Some(row) if row.email == email.as_str() => Ok(Admission::Invited(row.id)),
-            _ => Err(ServiceError::Forbidden(INVITE_REFUSED)),
+            _ => Err(ServiceError::Forbidden(t("signup-error-invite-refused"))),
         };
     }
     match policy(core).await?.0 {
         policy if policy.admits(email) => Ok(Admission::Policy),
-        SignupPolicy::Domains(_) => Err(ServiceError::Forbidden(
-            "sign-up is open to this organisation's email domains only; ask an administrator for an invitation",
-        )),
-        _ => Err(ServiceError::Forbidden(
-            "sign-up is by invitation only; ask an administrator for one",
-        )),
+        SignupPolicy::Domains(_) => Err(ServiceError::Forbidden(t("signup-error-domains-only"))),
+        _ => Err(ServiceError::Forbidden(t("signup-error-invitation-only"))),
     }
 }
 
@@ -188,11 +182,12 @@ pub async fn invite(
     let link = core
         .config
         .public_link(&format!("/app/signup?invite={}", token.expose()));
-    let from = core
-        .config
-        .mail_from
-        .parse()
-        .map_err(|e| ServiceError::Invalid(format!("COFFER_MAIL_FROM: {e}")))?;
+    let from = core.config.mail_from.parse().map_err(|e| {
+        ServiceError::Invalid(t_with(
+            "email-error-mail-from",
+            [("error", Arg::from(format!("{e}")))],
+        ))
+    })?;
     let message = crate::mail::invite_message(&from, email.as_str(), &link, row.expires_at)
         .map_err(|e| ServiceError::Invalid(format!("{e:#}")))?;
     // Sent first, so that no write lock waits on the mail server; an invitation whose record

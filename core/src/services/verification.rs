@@ -15,6 +15,7 @@ use entity::{email_verification, user};
 
 use crate::audit::{Action, Actor, Event, RequestMeta};
 use crate::principal::User;
+use crate::text::{Arg, t, t_with};
 use crate::types::Token;
 use crate::{Core, ServiceError, ServiceResult};
 
@@ -43,9 +44,7 @@ pub(crate) async fn require_verified(core: &Core, owner: &User) -> ServiceResult
     if is_verified(core, owner.id).await? {
         return Ok(());
     }
-    Err(ServiceError::Forbidden(
-        "confirm your email address before Coffer emails links in your name: follow the link sent to it at sign-up (POST /api/v1/me/verify-email sends a new one); links without recipients work meanwhile",
-    ))
+    Err(ServiceError::Forbidden(t("verify-error-required")))
 }
 
 /// Emails `email` a new verification link for `user_id`.
@@ -56,11 +55,12 @@ pub(crate) async fn send_link(core: &Core, user_id: Uuid, email: &str) -> Servic
     let link = core
         .config
         .public_link(&format!("/app/verify-email?token={}", token.expose()));
-    let from = core
-        .config
-        .mail_from
-        .parse()
-        .map_err(|e| ServiceError::Invalid(format!("COFFER_MAIL_FROM: {e}")))?;
+    let from = core.config.mail_from.parse().map_err(|e| {
+        ServiceError::Invalid(t_with(
+            "email-error-mail-from",
+            [("error", Arg::from(format!("{e}")))],
+        ))
+    })?;
     let message = crate::mail::verify_email_message(&from, email, &link, now + ttl)
         .map_err(|e| ServiceError::Invalid(format!("{e:#}")))?;
     email_verification::Entity::insert(email_verification::ActiveModel {
@@ -95,9 +95,7 @@ pub(crate) fn send_link_later(core: &Core, user_id: Uuid, email: &str) {
 /// A signed-in owner asks for a new link (at most a few an hour).
 pub async fn resend(core: &Core, owner: &User) -> ServiceResult<()> {
     if is_verified(core, owner.id).await? {
-        return Err(ServiceError::Conflict(
-            "this account's email address is verified already".into(),
-        ));
+        return Err(ServiceError::Conflict(t("verify-error-already-verified")));
     }
     let key = format!("verify-resend:{}", owner.id);
     if let Some(retry_after) = core
@@ -110,17 +108,16 @@ pub async fn resend(core: &Core, owner: &User) -> ServiceResult<()> {
     send_link(core, owner.id, &owner.email).await
 }
 
-const LINK_REFUSED: &str = "this verification link is not valid: it was used, it expired, or it was mistyped; sign in and ask for a new one";
-
 /// Follows a verification link: the account's address is verified, every link of it stops
 /// working, and its outbox copy goes.
 pub async fn confirm(core: &Core, raw_token: &str, meta: &RequestMeta) -> ServiceResult<()> {
-    let token = Token::parse(raw_token).ok_or(ServiceError::Invalid(LINK_REFUSED.into()))?;
+    let token =
+        Token::parse(raw_token).ok_or_else(|| ServiceError::Invalid(t("verify-error-link")))?;
     let found = email_verification::Entity::find_by_id(token.hash())
         .filter(email_verification::Column::ExpiresAt.gt(Utc::now()))
         .one(&core.db)
         .await?
-        .ok_or(ServiceError::Invalid(LINK_REFUSED.into()))?;
+        .ok_or_else(|| ServiceError::Invalid(t("verify-error-link")))?;
     mark_verified(core, found.user_id, Actor::User(found.user_id), meta).await
 }
 

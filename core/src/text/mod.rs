@@ -1,6 +1,7 @@
 //! Every sentence a person reads on a page or in an email comes from one message catalog: the
 //! Fluent files under `text/en/` (`pages.ftl` for the web app's templates, `app.ftl` for what
-//! the web app's handlers say, `mail.ftl` for emails). Dates and numbers in them are formatted
+//! the web app's handlers say, `mail.ftl` for emails, `reasons.ftl` for the reasons services
+//! give: API problem details and page messages). Dates and numbers in them are formatted
 //! by ICU4X for the catalog's locale (Fluent alone formats neither dates nor grouped
 //! numbers). English only for now; a language is a new directory of `.ftl` files and a locale.
 //!
@@ -29,6 +30,7 @@ const ENGLISH: &[(&str, &str)] = &[
     ("pages.ftl", include_str!("en/pages.ftl")),
     ("app.ftl", include_str!("en/app.ftl")),
     ("mail.ftl", include_str!("en/mail.ftl")),
+    ("reasons.ftl", include_str!("en/reasons.ftl")),
 ];
 
 /// The messages of one language, and the formatters of its locale.

@@ -33,18 +33,19 @@ fn files(dir: &Path, extensions: &[&str], found: &mut Vec<PathBuf>) {
     }
 }
 
-/// The ids in `text` that follow `call` (`t("` or `t_with("`).
+/// The ids in `text` passed first to `call` (`t(` or `t_with(`), on the same line or, as
+/// rustfmt writes a long call, on the next.
 fn ids_after(text: &str, call: &str) -> Vec<String> {
     text.match_indices(call)
         .filter(|(at, _)| {
-            // `t("`, not `format!("` or `get("`.
+            // `t(`, not `format!(` or `get(`.
             !text[..*at]
                 .chars()
                 .last()
                 .is_some_and(|c| c.is_alphanumeric() || c == '_')
         })
         .filter_map(|(at, _)| {
-            let rest = &text[at + call.len()..];
+            let rest = text[at + call.len()..].trim_start().strip_prefix('"')?;
             let id = &rest[..rest.find('"')?];
             id.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -98,9 +99,9 @@ fn every_message_asked_for_exists_and_every_message_is_asked_for() {
     let mut every_literal = String::new();
     for path in templates.iter().chain(&code) {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        for id in ids_after(&text, "t(\"")
+        for id in ids_after(&text, "t(")
             .into_iter()
-            .chain(ids_after(&text, "t_with(\""))
+            .chain(ids_after(&text, "t_with("))
         {
             assert!(
                 catalog.has(&id),

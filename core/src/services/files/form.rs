@@ -16,6 +16,7 @@ use super::upload::{Sealed, Uploaded, create, discard, ingest};
 use crate::audit::RequestMeta;
 use crate::principal::User;
 use crate::services::shares::{ShareRequest, split_recipients};
+use crate::text::{Arg, t, t_with};
 use crate::types::FileName;
 use crate::{Core, ServiceError};
 
@@ -90,7 +91,7 @@ pub async fn upload_form(
     }
     let Some((name, sealed)) = form.file else {
         return Err(refused(
-            ServiceError::Invalid("the form has no `file` part".into()),
+            ServiceError::Invalid(t("form-error-no-file")),
             true,
         ));
     };
@@ -120,20 +121,33 @@ pub async fn text_field(part: FormPart, limit: u64) -> Result<String, ServiceErr
         .take(limit + 1)
         .read_to_end(&mut bytes)
         .await
-        .map_err(|e| ServiceError::BadRequest(format!("malformed multipart body: {e}")))?;
+        .map_err(|e| {
+            ServiceError::BadRequest(t_with(
+                "form-error-malformed",
+                [("error", Arg::from(e.to_string()))],
+            ))
+        })?;
     if bytes.len() as u64 > limit {
-        return Err(ServiceError::Invalid(format!(
-            "the `{name}` field is too long"
+        return Err(ServiceError::Invalid(t_with(
+            "form-error-field-too-long",
+            [("name", Arg::from(name))],
         )));
     }
-    String::from_utf8(bytes)
-        .map_err(|_| ServiceError::Invalid(format!("the `{name}` field is not UTF-8 text")))
+    String::from_utf8(bytes).map_err(|_| {
+        ServiceError::Invalid(t_with(
+            "form-error-field-not-text",
+            [("name", Arg::from(name))],
+        ))
+    })
 }
 
 fn number(name: &str, text: &str) -> Result<i64, ServiceError> {
-    text.trim()
-        .parse()
-        .map_err(|_| ServiceError::Invalid(format!("`{name}` must be a whole number")))
+    text.trim().parse().map_err(|_| {
+        ServiceError::Invalid(t_with(
+            "form-error-not-a-number",
+            [("name", Arg::from(name))],
+        ))
+    })
 }
 
 /// How many parts an upload form may have, and how many bytes all its parts but the file may
@@ -152,8 +166,9 @@ impl Budget {
     fn part(&mut self) -> Result<(), ServiceError> {
         self.parts += 1;
         if self.parts > MAX_PARTS {
-            return Err(ServiceError::FieldsTooLarge(format!(
-                "an upload form may have at most {MAX_PARTS} parts"
+            return Err(ServiceError::FieldsTooLarge(t_with(
+                "form-error-too-many-parts",
+                [("max", Arg::from(MAX_PARTS))],
             )));
         }
         Ok(())
@@ -162,9 +177,9 @@ impl Budget {
     fn text(&mut self, text: String) -> Result<String, ServiceError> {
         self.bytes += text.len();
         if self.bytes > MAX_FIELD_BYTES {
-            return Err(ServiceError::FieldsTooLarge(format!(
-                "the fields beside the file may hold at most {} KiB together",
-                MAX_FIELD_BYTES / 1024
+            return Err(ServiceError::FieldsTooLarge(t_with(
+                "form-error-fields-too-large",
+                [("kib", Arg::from(MAX_FIELD_BYTES / 1024))],
             )));
         }
         Ok(text)
@@ -180,34 +195,30 @@ async fn read_fields(
     let share = &mut form.share;
     let given = |text: String| (blanks == Blanks::Sent || !text.trim().is_empty()).then_some(text);
     let mut budget = Budget::default();
-    while let Some(part) = parts
-        .next_part()
-        .await
-        .map_err(|e| ServiceError::BadRequest(format!("malformed multipart body: {e}")))?
-    {
+    while let Some(part) = parts.next_part().await.map_err(|e| {
+        ServiceError::BadRequest(t_with("form-error-malformed", [("error", Arg::from(e))]))
+    })? {
         budget.part()?;
         let mut text_field =
             async |part: FormPart, limit: u64| budget.text(text_field(part, limit).await?);
         match part.name.as_deref() {
             Some("file") if form.file.is_some() => {
-                return Err(ServiceError::Invalid(
-                    "send one `file` part per upload".into(),
-                ));
+                return Err(ServiceError::Invalid(t("form-error-two-files")));
             }
             Some("file")
                 if blanks == Blanks::NotGiven
                     && part.file_name.as_deref().is_none_or(str::is_empty) =>
             {
                 // A file input left empty: the browser sends a part without a name.
-                text_field(part, 0).await.map_err(|_| {
-                    ServiceError::Invalid("the file input holds no file name".into())
-                })?;
+                text_field(part, 0)
+                    .await
+                    .map_err(|_| ServiceError::Invalid(t("form-error-empty-file-input")))?;
             }
             Some("file") => {
                 let name = part
                     .file_name
                     .as_deref()
-                    .ok_or_else(|| ServiceError::Invalid("the `file` part needs a filename".into()))
+                    .ok_or_else(|| ServiceError::Invalid(t("form-error-no-filename")))
                     .and_then(|n| FileName::parse(n).map_err(ServiceError::from))?;
                 let stream = ReaderStream::with_capacity(part.body, 64 * 1024);
                 form.file = Some((name, ingest(core, stream).await?));
@@ -220,9 +231,8 @@ async fn read_fields(
             }
             Some("expires_at") => {
                 if let Some(text) = given(text_field(part, 64).await?) {
-                    let at = DateTime::parse_from_rfc3339(text.trim()).map_err(|_| {
-                        ServiceError::Invalid("`expires_at` must be an RFC 3339 time".into())
-                    })?;
+                    let at = DateTime::parse_from_rfc3339(text.trim())
+                        .map_err(|_| ServiceError::Invalid(t("form-error-expires-at")))?;
                     share.expires_at = Some(at.with_timezone(&Utc));
                 }
             }
@@ -247,8 +257,9 @@ async fn read_fields(
                     .chars()
                     .take(64)
                     .collect::<String>();
-                return Err(ServiceError::Invalid(format!(
-                    "unknown form field `{other}`"
+                return Err(ServiceError::Invalid(t_with(
+                    "form-error-unknown-field",
+                    [("field", Arg::from(other))],
                 )));
             }
         }

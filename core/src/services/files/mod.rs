@@ -22,6 +22,7 @@ use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::crypto::WrappedKey;
 use crate::db::by_key;
 use crate::storage::{ReadError, blob_path, quarantine_path};
+use crate::text::{Arg, t_with};
 use crate::types::FileStatus;
 use crate::{Core, ServiceError, ServiceResult};
 
@@ -202,9 +203,9 @@ pub async fn content(
 ) -> ServiceResult<Content> {
     let id = row.id;
     if row.status != FileStatus::Ready {
-        return Err(ServiceError::Conflict(format!(
-            "the file is not ready for download (status: {})",
-            row.status
+        return Err(ServiceError::Conflict(t_with(
+            "file-error-not-ready",
+            [("status", Arg::from(row.status.to_string()))],
         )));
     }
     if delivery == Delivery::HeadersOnly {

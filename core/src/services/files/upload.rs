@@ -18,6 +18,7 @@ use crate::jobs::validate::ValidateFile;
 use crate::principal::User;
 use crate::services::shares::{self, ShareRequest, ShareSpec, ShareView};
 use crate::storage::{SealedWriter, quarantine_path};
+use crate::text::{Arg, t, t_with};
 use crate::types::{FileName, FileStatus};
 use crate::{Core, ServiceError, ServiceResult};
 
@@ -86,9 +87,7 @@ impl Ingest {
     async fn finish(self, core: &Core) -> ServiceResult<Sealed> {
         if self.size == 0 {
             self.abort().await;
-            return Err(ServiceError::Invalid(
-                "the file is empty (0 bytes); there is nothing to share".into(),
-            ));
+            return Err(ServiceError::Invalid(t("upload-error-empty")));
         }
         let wrapped = match core.wrap_key(self.id, &self.key).await {
             Ok(wrapped) => wrapped,
@@ -127,8 +126,9 @@ where
     while let Some(piece) = body.next().await {
         let result = match piece {
             Ok(bytes) => ingest.write(bytes).await,
-            Err(err) => Err(ServiceError::BadRequest(format!(
-                "the upload was interrupted: {err}"
+            Err(err) => Err(ServiceError::BadRequest(t_with(
+                "upload-error-interrupted",
+                [("error", Arg::from(err.to_string()))],
             ))),
         };
         if let Err(err) = result {

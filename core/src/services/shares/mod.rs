@@ -13,6 +13,7 @@ use entity::{file, share};
 use crate::audit::{Action, Event, Outcome, RequestMeta};
 use crate::jobs::notify::{enqueue_pending, share_url};
 use crate::principal::User;
+use crate::text::{Arg, t_with};
 use crate::types::{EmailAddress, FileStatus, ShareState, Token};
 use crate::{Core, JobError, ServiceError, ServiceResult, password};
 
@@ -163,8 +164,9 @@ async fn spend_email_budget(
         )
         .await?;
     Err(ServiceError::LimitReached {
-        detail: format!(
-            "an account may email links to at most {limit} recipients a day; these {wanted} would pass that: try again later, or share a link without recipients"
+        detail: t_with(
+            "share-error-email-budget",
+            [("limit", Arg::from(limit)), ("wanted", Arg::from(wanted))],
         ),
         retry_after,
     })
@@ -215,9 +217,9 @@ pub async fn create(
         .await?
         .ok_or(ServiceError::NotFound("file"))?;
     if file.status == FileStatus::Rejected {
-        return Err(ServiceError::Conflict(format!(
-            "the file was rejected and cannot be shared: {}",
-            file.reject_reason.unwrap_or_default()
+        return Err(ServiceError::Conflict(t_with(
+            "share-error-file-rejected",
+            [("reason", Arg::from(file.reject_reason.unwrap_or_default()))],
         )));
     }
     let views = insert(core, &txn, owner, file_id, &spec, prepared, meta).await?;

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret as _, SecretString};
 
+use crate::text::{Arg, t, t_with};
 use crate::types::{EmailAddress, Invalid};
 use crate::{Core, ServiceError, ServiceResult, password};
 
@@ -72,9 +73,7 @@ impl ShareRequest {
             if self.is_empty() {
                 return Ok(None);
             }
-            return Err(ServiceError::Invalid(
-                "add at least one recipient to share the file, or leave the share fields out (a link without recipient can be made once the file is uploaded)".into(),
-            ));
+            return Err(ServiceError::Invalid(t("share-error-no-recipient")));
         }
         self.resolve(core).map(Some)
     }
@@ -84,10 +83,10 @@ impl ShareRequest {
         let mut recipients: Vec<EmailAddress> = Vec::new();
         for raw in &self.recipients {
             let email = EmailAddress::parse(raw).map_err(|e| {
-                bad(format!(
-                    "recipient {:?}: {}",
-                    raw.chars().take(80).collect::<String>(),
-                    e.0
+                let shown = format!("{:?}", raw.chars().take(80).collect::<String>());
+                bad(t_with(
+                    "share-error-recipient",
+                    [("recipient", Arg::from(shown)), ("reason", Arg::from(e.0))],
                 ))
             })?;
             if !recipients.contains(&email) {
@@ -95,57 +94,60 @@ impl ShareRequest {
             }
         }
         if recipients.len() > MAX_RECIPIENTS {
-            return Err(bad(format!(
-                "at most {MAX_RECIPIENTS} recipients per request"
+            return Err(bad(t_with(
+                "share-error-too-many-recipients",
+                [("max", Arg::from(MAX_RECIPIENTS))],
             )));
         }
         let cap = chrono::Duration::from_std(max_ttl).unwrap_or(chrono::Duration::days(7));
         let expires_at = match (self.expires_at, self.expires_in_hours) {
             (Some(_), Some(_)) => {
-                return Err(bad("give expires_at or expires_in_hours, not both".into()));
+                return Err(bad(t("share-error-expiry-both")));
             }
             (Some(at), None) => at,
             (None, Some(hours)) if hours > 0 && hours <= cap.num_hours().max(1) => {
                 now + chrono::Duration::hours(hours)
             }
             (None, Some(hours)) if hours <= 0 => {
-                return Err(bad("expires_in_hours must be at least 1".into()));
+                return Err(bad(t("share-error-expiry-hours")));
             }
             (None, Some(_)) => {
-                return Err(bad(format!(
-                    "a link may live at most {} hours",
-                    cap.num_hours()
+                return Err(bad(t_with(
+                    "share-error-expiry-too-long",
+                    [("hours", Arg::from(cap.num_hours()))],
                 )));
             }
             (None, None) => now + cap.min(chrono::Duration::days(7)),
         };
         if expires_at <= now {
-            return Err(bad("the expiry is in the past".into()));
+            return Err(bad(t("share-error-expiry-past")));
         }
         if expires_at > now + cap + chrono::Duration::minutes(1) {
-            return Err(bad(format!(
-                "a link may live at most {} hours (COFFER_SHARE_MAX_TTL)",
-                cap.num_hours()
+            return Err(bad(t_with(
+                "share-error-expiry-max-ttl",
+                [("hours", Arg::from(cap.num_hours()))],
             )));
         }
         let max_downloads = match self.max_downloads {
             None => None,
             Some(n) if (1..=MAX_DOWNLOADS).contains(&n) => Some(n as i32),
             Some(_) => {
-                return Err(bad(format!(
-                    "max_downloads must be between 1 and {MAX_DOWNLOADS}"
+                return Err(bad(t_with(
+                    "share-error-max-downloads",
+                    [("max", Arg::from(MAX_DOWNLOADS))],
                 )));
             }
         };
         let password = match self.password {
             Some(p) if p.expose_secret().is_empty() => None,
             Some(p) if p.expose_secret().chars().count() < MIN_PASSWORD_CHARS => {
-                return Err(bad(format!(
-                    "a share password needs at least {MIN_PASSWORD_CHARS} characters"
+                return Err(bad(t_with(
+                    "share-error-password-too-short",
+                    [("min", Arg::from(MIN_PASSWORD_CHARS))],
                 )));
             }
             Some(p) if p.expose_secret().len() > password::MAX_LEN => {
-                return Err(bad("the share password is too long".into()));
+                return Err(bad(t("share-error-password-too-long")));
             }
             other => other,
         };
@@ -155,15 +157,16 @@ impl ShareRequest {
             .filter(|m| !m.is_empty())
         {
             Some(m) if m.chars().count() > MAX_MESSAGE_CHARS => {
-                return Err(bad(format!(
-                    "the message may have at most {MAX_MESSAGE_CHARS} characters"
+                return Err(bad(t_with(
+                    "share-error-message-too-long",
+                    [("max", Arg::from(MAX_MESSAGE_CHARS))],
                 )));
             }
             Some(m)
                 if m.chars()
                     .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
             {
-                return Err(bad("the message contains control characters".into()));
+                return Err(bad(t("share-error-message-control")));
             }
             other => other,
         };

@@ -13,6 +13,7 @@ use entity::{session, user};
 
 use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::principal::User;
+use crate::text::t;
 use crate::types::{EmailAddress, Role};
 use crate::{Core, ServiceError, ServiceResult, password};
 
@@ -142,7 +143,7 @@ async fn create_user(
     if let Err(err) = inserted {
         return Err(match err.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => {
-                ServiceError::Conflict("an account with this email address already exists".into())
+                ServiceError::Conflict(t("user-error-exists"))
             }
             _ => err.into(),
         });
@@ -231,9 +232,7 @@ pub async fn create_admin(
         .await;
     };
     if !promote {
-        return Err(ServiceError::Conflict(
-            "an account with this address exists: add --promote to make it an admin with the password given (it is signed out everywhere)".into(),
-        ));
+        return Err(ServiceError::Conflict(t("user-error-exists-promote")));
     }
     let hash = password::hash(password).await?;
     let txn = crate::db::begin_write(&core.db).await?;

@@ -17,6 +17,7 @@ use entity::{session, user};
 
 use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::principal::{Session, User};
+use crate::text::t;
 use crate::types::{EmailAddress, Role, Token};
 use crate::{Core, ServiceError, ServiceResult, password};
 
@@ -316,7 +317,7 @@ pub async fn change_password(
             .from(meta)
             .record(&core.db, &core.audit)
             .await?;
-        return Err(ServiceError::Forbidden("the current password is not right"));
+        return Err(ServiceError::Forbidden(t("password-error-current-wrong")));
     }
     let hash = password::hash(new).await?;
     let txn = crate::db::begin_write(&core.db).await?;

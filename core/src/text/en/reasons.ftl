@@ -1,0 +1,120 @@
+# The reasons core's services give when they refuse something: the detail of the API's problem
+# responses, and the messages the web app's pages show. What the web app's handlers say
+# themselves is in app.ftl.
+# Arguments are inserted as given: where a value is shown quoted, the code quotes it.
+
+## core/src/types.rs
+
+email-error-too-long = email address is longer than 254 characters
+email-error-characters = email address contains spaces, control characters or punctuation that addresses cannot hold
+email-error-no-at = email address needs an @
+email-error-parts = email address needs one @ with a name before it and a domain after it
+email-error-domain = email address has a malformed domain
+email-error-invalid = email address is not valid
+name-error-empty = file name is empty
+name-error-trailing-dot-or-space = file name must not end in a dot or a space
+name-error-leading-space = file name must not start with a space
+# $max is the most bytes a file name may have.
+name-error-too-long = file name is longer than { $max } bytes
+name-error-path = file name must not contain a path (/ or \)
+name-error-dots = file name must not be . or ..
+name-error-hidden-characters = file name contains control, invisible or text-direction characters
+signup-error-policy-syntax = expected `open`, `invite` or `domains:example.org,…`
+# $domain is the text that was given as a domain.
+signup-error-policy-domain = `{ $domain }` is not a domain name
+
+## core/src/services/shares/request.rs
+
+share-error-no-recipient = add at least one recipient to share the file, or leave the share fields out (a link without recipient can be made once the file is uploaded)
+# $recipient is the address as given, quoted; $reason is why it is not an address
+# (one of the email-error-… messages).
+share-error-recipient = recipient { $recipient }: { $reason }
+share-error-too-many-recipients = at most { $max } recipients per request
+share-error-expiry-both = give expires_at or expires_in_hours, not both
+share-error-expiry-hours = expires_in_hours must be at least 1
+share-error-expiry-too-long = a link may live at most { $hours } hours
+share-error-expiry-past = the expiry is in the past
+share-error-expiry-max-ttl = a link may live at most { $hours } hours (COFFER_SHARE_MAX_TTL)
+share-error-max-downloads = max_downloads must be between 1 and { $max }
+share-error-password-too-short = a share password needs at least { $min } characters
+share-error-password-too-long = the share password is too long
+share-error-message-too-long = the message may have at most { $max } characters
+share-error-message-control = the message contains control characters
+
+## core/src/services/files/form.rs
+
+form-error-no-file = the form has no `file` part
+# $error is why the body could not be read.
+form-error-malformed = malformed multipart body: { $error }
+# $name is the form field's name.
+form-error-field-too-long = the `{ $name }` field is too long
+form-error-field-not-text = the `{ $name }` field is not UTF-8 text
+form-error-not-a-number = `{ $name }` must be a whole number
+form-error-too-many-parts = an upload form may have at most { $max } parts
+form-error-fields-too-large = the fields beside the file may hold at most { $kib } KiB together
+form-error-two-files = send one `file` part per upload
+form-error-empty-file-input = the file input holds no file name
+form-error-no-filename = the `file` part needs a filename
+form-error-expires-at = `expires_at` must be an RFC 3339 time
+# $field is the name the part was sent with.
+form-error-unknown-field = unknown form field `{ $field }`
+
+## core/src/services/signup.rs, verification.rs, password_reset.rs
+
+# $error is why the configured sender address is not an address.
+email-error-mail-from = COFFER_MAIL_FROM: { $error }
+signup-error-policy-fixed = the sign-up policy is fixed by COFFER_SIGNUP; change it there
+verify-error-already-verified = this account's email address is verified already
+verify-error-link = this verification link is not valid: it was used, it expired, or it was mistyped; sign in and ask for a new one
+reset-error-own-password = change your own password with your current one (POST /api/v1/me/password)
+reset-error-link = this password link is not valid: it was used, it expired, or it was mistyped; ask an administrator for a new one
+
+## core/src/services/users/mod.rs
+
+user-error-exists = an account with this email address already exists
+user-error-exists-promote = an account with this address exists: add --promote to make it an admin with the password given (it is signed out everywhere)
+
+## core/src/services/rotation.rs
+
+# $from is the master-key version in use.
+rotation-error-no-newer-version = the keyring has no version newer than { $from }: add one to COFFER_MASTER_KEYS or COFFER_MASTER_KEYS_FILE on every process (`coffer keys generate` prints one), restart, then rotate
+rotation-error-just-started = another rotation has just started
+# $to is the version being rotated to; $done and $total count the file keys.
+rotation-error-running = a rotation to version { $to } is running ({ $done } of { $total } keys done)
+
+## core/src/services/shares/mod.rs
+
+# $limit is the daily budget; $wanted the recipients asked for.
+share-error-email-budget = an account may email links to at most { $limit } recipients a day; these { $wanted } would pass that: try again later, or share a link without recipients
+# $reason is why the file was rejected.
+share-error-file-rejected = the file was rejected and cannot be shared: { $reason }
+
+## core/src/services/files/upload.rs
+
+upload-error-empty = the file is empty (0 bytes); there is nothing to share
+# $error is what interrupted the body.
+upload-error-interrupted = the upload was interrupted: { $error }
+
+## core/src/services/accounts.rs
+
+account-error-nothing-to-change = nothing to change: give `role` and/or `disabled`
+account-error-own-account = admins cannot demote or disable their own account; ask another admin
+
+## core/src/password.rs
+
+password-error-too-short = password must have at least { $min } characters
+password-error-too-long = password must have at most { $max } bytes
+
+## core/src/services/files/mod.rs
+
+# $status is the file's status, as the API names it (quarantined, validated, …).
+file-error-not-ready = the file is not ready for download (status: { $status })
+
+## Refusals (ServiceError::Forbidden: core/src/services/signup.rs, verification.rs, users/signin.rs; api/src/auth.rs)
+
+signup-error-invite-refused = this invitation is not for this address, or it has expired or been used: ask an administrator for a new one
+signup-error-domains-only = sign-up is open to this organisation's email domains only; ask an administrator for an invitation
+signup-error-invitation-only = sign-up is by invitation only; ask an administrator for one
+verify-error-required = confirm your email address before Coffer emails links in your name: follow the link sent to it at sign-up (POST /api/v1/me/verify-email sends a new one); links without recipients work meanwhile
+password-error-current-wrong = the current password is not right
+user-error-admin-only = this needs an admin account
