@@ -1,6 +1,7 @@
 //! What a file really is: its type from magic bytes (or UTF-8 text), checked against the
 //! allowlist and against the extension its name claims.
 
+use crate::text::{Arg, t_with};
 use crate::types::FileName;
 
 pub const TEXT_PLAIN: &str = "text/plain";
@@ -192,12 +193,13 @@ pub fn reject_reason(
     allowed: &[String],
 ) -> Option<String> {
     if executable {
-        return Some(format!(
-            "the content is an executable program ({mime}); executables are not accepted"
+        return Some(t_with(
+            "file-rejected-executable",
+            [("type", Arg::from(mime))],
         ));
     }
     if !allowed.iter().any(|a| a == mime) {
-        return Some(format!("files of type {mime} are not accepted here"));
+        return Some(t_with("file-rejected-type", [("type", Arg::from(mime))]));
     }
     let ext = name.extension()?;
     let fits = EXTENSIONS
@@ -207,7 +209,10 @@ pub fn reject_reason(
     if fits {
         None
     } else {
-        Some(format!("the name ends in .{ext} but the content is {mime}"))
+        Some(t_with(
+            "file-rejected-extension",
+            [("extension", Arg::from(ext)), ("type", Arg::from(mime))],
+        ))
     }
 }
 

@@ -17,6 +17,7 @@ use crate::crypto::SecretKey;
 use crate::digest::StreamDigest;
 use crate::queue::payload;
 use crate::storage::{blob_path, quarantine_path};
+use crate::text::t;
 use crate::types::FileStatus;
 use crate::{Core, JobError};
 
@@ -93,13 +94,7 @@ async fn encrypt_leased(core: &Core, row: file::Model) -> Result<(), JobError> {
     }
     if digest.finish().await.map_err(JobError::Transient)? != row.sha256 {
         writer.abort().await;
-        return reject(
-            core,
-            &row,
-            "the stored upload does not match what was received",
-            None,
-        )
-        .await;
+        return reject(core, &row, &t("file-rejected-mismatch"), None).await;
     }
     writer
         .finish()

@@ -17,6 +17,7 @@ use crate::audit::{Action, Actor, Event, Outcome};
 use crate::crypto::{SecretKey, WrappedKey};
 use crate::db::by_key;
 use crate::storage::{ReadError, quarantine_path};
+use crate::text::t;
 use crate::types::FileStatus;
 use crate::{Core, JobError, KeyFailure};
 
@@ -29,7 +30,7 @@ pub(super) async fn load(core: &Core, file_id: Uuid) -> Result<Option<file::Mode
 async fn quarantine_key(core: &Core, row: &file::Model) -> Result<SecretKey, JobError> {
     let (Some(kek_version), Some(bytes)) = (row.quarantine_kek_version, row.quarantine_key.clone())
     else {
-        return Err(JobError::Permanent(INTEGRITY.to_owned()));
+        return Err(JobError::Permanent(integrity()));
     };
     let wrapped = WrappedKey { kek_version, bytes };
     match core.unwrap_key(row.id, &wrapped).await {
@@ -37,7 +38,7 @@ async fn quarantine_key(core: &Core, row: &file::Model) -> Result<SecretKey, Job
         Err(KeyFailure::Fault(err)) => Err(JobError::Transient(
             anyhow::Error::new(err).context(format!("opening the quarantine key of {}", row.id)),
         )),
-        Err(KeyFailure::Altered(_)) => Err(JobError::Permanent(INTEGRITY.to_owned())),
+        Err(KeyFailure::Altered(_)) => Err(JobError::Permanent(integrity())),
     }
 }
 
@@ -120,12 +121,15 @@ pub(super) async fn transition(
     Ok(moved)
 }
 
-pub(super) const INTEGRITY: &str = "the stored upload failed its integrity check";
+/// Why a file whose stored upload fails authentication is rejected.
+pub(super) fn integrity() -> String {
+    t("file-rejected-integrity")
+}
 
 /// Tampered or corrupt stored bytes are permanent; anything else is worth retrying.
 pub(super) fn read_error(err: ReadError) -> JobError {
     if err.is_integrity() {
-        JobError::Permanent(INTEGRITY.to_owned())
+        JobError::Permanent(integrity())
     } else {
         JobError::Transient(anyhow::Error::new(err).context("reading quarantine"))
     }
@@ -152,14 +156,15 @@ pub(super) async fn open_quarantine(
         .map_err(read_error)
 }
 
-/// What the owner reads when their file could not be checked within its attempts or deadline.
-pub(super) const UNSCANNED: &str = "could not be scanned, try again later";
+/// The message id of what the owner reads when their file could not be checked within its
+/// attempts or deadline.
+pub(super) const UNSCANNED: &str = "file-rejected-unscanned";
 /// Likewise for a file that was checked but could not be stored encrypted.
-pub(super) const UNSEALED: &str = "could not be encrypted, try again later";
+pub(super) const UNSEALED: &str = "file-rejected-unsealed";
 
 /// Runs `run` on the file under a [`Lease`], as one of its attempts. A file out of attempts
 /// (`COFFER_JOB_MAX_ATTEMPTS`) or past its deadline (`COFFER_PROCESSING_DEADLINE` after the
-/// upload) is rejected with `gave_up` as the reason; so is one whose last attempt fails. A run
+/// upload) is rejected with message `gave_up` as the reason; so is one whose last attempt fails. A run
 /// that fails because of a keyring fault is not counted, and no file is given up while the
 /// keyring is at fault: that is the operator's to mend.
 pub(super) async fn with_lease<F, Fut>(
@@ -188,7 +193,7 @@ where
     // mend, and giving up would destroy the upload.
     if core.keys.fault().is_none() && (row.attempts > max || Utc::now() > deadline) {
         tracing::warn!(file_id = %row.id, attempts = row.attempts, %deadline, "giving up on a file: out of attempts or past its deadline");
-        let rejected = reject(core, &row, gave_up, None).await;
+        let rejected = reject(core, &row, &t(gave_up), None).await;
         lease.release().await;
         return rejected;
     }
@@ -200,7 +205,7 @@ where
         }
         Err(JobError::Transient(err)) if row.attempts >= max => {
             tracing::warn!(file_id = %row.id, attempts = row.attempts, error = %format!("{err:#}"), "giving up on a file: its last attempt failed");
-            reject(core, &row, gave_up, None).await
+            reject(core, &row, &t(gave_up), None).await
         }
         other => other,
     };

@@ -18,6 +18,7 @@ use crate::digest::StreamDigest;
 use crate::filetype::{self, MacroProbe, TextProbe};
 use crate::queue::payload;
 use crate::scan::Verdict;
+use crate::text::{Arg, t, t_with};
 use crate::types::{FileName, FileStatus};
 use crate::{Core, JobError};
 
@@ -55,7 +56,10 @@ async fn validate_leased(core: &Core, row: file::Model) -> Result<(), JobError> 
     let file_id = row.id;
     let limit = core.config.max_upload_bytes;
     if u64::try_from(row.size).unwrap_or(u64::MAX) > limit {
-        let reason = format!("the file exceeds the upload limit of {limit} bytes");
+        let reason = t_with(
+            "file-rejected-over-limit",
+            [("limit", Arg::from(limit.to_string()))],
+        );
         return reject(core, &row, &reason, None).await;
     }
 
@@ -93,23 +97,17 @@ async fn validate_leased(core: &Core, row: file::Model) -> Result<(), JobError> 
     }
     let sha256 = digest.finish().await.map_err(JobError::Transient)?;
     if i64::try_from(seen).ok() != Some(row.size) || sha256 != row.sha256 {
-        return reject(
-            core,
-            &row,
-            "the stored upload does not match what was received",
-            None,
-        )
-        .await;
+        return reject(core, &row, &t("file-rejected-mismatch"), None).await;
     }
 
     if let Some(scan) = scan {
         let reason = match scan.verdict().await? {
             Verdict::Clean => None,
-            Verdict::Infected(signature) => Some(format!("malware detected: {signature}")),
-            Verdict::TooLarge => Some(
-                "the file is larger than the malware scanner accepts (clamd's StreamMaxLength)"
-                    .to_owned(),
-            ),
+            Verdict::Infected(signature) => Some(t_with(
+                "file-rejected-malware",
+                [("signature", Arg::from(signature))],
+            )),
+            Verdict::TooLarge => Some(t("file-rejected-too-large-to-scan")),
         };
         if let Some(reason) = reason {
             return reject(core, &row, &reason, None).await;

@@ -118,3 +118,16 @@ signup-error-invitation-only = sign-up is by invitation only; ask an administrat
 verify-error-required = confirm your email address before Coffer emails links in your name: follow the link sent to it at sign-up (POST /api/v1/me/verify-email sends a new one); links without recipients work meanwhile
 password-error-current-wrong = the current password is not right
 user-error-admin-only = this needs an admin account
+
+## Why a file was rejected (core/src/jobs/, core/src/filetype.rs): stored with the file
+
+file-rejected-integrity = the stored upload failed its integrity check
+file-rejected-unscanned = could not be scanned, try again later
+file-rejected-unsealed = could not be encrypted, try again later
+file-rejected-over-limit = the file exceeds the upload limit of { $limit } bytes
+file-rejected-mismatch = the stored upload does not match what was received
+file-rejected-malware = malware detected: { $signature }
+file-rejected-too-large-to-scan = the file is larger than the malware scanner accepts (clamd's StreamMaxLength)
+file-rejected-executable = the content is an executable program ({ $type }); executables are not accepted
+file-rejected-type = files of type { $type } are not accepted here
+file-rejected-extension = the name ends in .{ $extension } but the content is { $type }
