@@ -175,16 +175,7 @@ pub async fn bootstrap_admin(
     match find_by_email(core, email).await? {
         None => {
             password::check_strength(password.expose_secret())?;
-            let hash = password::hash(password).await?;
-            create_user(
-                core,
-                email,
-                hash,
-                Role::Admin,
-                true,
-                &RequestMeta::default(),
-            )
-            .await?;
+            create_admin_account(core, email, password).await?;
         }
         Some(existing) if existing.role != Role::Admin => tracing::warn!(
             "COFFER_ADMIN_EMAIL names an existing account that is not an admin: it was left as it is (to make it an admin, run `coffer admin create --email … --promote`, which also sets its password)"
@@ -208,6 +199,25 @@ pub async fn bootstrap_admin(
     Ok(())
 }
 
+/// A new admin account with `password` (checked by the caller), its address verified: an
+/// operator made it, at start-up or with `coffer admin create`.
+async fn create_admin_account(
+    core: &Core,
+    email: &EmailAddress,
+    password: SecretString,
+) -> ServiceResult<User> {
+    let hash = password::hash(password).await?;
+    create_user(
+        core,
+        email,
+        hash,
+        Role::Admin,
+        true,
+        &RequestMeta::default(),
+    )
+    .await
+}
+
 /// `coffer admin create`: a new admin account, or, with `promote`, an existing account made an
 /// admin (enabled, with the password given, signed out everywhere). Without `promote` an
 /// existing account is refused: the command never takes over an account silently.
@@ -220,16 +230,7 @@ pub async fn create_admin(
     use secrecy::ExposeSecret as _;
     password::check_strength(password.expose_secret())?;
     let Some(existing) = find_by_email(core, email).await? else {
-        let hash = password::hash(password).await?;
-        return create_user(
-            core,
-            email,
-            hash,
-            Role::Admin,
-            true,
-            &RequestMeta::default(),
-        )
-        .await;
+        return create_admin_account(core, email, password).await;
     };
     if !promote {
         return Err(ServiceError::Conflict(t("user-error-exists-promote")));
