@@ -4,7 +4,11 @@
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt as _};
 
-use super::{LOCAL_READ_SIZE, ReadError};
+use super::{LOCAL_READ_SIZE, ReadError, Trim};
+use crate::crypto::stream::ChunkReader;
+
+/// Opened chunks a threaded read may hold before the response takes them (64 KiB each).
+const IN_FLIGHT: usize = 8;
 
 pub(super) fn remove_partials_under(
     root: &std::path::Path,
@@ -95,4 +99,45 @@ pub(super) fn read_file(
         },
     )
     .boxed()
+}
+
+/// Reads `range` of a local file and opens it on a thread of the blocking pool, handing the
+/// opened chunks on through a small bounded channel: the next chunks are opened on one core
+/// while the response sends the ones before on the other. A chunk is passed on only once its
+/// tag has verified; a failure ends the stream with it. The thread stops when the response is
+/// dropped.
+pub(super) fn open_on_thread(
+    mut file: std::fs::File,
+    range: std::ops::Range<u64>,
+    mut reader: ChunkReader,
+    mut trim: Trim,
+) -> BoxStream<'static, Result<Bytes, ReadError>> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let mut pos = range.start;
+        let mut opened = Vec::new();
+        while pos < range.end {
+            let step = read_piece(&mut file, pos..range.end)
+                .map_err(ReadError::from)
+                .and_then(|piece| {
+                    pos += piece.len() as u64;
+                    reader.update(&piece, &mut opened).map_err(ReadError::from)
+                });
+            if let Err(err) = step {
+                let _ = tx.blocking_send(Err(err));
+                return;
+            }
+            for chunk in opened.drain(..) {
+                if let Some(bytes) = trim.apply(chunk)
+                    && tx.blocking_send(Ok(bytes)).is_err()
+                {
+                    return; // the response is gone
+                }
+            }
+        }
+        if let Err(err) = reader.finish() {
+            let _ = tx.blocking_send(Err(err.into()));
+        }
+    });
+    stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }

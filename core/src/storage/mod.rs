@@ -21,7 +21,7 @@ mod local;
 mod local_read;
 mod writer;
 
-use local_read::{open_local, read_file, remove_partials_under};
+use local_read::{open_local, open_on_thread, read_file, remove_partials_under};
 use writer::Sink;
 pub use writer::{SealError, SealedWriter};
 
@@ -33,10 +33,35 @@ use crate::crypto::{CryptoError, SecretKey};
 /// The part size of multipart uploads to S3 (its minimum). Local objects are written by
 /// [`LocalWriter`] instead.
 const S3_PART_SIZE: usize = 5 * 1024 * 1024;
+/// The largest object S3 copies in one `CopyObject` request.
+const S3_COPY_LIMIT: u64 = 5 << 30;
 /// Parts in flight per transfer; with the part size this bounds a transfer's memory.
 const PART_CONCURRENCY: usize = 2;
+/// Sealed bytes from which a local read is opened on a thread of its own (below, one trip to
+/// the blocking pool reads it and it is opened in place).
+const PIPELINE_FROM: u64 = 1 << 20;
 /// How much of a local file one read takes (object_store's own stream reads 8 KiB at a time).
 const LOCAL_READ_SIZE: usize = 256 * 1024;
+
+/// What of the opened chunks a ranged read passes on: the first `skip` bytes are dropped, then
+/// `want` bytes are kept.
+pub(super) struct Trim {
+    skip: usize,
+    want: u64,
+}
+
+impl Trim {
+    /// The part of an opened chunk that is wanted, if any (without copying it).
+    pub(super) fn apply(&mut self, chunk: Vec<u8>) -> Option<Bytes> {
+        let mut chunk = Bytes::from(chunk);
+        let drop = self.skip.min(chunk.len());
+        let _ = chunk.split_to(drop);
+        self.skip -= drop;
+        chunk.truncate(self.want.min(chunk.len() as u64) as usize);
+        self.want -= chunk.len() as u64;
+        (!chunk.is_empty()).then_some(chunk)
+    }
+}
 
 #[derive(Clone)]
 pub struct Storage {
@@ -169,6 +194,31 @@ impl Storage {
         let chunks = layout.chunks_covering(start, end);
         let (first, last) = (*chunks.start(), *chunks.end());
         let sealed = layout.sealed_range(first, last);
+        let trim = Trim {
+            skip: (start - first * crate::crypto::stream::CHUNK_SIZE as u64) as usize,
+            want: if plaintext_len == 0 {
+                0
+            } else {
+                end - start + 1
+            },
+        };
+
+        // A long read of a local object is read and opened on a thread of its own, so that
+        // opening the next chunks overlaps sending the ones before (two cores, not one).
+        if let Some(root) = &self.local_root
+            && sealed.end - sealed.start >= PIPELINE_FROM
+        {
+            let file_path = root.join(path.as_ref());
+            let expected = layout.sealed_len();
+            let (file, header) = tokio::task::spawn_blocking(move || {
+                open_local(&file_path, 0..HEADER_LEN as u64, expected)
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            let opener = Opener::new(key, file_id, &header)?;
+            let reader = ChunkReader::new(opener, layout, first, last);
+            return Ok(open_on_thread(file, sealed, reader, trim));
+        }
 
         // The header is needed first; when the range begins at chunk 0 it comes in the same read.
         let (header, body) = if first == 0 {
@@ -196,22 +246,14 @@ impl Storage {
         };
         let opener = Opener::new(key, file_id, &header)?;
         let reader = ChunkReader::new(opener, layout, first, last);
-
-        // Trim the first and last opened chunks to the requested bytes.
-        let skip = (start - first * crate::crypto::stream::CHUNK_SIZE as u64) as usize;
-        let want = if plaintext_len == 0 {
-            0
-        } else {
-            end - start + 1
-        };
         // Each opened chunk is passed on as it is (64 KiB), never copied into a bigger piece.
-        let state = (body, Some(reader), skip, want, VecDeque::new());
+        let state = (body, Some(reader), trim, VecDeque::new());
         let plain = stream::try_unfold(
             state,
-            |(mut body, mut reader, mut skip, mut want, mut ready)| async move {
+            |(mut body, mut reader, mut trim, mut ready)| async move {
                 loop {
                     if let Some(chunk) = ready.pop_front() {
-                        return Ok(Some((chunk, (body, reader, skip, want, ready))));
+                        return Ok(Some((chunk, (body, reader, trim, ready))));
                     }
                     let Some(open) = reader.as_mut() else {
                         return Ok(None);
@@ -220,17 +262,7 @@ impl Storage {
                         Some(piece) => {
                             let mut opened = Vec::new();
                             open.update(&piece?, &mut opened)?;
-                            for chunk in opened {
-                                let mut chunk = Bytes::from(chunk);
-                                let drop = skip.min(chunk.len());
-                                let _ = chunk.split_to(drop);
-                                skip -= drop;
-                                chunk.truncate(want.min(chunk.len() as u64) as usize);
-                                want -= chunk.len() as u64;
-                                if !chunk.is_empty() {
-                                    ready.push_back(chunk);
-                                }
-                            }
+                            ready.extend(opened.into_iter().filter_map(|c| trim.apply(c)));
                         }
                         None => {
                             reader.take().map(ChunkReader::finish).transpose()?;
@@ -284,6 +316,22 @@ impl Storage {
             GetResultPayload::File(file, _) => read_file(file, result.range),
             GetResultPayload::Stream(stream) => stream.map_err(ReadError::from).boxed(),
         })
+    }
+
+    /// Whether [`Storage::copy`] can copy an object of `sealed_len` bytes: always in a local
+    /// store (a hard link), up to S3's 5 GiB limit of a single server-side copy otherwise.
+    pub fn can_copy(&self, sealed_len: u64) -> bool {
+        self.local_root.is_some() || sealed_len <= S3_COPY_LIMIT
+    }
+
+    /// Copies an object within the store without reading it: a hard link in a local store, a
+    /// server-side copy in S3. The copy is on stable storage when this returns.
+    pub async fn copy(&self, from: &Path, to: &Path) -> Result<(), ReadError> {
+        match self.store.copy(from, to).await {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Err(ReadError::NotFound),
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// The stored (sealed) bytes of an object, for tooling and tests.
