@@ -384,6 +384,160 @@ async fn tampered_blobs_are_never_served(topology: Topology) {
     app.stop().await;
 }
 
+/// The row's wrapped keys of a file: (data key, its version), (quarantine key, its version).
+async fn wrapped_keys(app: &TestApp, id: &str) -> [(Option<Vec<u8>>, Option<i32>); 2] {
+    use sea_orm::EntityTrait as _;
+    let row = entity::file::Entity::find_by_id(uuid::Uuid::parse_str(id).expect("uuid"))
+        .one(app.core().db())
+        .await
+        .expect("query")
+        .expect("the file's row");
+    [
+        (row.dek, row.dek_kek_version),
+        (row.quarantine_key, row.quarantine_kek_version),
+    ]
+}
+
+/// What the file's `file.encrypted` event says about its data key.
+async fn resealed(app: &TestApp, id: &str) -> bool {
+    use entity::audit_event::{Column, Entity};
+    use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+    let event = Entity::find()
+        .filter(Column::Action.eq("file.encrypted"))
+        .filter(Column::TargetId.eq(id))
+        .one(app.core().db())
+        .await
+        .expect("query")
+        .expect("a file.encrypted event");
+    event.details["resealed"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no `resealed` in {}", event.details))
+}
+
+/// By default a validated upload becomes its blob as it was sealed in quarantine: the same
+/// ciphertext, the same key moved from the quarantine column to the data-key column, the
+/// quarantine object and key gone — and it downloads intact.
+async fn a_validated_upload_becomes_its_blob_as_sealed(topology: Topology) {
+    let app = TestApp::spawn_with(topology, &[], Roles::API).await;
+    let user = app.user().await;
+    let content = pattern(300_000, 21);
+    let mut bytes = b"%PDF-1.4\n".to_vec();
+    bytes.extend_from_slice(&content);
+    let id = app.upload(&user, "kept.pdf", bytes.clone()).await;
+    let file_id = uuid::Uuid::parse_str(&id).expect("uuid");
+    let quarantined = app
+        .core()
+        .storage
+        .read_raw(&format!("quarantine/{id}").as_str().into())
+        .await
+        .expect("the quarantine object");
+    let [_, upload_key] = wrapped_keys(&app, &id).await;
+    assert!(upload_key.0.is_some());
+
+    validate(app.core(), file_id).await.expect("validate");
+    encrypt(app.core(), file_id).await.expect("encrypt");
+
+    assert_eq!(app.file(&user, &id).await["status"], "ready");
+    let (_, blob) = app.blob(&id).await;
+    assert!(blob == quarantined[..], "the blob is the sealed upload");
+    let [data_key, quarantine_key] = wrapped_keys(&app, &id).await;
+    assert_eq!(data_key, upload_key, "the upload's key is the data key");
+    assert_eq!(quarantine_key, (None, None));
+    assert!(app.objects("quarantine").await.is_empty());
+    assert!(!resealed(&app, &id).await);
+    let body = app.download(&user, &id).await.bytes().await.expect("body");
+    assert!(body[..] == bytes[..]);
+    app.stop().await;
+}
+
+/// With `COFFER_RESEAL_AFTER_VALIDATION` the blob is sealed anew under a data key of its own:
+/// nothing of the quarantine's ciphertext or key is kept.
+async fn resealing_after_validation_gives_a_fresh_key(topology: Topology) {
+    let app = TestApp::spawn_with(
+        topology,
+        &[("COFFER_RESEAL_AFTER_VALIDATION", "true")],
+        Roles::API,
+    )
+    .await;
+    let user = app.user().await;
+    let bytes = pattern(300_000, 22);
+    let mut zip = b"PK\x03\x04".to_vec();
+    zip.extend_from_slice(&bytes);
+    let id = app.upload(&user, "fresh.zip", zip.clone()).await;
+    let file_id = uuid::Uuid::parse_str(&id).expect("uuid");
+    let quarantined = app
+        .core()
+        .storage
+        .read_raw(&format!("quarantine/{id}").as_str().into())
+        .await
+        .expect("the quarantine object");
+    let [_, upload_key] = wrapped_keys(&app, &id).await;
+
+    validate(app.core(), file_id).await.expect("validate");
+    encrypt(app.core(), file_id).await.expect("encrypt");
+
+    assert_eq!(app.file(&user, &id).await["status"], "ready");
+    let (_, blob) = app.blob(&id).await;
+    assert_eq!(blob.len(), quarantined.len());
+    assert!(blob != quarantined[..], "sealed anew");
+    let [data_key, quarantine_key] = wrapped_keys(&app, &id).await;
+    assert!(data_key.0.is_some() && data_key.0 != upload_key.0);
+    assert_eq!(quarantine_key, (None, None));
+    assert!(resealed(&app, &id).await);
+    let body = app.download(&user, &id).await.bytes().await.expect("body");
+    assert!(body[..] == zip[..]);
+    app.stop().await;
+}
+
+/// A quarantine object altered between validation and encryption is never served: kept as it
+/// is, its download fails closed and is audited; re-sealed, the file is rejected.
+async fn an_upload_altered_after_validation_is_never_served(topology: Topology) {
+    for reseal in ["false", "true"] {
+        let app = TestApp::spawn_with(
+            topology,
+            &[("COFFER_RESEAL_AFTER_VALIDATION", reseal)],
+            Roles::API,
+        )
+        .await;
+        let user = app.user().await;
+        let id = app
+            .upload(&user, "altered.txt", b"validated, then altered".to_vec())
+            .await;
+        let file_id = uuid::Uuid::parse_str(&id).expect("uuid");
+        validate(app.core(), file_id).await.expect("validate");
+        let object = format!("quarantine/{id}");
+        let mut stored = app
+            .core()
+            .storage
+            .read_raw(&object.as_str().into())
+            .await
+            .expect("the quarantine object")
+            .to_vec();
+        let at = stored.len() - 3;
+        stored[at] ^= 0x01;
+        app.put_object(&object, stored).await;
+        encrypt(app.core(), file_id).await.expect("encrypt");
+
+        let file = app.file(&user, &id).await;
+        if reseal == "true" {
+            assert_eq!(file["status"], "rejected", "{file}");
+        } else {
+            assert_eq!(file["status"], "ready", "{file}");
+            let problem = crate::common::problem(
+                app.download(&user, &id).await,
+                StatusCode::INTERNAL_SERVER_ERROR,
+            )
+            .await;
+            assert_eq!(problem["type"], "urn:coffer:problem:integrity-failed");
+            let failed = app.audit_actions().await.into_iter().any(|(a, target, _)| {
+                a == "file.integrity_failed" && target.as_deref() == Some(id.as_str())
+            });
+            assert!(failed, "the failed download is audited");
+        }
+        app.stop().await;
+    }
+}
+
 /// What an encryption killed mid-way left behind (a blob object no row points to) is removed by
 /// the run that finishes the file.
 async fn stray_blobs_of_killed_runs_are_removed(topology: Topology) {
@@ -576,6 +730,9 @@ async fn suffix_only_names_and_macro_documents_are_judged_by_content(topology: T
 }
 
 both_topologies!(
+    a_validated_upload_becomes_its_blob_as_sealed,
+    resealing_after_validation_gives_a_fresh_key,
+    an_upload_altered_after_validation_is_never_served,
     suffix_only_names_and_macro_documents_are_judged_by_content,
     tampered_blobs_are_never_served,
     truncated_and_swapped_blobs_are_refused,

@@ -212,6 +212,7 @@ impl Settings {
             orphan_grace: Duration::from_secs(self.orphan_grace_secs.max(1)),
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(1)),
             rewrap_batch: self.rewrap_batch,
+            reseal_after_validation: self.reseal_after_validation,
             aws,
         })
     }

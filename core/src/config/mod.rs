@@ -131,6 +131,9 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Keys rewrapped per transaction during a rotation.
     pub rewrap_batch: u64,
+    /// Whether the encrypt job re-seals a validated upload under a fresh data key instead of
+    /// keeping the object and key it was sealed under in quarantine (`docs/SECURITY.md`).
+    pub reseal_after_validation: bool,
     /// The standard `AWS_*` variables, for S3 storage (read with the rest, not from the
     /// process environment at use).
     pub aws: Vec<(String, String)>,

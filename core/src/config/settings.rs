@@ -110,6 +110,8 @@ settings! {
         "a number of seconds";
     rewrap_batch in "COFFER_REWRAP_BATCH": u64 = 5000,
         "a number of keys from 1 to 8000";
+    reseal_after_validation in "COFFER_RESEAL_AFTER_VALIDATION": bool = false,
+        "true or false";
     /// Read by the binary's logger, before the rest (`src/main.rs`).
     log in "COFFER_LOG": Option<String> = None,
         "a tracing env-filter";

@@ -1,10 +1,17 @@
-//! The encrypt job: re-seals a validated upload under a fresh data key into its blob, then
-//! destroys the quarantine key and object, and queues the emails of the file's pending shares.
-//! No file data is ever written unsealed.
+//! The encrypt job: makes a validated upload the file's blob, then destroys the quarantine key
+//! and object, and queues the emails of the file's pending shares.
+//!
+//! The upload was sealed in quarantine under a random key of its own, wrapped by the master key,
+//! in the same stream format as a blob and bound to the same file id; validation has just
+//! authenticated every chunk of it. So by default the object becomes the blob as it is (a hard
+//! link locally, a server-side copy in S3) and that key becomes the data key: the file is ready
+//! without being read a second time. With `COFFER_RESEAL_AFTER_VALIDATION` (or an S3 object past
+//! a single copy's size) it is re-sealed under a fresh data key instead. The trade is in
+//! docs/SECURITY.md. No file data is ever written unsealed.
 
 use chrono::Utc;
 use futures::StreamExt as _;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, SimpleExpr};
 use uuid::Uuid;
 
 use entity::file;
@@ -14,6 +21,7 @@ use super::quarantine::{
 };
 use crate::audit::{Action, Actor, Event};
 use crate::crypto::SecretKey;
+use crate::crypto::stream::Layout;
 use crate::digest::StreamDigest;
 use crate::queue::payload;
 use crate::storage::{blob_path, quarantine_path};
@@ -22,7 +30,7 @@ use crate::types::FileStatus;
 use crate::{Core, JobError};
 
 payload! {
-    /// Re-seal a validated upload under its own data key.
+    /// Make a validated upload the file's blob, under its own data key.
     EncryptFile(file_id) in "encrypt";
 }
 
@@ -48,8 +56,8 @@ async fn remove_stray_blobs(core: &Core, file_id: Uuid, keep: &object_store::pat
     }
 }
 
-/// Re-seals a validated upload under a fresh data key into its blob, then destroys the
-/// quarantine key and object. No file data is ever written unsealed.
+/// Makes a validated upload the file's blob (kept as sealed, or re-sealed under a fresh data
+/// key), then destroys the quarantine key and object.
 #[tracing::instrument(skip(core))]
 pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
     let Some(row) = load(core, file_id).await? else {
@@ -62,10 +70,94 @@ pub async fn encrypt(core: &Core, file_id: Uuid) -> Result<(), JobError> {
 }
 
 async fn encrypt_leased(core: &Core, row: file::Model) -> Result<(), JobError> {
+    let sealed_len = Layout::new(u64::try_from(row.size).unwrap_or(0)).sealed_len();
+    let sealed = if core.config.reseal_after_validation || !core.storage.can_copy(sealed_len) {
+        reseal(core, &row).await?
+    } else {
+        keep(core, &row).await?
+    };
+    let Some(sealed) = sealed else {
+        return Ok(()); // rejected
+    };
+    let event = Event::new(Action::FileEncrypted, Actor::System)
+        .target("file", row.id)
+        .details(serde_json::json!({
+            "kek_version": sealed.kek_version,
+            "resealed": sealed.resealed,
+        }));
+    let mut sets = sealed.key;
+    sets.extend([
+        (file::Column::Status, Expr::value(FileStatus::Ready)),
+        (file::Column::BlobId, Expr::value(sealed.blob_id)),
+        (
+            file::Column::QuarantineKey,
+            Expr::value(Option::<Vec<u8>>::None),
+        ),
+        (
+            file::Column::QuarantineKekVersion,
+            Expr::value(Option::<i32>::None),
+        ),
+        (file::Column::ReadyAt, Expr::value(Utc::now())),
+    ]);
+    let path = blob_path(row.id, sealed.blob_id);
+    let moved = transition(core, row.id, FileStatus::Validated, sets, event).await;
+    if let Ok(true) = moved {
+        if let Err(err) = core.storage.delete(&quarantine_path(row.id)).await {
+            tracing::warn!(file_id = %row.id, error = %err, "could not delete a quarantine object; its name is gone from the row");
+        }
+        remove_stray_blobs(core, row.id, &path).await;
+        super::notify::enqueue_pending(core, row.id).await;
+    } else {
+        // Another run finished first, the file was deleted meanwhile, or the update failed:
+        // this blob is surplus either way.
+        let _ = core.storage.delete(&path).await;
+    }
+    moved.map(|_| ())
+}
+
+/// A blob written for the file, not yet recorded: the columns that set its data key, and what
+/// its `file.encrypted` event says.
+struct Blob {
+    blob_id: Uuid,
+    key: Vec<(file::Column, SimpleExpr)>,
+    kek_version: Option<i32>,
+    resealed: bool,
+}
+
+/// The quarantine object becomes the blob as it is, and its key the data key. The key moves
+/// column to column in the update that makes the file ready, so a rotation rewrapping it
+/// meanwhile is never undone.
+async fn keep(core: &Core, row: &file::Model) -> Result<Option<Blob>, JobError> {
+    let blob_id = Uuid::new_v4();
+    match core
+        .storage
+        .copy(&quarantine_path(row.id), &blob_path(row.id, blob_id))
+        .await
+    {
+        Ok(()) => {}
+        Err(err) => return settle(core, row, read_error(err)).await.map(|()| None),
+    }
+    Ok(Some(Blob {
+        blob_id,
+        key: vec![
+            (file::Column::Dek, Expr::col(file::Column::QuarantineKey)),
+            (
+                file::Column::DekKekVersion,
+                Expr::col(file::Column::QuarantineKekVersion),
+            ),
+        ],
+        kek_version: row.quarantine_kek_version,
+        resealed: false,
+    }))
+}
+
+/// Re-seals the upload under a fresh data key into a new blob, checking its digest again as it
+/// goes.
+async fn reseal(core: &Core, row: &file::Model) -> Result<Option<Blob>, JobError> {
     let file_id = row.id;
-    let mut body = match open_quarantine(core, &row).await {
+    let mut body = match open_quarantine(core, row).await {
         Ok(body) => body,
-        Err(err) => return settle(core, &row, err).await,
+        Err(err) => return settle(core, row, err).await.map(|()| None),
     };
     let dek = SecretKey::generate();
     let blob_id = Uuid::new_v4();
@@ -89,12 +181,14 @@ async fn encrypt_leased(core: &Core, row: file::Model) -> Result<(), JobError> {
         };
         if let Err(err) = step {
             writer.abort().await;
-            return settle(core, &row, err).await;
+            return settle(core, row, err).await.map(|()| None);
         }
     }
     if digest.finish().await.map_err(JobError::Transient)? != row.sha256 {
         writer.abort().await;
-        return reject(core, &row, &t("file-rejected-mismatch"), None).await;
+        return reject(core, row, &t("file-rejected-mismatch"), None)
+            .await
+            .map(|()| None);
     }
     writer
         .finish()
@@ -108,38 +202,16 @@ async fn encrypt_leased(core: &Core, row: file::Model) -> Result<(), JobError> {
             return Err(JobError::Transient(anyhow::anyhow!("{err}")));
         }
     };
-    let event = Event::new(Action::FileEncrypted, Actor::System)
-        .target("file", file_id)
-        .details(serde_json::json!({ "kek_version": wrapped.kek_version }));
-    let sets = vec![
-        (file::Column::Status, Expr::value(FileStatus::Ready)),
-        (file::Column::Dek, Expr::value(wrapped.bytes)),
-        (
-            file::Column::DekKekVersion,
-            Expr::value(wrapped.kek_version),
-        ),
-        (file::Column::BlobId, Expr::value(blob_id)),
-        (
-            file::Column::QuarantineKey,
-            Expr::value(Option::<Vec<u8>>::None),
-        ),
-        (
-            file::Column::QuarantineKekVersion,
-            Expr::value(Option::<i32>::None),
-        ),
-        (file::Column::ReadyAt, Expr::value(Utc::now())),
-    ];
-    let moved = transition(core, file_id, FileStatus::Validated, sets, event).await;
-    if let Ok(true) = moved {
-        if let Err(err) = core.storage.delete(&quarantine_path(file_id)).await {
-            tracing::warn!(%file_id, error = %err, "could not delete a quarantine object; its key is gone");
-        }
-        remove_stray_blobs(core, file_id, &path).await;
-        super::notify::enqueue_pending(core, file_id).await;
-    } else {
-        // Another run finished first, the file was deleted meanwhile, or the update failed:
-        // this blob is surplus either way.
-        let _ = core.storage.delete(&path).await;
-    }
-    moved.map(|_| ())
+    Ok(Some(Blob {
+        blob_id,
+        key: vec![
+            (file::Column::Dek, Expr::value(wrapped.bytes)),
+            (
+                file::Column::DekKekVersion,
+                Expr::value(wrapped.kek_version),
+            ),
+        ],
+        kek_version: Some(wrapped.kek_version),
+        resealed: true,
+    }))
 }
