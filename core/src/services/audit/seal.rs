@@ -14,8 +14,11 @@ use crate::Core;
 use crate::audit::encoding::{self, GENESIS};
 use crate::crypto::Keyring;
 
-/// Events sealed per transaction.
-const SEAL_BATCH: u64 = 1000;
+/// Events sealed per transaction. Every download waits for its own event's insert, and inserts
+/// wait while a batch is linked: at 1,000 a batch held SQLite's write lock long enough to make
+/// the p99 of 4 KiB downloads at concurrency 16 30–38 ms; at 100 it is 8–9 ms, and sealing
+/// still keeps up with 5,000 events/s (a pass every 200 ms takes as many batches as it needs).
+const SEAL_BATCH: u64 = 100;
 /// Key of the PostgreSQL advisory lock that serialises sealers across processes.
 const SEAL_LOCK: i64 = 0x636f_6666_6572_5331; // "cofferS1"
 
@@ -97,38 +100,44 @@ pub async fn seal(core: &Core) -> Result<u64, sea_orm::DbErr> {
     Ok(sealed)
 }
 
+/// The head of the chain: its sequence number, its hash, and whether its events carry MACs.
+async fn head(db: &impl ConnectionTrait) -> Result<(i64, Vec<u8>, bool), sea_orm::DbErr> {
+    let head = audit_event::Entity::find()
+        .filter(audit_event::Column::Seq.is_not_null())
+        .order_by_desc(audit_event::Column::Seq)
+        .one(db)
+        .await?;
+    Ok(match head {
+        Some(h) => (
+            h.seq.unwrap_or(0),
+            h.hash.unwrap_or_default(),
+            h.mac_version.is_some(),
+        ),
+        None => (0, GENESIS.to_vec(), false),
+    })
+}
+
+/// Seals in batches. Each batch is read, checked and linked without the write lock (on
+/// SQLite reading a thousand rows takes ~10 ms, and every download waiting to commit its own
+/// event waited that long behind it); the lock is taken only to see that the head has not
+/// moved since (another process sealing) and for the one statement that links the batch.
 async fn seal_pending(core: &Core) -> Result<u64, sea_orm::DbErr> {
     let mut sealed = 0;
     let mut buffer = Vec::with_capacity(256);
     loop {
-        // Held until this batch commits or rolls back.
-        let _entered = core.write_gate.enter().await;
-        let txn = begin_locked(core).await?;
-        let head = audit_event::Entity::find()
-            .filter(audit_event::Column::Seq.is_not_null())
-            .order_by_desc(audit_event::Column::Seq)
-            .one(&txn)
-            .await?;
-        let (mut seq, previous, mut had_macs) = match head {
-            Some(h) => (
-                h.seq.unwrap_or(0),
-                h.hash.unwrap_or_default(),
-                h.mac_version.is_some(),
-            ),
-            None => (0, GENESIS.to_vec(), false),
-        };
+        let (head_seq, previous, mut had_macs) = head(&core.db).await?;
         let pending = audit_event::Entity::find()
             .filter(audit_event::Column::Seq.is_null())
             .order_by_asc(audit_event::Column::Id)
             .limit(SEAL_BATCH)
-            .all(&txn)
+            .all(&core.db)
             .await?;
         if pending.is_empty() {
-            txn.commit().await?;
             core.audit_alarms.sealing.clear();
             return Ok(sealed);
         }
         let ring = core.keys.ring();
+        let mut seq = head_seq;
         let mut links: Vec<(uuid::Uuid, i64, Vec<u8>)> = Vec::with_capacity(pending.len());
         let mut stopped = None;
         for event in &pending {
@@ -144,6 +153,14 @@ async fn seal_pending(core: &Core) -> Result<u64, sea_orm::DbErr> {
         }
         let count = links.len() as u64;
         if count > 0 {
+            // Held until this batch commits or rolls back.
+            let _entered = core.write_gate.enter().await;
+            let txn = begin_locked(core).await?;
+            if head(&txn).await?.0 != head_seq {
+                // Another process sealed meanwhile: read again from its head.
+                txn.rollback().await?;
+                continue;
+            }
             let linked = link(&txn, links).await?;
             if linked != count {
                 // Only a writer outside Coffer could have sealed them meanwhile: leave the
@@ -152,8 +169,8 @@ async fn seal_pending(core: &Core) -> Result<u64, sea_orm::DbErr> {
                     "sealing: {linked} of {count} pending audit events were still unsealed"
                 )));
             }
+            txn.commit().await?;
         }
-        txn.commit().await?;
         sealed += count;
         if let Some((id, why)) = stopped {
             match why {
