@@ -12,7 +12,7 @@ use uuid::Uuid;
 use entity::{file, share, user};
 
 use super::files::{Content, Delivery, FileView, open_ready};
-use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
+use crate::audit::{Action, Actor, Change, Event, Outcome, RequestMeta};
 use crate::db::by_key;
 use crate::types::{FileStatus, ShareState, Token};
 use crate::{Core, ServiceError, password};
@@ -108,17 +108,23 @@ fn gone_reason(
 
 async fn resolve(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<Resolved, Refusal> {
     let token = Token::parse(raw_token).ok_or(Refusal::Unknown)?;
-    let by_token = share::Entity::find().filter(share::Column::TokenHash.eq(token.hash()));
-    let share = by_key(by_token, &core.db).await?.ok_or(Refusal::Unknown)?;
-    let file = by_key(file::Entity::find_by_id(share.file_id), &core.db)
+    // The share, its file and its sender in one query (no `LIMIT`: see `db::by_key`).
+    let found = share::Entity::find()
+        .filter(share::Column::TokenHash.eq(token.hash()))
+        .find_also_related(file::Entity)
+        .find_also_related(user::Entity)
+        .all(&core.db)
         .await?
-        .ok_or(Refusal::Unknown)?;
+        .into_iter()
+        .next();
+    let Some((share, Some(file), sender)) = found else {
+        return Err(Refusal::Unknown);
+    };
     if let Some(reason) = gone_reason(&share, &file, Utc::now()) {
         deny(core, share.id, reason, meta).await?;
         return Err(Refusal::Gone(reason));
     }
     // A disabled sender's links stop working (and work again if the account is re-enabled).
-    let sender = by_key(user::Entity::find_by_id(share.owner_id), &core.db).await?;
     let Some(sender) = sender.filter(|u| !u.disabled) else {
         deny(core, share.id, "sender disabled", meta).await?;
         return Err(Refusal::Gone("revoked"));
@@ -240,37 +246,40 @@ pub async fn download(
     if delivery == Delivery::HeadersOnly {
         return Ok(Content::headers_only(file, None));
     }
-    let txn = crate::db::begin_write(&core.db).await?;
-    let counted = share::Entity::update_many()
-        .col_expr(
-            share::Column::DownloadsUsed,
-            Expr::col(share::Column::DownloadsUsed).add(1),
-        )
-        .filter(share::Column::Id.eq(share.id))
-        .filter(share::Column::State.is_in(ShareState::LIVE))
-        .filter(share::Column::ExpiresAt.gt(Utc::now()))
-        .filter(
-            Condition::any()
-                .add(share::Column::MaxDownloads.is_null())
-                .add(
-                    Expr::col(share::Column::DownloadsUsed)
-                        .lt(Expr::col(share::Column::MaxDownloads)),
-                ),
-        )
-        .exec(&txn)
-        .await?;
-    if counted.rows_affected != 1 {
-        drop(txn);
+    // The download is counted against the share, only while the share allows it, and its
+    // event recorded, in one commit with the downloads that arrive together.
+    let share_id = share.id;
+    let count: Change = Box::new(move |txn| {
+        Box::pin(async move {
+            let counted = share::Entity::update_many()
+                .col_expr(
+                    share::Column::DownloadsUsed,
+                    Expr::col(share::Column::DownloadsUsed).add(1),
+                )
+                .filter(share::Column::Id.eq(share_id))
+                .filter(share::Column::State.is_in(ShareState::LIVE))
+                .filter(share::Column::ExpiresAt.gt(Utc::now()))
+                .filter(
+                    Condition::any()
+                        .add(share::Column::MaxDownloads.is_null())
+                        .add(
+                            Expr::col(share::Column::DownloadsUsed)
+                                .lt(Expr::col(share::Column::MaxDownloads)),
+                        ),
+                )
+                .exec(txn)
+                .await?;
+            Ok(counted.rows_affected == 1)
+        })
+    });
+    let event = Event::new(Action::ShareDownloaded, Actor::Recipient(share.id))
+        .target("share", share.id)
+        .details(serde_json::json!({ "file_id": file.id, "download": share.downloads_used + 1 }))
+        .from(meta);
+    if !core.audit.record_with(count, event).await? {
         deny(core, share.id, "used up", meta).await?;
         return Err(Refusal::Gone("used up"));
     }
-    Event::new(Action::ShareDownloaded, Actor::Recipient(share.id))
-        .target("share", share.id)
-        .details(serde_json::json!({ "file_id": file.id, "download": share.downloads_used + 1 }))
-        .from(meta)
-        .record(&txn, &core.audit)
-        .await?;
-    txn.commit().await?;
     if share.max_downloads == Some(share.downloads_used + 1) {
         // The last download: the outbox copy of this link opens nothing any more.
         core.mailer.forget(&share.id.to_string()).await;
