@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark harness in one command: measures the machine's limits, then Coffer's release
 # binary against them (big files, small requests under load, upload-to-ready latency, logins
-# during a download, key rotation, audit verification), and rewrites the results section of
+# during a download, key rotation, audit verification) and against the reference Flask app
+# (../shared/reference/flask-seed/, when it is there), and rewrites the results section of
 # BENCHMARKS.md. Needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 (started here
 # when installed but down) and wrk (installed here from Debian when missing). About 10 minutes
 # plus the release build; big files go to $COFFER_BENCH_DIR (default: the system temp dir,

@@ -62,15 +62,20 @@ fn piece(block: &[u8], size: u64, i: u64) -> Bytes {
     Bytes::from(piece)
 }
 
-fn content(size: u64) -> (impl futures::Stream<Item = std::io::Result<Bytes>>, String) {
+fn content(size: u64) -> impl futures::Stream<Item = std::io::Result<Bytes>> {
     let block = super::common::pattern(PIECE, 9);
     let count = size.div_ceil(PIECE as u64);
+    futures::stream::iter(0..count).map(move |i| Ok(piece(&block, size, i)))
+}
+
+/// The SHA-256 of [`content`] of `size` bytes.
+pub fn content_sha256(size: u64) -> String {
+    let block = super::common::pattern(PIECE, 9);
     let mut hasher = sha2::Sha256::new();
-    for i in 0..count {
+    for i in 0..size.div_ceil(PIECE as u64) {
         hasher.update(piece(&block, size, i));
     }
-    let stream = futures::stream::iter(0..count).map(move |i| Ok(piece(&block, size, i)));
-    (stream, hex::encode(hasher.finalize()))
+    hex::encode(hasher.finalize())
 }
 
 pub async fn file(http: &reqwest::Client, stack: &Stack, token: &str, id: &str) -> Value {
@@ -107,21 +112,19 @@ pub async fn download(
     (got, started.elapsed())
 }
 
-pub async fn round_trip(stack: &Stack, http: &reqwest::Client, token: &str, size: u64) -> BigFile {
-    // The expected hash is computed before the clock starts; making a piece while sending costs
-    // one 1 MiB copy.
-    let (content, sha256) = content(size);
-    // A quiet disk to start from: what earlier rounds wrote (and deleted) is flushed first.
-    let synced = std::process::Command::new("sync").status();
-    assert!(synced.is_ok_and(|s| s.success()), "sync");
+/// Uploads [`content`] of `size` bytes as `name`; returns the file's id and how long the
+/// upload took until its 202. Making a piece while sending costs one 1 MiB copy.
+pub async fn put(
+    stack: &Stack,
+    http: &reqwest::Client,
+    token: &str,
+    name: &str,
+    size: u64,
+) -> (String, Duration) {
     let started = Instant::now();
-    let body = reqwest::Body::wrap_stream(content);
+    let body = reqwest::Body::wrap_stream(content(size));
     let response = http
-        .put(format!(
-            "{}/api/v1/files/big-{}.zip",
-            stack.base,
-            size >> 20
-        ))
+        .put(format!("{}/api/v1/files/{name}", stack.base))
         .bearer_auth(token)
         .body(body)
         .send()
@@ -131,27 +134,42 @@ pub async fn round_trip(stack: &Stack, http: &reqwest::Client, token: &str, size
     assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
     let created: Value = response.json().await.expect("json");
     let id = created["id"].as_str().expect("id").to_owned();
+    (id, upload)
+}
 
-    let accepted = Instant::now();
-    let deadline = accepted + Duration::from_secs(600);
-    let ready = loop {
-        let file = file(http, stack, token, &id).await;
+/// Waits until file `id` is `ready` and checks its digest; returns how long that took.
+pub async fn until_ready(
+    stack: &Stack,
+    http: &reqwest::Client,
+    token: &str,
+    id: &str,
+    sha256: &str,
+) -> Duration {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(600);
+    loop {
+        let file = file(http, stack, token, id).await;
         match file["status"].as_str() {
             Some("ready") => {
-                assert_eq!(
-                    file["sha256"],
-                    sha256.as_str(),
-                    "the stored file is what was sent"
-                );
-                break accepted.elapsed();
+                assert_eq!(file["sha256"], sha256, "the stored file is what was sent");
+                return started.elapsed();
             }
             Some("quarantined" | "validated") => {}
             other => panic!("the big file ended {other:?}: {file}"),
         }
         assert!(Instant::now() < deadline, "not ready within 10 minutes");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    }
+}
 
+pub async fn round_trip(stack: &Stack, http: &reqwest::Client, token: &str, size: u64) -> BigFile {
+    // A quiet disk to start from: what earlier rounds wrote (and deleted) is flushed first.
+    let synced = std::process::Command::new("sync").status();
+    assert!(synced.is_ok_and(|s| s.success()), "sync");
+    let sha256 = content_sha256(size);
+    let name = format!("big-{}.zip", size >> 20);
+    let (id, upload) = put(stack, http, token, &name, size).await;
+    let ready = until_ready(stack, http, token, &id, &sha256).await;
     let (got, download) = download(http, stack, token, &id).await;
     assert_eq!(got, size, "the download has the file's length");
     BigFile {

@@ -41,14 +41,14 @@ pub fn wrk_command(concurrency: usize, seconds: u64) -> String {
     )
 }
 
-fn wrk(url: &str, token: &str, concurrency: usize, duration: Duration) -> Value {
+fn wrk(url: &str, header: &str, concurrency: usize, duration: Duration) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/wrk-report.lua");
     let output = std::process::Command::new("wrk")
         .arg(format!("-t{}", concurrency.min(2)))
         .arg(format!("-c{concurrency}"))
         .arg(format!("-d{}s", duration.as_secs().max(1)))
         .args(["--latency", "-s", script])
-        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args(["-H", header])
         .arg(url)
         .output()
         .expect("wrk runs (apt-get install wrk; bench/run.sh installs it)");
@@ -60,6 +60,45 @@ fn wrk(url: &str, token: &str, concurrency: usize, duration: Duration) -> Value 
         .find(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("no report from wrk: {text}"));
     serde_json::from_str(line).expect("wrk's JSON line")
+}
+
+/// `url` under wrk at each of [`CONCURRENCY`], after a short warm-up (connections, caches and
+/// the database's pages), sending `header` (what authenticates) with every request.
+pub async fn run_wrk(
+    what: &'static str,
+    url: &str,
+    header: &str,
+    duration: Duration,
+) -> Vec<LoadRun> {
+    let (url, header) = (url.to_owned(), header.to_owned());
+    let warm = (url.clone(), header.clone());
+    tokio::task::spawn_blocking(move || wrk(&warm.0, &warm.1, 16, Duration::from_secs(1)))
+        .await
+        .expect("warm-up");
+    let mut runs = Vec::new();
+    for concurrency in CONCURRENCY {
+        let (url, header) = (url.clone(), header.clone());
+        let report = tokio::task::spawn_blocking(move || wrk(&url, &header, concurrency, duration))
+            .await
+            .expect("wrk");
+        let count = |k: &str| report[k].as_u64().unwrap_or(u64::MAX);
+        assert_eq!(count("socket_errors"), 0, "{what}: {report}");
+        assert_eq!(
+            count("status_errors"),
+            0,
+            "{what}: every answer was 200: {report}"
+        );
+        let requests = count("requests");
+        runs.push(LoadRun {
+            what,
+            concurrency,
+            requests,
+            per_second: requests as f64 / (count("duration_us") as f64 / 1e6),
+            p50_ms: count("p50_us") as f64 / 1e3,
+            p99_ms: count("p99_us") as f64 / 1e3,
+        });
+    }
+    runs
 }
 
 async fn upload(
@@ -97,7 +136,8 @@ async fn wait_ready(http: &reqwest::Client, stack: &Stack, token: &str, id: &str
     }
 }
 
-/// 4 KiB authenticated downloads and metadata reads at each concurrency.
+/// 4 KiB downloads by the owner (bearer token) and by a recipient (link), and metadata reads,
+/// at each concurrency.
 pub async fn small_requests(
     stack: &Stack,
     http: &reqwest::Client,
@@ -115,37 +155,15 @@ pub async fn small_requests(
         ),
         ("metadata GET", format!("{}/api/v1/files/{id}", stack.base)),
     ];
+    let header = format!("Authorization: Bearer {token}");
     let mut runs = Vec::new();
     for (what, url) in &targets {
-        // A short warm-up: connections, caches and the database's pages.
-        let (url2, token2) = (url.clone(), token.to_owned());
-        tokio::task::spawn_blocking(move || wrk(&url2, &token2, 16, Duration::from_secs(1)))
-            .await
-            .expect("warm-up");
-        for concurrency in CONCURRENCY {
-            let (url, token) = (url.clone(), token.to_owned());
-            let report =
-                tokio::task::spawn_blocking(move || wrk(&url, &token, concurrency, duration))
-                    .await
-                    .expect("wrk");
-            let count = |k: &str| report[k].as_u64().unwrap_or(u64::MAX);
-            assert_eq!(count("socket_errors"), 0, "{what}: {report}");
-            assert_eq!(
-                count("status_errors"),
-                0,
-                "{what}: every answer was 200: {report}"
-            );
-            let requests = count("requests");
-            runs.push(LoadRun {
-                what,
-                concurrency,
-                requests,
-                per_second: requests as f64 / (count("duration_us") as f64 / 1e6),
-                p50_ms: count("p50_us") as f64 / 1e3,
-                p99_ms: count("p99_us") as f64 / 1e3,
-            });
-        }
+        runs.extend(run_wrk(what, url, &header, duration).await);
     }
+    // The same file through a recipient's link (no account; the link is the credential).
+    let link = stack.share_link(http, token, &id).await;
+    let url = format!("{link}/download");
+    runs.extend(run_wrk("recipient 4 KiB download", &url, "Accept: */*", duration).await);
     runs
 }
 

@@ -1,7 +1,8 @@
 //! The benchmark harness (issue 8): the machine's limits first, then the service against them,
 //! in one run. `bench/run.sh` runs it all and rewrites BENCHMARKS.md; `cargo bench --bench
 //! harness -- <section…>` runs some sections and only prints (sections: limits, big, small,
-//! latency, logins, rewrap, verify; `--quick` shrinks the sizes for a smoke run).
+//! concurrent, latency, logins, rewrap, verify, reference; `--quick` shrinks the sizes for a
+//! smoke run).
 
 #![allow(
     clippy::expect_used,
@@ -17,9 +18,11 @@
 mod common;
 
 mod big;
+mod concurrent;
 mod limits;
 mod load;
 mod logins;
+mod reference;
 mod report;
 mod stack;
 mod store;
@@ -29,14 +32,24 @@ use std::time::Duration;
 use report::Report;
 use stack::{Stack, Topology};
 
-const SECTIONS: [&str; 7] = [
-    "limits", "big", "small", "latency", "logins", "rewrap", "verify",
+const SECTIONS: [&str; 9] = [
+    "limits",
+    "big",
+    "concurrent",
+    "small",
+    "latency",
+    "logins",
+    "rewrap",
+    "verify",
+    "reference",
 ];
 
 /// What one run covers; `--quick` is for checking the harness itself, not for figures.
 #[derive(Debug, Clone, Copy)]
 pub struct Scale {
     pub big_sizes: [u64; 2],
+    /// Each file's size when [`concurrent::STREAMS`] transfers run at once.
+    pub concurrent_size: u64,
     pub load_duration: Duration,
     pub small_uploads: usize,
     pub rewrap_keys: usize,
@@ -45,6 +58,7 @@ pub struct Scale {
 
 const FULL: Scale = Scale {
     big_sizes: [1 << 30, 4 << 30],
+    concurrent_size: 256 << 20,
     load_duration: Duration::from_secs(8),
     small_uploads: 200,
     rewrap_keys: 100_000,
@@ -53,6 +67,7 @@ const FULL: Scale = Scale {
 
 const QUICK: Scale = Scale {
     big_sizes: [64 << 20, 128 << 20],
+    concurrent_size: 16 << 20,
     load_duration: Duration::from_secs(1),
     small_uploads: 20,
     rewrap_keys: 5_000,
@@ -82,12 +97,17 @@ async fn main() {
     let mut report = Report::new(scale);
 
     // Limits first: every later figure is read against them.
-    if wants("limits") || wants("big") || wants("logins") {
+    if wants("limits") || wants("big") || wants("concurrent") || wants("logins") {
         report.limits = Some(limits::measure().await);
         report.print_limits();
     }
     for topology in [Topology::Embedded, Topology::Postgres] {
-        if !(wants("big") || wants("small") || wants("latency") || wants("logins")) {
+        if !(wants("big")
+            || wants("concurrent")
+            || wants("small")
+            || wants("latency")
+            || wants("logins"))
+        {
             break;
         }
         let stack = Stack::start(topology).await;
@@ -95,7 +115,8 @@ async fn main() {
         let token = stack.user_token(&http).await;
         if wants("big") || wants("logins") {
             let mut biggest = None;
-            for size in scale.big_sizes {
+            // First the size the reference implementation is measured at, then the big ones.
+            for size in std::iter::once(reference::SIZE).chain(scale.big_sizes) {
                 let run = big::round_trip(&stack, &http, &token, size).await;
                 println!("{}", run.line(topology));
                 biggest = Some(run.id.clone());
@@ -109,6 +130,11 @@ async fn main() {
                 report.logins.push((topology, run));
             }
         }
+        if wants("concurrent") {
+            let run = concurrent::transfers(&stack, &http, &token, scale.concurrent_size).await;
+            println!("{}", run.line(topology));
+            report.concurrent.push((topology, run));
+        }
         if wants("small") {
             for run in load::small_requests(&stack, &http, &token, scale.load_duration).await {
                 println!("{}", run.line(topology));
@@ -121,6 +147,22 @@ async fn main() {
             report.latency.push((topology, run));
         }
         stack.stop().await;
+    }
+    if wants("reference") {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            // gunicorn closes idle connections after 2 s; a new one per request is what it
+            // expects (a reused one it had closed once failed the run).
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
+        if let Some(app) = reference::Reference::start(&http).await {
+            let run = app.measure(&http, scale.load_duration).await;
+            for line in run.lines() {
+                println!("{line}");
+            }
+            report.reference = Some(run);
+        }
     }
     if wants("rewrap") {
         for run in store::rewrap(scale.rewrap_keys).await {

@@ -5,6 +5,9 @@
 
 use sea_orm::ConnectionTrait as _;
 
+use serde_json::json;
+
+use super::common::smtp::SmtpServer;
 use super::common::{self, Process};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,12 +49,16 @@ pub struct Stack {
     _data: tempfile::TempDir,
     /// The database and Redis keys of the PostgreSQL topology, removed even when a run fails.
     leftovers: common::Leftovers,
+    /// Where the service's mail goes: the address check of the bench user, and share links.
+    smtp: SmtpServer,
 }
 
 impl Stack {
     pub async fn start(topology: Topology) -> Self {
         let data = scratch_dir();
+        let smtp = SmtpServer::start();
         let mut vars: Vec<(String, String)> = vec![
+            ("COFFER_SMTP_URL".into(), smtp.url.clone()),
             ("COFFER_BIND".into(), "127.0.0.1:0".into()),
             ("COFFER_DATA_DIR".into(), data.path().display().to_string()),
             // The 4 GiB file is over the default 2 GiB limit.
@@ -119,6 +126,7 @@ impl Stack {
             processes,
             _data: data,
             leftovers,
+            smtp,
         }
     }
 
@@ -128,7 +136,38 @@ impl Stack {
             base: self.base.clone(),
             http: http.clone(),
         };
-        client.sign_in(USER.0, USER.1, true).await
+        let token = client.sign_in(USER.0, USER.1, true).await;
+        // Its address confirmed with the emailed link, so that it may share by email.
+        let mail = self.smtp.wait_for(USER.0, 1).await.remove(0);
+        let text = mail.part("text/plain");
+        let link = text
+            .split_whitespace()
+            .find(|w| w.contains("verify-email?token="))
+            .expect("the address check's link");
+        let raw = link.rsplit_once("token=").expect("token").1;
+        let verified = client
+            .post_json("/api/v1/auth/verify-email", &json!({ "token": raw }), None)
+            .await;
+        assert!(verified.status().is_success(), "address verified");
+        token
+    }
+
+    /// Shares file `id` with one recipient (no download limit) and returns the emailed link.
+    pub async fn share_link(&self, http: &reqwest::Client, token: &str, id: &str) -> String {
+        const RECIPIENT: &str = "recipient@example.org";
+        let client = common::Client {
+            base: self.base.clone(),
+            http: http.clone(),
+        };
+        let shared = client
+            .post_json(
+                &format!("/api/v1/files/{id}/shares"),
+                &json!({ "recipients": [RECIPIENT], "expires_in_hours": 24 }),
+                Some(token),
+            )
+            .await;
+        assert!(shared.status().is_success(), "shared: {}", shared.status());
+        self.smtp.wait_for(RECIPIENT, 1).await.remove(0).link()
     }
 
     /// Each process's peak resident set size so far, in MiB.
