@@ -396,8 +396,8 @@ impl Report {
              reference Flask implementation (gunicorn, 2 workers × 4 threads) encrypts in memory \
              during the upload, so its file is usable when the upload returns; it refuses bodies \
              over 128 MiB. `cargo bench --bench harness -- big reference`.\n\n\
-             | topology | size | upload returns | of bound | ready after | of bound | usable after | of bound | download | of bound | peak RSS |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|",
+             | topology | size | upload returns | of bound | ready after | of bound | usable after | of bound | download | of bound | × reference (usable, download) | peak RSS |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|",
             gb(up),
             up_why,
             gb(ready),
@@ -423,9 +423,18 @@ impl Report {
             let (r, rs) = timed(b.size, b.ready, ready);
             let (e, es) = timed(b.size, b.upload + b.ready, end_to_end);
             let (d, ds) = timed(b.size, b.download, down);
+            // Against the reference at the same size: how many times as fast.
+            let versus = match &self.reference {
+                Some(r) if r.size == b.size => format!(
+                    "{:.1}×, {:.1}×",
+                    r.upload.as_secs_f64() / (b.upload + b.ready).as_secs_f64(),
+                    r.download.as_secs_f64() / b.download.as_secs_f64()
+                ),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {u} | {us} | {r} | {rs} | {e} | {es} | {d} | {ds} | {} |",
+                "| {} | {} | {u} | {us} | {r} | {rs} | {e} | {es} | {d} | {ds} | {versus} | {} |",
                 t.label(),
                 size_label(b.size),
                 rss.join(", ")
@@ -436,7 +445,7 @@ impl Report {
             let (d, ds) = timed(r.size, r.download, down);
             let _ = writeln!(
                 out,
-                "| reference Flask (SQLite) | {} | {u} | {us} | — | | {u} | {us} | {d} | {ds} | largest worker {:.0} MiB |",
+                "| reference Flask (SQLite) | {} | {u} | {us} | — | | {u} | {us} | {d} | {ds} | 1× | largest worker {:.0} MiB |",
                 size_label(r.size),
                 r.peak_rss_mib
             );
@@ -485,7 +494,7 @@ impl Report {
              (bearer token); the same content through a recipient's emailed link; and the \
              reference Flask implementation's 4 KiB download (session cookie). wrk with {seconds} s per row after a 1 s warm-up: `{}` (concurrency {:?}). \
              wrk shares the two cores with the service. `cargo bench --bench harness -- small`.\n\n\
-             | topology | request | concurrency | requests/s | p50 | p99 |\n|---|---|---|---|---|---|",
+             | topology | request | concurrency | requests/s | × reference | p50 | p99 |\n|---|---|---|---|---|---|---|",
             wrk_command(16, seconds),
             CONCURRENCY
         );
@@ -496,9 +505,18 @@ impl Report {
             .map(|(t, r)| (t.label(), r))
             .chain(reference.map(|r| ("reference Flask (SQLite)", r)));
         for (label, r) in rows {
+            // Downloads against the reference's 4 KiB download at the same concurrency.
+            let versus = self
+                .reference
+                .iter()
+                .flat_map(|reference| &reference.small)
+                .find(|x| x.concurrency == r.concurrency && r.what.ends_with("4 KiB download"))
+                .map_or_else(String::new, |x| {
+                    format!("{:.1}×", r.per_second / x.per_second)
+                });
             let _ = writeln!(
                 out,
-                "| {label} | {} | {} | {:.0} | {:.2} ms | {:.2} ms |",
+                "| {label} | {} | {} | {:.0} | {versus} | {:.2} ms | {:.2} ms |",
                 r.what, r.concurrency, r.per_second, r.p50_ms, r.p99_ms
             );
         }
