@@ -414,6 +414,22 @@ async fn resealed(app: &TestApp, id: &str) -> bool {
         .unwrap_or_else(|| panic!("no `resealed` in {}", event.details))
 }
 
+/// The stored (sealed) bytes of a file's quarantine object.
+async fn quarantined(app: &TestApp, id: &str) -> Vec<u8> {
+    app.core()
+        .storage
+        .read_raw(&format!("quarantine/{id}").as_str().into())
+        .await
+        .expect("the quarantine object")
+        .to_vec()
+}
+
+/// Runs both jobs on the file, as a worker would.
+async fn validate_and_encrypt(app: &TestApp, file_id: uuid::Uuid) {
+    validate(app.core(), file_id).await.expect("validate");
+    encrypt(app.core(), file_id).await.expect("encrypt");
+}
+
 /// By default a validated upload becomes its blob as it was sealed in quarantine: the same
 /// ciphertext, the same key moved from the quarantine column to the data-key column, the
 /// quarantine object and key gone — and it downloads intact.
@@ -425,17 +441,11 @@ async fn a_validated_upload_becomes_its_blob_as_sealed(topology: Topology) {
     bytes.extend_from_slice(&content);
     let id = app.upload(&user, "kept.pdf", bytes.clone()).await;
     let file_id = uuid::Uuid::parse_str(&id).expect("uuid");
-    let quarantined = app
-        .core()
-        .storage
-        .read_raw(&format!("quarantine/{id}").as_str().into())
-        .await
-        .expect("the quarantine object");
+    let quarantined = quarantined(&app, &id).await;
     let [_, upload_key] = wrapped_keys(&app, &id).await;
     assert!(upload_key.0.is_some());
 
-    validate(app.core(), file_id).await.expect("validate");
-    encrypt(app.core(), file_id).await.expect("encrypt");
+    validate_and_encrypt(&app, file_id).await;
 
     assert_eq!(app.file(&user, &id).await["status"], "ready");
     let (_, blob) = app.blob(&id).await;
@@ -465,16 +475,10 @@ async fn resealing_after_validation_gives_a_fresh_key(topology: Topology) {
     zip.extend_from_slice(&bytes);
     let id = app.upload(&user, "fresh.zip", zip.clone()).await;
     let file_id = uuid::Uuid::parse_str(&id).expect("uuid");
-    let quarantined = app
-        .core()
-        .storage
-        .read_raw(&format!("quarantine/{id}").as_str().into())
-        .await
-        .expect("the quarantine object");
+    let quarantined = quarantined(&app, &id).await;
     let [_, upload_key] = wrapped_keys(&app, &id).await;
 
-    validate(app.core(), file_id).await.expect("validate");
-    encrypt(app.core(), file_id).await.expect("encrypt");
+    validate_and_encrypt(&app, file_id).await;
 
     assert_eq!(app.file(&user, &id).await["status"], "ready");
     let (_, blob) = app.blob(&id).await;
@@ -505,17 +509,10 @@ async fn an_upload_altered_after_validation_is_never_served(topology: Topology) 
             .await;
         let file_id = uuid::Uuid::parse_str(&id).expect("uuid");
         validate(app.core(), file_id).await.expect("validate");
-        let object = format!("quarantine/{id}");
-        let mut stored = app
-            .core()
-            .storage
-            .read_raw(&object.as_str().into())
-            .await
-            .expect("the quarantine object")
-            .to_vec();
+        let mut stored = quarantined(&app, &id).await;
         let at = stored.len() - 3;
         stored[at] ^= 0x01;
-        app.put_object(&object, stored).await;
+        app.put_object(&format!("quarantine/{id}"), stored).await;
         encrypt(app.core(), file_id).await.expect("encrypt");
 
         let file = app.file(&user, &id).await;
