@@ -4,8 +4,32 @@
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt as _};
 
-use super::{LOCAL_READ_SIZE, ReadError, Trim};
+use super::{LOCAL_READ_SIZE, ReadError};
 use crate::crypto::stream::ChunkReader;
+
+/// Reads opened on threads of their own at once. Each holds a blocking-pool thread for as long
+/// as its client takes to receive the file, so slow clients could otherwise take the whole pool;
+/// past this many, a read is opened on the response's task as before.
+pub(super) const THREADED_READS: usize = 8;
+/// What of the opened chunks a ranged read passes on: the first `skip` bytes are dropped, then
+/// `want` bytes are kept.
+pub(super) struct Trim {
+    pub(super) skip: usize,
+    pub(super) want: u64,
+}
+
+impl Trim {
+    /// The part of an opened chunk that is wanted, if any (without copying it).
+    pub(super) fn apply(&mut self, chunk: Vec<u8>) -> Option<Bytes> {
+        let mut chunk = Bytes::from(chunk);
+        let drop = self.skip.min(chunk.len());
+        let _ = chunk.split_to(drop);
+        self.skip -= drop;
+        chunk.truncate(self.want.min(chunk.len() as u64) as usize);
+        self.want -= chunk.len() as u64;
+        (!chunk.is_empty()).then_some(chunk)
+    }
+}
 
 /// Opened chunks a threaded read may hold before the response takes them (64 KiB each).
 const IN_FLIGHT: usize = 8;
@@ -105,15 +129,17 @@ pub(super) fn read_file(
 /// opened chunks on through a small bounded channel: the next chunks are opened on one core
 /// while the response sends the ones before on the other. A chunk is passed on only once its
 /// tag has verified; a failure ends the stream with it. The thread stops when the response is
-/// dropped.
+/// dropped; `permit` is given back when it does.
 pub(super) fn open_on_thread(
     mut file: std::fs::File,
     range: std::ops::Range<u64>,
     mut reader: ChunkReader,
     mut trim: Trim,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> BoxStream<'static, Result<Bytes, ReadError>> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let mut pos = range.start;
         let mut opened = Vec::new();
         while pos < range.end {
@@ -140,4 +166,57 @@ pub(super) fn open_on_thread(
         }
     });
     stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use futures::TryStreamExt as _;
+    use object_store::path::Path;
+    use uuid::Uuid;
+
+    use super::super::Storage;
+    use super::THREADED_READS;
+    use crate::crypto::SecretKey;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_past_the_threaded_limit_are_opened_in_place_and_all_complete() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let url = url::Url::from_directory_path(root.path()).expect("a directory URL");
+        let storage = Storage::from_url(&url, &[]).expect("a local store");
+        let (key, id, path) = (
+            SecretKey::generate(),
+            Uuid::new_v4(),
+            Path::from("blobs/f/b"),
+        );
+        let content: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let mut writer = storage
+            .create_sealed(path.clone(), &key, id)
+            .await
+            .expect("create");
+        writer.write(&content).await.expect("write");
+        writer.finish().await.expect("finish");
+
+        // More long reads at once than there are threads for, none of them read yet.
+        let mut reads = Vec::new();
+        for _ in 0..THREADED_READS + 2 {
+            let read = storage
+                .read_sealed(&path, &key, id, content.len() as u64, None)
+                .await
+                .expect("a read");
+            reads.push(read);
+        }
+        assert_eq!(storage.threaded.available_permits(), 0);
+        for read in reads {
+            let pieces: Vec<bytes::Bytes> = read.try_collect().await.expect("the whole file");
+            assert!(pieces.concat() == content, "every read gives the file");
+        }
+        // Each thread gives its permit back once its read is done.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while storage.threaded.available_permits() < THREADED_READS {
+            assert!(Instant::now() < deadline, "permits were not given back");
+            tokio::task::yield_now().await;
+        }
+    }
 }

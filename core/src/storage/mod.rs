@@ -21,7 +21,9 @@ mod local;
 mod local_read;
 mod writer;
 
-use local_read::{open_local, open_on_thread, read_file, remove_partials_under};
+use local_read::{
+    THREADED_READS, Trim, open_local, open_on_thread, read_file, remove_partials_under,
+};
 use writer::Sink;
 pub use writer::{SealError, SealedWriter};
 
@@ -43,31 +45,13 @@ const PIPELINE_FROM: u64 = 1 << 20;
 /// How much of a local file one read takes (object_store's own stream reads 8 KiB at a time).
 const LOCAL_READ_SIZE: usize = 256 * 1024;
 
-/// What of the opened chunks a ranged read passes on: the first `skip` bytes are dropped, then
-/// `want` bytes are kept.
-pub(super) struct Trim {
-    skip: usize,
-    want: u64,
-}
-
-impl Trim {
-    /// The part of an opened chunk that is wanted, if any (without copying it).
-    pub(super) fn apply(&mut self, chunk: Vec<u8>) -> Option<Bytes> {
-        let mut chunk = Bytes::from(chunk);
-        let drop = self.skip.min(chunk.len());
-        let _ = chunk.split_to(drop);
-        self.skip -= drop;
-        chunk.truncate(self.want.min(chunk.len() as u64) as usize);
-        self.want -= chunk.len() as u64;
-        (!chunk.is_empty()).then_some(chunk)
-    }
-}
-
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     /// The directory of a local store, where interrupted writes leave staging files.
     local_root: Option<std::path::PathBuf>,
+    /// Permits for reads opened on a thread of their own (see `local_read::THREADED_READS`).
+    threaded: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -155,7 +139,11 @@ impl Storage {
             }
             other => anyhow::bail!("COFFER_STORAGE_URL: unsupported scheme {other}"),
         };
-        Ok(Self { store, local_root })
+        Ok(Self {
+            store,
+            local_root,
+            threaded: Arc::new(tokio::sync::Semaphore::new(THREADED_READS)),
+        })
     }
 
     /// Starts sealing a new object at `path` under `key`.
@@ -207,6 +195,7 @@ impl Storage {
         // opening the next chunks overlaps sending the ones before (two cores, not one).
         if let Some(root) = &self.local_root
             && sealed.end - sealed.start >= PIPELINE_FROM
+            && let Ok(permit) = self.threaded.clone().try_acquire_owned()
         {
             let file_path = root.join(path.as_ref());
             let expected = layout.sealed_len();
@@ -217,7 +206,7 @@ impl Storage {
             .map_err(std::io::Error::other)??;
             let opener = Opener::new(key, file_id, &header)?;
             let reader = ChunkReader::new(opener, layout, first, last);
-            return Ok(open_on_thread(file, sealed, reader, trim));
+            return Ok(open_on_thread(file, sealed, reader, trim, permit));
         }
 
         // The header is needed first; when the range begins at chunk 0 it comes in the same read.
