@@ -146,16 +146,20 @@ impl Report {
         }
     }
 
+    /// The big file of the first big size (1 GiB) on `topology`: the one stream the targets
+    /// and the concurrent section compare with.
+    fn first_big(&self, topology: Topology) -> Option<&BigFile> {
+        self.big
+            .iter()
+            .find(|(t, b)| *t == topology && b.size == self.scale.big_sizes[0])
+            .map(|(_, b)| b)
+    }
+
     fn targets(&self, out: &mut String) {
         let topologies = [Topology::Embedded, Topology::Postgres];
         let one_gib: Vec<(Topology, &BigFile)> = topologies
             .iter()
-            .filter_map(|t| {
-                self.big
-                    .iter()
-                    .find(|(topology, b)| topology == t && b.size == self.scale.big_sizes[0])
-                    .map(|(_, b)| (*t, b))
-            })
+            .filter_map(|t| self.first_big(*t).map(|b| (*t, b)))
             .collect();
         let rate = |pick: &dyn Fn(&BigFile) -> f64| -> Vec<(Topology, f64)> {
             one_gib.iter().map(|(t, b)| (*t, pick(b))).collect()
@@ -193,7 +197,7 @@ impl Report {
             .concurrent
             .iter()
             .filter_map(|(t, c)| {
-                let (_, one) = one_gib.iter().find(|(o, _)| o == t)?;
+                let one = self.first_big(*t)?;
                 Some((
                     *t,
                     100.0 * mb_per_s(c.total(), c.upload) / mb_per_s(one.size, one.upload),
@@ -463,11 +467,7 @@ impl Report {
             self.scale.concurrent_size >> 20
         );
         for (t, c) in &self.concurrent {
-            let one = self
-                .big
-                .iter()
-                .find(|(o, b)| o == t && b.size == self.scale.big_sizes[0])
-                .map(|(_, b)| b);
+            let one = self.first_big(*t);
             let share = |together: f64, alone: Option<f64>| {
                 alone.map_or_else(String::new, |a| format!("{:.0} %", 100.0 * together / a))
             };

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Environment, TestApp, Topology, eventually, files_containing, pattern};
+use crate::common::{Environment, TestApp, Topology, eventually, files_containing, pattern, pdf};
 use coffer::Roles;
 use coffer::coffer_core::jobs::{encrypt::encrypt, validate::validate};
 use reqwest::StatusCode;
@@ -436,9 +436,7 @@ async fn validate_and_encrypt(app: &TestApp, file_id: uuid::Uuid) {
 async fn a_validated_upload_becomes_its_blob_as_sealed(topology: Topology) {
     let app = TestApp::spawn_with(topology, &[], Roles::API).await;
     let user = app.user().await;
-    let content = pattern(300_000, 21);
-    let mut bytes = b"%PDF-1.4\n".to_vec();
-    bytes.extend_from_slice(&content);
+    let bytes = pdf(&pattern(300_000, 21));
     let id = app.upload(&user, "kept.pdf", bytes.clone()).await;
     let file_id = uuid::Uuid::parse_str(&id).expect("uuid");
     let quarantined = quarantined(&app, &id).await;

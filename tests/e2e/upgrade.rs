@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use crate::common::{Client, Process, eventually};
+use crate::common::{Client, Process, copy_dir, eventually};
 
 fn fixtures() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/fixtures");
@@ -26,19 +26,6 @@ fn fixtures() -> Vec<PathBuf> {
         dir.display()
     );
     found
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read fixture") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

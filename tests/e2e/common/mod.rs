@@ -811,6 +811,20 @@ pub fn zip_stored(entries: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
+/// Copies a directory tree (a fixture, or the reference app into a scratch directory).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read the directory") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
 pub fn pdf(body: &[u8]) -> Vec<u8> {
     let mut out = b"%PDF-1.7\n".to_vec();
     out.extend_from_slice(body);
