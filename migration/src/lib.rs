@@ -14,6 +14,7 @@ mod m20261205_000001_audit_macs;
 mod m20261205_000002_signup_policy;
 mod m20261205_000003_email_verification;
 mod m20261205_000004_password_resets;
+mod m20261205_000005_audit_query_indexes;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000002_signup_policy::Migration),
             Box::new(m20261205_000003_email_verification::Migration),
             Box::new(m20261205_000004_password_resets::Migration),
+            Box::new(m20261205_000005_audit_query_indexes::Migration),
         ]
     }
 }

@@ -944,6 +944,93 @@ for text in (message, message.replace(str(c['seq']), str(c['seq'] + 1), 1)):
     app.stop().await;
 }
 
+/// An event sealed after later ones (its transaction committed late) comes in time order when
+/// the query names a time range, and paging by cursor still yields each matching event once.
+async fn a_time_filtered_query_pages_in_time_order(topology: Topology) {
+    use chrono::SubsecRound as _;
+    use coffer::coffer_core::audit::{Action, Actor, Event};
+    let (app, admin) = spawn(topology).await;
+    // Stored times have microseconds.
+    let since = chrono::Utc::now().trunc_subsecs(6);
+    // The row of an event whose transaction is still open: made now, written later.
+    let late = app
+        .core()
+        .audit
+        .row(Event::new(Action::AdminSettingsChanged, Actor::System))
+        .expect("row");
+    for _ in 0..3 {
+        assert_eq!(app.login(ADMIN.0, ADMIN.1).await.status(), StatusCode::OK);
+    }
+    audit::seal(app.core()).await.expect("seal");
+    entity::audit_event::Entity::insert(late)
+        .exec(app.core().db())
+        .await
+        .expect("the late event");
+    audit::seal(app.core()).await.expect("seal");
+
+    let since_param = crate::common::percent_encode(&since.to_rfc3339());
+    let mut seen: Vec<(i64, String, String)> = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = app
+            .get(
+                &format!("/api/v1/admin/audit?since={since_param}&limit=1{cursor}"),
+                &admin.token,
+            )
+            .await
+            .json()
+            .await
+            .expect("json");
+        for e in page["events"].as_array().expect("events") {
+            seen.push((
+                e["seq"].as_i64().expect("seq"),
+                e["occurred_at"].as_str().expect("time").to_owned(),
+                e["action"].as_str().expect("action").to_owned(),
+            ));
+        }
+        match page["next_cursor"].as_i64() {
+            Some(next) => cursor = format!("&after_seq={next}"),
+            None => break,
+        }
+    }
+    let times: Vec<chrono::DateTime<chrono::Utc>> = seen
+        .iter()
+        .map(|(_, t, _)| t.parse().expect("RFC 3339"))
+        .collect();
+    assert!(times.is_sorted(), "time order: {seen:?}");
+    let first_login = seen.iter().position(|(_, _, a)| a == "user.login");
+    let late_at = seen
+        .iter()
+        .position(|(_, _, a)| a == "admin.settings_changed");
+    let (Some(first_login), Some(late_at)) = (first_login, late_at) else {
+        panic!("both kinds of event are listed: {seen:?}");
+    };
+    assert!(
+        late_at < first_login,
+        "the late event comes first: {seen:?}"
+    );
+    assert!(
+        seen[late_at].0 > seen[first_login].0,
+        "though it was sealed after: {seen:?}"
+    );
+
+    // The same events as the chain holds them, each once.
+    let mut by_chain: Vec<i64> = entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::Seq.is_not_null())
+        .filter(entity::audit_event::Column::OccurredAt.gte(since))
+        .all(app.core().db())
+        .await
+        .expect("events")
+        .into_iter()
+        .filter_map(|e| e.seq)
+        .collect();
+    by_chain.sort_unstable();
+    let mut listed: Vec<i64> = seen.iter().map(|(seq, _, _)| *seq).collect();
+    listed.sort_unstable();
+    assert_eq!(listed, by_chain);
+    app.stop().await;
+}
+
 both_topologies!(
     a_cut_tail_is_found_against_the_signed_checkpoint,
     an_edited_event_set_back_to_pending_is_never_sealed_again,
@@ -956,6 +1043,7 @@ both_topologies!(
     a_deleted_row_is_reported,
     a_long_chain_is_checked_across_pages,
     admins_query_the_log_with_filters_and_a_cursor,
+    a_time_filtered_query_pages_in_time_order,
     the_cli_checks_the_chain_against_an_anchor,
     every_action_is_recorded_with_actor_target_and_outcome,
 );

@@ -64,7 +64,8 @@ impl From<audit::EventView> for AuditEvent {
 #[derive(Object)]
 #[oai(skip_serializing_if_is_none)]
 struct AuditPage {
-    /// Sealed events, oldest first.
+    /// Sealed events, oldest first: in chain order, or in time order (ties in chain order) when
+    /// `since` or `until` is given.
     events: Vec<AuditEvent>,
     /// Pass as `after_seq` for the next page; absent on the last one.
     next_cursor: Option<i64>,

@@ -86,7 +86,8 @@ pub struct Page {
     pub next: Option<i64>,
 }
 
-/// Sealed events matching `query`, in chain order, and the cursor of the next page.
+/// Sealed events matching `query`, in chain order (in time order with a time filter: see
+/// [`select`]), and the cursor of the next page.
 pub async fn query(core: &Core, query: &Query) -> ServiceResult<Page> {
     let (rows, next) = rows(&core.db, query).await?;
     Ok(Page {
@@ -96,35 +97,25 @@ pub async fn query(core: &Core, query: &Query) -> ServiceResult<Page> {
 }
 
 /// [`query`]'s rows. Paging by sequence number stays correct while events are appended: new
-/// ones only ever come after.
+/// ones only ever come after. With a time filter, pages follow time instead (see [`select`]);
+/// the cursor is still an event's sequence number, and that event's time is looked up here.
 async fn rows(
     db: &impl ConnectionTrait,
     query: &Query,
 ) -> Result<(Vec<audit_event::Model>, Option<i64>), sea_orm::DbErr> {
-    let mut select = audit_event::Entity::find().filter(audit_event::Column::Seq.is_not_null());
-    if let Some(action) = &query.action {
-        select = select.filter(audit_event::Column::Action.eq(action.as_str()));
-    }
-    if let Some(actor) = &query.actor_id {
-        select = select.filter(audit_event::Column::ActorId.eq(actor.as_str()));
-    }
-    if let Some(target) = &query.target_id {
-        select = select.filter(audit_event::Column::TargetId.eq(target.as_str()));
-    }
-    if let Some(since) = query.since {
-        select = select.filter(audit_event::Column::OccurredAt.gte(since));
-    }
-    if let Some(until) = query.until {
-        select = select.filter(audit_event::Column::OccurredAt.lt(until));
-    }
-    if let Some(after) = query.after_seq {
-        select = select.filter(audit_event::Column::Seq.gt(after));
-    }
-    let mut rows = select
-        .order_by_asc(audit_event::Column::Seq)
-        .limit(query.limit + 1)
-        .all(db)
-        .await?;
+    let cursor_at = match query.after_seq {
+        Some(after) if query.is_timed() => {
+            audit_event::Entity::find()
+                .filter(audit_event::Column::Seq.eq(after))
+                .select_only()
+                .column(audit_event::Column::OccurredAt)
+                .into_tuple::<chrono::DateTime<chrono::Utc>>()
+                .one(db)
+                .await?
+        }
+        _ => None,
+    };
+    let mut rows = select(query, cursor_at).all(db).await?;
     let next = if rows.len() as u64 > query.limit {
         rows.truncate(query.limit as usize);
         rows.last().and_then(|r| r.seq)
@@ -132,6 +123,60 @@ async fn rows(
         None
     };
     Ok((rows, next))
+}
+
+impl Query {
+    /// Whether the query names a time range.
+    pub fn is_timed(&self) -> bool {
+        self.since.is_some() || self.until.is_some()
+    }
+}
+
+/// The one statement behind a page of [`query`] (one row more than the page, to know whether
+/// another follows); public so that the benchmark harness can show its plan.
+///
+/// Without a time filter, events come in chain order. With one, they come in time order (ties
+/// in chain order), read along the index on `(occurred_at, seq)`: the chain's order follows
+/// time only roughly (an event is sealed after its transaction commits), so "the first events
+/// since last week, in chain order" would make the database walk the chain from its start, 20
+/// million rows at BENCHMARKS.md's scale, before the first one matches. `cursor_at` is the
+/// time of the cursor's event (`after_seq`) when the query is timed.
+pub fn select(
+    query: &Query,
+    cursor_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> sea_orm::Select<audit_event::Entity> {
+    use audit_event::Column;
+    let mut select = audit_event::Entity::find().filter(Column::Seq.is_not_null());
+    if let Some(action) = &query.action {
+        select = select.filter(Column::Action.eq(action.as_str()));
+    }
+    if let Some(actor) = &query.actor_id {
+        select = select.filter(Column::ActorId.eq(actor.as_str()));
+    }
+    if let Some(target) = &query.target_id {
+        select = select.filter(Column::TargetId.eq(target.as_str()));
+    }
+    if let Some(since) = query.since {
+        select = select.filter(Column::OccurredAt.gte(since));
+    }
+    if let Some(until) = query.until {
+        select = select.filter(Column::OccurredAt.lt(until));
+    }
+    match (query.after_seq, cursor_at) {
+        (Some(after), Some(at)) if query.is_timed() => {
+            select = select.filter(Column::OccurredAt.gte(at)).filter(
+                sea_orm::Condition::any()
+                    .add(Column::OccurredAt.gt(at))
+                    .add(Column::Seq.gt(after)),
+            );
+        }
+        (Some(after), _) => select = select.filter(Column::Seq.gt(after)),
+        (None, _) => {}
+    }
+    if query.is_timed() {
+        select = select.order_by_asc(Column::OccurredAt);
+    }
+    select.order_by_asc(Column::Seq).limit(query.limit + 1)
 }
 
 /// The stored hash of event `seq`, hex (to check an anchor kept outside Coffer).

@@ -89,17 +89,7 @@ pub async fn list(
     after: Option<Uuid>,
     limit: u64,
 ) -> ServiceResult<(Vec<FileView>, Option<Uuid>)> {
-    let mut query = file::Entity::find()
-        .filter(file::Column::OwnerId.eq(owner))
-        .filter(file::Column::Status.ne(FileStatus::Deleted));
-    if let Some(after) = after {
-        query = query.filter(file::Column::Id.lt(after));
-    }
-    let mut rows = query
-        .order_by_desc(file::Column::Id)
-        .limit(limit + 1)
-        .all(&core.db)
-        .await?;
+    let mut rows = list_select(owner, after, limit).all(&core.db).await?;
     let next = if rows.len() as u64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|r| r.id)
@@ -107,6 +97,18 @@ pub async fn list(
         None
     };
     Ok((rows.into_iter().map(FileView::from).collect(), next))
+}
+
+/// The one statement behind a page of [`list`] (one row more than the page, to know whether
+/// another follows); public so that the benchmark harness can show its plan.
+pub fn list_select(owner: Uuid, after: Option<Uuid>, limit: u64) -> sea_orm::Select<file::Entity> {
+    let mut query = file::Entity::find()
+        .filter(file::Column::OwnerId.eq(owner))
+        .filter(file::Column::Status.ne(FileStatus::Deleted));
+    if let Some(after) = after {
+        query = query.filter(file::Column::Id.lt(after));
+    }
+    query.order_by_desc(file::Column::Id).limit(limit + 1)
 }
 
 /// Crypto-shreds a file: its wrapped keys are destroyed in the database first, then the objects.
