@@ -77,28 +77,36 @@ pub async fn run_wrk(
         .expect("warm-up");
     let mut runs = Vec::new();
     for concurrency in CONCURRENCY {
-        let (url, header) = (url.clone(), header.clone());
-        let report = tokio::task::spawn_blocking(move || wrk(&url, &header, concurrency, duration))
-            .await
-            .expect("wrk");
-        let count = |k: &str| report[k].as_u64().unwrap_or(u64::MAX);
-        assert_eq!(count("socket_errors"), 0, "{what}: {report}");
-        assert_eq!(
-            count("status_errors"),
-            0,
-            "{what}: every answer was 200: {report}"
-        );
-        let requests = count("requests");
-        runs.push(LoadRun {
-            what,
-            concurrency,
-            requests,
-            per_second: requests as f64 / (count("duration_us") as f64 / 1e6),
-            p50_ms: count("p50_us") as f64 / 1e3,
-            p99_ms: count("p99_us") as f64 / 1e3,
-        });
+        let mut run = wrk_report(&url, &header, concurrency, duration).await;
+        run.what = what;
+        runs.push(run);
     }
     runs
+}
+
+/// One wrk run at `concurrency`: every answer must be a 200.
+pub async fn wrk_report(
+    url: &str,
+    header: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> LoadRun {
+    let (url, header) = (url.to_owned(), header.to_owned());
+    let report = tokio::task::spawn_blocking(move || wrk(&url, &header, concurrency, duration))
+        .await
+        .expect("wrk");
+    let count = |k: &str| report[k].as_u64().unwrap_or(u64::MAX);
+    assert_eq!(count("socket_errors"), 0, "{report}");
+    assert_eq!(count("status_errors"), 0, "every answer was 200: {report}");
+    let requests = count("requests");
+    LoadRun {
+        what: "",
+        concurrency,
+        requests,
+        per_second: requests as f64 / (count("duration_us") as f64 / 1e6),
+        p50_ms: count("p50_us") as f64 / 1e3,
+        p99_ms: count("p99_us") as f64 / 1e3,
+    }
 }
 
 async fn upload(

@@ -1,7 +1,7 @@
 //! The benchmark harness (issue 8): the machine's limits first, then the service against them,
 //! in one run. `bench/run.sh` runs it all and rewrites BENCHMARKS.md; `cargo bench --bench
 //! harness -- <section…>` runs some sections and only prints (sections: limits, big, small,
-//! concurrent, latency, logins, rewrap, verify, reference; `--quick` shrinks the sizes for a
+//! concurrent, latency, logins, rewrap, verify, reference, scale; `--quick` shrinks the sizes for a
 //! smoke run).
 
 #![allow(
@@ -24,6 +24,8 @@ mod load;
 mod logins;
 mod reference;
 mod report;
+mod scale;
+mod scale_seed;
 mod stack;
 mod store;
 
@@ -32,7 +34,7 @@ use std::time::Duration;
 use report::Report;
 use stack::{Stack, Topology};
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "limits",
     "big",
     "concurrent",
@@ -42,6 +44,7 @@ const SECTIONS: [&str; 9] = [
     "rewrap",
     "verify",
     "reference",
+    "scale",
 ];
 
 /// What one run covers; `--quick` is for checking the harness itself, not for figures.
@@ -54,6 +57,8 @@ pub struct Scale {
     pub small_uploads: usize,
     pub rewrap_keys: usize,
     pub audit_events: i64,
+    /// Files in the `scale` section's store (five shares and twenty audit events each).
+    pub scale_files: u64,
 }
 
 const FULL: Scale = Scale {
@@ -63,6 +68,7 @@ const FULL: Scale = Scale {
     small_uploads: 200,
     rewrap_keys: 100_000,
     audit_events: 1_000_000,
+    scale_files: 1_000_000,
 };
 
 const QUICK: Scale = Scale {
@@ -72,6 +78,7 @@ const QUICK: Scale = Scale {
     small_uploads: 20,
     rewrap_keys: 5_000,
     audit_events: 20_000,
+    scale_files: 10_000,
 };
 
 #[tokio::main]
@@ -175,6 +182,20 @@ async fn main() {
             println!("{}", run.line());
             report.verify.push(run);
         }
+    }
+    if wants("scale") {
+        for topology in [Topology::Embedded, Topology::Postgres] {
+            let duration = scale.load_duration.min(Duration::from_secs(5));
+            let run = scale::measure(topology, scale.scale_files, duration).await;
+            for line in run.lines() {
+                println!("{line}");
+            }
+            report.at_scale.push(run);
+        }
+        // The section as BENCHMARKS.md shows it, plans and all.
+        let mut section = String::new();
+        scale::render(&report.at_scale, &mut section);
+        println!("{section}");
     }
 
     if let Some(path) = write {

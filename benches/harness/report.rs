@@ -29,6 +29,7 @@ pub struct Report {
     pub rewrap: Vec<StoreRun>,
     pub verify: Vec<StoreRun>,
     pub reference: Option<ReferenceRun>,
+    pub at_scale: Vec<super::scale::ScaleRun>,
 }
 
 fn gb(bytes_per_second: f64) -> String {
@@ -128,6 +129,7 @@ impl Report {
             latency: Vec::new(),
             rewrap: Vec::new(),
             verify: Vec::new(),
+            at_scale: Vec::new(),
             reference: None,
         }
     }
@@ -329,6 +331,7 @@ impl Report {
                 .join("; "),
             !verify.is_empty() && verify.iter().all(|r| r.per_second() >= 200_000.0),
         ));
+        rows.extend(super::scale::targets(&self.at_scale));
         let _ = writeln!(out, "| target | this run | |\n|---|---|---|");
         for (target, measured, met) in rows {
             let _ = writeln!(out, "| {target} | {measured} | {} |", yes(met));
@@ -582,6 +585,7 @@ impl Report {
                 r.per_second()
             );
         }
+        super::scale::render(&self.at_scale, &mut out);
         let _ = write!(out, "{END}");
         out
     }

@@ -51,6 +51,9 @@ pub struct Stack {
     leftovers: common::Leftovers,
     /// Where the service's mail goes: the address check of the bench user, and share links.
     smtp: SmtpServer,
+    /// The settings the service runs with (database, data dir, keyring), for a core in the
+    /// harness's own process on the same store.
+    vars: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -127,6 +130,7 @@ impl Stack {
             _data: data,
             leftovers,
             smtp,
+            vars,
         }
     }
 
@@ -176,6 +180,16 @@ impl Stack {
             .iter()
             .map(|(role, p)| (*role, p.peak_rss_kib() as f64 / 1024.0))
             .collect()
+    }
+
+    /// The settings the service's processes run with.
+    pub fn vars(&self) -> &[(String, String)] {
+        &self.vars
+    }
+
+    /// Stops the service's processes and keeps their store, for work in the harness's process.
+    pub fn stop_processes(&mut self) {
+        drop(std::mem::take(&mut self.processes));
     }
 
     pub async fn stop(mut self) {
