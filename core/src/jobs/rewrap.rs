@@ -9,6 +9,7 @@ use sea_orm::{
     ColumnTrait as _, Condition, ConnectionTrait, EntityTrait as _, PaginatorTrait as _,
     QueryFilter as _, QueryOrder as _, QuerySelect as _,
 };
+use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 use entity::{file, key_rotation, key_version};
@@ -98,25 +99,47 @@ pub async fn rewrap_batch_of(
     batch: u64,
     after: Option<Uuid>,
 ) -> Result<Batch, JobError> {
-    let Some(rotation) = key_rotation::Entity::find_by_id(rotation_id)
-        .one(&core.db)
-        .await?
-    else {
+    let Some(rotation) = running(core, rotation_id).await? else {
         return Ok(Batch::Finished);
     };
-    if rotation.state == RotationState::Finished {
-        return Ok(Batch::Finished);
-    }
-    let to = rotation.to_version;
+    let rows = read_batch(&core.db, rotation.to_version, after, batch).await?;
+    apply_batch(core, &rotation, rows, batch).await
+}
+
+/// The rotation, unless it is gone or finished.
+async fn running(core: &Core, rotation_id: Uuid) -> Result<Option<key_rotation::Model>, JobError> {
+    Ok(key_rotation::Entity::find_by_id(rotation_id)
+        .one(&core.db)
+        .await?
+        .filter(|r| r.state != RotationState::Finished))
+}
+
+/// The next `batch` files after `after` (in id order) with a key not yet under `to`.
+async fn read_batch(
+    db: &sea_orm::DatabaseConnection,
+    to: i32,
+    after: Option<Uuid>,
+    batch: u64,
+) -> Result<Vec<file::Model>, sea_orm::DbErr> {
     let mut query = file::Entity::find().filter(not_under(to));
     if let Some(after) = after {
         query = query.filter(file::Column::Id.gt(after));
     }
-    let rows = query
+    query
         .order_by_asc(file::Column::Id)
         .limit(batch)
-        .all(&core.db)
-        .await?;
+        .all(db)
+        .await
+}
+
+/// Rewraps the keys of `rows` (read by [`read_batch`]) in one transaction.
+async fn apply_batch(
+    core: &Core,
+    rotation: &key_rotation::Model,
+    rows: Vec<file::Model>,
+    batch: u64,
+) -> Result<Batch, JobError> {
+    let (rotation_id, to) = (rotation.id, rotation.to_version);
     let to_key = verified_key(core, to)
         .await
         .map_err(|e| JobError::Transient(anyhow::Error::new(e).context("rewrapping")))?;
@@ -164,7 +187,7 @@ pub async fn rewrap_batch_of(
     if (rows.len() as u64) == batch {
         return Ok(Batch::More(rows.last().map(|r| r.id)));
     }
-    if finish_if_done(core, &rotation).await? {
+    if finish_if_done(core, rotation).await? {
         Ok(Batch::Finished)
     } else {
         Ok(Batch::More(None))
@@ -292,13 +315,38 @@ async fn finish_if_done(core: &Core, rotation: &key_rotation::Model) -> Result<b
     Ok(true)
 }
 
-/// Runs a rotation's batches until it is finished.
+/// Runs a rotation's batches until it is finished. Each batch's successor is read while the
+/// batch is rewrapped and written, so that the database's work and Coffer's overlap on two
+/// cores (a row changed in between is skipped by the conditional update, as ever).
 pub async fn run(core: &Core, rotation_id: Uuid) -> Result<(), JobError> {
-    let mut after = None;
-    while let Batch::More(next) = rewrap_batch(core, rotation_id, after).await? {
-        after = next;
+    let batch = core.config.rewrap_batch;
+    let Some(first) = running(core, rotation_id).await? else {
+        return Ok(());
+    };
+    let to = first.to_version;
+    let read = |after: Option<Uuid>| {
+        let db = core.db.clone();
+        AbortOnDropHandle::new(tokio::spawn(async move {
+            read_batch(&db, to, after, batch).await
+        }))
+    };
+    let mut ahead = read(None);
+    loop {
+        let rows = (&mut ahead)
+            .await
+            .map_err(|e| JobError::Transient(anyhow::anyhow!("reading a batch: {e}")))??;
+        if rows.len() as u64 == batch {
+            ahead = read(rows.last().map(|r| r.id));
+        }
+        let Some(rotation) = running(core, rotation_id).await? else {
+            return Ok(());
+        };
+        match apply_batch(core, &rotation, rows, batch).await? {
+            Batch::Finished => return Ok(()),
+            Batch::More(Some(_)) => {} // already being read
+            Batch::More(None) => ahead = read(None),
+        }
     }
-    Ok(())
 }
 
 /// Re-enqueues a rotation that has made no progress for a while (a killed worker).
