@@ -401,11 +401,15 @@ async fn login_from(app: &TestApp, client: &str, email: &str, password: &str) ->
         .expect("login")
 }
 
-/// The audit rows of `action`: (address, details) of each.
+/// The audit rows of `action`: (address, details) of each, in the order they were recorded
+/// (sealed or not yet).
 async fn audited(app: &TestApp, action: &str) -> Vec<(Option<String>, Value)> {
-    use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+    use entity::audit_event::Column;
+    use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
     entity::audit_event::Entity::find()
-        .filter(entity::audit_event::Column::Action.eq(action))
+        .filter(Column::Action.eq(action))
+        .order_by_asc(Column::OccurredAt)
+        .order_by_asc(Column::Id)
         .all(app.core().db())
         .await
         .expect("audit rows")
