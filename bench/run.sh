@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The benchmark harness in one command: measures the machine's limits, then Coffer's release
 # binary against them (big files, small requests under load, upload-to-ready latency, logins
-# during a download, key rotation, audit verification) and against the reference Flask app
+# during a download, key rotation, audit verification, cost at 1M files / 5M shares / 20M audit
+# events) and against the reference Flask app
 # (../shared/reference/flask-seed/, when it is there), and rewrites the results section of
 # BENCHMARKS.md. Needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 (started here
-# when installed but down) and wrk (installed here from Debian when missing). About 10 minutes
-# plus the release build; big files go to $COFFER_BENCH_DIR (default: the system temp dir,
-# about 9 GB free needed).
+# when installed but down) and wrk (installed here from Debian when missing). About 40 minutes
+# plus the release build (the scale section is most of it); big files and the SQLite store go to
+# $COFFER_BENCH_DIR (default: the system temp dir, about 20 GB free needed).
 #   bench/run.sh                 everything, then BENCHMARKS.md
 #   bench/run.sh --quick small   a smoke run of some sections, printed only
 set -euo pipefail
