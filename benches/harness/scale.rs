@@ -94,10 +94,13 @@ pub async fn measure(topology: Topology, files: u64, duration: Duration) -> Scal
     let mut stack = Stack::start(topology).await;
     let http = reqwest::Client::new();
     let token = stack.user_token(&http).await;
-    // An idle service has sealed what it recorded; the seeded chain continues from there.
+    // The seeded chain continues from what the service sealed; the service stops meanwhile,
+    // or its own events (a checkpoint, say) would take the next numbers.
     let core = in_process(&stack).await;
     wait_sealed(&core).await;
+    stack.stop_processes();
     let seeded = scale_seed::seed(&core, USER.0, files).await;
+    stack.restart_processes();
     // The role is read at each request; the same session now acts as an admin.
     let reads = reads(&stack, &http, &token, &seeded, duration).await;
     let (export_events, export_per_second) = export(&stack, &http, &token).await;
@@ -410,9 +413,9 @@ async fn plans(core: &Core, seeded: &Seeded) -> Vec<(String, String, String)> {
     for (what, statement) in statements {
         let sql = statement.to_string();
         // The column list says nothing about the plan.
-        let sql = match (sql.find("SELECT "), sql.find(" FROM ")) {
+        let shown = match (sql.find("SELECT "), sql.find(" FROM ")) {
             (Some(0), Some(from)) => format!("SELECT …{}", &sql[from..]),
-            _ => sql,
+            _ => sql.clone(),
         };
         let explain = match backend {
             DbBackend::Postgres => format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}"),
@@ -429,7 +432,7 @@ async fn plans(core: &Core, seeded: &Seeded) -> Vec<(String, String, String)> {
                 _ => row.try_get::<String>("", "detail").unwrap_or_default(),
             })
             .collect();
-        plans.push((what, sql, plan.join("\n")));
+        plans.push((what, shown, plan.join("\n")));
     }
     plans
 }

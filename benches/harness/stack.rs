@@ -43,6 +43,7 @@ pub fn database_url(name: &str) -> String {
 }
 
 pub struct Stack {
+    topology: Topology,
     pub base: String,
     /// Each process with the role it plays.
     processes: Vec<(&'static str, Process)>,
@@ -69,8 +70,8 @@ impl Stack {
         ];
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let mut leftovers = common::Leftovers::default();
-        let processes = match topology {
-            Topology::Embedded => vec![("serve", Process::start("serve", &vars))],
+        match topology {
+            Topology::Embedded => {}
             Topology::Postgres => {
                 let name = format!("coffer_bench_{unique}");
                 let admin =
@@ -113,18 +114,12 @@ impl Stack {
                     "COFFER_MASTER_KEYS_FILE".into(),
                     keyring.display().to_string(),
                 ));
-                let api = Process::start("api", &vars);
-                let base = api.base.clone().expect("the API listens");
-                let mut worker_vars = vars.clone();
-                worker_vars.push(("COFFER_PUBLIC_URL".into(), base));
-                vec![
-                    ("api", api),
-                    ("worker", Process::start("worker", &worker_vars)),
-                ]
             }
-        };
+        }
+        let processes = start_processes(topology, &vars);
         let base = processes[0].1.base.clone().expect("the API listens");
         Self {
+            topology,
             base,
             processes,
             _data: data,
@@ -192,8 +187,32 @@ impl Stack {
         drop(std::mem::take(&mut self.processes));
     }
 
+    /// Starts the service's processes again on the same store (after [`Self::stop_processes`]);
+    /// the API listens on a new port.
+    pub fn restart_processes(&mut self) {
+        self.processes = start_processes(self.topology, &self.vars);
+        self.base = self.processes[0].1.base.clone().expect("the API listens");
+    }
+
     pub async fn stop(mut self) {
         drop(std::mem::take(&mut self.processes));
         self.leftovers.remove().await;
+    }
+}
+
+/// `coffer serve`, or `coffer api` and `coffer worker` (the worker told the API's address).
+fn start_processes(topology: Topology, vars: &[(String, String)]) -> Vec<(&'static str, Process)> {
+    match topology {
+        Topology::Embedded => vec![("serve", Process::start("serve", vars))],
+        Topology::Postgres => {
+            let api = Process::start("api", vars);
+            let base = api.base.clone().expect("the API listens");
+            let mut worker_vars = vars.to_vec();
+            worker_vars.push(("COFFER_PUBLIC_URL".into(), base));
+            vec![
+                ("api", api),
+                ("worker", Process::start("worker", &worker_vars)),
+            ]
+        }
     }
 }
