@@ -27,8 +27,8 @@ use super::stack::{Stack, Topology, USER};
 pub struct Read {
     pub what: String,
     pub run: LoadRun,
-    /// The target it is held to, in milliseconds at p99.
-    pub p99_target_ms: f64,
+    /// The target for it, in milliseconds at p99, where it names one.
+    pub p99_target_ms: Option<f64>,
 }
 
 pub struct ScaleRun {
@@ -182,57 +182,57 @@ async fn reads(
     );
     let audit = "/api/v1/admin/audit";
     let enc = |t: chrono::DateTime<chrono::Utc>| super::common::percent_encode(&t.to_rfc3339());
-    let wanted: Vec<(String, String, f64)> = vec![
+    let wanted: Vec<(String, String, Option<f64>)> = vec![
         (
             "list own files, first page".into(),
             "/api/v1/files".into(),
-            5.0,
+            Some(5.0),
         ),
         (
             "list own files, a page halfway".into(),
             format!("/api/v1/files?cursor={middle}"),
-            5.0,
+            Some(5.0),
         ),
         (
             "file metadata".into(),
             format!("/api/v1/files/{newest}"),
-            5.0,
+            None,
         ),
-        ("audit: no filter".into(), audit.into(), 50.0),
+        ("audit: no filter".into(), audit.into(), Some(50.0)),
         (
             "audit: action (common)".into(),
             format!("{audit}?action=file.uploaded"),
-            50.0,
+            Some(50.0),
         ),
         (
             "audit: action (rare)".into(),
             format!("{audit}?action={RARE_ACTION}"),
-            50.0,
+            Some(50.0),
         ),
         (
             "audit: actor".into(),
             format!("{audit}?actor_id={}", seeded.actor),
-            50.0,
+            Some(50.0),
         ),
         (
             "audit: target".into(),
             format!("{audit}?target_id={}", seeded.target),
-            50.0,
+            Some(50.0),
         ),
         (
             "audit: since a week ago".into(),
             format!("{audit}?since={}", super::common::percent_encode(&week_ago)),
-            50.0,
+            Some(50.0),
         ),
         (
             "audit: one day, half a year ago".into(),
             format!("{audit}?since={}&until={}", enc(day_from), enc(day_to)),
-            50.0,
+            Some(50.0),
         ),
         (
             "audit: a page halfway (cursor)".into(),
             format!("{audit}?after_seq={}", seeded.events / 2),
-            50.0,
+            Some(50.0),
         ),
     ];
     let bearer = format!("Authorization: Bearer {token}");
@@ -253,7 +253,7 @@ async fn reads(
     reads.push(Read {
         what: "recipient page".into(),
         run,
-        p99_target_ms: 5.0,
+        p99_target_ms: None,
     });
     reads
 }
@@ -480,9 +480,10 @@ pub fn render(runs: &[ScaleRun], out: &mut String) {
             .collect();
         let _ = writeln!(
             out,
-            "| {} | ≤ {:.0} ms | {} |",
+            "| {} | {} | {} |",
             read.what,
-            read.p99_target_ms,
+            read.p99_target_ms
+                .map_or("—".to_owned(), |t| format!("≤ {t:.0} ms")),
             cells.join(" | ")
         );
     }
@@ -559,7 +560,7 @@ pub fn targets(runs: &[ScaleRun]) -> Vec<(String, String, bool)> {
                 .filter(|r| pick(r))
                 .max_by(|a, b| a.run.p99_ms.total_cmp(&b.run.p99_ms));
             if let Some(r) = worst {
-                met &= r.run.p99_ms <= r.p99_target_ms;
+                met &= r.p99_target_ms.is_none_or(|t| r.run.p99_ms <= t);
                 cells.push(format!(
                     "{}: {:.2} ms ({})",
                     run.topology.label(),
