@@ -312,30 +312,11 @@ async fn admins_query_the_log_with_filters_and_a_cursor(topology: Topology) {
     );
 
     // Paging: every event once, in chain order.
-    let mut seen = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page: Value = app
-            .get(
-                &format!("/api/v1/admin/audit?limit=4{cursor}"),
-                &admin.token,
-            )
-            .await
-            .json()
-            .await
-            .expect("json");
-        seen.extend(
-            page["events"]
-                .as_array()
-                .expect("events")
-                .iter()
-                .map(|e| e["seq"].as_i64().expect("seq")),
-        );
-        match page["next_cursor"].as_i64() {
-            Some(next) => cursor = format!("&after_seq={next}"),
-            None => break,
-        }
-    }
+    let seen: Vec<i64> = every_page(&app, &admin, "limit=4")
+        .await
+        .iter()
+        .map(|e| e["seq"].as_i64().expect("seq"))
+        .collect();
     let expected: Vec<i64> = (1..=seen.len() as i64).collect();
     assert_eq!(seen, expected);
 
@@ -944,6 +925,28 @@ for text in (message, message.replace(str(c['seq']), str(c['seq'] + 1), 1)):
     app.stop().await;
 }
 
+/// Every event the admin's query `query` lists, page after page by its cursor.
+async fn every_page(app: &TestApp, admin: &User, query: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = app
+            .get(
+                &format!("/api/v1/admin/audit?{query}{cursor}"),
+                &admin.token,
+            )
+            .await
+            .json()
+            .await
+            .expect("json");
+        events.extend(page["events"].as_array().expect("events").iter().cloned());
+        match page["next_cursor"].as_i64() {
+            Some(next) => cursor = format!("&after_seq={next}"),
+            None => return events,
+        }
+    }
+}
+
 /// An event sealed after later ones (its transaction committed late) comes in time order when
 /// the query names a time range, and paging by cursor still yields each matching event once.
 async fn a_time_filtered_query_pages_in_time_order(topology: Topology) {
@@ -969,30 +972,18 @@ async fn a_time_filtered_query_pages_in_time_order(topology: Topology) {
     audit::seal(app.core()).await.expect("seal");
 
     let since_param = crate::common::percent_encode(&since.to_rfc3339());
-    let mut seen: Vec<(i64, String, String)> = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page: Value = app
-            .get(
-                &format!("/api/v1/admin/audit?since={since_param}&limit=1{cursor}"),
-                &admin.token,
-            )
+    let seen: Vec<(i64, String, String)> =
+        every_page(&app, &admin, &format!("since={since_param}&limit=1"))
             .await
-            .json()
-            .await
-            .expect("json");
-        for e in page["events"].as_array().expect("events") {
-            seen.push((
-                e["seq"].as_i64().expect("seq"),
-                e["occurred_at"].as_str().expect("time").to_owned(),
-                e["action"].as_str().expect("action").to_owned(),
-            ));
-        }
-        match page["next_cursor"].as_i64() {
-            Some(next) => cursor = format!("&after_seq={next}"),
-            None => break,
-        }
-    }
+            .iter()
+            .map(|e| {
+                (
+                    e["seq"].as_i64().expect("seq"),
+                    e["occurred_at"].as_str().expect("time").to_owned(),
+                    e["action"].as_str().expect("action").to_owned(),
+                )
+            })
+            .collect();
     let times: Vec<chrono::DateTime<chrono::Utc>> = seen
         .iter()
         .map(|(_, t, _)| t.parse().expect("RFC 3339"))
