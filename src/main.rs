@@ -248,7 +248,7 @@ async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<()> {
             let core = coffer_core::Core::build(config, true).await?;
             let rotation = rotation::rotate(
                 &core,
-                coffer_core::audit::Actor::System,
+                coffer_core::principal::Operator::Console,
                 &Default::default(),
             )
             .await
@@ -271,9 +271,10 @@ async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?
             {
                 after = next;
-                if let Some(now) = rotation::progress(&core)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                if let Some(now) =
+                    rotation::progress(&core, coffer_core::principal::Operator::Console)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
                 {
                     bar.set_position(u64::try_from(now.done).unwrap_or(0));
                 }
@@ -300,7 +301,7 @@ async fn verify_audit(config: Config, expect_head: Option<String>) -> anyhow::Re
         Some(None) => anyhow::bail!("--expect-head: expected SEQ:HASH"),
     };
     let core = coffer_core::Core::build(config, false).await?;
-    let report = audit::verify(&core).await?;
+    let report = audit::verify(&core, coffer_core::principal::Operator::Console).await?;
     println!(
         "ok: {}\nchecked: {}\nhead: {}:{}\ncheckpoint: {}",
         report.ok,
@@ -325,7 +326,7 @@ async fn verify_audit(config: Config, expect_head: Option<String>) -> anyhow::Re
         );
     }
     if let Some((seq, hash)) = anchor {
-        match audit::hash_at(&core, seq).await? {
+        match audit::hash_at(&core, coffer_core::principal::Operator::Console, seq).await? {
             Some(stored) if stored == hash => println!("anchor {seq}: matches"),
             Some(_) => {
                 anyhow::bail!("anchor {seq}: the stored hash differs: the log was rewritten")

@@ -29,6 +29,7 @@ type Apis = (
     routes::audit::AuditApi,
     routes::audit::AuditPublicApi,
     routes::settings::SettingsApi,
+    routes::tokens::TokensApi,
 );
 
 fn api_service() -> OpenApiService<Apis, ()> {
@@ -42,6 +43,7 @@ fn api_service() -> OpenApiService<Apis, ()> {
             routes::audit::AuditApi,
             routes::audit::AuditPublicApi,
             routes::settings::SettingsApi,
+            routes::tokens::TokensApi,
         ),
         "Coffer",
         env!("CARGO_PKG_VERSION"),

@@ -40,6 +40,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/app/password.html"),
     ),
     (
+        "app/tokens.html",
+        include_str!("../templates/app/tokens.html"),
+    ),
+    (
         "app/files.html",
         include_str!("../templates/app/files.html"),
     ),

@@ -10,7 +10,6 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use coffer::coffer_core::audit::Actor;
 use coffer::coffer_core::jobs::{rewrap, sweep};
 use coffer::coffer_core::services::{audit, files, rotation};
 use coffer::coffer_core::{Config, Core, KeyringUse};
@@ -112,7 +111,9 @@ pub async fn measure(topology: Topology, files: u64, duration: Duration) -> Scal
     let sweep_seconds = started.elapsed().as_secs_f64();
     let rotation = rotate(&stack, &core).await;
     let started = Instant::now();
-    let report = audit::verify(&core).await.expect("verify");
+    let report = audit::verify(&core, coffer::coffer_core::principal::Operator::Console)
+        .await
+        .expect("verify");
     let verify = (report.checked, started.elapsed().as_secs_f64());
     assert!(report.ok, "the seeded chain verifies: {report:?}");
     drop(core);
@@ -303,12 +304,16 @@ async fn rotate(stack: &Stack, core: &Core) -> (u64, f64) {
         std::fs::write(&file, text).expect("keyring");
     }
     let started = Instant::now();
-    let rotation = rotation::rotate(core, Actor::System, &Default::default())
-        .await
-        .expect("rotate");
+    let rotation = rotation::rotate(
+        core,
+        coffer::coffer_core::principal::Operator::Console,
+        &Default::default(),
+    )
+    .await
+    .expect("rotate");
     rewrap::run(core, rotation.id).await.expect("rewrap");
     let seconds = started.elapsed().as_secs_f64();
-    let done = rotation::progress(core)
+    let done = rotation::progress(core, coffer::coffer_core::principal::Operator::Console)
         .await
         .expect("progress")
         .expect("rotation");

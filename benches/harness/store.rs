@@ -3,7 +3,6 @@
 
 use std::time::Instant;
 
-use coffer::coffer_core::audit::Actor;
 use coffer::coffer_core::jobs::rewrap;
 use coffer::coffer_core::services::{audit, rotation};
 // A scratch store of the harness's own: its keyring is generated in its scratch data dir.
@@ -98,12 +97,16 @@ pub async fn rewrap(count: usize) -> Vec<StoreRun> {
     on_both(|core, database| async move {
         seed::ready_files(&core, count, 1).await;
         let started = Instant::now();
-        let rotation = rotation::rotate(&core, Actor::System, &Default::default())
-            .await
-            .expect("rotate");
+        let rotation = rotation::rotate(
+            &core,
+            coffer::coffer_core::principal::Operator::Console,
+            &Default::default(),
+        )
+        .await
+        .expect("rotate");
         rewrap::run(&core, rotation.id).await.expect("rewrap");
         let seconds = started.elapsed().as_secs_f64();
-        let done = rotation::progress(&core)
+        let done = rotation::progress(&core, coffer::coffer_core::principal::Operator::Console)
             .await
             .expect("progress")
             .expect("rotation");
@@ -131,7 +134,9 @@ async fn verify_chain(events: i64, macs: bool, what: &'static str) -> Vec<StoreR
     on_both(|core, database| async move {
         seed_chain(&core, events, macs).await;
         let started = Instant::now();
-        let report = audit::verify(&core).await.expect("verify");
+        let report = audit::verify(&core, coffer::coffer_core::principal::Operator::Console)
+            .await
+            .expect("verify");
         let seconds = started.elapsed().as_secs_f64();
         assert!(report.ok && report.checked == events as u64, "{report:?}");
         StoreRun {

@@ -1,5 +1,6 @@
 //! sea-orm entities: table shapes, and the closed sets their rows hold. No logic.
 
+pub mod api_token;
 pub mod audit_checkpoint;
 pub mod audit_event;
 pub mod audit_key;

@@ -15,6 +15,7 @@ mod m20261205_000002_signup_policy;
 mod m20261205_000003_email_verification;
 mod m20261205_000004_password_resets;
 mod m20261205_000005_audit_query_indexes;
+mod m20261206_000001_api_tokens;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000003_email_verification::Migration),
             Box::new(m20261205_000004_password_resets::Migration),
             Box::new(m20261205_000005_audit_query_indexes::Migration),
+            Box::new(m20261206_000001_api_tokens::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::common::{TestApp, Topology, User, eventually, problem};
 use coffer::Roles;
+use coffer::coffer_core::principal::Operator::Console;
 use coffer::coffer_core::services::audit;
 use reqwest::StatusCode;
 use sea_orm::sea_query::{Expr, ExprTrait as _};
@@ -107,10 +108,10 @@ async fn tampering_is_found_at_the_right_place(topology: Topology) {
     let target = head / 2;
     let original = row_at(&app, target).await.details;
     set_details(&app, target, serde_json::json!({ "edited": true })).await;
-    let report = audit::verify(app.core()).await.expect("verify");
+    let report = audit::verify(app.core(), Console).await.expect("verify");
     assert_eq!((report.ok, report.first_bad_seq), (false, Some(target)));
     set_details(&app, target, original).await;
-    assert!(audit::verify(app.core()).await.expect("verify").ok);
+    assert!(audit::verify(app.core(), Console).await.expect("verify").ok);
 
     // Two rows swapped in place (each keeps its neighbour's position and hash).
     let (a, b) = (row_at(&app, 3).await, row_at(&app, 4).await);
@@ -140,7 +141,7 @@ async fn tampering_is_found_at_the_right_place(topology: Topology) {
             .await
             .expect("swap back sign");
     }
-    let report = audit::verify(app.core()).await.expect("verify");
+    let report = audit::verify(app.core(), Console).await.expect("verify");
     assert_eq!(report.first_bad_seq, Some(3));
 
     // A deleted row.
@@ -149,7 +150,7 @@ async fn tampering_is_found_at_the_right_place(topology: Topology) {
         .exec(app.core().db())
         .await
         .expect("delete");
-    let report = audit::verify(app.core()).await.expect("verify");
+    let report = audit::verify(app.core(), Console).await.expect("verify");
     assert_eq!(report.first_bad_seq, Some(3), "still the first break");
     app.stop().await;
 }
@@ -165,7 +166,7 @@ async fn a_deleted_row_is_reported(topology: Topology) {
         .exec(app.core().db())
         .await
         .expect("delete");
-    let report = audit::verify(app.core()).await.expect("verify");
+    let report = audit::verify(app.core(), Console).await.expect("verify");
     assert_eq!(
         (report.ok, report.first_bad_seq, report.checked),
         (false, Some(head - 2), (head - 3) as u64)
@@ -227,7 +228,7 @@ async fn a_long_chain_is_checked_across_pages(topology: Topology) {
         running.stopper().cancel();
     }
     let head = extend_chain(&app, 35_000).await;
-    let report = audit::verify(app.core()).await.expect("verify");
+    let report = audit::verify(app.core(), Console).await.expect("verify");
     assert_eq!(
         (report.ok, report.checked, report.head_seq),
         (true, head as u64, Some(head))
@@ -240,7 +241,7 @@ async fn a_long_chain_is_checked_across_pages(topology: Topology) {
         (10_001..=19_999, Some(10_001)), // (nearly) a whole page
     ] {
         delete_seqs(&app, gone.clone()).await;
-        let report = audit::verify(app.core()).await.expect("verify");
+        let report = audit::verify(app.core(), Console).await.expect("verify");
         assert_eq!(report.first_bad_seq, first_bad, "without {gone:?}");
         if let Some(bad) = first_bad {
             assert_eq!((report.ok, report.checked), (false, bad as u64 - 1));
@@ -267,7 +268,7 @@ async fn verifying_while_the_chain_grows_finds_no_gap(topology: Topology) {
     };
     let check = async {
         for round in 0..100 {
-            let report = audit::verify(app.core()).await.expect("verify");
+            let report = audit::verify(app.core(), Console).await.expect("verify");
             assert!(report.ok, "round {round}: {report:?}");
         }
         done.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -593,7 +594,7 @@ async fn checkpointed(app: &TestApp, admin: &User) -> i64 {
         "a checkpoint of the head",
         Duration::from_secs(30),
         || async {
-            let report = audit::verify(app.core()).await.expect("verify");
+            let report = audit::verify(app.core(), Console).await.expect("verify");
             if let Some(checkpoint) = report.checkpoint.as_ref().filter(|c| c.seq >= head)
                 && report.head_seq > Some(checkpoint.seq)
             {
@@ -626,7 +627,7 @@ async fn a_cut_tail_is_found_against_the_signed_checkpoint(topology: Topology) {
     let (app, admin) = spawn_with(topology, &[CHECKPOINT_EVERY_SECOND]).await;
     let checkpoint = checkpointed(&app, &admin).await;
     delete_after(&app, checkpoint - 3).await;
-    let report = audit::verify(app.core()).await.expect("verify");
+    let report = audit::verify(app.core(), Console).await.expect("verify");
     assert_eq!(
         (report.ok, report.first_bad_seq, report.head_seq),
         (false, None, Some(checkpoint - 3))
@@ -669,7 +670,7 @@ async fn an_edited_event_set_back_to_pending_is_never_sealed_again(topology: Top
     let alarm = app.core().audit_alarms.sealing.current().expect("an alarm");
     assert!(alarm.contains(&edited.to_string()), "{alarm}");
     assert_eq!(row_at_id(&app, edited).await.seq, None);
-    let report = audit::verify(app.core()).await.expect("verify");
+    let report = audit::verify(app.core(), Console).await.expect("verify");
     assert!(!report.ok);
     assert_eq!(
         report.findings,
@@ -708,7 +709,7 @@ async fn events_coffer_did_not_write_are_refused(topology: Topology) {
         .exec(app.core().db())
         .await
         .expect("rewrite");
-    let report = audit::verify(app.core()).await.expect("verify");
+    let report = audit::verify(app.core(), Console).await.expect("verify");
     assert_eq!(
         report.findings.first(),
         Some(&audit::Finding::Altered { seq: 2 })
@@ -732,7 +733,7 @@ async fn events_coffer_did_not_write_are_refused(topology: Topology) {
             .await
             .expect("insert");
         assert_eq!(audit::seal(app.core()).await.expect("seal"), 0);
-        let report = audit::verify(app.core()).await.expect("verify");
+        let report = audit::verify(app.core(), Console).await.expect("verify");
         assert!(
             report
                 .findings
@@ -794,7 +795,7 @@ async fn a_database_older_than_the_newest_checkpoint_is_told_apart(topology: Top
         .exec(app.core().db())
         .await
         .expect("forget checkpoints");
-    let report = audit::verify(app.core()).await.expect("verify");
+    let report = audit::verify(app.core(), Console).await.expect("verify");
     assert_eq!(report.findings.len(), 1, "{report:?}");
     assert!(
         matches!(
@@ -849,7 +850,7 @@ async fn missing_and_forged_checkpoints_are_reported(topology: Topology) {
         .write_raw(&latest, serde_json::to_vec(&altered).expect("json").into())
         .await
         .expect("forge");
-    let report = audit::verify(app.core()).await.expect("verify");
+    let report = audit::verify(app.core(), Console).await.expect("verify");
     assert_eq!(
         report.findings,
         vec![audit::Finding::CheckpointForged {
@@ -861,7 +862,7 @@ async fn missing_and_forged_checkpoints_are_reported(topology: Topology) {
 
     storage.delete(&latest).await.expect("delete");
     storage.delete(&named).await.expect("delete");
-    let report = audit::verify(app.core()).await.expect("verify");
+    let report = audit::verify(app.core(), Console).await.expect("verify");
     assert_eq!(
         report.findings,
         vec![audit::Finding::CheckpointMissing {

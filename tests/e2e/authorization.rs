@@ -99,6 +99,10 @@ const API_ROWS: &[Row] = &[
     ),
     // With a wrong current password (a right one would end the world's other sessions).
     row("POST", "/api/v1/me/password", [401, 403, 403, 403]),
+    row("POST", "/api/v1/me/tokens", [401, 201, 201, 201]),
+    row("GET", "/api/v1/me/tokens", [401, 200, 200, 200]),
+    // The owner's token (revoking one already revoked is no error).
+    row("DELETE", "/api/v1/me/tokens/{id}", [401, 404, 204, 404]),
     row("POST", "/api/v1/files", [401, 202, 202, 202]),
     row("PUT", "/api/v1/files/{file}", [401, 202, 202, 202]),
     row("GET", "/api/v1/files", [401, 200, 200, 200]),
@@ -169,6 +173,11 @@ const PAGE_ROWS: &[Row] = &[
     page("GET", "/app/password", [303, 200, 200, 200]),
     // Posted without the password fields: refused, nothing changes.
     page("POST", "/app/password", [303, 422, 422, 422]),
+    page("GET", "/app/tokens", [303, 200, 200, 200]),
+    // Posted without a name: refused, nothing made.
+    page("POST", "/app/tokens", [303, 422, 422, 422]),
+    // The owner's token (revoking one already revoked is no error).
+    page("POST", "/app/tokens/{id}/revoke", [303, 404, 303, 404]),
     page("GET", "/app/files/{id}", [303, 404, 200, 404]),
     page("GET", "/app/files/{id}/download", [303, 404, 200, 404]),
     page("GET", "/app/files/{id}/delete", [303, 404, 200, 404]),
@@ -205,6 +214,8 @@ struct World {
     /// An account of its own for the rows that would end the owner's sessions.
     bystander_id: String,
     shared: Target,
+    /// A token of the owner's, for the row that revokes one.
+    owner_token_id: String,
 }
 
 async fn target(app: &TestApp, owner: &User) -> Target {
@@ -269,6 +280,7 @@ impl World {
             .expect("json");
         let bystander_id = me["id"].as_str().expect("id").to_owned();
         let shared = target(&app, &owner).await;
+        let owner_token_id = make_token(&app, &owner, &["files:read"]).await.0;
         Self {
             app,
             pages: reqwest::Client::builder()
@@ -281,6 +293,7 @@ impl World {
             owner_id,
             bystander_id,
             shared,
+            owner_token_id,
         }
     }
 
@@ -295,9 +308,24 @@ impl World {
 
     /// Sends `row`'s request as `actor` and returns the status and headers.
     async fn call(&self, row: &Row, actor: Actor) -> (StatusCode, HeaderMap) {
+        self.call_with(row, actor, None).await
+    }
+
+    /// Sends `row`'s request as `actor`, or with `bearer` (a personal API token of `actor`'s)
+    /// in place of `actor`'s session.
+    async fn call_with(
+        &self,
+        row: &Row,
+        actor: Actor,
+        bearer: Option<&str>,
+    ) -> (StatusCode, HeaderMap) {
         let (fresh_target, fresh_session);
         let (target, session) = match row.needs {
             Needs::Shared => (&self.shared, self.user(actor).map(|u| u.token.clone())),
+            Needs::Fresh if bearer.is_some() => {
+                fresh_target = target(&self.app, &self.owner).await;
+                (&fresh_target, None)
+            }
             Needs::Fresh => {
                 fresh_target = target(&self.app, &self.owner).await;
                 fresh_session = match self.user(actor) {
@@ -317,6 +345,9 @@ impl World {
         let id = if row.path.starts_with("/api/v1/shares/") || row.path.starts_with("/app/shares/")
         {
             &target.share_id
+        } else if row.path.starts_with("/api/v1/me/tokens/") || row.path.starts_with("/app/tokens/")
+        {
+            &self.owner_token_id
         } else if row.path.ends_with("/password-reset") {
             &self.bystander_id
         } else if row.path.starts_with("/api/v1/admin/users/")
@@ -341,7 +372,7 @@ impl World {
         }
         let method = Method::from_bytes(row.method.as_bytes()).expect("method");
         let mut request = self.app.http.request(method, self.app.url(&path));
-        if let Some(token) = session {
+        if let Some(token) = bearer.map(str::to_owned).or(session) {
             request = request.bearer_auth(token);
         }
         request = match (row.method, row.path) {
@@ -377,6 +408,9 @@ impl World {
             ("POST", "/api/v1/admin/invites") => request.json(&json!({
                 "email": format!("invited-{}@example.org", uuid::Uuid::new_v4().simple()),
             })),
+            ("POST", "/api/v1/me/tokens") => {
+                request.json(&json!({ "name": "matrix", "scopes": ["files:read"] }))
+            }
             ("POST", "/api/v1/me/password") => request.json(&json!({
                 "current_password": "not the password at all",
                 "new_password": "another long password",
@@ -512,9 +546,12 @@ impl World {
             "no rotation running",
             std::time::Duration::from_secs(60),
             || async {
-                let progress = coffer::coffer_core::services::rotation::progress(self.app.core())
-                    .await
-                    .expect("progress");
+                let progress = coffer::coffer_core::services::rotation::progress(
+                    self.app.core(),
+                    coffer::coffer_core::principal::Operator::Console,
+                )
+                .await
+                .expect("progress");
                 if progress
                     .is_none_or(|r| r.state != coffer::coffer_core::types::RotationState::Running)
                 {
@@ -650,4 +687,163 @@ async fn every_route_answers_each_caller_as_it_should(topology: Topology) {
     world.app.stop().await;
 }
 
-both_topologies!(every_route_answers_each_caller_as_it_should);
+/// What a personal API token needs for a route of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    /// Open to everyone: a token changes nothing.
+    Open,
+    /// Any token of the account.
+    Any,
+    /// A token with this scope.
+    Scope(&'static str),
+    /// Never a token: the account's own settings, and administration.
+    SessionOnly,
+}
+
+/// The grant of every API row (a row without one fails the test).
+const GRANTS: &[(&str, &str, Grant)] = &[
+    ("POST", "/api/v1/auth/signup", Grant::Open),
+    ("POST", "/api/v1/auth/login", Grant::Open),
+    ("POST", "/api/v1/auth/logout", Grant::SessionOnly),
+    ("GET", "/api/v1/me", Grant::Any),
+    ("POST", "/api/v1/auth/verify-email", Grant::Open),
+    ("POST", "/api/v1/me/verify-email", Grant::SessionOnly),
+    ("POST", "/api/v1/auth/password-reset/confirm", Grant::Open),
+    ("POST", "/api/v1/me/password", Grant::SessionOnly),
+    ("POST", "/api/v1/me/tokens", Grant::SessionOnly),
+    ("GET", "/api/v1/me/tokens", Grant::SessionOnly),
+    ("DELETE", "/api/v1/me/tokens/{id}", Grant::SessionOnly),
+    ("POST", "/api/v1/files", Grant::Scope("files:write")),
+    ("PUT", "/api/v1/files/{file}", Grant::Scope("files:write")),
+    ("GET", "/api/v1/files", Grant::Scope("files:read")),
+    ("GET", "/api/v1/files/{file}", Grant::Scope("files:read")),
+    (
+        "GET",
+        "/api/v1/files/{id}/content",
+        Grant::Scope("files:read"),
+    ),
+    (
+        "DELETE",
+        "/api/v1/files/{file}",
+        Grant::Scope("files:write"),
+    ),
+    (
+        "POST",
+        "/api/v1/files/{id}/shares",
+        Grant::Scope("shares:write"),
+    ),
+    (
+        "GET",
+        "/api/v1/files/{id}/shares",
+        Grant::Scope("files:read"),
+    ),
+    (
+        "DELETE",
+        "/api/v1/shares/{id}",
+        Grant::Scope("shares:write"),
+    ),
+    ("GET", "/s/{token}", Grant::Open),
+    ("GET", "/s/{token}/download", Grant::Open),
+    ("POST", "/s/{token}/download", Grant::Open),
+    ("GET", "/api/v1/admin/users", Grant::SessionOnly),
+    ("PATCH", "/api/v1/admin/users/{id}", Grant::SessionOnly),
+    (
+        "POST",
+        "/api/v1/admin/users/{id}/password-reset",
+        Grant::SessionOnly,
+    ),
+    ("GET", "/api/v1/admin/keys", Grant::SessionOnly),
+    ("GET", "/api/v1/audit/public-key", Grant::Open),
+    ("GET", "/api/v1/admin/settings", Grant::SessionOnly),
+    ("PATCH", "/api/v1/admin/settings", Grant::SessionOnly),
+    ("POST", "/api/v1/admin/invites", Grant::SessionOnly),
+    ("GET", "/api/v1/admin/invites", Grant::SessionOnly),
+    ("POST", "/api/v1/admin/keys/rotate", Grant::SessionOnly),
+    ("GET", "/api/v1/admin/keys/rotation", Grant::SessionOnly),
+    ("GET", "/api/v1/admin/audit", Grant::Scope("audit:read")),
+    (
+        "GET",
+        "/api/v1/admin/audit/export",
+        Grant::Scope("audit:read"),
+    ),
+    (
+        "GET",
+        "/api/v1/admin/audit/verify",
+        Grant::Scope("audit:read"),
+    ),
+];
+
+/// Makes a personal API token with `scopes` for `user` (signed in); its id and secret.
+async fn make_token(app: &TestApp, user: &User, scopes: &[&str]) -> (String, String) {
+    let created = app
+        .post_json(
+            "/api/v1/me/tokens",
+            &json!({ "name": format!("matrix {}", scopes.join(" ")), "scopes": scopes }),
+            Some(&user.token),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let body: Value = created.json().await.expect("json");
+    (
+        body["token"]["id"].as_str().expect("id").to_owned(),
+        body["secret"].as_str().expect("secret").to_owned(),
+    )
+}
+
+/// Each scope × each API route: a token with one scope (the owner's for the file and share
+/// scopes, the admin's for `audit:read`) gets what its account gets where the scope covers the
+/// route, 403 where it does not, and 403 wherever only a signed-in person may act.
+async fn every_route_answers_each_token_as_its_scopes_say(topology: Topology) {
+    let world = World::new(topology).await;
+    let rows: BTreeSet<String> = API_ROWS
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    let granted: BTreeSet<String> = GRANTS.iter().map(|(m, p, _)| format!("{m} {p}")).collect();
+    assert_eq!(rows, granted, "every API row has a grant, and only they");
+
+    let mut tokens = Vec::new();
+    for scope in ["files:read", "files:write", "shares:write"] {
+        let (_, secret) = make_token(&world.app, &world.owner, &[scope]).await;
+        tokens.push((scope, Actor::Owner, secret));
+    }
+    let (_, secret) = make_token(&world.app, &world.admin, &["audit:read"]).await;
+    tokens.push(("audit:read", Actor::Admin, secret));
+
+    let mut wrong = Vec::new();
+    for row in API_ROWS {
+        let grant = GRANTS
+            .iter()
+            .find(|(m, p, _)| *m == row.method && *p == row.path)
+            .map(|(_, _, g)| *g)
+            .expect("a grant");
+        for (scope, actor, secret) in &tokens {
+            let as_account = row.expect[ACTORS.iter().position(|a| a == actor).expect("actor")];
+            let expected = match grant {
+                Grant::Open | Grant::Any => as_account,
+                Grant::Scope(needed) if needed == *scope => as_account,
+                Grant::Scope(_) | Grant::SessionOnly => 403,
+            };
+            let (got, headers) = world.call_with(row, *actor, Some(secret)).await;
+            if got.as_u16() != expected {
+                wrong.push(format!(
+                    "{} {} with a {scope} token: got {got}, expected {expected}",
+                    row.method, row.path
+                ));
+            }
+            for problem in header_problems(&headers) {
+                wrong.push(format!(
+                    "{} {} with a {scope} token: {problem}",
+                    row.method, row.path
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    world.app.stop().await;
+}
+
+both_topologies!(
+    every_route_answers_each_caller_as_it_should,
+    every_route_answers_each_token_as_its_scopes_say
+);

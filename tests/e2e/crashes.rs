@@ -348,9 +348,12 @@ async fn killed_workers_lose_nothing(topology: Topology) {
         poll().await;
     }
 
-    let report = coffer::coffer_core::services::audit::verify(&core)
-        .await
-        .expect("verify");
+    let report = coffer::coffer_core::services::audit::verify(
+        &core,
+        coffer::coffer_core::principal::Operator::Console,
+    )
+    .await
+    .expect("verify");
     assert!(report.ok, "{report:?}");
     drop(api);
     env.cleanup().await;

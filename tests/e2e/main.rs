@@ -32,5 +32,6 @@ mod scan;
 mod service;
 mod shares;
 mod shutdown;
+mod tokens;
 mod upgrade;
 mod webapp;

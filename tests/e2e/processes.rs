@@ -218,9 +218,12 @@ async fn two_sealing_workers_keep_one_gapless_chain(topology: Topology) {
             .await
             .expect("count")
     };
-    let report = coffer::coffer_core::services::audit::verify(&core)
-        .await
-        .expect("verify");
+    let report = coffer::coffer_core::services::audit::verify(
+        &core,
+        coffer::coffer_core::principal::Operator::Console,
+    )
+    .await
+    .expect("verify");
     assert!(report.ok, "{report:?}");
     assert_eq!(
         report.checked, total,

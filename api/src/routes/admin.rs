@@ -1,6 +1,7 @@
 //! Admin: accounts, master-key versions and rotation. The audit log is `super::audit`.
 
 use chrono::{DateTime, Utc};
+use coffer_core::principal::Operator;
 use coffer_core::services::accounts::{self, Account};
 use coffer_core::services::keys::{self, VersionInfo};
 use coffer_core::services::password_reset;
@@ -138,8 +139,8 @@ enum RotateResponse {
 impl AdminApi {
     /// Master-key versions and how many keys each wraps
     #[oai(path = "/keys", method = "get")]
-    async fn keys(&self, req: &Request, _admin: AdminAuth) -> Result<Json<KeyVersions>, ApiError> {
-        let versions = keys::versions(core(req)?).await?;
+    async fn keys(&self, req: &Request, admin: AdminAuth) -> Result<Json<KeyVersions>, ApiError> {
+        let versions = keys::versions(core(req)?, Operator::Admin(&admin.0.user)).await?;
         Ok(Json(KeyVersions {
             versions: versions.into_iter().map(KeyVersion::from).collect(),
         }))
@@ -148,14 +149,15 @@ impl AdminApi {
     /// Rotate to a new master-key version (rewraps keys; no file data is re-encrypted)
     #[oai(path = "/keys/rotate", method = "post")]
     async fn rotate(&self, req: &Request, admin: AdminAuth) -> Result<RotateResponse, ApiError> {
-        let rotation = rotation::rotate(core(req)?, admin.0.user.actor(), &meta(req)).await?;
+        let rotation =
+            rotation::rotate(core(req)?, Operator::Admin(&admin.0.user), &meta(req)).await?;
         Ok(RotateResponse::Started(Json(rotation.into())))
     }
 
     /// Progress of the latest rotation
     #[oai(path = "/keys/rotation", method = "get")]
-    async fn rotation(&self, req: &Request, _admin: AdminAuth) -> Result<Json<Rotation>, ApiError> {
-        rotation::progress(core(req)?)
+    async fn rotation(&self, req: &Request, admin: AdminAuth) -> Result<Json<Rotation>, ApiError> {
+        rotation::progress(core(req)?, Operator::Admin(&admin.0.user))
             .await?
             .map(|r| Json(r.into()))
             .ok_or_else(|| ApiError::from(coffer_core::ServiceError::NotFound("rotation")))
@@ -166,7 +168,7 @@ impl AdminApi {
     async fn users(
         &self,
         req: &Request,
-        _admin: AdminAuth,
+        admin: AdminAuth,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// 1 to 500; 100 by default.
@@ -174,7 +176,13 @@ impl AdminApi {
         limit: Query<Option<u64>>,
     ) -> Result<Json<UserPage>, ApiError> {
         let limit = limit.0.unwrap_or(100);
-        let (users, next) = accounts::list(core(req)?, cursor.0.as_deref(), limit).await?;
+        let (users, next) = accounts::list(
+            core(req)?,
+            Operator::Admin(&admin.0.user),
+            cursor.0.as_deref(),
+            limit,
+        )
+        .await?;
         Ok(Json(UserPage {
             users: users.into_iter().map(UserAccount::from).collect(),
             next_cursor: next,

@@ -2,6 +2,7 @@
 //! checkpoints are signed with.
 
 use chrono::{DateTime, Utc};
+use coffer_core::principal::Operator;
 use coffer_core::services::audit;
 use poem::{Body, Request};
 use poem_openapi::param::Query;
@@ -182,7 +183,7 @@ impl AuditApi {
     async fn audit(
         &self,
         req: &Request,
-        _admin: AdminAuth,
+        admin: AdminAuth,
         action: Query<Option<String>>,
         actor_id: Query<Option<String>>,
         target_id: Query<Option<String>>,
@@ -204,7 +205,7 @@ impl AuditApi {
             after_seq: after_seq.0,
             limit,
         };
-        let page = audit::query(core(req)?, &query).await?;
+        let page = audit::query(core(req)?, Operator::Admin(&admin.0.user), &query).await?;
         Ok(Json(AuditPage {
             events: page.events.into_iter().map(AuditEvent::from).collect(),
             next_cursor: page.next,
@@ -229,7 +230,7 @@ impl AuditApi {
         };
         let body = audit::export_for(
             core,
-            admin.0.user.actor(),
+            Operator::Admin(&admin.0.user),
             format,
             since.0,
             until.0,
@@ -255,9 +256,9 @@ impl AuditApi {
     async fn verify(
         &self,
         req: &Request,
-        _admin: AdminAuth,
+        admin: AdminAuth,
     ) -> Result<Json<Verification>, ApiError> {
-        let v = audit::verify(core(req)?).await?;
+        let v = audit::verify(core(req)?, Operator::Admin(&admin.0.user)).await?;
         Ok(Json(Verification {
             ok: v.ok,
             checked: v.checked,

@@ -225,7 +225,7 @@ impl FilesApi {
         };
         // The range is declared (and checked) on the parameter.
         let limit = limit.0.unwrap_or(DEFAULT_PAGE);
-        let (page, next) = files::list(core(req)?, auth.0.user.id, after, limit).await?;
+        let (page, next) = files::list(core(req)?, &auth.0.user, after, limit).await?;
         Ok(Json(FilePage {
             files: page.into_iter().map(FileMetadata::from).collect(),
             next_cursor: next.map(|id| id.to_string()),
@@ -242,7 +242,7 @@ impl FilesApi {
         #[oai(name = "file")]
         id: Path<String>,
     ) -> Result<Json<FileMetadata>, ApiError> {
-        let view = files::get(core(req)?, auth.0.user.id, parse_id(&id.0)?).await?;
+        let view = files::get(core(req)?, &auth.0.user, parse_id(&id.0)?).await?;
         Ok(Json(view.into()))
     }
 
@@ -258,7 +258,7 @@ impl FilesApi {
     ) -> Result<ContentResponse, ApiError> {
         let core = core(req)?;
         let id = parse_id(&id.0)?;
-        let file = files::owned(core, auth.0.user.id, id).await?;
+        let file = files::owned(core, &auth.0.user, id).await?;
         let range::Chosen { range, etag } = range::choose(
             &file.view(),
             range_header.0.as_deref(),

@@ -6,6 +6,7 @@ pub mod health;
 pub mod recipient;
 pub mod settings;
 pub mod shares;
+pub mod tokens;
 
 #[derive(poem_openapi::Tags)]
 pub enum Tag {

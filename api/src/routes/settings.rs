@@ -2,6 +2,7 @@
 //! invitations.
 
 use chrono::{DateTime, Utc};
+use coffer_core::principal::Operator;
 use coffer_core::services::signup;
 use coffer_core::types::SignupPolicy;
 use poem::Request;
@@ -90,8 +91,8 @@ enum InviteResponse {
     Created(Json<Invite>),
 }
 
-async fn settings(req: &Request) -> Result<Settings, ApiError> {
-    let (policy, fixed) = signup::policy(core(req)?).await?;
+async fn settings(req: &Request, admin: &AdminAuth) -> Result<Settings, ApiError> {
+    let (policy, fixed) = signup::policy(core(req)?, Operator::Admin(&admin.0.user)).await?;
     Ok(Settings {
         signup: policy.to_string(),
         signup_fixed: fixed,
@@ -102,8 +103,8 @@ async fn settings(req: &Request) -> Result<Settings, ApiError> {
 impl SettingsApi {
     /// The settings an admin may change at run time
     #[oai(path = "/settings", method = "get")]
-    async fn get(&self, req: &Request, _admin: AdminAuth) -> Result<Json<Settings>, ApiError> {
-        Ok(Json(settings(req).await?))
+    async fn get(&self, req: &Request, admin: AdminAuth) -> Result<Json<Settings>, ApiError> {
+        Ok(Json(settings(req, &admin).await?))
     }
 
     /// Change settings (409 for one an environment variable fixes)
@@ -119,7 +120,7 @@ impl SettingsApi {
                 .map_err(|e| ApiError::unprocessable(format!("signup: {e}")))?;
             signup::set_policy(core(req)?, &admin.0.user, policy, &meta(req)).await?;
         }
-        Ok(Json(settings(req).await?))
+        Ok(Json(settings(req, &admin).await?))
     }
 
     /// Invite an address to sign up (emailed a link valid for 7 days)
@@ -136,12 +137,8 @@ impl SettingsApi {
 
     /// Invitations, newest first
     #[oai(path = "/invites", method = "get")]
-    async fn invites(
-        &self,
-        req: &Request,
-        _admin: AdminAuth,
-    ) -> Result<Json<InviteList>, ApiError> {
-        let invites = signup::invites(core(req)?)
+    async fn invites(&self, req: &Request, admin: AdminAuth) -> Result<Json<InviteList>, ApiError> {
+        let invites = signup::invites(core(req)?, Operator::Admin(&admin.0.user))
             .await?
             .into_iter()
             .map(Invite::from)

@@ -1,6 +1,7 @@
 //! Admin pages: master keys (rotation with live progress) and accounts (role, enable and
 //! disable); the audit log is in `audit.rs`. Other users get a 403 page.
 
+use coffer_core::principal::Operator;
 use coffer_core::services::accounts::{self, Account};
 use coffer_core::services::{keys, rotation};
 use coffer_core::text::t;
@@ -49,8 +50,12 @@ async fn keys_page(
     error: Option<&str>,
 ) -> poem::Result<Response> {
     let fail = |e| page::service_error(Some(me), e);
-    let versions = keys::versions(core).await.map_err(fail)?;
-    let rotation = rotation::progress(core).await.map_err(fail)?;
+    let versions = keys::versions(core, Operator::Admin(&me.session.user))
+        .await
+        .map_err(fail)?;
+    let rotation = rotation::progress(core, Operator::Admin(&me.session.user))
+        .await
+        .map_err(fail)?;
     let versions: Vec<Value> = versions
         .iter()
         .map(|v| {
@@ -101,7 +106,7 @@ pub async fn key_versions(req: &Request) -> poem::Result<Response> {
 #[poem::handler]
 pub async fn rotate(req: &Request, body: Body) -> poem::Result<Response> {
     let (core, me, _) = admin_form(req, body).await?;
-    match rotation::rotate(core, me.session.user.actor(), &meta(req)).await {
+    match rotation::rotate(core, Operator::Admin(&me.session.user), &meta(req)).await {
         Ok(_) => Ok(page::redirect("/app/admin/keys")),
         Err(ServiceError::Conflict(detail)) => {
             keys_page(core, &me, StatusCode::CONFLICT, Some(&sentence(&detail))).await
@@ -124,7 +129,7 @@ async fn users_page(
     status: StatusCode,
     error: Option<&str>,
 ) -> poem::Result<Response> {
-    let (rows, next) = accounts::list(core, cursor, USERS_PAGE)
+    let (rows, next) = accounts::list(core, Operator::Admin(&me.session.user), cursor, USERS_PAGE)
         .await
         .map_err(|e| page::service_error(Some(me), e))?;
     let rows: Vec<Value> = rows.iter().map(|a| account_context(a, me)).collect();

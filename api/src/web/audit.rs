@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use coffer_core::Core;
+use coffer_core::principal::Operator;
 use coffer_core::services::audit::{self, ExportFormat, Verification};
 use coffer_core::text::t;
 use minijinja::{Value, context};
@@ -138,7 +139,7 @@ async fn audit_page(
                 after_seq,
                 limit: AUDIT_PAGE,
             };
-            let found = audit::query(core, &query)
+            let found = audit::query(core, Operator::Admin(&me.session.user), &query)
                 .await
                 .map_err(|e| page::service_error(Some(me), e))?;
             let events: Vec<Value> = found.events.iter().map(event_context).collect();
@@ -201,7 +202,7 @@ pub async fn audit_log(req: &Request) -> poem::Result<Response> {
 #[poem::handler]
 pub async fn verify(req: &Request, body: Body) -> poem::Result<Response> {
     let (core, me, fields) = admin_form(req, body).await?;
-    let verification = audit::verify(core)
+    let verification = audit::verify(core, Operator::Admin(&me.session.user))
         .await
         .map_err(|e| page::service_error(Some(&me), e))?;
     audit_page(core, &me, &fields, Some(verification)).await
@@ -228,7 +229,7 @@ pub async fn export_log(req: &Request) -> poem::Result<Response> {
     let (since, until) = Filters::from(&fields).times().map_err(|text| bad(&text))?;
     let body = audit::export_for(
         core,
-        me.session.user.actor(),
+        Operator::Admin(&me.session.user),
         format,
         since,
         until,

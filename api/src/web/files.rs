@@ -99,7 +99,7 @@ pub async fn list(req: &Request) -> poem::Result<Response> {
     let after = query
         .given("cursor")
         .and_then(|c| uuid::Uuid::parse_str(c).ok());
-    let (rows, next) = files::list(core, me.session.user.id, after, PAGE_SIZE)
+    let (rows, next) = files::list(core, &me.session.user, after, PAGE_SIZE)
         .await
         .map_err(|e| page::service_error(Some(&me), e))?;
     let refresh = rows.iter().any(|f| pending(f.status));
@@ -229,9 +229,7 @@ pub(super) async fn details_page(
     error: Option<&str>,
 ) -> poem::Result<Response> {
     let fail = |e| page::service_error(Some(me), e);
-    let file = files::get(core, me.session.user.id, id)
-        .await
-        .map_err(fail)?;
+    let file = files::get(core, &me.session.user, id).await.map_err(fail)?;
     let shares = shares::list(core, &me.session.user, id)
         .await
         .map_err(fail)?;
@@ -275,7 +273,7 @@ pub async fn download(req: &Request, Path(id): Path<String>) -> poem::Result<Res
     let id = page::parse_id(&me, &id, "file")?;
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let page_error = |e| page::service_error(Some(&me), e);
-    let file = files::owned(core, me.session.user.id, id)
+    let file = files::owned(core, &me.session.user, id)
         .await
         .map_err(page_error)?;
     let range::Chosen { range, etag } =
@@ -324,7 +322,7 @@ pub async fn delete_page(req: &Request, Path(id): Path<String>) -> poem::Result<
     let core = core(req)?;
     let me = SignedIn::from_view(req, core).await?;
     let id = page::parse_id(&me, &id, "file")?;
-    let file = files::get(core, me.session.user.id, id)
+    let file = files::get(core, &me.session.user, id)
         .await
         .map_err(|e| page::service_error(Some(&me), e))?;
     Ok(page::view(

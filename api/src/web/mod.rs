@@ -12,6 +12,7 @@ mod page;
 mod session;
 mod shares;
 mod signup_admin;
+mod tokens;
 
 use coffer_core::Core;
 use poem::http::{Method, StatusCode};
@@ -30,6 +31,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/app/password-reset", "GET, POST"),
     ("/app/signout", "POST"),
     ("/app/password", "GET, POST"),
+    ("/app/tokens", "GET, POST"),
+    ("/app/tokens/{id}/revoke", "POST"),
     ("/app/files", "GET, POST"),
     ("/app/upload", "GET"),
     ("/app/files/{id}", "GET"),
@@ -66,6 +69,8 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
             "/password",
             get(account::password_page).post(account::change_password),
         )
+        .at("/tokens", get(tokens::list).post(tokens::create))
+        .at("/tokens/:id/revoke", post(tokens::revoke))
         .at("/files", get(files::list).post(files::upload_file))
         .at("/upload", get(files::upload_page))
         .at("/files/:id", get(files::details))

@@ -102,7 +102,7 @@ impl SignedIn {
     }
 
     async fn resolve(core: &Core, raw: &str) -> poem::Result<Self> {
-        match users::authenticate(core, raw).await {
+        match users::authenticate_session(core, raw).await {
             Ok(session) => Ok(Self {
                 session,
                 csrf: csrf_of(raw),

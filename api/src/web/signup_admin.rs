@@ -2,6 +2,7 @@
 //! invitations, over the same services as `/api/v1/admin/settings` and `/api/v1/admin/invites`.
 
 use chrono::Utc;
+use coffer_core::principal::Operator;
 use coffer_core::services::signup;
 use coffer_core::text::t;
 use coffer_core::types::SignupPolicy;
@@ -24,9 +25,11 @@ async fn signup_page(
     error: Option<&str>,
 ) -> poem::Result<Response> {
     let fail = |e| page::service_error(Some(me), e);
-    let (policy, fixed) = signup::policy(core).await.map_err(fail)?;
+    let (policy, fixed) = signup::policy(core, Operator::Admin(&me.session.user))
+        .await
+        .map_err(fail)?;
     let now = Utc::now();
-    let invites: Vec<Value> = signup::invites(core)
+    let invites: Vec<Value> = signup::invites(core, Operator::Admin(&me.session.user))
         .await
         .map_err(fail)?
         .iter()

@@ -56,6 +56,8 @@ actions! {
     ShareRevoked => "share.revoked",
     ShareViewed => "share.viewed",
     ShareWrittenToOutbox => "share.written_to_outbox",
+    TokenCreated => "token.created",
+    TokenRevoked => "token.revoked",
     UserEmailVerified => "user.email_verified",
     UserInvited => "user.invited",
     UserLogin => "user.login",

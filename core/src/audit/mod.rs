@@ -34,6 +34,13 @@ pub enum Actor {
     Anonymous,
     User(Uuid),
     Admin(Uuid),
+    /// A user (or an admin) acting through a personal API token: recorded as the user, with
+    /// the token named in the event's details (`token`).
+    Token {
+        user: Uuid,
+        admin: bool,
+        token: Uuid,
+    },
     Recipient(Uuid),
     System,
 }
@@ -43,7 +50,13 @@ impl Actor {
         match self {
             Self::Anonymous => ("anonymous", None),
             Self::User(id) => ("user", Some(id.to_string())),
-            Self::Admin(id) => ("admin", Some(id.to_string())),
+            Self::Admin(id)
+            | Self::Token {
+                user: id,
+                admin: true,
+                ..
+            } => ("admin", Some(id.to_string())),
+            Self::Token { user, .. } => ("user", Some(user.to_string())),
             Self::Recipient(share) => ("recipient", Some(share.to_string())),
             Self::System => ("system", None),
         }
@@ -124,8 +137,13 @@ impl Event {
     }
 
     /// The row of this event, unauthenticated (see [`AuditWriter::row`]).
-    fn into_model(self) -> audit_event::Model {
+    fn into_model(mut self) -> audit_event::Model {
         let (actor_kind, actor_id) = self.actor.parts();
+        if let Actor::Token { token, .. } = self.actor
+            && let Value::Object(details) = &mut self.details
+        {
+            details.insert("token".to_owned(), Value::String(token.to_string()));
+        }
         let (target_kind, target_id) = match self.target {
             Some((kind, id)) => (Some(kind.to_owned()), Some(id)),
             None => (None, None),

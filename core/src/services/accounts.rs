@@ -8,7 +8,7 @@ use uuid::Uuid;
 use entity::{session, user};
 
 use crate::audit::{Action, Event, RequestMeta};
-use crate::principal::User;
+use crate::principal::{Operator, User};
 use crate::text::t;
 use crate::types::Role;
 use crate::{Core, ServiceError, ServiceResult};
@@ -39,9 +39,11 @@ impl From<user::Model> for Account {
 /// next page when there is one.
 pub async fn list(
     core: &Core,
+    by: Operator<'_>,
     after: Option<&str>,
     limit: u64,
 ) -> ServiceResult<(Vec<Account>, Option<String>)> {
+    by.require_admin()?;
     let mut query = user::Entity::find()
         .order_by_asc(user::Column::Email)
         .limit(limit + 1);
@@ -74,6 +76,7 @@ pub async fn change(
     change: Change,
     meta: &RequestMeta,
 ) -> ServiceResult<Account> {
+    admin.require_admin()?;
     if change.role.is_none() && change.disabled.is_none() {
         return Err(ServiceError::Invalid(t("account-error-nothing-to-change")));
     }

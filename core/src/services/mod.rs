@@ -11,5 +11,6 @@ pub mod recipients;
 pub mod rotation;
 pub mod shares;
 pub mod signup;
+pub mod tokens;
 pub mod users;
 pub mod verification;

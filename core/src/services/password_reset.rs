@@ -24,14 +24,15 @@ fn outbox_name(user_id: Uuid) -> String {
     format!("password-reset-{user_id}")
 }
 
-/// An admin resets `target`'s password: it is replaced by one nobody knows, every session of
-/// the account ends, and a link to set a new one is emailed to the account's address.
+/// An admin resets `target`'s password: it is replaced by one nobody knows, every session and
+/// personal API token of the account ends, and a link to set a new one is emailed to the account's address.
 pub async fn force(
     core: &Core,
     admin: &User,
     target: Uuid,
     meta: &RequestMeta,
 ) -> ServiceResult<()> {
+    admin.require_admin()?;
     if target == admin.id {
         return Err(ServiceError::Conflict(t("reset-error-own-password")));
     }
@@ -67,6 +68,8 @@ pub async fn force(
         .exec(&txn)
         .await?
         .rows_affected;
+    // Whoever took the account over may have made tokens to come back with.
+    let tokens_revoked = crate::services::tokens::revoke_all(&txn, target).await?;
     password_reset::Entity::delete_many()
         .filter(password_reset::Column::UserId.eq(target))
         .exec(&txn)
@@ -81,7 +84,11 @@ pub async fn force(
     .await?;
     Event::new(Action::UserPasswordResetRequested, admin.actor())
         .target("user", target)
-        .details(serde_json::json!({ "forced": true, "sessions_ended": ended }))
+        .details(serde_json::json!({
+            "forced": true,
+            "sessions_ended": ended,
+            "tokens_revoked": tokens_revoked,
+        }))
         .from(meta)
         .record(&txn, &core.audit)
         .await?;

@@ -12,9 +12,10 @@ use uuid::Uuid;
 
 use entity::{file, key_rotation, key_version};
 
-use crate::audit::{Action, Actor, Event, RequestMeta};
+use crate::audit::{Action, Event, RequestMeta};
 use crate::crypto::SecretKey;
 use crate::jobs::rewrap::{RewrapKeys, not_under};
+use crate::principal::Operator;
 use crate::services::keys::{active_version, matches_database, mismatch};
 use crate::text::{Arg, t, t_with};
 use crate::types::{KeyState, RotationState};
@@ -52,7 +53,13 @@ impl From<key_rotation::Model> for RotationView {
 /// at a time, enforced by the database (a unique index on the running rotation) inside the
 /// transaction that starts it; a generated key is written to the keyring only once that
 /// transaction holds the claim.
-pub async fn rotate(core: &Core, actor: Actor, meta: &RequestMeta) -> ServiceResult<RotationView> {
+pub async fn rotate(
+    core: &Core,
+    by: Operator<'_>,
+    meta: &RequestMeta,
+) -> ServiceResult<RotationView> {
+    by.require_admin()?;
+    let actor = by.actor();
     let from = active_version(&core.db).await?;
     let txn = crate::db::begin_write(&core.db).await?;
     if let Some(running) = key_rotation::Entity::find()
@@ -155,7 +162,8 @@ fn running_conflict(running: &key_rotation::Model) -> ServiceError {
 }
 
 /// The latest rotation, if there was one.
-pub async fn progress(core: &Core) -> ServiceResult<Option<RotationView>> {
+pub async fn progress(core: &Core, by: Operator<'_>) -> ServiceResult<Option<RotationView>> {
+    by.require_admin()?;
     Ok(key_rotation::Entity::find()
         .order_by_desc(key_rotation::Column::StartedAt)
         .one(&core.db)

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use entity::{invite, setting};
 
 use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
-use crate::principal::User;
+use crate::principal::{Operator, User};
 use crate::text::{Arg, t, t_with};
 use crate::types::{EmailAddress, SignupPolicy, Token};
 use crate::{Core, ServiceError, ServiceResult};
@@ -25,8 +25,14 @@ pub const INVITE_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 const INVITES_LISTED: u64 = 500;
 const SIGNUP_SETTING: &str = "signup";
 
-/// The policy in force, and whether `COFFER_SIGNUP` fixes it (an admin cannot change it then).
-pub async fn policy(core: &Core) -> ServiceResult<(SignupPolicy, bool)> {
+/// The policy in force, and whether `COFFER_SIGNUP` fixes it (an admin cannot change it then),
+/// as an admin's settings show it.
+pub async fn policy(core: &Core, by: Operator<'_>) -> ServiceResult<(SignupPolicy, bool)> {
+    by.require_admin()?;
+    current_policy(core).await
+}
+
+async fn current_policy(core: &Core) -> ServiceResult<(SignupPolicy, bool)> {
     if let Some(fixed) = &core.config.signup {
         return Ok((fixed.clone(), true));
     }
@@ -44,7 +50,8 @@ pub async fn set_policy(
     policy: SignupPolicy,
     meta: &RequestMeta,
 ) -> ServiceResult<SignupPolicy> {
-    let (before, fixed) = self::policy(core).await?;
+    admin.require_admin()?;
+    let (before, fixed) = current_policy(core).await?;
     if fixed {
         return Err(ServiceError::Conflict(t("signup-error-policy-fixed")));
     }
@@ -102,7 +109,7 @@ pub async fn admit(
             _ => Err(ServiceError::Forbidden(t("signup-error-invite-refused"))),
         };
     }
-    match policy(core).await?.0 {
+    match current_policy(core).await?.0 {
         policy if policy.admits(email) => Ok(Admission::Policy),
         SignupPolicy::Domains(_) => Err(ServiceError::Forbidden(t("signup-error-domains-only"))),
         _ => Err(ServiceError::Forbidden(t("signup-error-invitation-only"))),
@@ -166,6 +173,7 @@ pub async fn invite(
     email: &str,
     meta: &RequestMeta,
 ) -> ServiceResult<InviteView> {
+    admin.require_admin()?;
     let email = EmailAddress::parse(email)?;
     let token = Token::generate();
     let now = Utc::now();
@@ -223,7 +231,8 @@ pub async fn invite(
 }
 
 /// The newest invitations first.
-pub async fn invites(core: &Core) -> ServiceResult<Vec<InviteView>> {
+pub async fn invites(core: &Core, by: Operator<'_>) -> ServiceResult<Vec<InviteView>> {
+    by.require_admin()?;
     Ok(invite::Entity::find()
         .order_by_desc(invite::Column::CreatedAt)
         .limit(INVITES_LISTED)

@@ -94,6 +94,7 @@ pub(crate) fn send_link_later(core: &Core, user_id: Uuid, email: &str) {
 
 /// A signed-in owner asks for a new link (at most a few an hour).
 pub async fn resend(core: &Core, owner: &User) -> ServiceResult<()> {
+    owner.require_session()?;
     if is_verified(core, owner.id).await? {
         return Err(ServiceError::Conflict(t("verify-error-already-verified")));
     }

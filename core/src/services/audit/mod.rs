@@ -16,6 +16,7 @@ use sea_orm::{
 
 use entity::audit_event;
 
+use crate::principal::Operator;
 use crate::{Core, ServiceResult};
 
 pub use crate::audit::encoding::{GENESIS, canonical_v1, chain_hash};
@@ -88,7 +89,8 @@ pub struct Page {
 
 /// Sealed events matching `query`, in chain order (in time order with a time filter: see
 /// [`select`]), and the cursor of the next page.
-pub async fn query(core: &Core, query: &Query) -> ServiceResult<Page> {
+pub async fn query(core: &Core, by: Operator<'_>, query: &Query) -> ServiceResult<Page> {
+    by.require_audit_reader()?;
     let (rows, next) = rows(&core.db, query).await?;
     Ok(Page {
         events: rows.into_iter().map(EventView::from).collect(),
@@ -180,7 +182,8 @@ pub fn select(
 }
 
 /// The stored hash of event `seq`, hex (to check an anchor kept outside Coffer).
-pub async fn hash_at(core: &Core, seq: i64) -> ServiceResult<Option<String>> {
+pub async fn hash_at(core: &Core, by: Operator<'_>, seq: i64) -> ServiceResult<Option<String>> {
+    by.require_audit_reader()?;
     Ok(stored_hash(&core.db, seq).await?)
 }
 
@@ -324,14 +327,15 @@ impl ExportFormat {
 /// goes out, then streamed as [`export`] does.
 pub async fn export_for(
     core: &Core,
-    actor: crate::audit::Actor,
+    by: Operator<'_>,
     format: ExportFormat,
     since: Option<chrono::DateTime<chrono::Utc>>,
     until: Option<chrono::DateTime<chrono::Utc>>,
     meta: &crate::audit::RequestMeta,
 ) -> crate::ServiceResult<futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>>
 {
-    crate::audit::Event::new(crate::audit::Action::AuditExported, actor)
+    by.require_audit_reader()?;
+    crate::audit::Event::new(crate::audit::Action::AuditExported, by.actor())
         .details(
             serde_json::json!({ "format": format.extension(), "since": since, "until": until }),
         )

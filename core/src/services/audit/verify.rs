@@ -231,7 +231,11 @@ async fn sealed_range(
 /// Recomputes the chain from the first sealed event, page by page (each page is checked on
 /// the blocking pool while the next ones are read), compares it with the newest checkpoints,
 /// and checks the events waiting to be sealed.
-pub async fn verify(core: &Core) -> crate::ServiceResult<Verification> {
+pub async fn verify(
+    core: &Core,
+    by: crate::principal::Operator<'_>,
+) -> crate::ServiceResult<Verification> {
+    by.require_audit_reader()?;
     let db = &core.db;
     let ring = core.keys.ring();
     // Reads still under way when the walk stops are cancelled as they are dropped.

@@ -63,6 +63,14 @@ pub async fn upload_form(
     blanks: Blanks,
     meta: &RequestMeta,
 ) -> Result<Uploaded, Refused> {
+    // Before a byte is read.
+    if let Err(error) = owner.require(crate::principal::Scope::FilesWrite) {
+        return Err(Refused {
+            error,
+            share: ShareRequest::default(),
+            no_file: false,
+        });
+    }
     let mut form = Form::default();
     let read = read_fields(core, parts, blanks, &mut form).await;
     let mut share = form.share;

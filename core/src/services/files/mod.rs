@@ -21,6 +21,7 @@ use entity::file;
 use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::crypto::WrappedKey;
 use crate::db::by_key;
+use crate::principal::{Scope, User};
 use crate::storage::{ReadError, blob_path, quarantine_path};
 use crate::text::{Arg, t_with};
 use crate::types::FileStatus;
@@ -65,8 +66,9 @@ async fn find_owned(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<file::M
         .ok_or(ServiceError::NotFound("file"))
 }
 
-pub async fn get(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<FileView> {
-    Ok(find_owned(core, owner, id).await?.into())
+pub async fn get(core: &Core, owner: &User, id: Uuid) -> ServiceResult<FileView> {
+    owner.require(Scope::FilesRead)?;
+    Ok(find_owned(core, owner.id, id).await?.into())
 }
 
 /// One of the caller's files, looked up once for a download.
@@ -78,18 +80,20 @@ impl OwnedFile {
     }
 }
 
-pub async fn owned(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<OwnedFile> {
-    find_owned(core, owner, id).await.map(OwnedFile)
+pub async fn owned(core: &Core, owner: &User, id: Uuid) -> ServiceResult<OwnedFile> {
+    owner.require(Scope::FilesRead)?;
+    find_owned(core, owner.id, id).await.map(OwnedFile)
 }
 
 /// The owner's files, newest first. `after` is the last id of the previous page.
 pub async fn list(
     core: &Core,
-    owner: Uuid,
+    owner: &User,
     after: Option<Uuid>,
     limit: u64,
 ) -> ServiceResult<(Vec<FileView>, Option<Uuid>)> {
-    let mut rows = list_select(owner, after, limit).all(&core.db).await?;
+    owner.require(Scope::FilesRead)?;
+    let mut rows = list_select(owner.id, after, limit).all(&core.db).await?;
     let next = if rows.len() as u64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|r| r.id)
@@ -112,12 +116,8 @@ pub fn list_select(owner: Uuid, after: Option<Uuid>, limit: u64) -> sea_orm::Sel
 }
 
 /// Crypto-shreds a file: its wrapped keys are destroyed in the database first, then the objects.
-pub async fn delete(
-    core: &Core,
-    owner: &crate::principal::User,
-    id: Uuid,
-    meta: &RequestMeta,
-) -> ServiceResult<()> {
+pub async fn delete(core: &Core, owner: &User, id: Uuid, meta: &RequestMeta) -> ServiceResult<()> {
+    owner.require(Scope::FilesWrite)?;
     let txn = crate::db::begin_write(&core.db).await?;
     let row = file::Entity::find_by_id(id)
         .filter(file::Column::OwnerId.eq(owner.id))
@@ -197,12 +197,13 @@ impl Content {
 /// Opens a ready file for its owner. `range` is inclusive and already checked against the size.
 pub async fn content(
     core: &Core,
-    owner: &crate::principal::User,
+    owner: &User,
     OwnedFile(row): OwnedFile,
     range: Option<(u64, u64)>,
     delivery: Delivery,
     meta: &RequestMeta,
 ) -> ServiceResult<Content> {
+    owner.require(Scope::FilesRead)?;
     let id = row.id;
     if row.status != FileStatus::Ready {
         return Err(ServiceError::Conflict(t_with(

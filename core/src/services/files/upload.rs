@@ -15,7 +15,7 @@ use crate::audit::{Action, Event, RequestMeta};
 use crate::crypto::{SecretKey, WrappedKey};
 use crate::digest::StreamDigest;
 use crate::jobs::validate::ValidateFile;
-use crate::principal::User;
+use crate::principal::{Scope, User};
 use crate::services::shares::{self, ShareRequest, ShareSpec, ShareView};
 use crate::storage::{SealedWriter, quarantine_path};
 use crate::text::{Arg, t, t_with};
@@ -160,7 +160,11 @@ where
     E: std::fmt::Display,
 {
     // Before a byte is read: a bad share request costs the client no upload.
+    owner.require(Scope::FilesWrite)?;
     let share = share.resolve_for_upload(core)?;
+    if share.is_some() {
+        owner.require(Scope::SharesWrite)?;
+    }
     let sealed = ingest(core, body).await?;
     record(core, owner, name, sealed, share, meta).await
 }

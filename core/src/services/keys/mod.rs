@@ -14,6 +14,7 @@ use uuid::Uuid;
 use entity::{file, key_check, key_version};
 
 use crate::crypto::{KeyStore, Keyring, SecretKey, WrappedKey};
+use crate::principal::Operator;
 use crate::types::KeyState;
 use crate::{Core, KeyFailure, ServiceError, ServiceResult, crypto};
 
@@ -256,7 +257,8 @@ pub struct VersionInfo {
     pub wrapped_keys: u64,
 }
 
-pub async fn versions(core: &Core) -> ServiceResult<Vec<VersionInfo>> {
+pub async fn versions(core: &Core, by: Operator<'_>) -> ServiceResult<Vec<VersionInfo>> {
+    by.require_admin()?;
     let counts = usage(&core.db).await?;
     Ok(key_version::Entity::find()
         .order_by_asc(key_version::Column::Version)

@@ -12,7 +12,7 @@ use entity::{file, share};
 
 use crate::audit::{Action, Event, Outcome, RequestMeta};
 use crate::jobs::notify::{enqueue_pending, share_url};
-use crate::principal::User;
+use crate::principal::{Scope, User};
 use crate::text::{Arg, t_with};
 use crate::types::{EmailAddress, FileStatus, ShareState, Token};
 use crate::{Core, JobError, ServiceError, ServiceResult, password};
@@ -187,6 +187,7 @@ pub async fn prepare(
     spec: &ShareSpec,
     meta: &RequestMeta,
 ) -> ServiceResult<Prepared> {
+    owner.require(Scope::SharesWrite)?;
     if !spec.recipients.is_empty() {
         super::verification::require_verified(core, owner).await?;
     }
@@ -207,6 +208,7 @@ pub async fn create(
     request: ShareRequest,
     meta: &RequestMeta,
 ) -> ServiceResult<Vec<ShareView>> {
+    owner.require(Scope::SharesWrite)?;
     let spec = request.resolve(core)?;
     let prepared = prepare(core, owner, &spec, meta).await?;
     let txn = crate::db::begin_write(&core.db).await?;
@@ -231,6 +233,7 @@ pub async fn create(
 }
 
 pub async fn list(core: &Core, owner: &User, file_id: Uuid) -> ServiceResult<Vec<ShareView>> {
+    owner.require(Scope::FilesRead)?;
     file::Entity::find_by_id(file_id)
         .filter(file::Column::OwnerId.eq(owner.id))
         .filter(file::Column::Status.ne(FileStatus::Deleted))
@@ -255,6 +258,7 @@ pub async fn revoke(
     share_id: Uuid,
     meta: &RequestMeta,
 ) -> ServiceResult<()> {
+    owner.require(Scope::SharesWrite)?;
     let txn = crate::db::begin_write(&core.db).await?;
     let row = share::Entity::find_by_id(share_id)
         .filter(share::Column::OwnerId.eq(owner.id))

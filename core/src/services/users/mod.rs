@@ -1,5 +1,6 @@
 //! Accounts: signing up (with the sign-up policy and verification), the first admin, and
-//! `coffer admin create`. Signing in and out is [`signin`].
+//! `coffer admin create`. Signing in and out is [`signin`]; bearer tokens are resolved in
+//! [`sessions`].
 
 use std::time::Duration;
 
@@ -17,9 +18,11 @@ use crate::text::t;
 use crate::types::{EmailAddress, Role};
 use crate::{Core, ServiceError, ServiceResult, password};
 
+mod sessions;
 mod signin;
 
-pub use signin::{authenticate, change_password, login, logout, remove_dead_sessions};
+pub use sessions::{authenticate, authenticate_session, remove_dead_sessions};
+pub use signin::{change_password, login, logout};
 
 /// How long the per-address sign-up budget (`COFFER_SIGNUPS_PER_HOUR`) lasts.
 const SIGNUP_WINDOW: Duration = Duration::from_secs(3600);
@@ -159,6 +162,7 @@ async fn create_user(
         id,
         email: email.as_str().to_owned(),
         role,
+        access: crate::principal::Access::Session,
     })
 }
 
@@ -266,6 +270,7 @@ pub async fn create_admin(
         id: existing.id,
         email: existing.email,
         role: Role::Admin,
+        access: crate::principal::Access::Session,
     })
 }
 

@@ -1,14 +1,11 @@
 //! Signing in and out: the login with its rate limits (per account and address, per address,
-//! and a pace per account), bearer tokens resolved to sessions, password changes, and the
-//! sweep of dead sessions.
+//! and a pace per account), password changes, and signing out. Resolving a bearer token is
+//! [`super::sessions`].
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, JoinType, QueryFilter as _,
-    QuerySelect as _,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 use secrecy::SecretString;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
@@ -18,7 +15,7 @@ use entity::{session, user};
 use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::principal::{Session, User};
 use crate::text::t;
-use crate::types::{EmailAddress, Role, Token};
+use crate::types::{EmailAddress, Token};
 use crate::{Core, ServiceError, ServiceResult, password};
 
 const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -226,7 +223,7 @@ pub async fn login(
     };
     Event::new(Action::UserLogin, user.actor())
         .target("user", user.id)
-        .details(serde_json::json!({ "replaced_session": replaced }))
+        .details(serde_json::json!({ "method": "password", "replaced_session": replaced }))
         .from(meta)
         .record(&txn, &core.audit)
         .await?;
@@ -236,59 +233,6 @@ pub async fn login(
         core.limiter.give_back(&account_key).await?;
     }
     Ok((token, expires_at))
-}
-
-/// Resolves a bearer token to its live session.
-pub async fn authenticate(core: &Core, raw_token: &str) -> ServiceResult<Session> {
-    type Row = (
-        Uuid,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Uuid,
-        String,
-        Role,
-        bool,
-    );
-    let token = Token::parse(raw_token).ok_or(ServiceError::Unauthorized)?;
-    // One round trip for the session and its account: this runs before every API call. No
-    // `LIMIT` (the token hash is unique; see `db::by_key`).
-    let (session_id, expires_at, revoked_at, user_id, email, role, disabled): Row =
-        session::Entity::find()
-            .select_only()
-            .columns([
-                session::Column::Id,
-                session::Column::ExpiresAt,
-                session::Column::RevokedAt,
-            ])
-            .column_as(user::Column::Id, "account_id")
-            .column(user::Column::Email)
-            .column(user::Column::Role)
-            .column(user::Column::Disabled)
-            .join(
-                JoinType::InnerJoin,
-                session::Entity::belongs_to(user::Entity)
-                    .from(session::Column::UserId)
-                    .to(user::Column::Id)
-                    .into(),
-            )
-            .filter(session::Column::TokenHash.eq(token.hash()))
-            .into_tuple::<Row>()
-            .all(&core.db)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or(ServiceError::Unauthorized)?;
-    if revoked_at.is_some() || expires_at <= Utc::now() || disabled {
-        return Err(ServiceError::Unauthorized);
-    }
-    Ok(Session {
-        id: session_id,
-        user: User {
-            id: user_id,
-            email,
-            role,
-        },
-    })
 }
 
 /// Changes the signed-in account's password, given the current one: every other session of
@@ -302,6 +246,7 @@ pub async fn change_password(
     meta: &RequestMeta,
 ) -> ServiceResult<()> {
     use secrecy::ExposeSecret as _;
+    session.user.require_session()?;
     password::check_strength(new.expose_secret())?;
     let account = user::Entity::find_by_id(session.user.id)
         .one(&core.db)
@@ -351,25 +296,9 @@ pub async fn change_password(
     Ok(())
 }
 
-/// Deletes sessions that can no longer be used (expired or revoked): they are kept nowhere once
-/// dead. Returns how many went.
-pub async fn remove_dead_sessions(core: &Core) -> Result<u64, sea_orm::DbErr> {
-    let removed = session::Entity::delete_many()
-        .filter(
-            sea_orm::Condition::any()
-                .add(session::Column::ExpiresAt.lte(Utc::now()))
-                .add(session::Column::RevokedAt.is_not_null()),
-        )
-        .exec(&core.db)
-        .await?
-        .rows_affected;
-    if removed > 0 {
-        tracing::debug!(removed, "deleted dead sessions");
-    }
-    Ok(removed)
-}
-
+/// Ends a signed-in session (a personal API token is revoked through its own route instead).
 pub async fn logout(core: &Core, session: &Session, meta: &RequestMeta) -> ServiceResult<()> {
+    session.user.require_session()?;
     let txn = crate::db::begin_write(&core.db).await?;
     session::Entity::update_many()
         .col_expr(

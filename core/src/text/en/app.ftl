@@ -66,6 +66,7 @@ password-error-passwords-differ = The two new passwords are not the same. Type t
 password-error-wrong-current = That is not your current password.
 password-error-rate-limited = Too many attempts. Wait a while before trying again.
 password-notice-changed = Your password is changed. Everywhere else you were signed in, you are signed out.
+tokens-error-expiry = Choose how many days the token lasts.
 verify-email-done-heading = Your address is confirmed
 verify-email-done-text = Coffer may now email links to your files in your name.
 

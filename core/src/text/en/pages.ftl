@@ -45,6 +45,7 @@ layout-skip = Skip to content
 layout-nav-main = Main
 layout-nav-account = Account
 layout-nav-keys = Keys
+layout-nav-tokens = API tokens
 layout-sign-out = Sign out
 layout-footer = Coffer · secure file sharing
 
@@ -90,6 +91,31 @@ password-new = New password (at least 10 characters)
 password-new-again = New password, again
 password-submit = Change password
 password-hint = Every other place where you are signed in is signed out; this one stays.
+
+## api/templates/app/tokens.html
+
+tokens-title = API tokens
+tokens-lead = A token lets a script or an integration act for you, only within the scopes you give it, until it expires or you revoke it. It cannot manage your account.
+tokens-secret-once = Your new token is below. Copy it now: it is shown only this once.
+tokens-name = What it is for
+tokens-scopes = What it may do
+tokens-scope-files-read = list, read and download your files
+tokens-scope-files-write = upload and delete your files
+tokens-scope-shares-write = share your files and revoke shares
+tokens-scope-audit-read = query, export and verify the audit log
+tokens-expiry = Expires after
+tokens-days = { $days } days
+tokens-create = Make a token
+tokens-yours = Your tokens
+tokens-none = You have no tokens.
+tokens-state-active = active
+tokens-state-expired = expired
+tokens-state-revoked = revoked
+tokens-made = made { $when }
+tokens-expires = expires { $when }
+tokens-last-used = last used { $when }
+tokens-never-used = never used
+tokens-revoke = Revoke
 
 ## api/templates/app/signup_admin.html
 

@@ -118,6 +118,9 @@ signup-error-invitation-only = sign-up is by invitation only; ask an administrat
 verify-error-required = confirm your email address before Coffer emails links in your name: follow the link sent to it at sign-up (POST /api/v1/me/verify-email sends a new one); links without recipients work meanwhile
 password-error-current-wrong = the current password is not right
 user-error-admin-only = this needs an admin account
+# $scope is the scope word the request needed (files:read, …).
+token-error-scope = this token does not have the { $scope } scope
+token-error-session-only = this needs a signed-in session: a personal API token cannot manage the account or administer Coffer
 
 ## Why a file was rejected (core/src/jobs/, core/src/filetype.rs): stored with the file
 
@@ -131,3 +134,13 @@ file-rejected-too-large-to-scan = the file is larger than the malware scanner ac
 file-rejected-executable = the content is an executable program ({ $type }); executables are not accepted
 file-rejected-type = files of type { $type } are not accepted here
 file-rejected-extension = the name ends in .{ $extension } but the content is { $type }
+
+## Personal API tokens (core/src/services/tokens.rs)
+
+token-error-name = a token needs a name of 1 to { $max } characters, without control characters
+# $scope is what was asked for, cut to 40 characters.
+token-error-unknown-scope = unknown scope { $scope }: the scopes are files:read, files:write, shares:write and audit:read
+token-error-audit-scope = the audit:read scope is for admins' tokens
+token-error-no-scope = a token needs at least one scope
+token-error-expiry = a token expires after 1 to { $max } days
+token-error-too-many = an account may hold { $max } live tokens: revoke one first
