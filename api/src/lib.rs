@@ -30,6 +30,7 @@ type Apis = (
     routes::audit::AuditPublicApi,
     routes::settings::SettingsApi,
     routes::tokens::TokensApi,
+    routes::sessions::SessionsApi,
 );
 
 fn api_service() -> OpenApiService<Apis, ()> {
@@ -44,6 +45,7 @@ fn api_service() -> OpenApiService<Apis, ()> {
             routes::audit::AuditPublicApi,
             routes::settings::SettingsApi,
             routes::tokens::TokensApi,
+            routes::sessions::SessionsApi,
         ),
         "Coffer",
         env!("CARGO_PKG_VERSION"),

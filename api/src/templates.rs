@@ -44,6 +44,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/app/tokens.html"),
     ),
     (
+        "app/sessions.html",
+        include_str!("../templates/app/sessions.html"),
+    ),
+    (
+        "app/forgot_password.html",
+        include_str!("../templates/app/forgot_password.html"),
+    ),
+    (
         "app/files.html",
         include_str!("../templates/app/files.html"),
     ),

@@ -67,6 +67,9 @@ impl Stack {
             ("COFFER_DATA_DIR".into(), data.path().display().to_string()),
             // The 4 GiB file is over the default 2 GiB limit.
             ("COFFER_MAX_UPLOAD_BYTES".into(), (8u64 << 30).to_string()),
+            // The bench user's session outlives the scale section's seeding (about 23 minutes
+            // on SQLite) with the service stopped.
+            ("COFFER_SESSION_IDLE_MINUTES".into(), "1440".into()),
         ];
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let mut leftovers = common::Leftovers::default();

@@ -11,6 +11,11 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
     pub revoked_at: Option<DateTimeUtc>,
+    /// When it was last used, written at most once a minute (`None`: not since it was opened).
+    pub last_seen_at: Option<DateTimeUtc>,
+    /// Where it was opened from.
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,7 @@ mod m20261205_000003_email_verification;
 mod m20261205_000004_password_resets;
 mod m20261205_000005_audit_query_indexes;
 mod m20261206_000001_api_tokens;
+mod m20261206_000002_session_activity;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000004_password_resets::Migration),
             Box::new(m20261205_000005_audit_query_indexes::Migration),
             Box::new(m20261206_000001_api_tokens::Migration),
+            Box::new(m20261206_000002_session_activity::Migration),
         ]
     }
 }

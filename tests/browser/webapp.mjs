@@ -177,9 +177,48 @@ try {
     await page.reload();
   }
   await shot(page, 'shares-state');
-  await page.getByRole('button', { name: 'Sign out' }).click();
+
+  // A personal API token for a script: its secret is shown once, on the answering page.
+  await page.getByRole('link', { name: 'API tokens' }).click();
+  await page.waitForURL('**/app/tokens');
+  await page.getByLabel('What it is for').fill('Nightly export');
+  await page.getByRole('checkbox', { name: /files:read/ }).check();
+  await shot(page, 'token-form');
+  await page.getByRole('button', { name: 'Make a token' }).click();
+  const tokenSecret = (await page.locator('#new-secret').innerText()).trim();
+  await shot(page, 'token-made');
+  await page.setViewportSize({ width: 375, height: 800 });
+  await shot(page, 'tokens-phone');
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.goto(base + '/app/tokens');
+  if ((await page.locator('#new-secret').count()) !== 0) throw new Error('the secret was shown twice');
+
+  // Where the owner is signed in: this browser, marked.
+  await page.getByRole('link', { name: 'Sessions' }).click();
+  await page.waitForURL('**/app/sessions');
+  await page.locator('.badge', { hasText: 'this browser' }).waitFor();
+  await shot(page, 'sessions');
+  await page.setViewportSize({ width: 375, height: 800 });
+  await shot(page, 'sessions-phone');
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  await page.getByRole('button', { name: 'Sign out', exact: true }).first().click();
   await page.waitForURL('**/app/signin');
   await shot(page, 'signed-out');
+
+  // A forgotten password: the same notice whatever the address.
+  await page.getByRole('link', { name: 'Forgot your password?' }).click();
+  await page.waitForURL('**/app/forgot-password');
+  await page.getByLabel('Email address').fill(email);
+  await shot(page, 'forgot-password');
+  await page.getByRole('button', { name: 'Email me a link' }).click();
+  await page.getByRole('status').waitFor();
+  const forgotNotice = (await page.getByRole('status').innerText()).trim();
+  await shot(page, 'forgot-password-sent');
+  await page.setViewportSize({ width: 375, height: 800 });
+  await shot(page, 'forgot-password-phone');
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.goto(base + '/app/signin');
 
   // The admin filters the audit log to the file and verifies the chain.
   await page.getByLabel('Email address').fill(adminEmail);
@@ -212,7 +251,7 @@ try {
   await page.waitForURL('**/app/admin/users');
   await shot(page, 'users');
 
-  say({ report: { file_id: fileId, cancelled, progress, verify, csp_violations: cspViolations, screenshots, rows } });
+  say({ report: { file_id: fileId, cancelled, progress, verify, csp_violations: cspViolations, screenshots, rows, token_secret: tokenSecret, forgot_notice: forgotNotice } });
 } finally {
   await browser.close();
 }

@@ -28,6 +28,9 @@ const ACTORS: [Actor; 4] = [Actor::Anonymous, Actor::Other, Actor::Owner, Actor:
 enum Needs {
     Shared,
     Fresh,
+    /// A fresh session only (the rows that sign out everywhere, run last, when the owner's
+    /// sessions that would upload a fresh file are gone).
+    FreshSession,
 }
 
 struct Row {
@@ -99,6 +102,15 @@ const API_ROWS: &[Row] = &[
     ),
     // With a wrong current password (a right one would end the world's other sessions).
     row("POST", "/api/v1/me/password", [401, 403, 403, 403]),
+    row("POST", "/api/v1/auth/password-reset", [202, 202, 202, 202]),
+    row("GET", "/api/v1/me/sessions", [401, 200, 200, 200]),
+    // A spare session of the owner's.
+    row("DELETE", "/api/v1/me/sessions/{id}", [401, 404, 204, 404]),
+    // Signs the caller out everywhere: run last (see LAST).
+    Row {
+        needs: Needs::FreshSession,
+        ..row("DELETE", "/api/v1/me/sessions", [401, 204, 204, 204])
+    },
     row("POST", "/api/v1/me/tokens", [401, 201, 201, 201]),
     row("GET", "/api/v1/me/tokens", [401, 200, 200, 200]),
     // The owner's token (revoking one already revoked is no error).
@@ -164,6 +176,9 @@ const PAGE_ROWS: &[Row] = &[
     page("POST", "/app/verify-email", [422, 422, 422, 422]),
     page("GET", "/app/password-reset", [200, 200, 200, 200]),
     page("POST", "/app/password-reset", [422, 422, 422, 422]),
+    page("GET", "/app/forgot-password", [200, 200, 200, 200]),
+    // Posted without an address.
+    page("POST", "/app/forgot-password", [422, 422, 422, 422]),
     // Signing in ends the session the browser held: each caller sends a session of its own.
     fresh_page("POST", "/app/signin", [303, 303, 303, 303]),
     fresh_page("POST", "/app/signout", [303, 303, 303, 303]),
@@ -173,6 +188,14 @@ const PAGE_ROWS: &[Row] = &[
     page("GET", "/app/password", [303, 200, 200, 200]),
     // Posted without the password fields: refused, nothing changes.
     page("POST", "/app/password", [303, 422, 422, 422]),
+    page("GET", "/app/sessions", [303, 200, 200, 200]),
+    // Another spare session of the owner's.
+    page("POST", "/app/sessions/{id}/end", [303, 404, 303, 404]),
+    // Signs the caller out everywhere: run last (see LAST).
+    Row {
+        needs: Needs::FreshSession,
+        ..page("POST", "/app/sessions/end-all", [303, 303, 303, 303])
+    },
     page("GET", "/app/tokens", [303, 200, 200, 200]),
     // Posted without a name: refused, nothing made.
     page("POST", "/app/tokens", [303, 422, 422, 422]),
@@ -216,6 +239,18 @@ struct World {
     shared: Target,
     /// A token of the owner's, for the row that revokes one.
     owner_token_id: String,
+    /// Sessions of the owner's for the rows that end one (the API's, the page's).
+    spare_sessions: [String; 2],
+}
+
+/// Rows that sign their caller out everywhere: sent after every other row.
+const LAST: [(&str, &str); 2] = [
+    ("DELETE", "/api/v1/me/sessions"),
+    ("POST", "/app/sessions/end-all"),
+];
+
+fn is_last(row: &Row) -> bool {
+    LAST.contains(&(row.method, row.path))
 }
 
 async fn target(app: &TestApp, owner: &User) -> Target {
@@ -281,6 +316,22 @@ impl World {
         let bystander_id = me["id"].as_str().expect("id").to_owned();
         let shared = target(&app, &owner).await;
         let owner_token_id = make_token(&app, &owner, &["files:read"]).await.0;
+        let mut spare_sessions = [String::new(), String::new()];
+        for (n, spare) in spare_sessions.iter_mut().enumerate() {
+            let session = sign_in(&app, &owner.email, PASSWORD).await;
+            let listed = app
+                .get_json("/api/v1/me/sessions", Some(&session.token))
+                .await;
+            *spare = listed["sessions"]
+                .as_array()
+                .expect("sessions")
+                .iter()
+                .find(|s| s["current"] == true)
+                .unwrap_or_else(|| panic!("spare session {n}"))["id"]
+                .as_str()
+                .expect("id")
+                .to_owned();
+        }
         Self {
             app,
             pages: reqwest::Client::builder()
@@ -294,6 +345,7 @@ impl World {
             bystander_id,
             shared,
             owner_token_id,
+            spare_sessions,
         }
     }
 
@@ -323,11 +375,16 @@ impl World {
         let (target, session) = match row.needs {
             Needs::Shared => (&self.shared, self.user(actor).map(|u| u.token.clone())),
             Needs::Fresh if bearer.is_some() => {
-                fresh_target = target(&self.app, &self.owner).await;
-                (&fresh_target, None)
+                fresh_target = Some(target(&self.app, &self.owner).await);
+                (fresh_target.as_ref().unwrap_or(&self.shared), None)
             }
-            Needs::Fresh => {
-                fresh_target = target(&self.app, &self.owner).await;
+            Needs::FreshSession if bearer.is_some() => (&self.shared, None),
+            Needs::Fresh | Needs::FreshSession => {
+                fresh_target = if row.needs == Needs::Fresh {
+                    Some(target(&self.app, &self.owner).await)
+                } else {
+                    None
+                };
                 fresh_session = match self.user(actor) {
                     None => None,
                     Some(user) => {
@@ -339,12 +396,16 @@ impl World {
                         Some(sign_in(&self.app, &user.email, password).await.token)
                     }
                 };
-                (&fresh_target, fresh_session)
+                (fresh_target.as_ref().unwrap_or(&self.shared), fresh_session)
             }
         };
         let id = if row.path.starts_with("/api/v1/shares/") || row.path.starts_with("/app/shares/")
         {
             &target.share_id
+        } else if row.path.starts_with("/api/v1/me/sessions/") {
+            &self.spare_sessions[0]
+        } else if row.path.starts_with("/app/sessions/") {
+            &self.spare_sessions[1]
         } else if row.path.starts_with("/api/v1/me/tokens/") || row.path.starts_with("/app/tokens/")
         {
             &self.owner_token_id
@@ -408,6 +469,9 @@ impl World {
             ("POST", "/api/v1/admin/invites") => request.json(&json!({
                 "email": format!("invited-{}@example.org", uuid::Uuid::new_v4().simple()),
             })),
+            ("POST", "/api/v1/auth/password-reset") => {
+                request.json(&json!({ "email": "matrix-reset@example.org" }))
+            }
             ("POST", "/api/v1/me/tokens") => {
                 request.json(&json!({ "name": "matrix", "scopes": ["files:read"] }))
             }
@@ -445,7 +509,11 @@ impl World {
         if row.method == "POST" {
             if matches!(
                 row.path,
-                "/app/signup" | "/app/signin" | "/app/verify-email" | "/app/password-reset"
+                "/app/signup"
+                    | "/app/signin"
+                    | "/app/verify-email"
+                    | "/app/password-reset"
+                    | "/app/forgot-password"
             ) {
                 // The visitor's double-submit token, from a page fetched without a session.
                 let form = self
@@ -666,7 +734,9 @@ async fn every_route_answers_each_caller_as_it_should(topology: Topology) {
     );
 
     let mut wrong = Vec::new();
-    for row in API_ROWS.iter().chain(OTHER_ROWS).chain(PAGE_ROWS) {
+    let rows = API_ROWS.iter().chain(OTHER_ROWS).chain(PAGE_ROWS);
+    let (last, first): (Vec<&Row>, Vec<&Row>) = rows.partition(|r| is_last(r));
+    for row in first.into_iter().chain(last) {
         for (actor, expected) in ACTORS.iter().zip(row.expect) {
             let (got, headers) = world.call(row, *actor).await;
             if got.as_u16() != expected {
@@ -710,6 +780,10 @@ const GRANTS: &[(&str, &str, Grant)] = &[
     ("POST", "/api/v1/me/verify-email", Grant::SessionOnly),
     ("POST", "/api/v1/auth/password-reset/confirm", Grant::Open),
     ("POST", "/api/v1/me/password", Grant::SessionOnly),
+    ("POST", "/api/v1/auth/password-reset", Grant::Open),
+    ("GET", "/api/v1/me/sessions", Grant::SessionOnly),
+    ("DELETE", "/api/v1/me/sessions/{id}", Grant::SessionOnly),
+    ("DELETE", "/api/v1/me/sessions", Grant::SessionOnly),
     ("POST", "/api/v1/me/tokens", Grant::SessionOnly),
     ("GET", "/api/v1/me/tokens", Grant::SessionOnly),
     ("DELETE", "/api/v1/me/tokens/{id}", Grant::SessionOnly),

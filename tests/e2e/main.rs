@@ -30,6 +30,7 @@ mod processes;
 mod scale;
 mod scan;
 mod service;
+mod sessions;
 mod shares;
 mod shutdown;
 mod tokens;

@@ -5,7 +5,7 @@
 
 use reqwest::StatusCode;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
+use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 use serde_json::{Value, json};
 
 use crate::common::{TestApp, Topology, User, problem};
@@ -48,18 +48,6 @@ async fn stored(app: &TestApp, id: &str) -> entity::api_token::Model {
         .await
         .expect("query")
         .expect("the token's row")
-}
-
-/// The newest audit row of `action`.
-async fn last_event(app: &TestApp, action: &str) -> entity::audit_event::Model {
-    entity::audit_event::Entity::find()
-        .filter(entity::audit_event::Column::Action.eq(action))
-        .order_by_desc(entity::audit_event::Column::OccurredAt)
-        .order_by_desc(entity::audit_event::Column::Id)
-        .one(app.core().db())
-        .await
-        .expect("query")
-        .unwrap_or_else(|| panic!("no {action} event"))
 }
 
 /// The whole life of a token: made (the secret once, only its hash stored), listed without its
@@ -107,7 +95,7 @@ async fn a_token_is_made_used_listed_and_revoked(topology: Topology) {
         !list[0].to_string().contains(&secret[11..]),
         "the list never shows the secret"
     );
-    let created_event = last_event(&app, "token.created").await;
+    let created_event = app.newest_event("token.created").await;
     assert_eq!(created_event.target_id.as_deref(), Some(id.as_str()));
     assert_eq!(created_event.actor_id.as_deref(), Some(ann_id.as_str()));
     assert!(!created_event.details.to_string().contains(&secret[11..]));
@@ -135,11 +123,11 @@ async fn a_token_is_made_used_listed_and_revoked(topology: Topology) {
         download.bytes().await.expect("body").as_ref(),
         b"made by a script"
     );
-    let downloaded = last_event(&app, "file.downloaded").await;
+    let downloaded = app.newest_event("file.downloaded").await;
     assert_eq!(downloaded.actor_kind, "user");
     assert_eq!(downloaded.actor_id.as_deref(), Some(ann_id.as_str()));
     assert_eq!(downloaded.details["token"], json!(id), "the token is named");
-    let uploaded = last_event(&app, "file.uploaded").await;
+    let uploaded = app.newest_event("file.uploaded").await;
     assert_eq!(uploaded.details["token"], json!(id));
     let logins_after = app
         .audit_actions()
@@ -159,7 +147,7 @@ async fn a_token_is_made_used_listed_and_revoked(topology: Topology) {
     );
     let refused = app.get("/api/v1/files", &secret).await;
     problem(refused, StatusCode::UNAUTHORIZED).await;
-    let revoked = last_event(&app, "token.revoked").await;
+    let revoked = app.newest_event("token.revoked").await;
     assert_eq!(revoked.target_id.as_deref(), Some(id.as_str()));
     let list = listed(&app, &ann).await;
     assert_eq!(list[0]["state"], "revoked");
@@ -420,7 +408,7 @@ async fn a_token_dies_with_its_expiry_its_account_or_a_forced_reset(topology: To
         StatusCode::UNAUTHORIZED,
     )
     .await;
-    let requested = last_event(&app, "user.password_reset_requested").await;
+    let requested = app.newest_event("user.password_reset_requested").await;
     assert_eq!(
         requested.details["tokens_revoked"],
         json!(1),

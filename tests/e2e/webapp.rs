@@ -1207,6 +1207,25 @@ async fn the_web_app_in_a_browser() {
     assert!(progress.last().is_some_and(|p| *p >= 90.0), "{progress:?}");
     assert_eq!(report["csp_violations"], serde_json::json!([]), "{report}");
     assert_eq!(report["verify"], "ok", "{report}");
+    let secret = report["token_secret"].as_str().expect("the token's secret");
+    assert!(secret.starts_with("coffer_pat_"), "{report}");
+    let listed: serde_json::Value = app
+        .get("/api/v1/files", secret)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        listed["files"].as_array().map(Vec::len),
+        Some(1),
+        "the token made in the browser reads the owner's files: {listed}"
+    );
+    assert!(
+        report["forgot_notice"]
+            .as_str()
+            .is_some_and(|n| n.contains("If an account has this address")),
+        "{report}"
+    );
     assert!(
         std::fs::read(&downloaded).expect("downloaded") == bytes,
         "byte-identical"

@@ -92,6 +92,27 @@ struct PasswordReset {
     password: String,
 }
 
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+struct ResetRequest {
+    /// The account's email address.
+    #[oai(validator(max_length = 254))]
+    email: String,
+}
+
+/// The same whether or not the address has an account.
+#[derive(Object)]
+struct ResetRequested {
+    /// What happens next.
+    detail: String,
+}
+
+#[derive(ApiResponse)]
+enum ResetRequestResponse {
+    #[oai(status = 202)]
+    Accepted(Json<ResetRequested>),
+}
+
 #[derive(ApiResponse)]
 enum ResetDone {
     /// The new password is set; sign in with it.
@@ -216,6 +237,22 @@ impl AccountsApi {
     ) -> Result<VerifyResponse, ApiError> {
         verification::confirm(core(req)?, &body.0.token, &meta(req)).await?;
         Ok(VerifyResponse::Verified)
+    }
+
+    /// Forgot your password? Ask for a link to set a new one
+    ///
+    /// The answer is the same whether or not the address has an account. If it has, a link that
+    /// works once, for an hour, is emailed to it; nothing changes until it is followed.
+    #[oai(path = "/auth/password-reset", method = "post")]
+    async fn request_reset(
+        &self,
+        req: &Request,
+        body: Json<ResetRequest>,
+    ) -> Result<ResetRequestResponse, ApiError> {
+        password_reset::request(core(req)?, &body.0.email, &meta(req)).await?;
+        Ok(ResetRequestResponse::Accepted(Json(ResetRequested {
+            detail: "If an account has this address, a link to set a new password is on its way to it. It works once, for an hour.".into(),
+        })))
     }
 
     /// Set a new password with the link of a reset

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod files;
 pub mod health;
 pub mod recipient;
+pub mod sessions;
 pub mod settings;
 pub mod shares;
 pub mod tokens;

@@ -121,3 +121,52 @@ pub async fn reset_password(req: &Request, body: Body) -> poem::Result<Response>
         Err(err) => Err(page::service_error(None, err)),
     }
 }
+
+/// `GET /app/forgot-password`: asks for the address to send a reset link to.
+#[poem::handler]
+pub async fn forgot_password_page(req: &Request) -> poem::Result<Response> {
+    forgot_form(req, StatusCode::OK, "", None, None)
+}
+
+fn forgot_form(
+    req: &Request,
+    status: StatusCode,
+    email: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> poem::Result<Response> {
+    visitor_page(req, status, "app/forgot_password.html", |csrf| {
+        context! { csrf => csrf, email => email, error => error, notice => notice }
+    })
+}
+
+/// `POST /app/forgot-password`: the same answer whether or not the address has an account, as
+/// `POST /api/v1/auth/password-reset` gives.
+#[poem::handler]
+pub async fn forgot_password(req: &Request, body: Body) -> poem::Result<Response> {
+    let (core, fields) = visitor_post(req, body).await?;
+    let email = fields.get("email").unwrap_or_default().trim();
+    if email.is_empty() {
+        return forgot_form(req, INVALID, email, Some(&t("forgot-error-empty")), None);
+    }
+    match password_reset::request(core, email, &meta(req)).await {
+        Ok(()) => forgot_form(
+            req,
+            StatusCode::OK,
+            "",
+            None,
+            Some(&t("forgot-notice-sent")),
+        ),
+        Err(ServiceError::Invalid(detail)) => {
+            forgot_form(req, INVALID, email, Some(&sentence(&detail)), None)
+        }
+        Err(ServiceError::RateLimited { .. }) => forgot_form(
+            req,
+            StatusCode::TOO_MANY_REQUESTS,
+            email,
+            Some(&t("forgot-error-rate-limited")),
+            None,
+        ),
+        Err(err) => Err(page::service_error(None, err)),
+    }
+}

@@ -10,6 +10,7 @@ mod emailed_links;
 mod files;
 mod page;
 mod session;
+mod sessions;
 mod shares;
 mod signup_admin;
 mod tokens;
@@ -29,9 +30,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/app/signin", "GET, POST"),
     ("/app/verify-email", "GET, POST"),
     ("/app/password-reset", "GET, POST"),
+    ("/app/forgot-password", "GET, POST"),
     ("/app/signout", "POST"),
     ("/app/password", "GET, POST"),
     ("/app/tokens", "GET, POST"),
+    ("/app/sessions", "GET"),
+    ("/app/sessions/{id}/end", "POST"),
+    ("/app/sessions/end-all", "POST"),
     ("/app/tokens/{id}/revoke", "POST"),
     ("/app/files", "GET, POST"),
     ("/app/upload", "GET"),
@@ -64,6 +69,10 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
             "/password-reset",
             get(emailed_links::password_reset_page).post(emailed_links::reset_password),
         )
+        .at(
+            "/forgot-password",
+            get(emailed_links::forgot_password_page).post(emailed_links::forgot_password),
+        )
         .at("/signout", post(account::signout))
         .at(
             "/password",
@@ -71,6 +80,9 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
         )
         .at("/tokens", get(tokens::list).post(tokens::create))
         .at("/tokens/:id/revoke", post(tokens::revoke))
+        .at("/sessions", get(sessions::list))
+        .at("/sessions/end-all", post(sessions::end_all))
+        .at("/sessions/:id/end", post(sessions::end))
         .at("/files", get(files::list).post(files::upload_file))
         .at("/upload", get(files::upload_page))
         .at("/files/:id", get(files::details))

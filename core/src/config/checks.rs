@@ -179,6 +179,12 @@ impl Settings {
                 "a number of keys from 1 to 8000",
             ));
         }
+        if !(1..=1440).contains(&self.session_idle_minutes) {
+            return Err(bad(
+                "COFFER_SESSION_IDLE_MINUTES",
+                "a number of minutes from 1 to 1440",
+            ));
+        }
         Ok(Config {
             bind,
             metrics_bind: self.metrics_bind,
@@ -198,6 +204,7 @@ impl Settings {
             clamav_addr: self.clamav_addr,
             admin,
             session_ttl: Duration::from_secs(self.session_ttl_hours.saturating_mul(3600)),
+            session_idle: Duration::from_secs(self.session_idle_minutes * 60),
             signups_per_hour: self.signups_per_hour,
             share_emails_per_day: self.share_emails_per_day,
             signup,

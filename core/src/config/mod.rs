@@ -97,6 +97,8 @@ pub struct Config {
     pub clamav_addr: Option<String>,
     pub admin: Option<AdminBootstrap>,
     pub session_ttl: Duration,
+    /// A session unused this long ends (`COFFER_SESSION_IDLE_MINUTES`).
+    pub session_idle: Duration,
     /// Sign-ups one client address may make per hour (`COFFER_SIGNUPS_PER_HOUR`).
     pub signups_per_hour: u32,
     /// Who may sign up, when `COFFER_SIGNUP` fixes it (else the admin's setting decides).

@@ -82,6 +82,8 @@ settings! {
         "a password";
     session_ttl_hours in "COFFER_SESSION_TTL_HOURS": u64 = 12,
         "a number of hours";
+    session_idle_minutes in "COFFER_SESSION_IDLE_MINUTES": u64 = 30,
+        "a number of minutes from 1 to 1440";
     signups_per_hour in "COFFER_SIGNUPS_PER_HOUR": u32 = 20,
         "a number of sign-ups";
     signup in "COFFER_SIGNUP": Option<String> = None,

@@ -250,6 +250,17 @@ pub fn password_reset_message(
     account_message(from, to, &t("mail-reset-subject"), text)
 }
 
+/// A link someone asked for because they forgot their password (nothing has changed yet).
+pub fn password_reset_requested_message(
+    from: &Mailbox,
+    to: &str,
+    link: &str,
+    expires_at: DateTime<Utc>,
+) -> anyhow::Result<Message> {
+    let text = t_with("mail-reset-requested", link_until(link, expires_at));
+    account_message(from, to, &t("mail-reset-requested-subject"), text)
+}
+
 /// An invitation to sign up: the link is the invitation (it admits this address only).
 pub fn invite_message(
     from: &Mailbox,

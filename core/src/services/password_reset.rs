@@ -1,5 +1,7 @@
-//! An admin forces a password reset: the old password stops working and every session ends at
-//! once, and the account's address is emailed a link that sets a new one.
+//! Password resets. An admin forces one: the old password stops working and every session ends
+//! at once, and the account's address is emailed a link that sets a new one. Or a person who
+//! forgot theirs asks for one: the same answer whether or not the address has an account, and
+//! the account's address is emailed a short-lived link; nothing changes until it is followed.
 
 use std::time::Duration;
 
@@ -19,6 +21,13 @@ use crate::{Core, ServiceError, ServiceResult, password};
 
 /// How long a reset link works.
 pub const LINK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a link someone asked for works: short, since anyone may ask.
+pub const REQUESTED_LINK_TTL: Duration = Duration::from_secs(60 * 60);
+const REQUEST_WINDOW: Duration = Duration::from_secs(60 * 60);
+/// Requests one client address may make per hour, whatever the addresses asked about.
+const REQUESTS_PER_IP: u32 = 20;
+/// Emails one account's address may be sent per hour: asking more sends nothing more.
+const EMAILS_PER_ADDRESS: u32 = 3;
 
 fn outbox_name(user_id: Uuid) -> String {
     format!("password-reset-{user_id}")
@@ -161,5 +170,120 @@ pub async fn confirm(
     .await?;
     txn.commit().await?;
     core.mailer.forget(&outbox_name(found.user_id)).await;
+    Ok(())
+}
+
+/// Someone who forgot their password asks for a link. The answer is the same, and as quick,
+/// whether or not `email` has an account: the lookup and the email happen off the request.
+/// Each client address may ask [`REQUESTS_PER_IP`] times an hour (429 past that); an account's
+/// address is sent at most [`EMAILS_PER_ADDRESS`] links an hour. Nothing about the account
+/// changes until the link is followed ([`confirm`]).
+pub async fn request(core: &Core, email: &str, meta: &RequestMeta) -> ServiceResult<()> {
+    let email = crate::types::EmailAddress::parse(email)?;
+    let ip_key = format!("reset:ip:{}", meta.ip.as_deref().unwrap_or("unknown"));
+    if let Some(retry_after) = core
+        .limiter
+        .take(&ip_key, REQUESTS_PER_IP, REQUEST_WINDOW)
+        .await?
+    {
+        core.audit
+            .record_repeatable(
+                "auth.rate_limited:password-reset".to_owned(),
+                Event::new(Action::AuthRateLimited, crate::audit::Actor::Anonymous)
+                    .outcome(crate::audit::Outcome::Denied)
+                    .details(serde_json::json!({ "limit": "password reset requests" }))
+                    .from(meta),
+            )
+            .await?;
+        return Err(ServiceError::RateLimited { retry_after });
+    }
+    let (core, meta) = (core.clone(), meta.clone());
+    tokio::spawn(async move {
+        if let Err(err) = send_requested(&core, &email, &meta).await {
+            tracing::warn!(error = %err, "could not send a requested password reset link");
+        }
+    });
+    Ok(())
+}
+
+async fn send_requested(
+    core: &Core,
+    email: &crate::types::EmailAddress,
+    meta: &RequestMeta,
+) -> ServiceResult<()> {
+    let account = user::Entity::find()
+        .filter(user::Column::Email.eq(email.as_str()))
+        .one(&core.db)
+        .await?;
+    let account = match account {
+        Some(a) if !a.disabled => a,
+        other => {
+            let reason = if other.is_some() {
+                "account disabled"
+            } else {
+                "unknown email"
+            };
+            let details = crate::services::users::typed_address(core, email.as_str(), reason).await;
+            core.audit
+                .record_repeatable(
+                    "user.password_reset_requested:unknown".to_owned(),
+                    Event::new(
+                        Action::UserPasswordResetRequested,
+                        crate::audit::Actor::Anonymous,
+                    )
+                    .outcome(crate::audit::Outcome::Denied)
+                    .details(details)
+                    .from(meta),
+                )
+                .await?;
+            return Ok(());
+        }
+    };
+    let key = format!("reset:account:{}", account.id);
+    if core
+        .limiter
+        .take(&key, EMAILS_PER_ADDRESS, REQUEST_WINDOW)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let token = Token::generate();
+    let now = Utc::now();
+    let ttl = chrono::Duration::from_std(REQUESTED_LINK_TTL).unwrap_or(chrono::Duration::hours(1));
+    let link = core
+        .config
+        .public_link(&format!("/app/password-reset?token={}", token.expose()));
+    let from = core
+        .config
+        .mail_from
+        .parse()
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("COFFER_MAIL_FROM: {e}")))?;
+    let message =
+        crate::mail::password_reset_requested_message(&from, &account.email, &link, now + ttl)
+            .map_err(ServiceError::Internal)?;
+    let txn = crate::db::begin_write(&core.db).await?;
+    password_reset::Entity::insert(password_reset::ActiveModel {
+        token_hash: Set(token.hash()),
+        user_id: Set(account.id),
+        created_at: Set(now),
+        expires_at: Set(now + ttl),
+    })
+    .exec(&txn)
+    .await?;
+    Event::new(
+        Action::UserPasswordResetRequested,
+        crate::audit::Actor::Anonymous,
+    )
+    .target("user", account.id)
+    .details(serde_json::json!({ "forced": false }))
+    .from(meta)
+    .record(&txn, &core.audit)
+    .await?;
+    txn.commit().await?;
+    core.mailer
+        .send(message, &outbox_name(account.id))
+        .await
+        .map_err(|err| ServiceError::Internal(anyhow::anyhow!("{}", err.detail)))?;
     Ok(())
 }

@@ -638,6 +638,19 @@ impl TestApp {
         }
     }
 
+    /// The newest audit event of `action` (panics when there is none).
+    pub async fn newest_event(&self, action: &str) -> entity::audit_event::Model {
+        use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
+        entity::audit_event::Entity::find()
+            .filter(entity::audit_event::Column::Action.eq(action))
+            .order_by_desc(entity::audit_event::Column::OccurredAt)
+            .order_by_desc(entity::audit_event::Column::Id)
+            .one(self.core().db())
+            .await
+            .expect("query")
+            .unwrap_or_else(|| panic!("no {action} event"))
+    }
+
     /// Audit actions recorded so far, in order.
     pub async fn audit_actions(&self) -> Vec<(String, Option<String>, String)> {
         use sea_orm::{EntityTrait as _, QueryOrder as _};

@@ -18,10 +18,11 @@ use crate::text::t;
 use crate::types::{EmailAddress, Role};
 use crate::{Core, ServiceError, ServiceResult, password};
 
-mod sessions;
+pub mod sessions;
 mod signin;
 
 pub use sessions::{authenticate, authenticate_session, remove_dead_sessions};
+pub(crate) use signin::typed_address;
 pub use signin::{change_password, login, logout};
 
 /// How long the per-address sign-up budget (`COFFER_SIGNUPS_PER_HOUR`) lasts.

@@ -1,15 +1,101 @@
-//! Sessions: a bearer token resolved to its live session (or a personal API token to the
-//! account it acts for), and the sweep of dead sessions.
+//! Sessions: opened by a sign-in, resolved from a bearer token (or a personal API token to the
+//! account it acts for), ended by their lifetime (`COFFER_SESSION_TTL_HOURS`), by
+//! `COFFER_SESSION_IDLE_MINUTES` without use, or by the person (one, or all: "sign out
+//! everywhere"); the sweep deletes them once dead.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QuerySelect as _};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _, Select,
+};
 use uuid::Uuid;
 
 use entity::session;
 
-use crate::principal::{Session, User};
+use crate::audit::{Action, Event, RequestMeta};
+use crate::principal::{Access, Session, User};
 use crate::types::{Role, Token};
 use crate::{Core, ServiceError, ServiceResult};
+
+/// `last_seen_at` is written when it is older than this: a session in use writes one row a
+/// minute, and its idle time is measured to the minute.
+const SEEN_EVERY: Duration = Duration::from_secs(60);
+
+fn span(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// A session as its owner sees it in the list (never its token).
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    /// When it was last used, to the minute.
+    pub last_seen_at: DateTime<Utc>,
+    /// When it ends unless used before: the idle limit, or its lifetime if that comes first.
+    pub ends_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// The session this request came with.
+    pub current: bool,
+}
+
+/// Opens a session for `user`, who has just proven who they are by `method` (`password`,
+/// `oidc`), audited as `user.login`. `replacing` is the token of the session this sign-in
+/// takes the place of (the browser's cookie): it ends, whoever it belonged to, so that signing
+/// in again never leaves the old session alive.
+pub(crate) async fn open(
+    core: &Core,
+    user: &User,
+    method: &'static str,
+    replacing: Option<&str>,
+    meta: &RequestMeta,
+) -> ServiceResult<(Token, DateTime<Utc>)> {
+    let token = Token::generate();
+    let now = Utc::now();
+    let expires_at = now + span(core.config.session_ttl);
+    let txn = crate::db::begin_write(&core.db).await?;
+    session::Entity::insert(session::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user.id),
+        token_hash: Set(token.hash()),
+        created_at: Set(now),
+        expires_at: Set(expires_at),
+        revoked_at: Set(None),
+        last_seen_at: Set(Some(now)),
+        ip: Set(meta.ip.clone()),
+        user_agent: Set(meta
+            .user_agent
+            .as_ref()
+            .map(|ua| ua.chars().take(512).collect())),
+    })
+    .exec(&txn)
+    .await?;
+    let replaced = match replacing.and_then(Token::parse) {
+        Some(old) => {
+            session::Entity::update_many()
+                .col_expr(session::Column::RevokedAt, Expr::value(now))
+                .filter(session::Column::TokenHash.eq(old.hash()))
+                .filter(session::Column::RevokedAt.is_null())
+                .exec(&txn)
+                .await?
+                .rows_affected
+                > 0
+        }
+        None => false,
+    };
+    Event::new(Action::UserLogin, user.actor())
+        .target("user", user.id)
+        .details(serde_json::json!({ "method": method, "replaced_session": replaced }))
+        .from(meta)
+        .record(&txn, &core.audit)
+        .await?;
+    txn.commit().await?;
+    Ok((token, expires_at))
+}
 
 /// Resolves a bearer token to its live session, or a personal API token
 /// ([`crate::services::tokens`]) to the account it acts for within its scopes.
@@ -21,11 +107,13 @@ pub async fn authenticate(core: &Core, raw_token: &str) -> ServiceResult<Session
 }
 
 /// Resolves a session's token only (the web app's cookie: a personal API token is for scripts,
-/// never a browser's session).
+/// never a browser's session). A session unused for `COFFER_SESSION_IDLE_MINUTES` is ended.
 pub async fn authenticate_session(core: &Core, raw_token: &str) -> ServiceResult<Session> {
     type Row = (
         Uuid,
         DateTime<Utc>,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
         Option<DateTime<Utc>>,
         Uuid,
         String,
@@ -35,12 +123,14 @@ pub async fn authenticate_session(core: &Core, raw_token: &str) -> ServiceResult
     let token = Token::parse(raw_token).ok_or(ServiceError::Unauthorized)?;
     // One round trip for the session and its account: this runs before every API call. No
     // `LIMIT` (the token hash is unique; see `db::by_key`).
-    let (session_id, expires_at, revoked_at, user_id, email, role, disabled): Row =
+    let (id, created_at, expires_at, revoked_at, last_seen_at, user_id, email, role, disabled): Row =
         crate::principal::with_account(
             session::Entity::find().select_only().columns([
                 session::Column::Id,
+                session::Column::CreatedAt,
                 session::Column::ExpiresAt,
                 session::Column::RevokedAt,
+                session::Column::LastSeenAt,
             ]),
             session::Column::UserId,
         )
@@ -51,28 +141,169 @@ pub async fn authenticate_session(core: &Core, raw_token: &str) -> ServiceResult
         .into_iter()
         .next()
         .ok_or(ServiceError::Unauthorized)?;
-    if revoked_at.is_some() || expires_at <= Utc::now() || disabled {
+    let now = Utc::now();
+    let seen = last_seen_at.unwrap_or(created_at);
+    if revoked_at.is_some()
+        || expires_at <= now
+        || disabled
+        || now - seen >= span(core.config.session_idle)
+    {
         return Err(ServiceError::Unauthorized);
     }
+    if now - seen >= span(SEEN_EVERY) {
+        seen_now(core, id, now).await?;
+    }
     Ok(Session {
-        id: session_id,
+        id,
         user: User {
             id: user_id,
             email,
             role,
-            access: crate::principal::Access::Session,
+            access: Access::Session,
         },
     })
 }
 
-/// Deletes sessions that can no longer be used (expired or revoked): they are kept nowhere once
-/// dead. Returns how many went.
+/// Notes a session's use, unless a request a moment ago already did.
+async fn seen_now(core: &Core, id: Uuid, now: DateTime<Utc>) -> Result<(), sea_orm::DbErr> {
+    let _gate = core.write_gate.enter().await;
+    session::Entity::update_many()
+        .col_expr(session::Column::LastSeenAt, Expr::value(now))
+        .filter(session::Column::Id.eq(id))
+        .filter(
+            Condition::any()
+                .add(session::Column::LastSeenAt.is_null())
+                .add(session::Column::LastSeenAt.lt(now - span(SEEN_EVERY))),
+        )
+        .exec(&core.db)
+        .await?;
+    Ok(())
+}
+
+/// The live sessions of `session`'s account, newest first; `session` is marked `current`.
+pub async fn list(core: &Core, session: &Session) -> ServiceResult<Vec<SessionView>> {
+    session.user.require_session()?;
+    let now = Utc::now();
+    let idle = span(core.config.session_idle);
+    Ok(live(session.user.id, now - idle)
+        .order_by_desc(session::Column::Id)
+        .all(&core.db)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let seen = s.last_seen_at.unwrap_or(s.created_at);
+            SessionView {
+                id: s.id,
+                created_at: s.created_at,
+                last_seen_at: seen,
+                ends_at: (seen + idle).min(s.expires_at),
+                ip: s.ip,
+                user_agent: s.user_agent,
+                current: s.id == session.id,
+            }
+        })
+        .collect())
+}
+
+/// The account's sessions that still work (seen since `idle_before`).
+fn live(user_id: Uuid, idle_before: DateTime<Utc>) -> Select<session::Entity> {
+    session::Entity::find()
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(Utc::now()))
+        .filter(
+            Condition::any()
+                .add(session::Column::LastSeenAt.gt(idle_before))
+                .add(
+                    Condition::all()
+                        .add(session::Column::LastSeenAt.is_null())
+                        .add(session::Column::CreatedAt.gt(idle_before)),
+                ),
+        )
+}
+
+/// Ends one of the account's sessions (this one too, if it is named), audited as
+/// `user.logout`.
+pub async fn end(
+    core: &Core,
+    session: &Session,
+    id: Uuid,
+    meta: &RequestMeta,
+) -> ServiceResult<()> {
+    session.user.require_session()?;
+    let ended = end_where(
+        core,
+        session,
+        session::Column::Id.eq(id),
+        serde_json::json!({ "session": id.to_string() }),
+        meta,
+    )
+    .await?;
+    if ended == 0 {
+        return Err(ServiceError::NotFound("session"));
+    }
+    Ok(())
+}
+
+/// Signs the account out everywhere: every session ends, this one included. Returns how many.
+pub async fn end_all(core: &Core, session: &Session, meta: &RequestMeta) -> ServiceResult<u64> {
+    session.user.require_session()?;
+    end_where(
+        core,
+        session,
+        session::Column::UserId.eq(session.user.id),
+        serde_json::json!({ "everywhere": true }),
+        meta,
+    )
+    .await
+}
+
+async fn end_where(
+    core: &Core,
+    session: &Session,
+    which: sea_orm::sea_query::SimpleExpr,
+    details: serde_json::Value,
+    meta: &RequestMeta,
+) -> ServiceResult<u64> {
+    let txn = crate::db::begin_write(&core.db).await?;
+    let ended = session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(session::Column::UserId.eq(session.user.id))
+        .filter(which)
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    if ended > 0 {
+        let mut details = details;
+        details["sessions_ended"] = ended.into();
+        Event::new(Action::UserLogout, session.user.actor())
+            .target("user", session.user.id)
+            .details(details)
+            .from(meta)
+            .record(&txn, &core.audit)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(ended)
+}
+
+/// Deletes sessions that can no longer be used (expired, revoked, or idle too long): they are
+/// kept nowhere once dead. Returns how many went.
 pub async fn remove_dead_sessions(core: &Core) -> Result<u64, sea_orm::DbErr> {
+    let now = Utc::now();
+    let idle_before = now - span(core.config.session_idle);
     let removed = session::Entity::delete_many()
         .filter(
-            sea_orm::Condition::any()
-                .add(session::Column::ExpiresAt.lte(Utc::now()))
-                .add(session::Column::RevokedAt.is_not_null()),
+            Condition::any()
+                .add(session::Column::ExpiresAt.lte(now))
+                .add(session::Column::RevokedAt.is_not_null())
+                .add(session::Column::LastSeenAt.lte(idle_before))
+                .add(
+                    Condition::all()
+                        .add(session::Column::LastSeenAt.is_null())
+                        .add(session::Column::CreatedAt.lte(idle_before)),
+                ),
         )
         .exec(&core.db)
         .await?

@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 use secrecy::SecretString;
 use sha2::{Digest as _, Sha256};
-use uuid::Uuid;
 
 use entity::{session, user};
 
@@ -46,7 +45,7 @@ fn limiter_keys(email: &str, meta: &RequestMeta) -> [String; 4] {
 /// The details of a failed sign-in with no account's address: the address as a keyed hash under
 /// the active master key (`hash_key` names its version), which only the keyring's holder can
 /// match against a guess.
-async fn typed_address(core: &Core, email: &str, reason: &str) -> serde_json::Value {
+pub(crate) async fn typed_address(core: &Core, email: &str, reason: &str) -> serde_json::Value {
     let normalized = email.trim().to_lowercase();
     let keyed = match crate::services::keys::active_version(&core.db).await {
         Ok(version) => crate::services::keys::verified_key(core, version)
@@ -188,51 +187,13 @@ pub async fn login(
         }
     };
 
-    let token = Token::generate();
-    let now = Utc::now();
-    let expires_at = now
-        + chrono::Duration::from_std(core.config.session_ttl)
-            .unwrap_or(chrono::Duration::hours(12));
-    let user = User::from(account);
-    let txn = crate::db::begin_write(&core.db).await?;
-    session::Entity::insert(session::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        user_id: Set(user.id),
-        token_hash: Set(token.hash()),
-        created_at: Set(now),
-        expires_at: Set(expires_at),
-        revoked_at: Set(None),
-    })
-    .exec(&txn)
-    .await?;
-    let replaced = match replacing.and_then(Token::parse) {
-        Some(old) => {
-            session::Entity::update_many()
-                .col_expr(
-                    session::Column::RevokedAt,
-                    sea_orm::sea_query::Expr::value(now),
-                )
-                .filter(session::Column::TokenHash.eq(old.hash()))
-                .filter(session::Column::RevokedAt.is_null())
-                .exec(&txn)
-                .await?
-                .rows_affected
-                > 0
-        }
-        None => false,
-    };
-    Event::new(Action::UserLogin, user.actor())
-        .target("user", user.id)
-        .details(serde_json::json!({ "method": "password", "replaced_session": replaced }))
-        .from(meta)
-        .record(&txn, &core.audit)
-        .await?;
-    txn.commit().await?;
+    let opened =
+        super::sessions::open(core, &User::from(account), "password", replacing, meta).await?;
     give_back_password_attempt(core, &account_ip_key, &ip_key).await?;
     if counted {
         core.limiter.give_back(&account_key).await?;
     }
-    Ok((token, expires_at))
+    Ok(opened)
 }
 
 /// Changes the signed-in account's password, given the current one: every other session of

@@ -67,6 +67,11 @@ password-error-wrong-current = That is not your current password.
 password-error-rate-limited = Too many attempts. Wait a while before trying again.
 password-notice-changed = Your password is changed. Everywhere else you were signed in, you are signed out.
 tokens-error-expiry = Choose how many days the token lasts.
+sessions-unknown-agent = An unnamed client
+sessions-unknown-ip = an unknown address
+forgot-error-empty = Enter the email address of your account.
+forgot-error-rate-limited = Too many requests from here. Wait a while before trying again.
+forgot-notice-sent = If an account has this address, a link to choose a new password is on its way to it. It works once, for an hour.
 verify-email-done-heading = Your address is confirmed
 verify-email-done-text = Coffer may now email links to your files in your name.
 

@@ -44,6 +44,13 @@ mail-reset =
     Choose a new password here: { $link }
 
     The link works once, until { $until }. If you did not expect this, tell your administrator.
+mail-reset-requested-subject = Reset your Coffer password
+mail-reset-requested =
+    Someone asked to reset the password of the Coffer account with this address. If it was you, choose a new password here:
+
+    { $link }
+
+    The link works once, until { $until }; choosing a new password signs you out everywhere. If it was not you, you need do nothing: your password is unchanged.
 mail-invite-subject = Your invitation to Coffer
 mail-invite =
     You are invited to create an account on Coffer, the file sharing service of your organisation.

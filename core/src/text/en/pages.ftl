@@ -46,6 +46,7 @@ layout-nav-main = Main
 layout-nav-account = Account
 layout-nav-keys = Keys
 layout-nav-tokens = API tokens
+layout-nav-sessions = Sessions
 layout-sign-out = Sign out
 layout-footer = Coffer · secure file sharing
 
@@ -56,6 +57,7 @@ message-go-to-sign-in = Go to sign in
 
 ## api/templates/app/signin.html
 
+signin-forgot = Forgot your password?
 # “No account yet? Create one.”, with “Create one” a link.
 signin-no-account-before = No account yet?
 signin-no-account-link = Create one
@@ -91,6 +93,26 @@ password-new = New password (at least 10 characters)
 password-new-again = New password, again
 password-submit = Change password
 password-hint = Every other place where you are signed in is signed out; this one stays.
+
+## api/templates/app/sessions.html
+
+sessions-title = Where you are signed in
+sessions-lead = Each session ends by itself after { $minutes } minutes without use, or when its lifetime is over. End one you do not recognise, then change your password.
+sessions-this-one = this browser
+sessions-from = from { $ip }
+sessions-signed-in = signed in { $when }
+sessions-last-seen = last used { $when }
+sessions-ends = ends { $when } unless used
+sessions-end = Sign out
+sessions-end-all = Sign out everywhere
+sessions-end-all-hint = Signs out every session, this browser included. Personal API tokens are not sessions: revoke them on the API tokens page.
+
+## api/templates/app/forgot_password.html
+
+forgot-title = Forgot your password?
+forgot-lead = Give the address of your account. If it has one, we email it a link to choose a new password; the link works once, for an hour.
+forgot-submit = Email me a link
+forgot-back = Back to sign in
 
 ## api/templates/app/tokens.html
 
