@@ -1,6 +1,10 @@
 //! Starting and stopping Coffer's roles (API, workers) in one process; shared by the binary and
 //! the end-to-end tests.
 
+// The web app and the API nest many middleware layers around many routes: computing the layout
+// of the composed endpoint's future goes deeper than the default limit (128) on a clean build.
+#![recursion_limit = "256"]
+
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
