@@ -31,6 +31,8 @@ type Apis = (
     routes::settings::SettingsApi,
     routes::tokens::TokensApi,
     routes::sessions::SessionsApi,
+    routes::mfa::MfaApi,
+    routes::mfa::MfaAdminApi,
 );
 
 fn api_service() -> OpenApiService<Apis, ()> {
@@ -46,6 +48,8 @@ fn api_service() -> OpenApiService<Apis, ()> {
             routes::settings::SettingsApi,
             routes::tokens::TokensApi,
             routes::sessions::SessionsApi,
+            routes::mfa::MfaApi,
+            routes::mfa::MfaAdminApi,
         ),
         "Coffer",
         env!("CARGO_PKG_VERSION"),

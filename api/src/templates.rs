@@ -40,6 +40,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/app/password.html"),
     ),
     (
+        "app/signin_mfa.html",
+        include_str!("../templates/app/signin_mfa.html"),
+    ),
+    (
         "app/tokens.html",
         include_str!("../templates/app/tokens.html"),
     ),

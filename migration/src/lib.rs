@@ -17,6 +17,7 @@ mod m20261205_000004_password_resets;
 mod m20261205_000005_audit_query_indexes;
 mod m20261206_000001_api_tokens;
 mod m20261206_000002_session_activity;
+mod m20261206_000003_second_factor;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000005_audit_query_indexes::Migration),
             Box::new(m20261206_000001_api_tokens::Migration),
             Box::new(m20261206_000002_session_activity::Migration),
+            Box::new(m20261206_000003_second_factor::Migration),
         ]
     }
 }

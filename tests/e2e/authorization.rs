@@ -103,6 +103,20 @@ const API_ROWS: &[Row] = &[
     // With a wrong current password (a right one would end the world's other sessions).
     row("POST", "/api/v1/me/password", [401, 403, 403, 403]),
     row("POST", "/api/v1/auth/password-reset", [202, 202, 202, 202]),
+    // A made-up challenge.
+    row("POST", "/api/v1/auth/login/mfa", [401, 401, 401, 401]),
+    // Starts an enrolment (nothing is on until it is confirmed).
+    row("POST", "/api/v1/me/mfa/totp", [401, 201, 201, 201]),
+    // With a wrong code.
+    row("POST", "/api/v1/me/mfa/totp/confirm", [401, 422, 422, 422]),
+    // With a wrong password.
+    row("DELETE", "/api/v1/me/mfa", [401, 403, 403, 403]),
+    // The owner's (who has none: nothing changes).
+    row(
+        "DELETE",
+        "/api/v1/admin/users/{id}/mfa",
+        [401, 403, 403, 204],
+    ),
     row("GET", "/api/v1/me/sessions", [401, 200, 200, 200]),
     // A spare session of the owner's.
     row("DELETE", "/api/v1/me/sessions/{id}", [401, 404, 204, 404]),
@@ -179,6 +193,8 @@ const PAGE_ROWS: &[Row] = &[
     page("GET", "/app/forgot-password", [200, 200, 200, 200]),
     // Posted without an address.
     page("POST", "/app/forgot-password", [422, 422, 422, 422]),
+    // Posted without a code.
+    page("POST", "/app/signin/mfa", [422, 422, 422, 422]),
     // Signing in ends the session the browser held: each caller sends a session of its own.
     fresh_page("POST", "/app/signin", [303, 303, 303, 303]),
     fresh_page("POST", "/app/signout", [303, 303, 303, 303]),
@@ -472,6 +488,14 @@ impl World {
             ("POST", "/api/v1/auth/password-reset") => {
                 request.json(&json!({ "email": "matrix-reset@example.org" }))
             }
+            ("POST", "/api/v1/auth/login/mfa") => {
+                request.json(&json!({ "challenge": "made-up", "code": "123456" }))
+            }
+            ("POST", "/api/v1/me/mfa/totp") => request.json(&json!({})),
+            ("POST", "/api/v1/me/mfa/totp/confirm") => request.json(&json!({ "code": "000000" })),
+            ("DELETE", "/api/v1/me/mfa") => {
+                request.json(&json!({ "password": "not the password at all" }))
+            }
             ("POST", "/api/v1/me/tokens") => {
                 request.json(&json!({ "name": "matrix", "scopes": ["files:read"] }))
             }
@@ -514,6 +538,7 @@ impl World {
                     | "/app/verify-email"
                     | "/app/password-reset"
                     | "/app/forgot-password"
+                    | "/app/signin/mfa"
             ) {
                 // The visitor's double-submit token, from a page fetched without a session.
                 let form = self
@@ -781,6 +806,11 @@ const GRANTS: &[(&str, &str, Grant)] = &[
     ("POST", "/api/v1/auth/password-reset/confirm", Grant::Open),
     ("POST", "/api/v1/me/password", Grant::SessionOnly),
     ("POST", "/api/v1/auth/password-reset", Grant::Open),
+    ("POST", "/api/v1/auth/login/mfa", Grant::Open),
+    ("POST", "/api/v1/me/mfa/totp", Grant::SessionOnly),
+    ("POST", "/api/v1/me/mfa/totp/confirm", Grant::SessionOnly),
+    ("DELETE", "/api/v1/me/mfa", Grant::SessionOnly),
+    ("DELETE", "/api/v1/admin/users/{id}/mfa", Grant::SessionOnly),
     ("GET", "/api/v1/me/sessions", Grant::SessionOnly),
     ("DELETE", "/api/v1/me/sessions/{id}", Grant::SessionOnly),
     ("DELETE", "/api/v1/me/sessions", Grant::SessionOnly),

@@ -24,6 +24,7 @@ mod crashes;
 mod files;
 mod keys;
 mod large;
+mod mfa;
 mod outages;
 mod pipeline;
 mod processes;

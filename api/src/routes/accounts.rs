@@ -64,6 +64,8 @@ struct Account {
     role: super::RoleName,
     /// Whether the address is confirmed: until it is, no share link is emailed in its name.
     email_verified: bool,
+    /// Whether a second factor is on.
+    mfa: bool,
 }
 
 #[derive(Object)]
@@ -128,10 +130,10 @@ enum ResendResponse {
 }
 
 #[derive(Object)]
-struct SessionToken {
+pub(crate) struct SessionToken {
     /// Send as `Authorization: Bearer <token>`.
-    token: String,
-    expires_at: DateTime<Utc>,
+    pub(crate) token: String,
+    pub(crate) expires_at: DateTime<Utc>,
 }
 
 /// The same for a new address and one that has an account already (whose owner is told by
@@ -152,6 +154,19 @@ enum SignupResponse {
 enum LoginResponse {
     #[oai(status = 200)]
     Ok(Json<SessionToken>),
+    /// The password is right and the account has a second factor: send a code of it with the
+    /// challenge to `POST /api/v1/auth/login/mfa` within five minutes.
+    #[oai(status = 202)]
+    SecondStep(Json<SecondStepDue>),
+}
+
+#[derive(Object)]
+pub(crate) struct SecondStepDue {
+    /// `totp`: a code from the authenticator app, or a recovery code.
+    second_factor: String,
+    /// Send with the code; it works for five minutes and five codes.
+    challenge: String,
+    expires_at: DateTime<Utc>,
 }
 
 #[derive(ApiResponse)]
@@ -194,7 +209,7 @@ impl AccountsApi {
         body: Json<Credentials>,
     ) -> Result<LoginResponse, ApiError> {
         let body = body.0;
-        let (token, expires_at) = users::login(
+        let signed_in = users::login(
             core(req)?,
             &body.email,
             SecretString::from(body.password),
@@ -202,10 +217,20 @@ impl AccountsApi {
             &meta(req),
         )
         .await?;
-        Ok(LoginResponse::Ok(Json(SessionToken {
-            token: token.expose().to_owned(),
-            expires_at,
-        })))
+        Ok(match signed_in {
+            users::SignIn::Session(token, expires_at) => LoginResponse::Ok(Json(SessionToken {
+                token: token.expose().to_owned(),
+                expires_at,
+            })),
+            users::SignIn::SecondStep {
+                challenge,
+                expires_at,
+            } => LoginResponse::SecondStep(Json(SecondStepDue {
+                second_factor: "totp".into(),
+                challenge: challenge.expose().to_owned(),
+                expires_at,
+            })),
+        })
     }
 
     /// Revoke the current token
@@ -220,11 +245,13 @@ impl AccountsApi {
     async fn me(&self, req: &Request, auth: UserAuth) -> Result<Json<Account>, ApiError> {
         let user = auth.0.user;
         let email_verified = verification::is_verified(core(req)?, user.id).await?;
+        let mfa = coffer_core::services::mfa::enrolled(core(req)?, user.id).await?;
         Ok(Json(Account {
             id: user.id,
             email: user.email,
             role: user.role.into(),
             email_verified,
+            mfa,
         }))
     }
 

@@ -3,6 +3,7 @@ pub mod admin;
 pub mod audit;
 pub mod files;
 pub mod health;
+pub mod mfa;
 pub mod recipient;
 pub mod sessions;
 pub mod settings;

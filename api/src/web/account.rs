@@ -117,16 +117,9 @@ pub async fn signin(req: &Request, body: Body) -> poem::Result<Response> {
     )
     .await
     {
-        Ok((token, _expires_at)) => {
-            let mut response = page::redirect("/app/files");
-            let cookie = session::set_cookie(
-                core,
-                session::SESSION_COOKIE,
-                token.expose(),
-                core.config.session_ttl.as_secs(),
-            );
-            page::add_cookie(&mut response, &cookie);
-            Ok(response)
+        Ok(users::SignIn::Session(token, _expires_at)) => Ok(signed_in(core, &token)),
+        Ok(users::SignIn::SecondStep { challenge, .. }) => {
+            second_step_form(req, StatusCode::OK, challenge.expose(), None)
         }
         Err(ServiceError::Unauthorized) => again(INVALID, &t("signin-error-no-match")),
         Err(ServiceError::RateLimited { retry_after }) => {
@@ -291,5 +284,62 @@ pub async fn change_password(req: &Request, body: Body) -> poem::Result<Response
             &t("password-error-rate-limited"),
         ),
         Err(err) => Err(page::service_error(Some(&me), err)),
+    }
+}
+
+/// The browser signed in: to its files, with the session's cookie.
+fn signed_in(core: &Core, token: &coffer_core::types::Token) -> Response {
+    let mut response = page::redirect("/app/files");
+    let cookie = session::set_cookie(
+        core,
+        session::SESSION_COOKIE,
+        token.expose(),
+        core.config.session_ttl.as_secs(),
+    );
+    page::add_cookie(&mut response, &cookie);
+    response
+}
+
+/// The second step of a sign-in: a code of the account's second factor.
+fn second_step_form(
+    req: &Request,
+    status: StatusCode,
+    challenge: &str,
+    error: Option<&str>,
+) -> poem::Result<Response> {
+    visitor_page(req, status, "app/signin_mfa.html", |csrf| {
+        context! { csrf => csrf, challenge => challenge, error => error }
+    })
+}
+
+/// `POST /app/signin/mfa`: completes the sign-in with a code, as `POST /api/v1/auth/login/mfa`.
+#[poem::handler]
+pub async fn second_step(req: &Request, body: Body) -> poem::Result<Response> {
+    let (core, fields) = visitor_post(req, body).await?;
+    let challenge = fields.get("challenge").unwrap_or_default();
+    let code = fields.get("code").unwrap_or_default();
+    if code.trim().is_empty() {
+        return second_step_form(req, INVALID, challenge, Some(&t("mfa-signin-error-empty")));
+    }
+    match users::complete_second_step(
+        core,
+        challenge,
+        code,
+        session::cookie(req, session::SESSION_COOKIE),
+        &meta(req),
+    )
+    .await
+    {
+        Ok((token, _)) => Ok(signed_in(core, &token)),
+        Err(ServiceError::Unauthorized) => {
+            second_step_form(req, INVALID, challenge, Some(&t("mfa-signin-error-wrong")))
+        }
+        Err(ServiceError::RateLimited { .. }) => second_step_form(
+            req,
+            StatusCode::TOO_MANY_REQUESTS,
+            challenge,
+            Some(&t("signin-error-rate-limited")),
+        ),
+        Err(err) => Err(page::service_error(None, err)),
     }
 }

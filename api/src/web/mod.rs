@@ -28,6 +28,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/assets/upload.js", "GET"),
     ("/app/signup", "GET, POST"),
     ("/app/signin", "GET, POST"),
+    ("/app/signin/mfa", "POST"),
     ("/app/verify-email", "GET, POST"),
     ("/app/password-reset", "GET, POST"),
     ("/app/forgot-password", "GET, POST"),
@@ -61,6 +62,7 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
     Route::new()
         .at("/signup", get(account::signup_page).post(account::signup))
         .at("/signin", get(account::signin_page).post(account::signin))
+        .at("/signin/mfa", post(account::second_step))
         .at(
             "/verify-email",
             get(emailed_links::verify_email_page).post(emailed_links::verify_email),

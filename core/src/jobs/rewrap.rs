@@ -1,5 +1,5 @@
-//! The rewrap job of a master-key rotation: rewraps every file's keys (never its data) in
-//! batches, each committed on its own, so an interrupted rotation resumes where it stopped (a row
+//! The rewrap job of a master-key rotation: rewraps every file's keys (never its data), and
+//! at the end the second factors' secrets, in batches, each committed on its own, so an interrupted rotation resumes where it stopped (a row
 //! changed meanwhile is skipped and picked up again); then ends the rotation and retires the
 //! versions nothing uses any more.
 
@@ -269,12 +269,14 @@ async fn rewrap_deks(
 
 /// Ends the rotation once no key needs rewrapping, and retires every version nothing uses.
 async fn finish_if_done(core: &Core, rotation: &key_rotation::Model) -> Result<bool, JobError> {
+    crate::services::mfa::rewrap_secrets(core, rotation.to_version).await?;
     let txn = crate::db::begin_write(&core.db).await?;
     if file::Entity::find()
         .filter(not_under(rotation.to_version))
         .count(&txn)
         .await?
         > 0
+        || crate::services::mfa::secrets_not_under(&txn, rotation.to_version).await? > 0
     {
         return Ok(false); // new wraps under an old version raced in: another pass
     }

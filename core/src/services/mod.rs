@@ -5,6 +5,7 @@ pub mod audit;
 pub mod files;
 pub mod health;
 pub mod keys;
+pub mod mfa;
 pub mod orphans;
 pub mod password_reset;
 pub mod recipients;

@@ -205,6 +205,18 @@ pub(crate) async fn usage(db: &impl ConnectionTrait) -> Result<BTreeMap<i32, u64
             }
         }
     }
+    // Second factors' secrets are wrapped the same way.
+    let rows: Vec<(i32, i64)> = entity::mfa_totp::Entity::find()
+        .select_only()
+        .column(entity::mfa_totp::Column::KekVersion)
+        .column_as(entity::mfa_totp::Column::UserId.count(), "n")
+        .group_by(entity::mfa_totp::Column::KekVersion)
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (version, n) in rows {
+        *counts.entry(version).or_insert(0) += u64::try_from(n).unwrap_or(0);
+    }
     Ok(counts)
 }
 

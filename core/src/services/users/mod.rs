@@ -18,12 +18,14 @@ use crate::text::t;
 use crate::types::{EmailAddress, Role};
 use crate::{Core, ServiceError, ServiceResult, password};
 
+mod second_step;
 pub mod sessions;
 mod signin;
 
+pub use second_step::complete as complete_second_step;
 pub use sessions::{authenticate, authenticate_session, remove_dead_sessions};
 pub(crate) use signin::typed_address;
-pub use signin::{change_password, login, logout};
+pub use signin::{SignIn, change_password, login, logout};
 
 /// How long the per-address sign-up budget (`COFFER_SIGNUPS_PER_HOUR`) lasts.
 const SIGNUP_WINDOW: Duration = Duration::from_secs(3600);

@@ -44,13 +44,15 @@ pub struct SessionView {
 }
 
 /// Opens a session for `user`, who has just proven who they are by `method` (`password`,
-/// `oidc`), audited as `user.login`. `replacing` is the token of the session this sign-in
+/// `oidc`) and, when they have one, their `second_factor` (`totp`, `recovery_code`), audited
+/// as `user.login`. `replacing` is the token of the session this sign-in
 /// takes the place of (the browser's cookie): it ends, whoever it belonged to, so that signing
 /// in again never leaves the old session alive.
 pub(crate) async fn open(
     core: &Core,
     user: &User,
     method: &'static str,
+    second_factor: Option<&'static str>,
     replacing: Option<&str>,
     meta: &RequestMeta,
 ) -> ServiceResult<(Token, DateTime<Utc>)> {
@@ -89,7 +91,11 @@ pub(crate) async fn open(
     };
     Event::new(Action::UserLogin, user.actor())
         .target("user", user.id)
-        .details(serde_json::json!({ "method": method, "replaced_session": replaced }))
+        .details(serde_json::json!({
+            "method": method,
+            "second_factor": second_factor,
+            "replaced_session": replaced,
+        }))
         .from(meta)
         .record(&txn, &core.audit)
         .await?;
@@ -311,5 +317,9 @@ pub async fn remove_dead_sessions(core: &Core) -> Result<u64, sea_orm::DbErr> {
     if removed > 0 {
         tracing::debug!(removed, "deleted dead sessions");
     }
+    entity::login_challenge::Entity::delete_many()
+        .filter(entity::login_challenge::Column::ExpiresAt.lte(now))
+        .exec(&core.db)
+        .await?;
     Ok(removed)
 }

@@ -123,7 +123,7 @@ pub async fn login(
     password: SecretString,
     replacing: Option<&str>,
     meta: &RequestMeta,
-) -> ServiceResult<(Token, DateTime<Utc>)> {
+) -> ServiceResult<SignIn> {
     let [account_ip_key, ip_key, account_key, pace_key] = limiter_keys(email, meta);
     take_password_attempt(core, &account_ip_key, &ip_key, meta).await?;
     // Many failures on the account from everywhere: one attempt per pace.
@@ -187,13 +187,36 @@ pub async fn login(
         }
     };
 
-    let opened =
-        super::sessions::open(core, &User::from(account), "password", replacing, meta).await?;
+    let signed_in = if crate::services::mfa::enrolled(core, account.id).await? {
+        let (challenge, expires_at) = super::second_step::challenge(core, account.id).await?;
+        SignIn::SecondStep {
+            challenge,
+            expires_at,
+        }
+    } else {
+        let user = User::from(account);
+        let (token, expires_at) =
+            super::sessions::open(core, &user, "password", None, replacing, meta).await?;
+        SignIn::Session(token, expires_at)
+    };
     give_back_password_attempt(core, &account_ip_key, &ip_key).await?;
     if counted {
         core.limiter.give_back(&account_key).await?;
     }
-    Ok(opened)
+    Ok(signed_in)
+}
+
+/// What a right password leads to.
+#[derive(Debug)]
+pub enum SignIn {
+    /// Signed in: the session's token, and when the session expires.
+    Session(Token, DateTime<Utc>),
+    /// The account has a second factor: the sign-in completes with a code and this challenge
+    /// ([`super::second_step::complete`]) before it expires.
+    SecondStep {
+        challenge: Token,
+        expires_at: DateTime<Utc>,
+    },
 }
 
 /// Changes the signed-in account's password, given the current one: every other session of

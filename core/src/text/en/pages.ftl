@@ -94,6 +94,14 @@ password-new-again = New password, again
 password-submit = Change password
 password-hint = Every other place where you are signed in is signed out; this one stays.
 
+## api/templates/app/signin_mfa.html
+
+mfa-signin-title = Your second factor
+mfa-signin-lead = Type the 6-digit code your authenticator app shows for Coffer, or one of your recovery codes.
+mfa-signin-code = Code
+mfa-signin-submit = Sign in
+mfa-signin-start-over = Start over
+
 ## api/templates/app/sessions.html
 
 sessions-title = Where you are signed in

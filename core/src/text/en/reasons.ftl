@@ -144,3 +144,9 @@ token-error-audit-scope = the audit:read scope is for admins' tokens
 token-error-no-scope = a token needs at least one scope
 token-error-expiry = a token expires after 1 to { $max } days
 token-error-too-many = an account may hold { $max } live tokens: revoke one first
+
+## The second factor (core/src/services/mfa.rs)
+
+mfa-error-already-on = a second factor is on already: turn it off first to enrol a new one
+mfa-error-no-enrolment = no enrolment is waiting: start one first (POST /api/v1/me/mfa/totp)
+mfa-error-wrong-code = that code is not right: type the 6 digits your authenticator app shows now
