@@ -10,7 +10,11 @@ use sha2::{Digest as _, Sha256};
 
 const SIZE: u64 = 1 << 30;
 const PIECE: usize = 256 * 1024;
-const RSS_LIMIT_KIB: u64 = 64 * 1024;
+/// What a 1 GiB round trip may add to the service's resident memory (its buffers, its pools):
+/// it would be a gibibyte if anything held the file.
+const GROWTH_LIMIT_KIB: u64 = 32 * 1024;
+/// A sanity cap on the whole debug binary's resident memory, idle included (about 42 MiB).
+const RSS_LIMIT_KIB: u64 = 80 * 1024;
 /// What signing in may leave resident: sessions, caches, a pool connection; not argon2's 19 MiB.
 const ARGON2_SLACK_KIB: u64 = 8 * 1024;
 
@@ -140,6 +144,11 @@ async fn one_gibibyte_round_trip_keeps_memory_flat() {
 
     let peak = service.peak_rss_kib();
     eprintln!("peak RSS of the service: {} MiB", peak / 1024);
+    assert!(
+        peak.saturating_sub(idle) < GROWTH_LIMIT_KIB,
+        "the round trip grew the service's RSS by {} KiB (idle {idle} KiB, peak {peak} KiB), over {GROWTH_LIMIT_KIB} KiB",
+        peak.saturating_sub(idle)
+    );
     assert!(
         peak < RSS_LIMIT_KIB,
         "peak RSS {peak} KiB exceeds {RSS_LIMIT_KIB} KiB"
