@@ -39,6 +39,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "app/password.html",
         include_str!("../templates/app/password.html"),
     ),
+    ("app/mfa.html", include_str!("../templates/app/mfa.html")),
     (
         "app/signin_mfa.html",
         include_str!("../templates/app/signin_mfa.html"),

@@ -99,6 +99,9 @@ pub enum Access {
     /// A signed-in session (or the account itself, inside the service): everything the
     /// account's role allows.
     Session,
+    /// A signed-in session of an account that must set up a second factor first
+    /// (`COFFER_REQUIRE_MFA`): it may do that, see who it is, and sign out; nothing else.
+    EnrolmentDue,
     /// A personal API token: only its scopes, and never the account's own settings.
     Token { id: Uuid, scopes: Scopes },
 }
@@ -121,8 +124,8 @@ impl User {
                 admin,
                 token: id,
             },
-            (Access::Session, true) => Actor::Admin(self.id),
-            (Access::Session, false) => Actor::User(self.id),
+            (Access::Session | Access::EnrolmentDue, true) => Actor::Admin(self.id),
+            (Access::Session | Access::EnrolmentDue, false) => Actor::User(self.id),
         }
     }
 
@@ -134,6 +137,7 @@ impl User {
         }
         match self.access {
             Access::Session => Ok(()),
+            Access::EnrolmentDue => Err(ServiceError::Forbidden(t("mfa-error-enrol-first"))),
             Access::Token { scopes, .. } if scopes.contains(scope) => Ok(()),
             Access::Token { .. } => Err(ServiceError::Forbidden(t_with(
                 "token-error-scope",
@@ -147,8 +151,23 @@ impl User {
     pub fn require_session(&self) -> ServiceResult<()> {
         match self.access {
             Access::Session => Ok(()),
+            Access::EnrolmentDue => Err(ServiceError::Forbidden(t("mfa-error-enrol-first"))),
             Access::Token { .. } => Err(ServiceError::Forbidden(t("token-error-session-only"))),
         }
+    }
+
+    /// Refuses (403) a token, but not a session whose second factor is still due: setting it
+    /// up, and signing out, are what such a session is for.
+    pub fn require_person(&self) -> ServiceResult<()> {
+        match self.access {
+            Access::Session | Access::EnrolmentDue => Ok(()),
+            Access::Token { .. } => Err(ServiceError::Forbidden(t("token-error-session-only"))),
+        }
+    }
+
+    /// Whether this session must set up a second factor before anything else.
+    pub fn enrolment_due(&self) -> bool {
+        self.access == Access::EnrolmentDue
     }
 
     /// Refuses (403) unless this is a signed-in admin: administration is never done with a

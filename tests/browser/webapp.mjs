@@ -202,6 +202,36 @@ try {
   await shot(page, 'sessions-phone');
   await page.setViewportSize({ width: 1280, height: 900 });
 
+  // A second factor: the QR code Coffer draws, a first code (from pyotp, through the test), the
+  // recovery codes shown once; then signing in again needs a code.
+  await page.getByRole('link', { name: 'Second factor' }).click();
+  await page.waitForURL('**/app/mfa');
+  await shot(page, 'mfa-off');
+  await page.getByRole('button', { name: 'Set up a second factor' }).click();
+  await page.locator('.qr svg').waitFor();
+  const totpSecret = (await page.locator('#totp-secret').innerText()).trim();
+  await shot(page, 'mfa-qr');
+  await page.setViewportSize({ width: 375, height: 800 });
+  await shot(page, 'mfa-qr-phone');
+  await page.setViewportSize({ width: 1280, height: 900 });
+  say({ need_totp_for: totpSecret, ahead: 0 });
+  await page.getByLabel('The code your app shows').fill((await input.next()).value.trim());
+  await page.getByRole('button', { name: 'Turn it on' }).click();
+  await page.locator('#recovery-codes').waitFor();
+  const recoveryCodes = await page.locator('#recovery-codes li').count();
+  await shot(page, 'mfa-recovery-codes');
+  await page.getByRole('button', { name: 'Sign out', exact: true }).first().click();
+  await page.waitForURL('**/app/signin');
+  await page.getByLabel('Email address').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByLabel('Code').waitFor();
+  await shot(page, 'signin-second-step');
+  say({ need_totp_for: totpSecret, ahead: 30 });
+  await page.getByLabel('Code').fill((await input.next()).value.trim());
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL('**/app/files');
+
   await page.getByRole('button', { name: 'Sign out', exact: true }).first().click();
   await page.waitForURL('**/app/signin');
   await shot(page, 'signed-out');
@@ -251,7 +281,7 @@ try {
   await page.waitForURL('**/app/admin/users');
   await shot(page, 'users');
 
-  say({ report: { file_id: fileId, cancelled, progress, verify, csp_violations: cspViolations, screenshots, rows, token_secret: tokenSecret, forgot_notice: forgotNotice } });
+  say({ report: { file_id: fileId, cancelled, progress, verify, csp_violations: cspViolations, screenshots, rows, token_secret: tokenSecret, forgot_notice: forgotNotice, recovery_codes: recoveryCodes } });
 } finally {
   await browser.close();
 }

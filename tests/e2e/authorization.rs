@@ -212,6 +212,13 @@ const PAGE_ROWS: &[Row] = &[
         needs: Needs::FreshSession,
         ..page("POST", "/app/sessions/end-all", [303, 303, 303, 303])
     },
+    page("GET", "/app/mfa", [303, 200, 200, 200]),
+    // Starts an enrolment (nothing is on until it is confirmed).
+    page("POST", "/app/mfa/start", [303, 200, 200, 200]),
+    // Posted without a code.
+    page("POST", "/app/mfa/confirm", [303, 422, 422, 422]),
+    // Posted without the password.
+    page("POST", "/app/mfa/off", [303, 403, 403, 403]),
     page("GET", "/app/tokens", [303, 200, 200, 200]),
     // Posted without a name: refused, nothing made.
     page("POST", "/app/tokens", [303, 422, 422, 422]),

@@ -369,7 +369,91 @@ async fn a_rotation_rewraps_second_factors(topology: Topology) {
     app.stop().await;
 }
 
+/// With `COFFER_REQUIRE_MFA=true`, a session of an account without a second factor may set one
+/// up, see who it is and sign out; everything else is 403 (the web app sends it to the page that
+/// sets one up); once set up, the same session does the rest.
+async fn a_required_second_factor_comes_first(topology: Topology) {
+    let app = TestApp::spawn_with(
+        topology,
+        &[("COFFER_REQUIRE_MFA", "true")],
+        coffer::Roles::ALL,
+    )
+    .await;
+    let ann = app.user().await;
+    let me = app.get_json("/api/v1/me", Some(&ann.token)).await;
+    assert_eq!(me["mfa_enrolment_due"], true, "{me}");
+    let refused = problem(
+        app.get("/api/v1/files", &ann.token).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("second factor")),
+        "{refused}"
+    );
+    problem(
+        app.post_json(
+            "/api/v1/me/tokens",
+            &json!({ "name": "x", "scopes": ["files:read"] }),
+            Some(&ann.token),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let pages = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let files_page = pages
+        .get(app.url("/app/files"))
+        .header("cookie", format!("coffer_session={}", ann.token))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(files_page.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        files_page
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok()),
+        Some("/app/mfa")
+    );
+    let mfa_page = pages
+        .get(app.url("/app/mfa"))
+        .header("cookie", format!("coffer_session={}", ann.token))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(mfa_page.status(), StatusCode::OK);
+
+    enrol(&app, &ann).await;
+    assert_eq!(
+        app.get("/api/v1/files", &ann.token).await.status(),
+        StatusCode::OK
+    );
+    let me = app.get_json("/api/v1/me", Some(&ann.token)).await;
+    assert_eq!(
+        (me["mfa"].clone(), me["mfa_enrolment_due"].clone()),
+        (json!(true), json!(false))
+    );
+
+    let bob = app.user().await;
+    let out = app
+        .post_json("/api/v1/auth/logout", &json!({}), Some(&bob.token))
+        .await;
+    assert_eq!(
+        out.status(),
+        StatusCode::NO_CONTENT,
+        "signing out is allowed"
+    );
+    app.stop().await;
+}
+
 both_topologies!(
+    a_required_second_factor_comes_first,
     a_second_factor_is_enrolled_and_asked_for_at_sign_in,
     a_second_factor_is_turned_off_or_reset_by_an_admin,
     a_rotation_rewraps_second_factors,

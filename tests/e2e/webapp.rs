@@ -1155,6 +1155,31 @@ async fn the_web_app_in_a_browser() {
                     .expect("write the link");
                 stdin.flush().await.expect("flush");
             }
+            if let Some(secret) = message["need_totp_for"].as_str() {
+                // The code an authenticator app would show, from pyotp (PyPI): an
+                // implementation of RFC 6238 independent of Coffer's.
+                let ahead = message["ahead"].as_i64().unwrap_or(0);
+                let output = std::process::Command::new("python3")
+                    .args([
+                        "-c",
+                        "import pyotp, sys, time; print(pyotp.TOTP(sys.argv[1]).at(int(time.time()) + int(sys.argv[2])))",
+                        secret,
+                        &ahead.to_string(),
+                    ])
+                    .output()
+                    .expect("python3");
+                assert!(
+                    output.status.success(),
+                    "pyotp: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                let code = String::from_utf8(output.stdout).expect("utf-8");
+                stdin
+                    .write_all(format!("{}\n", code.trim()).as_bytes())
+                    .await
+                    .expect("write the code");
+                stdin.flush().await.expect("flush");
+            }
             if message.get("report").is_some() {
                 report = Some(message["report"].clone());
             }
@@ -1207,6 +1232,7 @@ async fn the_web_app_in_a_browser() {
     assert!(progress.last().is_some_and(|p| *p >= 90.0), "{progress:?}");
     assert_eq!(report["csp_violations"], serde_json::json!([]), "{report}");
     assert_eq!(report["verify"], "ok", "{report}");
+    assert_eq!(report["recovery_codes"], 10, "{report}");
     let secret = report["token_secret"].as_str().expect("the token's secret");
     assert!(secret.starts_with("coffer_pat_"), "{report}");
     let listed: serde_json::Value = app
@@ -1260,6 +1286,7 @@ async fn the_web_app_in_a_browser() {
         "file.uploaded",
         "share.emailed",
         "share.downloaded",
+        "user.mfa_enrolled",
     ] {
         assert!(actions.iter().any(|a| a == action), "{action}");
     }

@@ -66,6 +66,9 @@ struct Account {
     email_verified: bool,
     /// Whether a second factor is on.
     mfa: bool,
+    /// `COFFER_REQUIRE_MFA` is set and this account has no second factor: this session may
+    /// only set one up (`POST /api/v1/me/mfa/totp`) or sign out.
+    mfa_enrolment_due: bool,
 }
 
 #[derive(Object)]
@@ -244,6 +247,7 @@ impl AccountsApi {
     #[oai(path = "/me", method = "get")]
     async fn me(&self, req: &Request, auth: UserAuth) -> Result<Json<Account>, ApiError> {
         let user = auth.0.user;
+        let mfa_enrolment_due = user.enrolment_due();
         let email_verified = verification::is_verified(core(req)?, user.id).await?;
         let mfa = coffer_core::services::mfa::enrolled(core(req)?, user.id).await?;
         Ok(Json(Account {
@@ -252,6 +256,7 @@ impl AccountsApi {
             role: user.role.into(),
             email_verified,
             mfa,
+            mfa_enrolment_due,
         }))
     }
 

@@ -8,6 +8,7 @@ mod admin;
 mod audit;
 mod emailed_links;
 mod files;
+mod mfa;
 mod page;
 mod session;
 mod sessions;
@@ -36,6 +37,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/app/password", "GET, POST"),
     ("/app/tokens", "GET, POST"),
     ("/app/sessions", "GET"),
+    ("/app/mfa", "GET"),
+    ("/app/mfa/start", "POST"),
+    ("/app/mfa/confirm", "POST"),
+    ("/app/mfa/off", "POST"),
     ("/app/sessions/{id}/end", "POST"),
     ("/app/sessions/end-all", "POST"),
     ("/app/tokens/{id}/revoke", "POST"),
@@ -83,6 +88,10 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
         .at("/tokens", get(tokens::list).post(tokens::create))
         .at("/tokens/:id/revoke", post(tokens::revoke))
         .at("/sessions", get(sessions::list))
+        .at("/mfa", get(mfa::page_view))
+        .at("/mfa/start", post(mfa::start))
+        .at("/mfa/confirm", post(mfa::confirm))
+        .at("/mfa/off", post(mfa::turn_off))
         .at("/sessions/end-all", post(sessions::end_all))
         .at("/sessions/:id/end", post(sessions::end))
         .at("/files", get(files::list).post(files::upload_file))

@@ -79,7 +79,21 @@ impl SignedIn {
     /// stale cookie cleared).
     pub async fn from_view(req: &Request, core: &Core) -> poem::Result<Self> {
         let raw = cookie(req, SESSION_COOKIE).ok_or_else(|| to_sign_in(core, false))?;
-        Self::resolve(core, raw).await
+        Self::resolve(core, raw).await?.unless_enrolment_due(req)
+    }
+
+    /// A session that must set up a second factor first (`COFFER_REQUIRE_MFA`) is sent to do
+    /// that from every page but that one's and signing out.
+    fn unless_enrolment_due(self, req: &Request) -> poem::Result<Self> {
+        // The path as the browser asked for it (under `/app`, routes see it shortened).
+        let path = req.original_uri().path();
+        if self.session.user.enrolment_due()
+            && !path.starts_with("/app/mfa")
+            && path != "/app/signout"
+        {
+            return Err(page::fail(page::redirect("/app/mfa")));
+        }
+        Ok(self)
     }
 
     /// The signed-in user of a form post whose `csrf` field is `field`. The token is checked
@@ -89,7 +103,7 @@ impl SignedIn {
         if !field.is_some_and(|f| same(f, &csrf_of(raw))) {
             return Err(page::csrf_refused());
         }
-        Self::resolve(core, raw).await
+        Self::resolve(core, raw).await?.unless_enrolment_due(req)
     }
 
     /// A signed-in form post: its fields, once the CSRF token checked out and the session is

@@ -205,6 +205,7 @@ impl Settings {
             admin,
             session_ttl: Duration::from_secs(self.session_ttl_hours.saturating_mul(3600)),
             session_idle: Duration::from_secs(self.session_idle_minutes * 60),
+            require_mfa: self.require_mfa,
             signups_per_hour: self.signups_per_hour,
             share_emails_per_day: self.share_emails_per_day,
             signup,

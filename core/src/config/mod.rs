@@ -99,6 +99,9 @@ pub struct Config {
     pub session_ttl: Duration,
     /// A session unused this long ends (`COFFER_SESSION_IDLE_MINUTES`).
     pub session_idle: Duration,
+    /// Every local account must have a second factor (`COFFER_REQUIRE_MFA`): a session without
+    /// one may only set it up.
+    pub require_mfa: bool,
     /// Sign-ups one client address may make per hour (`COFFER_SIGNUPS_PER_HOUR`).
     pub signups_per_hour: u32,
     /// Who may sign up, when `COFFER_SIGNUP` fixes it (else the admin's setting decides).

@@ -84,6 +84,8 @@ settings! {
         "a number of hours";
     session_idle_minutes in "COFFER_SESSION_IDLE_MINUTES": u64 = 30,
         "a number of minutes from 1 to 1440";
+    require_mfa in "COFFER_REQUIRE_MFA": bool = false,
+        "true or false";
     signups_per_hour in "COFFER_SIGNUPS_PER_HOUR": u32 = 20,
         "a number of sign-ups";
     signup in "COFFER_SIGNUP": Option<String> = None,

@@ -82,7 +82,7 @@ pub async fn enrolled(core: &Core, user_id: Uuid) -> ServiceResult<bool> {
 /// on must be turned off first (409).
 pub async fn start(core: &Core, session: &Session) -> ServiceResult<Enrolment> {
     use secrecy::ExposeSecret as _;
-    session.user.require_session()?;
+    session.user.require_person()?;
     let user_id = session.user.id;
     if enrolled(core, user_id).await? {
         return Err(ServiceError::Conflict(t("mfa-error-already-on")));
@@ -132,7 +132,7 @@ pub async fn confirm(
     code: &str,
     meta: &RequestMeta,
 ) -> ServiceResult<Vec<SecretString>> {
-    session.user.require_session()?;
+    session.user.require_person()?;
     let user_id = session.user.id;
     let row = mfa_totp::Entity::find_by_id(user_id)
         .filter(mfa_totp::Column::ConfirmedAt.is_null())

@@ -159,13 +159,21 @@ pub async fn authenticate_session(core: &Core, raw_token: &str) -> ServiceResult
     if now - seen >= span(SEEN_EVERY) {
         seen_now(core, id, now).await?;
     }
+    // With `COFFER_REQUIRE_MFA`, a session of an account without a second factor may only set
+    // one up (one more read per request, and only then).
+    let access =
+        if core.config.require_mfa && !crate::services::mfa::enrolled(core, user_id).await? {
+            Access::EnrolmentDue
+        } else {
+            Access::Session
+        };
     Ok(Session {
         id,
         user: User {
             id: user_id,
             email,
             role,
-            access: Access::Session,
+            access,
         },
     })
 }
@@ -188,7 +196,7 @@ async fn seen_now(core: &Core, id: Uuid, now: DateTime<Utc>) -> Result<(), sea_o
 
 /// The live sessions of `session`'s account, newest first; `session` is marked `current`.
 pub async fn list(core: &Core, session: &Session) -> ServiceResult<Vec<SessionView>> {
-    session.user.require_session()?;
+    session.user.require_person()?;
     let now = Utc::now();
     let idle = span(core.config.session_idle);
     Ok(live(session.user.id, now - idle)
@@ -236,7 +244,7 @@ pub async fn end(
     id: Uuid,
     meta: &RequestMeta,
 ) -> ServiceResult<()> {
-    session.user.require_session()?;
+    session.user.require_person()?;
     let ended = end_where(
         core,
         session,
@@ -253,7 +261,7 @@ pub async fn end(
 
 /// Signs the account out everywhere: every session ends, this one included. Returns how many.
 pub async fn end_all(core: &Core, session: &Session, meta: &RequestMeta) -> ServiceResult<u64> {
-    session.user.require_session()?;
+    session.user.require_person()?;
     end_where(
         core,
         session,

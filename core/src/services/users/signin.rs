@@ -282,7 +282,7 @@ pub async fn change_password(
 
 /// Ends a signed-in session (a personal API token is revoked through its own route instead).
 pub async fn logout(core: &Core, session: &Session, meta: &RequestMeta) -> ServiceResult<()> {
-    session.user.require_session()?;
+    session.user.require_person()?;
     let txn = crate::db::begin_write(&core.db).await?;
     session::Entity::update_many()
         .col_expr(

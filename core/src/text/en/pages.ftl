@@ -47,6 +47,7 @@ layout-nav-account = Account
 layout-nav-keys = Keys
 layout-nav-tokens = API tokens
 layout-nav-sessions = Sessions
+layout-nav-mfa = Second factor
 layout-sign-out = Sign out
 layout-footer = Coffer · secure file sharing
 
@@ -93,6 +94,21 @@ password-new = New password (at least 10 characters)
 password-new-again = New password, again
 password-submit = Change password
 password-hint = Every other place where you are signed in is signed out; this one stays.
+
+## api/templates/app/mfa.html
+
+mfa-title = Second factor
+mfa-off = A second factor is off. With it on, signing in also needs a 6-digit code from an authenticator app on your phone (any app that reads a QR code: Aegis, FreeOTP, Google or Microsoft Authenticator, 1Password…).
+mfa-set-up = Set up a second factor
+mfa-scan = Scan this code with your authenticator app, then type the 6 digits it shows.
+mfa-secret-instead = If your app cannot scan, type this key into it:
+mfa-first-code = The code your app shows
+mfa-confirm = Turn it on
+mfa-codes-heading = Your recovery codes
+mfa-codes-once = Each of these codes signs you in once without your phone. Keep them somewhere safe: they are shown only now.
+mfa-on = A second factor is on: signing in needs a code from your authenticator app (or a recovery code).
+mfa-password-to-turn-off = Your password, to turn it off
+mfa-turn-off = Turn the second factor off
 
 ## api/templates/app/signin_mfa.html
 
