@@ -237,6 +237,12 @@ const PAGE_ROWS: &[Row] = &[
     page("POST", "/app/admin/keys/rotate", [303, 403, 403, 303]),
     page("GET", "/app/admin/users", [303, 403, 403, 200]),
     page("POST", "/app/admin/users/{id}", [303, 403, 403, 303]),
+    // The owner's (who has none: nothing changes).
+    page(
+        "POST",
+        "/app/admin/users/{id}/mfa-reset",
+        [303, 403, 403, 303],
+    ),
     page("GET", "/app/admin/signup", [303, 403, 403, 200]),
     page("POST", "/app/admin/signup", [303, 403, 403, 303]),
     page("POST", "/app/admin/invites", [303, 403, 403, 303]),

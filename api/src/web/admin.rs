@@ -212,3 +212,19 @@ pub async fn change_user(
         Err(err) => Err(page::service_error(Some(&me), err)),
     }
 }
+
+/// `POST /app/admin/users/{id}/mfa-reset`: the account's second factor is off until it enrols
+/// again (a lost phone), as `DELETE /api/v1/admin/users/{id}/mfa` does.
+#[poem::handler]
+pub async fn reset_second_factor(
+    req: &Request,
+    Path(id): Path<String>,
+    body: Body,
+) -> poem::Result<Response> {
+    let (core, me, _) = admin_form(req, body).await?;
+    let id = page::parse_id(&me, &id, "user")?;
+    coffer_core::services::mfa::reset(core, Operator::Admin(&me.session.user), id, &meta(req))
+        .await
+        .map_err(|e| page::service_error(Some(&me), e))?;
+    Ok(page::redirect("/app/admin/users"))
+}

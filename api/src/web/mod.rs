@@ -58,6 +58,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/app/admin/keys/rotate", "POST"),
     ("/app/admin/users", "GET"),
     ("/app/admin/users/{id}", "POST"),
+    ("/app/admin/users/{id}/mfa-reset", "POST"),
     ("/app/admin/signup", "GET, POST"),
     ("/app/admin/invites", "POST"),
 ];
@@ -111,6 +112,10 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
         .at("/admin/keys/rotate", post(admin::rotate))
         .at("/admin/users", get(admin::users))
         .at("/admin/users/:id", post(admin::change_user))
+        .at(
+            "/admin/users/:id/mfa-reset",
+            post(admin::reset_second_factor),
+        )
         .at(
             "/admin/signup",
             get(signup_admin::page_view).post(signup_admin::change),

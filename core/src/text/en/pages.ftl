@@ -336,6 +336,9 @@ users-role-user = user
 users-role-admin = admin
 users-change-role = Change role
 users-change-role-of = of { $email }
+users-reset-mfa = Reset second factor
+# Hidden text after the button, for screen readers.
+users-reset-mfa-of = of { $email }
 users-enable = Enable
 users-disable = Disable
 users-more = More users
