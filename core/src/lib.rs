@@ -71,6 +71,8 @@ pub struct Core {
     pub audit_alarms: Arc<audit::Alarms>,
     /// Stored objects the last orphan pass found without a file row (see `services::orphans`).
     pub(crate) rowless: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Sign-ups being hashed or waiting to be (see `password::SIGNUPS_AT_ONCE`).
+    pub(crate) signup_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Whether a process may create the keyring file in its data directory when there is none.

@@ -129,9 +129,15 @@ enum Line {
     SignUp = 1,
 }
 
-/// How many jobs may wait in each line; past that a request is refused at once (503) instead
-/// of queueing without end.
-const MAX_WAITING: [usize; 2] = [256, 16];
+/// How many jobs may wait in each line, in the whole process; past that a request is refused
+/// at once (503) instead of queueing without end. Sign-ups are held to [`SIGNUPS_AT_ONCE`] per
+/// service before they reach the line; this is the backstop.
+const MAX_WAITING: [usize; 2] = [256, 256];
+
+/// Sign-ups one service hashes or has waiting at once; past that a sign-up is refused at once
+/// (503). Counted per [`crate::Core`], so that services sharing a process (the tests) do not
+/// spend each other's.
+pub const SIGNUPS_AT_ONCE: usize = 16;
 
 /// Too many passwords are waiting to be hashed: the caller answers 503 with `Retry-After`.
 #[derive(Debug, thiserror::Error)]
@@ -229,8 +235,13 @@ async fn on_hashing_thread<T: Send + 'static>(
     Ok(result.await?)
 }
 
-/// Hashes a new account's password, in the sign-up line (which never holds up a login).
-pub async fn hash_for_signup(password: SecretString) -> anyhow::Result<String> {
+/// Hashes a new account's password, in the sign-up line (which never holds up a login), if
+/// one of the service's `slots` ([`SIGNUPS_AT_ONCE`]) is free; [`Busy`] otherwise.
+pub async fn hash_for_signup(
+    slots: &tokio::sync::Semaphore,
+    password: SecretString,
+) -> anyhow::Result<String> {
+    let _slot = slots.try_acquire().map_err(|_| Busy)?;
     on_hashing_thread(Line::SignUp, move || {
         hash_here(password.expose_secret().as_bytes())
     })

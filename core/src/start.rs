@@ -96,6 +96,9 @@ impl Core {
             scanner,
             audit_alarms: Arc::default(),
             rowless: Arc::default(),
+            signup_slots: Arc::new(tokio::sync::Semaphore::new(
+                crate::password::SIGNUPS_AT_ONCE,
+            )),
         })
     }
 }

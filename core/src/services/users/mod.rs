@@ -65,7 +65,7 @@ pub async fn signup(
             return Err(refused);
         }
     };
-    let hash = password::hash_for_signup(password).await?;
+    let hash = password::hash_for_signup(&core.signup_slots, password).await?;
     // An invitation was emailed to the address: following it proved the address.
     let invited = matches!(admission, super::signup::Admission::Invited(_));
     let created = create_user(core, &email, hash, Role::User, invited, meta).await;
