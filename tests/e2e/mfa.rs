@@ -123,6 +123,37 @@ async fn a_second_factor_is_enrolled_and_asked_for_at_sign_in(topology: Topology
     );
     assert_eq!(base32(&secret).len(), 20, "160 bits");
 
+    // Set-up started five times at once (a double click, twice over): each answers 201 or 409,
+    // never a 500, and one enrolment is left waiting.
+    let starts: Vec<_> = (0..5)
+        .map(|_| {
+            let (http, url, token) = (
+                app.http.clone(),
+                app.url("/api/v1/me/mfa/totp"),
+                ann.token.clone(),
+            );
+            tokio::spawn(async move {
+                http.post(url)
+                    .bearer_auth(token)
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .expect("start")
+                    .status()
+            })
+        })
+        .collect();
+    for start in starts {
+        let status = start.await.expect("joined");
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::CONFLICT,
+            "{status}"
+        );
+    }
+    let (secret, body) = start(&app, &ann).await;
+    let url = body["otpauth_url"].as_str().expect("url");
+    assert!(url.contains(&format!("secret={secret}")), "{url}");
+
     let t0 = now();
     let wrong = format!(
         "{:06}",

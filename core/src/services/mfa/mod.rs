@@ -105,7 +105,7 @@ pub async fn start(core: &Core, session: &Session) -> ServiceResult<Enrolment> {
         .filter(mfa_totp::Column::ConfirmedAt.is_null())
         .exec(&txn)
         .await?;
-    mfa_totp::Entity::insert(mfa_totp::ActiveModel {
+    let inserted = mfa_totp::Entity::insert(mfa_totp::ActiveModel {
         user_id: Set(user_id),
         secret: Set(wrapped.bytes),
         kek_version: Set(wrapped.kek_version),
@@ -114,7 +114,16 @@ pub async fn start(core: &Core, session: &Session) -> ServiceResult<Enrolment> {
         last_step: Set(None),
     })
     .exec(&txn)
-    .await?;
+    .await;
+    if let Err(err) = inserted {
+        // Another set-up of the same account committed first (a double click): one wins.
+        return Err(match err.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
+                ServiceError::Conflict(t("mfa-error-enrolment-busy"))
+            }
+            _ => err.into(),
+        });
+    }
     txn.commit().await?;
     Ok(Enrolment {
         secret: SecretString::from(totp.secret().to_base32()),

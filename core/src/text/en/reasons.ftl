@@ -148,6 +148,7 @@ token-error-too-many = an account may hold { $max } live tokens: revoke one firs
 ## The second factor (core/src/services/mfa.rs)
 
 mfa-error-enrol-first = this organisation requires a second factor: set one up first (POST /api/v1/me/mfa/totp, or the web app's Second factor page)
+mfa-error-enrolment-busy = another set-up of this account started at the same moment: start again
 mfa-error-already-on = a second factor is on already: turn it off first to enrol a new one
 mfa-error-no-enrolment = no enrolment is waiting: start one first (POST /api/v1/me/mfa/totp)
 mfa-error-wrong-code = that code is not right: type the 6 digits your authenticator app shows now
