@@ -5,7 +5,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect};
 use uuid::Uuid;
 
-use entity::{session, user};
+use entity::user;
 
 use crate::audit::{Action, Event, RequestMeta};
 use crate::principal::{Operator, User};
@@ -97,12 +97,7 @@ pub async fn change(
     }
     update.exec(&txn).await?;
     if change.disabled == Some(true) {
-        session::Entity::update_many()
-            .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
-            .filter(session::Column::UserId.eq(target))
-            .filter(session::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
+        crate::services::users::sessions::end_every(&txn, target, None).await?;
         crate::jobs::notify::cancel_pending_of_owner(
             &txn,
             &core.audit,

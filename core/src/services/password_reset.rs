@@ -11,7 +11,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter 
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use entity::{password_reset, session, user};
+use entity::{password_reset, user};
 
 use crate::audit::{Action, Event, RequestMeta};
 use crate::principal::User;
@@ -70,13 +70,7 @@ pub async fn force(
         .filter(user::Column::Id.eq(target))
         .exec(&txn)
         .await?;
-    let ended = session::Entity::update_many()
-        .col_expr(session::Column::RevokedAt, Expr::value(now))
-        .filter(session::Column::UserId.eq(target))
-        .filter(session::Column::RevokedAt.is_null())
-        .exec(&txn)
-        .await?
-        .rows_affected;
+    let ended = crate::services::users::sessions::end_every(&txn, target, None).await?;
     // Whoever took the account over may have made tokens to come back with.
     let tokens_revoked = crate::services::tokens::revoke_all(&txn, target).await?;
     password_reset::Entity::delete_many()
@@ -153,12 +147,7 @@ pub async fn confirm(
         .filter(user::Column::EmailVerifiedAt.is_null())
         .exec(&txn)
         .await?;
-    session::Entity::update_many()
-        .col_expr(session::Column::RevokedAt, Expr::value(now))
-        .filter(session::Column::UserId.eq(found.user_id))
-        .filter(session::Column::RevokedAt.is_null())
-        .exec(&txn)
-        .await?;
+    crate::services::users::sessions::end_every(&txn, found.user_id, None).await?;
     Event::new(
         Action::UserPasswordChanged,
         crate::audit::Actor::User(found.user_id),

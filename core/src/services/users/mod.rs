@@ -10,7 +10,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter 
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use entity::{session, user};
+use entity::user;
 
 use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::principal::User;
@@ -251,12 +251,7 @@ pub async fn create_admin(
         .filter(user::Column::Id.eq(existing.id))
         .exec(&txn)
         .await?;
-    session::Entity::update_many()
-        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
-        .filter(session::Column::UserId.eq(existing.id))
-        .filter(session::Column::RevokedAt.is_null())
-        .exec(&txn)
-        .await?;
+    sessions::end_every(&txn, existing.id, None).await?;
     Event::new(Action::AdminUserChanged, Actor::System)
         .target("user", existing.id)
         .details(serde_json::json!({

@@ -302,6 +302,23 @@ async fn end_where(
     Ok(ended)
 }
 
+/// Ends every live session of `user_id` inside `txn`, but `except` (the caller's own), as a
+/// password change, a forced reset, a promotion or a disabling does; returns how many.
+pub(crate) async fn end_every(
+    txn: &impl sea_orm::ConnectionTrait,
+    user_id: Uuid,
+    except: Option<Uuid>,
+) -> Result<u64, sea_orm::DbErr> {
+    let mut ending = session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null());
+    if let Some(kept) = except {
+        ending = ending.filter(session::Column::Id.ne(kept));
+    }
+    Ok(ending.exec(txn).await?.rows_affected)
+}
+
 /// Deletes sessions that can no longer be used (expired, revoked, or idle too long): they are
 /// kept nowhere once dead. Returns how many went.
 pub async fn remove_dead_sessions(core: &Core) -> Result<u64, sea_orm::DbErr> {

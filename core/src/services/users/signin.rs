@@ -258,17 +258,7 @@ pub async fn change_password(
         .filter(user::Column::Id.eq(account.id))
         .exec(&txn)
         .await?;
-    let ended = session::Entity::update_many()
-        .col_expr(
-            session::Column::RevokedAt,
-            sea_orm::sea_query::Expr::value(Utc::now()),
-        )
-        .filter(session::Column::UserId.eq(account.id))
-        .filter(session::Column::Id.ne(session.id))
-        .filter(session::Column::RevokedAt.is_null())
-        .exec(&txn)
-        .await?
-        .rows_affected;
+    let ended = super::sessions::end_every(&txn, account.id, Some(session.id)).await?;
     Event::new(Action::UserPasswordChanged, session.user.actor())
         .target("user", account.id)
         .details(serde_json::json!({ "other_sessions_ended": ended }))
