@@ -33,6 +33,7 @@ type Apis = (
     routes::sessions::SessionsApi,
     routes::mfa::MfaApi,
     routes::mfa::MfaAdminApi,
+    routes::oidc::OidcApi,
 );
 
 fn api_service() -> OpenApiService<Apis, ()> {
@@ -50,6 +51,7 @@ fn api_service() -> OpenApiService<Apis, ()> {
             routes::sessions::SessionsApi,
             routes::mfa::MfaApi,
             routes::mfa::MfaAdminApi,
+            routes::oidc::OidcApi,
         ),
         "Coffer",
         env!("CARGO_PKG_VERSION"),

@@ -20,6 +20,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/app/signin.html"),
     ),
     (
+        "app/continue.html",
+        include_str!("../templates/app/continue.html"),
+    ),
+    ("app/sso.html", include_str!("../templates/app/sso.html")),
+    (
         "app/signup.html",
         include_str!("../templates/app/signup.html"),
     ),

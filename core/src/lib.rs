@@ -9,6 +9,7 @@ pub mod db;
 pub mod digest;
 pub mod error;
 pub mod filetype;
+pub mod identity_provider;
 pub mod jobs;
 pub mod mail;
 pub mod metrics;
@@ -73,6 +74,8 @@ pub struct Core {
     pub(crate) rowless: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Sign-ups being hashed or waiting to be (see `password::SIGNUPS_AT_ONCE`).
     pub(crate) signup_slots: Arc<tokio::sync::Semaphore>,
+    /// The OpenID provider, when single sign-on is set up (`COFFER_OIDC_ISSUER`).
+    pub oidc: Option<Arc<identity_provider::Provider>>,
 }
 
 /// Whether a process may create the keyring file in its data directory when there is none.

@@ -82,7 +82,18 @@ impl Core {
             keys.clone(),
             config.audit_repeat_window,
         );
+        let oidc = match &config.identity.oidc {
+            Some(settings) => Some(Arc::new(
+                crate::identity_provider::Provider::new(
+                    settings.clone(),
+                    &config.public_link("/api/v1/auth/oidc/callback"),
+                )
+                .context("setting up single sign-on (COFFER_OIDC_*)")?,
+            )),
+            None => None,
+        };
         Ok(Self {
+            oidc,
             config: Arc::new(config),
             audit,
             write_gate,

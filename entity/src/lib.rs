@@ -13,6 +13,8 @@ pub mod key_version;
 pub mod login_challenge;
 pub mod mfa_recovery_code;
 pub mod mfa_totp;
+pub mod oidc_identity;
+pub mod oidc_login;
 pub mod password_reset;
 pub mod session;
 pub mod setting;

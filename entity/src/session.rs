@@ -16,6 +16,8 @@ pub struct Model {
     /// Where it was opened from.
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// How it was opened: `password` or `oidc` (`None`: before this was kept, a password).
+    pub method: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

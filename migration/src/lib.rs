@@ -18,6 +18,7 @@ mod m20261205_000005_audit_query_indexes;
 mod m20261206_000001_api_tokens;
 mod m20261206_000002_session_activity;
 mod m20261206_000003_second_factor;
+mod m20261207_000001_single_sign_on;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_api_tokens::Migration),
             Box::new(m20261206_000002_session_activity::Migration),
             Box::new(m20261206_000003_second_factor::Migration),
+            Box::new(m20261207_000001_single_sign_on::Migration),
         ]
     }
 }

@@ -105,6 +105,9 @@ const API_ROWS: &[Row] = &[
     row("POST", "/api/v1/auth/password-reset", [202, 202, 202, 202]),
     // A made-up challenge.
     row("POST", "/api/v1/auth/login/mfa", [401, 401, 401, 401]),
+    // Single sign-on is not set up here (tests/e2e/oidc.rs has a provider).
+    row("GET", "/api/v1/auth/oidc/login", [404, 404, 404, 404]),
+    row("GET", "/api/v1/auth/oidc/callback", [404, 404, 404, 404]),
     // Starts an enrolment (nothing is on until it is confirmed).
     row("POST", "/api/v1/me/mfa/totp", [401, 201, 201, 201]),
     // With a wrong code.
@@ -195,6 +198,11 @@ const PAGE_ROWS: &[Row] = &[
     page("POST", "/app/forgot-password", [422, 422, 422, 422]),
     // Posted without a code.
     page("POST", "/app/signin/mfa", [422, 422, 422, 422]),
+    // Where a sign-in with the identity provider leads on (it needs no session of its own).
+    page("GET", "/app/signed-in", [200, 200, 200, 200]),
+    // Single sign-on is not set up here (tests/e2e/oidc.rs has a provider).
+    page("GET", "/app/sso", [303, 404, 404, 404]),
+    page("POST", "/app/sso/connect", [303, 404, 404, 404]),
     // Signing in ends the session the browser held: each caller sends a session of its own.
     fresh_page("POST", "/app/signin", [303, 303, 303, 303]),
     fresh_page("POST", "/app/signout", [303, 303, 303, 303]),
@@ -820,6 +828,8 @@ const GRANTS: &[(&str, &str, Grant)] = &[
     ("POST", "/api/v1/me/password", Grant::SessionOnly),
     ("POST", "/api/v1/auth/password-reset", Grant::Open),
     ("POST", "/api/v1/auth/login/mfa", Grant::Open),
+    ("GET", "/api/v1/auth/oidc/login", Grant::Open),
+    ("GET", "/api/v1/auth/oidc/callback", Grant::Open),
     ("POST", "/api/v1/me/mfa/totp", Grant::SessionOnly),
     ("POST", "/api/v1/me/mfa/totp/confirm", Grant::SessionOnly),
     ("DELETE", "/api/v1/me/mfa", Grant::SessionOnly),

@@ -25,6 +25,7 @@ mod files;
 mod keys;
 mod large;
 mod mfa;
+mod oidc;
 mod outages;
 mod pipeline;
 mod processes;

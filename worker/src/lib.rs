@@ -107,6 +107,7 @@ async fn handle<J: Job>(job: J, core: Data<Core>, attempt: Attempt) -> Result<()
 async fn sweep_job(_tick: Tick, core: Data<Core>) -> Result<(), BoxDynError> {
     coffer_core::services::users::remove_dead_sessions(&core).await?;
     coffer_core::services::tokens::remove_dead(&core).await?;
+    coffer_core::services::oidc::remove_stale_logins(&core).await?;
     jobs::sweep::sweep(&core)
         .await
         .map(|_| ())

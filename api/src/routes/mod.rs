@@ -4,6 +4,7 @@ pub mod audit;
 pub mod files;
 pub mod health;
 pub mod mfa;
+pub mod oidc;
 pub mod recipient;
 pub mod sessions;
 pub mod settings;

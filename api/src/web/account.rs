@@ -36,9 +36,13 @@ fn form_with(
     notice: Option<&str>,
     invite: Option<&str>,
 ) -> poem::Result<Response> {
+    let core = core(req)?;
+    let sso = core.oidc.as_deref().map(|p| p.name().to_owned());
+    let local_login = core.config.identity.local_login;
     visitor_page(req, status, template, |csrf| {
         context! {
             csrf => csrf, email => email, error => error, notice => notice, invite => invite,
+            sso => sso, local_login => local_login,
         }
     })
 }
@@ -88,12 +92,21 @@ pub async fn signin_page(req: &Request) -> poem::Result<Response> {
     } else {
         None
     };
+    // Why a sign-in with the identity provider did not open a session.
+    let refused = query
+        .get("sso")
+        .and_then(coffer_core::services::oidc::Refusal::from_code)
+        .map(|r| sentence(&r.message()));
     form(
         req,
-        StatusCode::OK,
+        if refused.is_some() {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::OK
+        },
         "app/signin.html",
         "",
-        None,
+        refused.as_deref(),
         notice.as_deref(),
     )
 }
@@ -122,6 +135,7 @@ pub async fn signin(req: &Request, body: Body) -> poem::Result<Response> {
             second_step_form(req, StatusCode::OK, challenge.expose(), None)
         }
         Err(ServiceError::Unauthorized) => again(INVALID, &t("signin-error-no-match")),
+        Err(ServiceError::Forbidden(detail)) => again(StatusCode::FORBIDDEN, &sentence(&detail)),
         Err(ServiceError::RateLimited { retry_after }) => {
             let mut response = again(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -200,10 +214,14 @@ pub async fn signup(req: &Request, body: Body) -> poem::Result<Response> {
 #[poem::handler]
 pub async fn signout(req: &Request, body: Body) -> poem::Result<Response> {
     let (core, me, _) = SignedIn::post(req, body).await?;
-    users::logout(core, &me.session, &meta(req))
+    let method = users::logout(core, &me.session, &meta(req))
         .await
         .map_err(|e| page::service_error(Some(&me), e))?;
-    let mut response = page::redirect("/app/signin");
+    let provider_logout = coffer_core::services::oidc::logout_url(core, method.as_deref()).await;
+    let mut response = match provider_logout {
+        Some(url) => super::sso::signed_out(core, &url),
+        None => page::redirect("/app/signin"),
+    };
     page::add_cookie(
         &mut response,
         &session::clear_cookie(core, session::SESSION_COOKIE),
@@ -229,20 +247,22 @@ pub(super) fn sentence(detail: &str) -> String {
 pub async fn password_page(req: &Request) -> poem::Result<Response> {
     let core = core(req)?;
     let me = SignedIn::from_view(req, core).await?;
-    Ok(password_form(&me, StatusCode::OK, None, None))
+    Ok(password_form(core, &me, StatusCode::OK, None, None))
 }
 
 fn password_form(
+    core: &Core,
     me: &SignedIn,
     status: StatusCode,
     error: Option<&str>,
     notice: Option<&str>,
 ) -> Response {
+    let sso = core.oidc.as_deref().map(|p| p.name().to_owned());
     page::view(
         Some(me),
         status,
         "app/password.html",
-        context! { error => error, notice => notice },
+        context! { error => error, notice => notice, sso => sso },
     )
 }
 
@@ -253,7 +273,7 @@ pub async fn change_password(req: &Request, body: Body) -> poem::Result<Response
     let (core, me, fields) = SignedIn::post(req, body).await?;
     let current = fields.get("current_password").unwrap_or_default();
     let new = fields.get("new_password").unwrap_or_default();
-    let again = |status, error: &str| Ok(password_form(&me, status, Some(error), None));
+    let again = |status, error: &str| Ok(password_form(core, &me, status, Some(error), None));
     if current.is_empty() || new.is_empty() {
         return again(INVALID, &t("password-error-empty"));
     }
@@ -270,6 +290,7 @@ pub async fn change_password(req: &Request, body: Body) -> poem::Result<Response
     .await
     {
         Ok(()) => Ok(password_form(
+            core,
             &me,
             StatusCode::OK,
             None,

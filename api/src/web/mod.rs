@@ -10,10 +10,11 @@ mod emailed_links;
 mod files;
 mod mfa;
 mod page;
-mod session;
+pub(crate) mod session;
 mod sessions;
 mod shares;
 mod signup_admin;
+mod sso;
 mod tokens;
 
 use coffer_core::Core;
@@ -34,6 +35,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/app/password-reset", "GET, POST"),
     ("/app/forgot-password", "GET, POST"),
     ("/app/signout", "POST"),
+    ("/app/signed-in", "GET"),
+    ("/app/sso", "GET"),
+    ("/app/sso/connect", "POST"),
     ("/app/password", "GET, POST"),
     ("/app/tokens", "GET, POST"),
     ("/app/sessions", "GET"),
@@ -82,6 +86,9 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
             get(emailed_links::forgot_password_page).post(emailed_links::forgot_password),
         )
         .at("/signout", post(account::signout))
+        .at("/signed-in", get(sso::signed_in))
+        .at("/sso", get(sso::page_view))
+        .at("/sso/connect", post(sso::connect))
         .at(
             "/password",
             get(account::password_page).post(account::change_password),

@@ -67,6 +67,7 @@ actions! {
     UserMfaEnrolled => "user.mfa_enrolled",
     UserMfaFailed => "user.mfa_failed",
     UserMfaReset => "user.mfa_reset",
+    UserOidcLinked => "user.oidc_linked",
     UserPasswordChangeFailed => "user.password_change_failed",
     UserPasswordChanged => "user.password_changed",
     UserPasswordResetRequested => "user.password_reset_requested",

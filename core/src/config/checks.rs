@@ -13,7 +13,12 @@ use crate::types::EmailAddress;
 
 impl Settings {
     /// The configuration these settings make, with the `AWS_*` variables for S3.
-    pub(super) fn check(self, aws: Vec<(String, String)>) -> Result<Config, ConfigError> {
+    pub(super) fn check(mut self, aws: Vec<(String, String)>) -> Result<Config, ConfigError> {
+        let admin_email = self
+            .admin_email
+            .as_deref()
+            .and_then(|e| EmailAddress::parse(e).ok());
+        let identity = self.identity(admin_email.as_ref())?;
         let bind = self.bind;
         let metrics_token = match self.metrics_token {
             Some(token) if token.len() < 16 => {
@@ -127,7 +132,7 @@ impl Settings {
                 .map(|t| (*t).to_owned())
                 .collect(),
         };
-        let admin = match (self.admin_email, self.admin_password) {
+        let admin = match (self.admin_email.take(), self.admin_password.take()) {
             (None, None) => None,
             (Some(email), Some(password)) => Some(AdminBootstrap {
                 email: EmailAddress::parse(&email)
@@ -206,6 +211,7 @@ impl Settings {
             session_ttl: Duration::from_secs(self.session_ttl_hours.saturating_mul(3600)),
             session_idle: Duration::from_secs(self.session_idle_minutes * 60),
             require_mfa: self.require_mfa,
+            identity,
             signups_per_hour: self.signups_per_hour,
             share_emails_per_day: self.share_emails_per_day,
             signup,

@@ -2,6 +2,7 @@
 //! variable), checked ([`checks`]), and held as [`Config`] for the life of the process.
 
 mod checks;
+mod identity;
 mod settings;
 
 use std::net::SocketAddr;
@@ -12,6 +13,8 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::types::EmailAddress;
+
+pub use identity::{Identity, OidcConfig, PasswordUse, RoleMapping};
 
 /// Default allowlist: documents, images, archives and media; nothing executable.
 pub const DEFAULT_ALLOWED_TYPES: &[&str] = &[
@@ -102,6 +105,8 @@ pub struct Config {
     /// Every local account must have a second factor (`COFFER_REQUIRE_MFA`): a session without
     /// one may only set it up.
     pub require_mfa: bool,
+    /// Single sign-on, local passwords, the break-glass admin.
+    pub identity: Identity,
     /// Sign-ups one client address may make per hour (`COFFER_SIGNUPS_PER_HOUR`).
     pub signups_per_hour: u32,
     /// Who may sign up, when `COFFER_SIGNUP` fixes it (else the admin's setting decides).

@@ -86,6 +86,26 @@ settings! {
         "a number of minutes from 1 to 1440";
     require_mfa in "COFFER_REQUIRE_MFA": bool = false,
         "true or false";
+    oidc_issuer in "COFFER_OIDC_ISSUER": Option<String> = None,
+        "the provider's issuer URL, such as https://sso.example.org/realms/staff";
+    oidc_client_id in "COFFER_OIDC_CLIENT_ID": Option<String> = None,
+        "the client ID Coffer is registered under at the provider";
+    oidc_client_secret in "COFFER_OIDC_CLIENT_SECRET": Option<String> = None,
+        "the client's secret at the provider";
+    oidc_scopes in "COFFER_OIDC_SCOPES": String = "openid email profile".to_owned(),
+        "scopes separated by spaces or commas, such as openid email profile groups";
+    oidc_provider_name in "COFFER_OIDC_PROVIDER_NAME": String = "SSO".to_owned(),
+        "a name of at most 60 characters, such as Keycloak or Microsoft";
+    oidc_jit in "COFFER_OIDC_JIT": bool = false,
+        "true or false";
+    oidc_role_claim in "COFFER_OIDC_ROLE_CLAIM": Option<String> = None,
+        "a claim's name, such as groups or roles";
+    oidc_admin_group in "COFFER_OIDC_ADMIN_GROUP": Option<String> = None,
+        "the group or role whose members are admins";
+    local_login in "COFFER_LOCAL_LOGIN": bool = true,
+        "true or false";
+    break_glass_admin in "COFFER_BREAK_GLASS_ADMIN": Option<String> = None,
+        "an admin's email address";
     signups_per_hour in "COFFER_SIGNUPS_PER_HOUR": u32 = 20,
         "a number of sign-ups";
     signup in "COFFER_SIGNUP": Option<String> = None,
@@ -254,12 +274,16 @@ fn refusal(errors: figment::Error) -> ConfigError {
 
 /// Settings that hold a credential may come from a file instead (`{NAME}_FILE`, as Docker and
 /// Kubernetes mount secrets): the file's content, less a trailing newline.
-const SECRET_FILES: [(&str, &str); 7] = [
+const SECRET_FILES: [(&str, &str); 8] = [
     ("COFFER_METRICS_TOKEN", "COFFER_METRICS_TOKEN_FILE"),
     ("COFFER_DATABASE_URL", "COFFER_DATABASE_URL_FILE"),
     ("COFFER_REDIS_URL", "COFFER_REDIS_URL_FILE"),
     ("COFFER_SMTP_URL", "COFFER_SMTP_URL_FILE"),
     ("COFFER_ADMIN_PASSWORD", "COFFER_ADMIN_PASSWORD_FILE"),
+    (
+        "COFFER_OIDC_CLIENT_SECRET",
+        "COFFER_OIDC_CLIENT_SECRET_FILE",
+    ),
     ("AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID_FILE"),
     ("AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY_FILE"),
 ];

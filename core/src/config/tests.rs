@@ -216,3 +216,84 @@ fn bad_values_name_their_variable() {
         assert!(!line.contains('\n'));
     }
 }
+
+#[test]
+fn single_sign_on_settings_go_together_and_local_passwords_need_another_way_in() {
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("client_secret");
+    std::fs::write(&secret, "s3cret\n").expect("write");
+    let secret = secret.display().to_string();
+    let config = Config::from_vars(vars(&[
+        ("COFFER_OIDC_ISSUER", "https://sso.example.org/realms/staff"),
+        ("COFFER_OIDC_CLIENT_ID", "coffer"),
+        ("COFFER_OIDC_CLIENT_SECRET_FILE", &secret),
+        ("COFFER_OIDC_SCOPES", "email,profile groups"),
+        ("COFFER_OIDC_ROLE_CLAIM", "groups"),
+        ("COFFER_OIDC_ADMIN_GROUP", "coffer-admins"),
+        ("COFFER_LOCAL_LOGIN", "false"),
+        ("COFFER_ADMIN_EMAIL", "Root@Example.org"),
+        ("COFFER_ADMIN_PASSWORD", "x"),
+    ]))
+    .expect("config");
+    let oidc = config.identity.oidc.clone().expect("single sign-on");
+    assert_eq!(oidc.scopes, ["openid", "email", "profile", "groups"]);
+    assert_eq!(
+        oidc.client_secret
+            .as_ref()
+            .map(secrecy::ExposeSecret::expose_secret),
+        Some("s3cret")
+    );
+    assert_eq!(oidc.provider_name, "SSO");
+    assert!(!oidc.jit);
+    let roles = oidc.roles.expect("roles");
+    assert_eq!(
+        (roles.claim.as_str(), roles.admin_group.as_str()),
+        ("groups", "coffer-admins")
+    );
+    // The break-glass admin: COFFER_ADMIN_EMAIL, unless COFFER_BREAK_GLASS_ADMIN says.
+    let identity = &config.identity;
+    assert_eq!(
+        identity.password_allowed("root@example.org"),
+        super::PasswordUse::BreakGlassAdmin
+    );
+    assert_eq!(
+        identity.password_allowed("someone@example.org"),
+        super::PasswordUse::Refused
+    );
+
+    for (pairs, var) in [
+        (
+            vec![("COFFER_OIDC_ISSUER", "https://sso.example.org")],
+            "COFFER_OIDC_CLIENT_ID",
+        ),
+        (
+            vec![
+                ("COFFER_OIDC_ISSUER", "http://sso.example.org"),
+                ("COFFER_OIDC_CLIENT_ID", "coffer"),
+            ],
+            "COFFER_OIDC_ISSUER",
+        ),
+        (
+            vec![
+                ("COFFER_OIDC_ISSUER", "https://sso.example.org"),
+                ("COFFER_OIDC_CLIENT_ID", "coffer"),
+                ("COFFER_OIDC_ROLE_CLAIM", "groups"),
+            ],
+            "COFFER_OIDC_ADMIN_GROUP",
+        ),
+        (
+            vec![("COFFER_OIDC_CLIENT_ID", "coffer")],
+            "COFFER_OIDC_ISSUER",
+        ),
+        (vec![("COFFER_LOCAL_LOGIN", "false")], "COFFER_LOCAL_LOGIN"),
+    ] {
+        let refused = Config::from_vars(vars(&pairs)).expect_err("refused");
+        assert_eq!(refused.var, var, "{pairs:?}");
+    }
+    // http only on this machine's loopback (a provider in a test, or behind a local proxy).
+    Config::from_vars(vars(&[
+        ("COFFER_OIDC_ISSUER", "http://localhost:8081"),
+        ("COFFER_OIDC_CLIENT_ID", "coffer"),
+    ]))
+    .expect("loopback issuer");
+}

@@ -6,6 +6,7 @@ pub mod files;
 pub mod health;
 pub mod keys;
 pub mod mfa;
+pub mod oidc;
 pub mod orphans;
 pub mod password_reset;
 pub mod recipients;

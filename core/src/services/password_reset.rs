@@ -14,9 +14,10 @@ use uuid::Uuid;
 use entity::{password_reset, user};
 
 use crate::audit::{Action, Event, RequestMeta};
+use crate::config::PasswordUse;
 use crate::principal::User;
 use crate::text::{Arg, t, t_with};
-use crate::types::Token;
+use crate::types::{Role, Token};
 use crate::{Core, ServiceError, ServiceResult, password};
 
 /// How long a reset link works.
@@ -204,13 +205,20 @@ async fn send_requested(
         .filter(user::Column::Email.eq(email.as_str()))
         .one(&core.db)
         .await?;
+    let password_use = core.config.identity.password_allowed(email.as_str());
     let account = match account {
-        Some(a) if !a.disabled => a,
+        Some(a)
+            if !a.disabled
+                && (password_use == PasswordUse::Anyone
+                    || password_use == PasswordUse::BreakGlassAdmin && a.role == Role::Admin) =>
+        {
+            a
+        }
         other => {
-            let reason = if other.is_some() {
-                "account disabled"
-            } else {
-                "unknown email"
+            let reason = match &other {
+                None => "unknown email",
+                Some(a) if a.disabled => "account disabled",
+                Some(_) => "local passwords are off",
             };
             let details = crate::services::users::typed_address(core, email.as_str(), reason).await;
             core.audit

@@ -1,6 +1,7 @@
 //! The end-to-end harness: a real Coffer per test, on its own port, data dir, database and
 //! Redis namespace, driven over HTTP.
 
+pub mod oidc;
 pub mod seed;
 pub mod smtp;
 pub mod web;

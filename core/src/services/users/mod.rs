@@ -43,6 +43,9 @@ pub async fn signup(
     meta: &RequestMeta,
 ) -> ServiceResult<()> {
     use secrecy::ExposeSecret as _;
+    if !core.config.identity.local_login {
+        return Err(ServiceError::Forbidden(t("signup-error-local-off")));
+    }
     let email = EmailAddress::parse(email)?;
     password::check_strength(password.expose_secret())?;
     let ip_key = format!("signup:ip:{}", meta.ip.as_deref().unwrap_or("unknown"));

@@ -73,6 +73,7 @@ pub(crate) async fn open(
             .user_agent
             .as_ref()
             .map(|ua| ua.chars().take(512).collect())),
+        method: Set(Some(method.to_owned())),
     })
     .exec(&txn)
     .await?;

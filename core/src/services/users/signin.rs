@@ -5,16 +5,17 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QuerySelect as _};
 use secrecy::SecretString;
 use sha2::{Digest as _, Sha256};
 
 use entity::{session, user};
 
 use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
+use crate::config::PasswordUse;
 use crate::principal::{Session, User};
 use crate::text::t;
-use crate::types::{EmailAddress, Token};
+use crate::types::{EmailAddress, Role, Token};
 use crate::{Core, ServiceError, ServiceResult, password};
 
 const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -124,6 +125,19 @@ pub async fn login(
     replacing: Option<&str>,
     meta: &RequestMeta,
 ) -> ServiceResult<SignIn> {
+    let password_use = core.config.identity.password_allowed(email);
+    if password_use == PasswordUse::Refused {
+        core.audit
+            .record_repeatable(
+                "user.login_failed:local-off".to_owned(),
+                Event::new(Action::UserLoginFailed, Actor::Anonymous)
+                    .outcome(Outcome::Denied)
+                    .details(serde_json::json!({ "reason": "local passwords are off" }))
+                    .from(meta),
+            )
+            .await?;
+        return Err(ServiceError::Forbidden(t("signin-error-local-off")));
+    }
     let [account_ip_key, ip_key, account_key, pace_key] = limiter_keys(email, meta);
     take_password_attempt(core, &account_ip_key, &ip_key, meta).await?;
     // Many failures on the account from everywhere: one attempt per pace.
@@ -156,12 +170,15 @@ pub async fn login(
     };
     let matches = password::verify(password, stored).await?;
 
+    // With local passwords off, the break-glass admin's address takes only an admin's account.
+    let allowed = |a: &user::Model| password_use == PasswordUse::Anyone || a.role == Role::Admin;
     let account = match account {
-        Some(a) if matches && !a.disabled => a,
+        Some(a) if matches && !a.disabled && allowed(&a) => a,
         other => {
             let reason = match &other {
                 None => "unknown email",
                 Some(a) if a.disabled => "account disabled",
+                Some(a) if !allowed(a) => "local passwords are off",
                 Some(_) => "wrong password",
             };
             let event = Event::new(Action::UserLoginFailed, Actor::Anonymous)
@@ -270,9 +287,22 @@ pub async fn change_password(
     Ok(())
 }
 
-/// Ends a signed-in session (a personal API token is revoked through its own route instead).
-pub async fn logout(core: &Core, session: &Session, meta: &RequestMeta) -> ServiceResult<()> {
+/// Ends a signed-in session (a personal API token is revoked through its own route instead):
+/// how it was opened (`password`, `oidc`), for the web app to end the identity provider's
+/// session too (`services::oidc::logout_url`).
+pub async fn logout(
+    core: &Core,
+    session: &Session,
+    meta: &RequestMeta,
+) -> ServiceResult<Option<String>> {
     session.user.require_person()?;
+    let method: Option<String> = session::Entity::find_by_id(session.id)
+        .select_only()
+        .column(session::Column::Method)
+        .into_tuple::<Option<String>>()
+        .one(&core.db)
+        .await?
+        .flatten();
     let txn = crate::db::begin_write(&core.db).await?;
     session::Entity::update_many()
         .col_expr(
@@ -289,5 +319,5 @@ pub async fn logout(core: &Core, session: &Session, meta: &RequestMeta) -> Servi
         .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
-    Ok(())
+    Ok(method)
 }

@@ -58,6 +58,16 @@ signin-notice-reset = Your new password is set. Sign in with it.
 signin-error-empty = Enter your email address and your password.
 signin-error-no-match = That email address and password do not match an account that can sign in.
 signin-error-rate-limited = Too many attempts to sign in. Wait a while before trying again.
+
+## Single sign-on (api/src/web/sso.rs)
+
+continue-signed-in-heading = Signed in
+continue-signed-in-text = You are signed in. Taking you on…
+continue-to-provider-heading = Connecting your account
+# $provider is COFFER_OIDC_PROVIDER_NAME.
+continue-to-provider-text = Taking you to { $provider } to sign in there…
+continue-signed-out-heading = Signed out
+continue-signed-out-text = You are signed out of Coffer. Taking you to { $provider } to sign out there too…
 signup-notice-invited = You were invited: create your account with the address the invitation was sent to.
 signup-error-empty = Enter an email address and a password.
 signup-error-passwords-differ = The two passwords are not the same. Type them again.

@@ -59,6 +59,11 @@ message-go-to-sign-in = Go to sign in
 ## api/templates/app/signin.html
 
 signin-forgot = Forgot your password?
+# $provider is COFFER_OIDC_PROVIDER_NAME, such as Keycloak or Microsoft.
+signin-with-provider = Sign in with { $provider }
+signin-or-password = Or sign in with your email address and password:
+# With local passwords turned off, the form is kept for the break-glass admin.
+signin-break-glass = Administrator sign-in with a password
 # “No account yet? Create one.”, with “Create one” a link.
 signin-no-account-before = No account yet?
 signin-no-account-link = Create one
@@ -88,6 +93,8 @@ password-reset-submit = Set the password
 
 ## api/templates/app/password.html
 
+# $provider is COFFER_OIDC_PROVIDER_NAME.
+password-sso-link = Sign in with { $provider } (single sign-on)
 password-title = Change your password
 password-current = Current password
 password-new = New password (at least 10 characters)
@@ -342,3 +349,16 @@ users-reset-mfa-of = of { $email }
 users-enable = Enable
 users-disable = Disable
 users-more = More users
+
+## api/templates/app/continue.html
+
+continue-link = Continue
+
+## api/templates/app/sso.html
+
+sso-title = Single sign-on
+# $provider is COFFER_OIDC_PROVIDER_NAME.
+sso-linked = Your account at { $provider } is connected: sign in with it.
+sso-not-linked = Connect your account at { $provider } to sign in with it.
+sso-connect = Connect { $provider }
+sso-connect-hint = You will sign in at { $provider } and come back here. Your password keeps working where passwords are allowed.

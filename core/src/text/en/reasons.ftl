@@ -152,3 +152,16 @@ mfa-error-enrolment-busy = another set-up of this account started at the same mo
 mfa-error-already-on = a second factor is on already: turn it off first to enrol a new one
 mfa-error-no-enrolment = no enrolment is waiting: start one first (POST /api/v1/me/mfa/totp)
 mfa-error-wrong-code = that code is not right: type the 6 digits your authenticator app shows now
+
+## core/src/services/oidc, users (single sign-on and local passwords)
+
+signin-error-local-off = sign-in with a password is turned off here: sign in with the organisation's identity provider
+signup-error-local-off = sign-up with a password is turned off here: sign in with the organisation's identity provider
+oidc-error-expired = this sign-in has expired, was used already, or was started in another browser: start it again
+oidc-error-provider-refused = the identity provider did not sign you in
+oidc-error-not-verified = the identity provider's answer could not be verified, so you were not signed in: start again, and tell an admin if it happens again
+oidc-error-unknown-account = no Coffer account is linked to your account at the identity provider, and this Coffer does not make accounts on first sign-in: ask an admin for access
+oidc-error-address-taken = a Coffer account already has your email address, and accounts are never joined by address alone: sign in with your password and connect the identity provider on the Single sign-on page, or ask an admin
+oidc-error-linked-elsewhere = your account at the identity provider and this Coffer account cannot be linked: one of them is linked to another account already
+oidc-error-no-address = the identity provider gave no verified email address for your account, which a new Coffer account needs
+oidc-error-disabled = this Coffer account is disabled
