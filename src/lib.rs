@@ -135,6 +135,11 @@ pub async fn start(mut config: Config, roles: Roles) -> anyhow::Result<Running> 
         serve("api", Surface::Api, acceptor);
         local
     });
+    // The identity provider's keys before the first sign-in needs them, and a clear line in the
+    // log if it cannot be reached (sign-ins with it answer 503 meanwhile; nothing else waits).
+    if let (Some(_), Some(provider)) = (addr, core.oidc.clone()) {
+        tokio::spawn(async move { provider.warm_up().await });
+    }
     let metrics_addr = ops_listener.map(|(acceptor, local)| {
         serve("metrics", Surface::Ops, acceptor);
         local

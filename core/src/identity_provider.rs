@@ -118,6 +118,21 @@ impl Provider {
         })
     }
 
+    /// Fetches the discovery document and keys ahead of the first sign-in, and says in the log
+    /// whether the provider could be reached.
+    pub async fn warm_up(&self) {
+        match self.document().await {
+            Ok(_) => {
+                tracing::info!(issuer = %self.config.issuer, "single sign-on: the identity provider's discovery document and keys are fetched")
+            }
+            Err(err) => tracing::warn!(
+                issuer = %self.config.issuer,
+                error = %err,
+                "single sign-on: the identity provider (COFFER_OIDC_ISSUER) cannot be reached; sign-ins with it answer 503 until it can"
+            ),
+        }
+    }
+
     /// What the sign-in button calls the provider (`COFFER_OIDC_PROVIDER_NAME`).
     pub fn name(&self) -> &str {
         &self.config.provider_name

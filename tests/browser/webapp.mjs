@@ -202,6 +202,21 @@ try {
   await shot(page, 'sessions-phone');
   await page.setViewportSize({ width: 1280, height: 900 });
 
+  // The password page (the account's address in the header leads there): a wrong current
+  // password is refused on the page and changes nothing.
+  await page.locator('a.who').click();
+  await page.waitForURL('**/app/password');
+  await shot(page, 'password');
+  await page.getByLabel('Current password').fill('not the password at all');
+  await page.getByLabel('New password (at least 10 characters)').fill('another long password');
+  await page.getByLabel('New password, again').fill('another long password');
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await page.getByRole('alert').waitFor();
+  await shot(page, 'password-refused');
+  await page.setViewportSize({ width: 375, height: 800 });
+  await shot(page, 'password-phone');
+  await page.setViewportSize({ width: 1280, height: 900 });
+
   // A second factor: the QR code Coffer draws, a first code (from pyotp, through the test), the
   // recovery codes shown once; then signing in again needs a code.
   await page.getByRole('link', { name: 'Second factor' }).click();
@@ -220,6 +235,9 @@ try {
   await page.locator('#recovery-codes').waitFor();
   const recoveryCodes = await page.locator('#recovery-codes li').count();
   await shot(page, 'mfa-recovery-codes');
+  await page.setViewportSize({ width: 375, height: 800 });
+  await shot(page, 'mfa-recovery-codes-phone');
+  await page.setViewportSize({ width: 1280, height: 900 });
   await page.getByRole('button', { name: 'Sign out', exact: true }).first().click();
   await page.waitForURL('**/app/signin');
   await page.getByLabel('Email address').fill(email);
@@ -227,6 +245,9 @@ try {
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByLabel('Code').waitFor();
   await shot(page, 'signin-second-step');
+  await page.setViewportSize({ width: 375, height: 800 });
+  await shot(page, 'signin-second-step-phone');
+  await page.setViewportSize({ width: 1280, height: 900 });
   say({ need_totp_for: totpSecret, ahead: 30 });
   await page.getByLabel('Code').fill((await input.next()).value.trim());
   await page.getByRole('button', { name: 'Sign in' }).click();

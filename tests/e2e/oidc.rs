@@ -508,6 +508,32 @@ async fn a_signed_in_person_connects_their_provider_account(topology: Topology) 
     app.stop().await;
 }
 
+/// The sign-in is kept in the database: started at one API instance, its answer may reach
+/// another (behind the same public address, as a load balancer spreads them).
+async fn the_answer_may_reach_another_api_instance(topology: Topology) {
+    let (provider, mut app) = setup(topology, &[("COFFER_OIDC_JIT", "true")]).await;
+    provider.account("jo-sub", "jo@example.org", &[]).await;
+    let mut vars = app.env.vars_for(coffer::Roles::API);
+    vars.push(("COFFER_PUBLIC_URL".into(), app.base.clone()));
+    let config = coffer::coffer_core::Config::from_vars(vars).expect("configuration");
+    let second = coffer::start(config, coffer::Roles::API)
+        .await
+        .expect("a second API instance starts");
+    let second_base = format!("http://{}", second.addr.expect("it listens"));
+    app.running.push(second);
+
+    let browser = Browser::new();
+    let callback = browser
+        .to_callback(&app.base, "answer=json", "jo-sub")
+        .await;
+    // The same answer, delivered to the other instance (cookies are per host, not per port).
+    let elsewhere = callback.replacen(&app.base, &second_base, 1);
+    assert_ne!(elsewhere, callback);
+    let token = token_of(browser.get(&elsewhere).await).await;
+    assert_eq!(me(&app, &token).await["email"], "jo@example.org");
+    app.stop().await;
+}
+
 /// The entities Coffer's templates escape in attributes.
 fn unescape(html: &str) -> String {
     html.replace("&#x2f;", "/").replace("&amp;", "&")
@@ -524,6 +550,7 @@ oidc_tests!(
     local_passwords_can_be_off_but_for_the_break_glass_admin,
     the_web_app_signs_in_and_out_through_the_provider,
     a_signed_in_person_connects_their_provider_account,
+    the_answer_may_reach_another_api_instance,
 );
 
 /// The journey in headless Chromium (`tests/browser/sso.mjs`), at desktop and phone width, with
