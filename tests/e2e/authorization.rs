@@ -107,7 +107,8 @@ const API_ROWS: &[Row] = &[
     row("POST", "/api/v1/auth/login/mfa", [401, 401, 401, 401]),
     // Single sign-on is not set up here (tests/e2e/oidc.rs has a provider).
     row("GET", "/api/v1/auth/oidc/login", [404, 404, 404, 404]),
-    row("GET", "/api/v1/auth/oidc/callback", [404, 404, 404, 404]),
+    // Without the `state` every answer of a provider carries: malformed, before anything else.
+    row("GET", "/api/v1/auth/oidc/callback", [400, 400, 400, 400]),
     // Starts an enrolment (nothing is on until it is confirmed).
     row("POST", "/api/v1/me/mfa/totp", [401, 201, 201, 201]),
     // With a wrong code.

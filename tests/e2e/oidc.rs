@@ -120,19 +120,20 @@ async fn state_must_be_this_browsers_live_sign_in(topology: Topology) {
         .await;
     let state = query_param(&callback, "state").expect("state");
 
-    // A wrong state, and no state: refused, and the sign-in still waits.
+    // A wrong state (403), and no state (a malformed answer: 400): refused, and the sign-in
+    // still waits.
     let wrong = with_param(&callback, "state", &"A".repeat(43));
-    problem(browser.get(&wrong).await, StatusCode::BAD_REQUEST).await;
+    problem(browser.get(&wrong).await, StatusCode::FORBIDDEN).await;
     let stripped = callback.replace(&format!("state={state}"), "");
     problem(browser.get(&stripped).await, StatusCode::BAD_REQUEST).await;
 
     // Another browser with the whole answer (a link someone was sent): refused, unspent.
     let other = Browser::new();
-    problem(other.get(&callback).await, StatusCode::BAD_REQUEST).await;
+    problem(other.get(&callback).await, StatusCode::FORBIDDEN).await;
 
     // This browser: signed in, once.
     token_of(browser.get(&callback).await).await;
-    let replay = problem(browser.get(&callback).await, StatusCode::BAD_REQUEST).await;
+    let replay = problem(browser.get(&callback).await, StatusCode::FORBIDDEN).await;
     assert!(
         replay["detail"].as_str().unwrap().contains("expired"),
         "{replay}"

@@ -20,11 +20,23 @@ base="http://127.0.0.1:$port"
 admin_email=fuzz-admin@example.org
 admin_password='fuzzing admin password'
 
+# Single sign-on against the real OpenID provider the e2e tests use (`npm ci` in tests/oidc),
+# so that its routes are fuzzed as they run: the start answers 303 to the provider, the
+# callback refuses what it was not sent.
+coproc PROVIDER { cd tests/oidc && exec node provider.mjs 2>"$data/provider.log"; }
+provider_pid=$PROVIDER_PID
+read -r said <&"${PROVIDER[0]}"
+issuer=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["issuer"])' "$said")
+curl -sf -X POST "$issuer/__test/client" -H 'content-type: application/json' \
+  -d "{\"redirect_uris\":[\"$base/api/v1/auth/oidc/callback\"],\"post_logout_redirect_uris\":[\"$base/app/signin\"]}"
+
 COFFER_DATA_DIR="$data" COFFER_BIND="127.0.0.1:$port" COFFER_LOG=warn \
   COFFER_ADMIN_EMAIL="$admin_email" COFFER_ADMIN_PASSWORD="$admin_password" \
+  COFFER_OIDC_ISSUER="$issuer" COFFER_OIDC_CLIENT_ID=coffer \
+  COFFER_OIDC_CLIENT_SECRET=coffer-oidc-test-secret COFFER_OIDC_JIT=true \
   "$bin" serve >"$data/serve.log" 2>&1 &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill "$pid" "$provider_pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
 
 deadline=$((SECONDS + 60))
 until curl -sf "$base/healthz" >/dev/null; do

@@ -92,7 +92,9 @@ impl OidcApi {
         &self,
         req: &Request,
         #[oai(validator(max_length = 2048))] code: Query<Option<String>>,
-        #[oai(validator(max_length = 512))] state: Query<Option<String>>,
+        /// The sign-in's `state`, as Coffer sent it to the provider.
+        #[oai(validator(max_length = 512))]
+        state: Query<String>,
         #[oai(validator(max_length = 256))] error: Query<Option<String>>,
         #[oai(validator(max_length = 2048))] error_description: Query<Option<String>>,
         #[oai(validator(max_length = 2048))] iss: Query<Option<String>>,
@@ -101,7 +103,7 @@ impl OidcApi {
         let core = core(req)?;
         let callback = oidc::Callback {
             code: code.0,
-            state: state.0,
+            state: Some(state.0),
             error: error.0,
             iss: iss.0,
         };

@@ -8,7 +8,7 @@ use crate::text::t;
 /// and a code for the sign-in page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Unknown, used or expired `state`, or another browser's (400).
+    /// Unknown, used or expired `state`, or another browser's (403).
     Expired,
     /// The provider refused, or the person cancelled there (403).
     ProviderRefused,
@@ -73,9 +73,9 @@ impl Refusal {
     pub fn into_error(self) -> ServiceError {
         let message = self.message();
         match self {
-            Self::Expired => ServiceError::BadRequest(message),
             Self::AddressTaken | Self::LinkedElsewhere => ServiceError::Conflict(message),
-            Self::ProviderRefused
+            Self::Expired
+            | Self::ProviderRefused
             | Self::NotVerified
             | Self::UnknownAccount
             | Self::NoAddress
