@@ -21,6 +21,7 @@ pub mod ratelimit;
 pub mod request_id;
 pub mod scan;
 pub mod services;
+pub mod session_cache;
 mod start;
 pub mod storage;
 pub mod text;
@@ -74,6 +75,8 @@ pub struct Core {
     pub(crate) rowless: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Sign-ups being hashed or waiting to be (see `password::SIGNUPS_AT_ONCE`).
     pub(crate) signup_slots: Arc<tokio::sync::Semaphore>,
+    /// Sessions resolved within the last second (see `session_cache`).
+    pub session_cache: Arc<session_cache::SessionCache>,
     /// The OpenID provider, when single sign-on is set up (`COFFER_OIDC_ISSUER`).
     pub oidc: Option<Arc<identity_provider::Provider>>,
 }

@@ -94,6 +94,7 @@ impl Core {
         };
         Ok(Self {
             oidc,
+            session_cache: Arc::default(),
             config: Arc::new(config),
             audit,
             write_gate,

@@ -153,6 +153,8 @@ async fn last_seen(app: &TestApp, token: &str, minutes_ago: i64) {
         .exec(app.core().db())
         .await
         .expect("update");
+    // As after a second has passed: the process's cache of resolved sessions asks again.
+    app.core().session_cache.empty();
 }
 
 /// With `COFFER_SESSION_IDLE_MINUTES=5`: a session last used six minutes ago is refused (and
@@ -338,8 +340,63 @@ async fn a_forgotten_password_is_reset_by_an_emailed_link(topology: Topology) {
     app.stop().await;
 }
 
+/// A resolved session is kept for a second (`core/src/session_cache.rs`): signing out ends it at
+/// once in the process that signed out, and in another API instance within that second.
+async fn a_session_ended_elsewhere_stops_within_a_second(topology: Topology) {
+    let mut app = TestApp::spawn(topology).await;
+    let mut vars = app.env.vars_for(coffer::Roles::API);
+    vars.push(("COFFER_PUBLIC_URL".into(), app.base.clone()));
+    let config = coffer::coffer_core::Config::from_vars(vars).expect("configuration");
+    let second = coffer::start(config, coffer::Roles::API)
+        .await
+        .expect("a second API instance starts");
+    let other = crate::common::Client::new(format!("http://{}", second.addr.expect("listens")));
+    app.running.push(second);
+    let ann = app.user().await;
+    // Both instances have resolved Ann's session just now.
+    assert_eq!(
+        app.get("/api/v1/me", &ann.token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        other.get("/api/v1/me", &ann.token).await.status(),
+        StatusCode::OK
+    );
+
+    let out = app
+        .post_json("/api/v1/auth/logout", &json!({}), Some(&ann.token))
+        .await;
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    let ended = std::time::Instant::now();
+    // Here: at once.
+    problem(
+        app.get("/api/v1/me", &ann.token).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    // There: within the second its cache keeps an entry.
+    eventually(
+        "the other instance refuses the ended session",
+        std::time::Duration::from_secs(5),
+        || async {
+            match other.get("/api/v1/me", &ann.token).await.status() {
+                StatusCode::UNAUTHORIZED => Ok(()),
+                status => Err(format!("{status}")),
+            }
+        },
+    )
+    .await;
+    assert!(
+        ended.elapsed() < coffer::coffer_core::session_cache::FRESH_FOR * 3,
+        "{:?}",
+        ended.elapsed()
+    );
+    app.stop().await;
+}
+
 both_topologies!(
     sessions_are_listed_and_ended_one_or_all,
     an_idle_session_ends,
     a_forgotten_password_is_reset_by_an_emailed_link,
+    a_session_ended_elsewhere_stops_within_a_second,
 );

@@ -1459,6 +1459,8 @@ async fn an_expired_session_cookie_is_sent_to_sign_in() {
         .exec(app.core().db())
         .await
         .expect("expire the session");
+    // As after a second has passed: the process's cache of resolved sessions asks again.
+    app.core().session_cache.empty();
     let page = ann.get("/app/files").await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     assert_eq!(page.location(), "/app/signin");

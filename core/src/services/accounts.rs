@@ -122,5 +122,6 @@ pub async fn change(
         .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
+    core.session_cache.empty();
     Ok(after.into())
 }

@@ -97,6 +97,7 @@ pub async fn force(
         .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
+    core.session_cache.empty();
     core.mailer
         .send(message, &outbox_name(target))
         .await
@@ -159,6 +160,7 @@ pub async fn confirm(
     .record(&txn, &core.audit)
     .await?;
     txn.commit().await?;
+    core.session_cache.empty();
     core.mailer.forget(&outbox_name(found.user_id)).await;
     Ok(())
 }

@@ -193,6 +193,7 @@ pub async fn confirm(
         .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
+    core.session_cache.empty();
     Ok(codes.into_iter().map(SecretString::from).collect())
 }
 
@@ -256,6 +257,7 @@ async fn remove(
         .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
+    core.session_cache.empty();
     Ok(())
 }
 

@@ -107,6 +107,7 @@ async fn follow_role(core: &Core, account: &user::Model, role: Role) -> Result<R
         .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
+    core.session_cache.empty();
     Ok(role)
 }
 

@@ -267,6 +267,7 @@ pub async fn create_admin(
         .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
+    core.session_cache.empty();
     Ok(User {
         id: existing.id,
         email: existing.email,

@@ -101,6 +101,7 @@ pub(crate) async fn open(
         .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
+    core.session_cache.empty();
     Ok((token, expires_at))
 }
 
@@ -128,8 +129,23 @@ pub async fn authenticate_session(core: &Core, raw_token: &str) -> ServiceResult
         bool,
     );
     let token = Token::parse(raw_token).ok_or(ServiceError::Unauthorized)?;
-    // One round trip for the session and its account: this runs before every API call. No
-    // `LIMIT` (the token hash is unique; see `db::by_key`).
+    let hash = token.hash();
+    let now = Utc::now();
+    // Resolved a moment ago (`crate::session_cache`: at most a second, emptied by anything in
+    // this process that ends sessions or changes what they may do).
+    if let Some(hit) = core.session_cache.get(&hash)
+        && hit.expires_at > now
+        && now - hit.seen < span(core.config.session_idle)
+    {
+        if now - hit.seen >= span(SEEN_EVERY) {
+            seen_now(core, hit.session.id, now).await?;
+            core.session_cache.seen(&hash, now);
+        }
+        return Ok(hit.session);
+    }
+    let generation = core.session_cache.generation();
+    // One round trip for the session and its account: this runs before every API call not
+    // answered from the cache. No `LIMIT` (the token hash is unique; see `db::by_key`).
     let (id, created_at, expires_at, revoked_at, last_seen_at, user_id, email, role, disabled): Row =
         crate::principal::with_account(
             session::Entity::find().select_only().columns([
@@ -141,15 +157,14 @@ pub async fn authenticate_session(core: &Core, raw_token: &str) -> ServiceResult
             ]),
             session::Column::UserId,
         )
-        .filter(session::Column::TokenHash.eq(token.hash()))
+        .filter(session::Column::TokenHash.eq(hash.clone()))
         .into_tuple::<Row>()
         .all(&core.db)
         .await?
         .into_iter()
         .next()
         .ok_or(ServiceError::Unauthorized)?;
-    let now = Utc::now();
-    let seen = last_seen_at.unwrap_or(created_at);
+    let mut seen = last_seen_at.unwrap_or(created_at);
     if revoked_at.is_some()
         || expires_at <= now
         || disabled
@@ -159,6 +174,7 @@ pub async fn authenticate_session(core: &Core, raw_token: &str) -> ServiceResult
     }
     if now - seen >= span(SEEN_EVERY) {
         seen_now(core, id, now).await?;
+        seen = now;
     }
     // With `COFFER_REQUIRE_MFA`, a session of an account without a second factor may only set
     // one up (one more read per request, and only then).
@@ -168,7 +184,7 @@ pub async fn authenticate_session(core: &Core, raw_token: &str) -> ServiceResult
         } else {
             Access::Session
         };
-    Ok(Session {
+    let session = Session {
         id,
         user: User {
             id: user_id,
@@ -176,7 +192,17 @@ pub async fn authenticate_session(core: &Core, raw_token: &str) -> ServiceResult
             role,
             access,
         },
-    })
+    };
+    core.session_cache.put(
+        hash,
+        crate::session_cache::Resolved {
+            session: session.clone(),
+            expires_at,
+            seen,
+        },
+        generation,
+    );
+    Ok(session)
 }
 
 /// Notes a session's use, unless a request a moment ago already did.
@@ -300,6 +326,7 @@ async fn end_where(
             .await?;
     }
     txn.commit().await?;
+    core.session_cache.empty();
     Ok(ended)
 }
 

@@ -283,6 +283,7 @@ pub async fn change_password(
         .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
+    core.session_cache.empty();
     give_back_password_attempt(core, &account_ip_key, &ip_key).await?;
     Ok(())
 }
@@ -319,5 +320,6 @@ pub async fn logout(
         .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
+    core.session_cache.empty();
     Ok(method)
 }
