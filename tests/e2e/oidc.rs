@@ -535,6 +535,31 @@ async fn the_answer_may_reach_another_api_instance(topology: Topology) {
     app.stop().await;
 }
 
+/// `COFFER_REQUIRE_MFA` is for local accounts: a session the provider opened is not sent to set
+/// up Coffer's second factor (the provider does its own); a password session still is.
+async fn a_second_factor_is_required_of_password_sessions_only(topology: Topology) {
+    let (provider, app) = setup(
+        topology,
+        &[("COFFER_OIDC_JIT", "true"), ("COFFER_REQUIRE_MFA", "true")],
+    )
+    .await;
+    provider.account("kim-sub", "kim@example.org", &[]).await;
+    let token = token_of(Browser::new().sign_in(&app.base, "kim-sub").await).await;
+    assert_eq!(me(&app, &token).await["mfa_enrolment_due"], false);
+    assert_eq!(
+        app.get("/api/v1/files", &token).await.status(),
+        StatusCode::OK
+    );
+    let local = app.user().await;
+    assert_eq!(me(&app, &local.token).await["mfa_enrolment_due"], true);
+    problem(
+        app.get("/api/v1/files", &local.token).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    app.stop().await;
+}
+
 /// The entities Coffer's templates escape in attributes.
 fn unescape(html: &str) -> String {
     html.replace("&#x2f;", "/").replace("&amp;", "&")
@@ -552,6 +577,7 @@ oidc_tests!(
     the_web_app_signs_in_and_out_through_the_provider,
     a_signed_in_person_connects_their_provider_account,
     the_answer_may_reach_another_api_instance,
+    a_second_factor_is_required_of_password_sessions_only,
 );
 
 /// The journey in headless Chromium (`tests/browser/sso.mjs`), at desktop and phone width, with

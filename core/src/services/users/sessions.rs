@@ -123,6 +123,7 @@ pub async fn authenticate_session(core: &Core, raw_token: &str) -> ServiceResult
         DateTime<Utc>,
         Option<DateTime<Utc>>,
         Option<DateTime<Utc>>,
+        Option<String>,
         Uuid,
         String,
         Role,
@@ -146,24 +147,35 @@ pub async fn authenticate_session(core: &Core, raw_token: &str) -> ServiceResult
     let generation = core.session_cache.generation();
     // One round trip for the session and its account: this runs before every API call not
     // answered from the cache. No `LIMIT` (the token hash is unique; see `db::by_key`).
-    let (id, created_at, expires_at, revoked_at, last_seen_at, user_id, email, role, disabled): Row =
-        crate::principal::with_account(
-            session::Entity::find().select_only().columns([
-                session::Column::Id,
-                session::Column::CreatedAt,
-                session::Column::ExpiresAt,
-                session::Column::RevokedAt,
-                session::Column::LastSeenAt,
-            ]),
-            session::Column::UserId,
-        )
-        .filter(session::Column::TokenHash.eq(hash.clone()))
-        .into_tuple::<Row>()
-        .all(&core.db)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or(ServiceError::Unauthorized)?;
+    let (
+        id,
+        created_at,
+        expires_at,
+        revoked_at,
+        last_seen_at,
+        method,
+        user_id,
+        email,
+        role,
+        disabled,
+    ): Row = crate::principal::with_account(
+        session::Entity::find().select_only().columns([
+            session::Column::Id,
+            session::Column::CreatedAt,
+            session::Column::ExpiresAt,
+            session::Column::RevokedAt,
+            session::Column::LastSeenAt,
+            session::Column::Method,
+        ]),
+        session::Column::UserId,
+    )
+    .filter(session::Column::TokenHash.eq(hash.clone()))
+    .into_tuple::<Row>()
+    .all(&core.db)
+    .await?
+    .into_iter()
+    .next()
+    .ok_or(ServiceError::Unauthorized)?;
     let mut seen = last_seen_at.unwrap_or(created_at);
     if revoked_at.is_some()
         || expires_at <= now
@@ -177,13 +189,17 @@ pub async fn authenticate_session(core: &Core, raw_token: &str) -> ServiceResult
         seen = now;
     }
     // With `COFFER_REQUIRE_MFA`, a session of an account without a second factor may only set
-    // one up (one more read per request, and only then).
-    let access =
-        if core.config.require_mfa && !crate::services::mfa::enrolled(core, user_id).await? {
-            Access::EnrolmentDue
-        } else {
-            Access::Session
-        };
+    // one up (one more read per request, and only then). A session the identity provider
+    // opened is not a local account's: the provider does its own second factor.
+    let local = method.as_deref() != Some("oidc");
+    let access = if core.config.require_mfa
+        && local
+        && !crate::services::mfa::enrolled(core, user_id).await?
+    {
+        Access::EnrolmentDue
+    } else {
+        Access::Session
+    };
     let session = Session {
         id,
         user: User {
