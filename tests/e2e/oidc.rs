@@ -514,14 +514,7 @@ async fn a_signed_in_person_connects_their_provider_account(topology: Topology) 
 async fn the_answer_may_reach_another_api_instance(topology: Topology) {
     let (provider, mut app) = setup(topology, &[("COFFER_OIDC_JIT", "true")]).await;
     provider.account("jo-sub", "jo@example.org", &[]).await;
-    let mut vars = app.env.vars_for(coffer::Roles::API);
-    vars.push(("COFFER_PUBLIC_URL".into(), app.base.clone()));
-    let config = coffer::coffer_core::Config::from_vars(vars).expect("configuration");
-    let second = coffer::start(config, coffer::Roles::API)
-        .await
-        .expect("a second API instance starts");
-    let second_base = format!("http://{}", second.addr.expect("it listens"));
-    app.running.push(second);
+    let second_base = app.start_second_api().await;
 
     let browser = Browser::new();
     let callback = browser

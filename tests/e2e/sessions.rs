@@ -344,14 +344,7 @@ async fn a_forgotten_password_is_reset_by_an_emailed_link(topology: Topology) {
 /// once in the process that signed out, and in another API instance within that second.
 async fn a_session_ended_elsewhere_stops_within_a_second(topology: Topology) {
     let mut app = TestApp::spawn(topology).await;
-    let mut vars = app.env.vars_for(coffer::Roles::API);
-    vars.push(("COFFER_PUBLIC_URL".into(), app.base.clone()));
-    let config = coffer::coffer_core::Config::from_vars(vars).expect("configuration");
-    let second = coffer::start(config, coffer::Roles::API)
-        .await
-        .expect("a second API instance starts");
-    let other = crate::common::Client::new(format!("http://{}", second.addr.expect("listens")));
-    app.running.push(second);
+    let other = crate::common::Client::new(app.start_second_api().await);
     let ann = app.user().await;
     // Both instances have resolved Ann's session just now.
     assert_eq!(

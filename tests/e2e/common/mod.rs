@@ -614,6 +614,20 @@ impl TestApp {
         self.running.push(workers);
     }
 
+    /// Starts a second API instance on the same database and storage, behind the same public
+    /// address (as a load balancer spreads requests over instances); its own base URL.
+    pub async fn start_second_api(&mut self) -> String {
+        let mut vars = self.env.vars_for(Roles::API);
+        vars.push(("COFFER_PUBLIC_URL".into(), self.base.clone()));
+        let config = Config::from_vars(vars).expect("configuration");
+        let second = coffer::start(config, Roles::API)
+            .await
+            .expect("a second API instance starts");
+        let base = format!("http://{}", second.addr.expect("it listens"));
+        self.running.push(second);
+        base
+    }
+
     pub async fn stop(self) {
         for running in self.running {
             running.stop().await.expect("clean shutdown");
