@@ -14,8 +14,9 @@ use openidconnect::core::{
 use openidconnect::{
     AdditionalClaims, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
     EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenClaims,
-    IdTokenFields, IssuerUrl, Nonce, PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl,
-    RequestTokenError, StandardErrorResponse, StandardTokenResponse, TokenResponse as _,
+    IdTokenFields, IssuerUrl, Nonce, OAuth2TokenResponse as _, PkceCodeVerifier,
+    ProviderMetadataWithLogout, RedirectUrl, RequestTokenError, StandardErrorResponse,
+    StandardTokenResponse, TokenResponse as _, UserInfoClaims,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock};
@@ -36,7 +37,32 @@ pub(crate) struct OtherClaims {
 
 impl AdditionalClaims for OtherClaims {}
 
-pub(crate) type Claims = IdTokenClaims<OtherClaims, CoreGenderClaim>;
+type Claims = IdTokenClaims<OtherClaims, CoreGenderClaim>;
+
+/// The provider's account as a sign-in tells it: from the checked ID token, completed from the
+/// userinfo endpoint when the token lacks the address or the role claim (providers that keep
+/// claims out of the ID token when an access token is issued).
+#[derive(Debug, Clone)]
+pub(crate) struct ProviderAccount {
+    pub(crate) issuer: String,
+    pub(crate) subject: String,
+    pub(crate) email: Option<String>,
+    pub(crate) email_verified: Option<bool>,
+    /// Every other claim (the role claim among them).
+    pub(crate) other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl From<&Claims> for ProviderAccount {
+    fn from(claims: &Claims) -> Self {
+        Self {
+            issuer: claims.issuer().as_str().to_owned(),
+            subject: claims.subject().as_str().to_owned(),
+            email: claims.email().map(|e| e.as_str().to_owned()),
+            email_verified: claims.email_verified(),
+            other: claims.additional_claims().rest.clone(),
+        }
+    }
+}
 
 type TokenResponse = StandardTokenResponse<
     IdTokenFields<
@@ -210,14 +236,16 @@ impl Provider {
         .set_redirect_uri(self.redirect.clone())
     }
 
-    /// Exchanges `code` (with its PKCE verifier) at the token endpoint and checks the ID token
-    /// it brings against `nonce`: its claims.
+    /// Exchanges `code` (with its PKCE verifier) at the token endpoint, checks the ID token it
+    /// brings against `nonce`, and completes what it says from the userinfo endpoint when it
+    /// lacks the address or the role claim (`wanted`).
     pub(crate) async fn redeem(
         &self,
         code: String,
         verifier: String,
         nonce: &str,
-    ) -> Result<Claims, ProviderError> {
+        wanted: Option<&str>,
+    ) -> Result<ProviderAccount, ProviderError> {
         let doc = self.document().await?;
         let client = self.client(&doc);
         let answer = client
@@ -236,8 +264,8 @@ impl Provider {
             .id_token()
             .ok_or_else(|| ProviderError::BadIdToken("the answer has no ID token".to_owned()))?;
         let nonce = Nonce::new(nonce.to_owned());
-        match id_token.claims(&client.id_token_verifier(), &nonce) {
-            Ok(claims) => Ok(claims.clone()),
+        let claims = match id_token.claims(&client.id_token_verifier(), &nonce) {
+            Ok(claims) => claims.clone(),
             // A key Coffer does not have (or a signature its key does not match): the provider
             // may have rotated its keys. Fetch them again, once, and check again.
             Err(ClaimsVerificationError::SignatureVerification(_)) => {
@@ -246,10 +274,38 @@ impl Provider {
                 id_token
                     .claims(&client.id_token_verifier(), &nonce)
                     .cloned()
-                    .map_err(|e| ProviderError::BadIdToken(chain(&e)))
+                    .map_err(|e| ProviderError::BadIdToken(chain(&e)))?
             }
-            Err(err) => Err(ProviderError::BadIdToken(chain(&err))),
+            Err(err) => return Err(ProviderError::BadIdToken(chain(&err))),
+        };
+        let mut account = ProviderAccount::from(&claims);
+        let lacking =
+            account.email.is_none() || wanted.is_some_and(|c| !account.other.contains_key(c));
+        if lacking
+            && let Ok(request) = client.user_info(
+                answer.access_token().clone(),
+                Some(claims.subject().clone()),
+            )
+        {
+            // The answer must be about the same `sub` (checked by the crate). A provider that
+            // cannot answer fails the sign-in rather than leave a role claim out (which would
+            // make an admin a user).
+            let info: UserInfoClaims<OtherClaims, CoreGenderClaim> = request
+                .request_async(&self.http)
+                .await
+                .map_err(|e| ProviderError::Unreachable(format!("userinfo: {}", chain(&e))))?;
+            if account.email.is_none() {
+                account.email = info.email().map(|e| e.as_str().to_owned());
+                account.email_verified = info.email_verified();
+            }
+            for (name, value) in &info.additional_claims().rest {
+                account
+                    .other
+                    .entry(name.clone())
+                    .or_insert_with(|| value.clone());
+            }
         }
+        Ok(account)
     }
 }
 

@@ -280,6 +280,29 @@ async fn roles_follow_the_groups_claim(topology: Topology) {
     app.stop().await;
 }
 
+/// A provider that keeps the address and the groups out of the ID token (they come from its
+/// userinfo endpoint, for the same `sub`): the account and its role are made from those.
+async fn claims_missing_from_the_id_token_come_from_userinfo(topology: Topology) {
+    let (provider, app) = setup(
+        topology,
+        &[
+            ("COFFER_OIDC_JIT", "true"),
+            ("COFFER_OIDC_ROLE_CLAIM", "groups"),
+            ("COFFER_OIDC_ADMIN_GROUP", "coffer-admins"),
+        ],
+    )
+    .await;
+    provider.claims_from_userinfo_only().await;
+    provider
+        .account("lu-sub", "lu@example.org", &["coffer-admins"])
+        .await;
+    let token = token_of(Browser::new().sign_in(&app.base, "lu-sub").await).await;
+    let account = me(&app, &token).await;
+    assert_eq!(account["email"], "lu@example.org");
+    assert_eq!(account["role"], "admin");
+    app.stop().await;
+}
+
 async fn the_providers_new_signing_key_is_fetched_without_a_restart(topology: Topology) {
     let (provider, app) = setup(topology, &[("COFFER_OIDC_JIT", "true")]).await;
     provider.account("fay-sub", "fay@example.org", &[]).await;
@@ -571,6 +594,7 @@ oidc_tests!(
     a_signed_in_person_connects_their_provider_account,
     the_answer_may_reach_another_api_instance,
     a_second_factor_is_required_of_password_sessions_only,
+    claims_missing_from_the_id_token_come_from_userinfo,
 );
 
 /// The journey in headless Chromium (`tests/browser/sso.mjs`), at desktop and phone width, with

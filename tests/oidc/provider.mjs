@@ -17,6 +17,8 @@
 //   POST /__test/forge    {"mode": "other-key" | "other-key-same-kid" | "expired" | "nonce"
 //                           | "audience" | "issuer"}
 //   POST /__test/rotate   a new signing key replaces the old one (a new `kid`)
+//   POST /__test/userinfo-only  {"on": true}: the scopes' claims (address, groups) only from the
+//                         userinfo endpoint, not in the ID token (as some providers are set up)
 
 import http from 'node:http';
 import * as jose from 'jose';
@@ -39,6 +41,7 @@ let client = null;
 let provider = null;
 let handle = null;
 let forge = null;
+let userinfoOnly = false;
 
 const server = http.createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -79,8 +82,9 @@ function build() {
       groups: ['groups'],
     },
     scopes: ['openid', 'email', 'profile', 'groups'],
-    // The scopes' claims in the ID token too, as Keycloak, Entra ID and Authentik send them.
-    conformIdTokenClaims: false,
+    // The scopes' claims in the ID token too, as Keycloak, Entra ID and Authentik send them
+    // (unless a test asks for them from the userinfo endpoint only).
+    conformIdTokenClaims: userinfoOnly,
     pkce: { required: () => true },
     ttl: {
       AccessToken: 600, AuthorizationCode: 60, Grant: 3600, IdToken: 600, Interaction: 600,
@@ -156,6 +160,11 @@ async function control(req, res) {
       break;
     case '/__test/forge':
       forge = asked.mode;
+      break;
+    case '/__test/userinfo-only':
+      userinfoOnly = Boolean(asked.on);
+      provider = build();
+      handle = provider.callback();
       break;
     case '/__test/rotate':
       generation += 1;

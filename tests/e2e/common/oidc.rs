@@ -107,6 +107,11 @@ impl Provider {
         self.control("forge", json!({ "mode": mode })).await;
     }
 
+    /// The scopes' claims (address, groups) from the userinfo endpoint only, not in the ID token.
+    pub async fn claims_from_userinfo_only(&self) {
+        self.control("userinfo-only", json!({ "on": true })).await;
+    }
+
     /// The provider signs with a new key (a new `kid`) from now on.
     pub async fn rotate_key(&self) {
         self.control("rotate", json!({})).await;

@@ -14,7 +14,7 @@ use entity::{oidc_identity, user};
 use super::{NotFinished, Provider, Refusal};
 use crate::audit::{Action, Actor, Event, RequestMeta};
 use crate::config::RoleMapping;
-use crate::identity_provider::Claims;
+use crate::identity_provider::ProviderAccount;
 use crate::principal::User;
 use crate::types::{EmailAddress, Role, Token};
 use crate::{Core, ServiceError};
@@ -28,12 +28,11 @@ fn refused(refusal: Refusal) -> NotFinished {
 pub(super) async fn resolve(
     core: &Core,
     provider: &Provider,
-    claims: &Claims,
+    claims: &ProviderAccount,
     link: Option<Uuid>,
     meta: &RequestMeta,
 ) -> Result<User, NotFinished> {
-    let issuer = claims.issuer().as_str().to_owned();
-    let subject = claims.subject().as_str().to_owned();
+    let (issuer, subject) = (claims.issuer.clone(), claims.subject.clone());
     let found = oidc_identity::Entity::find_by_id((issuer.clone(), subject.clone()))
         .one(&core.db)
         .await?;
@@ -75,8 +74,8 @@ pub(super) async fn resolve(
 
 /// The role `claims` give: admin when the mapped claim (a string, or a list of strings) holds
 /// the admin group.
-fn role_of(claims: &Claims, mapping: &RoleMapping) -> Role {
-    let holds = match claims.additional_claims().rest.get(&mapping.claim) {
+fn role_of(claims: &ProviderAccount, mapping: &RoleMapping) -> Role {
+    let holds = match claims.other.get(&mapping.claim) {
         Some(serde_json::Value::String(one)) => *one == mapping.admin_group,
         Some(serde_json::Value::Array(many)) => many
             .iter()
@@ -149,15 +148,16 @@ async fn link_to(
 async fn create(
     core: &Core,
     provider: &Provider,
-    claims: &Claims,
+    claims: &ProviderAccount,
     issuer: &str,
     subject: &str,
     meta: &RequestMeta,
 ) -> Result<user::Model, NotFinished> {
     let email = claims
-        .email()
-        .filter(|_| claims.email_verified() != Some(false))
-        .and_then(|e| EmailAddress::parse(e.as_str()).ok())
+        .email
+        .as_deref()
+        .filter(|_| claims.email_verified != Some(false))
+        .and_then(|e| EmailAddress::parse(e).ok())
         .ok_or_else(|| refused(Refusal::NoAddress))?;
     let role = provider
         .config

@@ -216,7 +216,12 @@ pub async fn finish(
         return Err(refused(core, meta, answer, Refusal::Expired, "no code".to_owned()).await);
     };
     let claims = match provider
-        .redeem(code, login.pkce_verifier.clone(), &login.nonce)
+        .redeem(
+            code,
+            login.pkce_verifier.clone(),
+            &login.nonce,
+            provider.config.roles.as_ref().map(|r| r.claim.as_str()),
+        )
         .await
     {
         Ok(claims) => claims,
