@@ -36,6 +36,12 @@ macro_rules! oidc_tests {
 }
 
 const ADMIN: (&str, &str) = ("sso-admin@example.org", "admin password 123");
+/// Accounts made on first sign-in, admins those in the provider's `coffer-admins` group.
+const ROLES_FROM_GROUPS: &[(&str, &str)] = &[
+    ("COFFER_OIDC_JIT", "true"),
+    ("COFFER_OIDC_ROLE_CLAIM", "groups"),
+    ("COFFER_OIDC_ADMIN_GROUP", "coffer-admins"),
+];
 
 /// A provider, and Coffer pointed at it with `extra` settings too.
 async fn setup(topology: Topology, extra: &[(&str, &str)]) -> (Provider, TestApp) {
@@ -244,15 +250,7 @@ async fn an_unknown_sub_is_refused_without_just_in_time_accounts(topology: Topol
 }
 
 async fn roles_follow_the_groups_claim(topology: Topology) {
-    let (provider, app) = setup(
-        topology,
-        &[
-            ("COFFER_OIDC_JIT", "true"),
-            ("COFFER_OIDC_ROLE_CLAIM", "groups"),
-            ("COFFER_OIDC_ADMIN_GROUP", "coffer-admins"),
-        ],
-    )
-    .await;
+    let (provider, app) = setup(topology, ROLES_FROM_GROUPS).await;
     provider
         .account("eve-sub", "eve@example.org", &["staff", "coffer-admins"])
         .await;
@@ -283,15 +281,7 @@ async fn roles_follow_the_groups_claim(topology: Topology) {
 /// A provider that keeps the address and the groups out of the ID token (they come from its
 /// userinfo endpoint, for the same `sub`): the account and its role are made from those.
 async fn claims_missing_from_the_id_token_come_from_userinfo(topology: Topology) {
-    let (provider, app) = setup(
-        topology,
-        &[
-            ("COFFER_OIDC_JIT", "true"),
-            ("COFFER_OIDC_ROLE_CLAIM", "groups"),
-            ("COFFER_OIDC_ADMIN_GROUP", "coffer-admins"),
-        ],
-    )
-    .await;
+    let (provider, app) = setup(topology, ROLES_FROM_GROUPS).await;
     provider.claims_from_userinfo_only().await;
     provider
         .account("lu-sub", "lu@example.org", &["coffer-admins"])
