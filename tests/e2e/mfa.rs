@@ -499,24 +499,11 @@ async fn pyotp_reads_the_enrolment_and_its_code_is_accepted() {
     let ann = app.user().await;
     let (_, body) = start(&app, &ann).await;
     let url = body["otpauth_url"].as_str().expect("url");
-    let output = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import pyotp, sys; print(pyotp.parse_uri(sys.argv[1]).now())",
-            url,
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        output.status.success(),
-        "pyotp: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let code = crate::common::python(
+        "import pyotp, sys; print(pyotp.parse_uri(sys.argv[1]).now())",
+        &[url],
     );
-    let code = String::from_utf8(output.stdout).expect("utf-8");
-    assert_eq!(code.trim().len(), 6, "{code}");
-    assert_eq!(
-        confirm(&app, &ann, code.trim()).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(code.len(), 6, "{code}");
+    assert_eq!(confirm(&app, &ann, &code).await.status(), StatusCode::OK);
     app.stop().await;
 }

@@ -1159,23 +1159,12 @@ async fn the_web_app_in_a_browser() {
                 // The code an authenticator app would show, from pyotp (PyPI): an
                 // implementation of RFC 6238 independent of Coffer's.
                 let ahead = message["ahead"].as_i64().unwrap_or(0);
-                let output = std::process::Command::new("python3")
-                    .args([
-                        "-c",
-                        "import pyotp, sys, time; print(pyotp.TOTP(sys.argv[1]).at(int(time.time()) + int(sys.argv[2])))",
-                        secret,
-                        &ahead.to_string(),
-                    ])
-                    .output()
-                    .expect("python3");
-                assert!(
-                    output.status.success(),
-                    "pyotp: {}",
-                    String::from_utf8_lossy(&output.stderr)
+                let code = crate::common::python(
+                    "import pyotp, sys, time; print(pyotp.TOTP(sys.argv[1]).at(int(time.time()) + int(sys.argv[2])))",
+                    &[secret, &ahead.to_string()],
                 );
-                let code = String::from_utf8(output.stdout).expect("utf-8");
                 stdin
-                    .write_all(format!("{}\n", code.trim()).as_bytes())
+                    .write_all(format!("{code}\n").as_bytes())
                     .await
                     .expect("write the code");
                 stdin.flush().await.expect("flush");

@@ -755,6 +755,25 @@ impl TestApp {
     }
 }
 
+/// What a Python one-liner prints (trimmed): `python3 -c script args…`, which must succeed.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
 pub fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
