@@ -341,11 +341,11 @@ pub async fn remove_stale_logins(core: &Core) -> Result<(), sea_orm::DbErr> {
     Ok(())
 }
 
-/// The provider accounts linked to `user_id`: their issuers.
-pub async fn linked(core: &Core, user_id: Uuid) -> ServiceResult<usize> {
+/// How many provider accounts are linked to `user_id`.
+pub async fn linked(core: &Core, user_id: Uuid) -> ServiceResult<u64> {
+    use sea_orm::PaginatorTrait as _;
     Ok(entity::oidc_identity::Entity::find()
         .filter(entity::oidc_identity::Column::UserId.eq(user_id))
-        .all(&core.db)
-        .await?
-        .len())
+        .count(&core.db)
+        .await?)
 }
