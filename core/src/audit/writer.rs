@@ -5,25 +5,37 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use futures::future::BoxFuture;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, EntityTrait as _};
-use tokio::sync::{mpsc, oneshot};
+use std::collections::BTreeMap;
 
-use entity::audit_event;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait as _};
+use sea_orm::{
+    ColumnTrait as _, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait as _,
+    QueryFilter as _,
+};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use entity::{audit_event, share};
 
 use super::repeats::{Repeat, Repeats};
 use super::{Event, authenticated_row};
 use crate::crypto::KeyStore;
+use crate::types::ShareState;
 
-/// A change that an event records, made in the writer's transaction just before the event is
-/// inserted, in the order the requests arrived. It answers whether it applied: only then is
-/// its event recorded (a download refused because its share was used up meanwhile records
+/// A change that an event records, made in the writer's transaction just before the events
+/// are inserted: one download counted against its share, only while the share allows it
+/// (live, unexpired, and below `max_downloads` if it has one). Only a download that was
+/// counted has its event recorded (one refused because its share was used up meanwhile records
 /// nothing here; the caller records the refusal).
-pub type Change = Box<
-    dyn for<'t> FnOnce(&'t DatabaseTransaction) -> BoxFuture<'t, Result<bool, sea_orm::DbErr>>
-        + Send,
->;
+///
+/// The downloads of one share that arrive together are counted with one `UPDATE … + n` when
+/// the share has room for all of them, and one by one, in the order they arrived, when it does
+/// not: a share's row is written once per commit instead of once per download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    CountDownload { share: Uuid },
+}
 
 /// An event waiting for the writer, with its change (if any) and the request that waits for
 /// the commit.
@@ -47,8 +59,8 @@ pub struct AuditWriter {
     keys: Arc<KeyStore>,
 }
 
-/// Commits one batch: the changes in order, then every event whose change applied (or that
-/// had none) in one insert. Answers for each whether its change applied.
+/// Commits one batch: the changes (see [`Change`]), then every event whose change applied (or
+/// that had none) in one insert. Answers for each whether its change applied.
 async fn commit(
     db: &DatabaseConnection,
     gate: &crate::db::WriteGate,
@@ -76,8 +88,24 @@ async fn commit(
             return Ok(applied);
         }
         let txn = crate::db::begin_write(db).await?;
+        // By share, in the order of the shares' ids: two writers (two API instances) lock the
+        // rows of the shares they both count in the same order.
+        let mut by_share: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
         for (i, change) in changes {
-            applied[i] = change(&txn).await?;
+            let Change::CountDownload { share } = change;
+            by_share.entry(share).or_default().push(i);
+        }
+        let now = Utc::now();
+        for (share, waiting) in by_share {
+            if count_downloads(&txn, share, waiting.len(), now).await? {
+                continue;
+            }
+            // Not room for all of them: the first ones, as far as there is room.
+            let mut room = waiting.len() > 1;
+            for i in waiting {
+                room = room && count_downloads(&txn, share, 1, now).await?;
+                applied[i] = room;
+            }
         }
         let kept: Vec<_> = rows
             .into_iter()
@@ -93,6 +121,36 @@ async fn commit(
     .await;
     drop(entered);
     (waiting, result)
+}
+
+/// Counts `n` downloads against `share` if it allows all of them; answers whether it did.
+async fn count_downloads(
+    txn: &DatabaseTransaction,
+    share: Uuid,
+    n: usize,
+    now: DateTime<Utc>,
+) -> Result<bool, sea_orm::DbErr> {
+    let n = i32::try_from(n).unwrap_or(i32::MAX);
+    let counted = share::Entity::update_many()
+        .col_expr(
+            share::Column::DownloadsUsed,
+            Expr::col(share::Column::DownloadsUsed).add(n),
+        )
+        .filter(share::Column::Id.eq(share))
+        .filter(share::Column::State.is_in(ShareState::LIVE))
+        .filter(share::Column::ExpiresAt.gt(now))
+        .filter(
+            Condition::any()
+                .add(share::Column::MaxDownloads.is_null())
+                .add(
+                    Expr::col(share::Column::DownloadsUsed)
+                        .add(n)
+                        .lte(Expr::col(share::Column::MaxDownloads)),
+                ),
+        )
+        .exec(txn)
+        .await?;
+    Ok(counted.rows_affected == 1)
 }
 
 impl AuditWriter {

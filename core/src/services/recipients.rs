@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
-use sea_orm::{ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _};
+use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -248,30 +248,7 @@ pub async fn download(
     }
     // The download is counted against the share, only while the share allows it, and its
     // event recorded, in one commit with the downloads that arrive together.
-    let share_id = share.id;
-    let count: Change = Box::new(move |txn| {
-        Box::pin(async move {
-            let counted = share::Entity::update_many()
-                .col_expr(
-                    share::Column::DownloadsUsed,
-                    Expr::col(share::Column::DownloadsUsed).add(1),
-                )
-                .filter(share::Column::Id.eq(share_id))
-                .filter(share::Column::State.is_in(ShareState::LIVE))
-                .filter(share::Column::ExpiresAt.gt(Utc::now()))
-                .filter(
-                    Condition::any()
-                        .add(share::Column::MaxDownloads.is_null())
-                        .add(
-                            Expr::col(share::Column::DownloadsUsed)
-                                .lt(Expr::col(share::Column::MaxDownloads)),
-                        ),
-                )
-                .exec(txn)
-                .await?;
-            Ok(counted.rows_affected == 1)
-        })
-    });
+    let count = Change::CountDownload { share: share.id };
     let event = Event::new(Action::ShareDownloaded, Actor::Recipient(share.id))
         .target("share", share.id)
         .details(serde_json::json!({ "file_id": file.id, "download": share.downloads_used + 1 }))
