@@ -142,6 +142,8 @@ const API_ROWS: &[Row] = &[
     row("POST", "/api/v1/files/{id}/shares", [401, 404, 201, 404]),
     row("GET", "/api/v1/files/{id}/shares", [401, 404, 200, 404]),
     fresh("DELETE", "/api/v1/shares/{id}", [401, 404, 204, 404]),
+    // Its owner's, and any share's for an admin.
+    row("GET", "/api/v1/shares/{id}/activity", [401, 404, 200, 200]),
     row("GET", "/s/{token}", [200, 200, 200, 200]),
     row("GET", "/s/{token}/download", [200, 200, 200, 200]),
     row("POST", "/s/{token}/download", [200, 200, 200, 200]),
@@ -239,6 +241,12 @@ const PAGE_ROWS: &[Row] = &[
     fresh_page("POST", "/app/files/{id}/delete", [303, 404, 303, 404]),
     page("POST", "/app/files/{id}/shares", [303, 404, 303, 404]),
     fresh_page("POST", "/app/shares/{id}/revoke", [303, 404, 303, 404]),
+    page("GET", "/app/shares/{id}/activity", [303, 404, 200, 200]),
+    page(
+        "GET",
+        "/app/shares/{id}/activity/export",
+        [303, 404, 200, 200],
+    ),
     page("GET", "/app/admin/audit", [303, 403, 403, 200]),
     page("GET", "/app/admin/audit/export", [303, 403, 403, 200]),
     page("POST", "/app/admin/audit/verify", [303, 403, 403, 200]),
@@ -869,6 +877,11 @@ const GRANTS: &[(&str, &str, Grant)] = &[
         "DELETE",
         "/api/v1/shares/{id}",
         Grant::Scope("shares:write"),
+    ),
+    (
+        "GET",
+        "/api/v1/shares/{id}/activity",
+        Grant::Scope("files:read"),
     ),
     ("GET", "/s/{token}", Grant::Open),
     ("GET", "/s/{token}/download", Grant::Open),

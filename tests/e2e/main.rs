@@ -15,6 +15,7 @@
 mod common;
 
 mod accounts;
+mod activity;
 mod admin_users;
 mod audit;
 mod authorization;

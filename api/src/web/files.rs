@@ -189,7 +189,7 @@ pub async fn upload_file(req: &Request, multipart: Multipart) -> poem::Result<Re
     Ok(upload_form(core, &me, status, &refused.share, Some(&text)))
 }
 
-fn share_context(s: &ShareView) -> Value {
+pub(super) fn share_context(s: &ShareView) -> Value {
     let label = match s.state {
         ShareState::Pending => "share-state-pending",
         ShareState::Emailed => "share-state-emailed",

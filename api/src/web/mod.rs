@@ -4,6 +4,7 @@
 //! works without JavaScript. The pages are not part of the OpenAPI document.
 
 mod account;
+mod activity;
 mod admin;
 mod audit;
 mod emailed_links;
@@ -55,6 +56,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/app/files/{id}/delete", "GET, POST"),
     ("/app/files/{id}/shares", "POST"),
     ("/app/shares/{id}/revoke", "POST"),
+    ("/app/shares/{id}/activity", "GET"),
+    ("/app/shares/{id}/activity/export", "GET"),
     ("/app/admin/audit", "GET"),
     ("/app/admin/audit/export", "GET"),
     ("/app/admin/audit/verify", "POST"),
@@ -112,6 +115,8 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
         )
         .at("/files/:id/shares", post(shares::create))
         .at("/shares/:id/revoke", post(shares::revoke))
+        .at("/shares/:id/activity", get(activity::activity))
+        .at("/shares/:id/activity/export", get(activity::export))
         .at("/admin/audit", get(audit::audit_log))
         .at("/admin/audit/export", get(audit::export_log))
         .at("/admin/audit/verify", post(audit::verify))

@@ -221,6 +221,17 @@ fn csv_cell(value: &str) -> String {
     }
 }
 
+/// A CSV line of `cells`, each made safe by [`csv_cell`].
+pub(crate) fn csv_line(cells: &[String]) -> String {
+    let mut line = cells
+        .iter()
+        .map(|c| csv_cell(c))
+        .collect::<Vec<_>>()
+        .join(",");
+    line.push('\n');
+    line
+}
+
 fn export_line(event: &audit_event::Model, format: ExportFormat) -> String {
     let hash = event.hash.as_deref().map(hex::encode).unwrap_or_default();
     let time = event
@@ -257,13 +268,7 @@ fn export_line(event: &audit_event::Model, format: ExportFormat) -> String {
                 event.mac_version.map(|v| v.to_string()).unwrap_or_default(),
                 event.mac.as_deref().map(hex::encode).unwrap_or_default(),
             ];
-            let mut line = cells
-                .iter()
-                .map(|c| csv_cell(c))
-                .collect::<Vec<_>>()
-                .join(",");
-            line.push('\n');
-            line
+            csv_line(&cells)
         }
     }
 }

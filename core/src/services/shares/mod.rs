@@ -17,8 +17,10 @@ use crate::text::{Arg, t_with};
 use crate::types::{EmailAddress, FileStatus, ShareState, Token};
 use crate::{Core, JobError, ServiceError, ServiceResult, password};
 
+mod activity;
 mod request;
 
+pub use activity::{Activity, Entry, MOST_PER_PAGE, activity, export_csv};
 pub use request::{ShareRequest, ShareSpec, split_recipients};
 
 /// What an owner sees of a share.

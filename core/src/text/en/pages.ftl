@@ -241,6 +241,9 @@ file-revoke = Revoke
 # Read by screen readers after “Revoke”.
 file-revoke-recipient = the link of { $recipient }
 file-not-shared = Not shared yet.
+# Link to a share's access report; read by screen readers with the recipient after it.
+file-share-activity = Activity
+file-share-activity-of = of the link of { $recipient }
 file-share-heading = Share it
 file-share-hint-ready = Each recipient gets their own link by email. With no recipient you get one link to pass on yourself.
 file-share-hint-pending = Each recipient gets their own link by email once the file is ready. With no recipient you get one link to pass on yourself.
@@ -362,3 +365,30 @@ sso-linked = Your account at { $provider } is connected: sign in with it.
 sso-not-linked = Connect your account at { $provider } to sign in with it.
 sso-connect = Connect { $provider }
 sso-connect-hint = You will sign in at { $provider } and come back here. Your password keeps working where passwords are allowed.
+
+## api/templates/app/activity.html
+
+# $recipient is an email address.
+activity-title = Activity of the link of { $recipient }
+activity-title-no-recipient = Activity of the link without recipient
+activity-lead = Every view, refusal and download of this link, from the audit log: each entry carries its place in the log's chain, which verification vouches for.
+activity-col-what = What
+activity-col-from = From
+activity-col-browser = Browser
+activity-none = Nothing has happened to this link yet.
+activity-none-after = No later events.
+activity-export = Download as CSV
+activity-created = Link created
+activity-emailed = Link emailed to the recipient
+activity-outbox = Link written to the outbox (no mail server configured)
+activity-email-failed = The email could not be sent
+activity-revoked = Link revoked
+activity-viewed = Download page opened
+# $count further views between $from and $to (dates), counted together.
+activity-viewed-repeated = Download page opened { $count ->
+    [one] once more
+   *[other] { $count } more times
+  } between { $from } and { $to }
+# $reason is the recorded reason, such as “wrong password” or “expired”.
+activity-denied = Refused: { $reason }
+activity-downloaded = Downloaded { $file }
