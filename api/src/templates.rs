@@ -71,6 +71,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("app/file.html", include_str!("../templates/app/file.html")),
     (
+        "app/share_edit.html",
+        include_str!("../templates/app/share_edit.html"),
+    ),
+    (
         "app/activity.html",
         include_str!("../templates/app/activity.html"),
     ),

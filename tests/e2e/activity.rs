@@ -28,24 +28,8 @@ async fn spawn(topology: Topology) -> (TestApp, User) {
 
 /// A link without recipient on a new ready file of `user`'s: (file id, link, share id).
 async fn shared_file(app: &TestApp, user: &User, body: Value) -> (String, String, String) {
-    let file = app.upload(user, "memo.pdf", pdf(b"the memo")).await;
-    assert_eq!(app.wait_until_settled(user, &file).await["status"], "ready");
-    let created: Value = app
-        .post_json(
-            &format!("/api/v1/files/{file}/shares"),
-            &body,
-            Some(&user.token),
-        )
+    app.shared_link(user, "memo.pdf", pdf(b"the memo"), &body)
         .await
-        .json()
-        .await
-        .expect("json");
-    let share = &created["shares"][0];
-    (
-        file,
-        share["url"].as_str().expect("url").to_owned(),
-        share["id"].as_str().expect("id").to_owned(),
-    )
 }
 
 async fn report(app: &TestApp, user: &User, share: &str, query: &str) -> reqwest::Response {

@@ -142,6 +142,9 @@ const API_ROWS: &[Row] = &[
     row("POST", "/api/v1/files/{id}/shares", [401, 404, 201, 404]),
     row("GET", "/api/v1/files/{id}/shares", [401, 404, 200, 404]),
     fresh("DELETE", "/api/v1/shares/{id}", [401, 404, 204, 404]),
+    row("PATCH", "/api/v1/shares/{id}", [401, 404, 200, 404]),
+    // The shared link has no recipient to email.
+    row("POST", "/api/v1/shares/{id}/resend", [401, 404, 409, 404]),
     // Its owner's, and any share's for an admin.
     row("GET", "/api/v1/shares/{id}/activity", [401, 404, 200, 200]),
     row("GET", "/s/{token}", [200, 200, 200, 200]),
@@ -241,6 +244,9 @@ const PAGE_ROWS: &[Row] = &[
     fresh_page("POST", "/app/files/{id}/delete", [303, 404, 303, 404]),
     page("POST", "/app/files/{id}/shares", [303, 404, 303, 404]),
     fresh_page("POST", "/app/shares/{id}/revoke", [303, 404, 303, 404]),
+    page("GET", "/app/shares/{id}/edit", [303, 404, 200, 404]),
+    page("POST", "/app/shares/{id}/edit", [303, 404, 303, 404]),
+    page("POST", "/app/shares/{id}/resend", [303, 404, 409, 404]),
     page("GET", "/app/shares/{id}/activity", [303, 404, 200, 200]),
     page(
         "GET",
@@ -511,6 +517,7 @@ impl World {
                 .body("password="),
             // The policy as it is (open: the signup row above must keep working).
             ("PATCH", "/api/v1/admin/settings") => request.json(&json!({ "signup": "open" })),
+            ("PATCH", "/api/v1/shares/{id}") => request.json(&json!({ "max_downloads": 50 })),
             ("PATCH", _) => request.json(&json!({ "disabled": false })),
             ("POST", "/api/v1/admin/invites") => request.json(&json!({
                 "email": format!("invited-{}@example.org", uuid::Uuid::new_v4().simple()),
@@ -640,6 +647,9 @@ impl World {
                 ("csrf", csrf.as_str()),
                 ("recipients", "matrix-recipient@example.org"),
             ]),
+            ("POST", "/app/shares/{id}/edit") => {
+                request.form(&[("csrf", csrf.as_str()), ("max_downloads", "50")])
+            }
             ("POST", "/app/admin/users/{id}") => {
                 request.form(&[("csrf", csrf.as_str()), ("disabled", "false")])
             }
@@ -876,6 +886,12 @@ const GRANTS: &[(&str, &str, Grant)] = &[
     (
         "DELETE",
         "/api/v1/shares/{id}",
+        Grant::Scope("shares:write"),
+    ),
+    ("PATCH", "/api/v1/shares/{id}", Grant::Scope("shares:write")),
+    (
+        "POST",
+        "/api/v1/shares/{id}/resend",
         Grant::Scope("shares:write"),
     ),
     (

@@ -34,6 +34,7 @@ mod scale;
 mod scan;
 mod service;
 mod sessions;
+mod share_edits;
 mod shares;
 mod shutdown;
 mod tokens;

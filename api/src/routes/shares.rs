@@ -37,6 +37,23 @@ struct CreateShares {
     message: MaybeUndefined<String>,
 }
 
+/// What to change of a share; a field left out stays as it is.
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+struct ShareChange {
+    /// A new expiry (at most `COFFER_SHARE_MAX_TTL` from now; earlier shortens the link's life).
+    expires_at: MaybeUndefined<DateTime<Utc>>,
+    /// Alternative to `expires_at`: hours from now.
+    #[oai(validator(minimum(value = "1")))]
+    expires_in_hours: MaybeUndefined<i64>,
+    /// Downloads allowed in all; `null` removes the limit. A limit at or below the downloads
+    /// used ends the link like a used-up one.
+    #[oai(validator(minimum(value = "1")))]
+    max_downloads: MaybeUndefined<i64>,
+    /// A new password (at least 8 characters); `null` or `""` removes it.
+    password: MaybeUndefined<String>,
+}
+
 /// A share as its owner sees it.
 #[derive(Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -104,6 +121,13 @@ enum CreateResponse {
     /// Created; recipients' links are emailed once the file is ready.
     #[oai(status = 201)]
     Created(Json<ShareList>),
+}
+
+#[derive(ApiResponse)]
+enum ResendResponse {
+    /// A fresh link is on its way to the recipient; the old one no longer opens anything.
+    #[oai(status = 202)]
+    Accepted(Json<ShareInfo>),
 }
 
 #[derive(ApiResponse)]
@@ -234,6 +258,51 @@ impl SharesApi {
     ) -> Result<RevokeResponse, ApiError> {
         shares::revoke(core(req)?, &auth.0.user, share_id(&id.0)?, &meta(req)).await?;
         Ok(RevokeResponse::Revoked)
+    }
+
+    /// Change a share: its expiry, download limit or password (audited as `share.changed` with
+    /// the old and new values). A link that has ended (revoked, expired, cancelled) answers 409
+    #[oai(path = "/shares/:id", method = "patch")]
+    async fn change(
+        &self,
+        req: &Request,
+        auth: UserAuth,
+        id: Path<String>,
+        body: Json<ShareChange>,
+    ) -> Result<Json<ShareInfo>, ApiError> {
+        let body = body.0;
+        let optional = |value: MaybeUndefined<i64>| match value {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(n) => Some(Some(n)),
+        };
+        use super::admin::given;
+        let edit = shares::ShareEdit {
+            expires_at: given(body.expires_at, "expires_at")?,
+            expires_in_hours: given(body.expires_in_hours, "expires_in_hours")?,
+            max_downloads: optional(body.max_downloads),
+            password: match body.password {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(p) => Some(Some(SecretString::from(p))),
+            },
+        };
+        let view =
+            shares::edit(core(req)?, &auth.0.user, share_id(&id.0)?, edit, &meta(req)).await?;
+        Ok(Json(view.into()))
+    }
+
+    /// Email the recipient a fresh link (the old one stops working at once); it counts against
+    /// `COFFER_SHARE_EMAILS_PER_DAY` like a new share
+    #[oai(path = "/shares/:id/resend", method = "post")]
+    async fn resend(
+        &self,
+        req: &Request,
+        auth: UserAuth,
+        id: Path<String>,
+    ) -> Result<ResendResponse, ApiError> {
+        let view = shares::resend(core(req)?, &auth.0.user, share_id(&id.0)?, &meta(req)).await?;
+        Ok(ResendResponse::Accepted(Json(view.into())))
     }
 
     /// A share's access report: every view, refusal and download of its link (time, client

@@ -57,9 +57,9 @@ fn file_context(f: &FileView) -> Value {
     }
 }
 
-/// The share fields of a form as the user filled them in (never the password), and the
-/// expiry choices with theirs selected.
-pub(super) fn share_form(core: &Core, request: &ShareRequest) -> Value {
+/// The expiry choices the forms offer (those past `COFFER_SHARE_MAX_TTL` left out), with
+/// `chosen` selected, or by default the longest up to 7 days; `None` selects none.
+pub(super) fn expiry_choices(core: &Core, chosen: Option<Option<i64>>) -> Vec<Value> {
     let cap = i64::try_from(core.config.share_max_ttl.as_secs() / 3600)
         .unwrap_or(i64::MAX)
         .max(1);
@@ -77,16 +77,21 @@ pub(super) fn share_form(core: &Core, request: &ShareRequest) -> Value {
         .filter(|h| *h <= 168)
         .max()
         .unwrap_or(choices[0].0);
-    let chosen = request.expires_in_hours.unwrap_or(default);
-    let expiry: Vec<Value> = choices
+    let chosen = chosen.map(|c| c.unwrap_or(default));
+    choices
         .iter()
-        .map(|(hours, label)| context! { hours => *hours, label => t(label), selected => *hours == chosen })
-        .collect();
+        .map(|(hours, label)| context! { hours => *hours, label => t(label), selected => chosen == Some(*hours) })
+        .collect()
+}
+
+/// The share fields of a form as the user filled them in (never the password), and the
+/// expiry choices with theirs selected.
+pub(super) fn share_form(core: &Core, request: &ShareRequest) -> Value {
     context! {
         recipients => request.recipients.join("\n"),
         max_downloads => request.max_downloads,
         message => &request.message,
-        expiry => expiry,
+        expiry => expiry_choices(core, Some(request.expires_in_hours)),
     }
 }
 

@@ -56,6 +56,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/app/files/{id}/delete", "GET, POST"),
     ("/app/files/{id}/shares", "POST"),
     ("/app/shares/{id}/revoke", "POST"),
+    ("/app/shares/{id}/edit", "GET, POST"),
+    ("/app/shares/{id}/resend", "POST"),
     ("/app/shares/{id}/activity", "GET"),
     ("/app/shares/{id}/activity/export", "GET"),
     ("/app/admin/audit", "GET"),
@@ -115,6 +117,11 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
         )
         .at("/files/:id/shares", post(shares::create))
         .at("/shares/:id/revoke", post(shares::revoke))
+        .at(
+            "/shares/:id/edit",
+            get(shares::edit_form).post(shares::edit),
+        )
+        .at("/shares/:id/resend", post(shares::resend))
         .at("/shares/:id/activity", get(activity::activity))
         .at("/shares/:id/activity/export", get(activity::export))
         .at("/admin/audit", get(audit::audit_log))

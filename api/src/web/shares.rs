@@ -1,4 +1,4 @@
-//! Sharing a file from its page, and revoking a share.
+//! Sharing a file from its page; changing, re-sending and revoking a share.
 
 use coffer_core::ServiceError;
 use coffer_core::services::shares::{self, ShareRequest};
@@ -11,18 +11,25 @@ use secrecy::SecretString;
 
 use super::INVALID;
 use super::account::sentence;
-use super::files::details_page;
+use super::files::{details_page, expiry_choices, share_context};
 use super::page::{self, Fields};
 use super::session::SignedIn;
 use crate::auth::meta;
 
-/// A whole number field, or the message to show.
 /// Field `name` as a whole number; `error` is the message id of the refusal.
 fn number(fields: &Fields, name: &str, error: &str) -> Result<Option<i64>, String> {
     fields
         .given(name)
         .map(|text| text.parse().map_err(|_| t(error)))
         .transpose()
+}
+
+/// The expiry (hours from now) and download limit of a share form, or the message to show.
+fn expiry_and_limit(fields: &Fields) -> Result<(Option<i64>, Option<i64>), String> {
+    Ok((
+        number(fields, "expires_in_hours", "share-error-expiry")?,
+        number(fields, "max_downloads", "share-error-download-limit")?,
+    ))
 }
 
 /// `POST /app/files/{id}/shares`: one link per recipient, emailed once the file is ready; with
@@ -36,13 +43,7 @@ pub async fn create(req: &Request, Path(id): Path<String>, body: Body) -> poem::
         message: fields.given("message").map(str::to_owned),
         ..ShareRequest::default()
     };
-    let numbers = number(&fields, "expires_in_hours", "share-error-expiry").and_then(|hours| {
-        Ok((
-            hours,
-            number(&fields, "max_downloads", "share-error-download-limit")?,
-        ))
-    });
-    let (hours, max) = match numbers {
+    let (hours, max) = match expiry_and_limit(&fields) {
         Ok(numbers) => numbers,
         Err(text) => {
             return details_page(core, &me, file_id, INVALID, &request, Some(&text)).await;
@@ -98,4 +99,82 @@ pub async fn revoke(req: &Request, Path(id): Path<String>, body: Body) -> poem::
         .and_then(|f| uuid::Uuid::parse_str(f).ok())
         .map_or_else(|| "/app/files".to_owned(), |f| format!("/app/files/{f}"));
     Ok(page::redirect(&back))
+}
+
+/// The edit page of a share, with `error` and `status` when a change came back refused.
+async fn edit_page(
+    core: &coffer_core::Core,
+    me: &SignedIn,
+    share_id: uuid::Uuid,
+    status: StatusCode,
+    error: Option<&str>,
+) -> poem::Result<Response> {
+    let share = shares::get(core, &me.session.user, share_id)
+        .await
+        .map_err(|e| page::service_error(Some(me), e))?;
+    Ok(page::view(
+        Some(me),
+        status,
+        "app/share_edit.html",
+        context! {
+            share => share_context(&share),
+            file_id => share.file_id.to_string(),
+            expiry => expiry_choices(core, None),
+            error => error,
+        },
+    ))
+}
+
+/// `GET /app/shares/{id}/edit`: change a share's expiry, download limit or password.
+#[poem::handler]
+pub async fn edit_form(req: &Request, Path(id): Path<String>) -> poem::Result<Response> {
+    let core = super::core(req)?;
+    let me = SignedIn::from_view(req, core).await?;
+    let share_id = page::parse_id(&me, &id, "share")?;
+    edit_page(core, &me, share_id, StatusCode::OK, None).await
+}
+
+/// `POST /app/shares/{id}/edit`: the form's values; what differs from the share is changed
+/// (and audited), then back to the file's page.
+#[poem::handler]
+pub async fn edit(req: &Request, Path(id): Path<String>, body: Body) -> poem::Result<Response> {
+    let (core, me, fields) = SignedIn::post(req, body).await?;
+    let share_id = page::parse_id(&me, &id, "share")?;
+    let (hours, max) = match expiry_and_limit(&fields) {
+        Ok(numbers) => numbers,
+        Err(text) => return edit_page(core, &me, share_id, INVALID, Some(&text)).await,
+    };
+    let password = if fields.given("remove_password").is_some() {
+        Some(None)
+    } else {
+        fields
+            .given("password")
+            .map(|p| Some(SecretString::from(p.to_owned())))
+    };
+    let change = shares::ShareEdit {
+        expires_in_hours: hours,
+        // An empty field is no limit.
+        max_downloads: Some(max),
+        password,
+        ..shares::ShareEdit::default()
+    };
+    match shares::edit(core, &me.session.user, share_id, change, &meta(req)).await {
+        Ok(share) => Ok(page::redirect(&format!("/app/files/{}", share.file_id))),
+        Err(ServiceError::Invalid(detail)) => {
+            edit_page(core, &me, share_id, INVALID, Some(&sentence(&detail))).await
+        }
+        Err(err) => Err(page::service_error(Some(&me), err)),
+    }
+}
+
+/// `POST /app/shares/{id}/resend`: a fresh link to the recipient, the old one dead; back to
+/// the file's page.
+#[poem::handler]
+pub async fn resend(req: &Request, Path(id): Path<String>, body: Body) -> poem::Result<Response> {
+    let (core, me, _) = SignedIn::post(req, body).await?;
+    let share_id = page::parse_id(&me, &id, "share")?;
+    let share = shares::resend(core, &me.session.user, share_id, &meta(req))
+        .await
+        .map_err(|e| page::service_error(Some(&me), e))?;
+    Ok(page::redirect(&format!("/app/files/{}", share.file_id)))
 }

@@ -48,6 +48,7 @@ actions! {
     KeyRetired => "key.retired",
     KeyRewrapped => "key.rewrapped",
     KeyRotationStarted => "key.rotation_started",
+    ShareChanged => "share.changed",
     ShareCreated => "share.created",
     ShareDenied => "share.denied",
     ShareDownloaded => "share.downloaded",

@@ -539,6 +539,41 @@ impl Client {
             .to_owned()
     }
 
+    /// A new ready file of `user`'s, named `name`, shared by a link without recipient as
+    /// `share` asks: (file id, link, share id).
+    pub async fn shared_link(
+        &self,
+        user: &User,
+        name: &str,
+        bytes: Vec<u8>,
+        share: &Value,
+    ) -> (String, String, String) {
+        let file = self.upload(user, name, bytes).await;
+        assert_eq!(
+            self.wait_until_settled(user, &file).await["status"],
+            "ready"
+        );
+        let created: Value = self
+            .post_json(
+                &format!("/api/v1/files/{file}/shares"),
+                share,
+                Some(&user.token),
+            )
+            .await
+            .json()
+            .await
+            .expect("json");
+        let share = &created["shares"][0];
+        (
+            file,
+            share["url"]
+                .as_str()
+                .expect("a link without recipient has a url")
+                .to_owned(),
+            share["id"].as_str().expect("id").to_owned(),
+        )
+    }
+
     /// Uploads and waits (with a deadline) until the file is ready.
     pub async fn upload_ready(&self, token: &str, name: &str, bytes: Vec<u8>) -> String {
         let id = self.put_upload(token, name, bytes).await;

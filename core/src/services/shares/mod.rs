@@ -1,5 +1,6 @@
-//! Shares from the owner's side: creating links (one per recipient), listing, revoking, and
-//! marking them expired. The job that issues each emailed link is `crate::jobs::notify`.
+//! Shares from the owner's side: creating links (one per recipient), listing, changing,
+//! revoking, each one's access report, and marking them expired. The job that issues each
+//! emailed link is `crate::jobs::notify`.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -18,9 +19,11 @@ use crate::types::{EmailAddress, FileStatus, ShareState, Token};
 use crate::{Core, JobError, ServiceError, ServiceResult, password};
 
 mod activity;
+mod edit;
 mod request;
 
 pub use activity::{Activity, Entry, MOST_PER_PAGE, activity, export_csv};
+pub use edit::{ShareEdit, edit, resend};
 pub use request::{ShareRequest, ShareSpec, split_recipients};
 
 /// What an owner sees of a share.
@@ -251,6 +254,17 @@ pub async fn list(core: &Core, owner: &User, file_id: Uuid) -> ServiceResult<Vec
         .into_iter()
         .map(|m| ShareView::from_model(m, None, now))
         .collect())
+}
+
+/// One share of `owner`'s.
+pub async fn get(core: &Core, owner: &User, share_id: Uuid) -> ServiceResult<ShareView> {
+    owner.require(Scope::FilesRead)?;
+    let row = share::Entity::find_by_id(share_id)
+        .filter(share::Column::OwnerId.eq(owner.id))
+        .one(&core.db)
+        .await?
+        .ok_or(ServiceError::NotFound("share"))?;
+    Ok(ShareView::from_model(row, None, Utc::now()))
 }
 
 /// Revokes a share at once: its link stops working for every later request.

@@ -99,58 +99,10 @@ impl ShareRequest {
                 [("max", Arg::from(MAX_RECIPIENTS))],
             )));
         }
-        let cap = chrono::Duration::from_std(max_ttl).unwrap_or(chrono::Duration::days(7));
-        let expires_at = match (self.expires_at, self.expires_in_hours) {
-            (Some(_), Some(_)) => {
-                return Err(bad(t("share-error-expiry-both")));
-            }
-            (Some(at), None) => at,
-            (None, Some(hours)) if hours > 0 && hours <= cap.num_hours().max(1) => {
-                now + chrono::Duration::hours(hours)
-            }
-            (None, Some(hours)) if hours <= 0 => {
-                return Err(bad(t("share-error-expiry-hours")));
-            }
-            (None, Some(_)) => {
-                return Err(bad(t_with(
-                    "share-error-expiry-too-long",
-                    [("hours", Arg::from(cap.num_hours()))],
-                )));
-            }
-            (None, None) => now + cap.min(chrono::Duration::days(7)),
-        };
-        if expires_at <= now {
-            return Err(bad(t("share-error-expiry-past")));
-        }
-        if expires_at > now + cap + chrono::Duration::minutes(1) {
-            return Err(bad(t_with(
-                "share-error-expiry-max-ttl",
-                [("hours", Arg::from(cap.num_hours()))],
-            )));
-        }
-        let max_downloads = match self.max_downloads {
-            None => None,
-            Some(n) if (1..=MAX_DOWNLOADS).contains(&n) => Some(n as i32),
-            Some(_) => {
-                return Err(bad(t_with(
-                    "share-error-max-downloads",
-                    [("max", Arg::from(MAX_DOWNLOADS))],
-                )));
-            }
-        };
-        let password = match self.password {
-            Some(p) if p.expose_secret().is_empty() => None,
-            Some(p) if p.expose_secret().chars().count() < MIN_PASSWORD_CHARS => {
-                return Err(bad(t_with(
-                    "share-error-password-too-short",
-                    [("min", Arg::from(MIN_PASSWORD_CHARS))],
-                )));
-            }
-            Some(p) if p.expose_secret().len() > password::MAX_LEN => {
-                return Err(bad(t("share-error-password-too-long")));
-            }
-            other => other,
-        };
+        let expires_at = expiry(self.expires_at, self.expires_in_hours, max_ttl, now)?
+            .unwrap_or_else(|| now + ttl_cap(max_ttl).min(chrono::Duration::days(7)));
+        let max_downloads = self.max_downloads.map(download_limit).transpose()?;
+        let password = self.password.map(link_password).transpose()?.flatten();
         let message = match self
             .message
             .map(|m| m.trim().to_owned())
@@ -178,6 +130,80 @@ impl ShareRequest {
             message,
         })
     }
+}
+
+/// `COFFER_SHARE_MAX_TTL` as a duration.
+fn ttl_cap(max_ttl: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(max_ttl).unwrap_or(chrono::Duration::days(7))
+}
+
+/// The expiry asked for, as an absolute time or hours from `now` (not both), within
+/// `COFFER_SHARE_MAX_TTL` from `now`; `None` when neither was given.
+pub(super) fn expiry(
+    at: Option<DateTime<Utc>>,
+    hours: Option<i64>,
+    max_ttl: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, Invalid> {
+    let bad = |m: String| Invalid(m);
+    let cap = ttl_cap(max_ttl);
+    let expires_at = match (at, hours) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(bad(t("share-error-expiry-both")));
+        }
+        (Some(at), None) => at,
+        (None, Some(hours)) if hours > 0 && hours <= cap.num_hours().max(1) => {
+            now + chrono::Duration::hours(hours)
+        }
+        (None, Some(hours)) if hours <= 0 => {
+            return Err(bad(t("share-error-expiry-hours")));
+        }
+        (None, Some(_)) => {
+            return Err(bad(t_with(
+                "share-error-expiry-too-long",
+                [("hours", Arg::from(cap.num_hours()))],
+            )));
+        }
+    };
+    if expires_at <= now {
+        return Err(bad(t("share-error-expiry-past")));
+    }
+    if expires_at > now + cap + chrono::Duration::minutes(1) {
+        return Err(bad(t_with(
+            "share-error-expiry-max-ttl",
+            [("hours", Arg::from(cap.num_hours()))],
+        )));
+    }
+    Ok(Some(expires_at))
+}
+
+/// A download limit: 1 to [`MAX_DOWNLOADS`].
+pub(super) fn download_limit(n: i64) -> Result<i32, Invalid> {
+    match i32::try_from(n) {
+        Ok(n) if (1..=MAX_DOWNLOADS).contains(&i64::from(n)) => Ok(n),
+        _ => Err(Invalid(t_with(
+            "share-error-max-downloads",
+            [("max", Arg::from(MAX_DOWNLOADS))],
+        ))),
+    }
+}
+
+/// A link's password as given: an empty one is none; otherwise 8 characters at least.
+pub(super) fn link_password(p: SecretString) -> Result<Option<SecretString>, Invalid> {
+    if p.expose_secret().is_empty() {
+        return Ok(None);
+    }
+    if p.expose_secret().chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Invalid(t_with(
+            "share-error-password-too-short",
+            [("min", Arg::from(MIN_PASSWORD_CHARS))],
+        )));
+    }
+    if p.expose_secret().len() > password::MAX_LEN {
+        return Err(Invalid(t("share-error-password-too-long")));
+    }
+    Ok(Some(p))
 }
 
 #[cfg(test)]

@@ -244,6 +244,9 @@ file-not-shared = Not shared yet.
 # Link to a share's access report; read by screen readers with the recipient after it.
 file-share-activity = Activity
 file-share-activity-of = of the link of { $recipient }
+file-share-edit = Change
+# A button: email the recipient a fresh link (the old one stops working).
+file-share-resend = Send a new link
 file-share-heading = Share it
 file-share-hint-ready = Each recipient gets their own link by email. With no recipient you get one link to pass on yourself.
 file-share-hint-pending = Each recipient gets their own link by email once the file is ready. With no recipient you get one link to pass on yourself.
@@ -392,3 +395,22 @@ activity-viewed-repeated = Download page opened { $count ->
 # $reason is the recorded reason, such as “wrong password” or “expired”.
 activity-denied = Refused: { $reason }
 activity-downloaded = Downloaded { $file }
+
+## api/templates/app/share_edit.html
+
+share-edit-title = Change a link
+share-edit-back = Back to the file
+# $recipient is an email address.
+share-edit-heading = Change the link of { $recipient }
+share-edit-heading-no-recipient = Change the link without recipient
+share-edit-expiry = Expiry
+# $when is a date.
+share-edit-expiry-keep = Keep: { $when }
+# $choice is a duration such as “1 day”.
+share-edit-expiry-from-now = { $choice } from now
+share-edit-max-downloads-hint = In all, counting those already made. Empty: no limit.
+share-edit-password = New password
+share-edit-password-hint = Leave empty to keep the password as it is. Tell the recipient separately.
+share-edit-remove-password = Remove the password
+share-edit-save = Save changes
+share-edit-ended = This link has ended and cannot be changed. Share the file again instead.

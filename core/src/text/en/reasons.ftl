@@ -40,6 +40,10 @@ share-error-password-too-short = a share password needs at least { $min } charac
 share-error-password-too-long = the share password is too long
 share-error-message-too-long = the message may have at most { $max } characters
 share-error-message-control = the message contains control characters
+share-error-nothing-to-change = nothing to change: give expires_at or expires_in_hours, max_downloads or password
+share-error-ended = this link has ended (revoked, expired or cancelled) and cannot be changed; share the file again instead
+share-error-resend-no-recipient = this link has no recipient to email; revoke it and make a new one instead
+share-error-resend-not-ready = the file is not ready yet: its links go out the moment it is
 
 ## core/src/services/files/form.rs
 
