@@ -260,6 +260,7 @@ fn share_row(
         expires_at: Set(expires),
         max_downloads: Set(n.is_multiple_of(3).then_some(5)),
         downloads_used: Set((n % 4) as i32),
+        downloads_completed: Set((n % 4) as i32),
         password_hash: Set(None),
         message: Set(None),
         last_error: Set(None),

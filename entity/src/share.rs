@@ -17,7 +17,11 @@ pub struct Model {
     pub state: ShareState,
     pub expires_at: DateTimeUtc,
     pub max_downloads: Option<i32>,
+    /// Complete downloads, and those under way (each claims its place at its start and gives
+    /// it back if it stops short): never more than `max_downloads`.
     pub downloads_used: i32,
+    /// Downloads that delivered the file to its last byte.
+    pub downloads_completed: i32,
     pub password_hash: Option<String>,
     pub message: Option<String>,
     pub last_error: Option<String>,

@@ -19,6 +19,7 @@ mod m20261206_000001_api_tokens;
 mod m20261206_000002_session_activity;
 mod m20261206_000003_second_factor;
 mod m20261207_000001_single_sign_on;
+mod m20261208_000001_completed_downloads;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000002_session_activity::Migration),
             Box::new(m20261206_000003_second_factor::Migration),
             Box::new(m20261207_000001_single_sign_on::Migration),
+            Box::new(m20261208_000001_completed_downloads::Migration),
         ]
     }
 }

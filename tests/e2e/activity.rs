@@ -95,10 +95,11 @@ async fn recipient_visits(url: &str) {
 }
 
 /// What the recipient's visit leaves in the report, in order.
-const VISIT: [&str; 4] = [
+const VISIT: [&str; 5] = [
     "share.created",
     "share.viewed",
     "share.denied",
+    "share.download_started",
     "share.downloaded",
 ];
 
@@ -140,6 +141,7 @@ async fn the_report_lists_each_view_refusal_and_download_from_the_log(topology: 
     let events = body["events"].as_array().expect("events");
     assert_eq!(body["share"]["id"], share.as_str());
     assert_eq!(body["share"]["downloads_used"], 1);
+    assert_eq!(body["share"]["downloads_completed"], 1);
     let actions: Vec<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
     assert_eq!(actions, VISIT, "in the order they happened");
     let seqs: Vec<i64> = events
@@ -156,6 +158,8 @@ async fn the_report_lists_each_view_refusal_and_download_from_the_log(topology: 
     assert_eq!(events[2]["outcome"], "denied");
     assert_eq!(events[2]["details"]["reason"], "wrong password");
     assert_eq!(events[3]["details"]["file_id"], file.as_str());
+    assert_eq!(events[4]["details"]["completed"], true);
+    assert_eq!(events[4]["details"]["bytes"], pdf(b"the memo").len());
     assert!(
         !body.to_string().contains(&other),
         "the other link's events stay out"
@@ -251,7 +255,7 @@ async fn the_report_pages_and_exports_as_csv(topology: Topology) {
     let details: Value = serde_json::from_str(rows[2]["details"].as_str().expect("details"))
         .expect("details are JSON");
     assert_eq!(details["reason"], "wrong password");
-    assert_eq!(rows[3]["hash"], whole["events"][3]["hash"]);
+    assert_eq!(rows[4]["hash"], whole["events"][4]["hash"]);
     app.stop().await;
 }
 
@@ -271,7 +275,8 @@ async fn the_web_app_shows_the_report_with_hostile_text_inert(topology: Topology
         "Link created",
         "Download page opened",
         "Refused: wrong password",
-        "Downloaded memo.pdf",
+        "Download of memo.pdf started",
+        "Downloaded memo.pdf, complete",
         "127.0.0.1",
         // minijinja escapes the slash too.
         "Report&#x2f;1.0 &lt;script&gt;alert(1)&lt;&#x2f;script&gt;",

@@ -533,6 +533,12 @@ async fn every_action_is_recorded_with_actor_target_and_outcome(topology: Topolo
         ("share.emailed", "system", Some("share"), "success"),
         ("share.email_failed", "system", Some("share"), "failure"),
         ("share.viewed", "recipient", Some("share"), "success"),
+        (
+            "share.download_started",
+            "recipient",
+            Some("share"),
+            "success",
+        ),
         ("share.downloaded", "recipient", Some("share"), "success"),
         ("share.denied", "recipient", Some("share"), "denied"),
         ("share.revoked", "user", Some("share"), "success"),

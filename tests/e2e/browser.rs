@@ -98,7 +98,8 @@ async fn a_recipient_downloads_in_a_browser() {
         app.audit_actions()
             .await
             .iter()
-            .any(|(a, _, _)| a == "share.downloaded")
+            // Recorded before the response started; its end (share.downloaded) follows it.
+            .any(|(a, _, _)| a == "share.download_started")
     );
     app.stop().await;
 }

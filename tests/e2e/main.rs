@@ -30,6 +30,7 @@ mod oidc;
 mod outages;
 mod pipeline;
 mod processes;
+mod recipient_downloads;
 mod scale;
 mod scan;
 mod service;

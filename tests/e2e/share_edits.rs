@@ -99,6 +99,7 @@ async fn owners_change_expiry_limit_and_password_with_each_change_audited(topolo
     )
     .await;
     assert_eq!(download(&app, &url, secret).await, StatusCode::OK);
+    app.wait_for_completed_downloads(&ann, &share, 1).await;
     assert_eq!(download(&app, &url, secret).await, StatusCode::GONE);
 
     // A higher limit opens a used-up link again; the downloads made still count.

@@ -1274,6 +1274,7 @@ async fn the_web_app_in_a_browser() {
         "user.login",
         "file.uploaded",
         "share.emailed",
+        "share.download_started",
         "share.downloaded",
         "user.mfa_enrolled",
     ] {

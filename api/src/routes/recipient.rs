@@ -6,7 +6,7 @@ use coffer_core::services::recipients::{self, Landing, Refusal};
 use coffer_core::text::{self, Arg, t, t_with};
 use minijinja::context;
 use poem::{Body, Request};
-use poem_openapi::param::Path;
+use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::{Binary, Form, Html, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use secrecy::SecretString;
@@ -85,6 +85,18 @@ enum DownloadResponse {
         #[oai(header = "Content-Type")] String,
         #[oai(header = "Content-Disposition")] String,
         #[oai(header = "Content-Length")] u64,
+        #[oai(header = "Accept-Ranges")] String,
+        #[oai(header = "ETag")] String,
+    ),
+    /// A byte range (`Range`, with `If-Range` naming the `ETag` to resume).
+    #[oai(status = 206)]
+    Partial(
+        Binary<Body>,
+        #[oai(header = "Content-Type")] String,
+        #[oai(header = "Content-Disposition")] String,
+        #[oai(header = "Content-Length")] u64,
+        #[oai(header = "Content-Range")] String,
+        #[oai(header = "ETag")] String,
     ),
     /// A malformed form (poem's form extractor answers before the handler runs).
     #[oai(status = 400, content_type = "application/problem+json")]
@@ -94,8 +106,13 @@ enum DownloadResponse {
     Forbidden(Html<String>),
     #[oai(status = 404)]
     NotFound(Html<String>),
+    /// The file is not ready yet, or every download the link allows is under way (one may
+    /// still stop short and give its place back).
     #[oai(status = 409)]
     NotReady(Html<String>),
+    /// The range lies beyond the file's end.
+    #[oai(status = 416)]
+    RangeNotSatisfiable(Html<String>, #[oai(header = "Content-Range")] String),
     /// A form that is not `application/x-www-form-urlencoded`.
     #[oai(status = 415, content_type = "application/problem+json")]
     #[allow(dead_code)] // built by the error handler, documented here
@@ -151,6 +168,10 @@ async fn refusal_page(core: &Core, refusal: Refusal, retry: Option<&str>) -> Pag
             &t("recipient-not-ready-heading"),
             &t("recipient-not-ready-text"),
         )),
+        Refusal::InProgress => PageResponse::NotReady(message(
+            &t("recipient-in-progress-heading"),
+            &t("recipient-in-progress-text"),
+        )),
         Refusal::RateLimited(wait) => PageResponse::TooManyRequests(
             message(
                 &t("error-rate-limited-heading"),
@@ -194,27 +215,61 @@ async fn refusal_page(core: &Core, refusal: Refusal, retry: Option<&str>) -> Pag
     }
 }
 
-async fn deliver(req: &Request, token: &str, password: Option<String>) -> DownloadResponse {
+/// `Range` and `If-Range` as the request sent them.
+type RangeHeaders = (Header<Option<String>>, Header<Option<String>>);
+
+async fn deliver(
+    req: &Request,
+    token: &str,
+    password: Option<String>,
+    (range, if_range): RangeHeaders,
+) -> DownloadResponse {
     let Ok(core) = core(req) else {
         return broken().into();
     };
-    match recipients::download(
-        core,
-        token,
-        password.filter(|p| !p.is_empty()).map(SecretString::from),
-        crate::auth::delivery(req),
-        &meta(req),
-    )
-    .await
+    let password = password.filter(|p| !p.is_empty()).map(SecretString::from);
+    let opened = match recipients::open(core, token, password, &meta(req)).await {
+        Ok(opened) => opened,
+        Err(refusal) => return refusal_page(core, refusal, Some(token)).await.into(),
+    };
+    let file = opened.file();
+    let (range, etag) = match crate::range::choose(&file, range.0.as_deref(), if_range.0.as_deref())
     {
-        Ok(content) => DownloadResponse::File(
-            Binary(Body::from_bytes_stream(content.body)),
-            // Always a download, never something a browser renders.
-            "application/octet-stream".to_owned(),
-            super::files::content_disposition(&content.file.name),
+        Ok(crate::range::Chosen { range, etag }) => (range, etag),
+        Err(size) => {
+            return DownloadResponse::RangeNotSatisfiable(
+                message(&t("recipient-range-heading"), &t("recipient-range-text")),
+                format!("bytes */{size}"),
+            );
+        }
+    };
+    let delivered =
+        recipients::deliver(core, opened, range, crate::auth::delivery(req), &meta(req)).await;
+    let content = match delivered {
+        Ok(content) => content,
+        Err(refusal) => return refusal_page(core, refusal, Some(token)).await.into(),
+    };
+    let body = Binary(Body::from_bytes_stream(content.body));
+    // Always a download, never something a browser renders.
+    let kind = "application/octet-stream".to_owned();
+    let disposition = super::files::content_disposition(&content.file.name);
+    match content.range {
+        None => DownloadResponse::File(
+            body,
+            kind,
+            disposition,
             content.file.size,
+            "bytes".to_owned(),
+            etag,
         ),
-        Err(refusal) => refusal_page(core, refusal, Some(token)).await.into(),
+        Some((start, end)) => DownloadResponse::Partial(
+            body,
+            kind,
+            disposition,
+            end - start + 1,
+            crate::range::content_range(start, end, content.file.size),
+            etag,
+        ),
     }
 }
 
@@ -232,10 +287,17 @@ impl RecipientApi {
         }
     }
 
-    /// Download through a share link without a password
+    /// Download through a share link without a password (supports `Range`, and `If-Range` with
+    /// the `ETag` to resume)
     #[oai(path = "/s/:token/download", method = "get")]
-    async fn download(&self, req: &Request, token: Path<String>) -> DownloadResponse {
-        deliver(req, &token.0, None).await
+    async fn download(
+        &self,
+        req: &Request,
+        token: Path<String>,
+        #[oai(name = "Range")] range: Header<Option<String>>,
+        #[oai(name = "If-Range")] if_range: Header<Option<String>>,
+    ) -> DownloadResponse {
+        deliver(req, &token.0, None, (range, if_range)).await
     }
 
     /// Download through a share link (the page's form, with the password if there is one)
@@ -244,8 +306,10 @@ impl RecipientApi {
         &self,
         req: &Request,
         token: Path<String>,
+        #[oai(name = "Range")] range: Header<Option<String>>,
+        #[oai(name = "If-Range")] if_range: Header<Option<String>>,
         form: Form<PasswordForm>,
     ) -> DownloadResponse {
-        deliver(req, &token.0, form.0.password).await
+        deliver(req, &token.0, form.0.password, (range, if_range)).await
     }
 }

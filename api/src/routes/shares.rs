@@ -67,7 +67,11 @@ pub struct ShareInfo {
     state: super::ShareStateName,
     expires_at: DateTime<Utc>,
     max_downloads: Option<i32>,
+    /// Complete downloads and those under way (each takes its place when it starts and gives it
+    /// back if it stops short): never more than `max_downloads`.
     downloads_used: i32,
+    /// Downloads that delivered the file to its last byte.
+    downloads_completed: i32,
     password: bool,
     created_at: DateTime<Utc>,
     emailed_at: Option<DateTime<Utc>>,
@@ -86,6 +90,7 @@ impl From<ShareView> for ShareInfo {
             expires_at: v.expires_at,
             max_downloads: v.max_downloads,
             downloads_used: v.downloads_used,
+            downloads_completed: v.downloads_completed,
             password: v.password,
             created_at: v.created_at,
             emailed_at: v.emailed_at,

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use coffer_core::services::shares::{self, Entry};
-use coffer_core::text::{Arg, t, t_with};
+use coffer_core::text::{Arg, size, t, t_with};
 use minijinja::{Value, context};
 use poem::http::StatusCode;
 use poem::web::Path;
@@ -51,7 +51,27 @@ fn sentence(entry: &Entry, file_name: &str) -> String {
             "activity-denied",
             [("reason", Arg::from(detail(entry, "reason").unwrap_or("")))],
         ),
-        "share.downloaded" => t_with("activity-downloaded", [("file", Arg::from(file_name))]),
+        "share.download_started" => t_with(
+            "activity-download-started",
+            [("file", Arg::from(file_name))],
+        ),
+        "share.downloaded" => {
+            let bytes = entry.details.get("bytes").and_then(|b| b.as_u64());
+            match (
+                entry.details.get("completed").and_then(|c| c.as_bool()),
+                bytes,
+            ) {
+                (Some(false), Some(bytes)) => t_with(
+                    "activity-download-stopped",
+                    [
+                        ("file", Arg::from(file_name)),
+                        ("size", Arg::from(size(bytes))),
+                    ],
+                ),
+                // Complete (events from before completion was recorded were counted at the start).
+                _ => t_with("activity-downloaded", [("file", Arg::from(file_name))]),
+            }
+        }
         other => other.to_owned(),
     }
 }

@@ -51,6 +51,7 @@ actions! {
     ShareChanged => "share.changed",
     ShareCreated => "share.created",
     ShareDenied => "share.denied",
+    ShareDownloadStarted => "share.download_started",
     ShareDownloaded => "share.downloaded",
     ShareEmailFailed => "share.email_failed",
     ShareEmailed => "share.emailed",

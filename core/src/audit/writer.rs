@@ -24,17 +24,23 @@ use crate::crypto::KeyStore;
 use crate::types::ShareState;
 
 /// A change that an event records, made in the writer's transaction just before the events
-/// are inserted: one download counted against its share, only while the share allows it
-/// (live, unexpired, and below `max_downloads` if it has one). Only a download that was
-/// counted has its event recorded (one refused because its share was used up meanwhile records
-/// nothing here; the caller records the refusal).
+/// are inserted. Only an event whose change applied is recorded (a claim refused because its
+/// share was used up meanwhile records nothing here; the caller records the refusal).
 ///
-/// The downloads of one share that arrive together are counted with one `UPDATE … + n` when
-/// the share has room for all of them, and one by one, in the order they arrived, when it does
-/// not: a share's row is written once per commit instead of once per download.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The changes of one kind to one share that arrive together are made with one `UPDATE … n`:
+/// a share's row is written once per commit instead of once per download. Releases come
+/// first, then completions, then claims, so that a place given back is free for a claim in the
+/// same commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Change {
-    CountDownload { share: Uuid },
+    /// A download given back its place when it stopped short of the file's end. Always applies.
+    ReleaseDownload { share: Uuid },
+    /// A download that delivered the file to its last byte. Always applies.
+    CompleteDownload { share: Uuid },
+    /// A download takes its place against its share, only while the share allows it (live,
+    /// unexpired, and below `max_downloads` if it has one). When the share has room for fewer
+    /// than arrived together, the first ones in arrival order take it.
+    ClaimDownload { share: Uuid },
 }
 
 /// An event waiting for the writer, with its change (if any) and the request that waits for
@@ -88,22 +94,25 @@ async fn commit(
             return Ok(applied);
         }
         let txn = crate::db::begin_write(db).await?;
-        // By share, in the order of the shares' ids: two writers (two API instances) lock the
-        // rows of the shares they both count in the same order.
-        let mut by_share: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
+        // By kind, then share id: two writers (two API instances) lock the rows of the shares
+        // they both change in the same order.
+        let mut grouped: BTreeMap<Change, Vec<usize>> = BTreeMap::new();
         for (i, change) in changes {
-            let Change::CountDownload { share } = change;
-            by_share.entry(share).or_default().push(i);
+            grouped.entry(change).or_default().push(i);
         }
         let now = Utc::now();
-        for (share, waiting) in by_share {
-            if count_downloads(&txn, share, waiting.len(), now).await? {
+        for (change, waiting) in grouped {
+            let Change::ClaimDownload { share } = change else {
+                adjust(&txn, change, waiting.len()).await?;
+                continue;
+            };
+            if claim_downloads(&txn, share, waiting.len(), now).await? {
                 continue;
             }
             // Not room for all of them: the first ones, as far as there is room.
             let mut room = waiting.len() > 1;
             for i in waiting {
-                room = room && count_downloads(&txn, share, 1, now).await?;
+                room = room && claim_downloads(&txn, share, 1, now).await?;
                 applied[i] = room;
             }
         }
@@ -123,8 +132,9 @@ async fn commit(
     (waiting, result)
 }
 
-/// Counts `n` downloads against `share` if it allows all of them; answers whether it did.
-async fn count_downloads(
+/// Claims `n` places for downloads of `share` if it has room for all of them; answers whether
+/// it did.
+async fn claim_downloads(
     txn: &DatabaseTransaction,
     share: Uuid,
     n: usize,
@@ -151,6 +161,31 @@ async fn count_downloads(
         .exec(txn)
         .await?;
     Ok(counted.rows_affected == 1)
+}
+
+/// Gives back `n` places of `share` ([`Change::ReleaseDownload`]), or counts `n` complete
+/// downloads ([`Change::CompleteDownload`]).
+async fn adjust(txn: &DatabaseTransaction, change: Change, n: usize) -> Result<(), sea_orm::DbErr> {
+    let n = i32::try_from(n).unwrap_or(i32::MAX);
+    let (share, column, value) = match change {
+        Change::ReleaseDownload { share } => (
+            share,
+            share::Column::DownloadsUsed,
+            Expr::col(share::Column::DownloadsUsed).sub(n),
+        ),
+        Change::CompleteDownload { share } => (
+            share,
+            share::Column::DownloadsCompleted,
+            Expr::col(share::Column::DownloadsCompleted).add(n),
+        ),
+        Change::ClaimDownload { .. } => return Ok(()),
+    };
+    share::Entity::update_many()
+        .col_expr(column, value)
+        .filter(share::Column::Id.eq(share))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 impl AuditWriter {

@@ -574,6 +574,28 @@ impl Client {
         )
     }
 
+    /// Polls until `share` counts `completed` complete downloads: a download is recorded
+    /// complete a moment after its transfer ends.
+    pub async fn wait_for_completed_downloads(&self, user: &User, share: &str, completed: i64) {
+        eventually(
+            "the downloads recorded complete",
+            Duration::from_secs(30),
+            || async {
+                let report = self
+                    .get_json(
+                        &format!("/api/v1/shares/{share}/activity?limit=1"),
+                        Some(&user.token),
+                    )
+                    .await;
+                if report["share"]["downloads_completed"].as_i64() == Some(completed) {
+                    return Ok(());
+                }
+                Err(format!("the share is {}", report["share"]))
+            },
+        )
+        .await;
+    }
+
     /// Uploads and waits (with a deadline) until the file is ready.
     pub async fn upload_ready(&self, token: &str, name: &str, bytes: Vec<u8>) -> String {
         let id = self.put_upload(token, name, bytes).await;

@@ -37,7 +37,10 @@ pub struct ShareView {
     pub state: ShareState,
     pub expires_at: DateTime<Utc>,
     pub max_downloads: Option<i32>,
+    /// Complete downloads, and those under way.
     pub downloads_used: i32,
+    /// Downloads that delivered the file to its last byte.
+    pub downloads_completed: i32,
     pub password: bool,
     pub created_at: DateTime<Utc>,
     pub emailed_at: Option<DateTime<Utc>>,
@@ -61,6 +64,7 @@ impl ShareView {
             expires_at: m.expires_at,
             max_downloads: m.max_downloads,
             downloads_used: m.downloads_used,
+            downloads_completed: m.downloads_completed,
             password: m.password_hash.is_some(),
             created_at: m.created_at,
             emailed_at: m.emailed_at,
@@ -107,6 +111,7 @@ pub async fn insert(
             expires_at: spec.expires_at,
             max_downloads: spec.max_downloads,
             downloads_used: 0,
+            downloads_completed: 0,
             password_hash: password_hash.clone(),
             message: spec.message.clone(),
             last_error: None,

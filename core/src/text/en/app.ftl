@@ -133,6 +133,10 @@ recipient-gone-text = { $reason ->
 }
 recipient-not-ready-heading = Not ready yet
 recipient-not-ready-text = The file is still being checked and encrypted. Try again in a moment.
+recipient-in-progress-heading = A download is under way
+recipient-in-progress-text = Every download this link allows is complete or under way. If one under way stops before the end, its place is free again: try again in a moment.
+recipient-range-heading = Outside the file
+recipient-range-text = The part of the file asked for lies beyond its end. Download it whole instead.
 recipient-rate-limited-text = Too many wrong passwords were tried. Wait a while before trying again.
 recipient-wrong-password = That password is not right.
 recipient-password-required = This file needs a password.

@@ -394,7 +394,10 @@ activity-viewed-repeated = Download page opened { $count ->
   } between { $from } and { $to }
 # $reason is the recorded reason, such as “wrong password” or “expired”.
 activity-denied = Refused: { $reason }
-activity-downloaded = Downloaded { $file }
+activity-download-started = Download of { $file } started
+activity-downloaded = Downloaded { $file }, complete
+# $size is what was delivered, such as “1.5 MB”.
+activity-download-stopped = Download of { $file } stopped after { $size }
 
 ## api/templates/app/share_edit.html
 

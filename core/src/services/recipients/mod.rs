@@ -4,18 +4,19 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 use secrecy::SecretString;
 use uuid::Uuid;
 
 use entity::{file, share, user};
 
-use super::files::{Content, Delivery, FileView, open_ready};
-use crate::audit::{Action, Actor, Change, Event, Outcome, RequestMeta};
+mod download;
+
+use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::db::by_key;
 use crate::types::{FileStatus, ShareState, Token};
 use crate::{Core, ServiceError, password};
+pub use download::{Opened, deliver, open};
 
 const PASSWORD_WINDOW: Duration = Duration::from_secs(15 * 60);
 const PASSWORD_FAILURES_PER_SHARE: u32 = 5;
@@ -30,6 +31,9 @@ pub enum Refusal {
     Gone(&'static str),
     /// The file is not ready yet (409).
     NotReady,
+    /// Every download the link allows is under way or complete, and one under way may still
+    /// stop short and give its place back (409).
+    InProgress,
     PasswordRequired,
     WrongPassword,
     RateLimited(Duration),
@@ -96,17 +100,25 @@ fn gone_reason(
         _ if file.status == FileStatus::Deleted || file.status == FileStatus::Rejected => {
             Some("file removed")
         }
-        _ if share
-            .max_downloads
-            .is_some_and(|max| share.downloads_used >= max) =>
-        {
-            Some("used up")
-        }
         _ => None,
     }
 }
 
-async fn resolve(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<Resolved, Refusal> {
+/// Whether every download the share allows is complete or under way.
+fn used_up(share: &share::Model) -> bool {
+    share
+        .max_downloads
+        .is_some_and(|max| share.downloads_used >= max)
+}
+
+/// The link of `raw_token` while it works. A used-up link is refused too, unless `used_up_ok`
+/// (a download decides that itself: a resumed download may continue on one).
+async fn resolve(
+    core: &Core,
+    raw_token: &str,
+    meta: &RequestMeta,
+    used_up_ok: bool,
+) -> Result<Resolved, Refusal> {
     let token = Token::parse(raw_token).ok_or(Refusal::Unknown)?;
     // The share, its file and its sender in one query (no `LIMIT`: see `db::by_key`).
     let found = share::Entity::find()
@@ -120,7 +132,9 @@ async fn resolve(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<Res
     let Some((share, Some(file), sender)) = found else {
         return Err(Refusal::Unknown);
     };
-    if let Some(reason) = gone_reason(&share, &file, Utc::now()) {
+    let reason = gone_reason(&share, &file, Utc::now())
+        .or_else(|| (!used_up_ok && used_up(&share)).then_some("used up"));
+    if let Some(reason) = reason {
         deny(core, share.id, reason, meta).await?;
         return Err(Refusal::Gone(reason));
     }
@@ -172,7 +186,7 @@ pub async fn view(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<La
         share,
         file,
         sender,
-    } = resolve(core, raw_token, meta).await?;
+    } = resolve(core, raw_token, meta, false).await?;
     core.audit
         .record_repeatable(
             format!("share.viewed:{}", share.id),
@@ -226,59 +240,4 @@ async fn check_password(
     }
     deny(core, share.id, "wrong password", meta).await?;
     Err(Refusal::WrongPassword)
-}
-
-/// Streams the file to a recipient. The download is counted atomically before any byte is
-/// sent, so concurrent requests can never exceed `max_downloads`.
-/// A HEAD gets the same answer a download would, without being one.
-pub async fn download(
-    core: &Core,
-    raw_token: &str,
-    given: Option<SecretString>,
-    delivery: Delivery,
-    meta: &RequestMeta,
-) -> Result<Content, Refusal> {
-    let Resolved { share, file, .. } = resolve(core, raw_token, meta).await?;
-    check_password(core, &share, given, meta).await?;
-    if file.status != FileStatus::Ready {
-        return Err(Refusal::NotReady);
-    }
-    if delivery == Delivery::HeadersOnly {
-        return Ok(Content::headers_only(file, None));
-    }
-    // The download is counted against the share, only while the share allows it, and its
-    // event recorded, in one commit with the downloads that arrive together.
-    let count = Change::CountDownload { share: share.id };
-    let event = Event::new(Action::ShareDownloaded, Actor::Recipient(share.id))
-        .target("share", share.id)
-        .details(serde_json::json!({ "file_id": file.id, "download": share.downloads_used + 1 }))
-        .from(meta);
-    if !core.audit.record_with(count, event).await? {
-        deny(core, share.id, "used up", meta).await?;
-        return Err(Refusal::Gone("used up"));
-    }
-    if share.max_downloads == Some(share.downloads_used + 1) {
-        // The last download: the outbox copy of this link opens nothing any more.
-        core.mailer.forget(&share.id.to_string()).await;
-    }
-
-    match open_ready(core, &file, None, Actor::Recipient(share.id), meta).await {
-        Ok(body) => Ok(Content {
-            file: FileView::from(file),
-            range: None,
-            body,
-        }),
-        Err(err) => {
-            // Nothing was delivered: give the download back.
-            let _ = share::Entity::update_many()
-                .col_expr(
-                    share::Column::DownloadsUsed,
-                    Expr::col(share::Column::DownloadsUsed).sub(1),
-                )
-                .filter(share::Column::Id.eq(share.id))
-                .exec(&core.db)
-                .await;
-            Err(Refusal::Error(err))
-        }
-    }
 }
