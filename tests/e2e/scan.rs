@@ -30,14 +30,17 @@ async fn readiness(app: &TestApp) -> Value {
 
 /// A service that scans through `scanner` and whose sweep takes stuck files up every second,
 /// and a user of it.
+/// A service scanning through `scanner`, whose sweep runs every second and takes a run as
+/// stuck after `stuck_after` seconds.
 async fn spawn_scanning_through(
     topology: Topology,
     scanner: &str,
+    stuck_after: &str,
 ) -> (TestApp, crate::common::User) {
     let settings = [
         ("COFFER_CLAMAV_ADDR", scanner),
         ("COFFER_SWEEP_INTERVAL_SECS", "1"),
-        ("COFFER_SWEEP_STUCK_AFTER_SECS", "1"),
+        ("COFFER_SWEEP_STUCK_AFTER_SECS", stuck_after),
     ];
     let app = TestApp::spawn_with(topology, &settings, Roles::ALL).await;
     let user = app.user().await;
@@ -148,7 +151,7 @@ async fn an_unreachable_scanner_keeps_uploads_quarantined(topology: Topology) {
         .expect("a free port")
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let (app, user) = spawn_scanning_through(topology, &addr).await;
+    let (app, user) = spawn_scanning_through(topology, &addr, "1").await;
     let id = app
         .upload(&user, "waiting.pdf", pdf(&pattern(50_000, 9)))
         .await;
@@ -231,9 +234,12 @@ async fn a_long_scan_is_never_run_twice(topology: Topology) {
         .await
         .expect("a port for the relay");
     let addr = listener.local_addr().expect("its address").to_string();
-    let relay = tokio::spawn(forward_slowly_to_clamd(listener, 2_000_000));
-    let (app, user) = spawn_scanning_through(topology, &addr).await;
-    // About four seconds through the relay.
+    let relay = tokio::spawn(forward_slowly_to_clamd(listener, 1_000_000));
+    // A lease of two seconds, renewed every two thirds of a second: a renewal may come more
+    // than a second late on a loaded machine (it was seen with a one-second lease in CI)
+    // without the sweep taking the run for dead.
+    let (app, user) = spawn_scanning_through(topology, &addr, "2").await;
+    // About eight seconds through the relay: four leases.
     let id = app
         .upload(&user, "long.pdf", pdf(&pattern(8 * 1024 * 1024, 5)))
         .await;
