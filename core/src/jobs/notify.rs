@@ -132,7 +132,8 @@ pub async fn forget_dead_outbox_copies(core: &Core) -> Result<usize, JobError> {
             .is_some_and(|s| {
                 s.state.is_live()
                     && s.expires_at > now
-                    && s.max_downloads.is_none_or(|max| s.downloads_used < max)
+                    // A download under way may still give its place back.
+                    && s.max_downloads.is_none_or(|max| s.downloads_completed < max)
             });
         if !live {
             core.mailer.forget(&name).await;
