@@ -172,15 +172,18 @@ async fn an_upload_through_the_form_becomes_ready_with_shares_emailed(topology: 
         .expect("get");
     assert_eq!(download.status(), StatusCode::OK);
     assert!(download.bytes().await.expect("body") == bytes);
-    // The owner's page shows each recipient's state once the emails are out.
+    // The owner's page shows each recipient's state once the emails are out, and bob's
+    // download once it is recorded complete (a moment after its transfer ended).
     let browser = tokio::sync::Mutex::new(&mut ann);
     eventually(
-        "both recipients emailed",
+        "both recipients emailed, bob's download complete",
         Duration::from_secs(30),
         || async {
             let page = browser.lock().await.get(&format!("/app/files/{id}")).await;
-            if page.body.matches("badge-emailed").count() == 2 {
-                assert!(page.body.contains("Downloads: 1 of 3"), "{}", page.body);
+            if page.body.matches("badge-emailed").count() == 2
+                && page.body.contains("Downloads: 1 of 3")
+            {
+                assert!(!page.body.contains("under way"), "{}", page.body);
                 return Ok(());
             }
             Err(page.body)

@@ -207,14 +207,36 @@ pub(super) fn share_context(s: &ShareView) -> Value {
     };
     let label = t(label);
     let live = s.state.is_live();
+    // Complete downloads; those under way may still give their place back.
+    let mut downloads = match s.max_downloads {
+        Some(max) => t_with(
+            "file-share-downloads-of",
+            [
+                ("used", Arg::from(s.downloads_completed)),
+                ("max", Arg::from(max)),
+            ],
+        ),
+        None => t_with(
+            "file-share-downloads",
+            [("used", Arg::from(s.downloads_completed))],
+        ),
+    };
+    let under_way = s.downloads_used - s.downloads_completed;
+    if under_way > 0 {
+        downloads.push(' ');
+        downloads.push_str(&t_with(
+            "file-share-under-way",
+            [("count", Arg::from(under_way))],
+        ));
+    }
     context! {
         id => s.id.to_string(),
         recipient => &s.recipient,
         state => s.state.as_str(),
         label => label,
         live => live,
-        used_up => s.max_downloads.is_some_and(|m| s.downloads_used >= m),
-        downloads_used => s.downloads_used,
+        used_up => s.max_downloads.is_some_and(|m| s.downloads_completed >= m),
+        downloads => downloads,
         max_downloads => s.max_downloads,
         expires => when(s.expires_at),
         emailed => s.emailed_at.map(when),

@@ -229,9 +229,11 @@ file-sha256 = SHA-256
 file-delete = Delete…
 file-shares = Shares
 file-share-no-recipient = Link without recipient
-# A share's downloads: $used so far, of at most $max.
+# A share's complete downloads: $used so far, of at most $max.
 file-share-downloads = Downloads: { $used }
 file-share-downloads-of = Downloads: { $used } of { $max }
+# Downloads started and not finished yet (each gives its place back if it stops short).
+file-share-under-way = ({ $count } under way)
 file-share-used-up = (used up)
 # $when is a date.
 file-share-expires = expires { $when }
