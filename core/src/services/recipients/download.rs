@@ -2,6 +2,7 @@
 //! recording, when the transfer ends, whether it delivered the file.
 
 use bytes::Bytes;
+use chrono::Utc;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use sea_orm::EntityTrait as _;
@@ -10,7 +11,7 @@ use uuid::Uuid;
 
 use entity::{file, share};
 
-use super::{Refusal, Resolved, check_password, deny, resolve, used_up};
+use super::{Refusal, Resolved, check_password, deny, gone_reason, resolve, used_up};
 use crate::audit::{Action, Actor, Change, Event, Outcome, RequestMeta};
 use crate::db::by_key;
 use crate::services::files::{Content, Delivery, FileView, open_ready};
@@ -85,13 +86,19 @@ pub async fn deliver(
     } else {
         let claim = Change::ClaimDownload { share: share.id };
         if !core.audit.record_with(claim, started).await? {
-            // Taken meanwhile: by complete downloads, or by downloads under way.
+            // Ended meanwhile (revoked, expired), or its places taken: by complete downloads,
+            // or by downloads under way.
             let now = by_key(share::Entity::find_by_id(share.id), &core.db)
                 .await?
                 .unwrap_or(share);
+            if let Some(reason) = gone_reason(&now, &file, Utc::now()) {
+                deny(core, now.id, reason, meta).await?;
+                return Err(Refusal::Gone(reason));
+            }
             return Err(refuse_used_up(core, &now, meta).await?);
         }
     }
+    let size = u64::try_from(file.size).unwrap_or(0);
     let transfer = Transfer {
         core: core.clone(),
         share: share.id,
@@ -99,10 +106,8 @@ pub async fn deliver(
         file_id: file.id,
         counted: !resumed,
         range,
-        expected: range.map_or(u64::try_from(file.size).unwrap_or(0), |(start, end)| {
-            end - start + 1
-        }),
-        reaches_end: range.is_none_or(|(_, end)| end + 1 >= u64::try_from(file.size).unwrap_or(0)),
+        expected: range.map_or(size, |(start, end)| end - start + 1),
+        reaches_end: range.is_none_or(|(_, end)| end + 1 >= size),
         delivered: 0,
         meta: meta.clone(),
     };
