@@ -204,6 +204,15 @@ enum ActivityResponse {
     ),
 }
 
+/// A field that `null` clears: left out, `None`; `null`, `Some(None)`.
+fn nullable<T>(field: MaybeUndefined<T>) -> Option<Option<T>> {
+    match field {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(value) => Some(Some(value)),
+    }
+}
+
 fn share_id(id: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(id)
         .map_err(|_| ApiError::from(coffer_core::ServiceError::NotFound("share")))
@@ -276,21 +285,12 @@ impl SharesApi {
         body: Json<ShareChange>,
     ) -> Result<Json<ShareInfo>, ApiError> {
         let body = body.0;
-        let optional = |value: MaybeUndefined<i64>| match value {
-            MaybeUndefined::Undefined => None,
-            MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(n) => Some(Some(n)),
-        };
         use super::admin::given;
         let edit = shares::ShareEdit {
             expires_at: given(body.expires_at, "expires_at")?,
             expires_in_hours: given(body.expires_in_hours, "expires_in_hours")?,
-            max_downloads: optional(body.max_downloads),
-            password: match body.password {
-                MaybeUndefined::Undefined => None,
-                MaybeUndefined::Null => Some(None),
-                MaybeUndefined::Value(p) => Some(Some(SecretString::from(p))),
-            },
+            max_downloads: nullable(body.max_downloads),
+            password: nullable(body.password).map(|p| p.map(SecretString::from)),
         };
         let view =
             shares::edit(core(req)?, &auth.0.user, share_id(&id.0)?, edit, &meta(req)).await?;
