@@ -129,6 +129,11 @@ pub async fn activity(
         .unwrap_or_default();
     let limit = limit.clamp(1, MOST_PER_PAGE);
     let mut rows = events(&core.db, share_id, after_seq.unwrap_or(0), limit).await?;
+    // The share as it is now, read after its events: its counts are never behind the events
+    // shown (a download's end commits its event and its count together).
+    let share = crate::db::by_key(share::Entity::find_by_id(share_id), &core.db)
+        .await?
+        .unwrap_or(share);
     let next = if rows.len() as u64 > limit {
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         rows.last().and_then(|r| r.seq)
@@ -137,7 +142,7 @@ pub async fn activity(
     };
     Ok(Activity {
         owner_id: share.owner_id,
-        share: ShareView::from_model(share, None, Utc::now()),
+        share: ShareView::from_model(core, share, None, Utc::now()),
         file_name,
         events: rows.into_iter().map(Entry::from).collect(),
         next,
