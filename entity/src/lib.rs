@@ -16,6 +16,7 @@ pub mod mfa_totp;
 pub mod oidc_identity;
 pub mod oidc_login;
 pub mod password_reset;
+pub mod recipient_verification;
 pub mod session;
 pub mod setting;
 pub mod share;

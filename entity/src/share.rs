@@ -23,6 +23,9 @@ pub struct Model {
     /// Downloads that delivered the file to its last byte.
     pub downloads_completed: i32,
     pub password_hash: Option<String>,
+    /// Whether the recipient must prove the address the link was sent to (a code emailed to
+    /// it) before downloading; `COFFER_REQUIRE_RECIPIENT_VERIFICATION` asks it of every share.
+    pub verify_recipient: bool,
     pub message: Option<String>,
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,

@@ -20,6 +20,7 @@ mod m20261206_000002_session_activity;
 mod m20261206_000003_second_factor;
 mod m20261207_000001_single_sign_on;
 mod m20261208_000001_completed_downloads;
+mod m20261209_000001_recipient_verification;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000003_second_factor::Migration),
             Box::new(m20261207_000001_single_sign_on::Migration),
             Box::new(m20261208_000001_completed_downloads::Migration),
+            Box::new(m20261209_000001_recipient_verification::Migration),
         ]
     }
 }

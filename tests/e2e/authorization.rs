@@ -150,6 +150,8 @@ const API_ROWS: &[Row] = &[
     row("GET", "/s/{token}", [200, 200, 200, 200]),
     row("GET", "/s/{token}/download", [200, 200, 200, 200]),
     row("POST", "/s/{token}/download", [200, 200, 200, 200]),
+    // The link asks for no verification: back to its page (303, followed).
+    row("POST", "/s/{token}/verify", [200, 200, 200, 200]),
     row("GET", "/api/v1/admin/users", [401, 403, 403, 200]),
     row("PATCH", "/api/v1/admin/users/{id}", [401, 403, 403, 200]),
     // Of an account no other row uses (it ends that account's sessions).
@@ -515,6 +517,9 @@ impl World {
             ("POST", "/s/{token}/download") => request
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body("password="),
+            ("POST", "/s/{token}/verify") => request
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("code="),
             // The policy as it is (open: the signup row above must keep working).
             ("PATCH", "/api/v1/admin/settings") => request.json(&json!({ "signup": "open" })),
             ("PATCH", "/api/v1/shares/{id}") => request.json(&json!({ "max_downloads": 50 })),
@@ -902,6 +907,7 @@ const GRANTS: &[(&str, &str, Grant)] = &[
     ("GET", "/s/{token}", Grant::Open),
     ("GET", "/s/{token}/download", Grant::Open),
     ("POST", "/s/{token}/download", Grant::Open),
+    ("POST", "/s/{token}/verify", Grant::Open),
     ("GET", "/api/v1/admin/users", Grant::SessionOnly),
     ("PATCH", "/api/v1/admin/users/{id}", Grant::SessionOnly),
     (

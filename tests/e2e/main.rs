@@ -31,6 +31,7 @@ mod outages;
 mod pipeline;
 mod processes;
 mod recipient_downloads;
+mod recipient_verification;
 mod scale;
 mod scan;
 mod service;

@@ -189,6 +189,8 @@ impl FilesApi {
         #[oai(validator(minimum(value = "1")))] max_downloads: Query<Option<i64>>,
         password: Query<Option<String>>,
         message: Query<Option<String>>,
+        /// Recipients must prove their address (a code emailed to it) before downloading.
+        verify_recipient: Query<Option<bool>>,
         body: RawBody,
     ) -> Result<UploadResponse, ApiError> {
         let core = core(req)?;
@@ -200,6 +202,7 @@ impl FilesApi {
             max_downloads: max_downloads.0,
             password: password.0.map(SecretString::from),
             message: message.0,
+            verify_recipient: verify_recipient.0,
         };
         let body = body.0.into_bytes_stream();
         let uploaded = files::upload(core, &auth.0.user, name, body, share, &meta(req)).await?;

@@ -35,6 +35,10 @@ struct CreateShares {
     password: MaybeUndefined<String>,
     /// A note shown in the email and on the download page.
     message: MaybeUndefined<String>,
+    /// Recipients must prove their address before downloading: the download page emails them
+    /// a six-digit code on request. Needs recipients. Always on under
+    /// `COFFER_REQUIRE_RECIPIENT_VERIFICATION`.
+    verify_recipient: MaybeUndefined<bool>,
 }
 
 /// What to change of a share; a field left out stays as it is.
@@ -52,6 +56,9 @@ struct ShareChange {
     max_downloads: MaybeUndefined<i64>,
     /// A new password (at least 8 characters); `null` or `""` removes it.
     password: MaybeUndefined<String>,
+    /// Whether the recipient must prove their address before downloading (cannot be turned
+    /// off under `COFFER_REQUIRE_RECIPIENT_VERIFICATION`).
+    verify_recipient: MaybeUndefined<bool>,
 }
 
 /// A share as its owner sees it.
@@ -73,6 +80,8 @@ pub struct ShareInfo {
     /// Downloads that delivered the file to its last byte.
     downloads_completed: i32,
     password: bool,
+    /// Whether the recipient must prove their address before downloading.
+    verify_recipient: bool,
     created_at: DateTime<Utc>,
     emailed_at: Option<DateTime<Utc>>,
     /// Why the email failed or the share was cancelled.
@@ -92,6 +101,7 @@ impl From<ShareView> for ShareInfo {
             downloads_used: v.downloads_used,
             downloads_completed: v.downloads_completed,
             password: v.password,
+            verify_recipient: v.verify_recipient,
             created_at: v.created_at,
             emailed_at: v.emailed_at,
             last_error: v.last_error,
@@ -240,6 +250,7 @@ impl SharesApi {
             max_downloads: given(body.max_downloads, "max_downloads")?,
             password: given(body.password, "password")?.map(SecretString::from),
             message: given(body.message, "message")?,
+            verify_recipient: given(body.verify_recipient, "verify_recipient")?,
         };
         let file_id = parse_id(&id.0)?;
         let views = shares::create(core, &auth.0.user, file_id, request, &meta(req)).await?;
@@ -274,8 +285,9 @@ impl SharesApi {
         Ok(RevokeResponse::Revoked)
     }
 
-    /// Change a share: its expiry, download limit or password (audited as `share.changed` with
-    /// the old and new values). A link that has ended (revoked, expired, cancelled) answers 409
+    /// Change a share: its expiry, download limit, password or whether the recipient must
+    /// verify (audited as `share.changed` with the old and new values). A link that has ended
+    /// (revoked, expired, cancelled) answers 409
     #[oai(path = "/shares/:id", method = "patch")]
     async fn change(
         &self,
@@ -291,6 +303,7 @@ impl SharesApi {
             expires_in_hours: given(body.expires_in_hours, "expires_in_hours")?,
             max_downloads: nullable(body.max_downloads),
             password: nullable(body.password).map(|p| p.map(SecretString::from)),
+            verify_recipient: given(body.verify_recipient, "verify_recipient")?,
         };
         let view =
             shares::edit(core(req)?, &auth.0.user, share_id(&id.0)?, edit, &meta(req)).await?;

@@ -92,6 +92,8 @@ pub(super) fn share_form(core: &Core, request: &ShareRequest) -> Value {
         max_downloads => request.max_downloads,
         message => &request.message,
         expiry => expiry_choices(core, Some(request.expires_in_hours)),
+        verify_recipient => request.verify_recipient == Some(true),
+        verify_required => core.config.require_recipient_verification,
     }
 }
 
@@ -241,6 +243,7 @@ pub(super) fn share_context(s: &ShareView) -> Value {
         expires => when(s.expires_at),
         emailed => s.emailed_at.map(when),
         password => s.password,
+        verify => s.verify_recipient,
         last_error => &s.last_error,
     }
 }

@@ -41,6 +41,7 @@ pub async fn create(req: &Request, Path(id): Path<String>, body: Body) -> poem::
     let mut request = ShareRequest {
         recipients: coffer_core::services::shares::split_recipients(&fields.all("recipients")),
         message: fields.given("message").map(str::to_owned),
+        verify_recipient: fields.given("verify_recipient").map(|_| true),
         ..ShareRequest::default()
     };
     let (hours, max) = match expiry_and_limit(&fields) {
@@ -56,6 +57,7 @@ pub async fn create(req: &Request, Path(id): Path<String>, body: Body) -> poem::
         expires_in_hours: request.expires_in_hours,
         max_downloads: request.max_downloads,
         message: request.message.clone(),
+        verify_recipient: request.verify_recipient,
         ..ShareRequest::default()
     };
     request.password = fields
@@ -120,12 +122,14 @@ async fn edit_page(
             share => share_context(&share),
             file_id => share.file_id.to_string(),
             expiry => expiry_choices(core, None),
+            verify_required => core.config.require_recipient_verification,
             error => error,
         },
     ))
 }
 
-/// `GET /app/shares/{id}/edit`: change a share's expiry, download limit or password.
+/// `GET /app/shares/{id}/edit`: change a share's expiry, download limit, password or whether
+/// its recipient must verify.
 #[poem::handler]
 pub async fn edit_form(req: &Request, Path(id): Path<String>) -> poem::Result<Response> {
     let core = super::core(req)?;
@@ -156,6 +160,10 @@ pub async fn edit(req: &Request, Path(id): Path<String>, body: Body) -> poem::Re
         // An empty field is no limit.
         max_downloads: Some(max),
         password,
+        // An unticked box sends nothing: the form says it showed the box.
+        verify_recipient: fields
+            .given("verify_shown")
+            .map(|_| fields.given("verify_recipient").is_some()),
         ..shares::ShareEdit::default()
     };
     match shares::edit(core, &me.session.user, share_id, change, &meta(req)).await {

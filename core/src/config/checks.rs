@@ -171,6 +171,13 @@ impl Settings {
                 "a duration of at least 1s, such as 1m or 30s",
             ));
         }
+        let recipient_verification_ttl = self.recipient_verification_ttl.0;
+        if recipient_verification_ttl < Duration::from_secs(60) {
+            return Err(bad(
+                "COFFER_RECIPIENT_VERIFICATION_TTL",
+                "a duration of at least 1m, such as 12h, 30m or 7d",
+            ));
+        }
         if self.job_max_attempts == 0 {
             return Err(bad(
                 "COFFER_JOB_MAX_ATTEMPTS",
@@ -219,6 +226,8 @@ impl Settings {
             audit_checkpoint_interval: self.audit_checkpoint_interval.0,
             trusted_proxies,
             share_max_ttl: self.share_max_ttl.0,
+            require_recipient_verification: self.require_recipient_verification,
+            recipient_verification_ttl,
             stuck_after: Duration::from_secs(self.sweep_stuck_after_secs),
             job_max_attempts: self.job_max_attempts,
             processing_deadline: self.processing_deadline.0,

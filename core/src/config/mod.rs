@@ -124,6 +124,12 @@ pub struct Config {
     pub audit_checkpoint_interval: Duration,
     /// Longest lifetime a share link may be given.
     pub share_max_ttl: Duration,
+    /// Every share's recipient must prove the address the link was sent to before
+    /// downloading (`COFFER_REQUIRE_RECIPIENT_VERIFICATION`), whatever the share asks.
+    pub require_recipient_verification: bool,
+    /// How long a browser that proved it stays verified for one link
+    /// (`COFFER_RECIPIENT_VERIFICATION_TTL`; never past the link's expiry).
+    pub recipient_verification_ttl: Duration,
     /// A file left this long in `quarantined` or `validated` is re-enqueued by the sweep.
     pub stuck_after: Duration,
     /// Runs of validate and encrypt a file may take before it is rejected as unprocessable

@@ -120,6 +120,10 @@ settings! {
         "a duration of at least 1s, such as 1m or 30s";
     share_max_ttl in "COFFER_SHARE_MAX_TTL": Span = Span::secs(7 * 86_400),
         "a duration such as 7d, 48h or 90m";
+    require_recipient_verification in "COFFER_REQUIRE_RECIPIENT_VERIFICATION": bool = false,
+        "true or false";
+    recipient_verification_ttl in "COFFER_RECIPIENT_VERIFICATION_TTL": Span = Span::secs(12 * 3600),
+        "a duration of at least 1m, such as 12h, 30m or 7d";
     sweep_stuck_after_secs in "COFFER_SWEEP_STUCK_AFTER_SECS": u64 = 120,
         "a number of seconds";
     job_max_attempts in "COFFER_JOB_MAX_ATTEMPTS": u32 = 30,

@@ -211,6 +211,7 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
         max_downloads: row.max_downloads,
         message: row.message.as_deref(),
         password: row.password_hash.is_some(),
+        verify: row.verify_recipient || core.config.require_recipient_verification,
         url: &url,
     };
     let from: lettre::message::Mailbox = core

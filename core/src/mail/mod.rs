@@ -132,6 +132,8 @@ pub struct ShareEmail<'a> {
     pub max_downloads: Option<i32>,
     pub message: Option<&'a str>,
     pub password: bool,
+    /// Whether the page asks the recipient for a code emailed to them before the download.
+    pub verify: bool,
     pub url: &'a str,
 }
 
@@ -180,6 +182,7 @@ pub fn share_message(from: &Mailbox, to: &str, email: &ShareEmail<'_>) -> anyhow
         max_downloads => email.max_downloads,
         message => message,
         password => email.password,
+        verify => email.verify,
         url => email.url,
     };
     let env = templates();
@@ -270,6 +273,34 @@ pub fn invite_message(
 ) -> anyhow::Result<Message> {
     let text = t_with("mail-invite", link_until(link, expires_at));
     account_message(from, to, &t("mail-invite-subject"), text)
+}
+
+/// A code that proves a share's recipient holds the address the link was sent to.
+#[derive(Debug)]
+pub struct CodeEmail<'a> {
+    pub code: &'a str,
+    pub sender: &'a str,
+    pub file_name: &'a str,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The code a recipient asked for on a link's page. The code is in the body only (not the
+/// subject, which lock screens show).
+pub fn recipient_code_message(
+    from: &Mailbox,
+    to: &str,
+    email: &CodeEmail<'_>,
+) -> anyhow::Result<Message> {
+    let text = t_with(
+        "mail-recipient-code",
+        [
+            ("code", Arg::from(email.code)),
+            ("sender", Arg::from(email.sender)),
+            ("name", Arg::from(email.file_name)),
+            ("until", Arg::from(text::date(email.expires_at))),
+        ],
+    );
+    account_message(from, to, &t("mail-recipient-code-subject"), text)
 }
 
 /// The arguments of an account email: its link and when the link stops working.

@@ -11,6 +11,7 @@ fn sample<'a>(name: &'a str, message: Option<&'a str>) -> ShareEmail<'a> {
         max_downloads: Some(3),
         message,
         password: true,
+        verify: true,
         url: "http://127.0.0.1:8080/s/abc",
     }
 }

@@ -85,6 +85,7 @@ pub async fn upload_form(
         max_downloads: share.max_downloads,
         message: share.message.clone(),
         password: None,
+        verify_recipient: share.verify_recipient,
     };
     let refused = |error, no_file| Refused {
         error,
@@ -156,6 +157,18 @@ fn number(name: &str, text: &str) -> Result<i64, ServiceError> {
             [("name", Arg::from(name))],
         ))
     })
+}
+
+/// A checkbox as a browser sends it (`on`), or a flag as a script writes it.
+fn checkbox(name: &str, text: &str) -> Result<bool, ServiceError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(ServiceError::Invalid(t_with(
+            "form-error-not-a-flag",
+            [("name", Arg::from(name))],
+        ))),
+    }
 }
 
 /// How many parts an upload form may have, and how many bytes all its parts but the file may
@@ -257,6 +270,11 @@ async fn read_fields(
             Some("message") => {
                 if let Some(text) = given(text_field(part, 16 * 1024).await?) {
                     share.message = Some(text);
+                }
+            }
+            Some("verify_recipient") => {
+                if let Some(text) = given(text_field(part, 64).await?) {
+                    share.verify_recipient = Some(checkbox("verify_recipient", &text)?);
                 }
             }
             other => {

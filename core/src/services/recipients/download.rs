@@ -31,15 +31,18 @@ impl Opened {
     }
 }
 
-/// Opens a link for a download: it works, the password (if any) is right and the file is
-/// ready. Whether there is a download left to take is [`deliver`]'s to decide.
+/// Opens a link for a download: it works, the browser proved the recipient's address (through
+/// `session`) if the link asks for it, the password (if any) is right and the file is ready.
+/// Whether there is a download left to take is [`deliver`]'s to decide.
 pub async fn open(
     core: &Core,
     raw_token: &str,
     given: Option<SecretString>,
+    session: Option<&str>,
     meta: &RequestMeta,
 ) -> Result<Opened, Refusal> {
     let Resolved { share, file, .. } = resolve(core, raw_token, meta, true).await?;
+    super::verify::require(core, &share, session, meta).await?;
     check_password(core, &share, given, meta).await?;
     if file.status != FileStatus::Ready {
         return Err(Refusal::NotReady);

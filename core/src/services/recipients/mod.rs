@@ -11,12 +11,14 @@ use uuid::Uuid;
 use entity::{file, share, user};
 
 mod download;
+mod verify;
 
 use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::db::by_key;
 use crate::types::{FileStatus, ShareState, Token};
 use crate::{Core, ServiceError, password};
 pub use download::{Opened, deliver, open};
+pub use verify::{CODE_TTL, Verification, Verified, check_code, forget_expired, send_code};
 
 const PASSWORD_WINDOW: Duration = Duration::from_secs(15 * 60);
 const PASSWORD_FAILURES_PER_SHARE: u32 = 5;
@@ -36,6 +38,13 @@ pub enum Refusal {
     InProgress,
     PasswordRequired,
     WrongPassword,
+    /// The link needs its recipient to prove their address first (403).
+    VerificationRequired,
+    /// The code typed is wrong or, with `expired`, no code is waiting (expired, used, or
+    /// never sent) (403).
+    WrongCode {
+        expired: bool,
+    },
     RateLimited(Duration),
     Error(ServiceError),
 }
@@ -58,6 +67,8 @@ pub struct Landing {
     pub ready: bool,
     /// The sender's note, if any.
     pub message: Option<String>,
+    /// Whether the recipient must prove their address, and how far they are.
+    pub verification: Verification,
 }
 
 struct Resolved {
@@ -150,8 +161,9 @@ async fn resolve(
     })
 }
 
-/// The landing page again, for a password retry: neither audited nor counted as a view.
-pub async fn peek(core: &Core, raw_token: &str) -> Option<Landing> {
+/// The landing page again, for a retry (a password, a code): neither audited nor counted as a
+/// view. `session` is the browser's verified session of the link, if it presents one.
+pub async fn peek(core: &Core, raw_token: &str, session: Option<&str>) -> Option<Landing> {
     let token = Token::parse(raw_token)?;
     let by_token = share::Entity::find().filter(share::Column::TokenHash.eq(token.hash()));
     let share = by_key(by_token, &core.db).await.ok()??;
@@ -162,7 +174,10 @@ pub async fn peek(core: &Core, raw_token: &str) -> Option<Landing> {
         .await
         .ok()?
         .filter(|u| !u.disabled)?;
-    Some(landing(sender.email, share, file))
+    let verification = verify::state(core, &share, session).await.ok()?;
+    let mut page = landing(sender.email, share, file);
+    page.verification = verification;
+    Some(page)
 }
 
 fn landing(sender: String, share: share::Model, file: file::Model) -> Landing {
@@ -177,11 +192,18 @@ fn landing(sender: String, share: share::Model, file: file::Model) -> Landing {
         password: share.password_hash.is_some(),
         ready: file.status == FileStatus::Ready,
         message: share.message,
+        verification: Verification::NotNeeded,
     }
 }
 
-/// The landing page of a link; the view is audited.
-pub async fn view(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<Landing, Refusal> {
+/// The landing page of a link; the view is audited. `session` is the browser's verified
+/// session of the link, if it presents one.
+pub async fn view(
+    core: &Core,
+    raw_token: &str,
+    session: Option<&str>,
+    meta: &RequestMeta,
+) -> Result<Landing, Refusal> {
     let Resolved {
         share,
         file,
@@ -195,7 +217,10 @@ pub async fn view(core: &Core, raw_token: &str, meta: &RequestMeta) -> Result<La
                 .from(meta),
         )
         .await?;
-    Ok(landing(sender, share, file))
+    let verification = verify::state(core, &share, session).await?;
+    let mut page = landing(sender, share, file);
+    page.verification = verification;
+    Ok(page)
 }
 
 async fn check_password(

@@ -1,4 +1,5 @@
-//! Changing a share after it went out: its expiry, its download limit, its password; and
+//! Changing a share after it went out: its expiry, its download limit, its password, whether
+//! its recipient must verify; and
 //! sending a recipient a fresh link (the old one stops working). Each change is audited as
 //! `share.changed` with the old and new values (a password only as whether there is one).
 
@@ -11,7 +12,7 @@ use uuid::Uuid;
 
 use entity::{file, share};
 
-use super::request::{download_limit, expiry, link_password};
+use super::request::{download_limit, expiry, link_password, verification};
 use super::{ShareView, spend_email_budget};
 use crate::audit::{Action, Event, RequestMeta};
 use crate::jobs::notify::SendShareEmail;
@@ -31,6 +32,8 @@ pub struct ShareEdit {
     pub max_downloads: Option<Option<i64>>,
     /// `Some(None)` (or an empty password) removes the password.
     pub password: Option<Option<SecretString>>,
+    /// Whether the recipient must prove their address before the download.
+    pub verify_recipient: Option<bool>,
 }
 
 /// The share `share_id` of `owner`, in `txn`, if it still works: a link that has ended
@@ -80,7 +83,11 @@ pub async fn edit(
         Some(checked) => Some(checked?.flatten()),
         None => None,
     };
-    if expires_at.is_none() && max_downloads.is_none() && password.is_none() {
+    if expires_at.is_none()
+        && max_downloads.is_none()
+        && password.is_none()
+        && edit.verify_recipient.is_none()
+    {
         return Err(ServiceError::Invalid(t("share-error-nothing-to-change")));
     }
     // Hashing takes a while: before the transaction.
@@ -116,6 +123,22 @@ pub async fn edit(
         update = update.col_expr(share::Column::PasswordHash, Expr::value(hash.clone()));
         row.password_hash = hash;
     }
+    if let Some(verify) = edit.verify_recipient {
+        let required = core.config.require_recipient_verification;
+        if !verify && required {
+            return Err(ServiceError::Invalid(t("share-error-verify-policy-off")));
+        }
+        // Under the policy the share verifies whatever it says: nothing to record.
+        let verify = verification(verify, row.recipient.is_some(), false)?;
+        if verify != row.verify_recipient && !required {
+            changes.insert(
+                "verify_recipient".into(),
+                change(row.verify_recipient, verify),
+            );
+            update = update.col_expr(share::Column::VerifyRecipient, Expr::value(verify));
+            row.verify_recipient = verify;
+        }
+    }
     if !changes.is_empty() {
         update.exec(&txn).await?;
         Event::new(Action::ShareChanged, owner.actor())
@@ -133,7 +156,7 @@ pub async fn edit(
         // Used up by the new limit: the outbox copy of this link opens nothing any more.
         core.mailer.forget(&share_id.to_string()).await;
     }
-    Ok(ShareView::from_model(row, None, now))
+    Ok(ShareView::from_model(core, row, None, now))
 }
 
 /// Emails the recipient of a live share a fresh link; the old one stops working at once. The
@@ -197,5 +220,5 @@ pub async fn resend(
     row.state = ShareState::Pending;
     row.token_hash = None;
     row.last_error = None;
-    Ok(ShareView::from_model(row, None, Utc::now()))
+    Ok(ShareView::from_model(core, row, None, Utc::now()))
 }

@@ -42,13 +42,16 @@ pub struct ShareView {
     /// Downloads that delivered the file to its last byte.
     pub downloads_completed: i32,
     pub password: bool,
+    /// Whether the recipient must prove their address before the download (the share's
+    /// choice, or `COFFER_REQUIRE_RECIPIENT_VERIFICATION`).
+    pub verify_recipient: bool,
     pub created_at: DateTime<Utc>,
     pub emailed_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
 }
 
 impl ShareView {
-    fn from_model(m: share::Model, url: Option<String>, now: DateTime<Utc>) -> Self {
+    fn from_model(core: &Core, m: share::Model, url: Option<String>, now: DateTime<Utc>) -> Self {
         // A live share past its expiry reads as expired even before the sweep marks it.
         let state = if m.state.is_live() && m.expires_at <= now {
             ShareState::Expired
@@ -66,6 +69,7 @@ impl ShareView {
             downloads_used: m.downloads_used,
             downloads_completed: m.downloads_completed,
             password: m.password_hash.is_some(),
+            verify_recipient: m.verify_recipient || core.config.require_recipient_verification,
             created_at: m.created_at,
             emailed_at: m.emailed_at,
             last_error: m.last_error,
@@ -113,6 +117,7 @@ pub async fn insert(
             downloads_used: 0,
             downloads_completed: 0,
             password_hash: password_hash.clone(),
+            verify_recipient: spec.verify_recipient,
             message: spec.message.clone(),
             last_error: None,
             created_at: now,
@@ -131,12 +136,13 @@ pub async fn insert(
                 "expires_at": model.expires_at,
                 "max_downloads": model.max_downloads,
                 "password": model.password_hash.is_some(),
+                "verify_recipient": model.verify_recipient,
             }))
             .from(meta)
             .record(txn, &core.audit)
             .await?;
         let url = token.as_ref().map(|t| share_url(core, t));
-        views.push(ShareView::from_model(model, url, now));
+        views.push(ShareView::from_model(core, model, url, now));
     }
     Ok(views)
 }
@@ -257,7 +263,7 @@ pub async fn list(core: &Core, owner: &User, file_id: Uuid) -> ServiceResult<Vec
         .all(&core.db)
         .await?
         .into_iter()
-        .map(|m| ShareView::from_model(m, None, now))
+        .map(|m| ShareView::from_model(core, m, None, now))
         .collect())
 }
 
@@ -269,7 +275,7 @@ pub async fn get(core: &Core, owner: &User, share_id: Uuid) -> ServiceResult<Sha
         .one(&core.db)
         .await?
         .ok_or(ServiceError::NotFound("share"))?;
-    Ok(ShareView::from_model(row, None, Utc::now()))
+    Ok(ShareView::from_model(core, row, None, Utc::now()))
 }
 
 /// Revokes a share at once: its link stops working for every later request.

@@ -21,6 +21,9 @@ pub struct ShareRequest {
     pub max_downloads: Option<i64>,
     pub password: Option<SecretString>,
     pub message: Option<String>,
+    /// Whether the recipients must prove their address (a code emailed to it) before the
+    /// download; `COFFER_REQUIRE_RECIPIENT_VERIFICATION` asks it whatever this says.
+    pub verify_recipient: Option<bool>,
 }
 
 /// Recipients may come as repeated fields, or comma-, semicolon- or newline-separated in one.
@@ -42,6 +45,7 @@ pub struct ShareSpec {
     pub(super) max_downloads: Option<i32>,
     pub(super) password: Option<SecretString>,
     pub(super) message: Option<String>,
+    pub(super) verify_recipient: bool,
 }
 
 impl ShareSpec {
@@ -58,11 +62,16 @@ impl ShareRequest {
             && self.max_downloads.is_none()
             && self.password.is_none()
             && self.message.is_none()
+            && self.verify_recipient.is_none()
     }
 
     /// The shares this request asks for, under `COFFER_SHARE_MAX_TTL`.
     pub fn resolve(self, core: &Core) -> ServiceResult<ShareSpec> {
-        Ok(self.parse(core.config.share_max_ttl, Utc::now())?)
+        let rules = Rules {
+            max_ttl: core.config.share_max_ttl,
+            require_verification: core.config.require_recipient_verification,
+        };
+        Ok(self.parse(rules, Utc::now())?)
     }
 
     /// The shares asked for along with an upload: none when no share field was given. Every
@@ -78,7 +87,8 @@ impl ShareRequest {
         self.resolve(core).map(Some)
     }
 
-    fn parse(self, max_ttl: std::time::Duration, now: DateTime<Utc>) -> Result<ShareSpec, Invalid> {
+    fn parse(self, rules: Rules, now: DateTime<Utc>) -> Result<ShareSpec, Invalid> {
+        let max_ttl = rules.max_ttl;
         let bad = |m: String| Invalid(m);
         let mut recipients: Vec<EmailAddress> = Vec::new();
         for raw in &self.recipients {
@@ -122,13 +132,43 @@ impl ShareRequest {
             }
             other => other,
         };
+        let verify_recipient = verification(
+            self.verify_recipient.unwrap_or(false),
+            !recipients.is_empty(),
+            rules.require_verification,
+        )?;
         Ok(ShareSpec {
             recipients,
             expires_at,
             max_downloads,
             password,
             message,
+            verify_recipient,
         })
+    }
+}
+
+/// What the server's configuration asks of every share.
+#[derive(Debug, Clone, Copy)]
+struct Rules {
+    /// `COFFER_SHARE_MAX_TTL`.
+    max_ttl: std::time::Duration,
+    /// `COFFER_REQUIRE_RECIPIENT_VERIFICATION`.
+    require_verification: bool,
+}
+
+/// Whether a share's recipient must verify: when asked, or always under the admin's policy. A
+/// link without recipient cannot be verified (there is no address to send a code to), so it is
+/// refused where verification is asked for or required.
+pub(super) fn verification(
+    asked: bool,
+    has_recipient: bool,
+    required: bool,
+) -> Result<bool, Invalid> {
+    match (asked || required, has_recipient) {
+        (true, false) if required => Err(Invalid(t("share-error-verify-policy"))),
+        (true, false) => Err(Invalid(t("share-error-verify-no-recipient"))),
+        (verify, _) => Ok(verify),
     }
 }
 
@@ -211,6 +251,13 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn rules(max_ttl: Duration, require_verification: bool) -> Rules {
+        Rules {
+            max_ttl,
+            require_verification,
+        }
+    }
+
     fn request() -> ShareRequest {
         ShareRequest {
             recipients: vec![
@@ -226,7 +273,7 @@ mod tests {
     fn parses_and_dedupes_recipients_with_a_default_expiry() {
         let now = Utc::now();
         let spec = request()
-            .parse(Duration::from_secs(7 * 86_400), now)
+            .parse(rules(Duration::from_secs(7 * 86_400), false), now)
             .expect("valid");
         assert_eq!(spec.recipients.len(), 2);
         assert_eq!(spec.expires_at, now + chrono::Duration::days(7));
@@ -289,15 +336,59 @@ mod tests {
         ];
         for case in cases {
             let shown = format!("{case:?}");
-            assert!(case.parse(ttl, now).is_err(), "{shown}");
+            assert!(case.parse(rules(ttl, false), now).is_err(), "{shown}");
         }
         assert!(
             ShareRequest {
                 expires_in_hours: Some(48),
                 ..request()
             }
-            .parse(ttl, now)
+            .parse(rules(ttl, false), now)
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn verification_is_asked_or_required_and_needs_a_recipient() {
+        let now = Utc::now();
+        let ttl = Duration::from_secs(48 * 3600);
+        let asked = ShareRequest {
+            verify_recipient: Some(true),
+            ..request()
+        };
+        assert!(
+            asked
+                .parse(rules(ttl, false), now)
+                .expect("valid")
+                .verify_recipient
+        );
+        // The policy wins over a share that says no.
+        let declined = ShareRequest {
+            verify_recipient: Some(false),
+            ..request()
+        };
+        assert!(
+            declined
+                .parse(rules(ttl, true), now)
+                .expect("valid")
+                .verify_recipient
+        );
+        assert!(
+            !request()
+                .parse(rules(ttl, false), now)
+                .expect("valid")
+                .verify_recipient
+        );
+        // No recipient, no address to send a code to.
+        let nobody = ShareRequest {
+            verify_recipient: Some(true),
+            ..ShareRequest::default()
+        };
+        assert!(nobody.parse(rules(ttl, false), now).is_err());
+        assert!(
+            ShareRequest::default()
+                .parse(rules(ttl, true), now)
+                .is_err()
         );
     }
 }

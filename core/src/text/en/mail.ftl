@@ -20,7 +20,19 @@ mail-share-download-here = Download it here:
 mail-share-open = Open the download page
 mail-share-copy-link = Or copy this link: { $url }
 mail-share-password = The link is protected by a password. { $sender } will give it to you separately.
+mail-share-verify = Before the download, the page asks you for a code that Coffer emails to this address, to make sure the file reaches you alone.
 mail-share-for-you-alone = This link is for you alone: every download through it is recorded.
+
+## The recipient's code
+
+mail-recipient-code-subject = Your code to open a file shared through Coffer
+mail-recipient-code =
+    Your code to open “{ $name }”, which { $sender } shared with you:
+
+        { $code }
+
+    Type it on the download page, in the browser where you asked for it. It works once, until { $until }.
+    If you did not ask for a code, you need do nothing: without it nobody can download the file with your link.
 
 ## Account emails
 

@@ -37,6 +37,14 @@ landing-shared-with-you = shared this file with you.
 landing-link-expires = Link expires
 landing-downloads-left = Downloads left
 landing-password-hint = { $sender } will have given you the password separately.
+landing-verify-heading = Confirm it is you
+landing-verify-intro = The sender asks you to confirm that this link reached you before you download. Coffer will email a six-digit code to { $to }, the address the link was sent to.
+landing-verify-send = Email me a code
+landing-verify-sent = A code is on its way to { $to }. Type it here within { $minutes } minutes.
+landing-verify-code = Code from the email
+landing-verify-confirm = Confirm
+landing-verify-resend = Email me a new code
+landing-verify-nobody = This link may only be opened by the person it was sent to, and it was sent to nobody. Ask the sender for a new link.
 landing-not-ready = The file is still being checked and encrypted. This page refreshes by itself; the download appears in a moment.
 
 ## api/templates/app/layout.html
@@ -238,6 +246,7 @@ file-share-used-up = (used up)
 # $when is a date.
 file-share-expires = expires { $when }
 file-share-password = password
+file-share-verify = code by email
 file-share-emailed = emailed { $when }
 file-revoke = Revoke
 # Read by screen readers after “Revoke”.
@@ -262,6 +271,9 @@ share-fields-max-downloads = Downloads per link
 share-fields-max-downloads-hint = Leave empty for no limit.
 share-fields-password = Password for the links
 share-fields-password-hint = Optional, at least 8 characters. Tell it to the recipients another way (by phone, say).
+share-fields-verify = Recipients confirm their address with a code
+share-fields-verify-hint = Before downloading, each recipient asks for a six-digit code on the download page and types it in: only someone who reads their email can open the link.
+share-fields-verify-required = Recipients confirm their address with a code emailed to them before downloading: this server requires it.
 share-fields-message = Message
 
 ## api/templates/app/delete.html
