@@ -58,6 +58,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/app/sessions.html"),
     ),
     (
+        "app/preferences.html",
+        include_str!("../templates/app/preferences.html"),
+    ),
+    (
         "app/forgot_password.html",
         include_str!("../templates/app/forgot_password.html"),
     ),

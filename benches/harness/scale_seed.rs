@@ -263,6 +263,7 @@ fn share_row(
         downloads_completed: Set((n % 4) as i32),
         password_hash: Set(None),
         verify_recipient: Set(false),
+        receipts: Set(false),
         message: Set(None),
         last_error: Set(None),
         created_at: Set(created),

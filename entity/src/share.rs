@@ -26,6 +26,8 @@ pub struct Model {
     /// Whether the recipient must prove the address the link was sent to (a code emailed to
     /// it) before downloading; `COFFER_REQUIRE_RECIPIENT_VERIFICATION` asks it of every share.
     pub verify_recipient: bool,
+    /// Whether the owner is emailed a receipt when a recipient completes a download.
+    pub receipts: bool,
     pub message: Option<String>,
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,

@@ -21,6 +21,7 @@ mod m20261206_000003_second_factor;
 mod m20261207_000001_single_sign_on;
 mod m20261208_000001_completed_downloads;
 mod m20261209_000001_recipient_verification;
+mod m20261209_000002_download_receipts;
 
 pub struct Migrator;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_single_sign_on::Migration),
             Box::new(m20261208_000001_completed_downloads::Migration),
             Box::new(m20261209_000001_recipient_verification::Migration),
+            Box::new(m20261209_000002_download_receipts::Migration),
         ]
     }
 }

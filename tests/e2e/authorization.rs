@@ -122,6 +122,8 @@ const API_ROWS: &[Row] = &[
         [401, 403, 403, 204],
     ),
     row("GET", "/api/v1/me/sessions", [401, 200, 200, 200]),
+    row("GET", "/api/v1/me/preferences", [401, 200, 200, 200]),
+    row("PATCH", "/api/v1/me/preferences", [401, 200, 200, 200]),
     // A spare session of the owner's.
     row("DELETE", "/api/v1/me/sessions/{id}", [401, 404, 204, 404]),
     // Signs the caller out everywhere: run last (see LAST).
@@ -221,6 +223,8 @@ const PAGE_ROWS: &[Row] = &[
     // Posted without the password fields: refused, nothing changes.
     page("POST", "/app/password", [303, 422, 422, 422]),
     page("GET", "/app/sessions", [303, 200, 200, 200]),
+    page("GET", "/app/preferences", [303, 200, 200, 200]),
+    page("POST", "/app/preferences", [303, 303, 303, 303]),
     // Another spare session of the owner's.
     page("POST", "/app/sessions/{id}/end", [303, 404, 303, 404]),
     // Signs the caller out everywhere: run last (see LAST).
@@ -523,6 +527,9 @@ impl World {
             // The policy as it is (open: the signup row above must keep working).
             ("PATCH", "/api/v1/admin/settings") => request.json(&json!({ "signup": "open" })),
             ("PATCH", "/api/v1/shares/{id}") => request.json(&json!({ "max_downloads": 50 })),
+            ("PATCH", "/api/v1/me/preferences") => {
+                request.json(&json!({ "receipts_daily": false }))
+            }
             ("PATCH", _) => request.json(&json!({ "disabled": false })),
             ("POST", "/api/v1/admin/invites") => request.json(&json!({
                 "email": format!("invited-{}@example.org", uuid::Uuid::new_v4().simple()),
@@ -859,6 +866,8 @@ const GRANTS: &[(&str, &str, Grant)] = &[
     ("DELETE", "/api/v1/me/mfa", Grant::SessionOnly),
     ("DELETE", "/api/v1/admin/users/{id}/mfa", Grant::SessionOnly),
     ("GET", "/api/v1/me/sessions", Grant::SessionOnly),
+    ("GET", "/api/v1/me/preferences", Grant::Any),
+    ("PATCH", "/api/v1/me/preferences", Grant::SessionOnly),
     ("DELETE", "/api/v1/me/sessions/{id}", Grant::SessionOnly),
     ("DELETE", "/api/v1/me/sessions", Grant::SessionOnly),
     ("POST", "/api/v1/me/tokens", Grant::SessionOnly),

@@ -30,6 +30,7 @@ mod oidc;
 mod outages;
 mod pipeline;
 mod processes;
+mod receipts;
 mod recipient_downloads;
 mod recipient_verification;
 mod scale;

@@ -191,6 +191,8 @@ impl FilesApi {
         message: Query<Option<String>>,
         /// Recipients must prove their address (a code emailed to it) before downloading.
         verify_recipient: Query<Option<bool>>,
+        /// Email me when a recipient completes a download (default: my preferences).
+        receipts: Query<Option<bool>>,
         body: RawBody,
     ) -> Result<UploadResponse, ApiError> {
         let core = core(req)?;
@@ -203,6 +205,7 @@ impl FilesApi {
             password: password.0.map(SecretString::from),
             message: message.0,
             verify_recipient: verify_recipient.0,
+            receipts: receipts.0,
         };
         let body = body.0.into_bytes_stream();
         let uploaded = files::upload(core, &auth.0.user, name, body, share, &meta(req)).await?;

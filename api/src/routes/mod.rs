@@ -5,6 +5,7 @@ pub mod files;
 pub mod health;
 pub mod mfa;
 pub mod oidc;
+pub mod preferences;
 pub mod recipient;
 pub mod sessions;
 pub mod settings;

@@ -39,6 +39,9 @@ struct CreateShares {
     /// a six-digit code on request. Needs recipients. Always on under
     /// `COFFER_REQUIRE_RECIPIENT_VERIFICATION`.
     verify_recipient: MaybeUndefined<bool>,
+    /// Email me when a recipient completes a download. Left out: as my preferences say
+    /// (`GET /api/v1/me/preferences`).
+    receipts: MaybeUndefined<bool>,
 }
 
 /// What to change of a share; a field left out stays as it is.
@@ -59,6 +62,8 @@ struct ShareChange {
     /// Whether the recipient must prove their address before downloading (cannot be turned
     /// off under `COFFER_REQUIRE_RECIPIENT_VERIFICATION`).
     verify_recipient: MaybeUndefined<bool>,
+    /// Whether the owner is emailed when a recipient completes a download.
+    receipts: MaybeUndefined<bool>,
 }
 
 /// A share as its owner sees it.
@@ -82,6 +87,8 @@ pub struct ShareInfo {
     password: bool,
     /// Whether the recipient must prove their address before downloading.
     verify_recipient: bool,
+    /// Whether the owner is emailed when a recipient completes a download.
+    receipts: bool,
     created_at: DateTime<Utc>,
     emailed_at: Option<DateTime<Utc>>,
     /// Why the email failed or the share was cancelled.
@@ -102,6 +109,7 @@ impl From<ShareView> for ShareInfo {
             downloads_completed: v.downloads_completed,
             password: v.password,
             verify_recipient: v.verify_recipient,
+            receipts: v.receipts,
             created_at: v.created_at,
             emailed_at: v.emailed_at,
             last_error: v.last_error,
@@ -251,6 +259,7 @@ impl SharesApi {
             password: given(body.password, "password")?.map(SecretString::from),
             message: given(body.message, "message")?,
             verify_recipient: given(body.verify_recipient, "verify_recipient")?,
+            receipts: given(body.receipts, "receipts")?,
         };
         let file_id = parse_id(&id.0)?;
         let views = shares::create(core, &auth.0.user, file_id, request, &meta(req)).await?;
@@ -285,8 +294,8 @@ impl SharesApi {
         Ok(RevokeResponse::Revoked)
     }
 
-    /// Change a share: its expiry, download limit, password or whether the recipient must
-    /// verify (audited as `share.changed` with the old and new values). A link that has ended
+    /// Change a share: its expiry, download limit, password, whether the recipient must verify
+    /// or whether it sends receipts (audited as `share.changed` with the old and new values). A link that has ended
     /// (revoked, expired, cancelled) answers 409
     #[oai(path = "/shares/:id", method = "patch")]
     async fn change(
@@ -304,6 +313,7 @@ impl SharesApi {
             max_downloads: nullable(body.max_downloads),
             password: nullable(body.password).map(|p| p.map(SecretString::from)),
             verify_recipient: given(body.verify_recipient, "verify_recipient")?,
+            receipts: given(body.receipts, "receipts")?,
         };
         let view =
             shares::edit(core(req)?, &auth.0.user, share_id(&id.0)?, edit, &meta(req)).await?;

@@ -2,6 +2,7 @@
 //! file's page with its shares, the download and deletion.
 
 use coffer_core::services::files::{self, Blanks, FileView, FormParts as _};
+use coffer_core::services::receipts;
 use coffer_core::services::shares::{self, ShareRequest, ShareView};
 use coffer_core::text::{self, Arg, t, t_with};
 use coffer_core::types::{FileStatus, ShareState};
@@ -93,6 +94,7 @@ pub(super) fn share_form(core: &Core, request: &ShareRequest) -> Value {
         message => &request.message,
         expiry => expiry_choices(core, Some(request.expires_in_hours)),
         verify_recipient => request.verify_recipient == Some(true),
+        receipts => request.receipts == Some(true),
         verify_required => core.config.require_recipient_verification,
     }
 }
@@ -149,13 +151,20 @@ fn upload_form(
 pub async fn upload_page(req: &Request) -> poem::Result<Response> {
     let core = core(req)?;
     let me = SignedIn::from_view(req, core).await?;
-    Ok(upload_form(
-        core,
-        &me,
-        StatusCode::OK,
-        &ShareRequest::default(),
-        None,
-    ))
+    let fresh = fresh_share(core, &me).await?;
+    Ok(upload_form(core, &me, StatusCode::OK, &fresh, None))
+}
+
+/// The share fields of a form not yet filled in: the receipts box as the user's preference
+/// sets it.
+async fn fresh_share(core: &Core, me: &SignedIn) -> poem::Result<ShareRequest> {
+    let preferences = receipts::preferences(core, me.session.user.id)
+        .await
+        .map_err(|e| page::service_error(Some(me), e))?;
+    Ok(ShareRequest {
+        receipts: Some(preferences.on_new_shares),
+        ..ShareRequest::default()
+    })
 }
 
 /// `POST /app/files`: the upload form, read by core as `POST /api/v1/files` is. Its first part
@@ -244,6 +253,7 @@ pub(super) fn share_context(s: &ShareView) -> Value {
         emailed => s.emailed_at.map(when),
         password => s.password,
         verify => s.verify_recipient,
+        receipts => s.receipts,
         last_error => &s.last_error,
     }
 }
@@ -283,15 +293,8 @@ pub async fn details(req: &Request, Path(id): Path<String>) -> poem::Result<Resp
     let core = core(req)?;
     let me = SignedIn::from_view(req, core).await?;
     let id = page::parse_id(&me, &id, "file")?;
-    details_page(
-        core,
-        &me,
-        id,
-        StatusCode::OK,
-        &ShareRequest::default(),
-        None,
-    )
-    .await
+    let fresh = fresh_share(core, &me).await?;
+    details_page(core, &me, id, StatusCode::OK, &fresh, None).await
 }
 
 /// The owner's download, as `GET /api/v1/files/{id}/content` answers it: with `Range` and

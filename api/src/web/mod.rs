@@ -11,6 +11,7 @@ mod emailed_links;
 mod files;
 mod mfa;
 mod page;
+mod preferences;
 pub(crate) mod session;
 mod sessions;
 mod shares;
@@ -42,6 +43,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/app/password", "GET, POST"),
     ("/app/tokens", "GET, POST"),
     ("/app/sessions", "GET"),
+    ("/app/preferences", "GET, POST"),
     ("/app/mfa", "GET"),
     ("/app/mfa/start", "POST"),
     ("/app/mfa/confirm", "POST"),
@@ -101,6 +103,10 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
         .at("/tokens", get(tokens::list).post(tokens::create))
         .at("/tokens/:id/revoke", post(tokens::revoke))
         .at("/sessions", get(sessions::list))
+        .at(
+            "/preferences",
+            get(preferences::show).post(preferences::save),
+        )
         .at("/mfa", get(mfa::page_view))
         .at("/mfa/start", post(mfa::start))
         .at("/mfa/confirm", post(mfa::confirm))

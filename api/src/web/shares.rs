@@ -42,6 +42,10 @@ pub async fn create(req: &Request, Path(id): Path<String>, body: Body) -> poem::
         recipients: coffer_core::services::shares::split_recipients(&fields.all("recipients")),
         message: fields.given("message").map(str::to_owned),
         verify_recipient: fields.given("verify_recipient").map(|_| true),
+        // An unticked box sends nothing: the form says it showed the box.
+        receipts: fields
+            .given("receipts_shown")
+            .map(|_| fields.given("receipts").is_some()),
         ..ShareRequest::default()
     };
     let (hours, max) = match expiry_and_limit(&fields) {
@@ -58,6 +62,7 @@ pub async fn create(req: &Request, Path(id): Path<String>, body: Body) -> poem::
         max_downloads: request.max_downloads,
         message: request.message.clone(),
         verify_recipient: request.verify_recipient,
+        receipts: request.receipts,
         ..ShareRequest::default()
     };
     request.password = fields
@@ -164,6 +169,9 @@ pub async fn edit(req: &Request, Path(id): Path<String>, body: Body) -> poem::Re
         verify_recipient: fields
             .given("verify_shown")
             .map(|_| fields.given("verify_recipient").is_some()),
+        receipts: fields
+            .given("receipts_shown")
+            .map(|_| fields.given("receipts").is_some()),
         ..shares::ShareEdit::default()
     };
     match shares::edit(core, &me.session.user, share_id, change, &meta(req)).await {

@@ -1,6 +1,7 @@
 //! The sweep, run every `COFFER_SWEEP_INTERVAL_SECS` by each worker: re-enqueues what a lost
 //! enqueue, a wiped Redis or a killed worker left behind, marks expired shares, forgets
-//! recipients' expired codes and verified sessions, and vacuums the queue.
+//! recipients' expired codes and verified sessions, sends the download receipts that wait, and
+//! vacuums the queue.
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
@@ -47,6 +48,7 @@ pub async fn sweep(core: &Core) -> Result<usize, JobError> {
     }
     crate::services::shares::expire(core).await?;
     crate::services::recipients::forget_expired(core).await?;
+    crate::services::receipts::sweep(core).await?;
     super::notify::sweep(core).await?;
     super::rewrap::sweep(core).await?;
     match core.queue.vacuum(FINISHED_TASKS_KEPT).await {

@@ -10,6 +10,10 @@ use minijinja::{Environment, context};
 use crate::config::Config;
 use crate::text::{self, Arg, t, t_with};
 
+mod receipts;
+
+pub use receipts::{Receipt, receipts_message};
+
 #[derive(Clone)]
 pub enum Mailer {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),

@@ -9,6 +9,7 @@ pub mod mfa;
 pub mod oidc;
 pub mod orphans;
 pub mod password_reset;
+pub mod receipts;
 pub mod recipients;
 pub mod rotation;
 pub mod shares;

@@ -76,7 +76,10 @@ pub async fn upload_form(
     let mut share = form.share;
     share.recipients = split_recipients(&share.recipients);
     if blanks == Blanks::NotGiven && share.recipients.is_empty() {
+        // A web form's select and boxes always hold a value: defaults, until there are
+        // recipients.
         share.expires_in_hours = None;
+        share.receipts = None;
     }
     let kept = ShareRequest {
         recipients: share.recipients.clone(),
@@ -86,6 +89,7 @@ pub async fn upload_form(
         message: share.message.clone(),
         password: None,
         verify_recipient: share.verify_recipient,
+        receipts: share.receipts,
     };
     let refused = |error, no_file| Refused {
         error,
@@ -275,6 +279,17 @@ async fn read_fields(
             Some("verify_recipient") => {
                 if let Some(text) = given(text_field(part, 64).await?) {
                     share.verify_recipient = Some(checkbox("verify_recipient", &text)?);
+                }
+            }
+            Some("receipts") => {
+                if let Some(text) = given(text_field(part, 64).await?) {
+                    share.receipts = Some(checkbox("receipts", &text)?);
+                }
+            }
+            // The web form says it showed the receipts box: unticked, it sends nothing.
+            Some("receipts_shown") => {
+                if given(text_field(part, 64).await?).is_some() {
+                    share.receipts.get_or_insert(false);
                 }
             }
             other => {

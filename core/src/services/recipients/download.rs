@@ -15,6 +15,7 @@ use super::{Refusal, Resolved, check_password, deny, gone_reason, resolve, used_
 use crate::audit::{Action, Actor, Change, Event, Outcome, RequestMeta};
 use crate::db::by_key;
 use crate::services::files::{Content, Delivery, FileView, open_ready};
+use crate::services::receipts;
 use crate::types::FileStatus;
 use crate::{Core, ServiceError};
 
@@ -102,6 +103,14 @@ pub async fn deliver(
         }
     }
     let size = u64::try_from(file.size).unwrap_or(0);
+    let receipt = share.receipts.then(|| receipts::Download {
+        owner: share.owner_id,
+        share: share.id,
+        file_name: file.name.clone(),
+        recipient: share.recipient.clone(),
+        at: Utc::now(),
+        meta: meta.clone(),
+    });
     let transfer = Transfer {
         core: core.clone(),
         share: share.id,
@@ -113,6 +122,7 @@ pub async fn deliver(
         reaches_end: range.is_none_or(|(_, end)| end + 1 >= size),
         delivered: 0,
         meta: meta.clone(),
+        receipt,
     };
     match open_ready(core, &file, range, Actor::Recipient(share.id), meta).await {
         Ok(body) => Ok(Content {
@@ -166,6 +176,8 @@ struct Transfer {
     /// length it announced, so a transfer is complete when it handed over all of them.
     delivered: u64,
     meta: RequestMeta,
+    /// The receipt its owner is sent if it completes (when the share asks for receipts).
+    receipt: Option<receipts::Download>,
 }
 
 impl Transfer {
@@ -214,6 +226,10 @@ impl Drop for Transfer {
             Change::ReleaseDownload { share: self.share }
         });
         let (core, share, last) = (self.core.clone(), self.share, self.last && completed);
+        let receipt = self.receipt.take().filter(|_| completed).map(|mut r| {
+            r.at = Utc::now();
+            r
+        });
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(%share, "a download ended outside the runtime: its end is not recorded");
             return;
@@ -225,6 +241,11 @@ impl Drop for Transfer {
             };
             if let Err(err) = recorded {
                 tracing::warn!(%share, error = %err, "could not record the end of a download");
+            }
+            if let Some(receipt) = receipt
+                && let Err(err) = receipts::record(&core, receipt).await
+            {
+                tracing::warn!(%share, error = %err, "could not keep a download receipt");
             }
             if last {
                 // The last download: the outbox copy of this link opens nothing any more.

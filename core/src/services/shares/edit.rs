@@ -1,5 +1,5 @@
 //! Changing a share after it went out: its expiry, its download limit, its password, whether
-//! its recipient must verify; and
+//! its recipient must verify, whether it sends receipts; and
 //! sending a recipient a fresh link (the old one stops working). Each change is audited as
 //! `share.changed` with the old and new values (a password only as whether there is one).
 
@@ -34,6 +34,8 @@ pub struct ShareEdit {
     pub password: Option<Option<SecretString>>,
     /// Whether the recipient must prove their address before the download.
     pub verify_recipient: Option<bool>,
+    /// Whether the owner is emailed when a recipient completes a download.
+    pub receipts: Option<bool>,
 }
 
 /// The share `share_id` of `owner`, in `txn`, if it still works: a link that has ended
@@ -87,6 +89,7 @@ pub async fn edit(
         && max_downloads.is_none()
         && password.is_none()
         && edit.verify_recipient.is_none()
+        && edit.receipts.is_none()
     {
         return Err(ServiceError::Invalid(t("share-error-nothing-to-change")));
     }
@@ -138,6 +141,11 @@ pub async fn edit(
             update = update.col_expr(share::Column::VerifyRecipient, Expr::value(verify));
             row.verify_recipient = verify;
         }
+    }
+    if let Some(receipts) = edit.receipts.filter(|r| *r != row.receipts) {
+        changes.insert("receipts".into(), change(row.receipts, receipts));
+        update = update.col_expr(share::Column::Receipts, Expr::value(receipts));
+        row.receipts = receipts;
     }
     if !changes.is_empty() {
         update.exec(&txn).await?;

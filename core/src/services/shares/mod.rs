@@ -45,6 +45,8 @@ pub struct ShareView {
     /// Whether the recipient must prove their address before the download (the share's
     /// choice, or `COFFER_REQUIRE_RECIPIENT_VERIFICATION`).
     pub verify_recipient: bool,
+    /// Whether the owner is emailed when a recipient completes a download.
+    pub receipts: bool,
     pub created_at: DateTime<Utc>,
     pub emailed_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
@@ -70,6 +72,7 @@ impl ShareView {
             downloads_completed: m.downloads_completed,
             password: m.password_hash.is_some(),
             verify_recipient: m.verify_recipient || core.config.require_recipient_verification,
+            receipts: m.receipts,
             created_at: m.created_at,
             emailed_at: m.emailed_at,
             last_error: m.last_error,
@@ -88,7 +91,10 @@ pub async fn insert(
     prepared: Prepared,
     meta: &RequestMeta,
 ) -> ServiceResult<Vec<ShareView>> {
-    let password_hash = prepared.password_hash;
+    let Prepared {
+        password_hash,
+        receipts,
+    } = prepared;
     let now = Utc::now();
     let targets: Vec<Option<&EmailAddress>> = if spec.recipients.is_empty() {
         vec![None]
@@ -118,6 +124,7 @@ pub async fn insert(
             downloads_completed: 0,
             password_hash: password_hash.clone(),
             verify_recipient: spec.verify_recipient,
+            receipts,
             message: spec.message.clone(),
             last_error: None,
             created_at: now,
@@ -137,6 +144,7 @@ pub async fn insert(
                 "max_downloads": model.max_downloads,
                 "password": model.password_hash.is_some(),
                 "verify_recipient": model.verify_recipient,
+                "receipts": model.receipts,
             }))
             .from(meta)
             .record(txn, &core.audit)
@@ -189,10 +197,12 @@ async fn spend_email_budget(
 }
 
 /// What [`insert`] needs done before its transaction: the emails taken from the owner's daily
-/// budget, and the password hashed.
+/// budget, the password hashed, and whether the shares ask for receipts (the owner's
+/// preference, unless the request said).
 #[derive(Debug)]
 pub struct Prepared {
     password_hash: Option<String>,
+    receipts: bool,
 }
 
 /// Readies `spec` for [`insert`], outside any transaction (the budget's refusal is audited on
@@ -212,7 +222,18 @@ pub async fn prepare(
         Some(p) => Some(password::hash(p.clone()).await?),
         None => None,
     };
-    Ok(Prepared { password_hash })
+    let receipts = match spec.receipts {
+        Some(asked) => asked,
+        None => {
+            super::receipts::preferences(core, owner.id)
+                .await?
+                .on_new_shares
+        }
+    };
+    Ok(Prepared {
+        password_hash,
+        receipts,
+    })
 }
 
 /// Shares an existing file. Links for recipients go out at once if the file is ready, or the

@@ -24,6 +24,9 @@ pub struct ShareRequest {
     /// Whether the recipients must prove their address (a code emailed to it) before the
     /// download; `COFFER_REQUIRE_RECIPIENT_VERIFICATION` asks it whatever this says.
     pub verify_recipient: Option<bool>,
+    /// Whether the owner is emailed when a recipient completes a download; left out, the
+    /// owner's preference decides.
+    pub receipts: Option<bool>,
 }
 
 /// Recipients may come as repeated fields, or comma-, semicolon- or newline-separated in one.
@@ -46,6 +49,8 @@ pub struct ShareSpec {
     pub(super) password: Option<SecretString>,
     pub(super) message: Option<String>,
     pub(super) verify_recipient: bool,
+    /// `None`: as the owner's preference says.
+    pub(super) receipts: Option<bool>,
 }
 
 impl ShareSpec {
@@ -63,6 +68,7 @@ impl ShareRequest {
             && self.password.is_none()
             && self.message.is_none()
             && self.verify_recipient.is_none()
+            && self.receipts.is_none()
     }
 
     /// The shares this request asks for, under `COFFER_SHARE_MAX_TTL`.
@@ -144,6 +150,7 @@ impl ShareRequest {
             password,
             message,
             verify_recipient,
+            receipts: self.receipts,
         })
     }
 }
@@ -350,45 +357,28 @@ mod tests {
 
     #[test]
     fn verification_is_asked_or_required_and_needs_a_recipient() {
-        let now = Utc::now();
         let ttl = Duration::from_secs(48 * 3600);
-        let asked = ShareRequest {
-            verify_recipient: Some(true),
-            ..request()
-        };
-        assert!(
+        let verifies = |verify: Option<bool>, recipients: bool, policy: bool| {
+            let base = if recipients {
+                request()
+            } else {
+                ShareRequest::default()
+            };
+            let asked = ShareRequest {
+                verify_recipient: verify,
+                ..base
+            };
             asked
-                .parse(rules(ttl, false), now)
-                .expect("valid")
-                .verify_recipient
-        );
+                .parse(rules(ttl, policy), Utc::now())
+                .map(|s| s.verify_recipient)
+                .ok()
+        };
+        assert_eq!(verifies(Some(true), true, false), Some(true));
+        assert_eq!(verifies(None, true, false), Some(false));
         // The policy wins over a share that says no.
-        let declined = ShareRequest {
-            verify_recipient: Some(false),
-            ..request()
-        };
-        assert!(
-            declined
-                .parse(rules(ttl, true), now)
-                .expect("valid")
-                .verify_recipient
-        );
-        assert!(
-            !request()
-                .parse(rules(ttl, false), now)
-                .expect("valid")
-                .verify_recipient
-        );
+        assert_eq!(verifies(Some(false), true, true), Some(true));
         // No recipient, no address to send a code to.
-        let nobody = ShareRequest {
-            verify_recipient: Some(true),
-            ..ShareRequest::default()
-        };
-        assert!(nobody.parse(rules(ttl, false), now).is_err());
-        assert!(
-            ShareRequest::default()
-                .parse(rules(ttl, true), now)
-                .is_err()
-        );
+        assert_eq!(verifies(Some(true), false, false), None);
+        assert_eq!(verifies(None, false, true), None);
     }
 }

@@ -70,3 +70,16 @@ mail-invite =
     Create it here: { $link }
 
     The link works for this address only, once, until { $until }. If you did not expect it, you need do nothing.
+
+## Download receipts (core/src/mail/receipts.rs)
+
+mail-receipt-subject-one = { $recipient } downloaded “{ $name }”
+mail-receipt-subject-many = { $count } downloads of files you shared
+mail-receipt-digest-intro = Complete downloads of files you shared, since the last of these emails:
+mail-receipt-someone = Someone with the link
+mail-receipt-line = { $recipient } downloaded “{ $name }” to the end.
+mail-receipt-when = When: { $when }
+mail-receipt-from = From: { $address } ({ $agent })
+mail-receipt-footer =
+    You get this email because your shares ask for download receipts. Each share's access report in Coffer lists every view and download.
+    Change how receipts come at { $link }.

@@ -56,6 +56,7 @@ layout-nav-keys = Keys
 layout-nav-tokens = API tokens
 layout-nav-sessions = Sessions
 layout-nav-mfa = Second factor
+layout-nav-preferences = Preferences
 layout-sign-out = Sign out
 layout-footer = Coffer · secure file sharing
 
@@ -247,6 +248,7 @@ file-share-used-up = (used up)
 file-share-expires = expires { $when }
 file-share-password = password
 file-share-verify = code by email
+file-share-receipts = receipts
 file-share-emailed = emailed { $when }
 file-revoke = Revoke
 # Read by screen readers after “Revoke”.
@@ -274,6 +276,8 @@ share-fields-password-hint = Optional, at least 8 characters. Tell it to the rec
 share-fields-verify = Recipients confirm their address with a code
 share-fields-verify-hint = Before downloading, each recipient asks for a six-digit code on the download page and types it in: only someone who reads their email can open the link.
 share-fields-verify-required = Recipients confirm their address with a code emailed to them before downloading: this server requires it.
+share-fields-receipts = Email me when a recipient has downloaded
+share-fields-receipts-hint = Who, which file, when and from where; at once, or once a day as your preferences say.
 share-fields-message = Message
 
 ## api/templates/app/delete.html
@@ -431,3 +435,15 @@ share-edit-password-hint = Leave empty to keep the password as it is. Tell the r
 share-edit-remove-password = Remove the password
 share-edit-save = Save changes
 share-edit-ended = This link has ended and cannot be changed. Share the file again instead.
+
+## api/templates/app/preferences.html
+
+preferences-title = Preferences
+preferences-saved = Saved.
+preferences-receipts = Download receipts
+preferences-receipts-hint = A share that asks for receipts emails you when a recipient completes a download: who, which file, when and from where.
+preferences-on-new-shares = New shares ask for receipts
+preferences-how-often = How receipts come
+preferences-each = One email per download, at once
+preferences-daily = At most one email a day, listing the downloads since the last
+preferences-save = Save preferences
