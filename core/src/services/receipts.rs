@@ -91,32 +91,29 @@ pub struct Download {
 /// Keeps the receipt of `download` and, unless its owner wants a daily email, sends it at once
 /// (a failure leaves it to the sweep).
 pub async fn record(core: &Core, download: Download) -> Result<(), ServiceError> {
-    let id = Uuid::now_v7();
+    let owner = download.owner;
+    let kept = receipt::Model {
+        id: Uuid::now_v7(),
+        owner_id: owner,
+        share_id: download.share,
+        file_name: download.file_name,
+        recipient: download.recipient,
+        downloaded_at: download.at,
+        ip: download.meta.ip,
+        user_agent: download.meta.user_agent,
+        sent_at: None,
+    };
     {
         let _gate = core.write_gate.enter().await;
-        receipt::Entity::insert(receipt::ActiveModel {
-            id: Set(id),
-            owner_id: Set(download.owner),
-            share_id: Set(download.share),
-            file_name: Set(download.file_name),
-            recipient: Set(download.recipient),
-            downloaded_at: Set(download.at),
-            ip: Set(download.meta.ip),
-            user_agent: Set(download.meta.user_agent),
-            sent_at: Set(None),
-        })
-        .exec(&core.db)
-        .await?;
+        receipt::Entity::insert(receipt::ActiveModel::from(kept.clone()))
+            .exec(&core.db)
+            .await?;
     }
-    if preferences(core, download.owner).await?.daily {
+    if preferences(core, owner).await?.daily {
         return Ok(());
     }
-    let waiting = receipt::Entity::find()
-        .filter(receipt::Column::Id.eq(id))
-        .all(&core.db)
-        .await?;
-    if let Err(err) = send(core, download.owner, waiting, false).await {
-        tracing::warn!(owner = %download.owner, error = %err, "a download receipt waits for the sweep");
+    if let Err(err) = send(core, owner, vec![kept], false).await {
+        tracing::warn!(%owner, error = %err, "a download receipt waits for the sweep");
     }
     Ok(())
 }
