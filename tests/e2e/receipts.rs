@@ -26,29 +26,17 @@ async fn spawn(topology: Topology, smtp: &SmtpServer) -> TestApp {
     TestApp::spawn_with(topology, &vars, Roles::ALL).await
 }
 
-/// A ready file of `user`'s shared with `RITA` as `share` asks: the share id and the link.
+/// A ready file of `user`'s shared with `RITA` as `share` asks: the share and the link.
 async fn shared(
     app: &TestApp,
     smtp: &SmtpServer,
     user: &User,
     bytes: Vec<u8>,
-    mut share: Value,
+    share: Value,
 ) -> (Value, String) {
-    let file = app.upload(user, "report.pdf", bytes).await;
-    assert_eq!(app.wait_until_settled(user, &file).await["status"], "ready");
-    share["recipients"] = json!([RITA]);
-    let created: Value = app
-        .post_json(
-            &format!("/api/v1/files/{file}/shares"),
-            &share,
-            Some(&user.token),
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
-    let link = smtp.wait_for(RITA, 1).await.remove(0).link();
-    (created["shares"][0].clone(), link)
+    let report = ("report.pdf", bytes);
+    let (_, created, mail) = app.emailed_share(smtp, user, report, RITA, share).await;
+    (created, mail.link())
 }
 
 /// The receipts `user` has been emailed, once there are `count`.

@@ -25,7 +25,7 @@ const RITA: &str = "rita@example.org";
 async fn shared_with_rita(
     topology: Topology,
     extra: &[(&str, &str)],
-    mut share: Value,
+    share: Value,
 ) -> (TestApp, SmtpServer, User, Vec<u8>, String, String) {
     let smtp = SmtpServer::start();
     let mut vars = vec![("COFFER_SMTP_URL", smtp.url.as_str())];
@@ -33,23 +33,11 @@ async fn shared_with_rita(
     let app = TestApp::spawn_with(topology, &vars, Roles::ALL).await;
     let ann = app.user().await;
     let bytes = pdf(b"the medical report");
-    let file = app.upload(&ann, "report.pdf", bytes.clone()).await;
-    assert_eq!(app.wait_until_settled(&ann, &file).await["status"], "ready");
-    share["recipients"] = json!([RITA]);
-    let created: Value = app
-        .post_json(
-            &format!("/api/v1/files/{file}/shares"),
-            &share,
-            Some(&ann.token),
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
-    let id = created["shares"][0]["id"].as_str().expect("id").to_owned();
-    let mail = smtp.wait_for(RITA, 1).await.remove(0);
-    let asks = share["verify_recipient"] == true
-        || extra.contains(&("COFFER_REQUIRE_RECIPIENT_VERIFICATION", "true"));
+    let asked = share["verify_recipient"] == true;
+    let report = ("report.pdf", bytes.clone());
+    let (_, created, mail) = app.emailed_share(&smtp, &ann, report, RITA, share).await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let asks = asked || extra.contains(&("COFFER_REQUIRE_RECIPIENT_VERIFICATION", "true"));
     // The email tells the recipient a code will be asked for, when it will.
     assert_eq!(
         mail.part("text/plain").contains("asks you for a code"),

@@ -22,26 +22,15 @@ async fn link(app: &TestApp, user: &User, body: Value) -> (String, String, Strin
 async fn emailed(
     topology: Topology,
     recipient: &str,
-    mut share: Value,
+    share: Value,
 ) -> (TestApp, SmtpServer, User, String, String, String) {
     let smtp = SmtpServer::start();
     let app = TestApp::spawn_with(topology, &[("COFFER_SMTP_URL", &smtp.url)], Roles::ALL).await;
     let ann = app.user().await;
-    let file = app.upload(&ann, "deed.pdf", pdf(b"the deed")).await;
-    assert_eq!(app.wait_until_settled(&ann, &file).await["status"], "ready");
-    share["recipients"] = json!([recipient]);
-    let created: Value = app
-        .post_json(
-            &format!("/api/v1/files/{file}/shares"),
-            &share,
-            Some(&ann.token),
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
-    let id = created["shares"][0]["id"].as_str().expect("id").to_owned();
-    let link = smtp.wait_for(recipient, 1).await.remove(0).link();
+    let deed = ("deed.pdf", pdf(b"the deed"));
+    let (file, created, mail) = app.emailed_share(&smtp, &ann, deed, recipient, share).await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let link = mail.link();
     (app, smtp, ann, file, id, link)
 }
 

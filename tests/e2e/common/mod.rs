@@ -574,6 +574,36 @@ impl Client {
         )
     }
 
+    /// A new ready file of `user`'s, named `name`, shared with `recipient` as `share` asks, and
+    /// the email the recipient got: (file id, the share as created, the email).
+    pub async fn emailed_share(
+        &self,
+        smtp: &smtp::SmtpServer,
+        user: &User,
+        (name, bytes): (&str, Vec<u8>),
+        recipient: &str,
+        mut share: Value,
+    ) -> (String, Value, smtp::Mail) {
+        let file = self.upload(user, name, bytes).await;
+        assert_eq!(
+            self.wait_until_settled(user, &file).await["status"],
+            "ready"
+        );
+        share["recipients"] = json!([recipient]);
+        let created: Value = self
+            .post_json(
+                &format!("/api/v1/files/{file}/shares"),
+                &share,
+                Some(&user.token),
+            )
+            .await
+            .json()
+            .await
+            .expect("json");
+        let mail = smtp.wait_for(recipient, 1).await.remove(0);
+        (file, created["shares"][0].clone(), mail)
+    }
+
     /// Polls until `share` counts `completed` complete downloads: a download is recorded
     /// complete a moment after its transfer ends.
     pub async fn wait_for_completed_downloads(&self, user: &User, share: &str, completed: i64) {
