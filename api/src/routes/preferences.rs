@@ -59,14 +59,11 @@ impl PreferencesApi {
         body: Json<PreferencesChange>,
     ) -> Result<Json<Preferences>, ApiError> {
         use super::admin::given;
-        let core = core(req)?;
-        let now = receipts::preferences(core, auth.0.user.id).await?;
-        let wanted = CorePreferences {
-            on_new_shares: given(body.0.receipts_on_new_shares, "receipts_on_new_shares")?
-                .unwrap_or(now.on_new_shares),
-            daily: given(body.0.receipts_daily, "receipts_daily")?.unwrap_or(now.daily),
+        let change = receipts::PreferencesChange {
+            on_new_shares: given(body.0.receipts_on_new_shares, "receipts_on_new_shares")?,
+            daily: given(body.0.receipts_daily, "receipts_daily")?,
         };
-        let set = receipts::set_preferences(core, &auth.0.user, wanted).await?;
+        let set = receipts::set_preferences(core(req)?, &auth.0.user, change).await?;
         Ok(Json(set.into()))
     }
 }

@@ -1,7 +1,7 @@
 //! The signed-in person's preferences: how download receipts come. The same `receipts`
 //! service as the API.
 
-use coffer_core::services::receipts::{self, Preferences};
+use coffer_core::services::receipts::{self, PreferencesChange};
 use minijinja::context;
 use poem::http::StatusCode;
 use poem::{Body, Request, Response};
@@ -34,11 +34,12 @@ pub async fn show(req: &Request) -> poem::Result<Response> {
 #[poem::handler]
 pub async fn save(req: &Request, body: Body) -> poem::Result<Response> {
     let (core, me, fields) = SignedIn::post(req, body).await?;
-    let wanted = Preferences {
-        on_new_shares: fields.given("receipts_on_new_shares").is_some(),
-        daily: fields.given("receipts") == Some("daily"),
+    // An unticked box sends nothing: the form sets both.
+    let change = PreferencesChange {
+        on_new_shares: Some(fields.given("receipts_on_new_shares").is_some()),
+        daily: Some(fields.given("receipts") == Some("daily")),
     };
-    receipts::set_preferences(core, &me.session.user, wanted)
+    receipts::set_preferences(core, &me.session.user, change)
         .await
         .map_err(|e| page::service_error(Some(&me), e))?;
     Ok(page::redirect("/app/preferences?saved"))

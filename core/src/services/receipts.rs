@@ -46,16 +46,27 @@ pub async fn preferences(core: &Core, user_id: Uuid) -> ServiceResult<Preference
     }))
 }
 
-/// Sets `owner`'s preferences. Switching to daily starts the day now: the first daily email
-/// goes out a day later, listing what waited.
+/// A change of preferences; `None` keeps a preference as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PreferencesChange {
+    pub on_new_shares: Option<bool>,
+    pub daily: Option<bool>,
+}
+
+/// Changes `owner`'s preferences; answers them as they are now. Switching to daily starts the
+/// day now: the first daily email goes out a day later, listing what waited.
 pub async fn set_preferences(
     core: &Core,
     owner: &User,
-    wanted: Preferences,
+    change: PreferencesChange,
 ) -> ServiceResult<Preferences> {
     // The account's own settings: never a token's to change.
     owner.require_session()?;
     let before = preferences(core, owner.id).await?;
+    let wanted = Preferences {
+        on_new_shares: change.on_new_shares.unwrap_or(before.on_new_shares),
+        daily: change.daily.unwrap_or(before.daily),
+    };
     let mut columns = vec![preference::Column::OnNewShares, preference::Column::Daily];
     if wanted.daily && !before.daily {
         columns.push(preference::Column::DigestSentAt);
