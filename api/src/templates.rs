@@ -92,6 +92,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("app/link.html", include_str!("../templates/app/link.html")),
     (
+        "app/bundle.html",
+        include_str!("../templates/app/bundle.html"),
+    ),
+    (
         "app/audit.html",
         include_str!("../templates/app/audit.html"),
     ),

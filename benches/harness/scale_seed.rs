@@ -11,7 +11,7 @@ use coffer::coffer_core::Core;
 use coffer::coffer_core::audit::encoding::authenticate;
 use coffer::coffer_core::crypto::SecretKey;
 use coffer::coffer_core::services::audit;
-use entity::{audit_event, file, share, user};
+use entity::{audit_event, file, share, share_file, user};
 use rand::{Rng as _, SeedableRng as _};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, ConnectionTrait as _, EntityTrait as _, QueryFilter as _,
@@ -64,6 +64,7 @@ enum Batch {
     Users(Vec<user::ActiveModel>),
     Files(Vec<file::ActiveModel>),
     Shares(Vec<share::ActiveModel>),
+    ShareFiles(Vec<share_file::ActiveModel>),
     Events(Vec<audit_event::ActiveModel>),
 }
 
@@ -101,6 +102,10 @@ pub async fn seed(core: &Core, bench_email: &str, files: u64) -> Seeded {
             Batch::Users(rows) => user::Entity::insert_many(rows).exec(&txn).await.map(drop),
             Batch::Files(rows) => file::Entity::insert_many(rows).exec(&txn).await.map(drop),
             Batch::Shares(rows) => share::Entity::insert_many(rows).exec(&txn).await.map(drop),
+            Batch::ShareFiles(rows) => share_file::Entity::insert_many(rows)
+                .exec(&txn)
+                .await
+                .map(drop),
             Batch::Events(rows) => audit_event::Entity::insert_many(rows)
                 .exec(&txn)
                 .await
@@ -217,7 +222,9 @@ fn generate(
         made += n;
         send(tx, Batch::Files(file_rows));
         for chunk in share_rows.chunks(ROWS_PER_STATEMENT) {
-            send(tx, Batch::Shares(chunk.to_vec()));
+            let (shares, files): (Vec<_>, Vec<_>) = chunk.iter().cloned().unzip();
+            send(tx, Batch::Shares(shares));
+            send(tx, Batch::ShareFiles(files));
         }
     }
 
@@ -234,7 +241,7 @@ fn generate(
 }
 
 /// Most shares ended long ago; a tenth are live, and one in two hundred is live past its
-/// expiry (what the sweep marks expired).
+/// expiry (what the sweep marks expired). Each names its one file, with its downloads.
 fn share_row(
     rng: &mut rand::rngs::StdRng,
     file_id: Uuid,
@@ -242,7 +249,7 @@ fn share_row(
     created: chrono::DateTime<Utc>,
     now: chrono::DateTime<Utc>,
     n: u64,
-) -> share::ActiveModel {
+) -> (share::ActiveModel, share_file::ActiveModel) {
     use entity::ShareState as S;
     let (state, expires) = match n % 200 {
         0 => (S::Emailed, now - Duration::hours(1)),
@@ -250,8 +257,16 @@ fn share_row(
         21..=30 => (S::Revoked, created + Duration::days(7)),
         _ => (S::Expired, created + Duration::days(7)),
     };
-    share::ActiveModel {
-        id: Set(Uuid::now_v7()),
+    let id = Uuid::now_v7();
+    let counts = share_file::ActiveModel {
+        share_id: Set(id),
+        file_id: Set(file_id),
+        position: Set(0),
+        downloads_used: Set((n % 4) as i32),
+        downloads_completed: Set((n % 4) as i32),
+    };
+    let share = share::ActiveModel {
+        id: Set(id),
         file_id: Set(file_id),
         owner_id: Set(owner),
         recipient: Set(Some(format!("recipient-{}@example.org", n % 50_000))),
@@ -259,8 +274,6 @@ fn share_row(
         state: Set(state),
         expires_at: Set(expires),
         max_downloads: Set(n.is_multiple_of(3).then_some(5)),
-        downloads_used: Set((n % 4) as i32),
-        downloads_completed: Set((n % 4) as i32),
         password_hash: Set(None),
         verify_recipient: Set(false),
         receipts: Set(false),
@@ -270,7 +283,8 @@ fn share_row(
         emailed_at: Set(Some(created)),
         revoked_at: Set((state == S::Revoked).then_some(created + Duration::days(1))),
         claimed_at: Set(None),
-    }
+    };
+    (share, counts)
 }
 
 /// Twenty events per file, oldest first over [`HISTORY_DAYS`], continuing the sealed chain.

@@ -22,6 +22,7 @@ pub mod recipient_verification;
 pub mod session;
 pub mod setting;
 pub mod share;
+pub mod share_file;
 pub mod states;
 pub mod user;
 

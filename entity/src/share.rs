@@ -7,6 +7,8 @@ use crate::states::ShareState;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
+    /// The share's first file (its only one, unless it is a bundle); all of them, with their
+    /// downloads, are in `share_files`.
     pub file_id: Uuid,
     pub owner_id: Uuid,
     /// Email address the link goes to; `None` for a link handed to the owner.
@@ -16,12 +18,8 @@ pub struct Model {
     pub token_hash: Option<Vec<u8>>,
     pub state: ShareState,
     pub expires_at: DateTimeUtc,
+    /// Complete downloads each file of the share allows (`share_files` counts them).
     pub max_downloads: Option<i32>,
-    /// Complete downloads, and those under way (each claims its place at its start and gives
-    /// it back if it stops short): never more than `max_downloads`.
-    pub downloads_used: i32,
-    /// Downloads that delivered the file to its last byte.
-    pub downloads_completed: i32,
     pub password_hash: Option<String>,
     /// Whether the recipient must prove the address the link was sent to (a code emailed to
     /// it) before downloading; `COFFER_REQUIRE_RECIPIENT_VERIFICATION` asks it of every share.

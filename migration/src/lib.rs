@@ -22,6 +22,7 @@ mod m20261207_000001_single_sign_on;
 mod m20261208_000001_completed_downloads;
 mod m20261209_000001_recipient_verification;
 mod m20261209_000002_download_receipts;
+mod m20261210_000001_share_files;
 
 pub struct Migrator;
 
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000001_completed_downloads::Migration),
             Box::new(m20261209_000001_recipient_verification::Migration),
             Box::new(m20261209_000002_download_receipts::Migration),
+            Box::new(m20261210_000001_share_files::Migration),
         ]
     }
 }

@@ -143,6 +143,8 @@ const API_ROWS: &[Row] = &[
     fresh("DELETE", "/api/v1/files/{file}", [401, 404, 204, 404]),
     row("POST", "/api/v1/files/{id}/shares", [401, 404, 201, 404]),
     row("GET", "/api/v1/files/{id}/shares", [401, 404, 200, 404]),
+    // A bundle of the owner's file (another's is not found).
+    row("POST", "/api/v1/shares", [401, 404, 201, 404]),
     fresh("DELETE", "/api/v1/shares/{id}", [401, 404, 204, 404]),
     row("PATCH", "/api/v1/shares/{id}", [401, 404, 200, 404]),
     // The shared link has no recipient to email.
@@ -152,6 +154,10 @@ const API_ROWS: &[Row] = &[
     row("GET", "/s/{token}", [200, 200, 200, 200]),
     row("GET", "/s/{token}/download", [200, 200, 200, 200]),
     row("POST", "/s/{token}/download", [200, 200, 200, 200]),
+    row("GET", "/s/{token}/files/{file_id}", [200, 200, 200, 200]),
+    row("POST", "/s/{token}/files/{file_id}", [200, 200, 200, 200]),
+    row("GET", "/s/{token}/zip", [200, 200, 200, 200]),
+    row("POST", "/s/{token}/zip", [200, 200, 200, 200]),
     // The link asks for no verification: back to its page (303, followed).
     row("POST", "/s/{token}/verify", [200, 200, 200, 200]),
     row("GET", "/api/v1/admin/users", [401, 403, 403, 200]),
@@ -249,6 +255,9 @@ const PAGE_ROWS: &[Row] = &[
     page("GET", "/app/files/{id}/delete", [303, 404, 200, 404]),
     fresh_page("POST", "/app/files/{id}/delete", [303, 404, 303, 404]),
     page("POST", "/app/files/{id}/shares", [303, 404, 303, 404]),
+    // The form for the owner's file (`?file=`; another's is not found).
+    page("GET", "/app/shares/new", [303, 404, 200, 404]),
+    page("POST", "/app/shares", [303, 404, 303, 404]),
     fresh_page("POST", "/app/shares/{id}/revoke", [303, 404, 303, 404]),
     page("GET", "/app/shares/{id}/edit", [303, 404, 200, 404]),
     page("POST", "/app/shares/{id}/edit", [303, 404, 303, 404]),
@@ -481,11 +490,15 @@ impl World {
         } else {
             &target.file_id
         };
-        let path = row
+        let mut path = row
             .path
             .replace("{id}", id)
             .replace("{file}", file)
+            .replace("{file_id}", &target.file_id)
             .replace("{token}", &target.share_token);
+        if row.path == "/app/shares/new" {
+            path.push_str(&format!("?file={}", target.file_id));
+        }
         if row.page {
             return self.call_page(row, &path, session.as_deref()).await;
         }
@@ -518,9 +531,15 @@ impl World {
             ("POST", "/api/v1/files/{id}/shares") => {
                 request.json(&json!({ "expires_in_hours": 1 }))
             }
-            ("POST", "/s/{token}/download") => request
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body("password="),
+            ("POST", "/api/v1/shares") => request.json(&json!({
+                "file_ids": [target.file_id],
+                "expires_in_hours": 1,
+            })),
+            ("POST", "/s/{token}/download" | "/s/{token}/files/{file_id}" | "/s/{token}/zip") => {
+                request
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body("password=")
+            }
             ("POST", "/s/{token}/verify") => request
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body("code="),
@@ -657,6 +676,11 @@ impl World {
             ]),
             ("POST", "/app/files/{id}/shares") => request.form(&[
                 ("csrf", csrf.as_str()),
+                ("recipients", "matrix-recipient@example.org"),
+            ]),
+            ("POST", "/app/shares") => request.form(&[
+                ("csrf", csrf.as_str()),
+                ("file", self.shared.file_id.as_str()),
                 ("recipients", "matrix-recipient@example.org"),
             ]),
             ("POST", "/app/shares/{id}/edit") => {
@@ -897,6 +921,7 @@ const GRANTS: &[(&str, &str, Grant)] = &[
         "/api/v1/files/{id}/shares",
         Grant::Scope("files:read"),
     ),
+    ("POST", "/api/v1/shares", Grant::Scope("shares:write")),
     (
         "DELETE",
         "/api/v1/shares/{id}",
@@ -916,6 +941,10 @@ const GRANTS: &[(&str, &str, Grant)] = &[
     ("GET", "/s/{token}", Grant::Open),
     ("GET", "/s/{token}/download", Grant::Open),
     ("POST", "/s/{token}/download", Grant::Open),
+    ("GET", "/s/{token}/files/{file_id}", Grant::Open),
+    ("POST", "/s/{token}/files/{file_id}", Grant::Open),
+    ("GET", "/s/{token}/zip", Grant::Open),
+    ("POST", "/s/{token}/zip", Grant::Open),
     ("POST", "/s/{token}/verify", Grant::Open),
     ("GET", "/api/v1/admin/users", Grant::SessionOnly),
     ("PATCH", "/api/v1/admin/users/{id}", Grant::SessionOnly),

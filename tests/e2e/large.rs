@@ -1,4 +1,5 @@
-//! A 1 GiB file up and down through the real binary, with the service's peak memory measured.
+//! A 1 GiB file up and down through the real binary, and a bundle over 4 GiB down as one ZIP,
+//! with the service's peak memory measured.
 
 use std::time::{Duration, Instant};
 
@@ -153,4 +154,150 @@ async fn one_gibibyte_round_trip_keeps_memory_flat() {
         peak < RSS_LIMIT_KIB,
         "peak RSS {peak} KiB exceeds {RSS_LIMIT_KIB} KiB"
     );
+}
+
+/// Files of the bundle over 4 GiB: five of 880 MiB, 4.3 GiB in all.
+const BUNDLE_FILES: u64 = 5;
+const BUNDLE_FILE_SIZE: u64 = 880 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "zips a 4.3 GiB bundle through the binary (minutes; needs python3 and unzip); run by .ci/run"]
+async fn a_bundle_over_four_gibibytes_downloads_as_one_zip_with_memory_flat() {
+    let (service, _data) = start_service();
+    let idle = settled_rss_kib(&service).await;
+    eprintln!("idle RSS {} MiB", idle / 1024);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1800))
+        .build()
+        .expect("client");
+    let base = service.base.clone().expect("serves the API");
+    let client = Client {
+        base: base.clone(),
+        http: http.clone(),
+    };
+    let token = client
+        .sign_in("bundle@example.org", "correct horse battery", true)
+        .await;
+    eventually(
+        "argon2's memory released",
+        Duration::from_secs(10),
+        || async {
+            match service.rss_kib() {
+                rss if rss > idle + ARGON2_SLACK_KIB => Err(format!("{rss} KiB, idle {idle} KiB")),
+                _ => Ok(()),
+            }
+        },
+    )
+    .await;
+
+    let pieces = BUNDLE_FILE_SIZE / PIECE as u64;
+    let started = Instant::now();
+    let mut files = Vec::new();
+    for n in 0..BUNDLE_FILES {
+        let seed = 100 + u8::try_from(n).expect("few files");
+        let block = crate::common::pattern(PIECE, seed);
+        let mut expected = Sha256::new();
+        for i in 0..pieces {
+            expected.update(piece(&block, i));
+        }
+        let body = futures::stream::iter(0..pieces)
+            .map(move |i| Ok::<_, std::io::Error>(piece(&block, i)));
+        let name = format!("part {n}.zip");
+        let id = client
+            .put_upload(&token, &name, reqwest::Body::wrap_stream(body))
+            .await;
+        files.push((id, name, hex::encode(expected.finalize())));
+    }
+    for (id, _, expected) in &files {
+        let path = format!("/api/v1/files/{id}");
+        let file = eventually("the file settling", Duration::from_secs(1200), || async {
+            let file = client.get_json(&path, Some(&token)).await;
+            match file["status"].as_str() {
+                Some("ready" | "rejected") => Ok(file),
+                _ => Err(file.to_string()),
+            }
+        })
+        .await;
+        assert_eq!(file["status"], "ready", "{file}");
+        assert_eq!(file["sha256"], expected.as_str());
+    }
+    eprintln!("{BUNDLE_FILES} files ready after {:?}", started.elapsed());
+    let ids: Vec<&str> = files.iter().map(|(id, _, _)| id.as_str()).collect();
+    let created: serde_json::Value = client
+        .post_json(
+            "/api/v1/shares",
+            &serde_json::json!({ "file_ids": ids }),
+            Some(&token),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let link = created["shares"][0]["url"].as_str().expect("a link");
+
+    // The ZIP goes to disk here (the test's, not the service's), for the unzip tools.
+    let zipped = tempfile::tempdir().expect("tempdir");
+    let path = zipped.path().join("all.zip");
+    let mut out = tokio::fs::File::create(&path).await.expect("create");
+    let download = http.get(format!("{link}/zip")).send().await.expect("zip");
+    assert_eq!(download.status(), StatusCode::OK);
+    let mut stream = download.bytes_stream();
+    let mut received = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("chunk");
+        received += chunk.len() as u64;
+        tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
+            .await
+            .expect("write");
+    }
+    tokio::io::AsyncWriteExt::flush(&mut out)
+        .await
+        .expect("flush");
+    assert!(received > 4 << 30, "{received} bytes");
+    eprintln!("zip of {received} bytes after {:?}", started.elapsed());
+    let peak = service.peak_rss_kib();
+    eprintln!("peak RSS of the service: {} MiB", peak / 1024);
+    assert!(
+        peak.saturating_sub(idle) < GROWTH_LIMIT_KIB,
+        "the bundle grew the service's RSS by {} KiB (idle {idle} KiB, peak {peak} KiB), over {GROWTH_LIMIT_KIB} KiB",
+        peak.saturating_sub(idle)
+    );
+
+    let path = path.to_str().expect("path");
+    let tested = std::process::Command::new("unzip")
+        .args(["-t", path])
+        .output()
+        .expect("unzip (apt: unzip)");
+    let said = String::from_utf8_lossy(&tested.stdout);
+    assert!(
+        tested.status.success() && said.contains("No errors detected"),
+        "{said}"
+    );
+    let listing: serde_json::Value = serde_json::from_str(&crate::common::python(
+        "import hashlib, json, sys, zipfile\n\
+         z = zipfile.ZipFile(sys.argv[1])\n\
+         out = []\n\
+         for i in z.infolist():\n\
+         \x20   h = hashlib.sha256()\n\
+         \x20   with z.open(i) as f:\n\
+         \x20       for block in iter(lambda: f.read(1 << 20), b''):\n\
+         \x20           h.update(block)\n\
+         \x20   out.append([i.filename, i.file_size, h.hexdigest()])\n\
+         print(json.dumps([out, z.start_dir]))",
+        &[path],
+    ))
+    .expect("json");
+    // The central directory starts past 4 GiB: only its ZIP64 record can say where.
+    assert!(
+        listing[1].as_u64().expect("offset") > 0xFFFF_FFFF,
+        "{}",
+        listing[1]
+    );
+    let listing = listing[0].as_array().expect("entries");
+    assert_eq!(listing.len(), files.len());
+    for (entry, (_, name, expected)) in listing.iter().zip(&files) {
+        assert_eq!(entry[0], name.as_str());
+        assert_eq!(entry[1], BUNDLE_FILE_SIZE);
+        assert_eq!(entry[2], expected.as_str(), "{name}");
+    }
 }

@@ -21,6 +21,7 @@ mod audit;
 mod authorization;
 mod bad_input;
 mod browser;
+mod bundles;
 mod crashes;
 mod files;
 mod keys;

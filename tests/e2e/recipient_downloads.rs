@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, Topology, User, eventually, pattern, pdf};
+use crate::common::{TestApp, Topology, User, eventually, pattern, pdf, ten_at_once_deliver_one};
 
 /// The report's `share.downloaded` events once there are `count` of them.
 async fn ended_downloads(app: &TestApp, user: &User, share: &str, count: usize) -> Vec<Value> {
@@ -162,34 +161,8 @@ async fn ten_parallel_downloads_of_a_one_download_link_deliver_it_once(topology:
             &json!({ "max_downloads": 1 }),
         )
         .await;
-    let attempts = (0..10).map(|_| {
-        let request = app.http.get(format!("{url}/download"));
-        async move {
-            let response = request.send().await.expect("download");
-            let status = response.status();
-            let mut body = Vec::new();
-            let mut stream = response.bytes_stream();
-            while let Some(piece) = stream.next().await {
-                body.extend_from_slice(&piece.expect("piece"));
-            }
-            (status, body)
-        }
-    });
-    let results = futures::future::join_all(attempts).await;
-    let statuses: Vec<StatusCode> = results.iter().map(|(s, _)| *s).collect();
-    let delivered: Vec<&Vec<u8>> = results
-        .iter()
-        .filter(|(s, _)| *s == StatusCode::OK)
-        .map(|(_, b)| b)
-        .collect();
-    assert_eq!(delivered.len(), 1, "{statuses:?}");
-    assert!(*delivered[0] == bytes);
-    assert!(
-        statuses
-            .iter()
-            .all(|s| [StatusCode::OK, StatusCode::CONFLICT, StatusCode::GONE].contains(s)),
-        "{statuses:?}"
-    );
+    let delivered = ten_at_once_deliver_one(&app, &format!("{url}/download")).await;
+    assert!(delivered == bytes);
     app.wait_for_completed_downloads(&ann, &share, 1).await;
     assert_eq!(share_of(&app, &ann, &share).await["downloads_used"], 1);
     assert_eq!(get(&app, &url, &[]).await.status(), StatusCode::GONE);

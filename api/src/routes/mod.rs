@@ -1,4 +1,5 @@
 pub mod accounts;
+pub mod activity;
 pub mod admin;
 pub mod audit;
 pub mod files;

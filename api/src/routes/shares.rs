@@ -1,13 +1,13 @@
-//! Shares, from the owner's side: create (one link per recipient), list, revoke, and each
-//! share's access report.
+//! Shares, from the owner's side: create (one link per recipient, of one file or a bundle),
+//! list, change, send again and revoke. Each share's access report is `activity`.
 
 use chrono::{DateTime, Utc};
 use coffer_core::services::shares::{self, ShareRequest, ShareView};
-use poem::{Body, Request};
-use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::{Binary, Json};
+use poem::Request;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
-use poem_openapi::{ApiResponse, Object, OpenApi, ResponseContent};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use secrecy::SecretString;
 
 use super::Tag;
@@ -20,6 +20,10 @@ pub struct SharesApi;
 #[derive(Object)]
 #[oai(deny_unknown_fields)]
 struct CreateShares {
+    /// The files to share, in the order the recipient sees them (at most 100; several make a
+    /// bundle, which the recipient downloads file by file or as one ZIP). Only for
+    /// `POST /api/v1/shares`, which needs it; `POST /api/v1/files/{id}/shares` shares its file.
+    file_ids: MaybeUndefined<Vec<uuid::Uuid>>,
     /// Each recipient gets their own link by email. Leave empty to get one link back instead.
     #[oai(default)]
     recipients: Vec<String>,
@@ -66,23 +70,39 @@ struct ShareChange {
     receipts: MaybeUndefined<bool>,
 }
 
+/// A file of a share, with its downloads through the share.
+#[derive(Object)]
+pub struct SharedFileInfo {
+    file_id: uuid::Uuid,
+    /// Complete downloads of the file and those under way: never more than `max_downloads`.
+    downloads_used: i32,
+    /// Downloads that delivered the file to its last byte.
+    downloads_completed: i32,
+}
+
 /// A share as its owner sees it.
 #[derive(Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct ShareInfo {
     id: uuid::Uuid,
+    /// The share's first file (its only one, unless it is a bundle).
     file_id: uuid::Uuid,
+    /// Every file of the share, in the order the recipient sees them.
+    files: Vec<SharedFileInfo>,
     /// Absent for a link handed to the owner.
     recipient: Option<String>,
     /// The link, returned only when a share without recipient is created.
     url: Option<String>,
     state: super::ShareStateName,
     expires_at: DateTime<Utc>,
+    /// Complete downloads allowed of each file.
     max_downloads: Option<i32>,
     /// Complete downloads and those under way (each takes its place when it starts and gives it
-    /// back if it stops short): never more than `max_downloads`.
+    /// back if it stops short): never more than `max_downloads`. Of a bundle, those of the file
+    /// with fewest (`files` has each one's).
     downloads_used: i32,
-    /// Downloads that delivered the file to its last byte.
+    /// Downloads that delivered the file to its last byte; of a bundle, those of the file with
+    /// fewest: how many times the recipient received every file.
     downloads_completed: i32,
     password: bool,
     /// Whether the recipient must prove their address before downloading.
@@ -100,6 +120,15 @@ impl From<ShareView> for ShareInfo {
         Self {
             id: v.id,
             file_id: v.file_id,
+            files: v
+                .files
+                .into_iter()
+                .map(|f| SharedFileInfo {
+                    file_id: f.file_id,
+                    downloads_used: f.downloads_used,
+                    downloads_completed: f.downloads_completed,
+                })
+                .collect(),
             recipient: v.recipient,
             url: v.url,
             state: v.state.into(),
@@ -113,22 +142,6 @@ impl From<ShareView> for ShareInfo {
             created_at: v.created_at,
             emailed_at: v.emailed_at,
             last_error: v.last_error,
-        }
-    }
-}
-
-impl From<shares::Entry> for ActivityEvent {
-    fn from(e: shares::Entry) -> Self {
-        Self {
-            seq: e.seq,
-            occurred_at: e.occurred_at,
-            action: e.action,
-            outcome: e.outcome,
-            actor_kind: e.actor_kind,
-            ip: e.ip,
-            user_agent: e.user_agent,
-            details: e.details,
-            hash: e.hash,
         }
     }
 }
@@ -160,68 +173,6 @@ enum RevokeResponse {
     Revoked,
 }
 
-/// How a share's access report is written.
-#[derive(poem_openapi::Enum, Debug, Clone, Copy, PartialEq, Eq)]
-#[oai(rename_all = "lowercase")]
-enum ActivityFormat {
-    /// One page, as JSON.
-    Json,
-    /// The whole report, as CSV (streamed).
-    Csv,
-}
-
-/// One event of a share's access report, as the audit log holds it.
-#[derive(Object)]
-#[oai(skip_serializing_if_is_none)]
-struct ActivityEvent {
-    /// The event's sequence number in the audit chain.
-    seq: i64,
-    occurred_at: DateTime<Utc>,
-    /// `share.created`, `share.emailed`, `share.viewed`, `share.denied`, `share.downloaded`,
-    /// `share.revoked`, …
-    action: String,
-    /// `success`, `failure` or `denied`.
-    outcome: String,
-    /// `recipient` (whoever holds the link), `user`, `admin` or `system`.
-    actor_kind: String,
-    /// The client's address.
-    ip: Option<String>,
-    user_agent: Option<String>,
-    /// As recorded: a refusal's `reason`, a download's `file_id`; repeated views counted
-    /// together carry `repeated`, `from` and `to`.
-    details: serde_json::Value,
-    /// The event's chain hash, hex (`GET /api/v1/admin/audit/verify` vouches for the chain).
-    hash: String,
-}
-
-/// A page of a share's access report.
-#[derive(Object)]
-#[oai(skip_serializing_if_is_none)]
-struct ActivityPage {
-    share: ShareInfo,
-    /// Oldest first, in chain order.
-    events: Vec<ActivityEvent>,
-    /// Pass as `after_seq` for the next page; absent on the last one.
-    next_cursor: Option<i64>,
-}
-
-#[derive(ResponseContent)]
-enum ActivityContent {
-    Json(Json<ActivityPage>),
-    #[oai(content_type = "text/csv; charset=utf-8")]
-    Csv(Binary<Body>),
-}
-
-#[derive(ApiResponse)]
-enum ActivityResponse {
-    /// The report: a page of JSON, or the whole report as a CSV attachment.
-    #[oai(status = 200)]
-    Report(
-        ActivityContent,
-        #[oai(header = "Content-Disposition")] Option<String>,
-    ),
-}
-
 /// A field that `null` clears: left out, `None`; `null`, `Some(None)`.
 fn nullable<T>(field: MaybeUndefined<T>) -> Option<Option<T>> {
     match field {
@@ -231,9 +182,30 @@ fn nullable<T>(field: MaybeUndefined<T>) -> Option<Option<T>> {
     }
 }
 
-fn share_id(id: &str) -> Result<uuid::Uuid, ApiError> {
+pub(super) fn share_id(id: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(id)
         .map_err(|_| ApiError::from(coffer_core::ServiceError::NotFound("share")))
+}
+
+impl CreateShares {
+    /// The share fields as the core takes them, and `file_ids` if given. A field left out takes
+    /// its default; `null` is refused rather than guessed at.
+    fn into_request(self) -> Result<(Option<Vec<uuid::Uuid>>, ShareRequest), ApiError> {
+        use super::admin::given;
+        let body = self;
+        let file_ids = given(body.file_ids, "file_ids")?;
+        let request = ShareRequest {
+            recipients: body.recipients,
+            expires_at: given(body.expires_at, "expires_at")?,
+            expires_in_hours: given(body.expires_in_hours, "expires_in_hours")?,
+            max_downloads: given(body.max_downloads, "max_downloads")?,
+            password: given(body.password, "password")?.map(SecretString::from),
+            message: given(body.message, "message")?,
+            verify_recipient: given(body.verify_recipient, "verify_recipient")?,
+            receipts: given(body.receipts, "receipts")?,
+        };
+        Ok((file_ids, request))
+    }
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "Tag::Shares")]
@@ -248,21 +220,37 @@ impl SharesApi {
         body: Json<CreateShares>,
     ) -> Result<CreateResponse, ApiError> {
         let core = core(req)?;
-        let body = body.0;
-        // A field left out takes its default; `null` is refused rather than guessed at.
-        use super::admin::given;
-        let request = ShareRequest {
-            recipients: body.recipients,
-            expires_at: given(body.expires_at, "expires_at")?,
-            expires_in_hours: given(body.expires_in_hours, "expires_in_hours")?,
-            max_downloads: given(body.max_downloads, "max_downloads")?,
-            password: given(body.password, "password")?.map(SecretString::from),
-            message: given(body.message, "message")?,
-            verify_recipient: given(body.verify_recipient, "verify_recipient")?,
-            receipts: given(body.receipts, "receipts")?,
-        };
+        let (file_ids, request) = body.0.into_request()?;
+        if file_ids.is_some() {
+            return Err(ApiError::from(coffer_core::ServiceError::Invalid(
+                coffer_core::text::t("share-error-file-ids-here"),
+            )));
+        }
         let file_id = parse_id(&id.0)?;
-        let views = shares::create(core, &auth.0.user, file_id, request, &meta(req)).await?;
+        let views = shares::create(core, &auth.0.user, &[file_id], request, &meta(req)).await?;
+        Ok(CreateResponse::Created(Json(ShareList {
+            shares: views.into_iter().map(ShareInfo::from).collect(),
+        })))
+    }
+
+    /// Share several files at once (a bundle), or one
+    ///
+    /// Takes `file_ids` and the fields of `POST /api/v1/files/{id}/shares`. Each file must be
+    /// the caller's and not rejected; recipients' links are emailed once every file is ready.
+    /// The recipient's page lists the files: each downloads on its own, and "Download all"
+    /// streams them as one ZIP. `max_downloads` counts each file's complete downloads (a
+    /// "Download all" counts one of each).
+    #[oai(path = "/shares", method = "post")]
+    async fn create_bundle(
+        &self,
+        req: &Request,
+        auth: UserAuth,
+        body: Json<CreateShares>,
+    ) -> Result<CreateResponse, ApiError> {
+        let core = core(req)?;
+        let (file_ids, request) = body.0.into_request()?;
+        let file_ids = file_ids.unwrap_or_default();
+        let views = shares::create(core, &auth.0.user, &file_ids, request, &meta(req)).await?;
         Ok(CreateResponse::Created(Json(ShareList {
             shares: views.into_iter().map(ShareInfo::from).collect(),
         })))
@@ -331,41 +319,5 @@ impl SharesApi {
     ) -> Result<ResendResponse, ApiError> {
         let view = shares::resend(core(req)?, &auth.0.user, share_id(&id.0)?, &meta(req)).await?;
         Ok(ResendResponse::Accepted(Json(view.into())))
-    }
-
-    /// A share's access report: every view, refusal and download of its link (time, client
-    /// address, user agent), read from the audit log. Its owner's, or any share's for an admin
-    #[oai(path = "/shares/:id/activity", method = "get")]
-    async fn activity(
-        &self,
-        req: &Request,
-        auth: UserAuth,
-        id: Path<String>,
-        /// Default: `json`.
-        format: Query<Option<ActivityFormat>>,
-        /// JSON only: events after this sequence number (the previous page's `next_cursor`).
-        after_seq: Query<Option<i64>>,
-        /// JSON only: 1 to 1000; 100 by default.
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
-        limit: Query<Option<u64>>,
-    ) -> Result<ActivityResponse, ApiError> {
-        let (core, id) = (core(req)?, share_id(&id.0)?);
-        if format.0 == Some(ActivityFormat::Csv) {
-            let body = shares::export_csv(core, &auth.0.user, id).await?;
-            return Ok(ActivityResponse::Report(
-                ActivityContent::Csv(Binary(Body::from_bytes_stream(body))),
-                Some(format!("attachment; filename=\"share-{id}-activity.csv\"")),
-            ));
-        }
-        let page =
-            shares::activity(core, &auth.0.user, id, after_seq.0, limit.0.unwrap_or(100)).await?;
-        Ok(ActivityResponse::Report(
-            ActivityContent::Json(Json(ActivityPage {
-                share: page.share.into(),
-                events: page.events.into_iter().map(ActivityEvent::from).collect(),
-                next_cursor: page.next,
-            })),
-            None,
-        ))
     }
 }

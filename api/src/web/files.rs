@@ -35,7 +35,7 @@ fn pending(status: FileStatus) -> bool {
     matches!(status, FileStatus::Quarantined | FileStatus::Validated)
 }
 
-fn file_context(f: &FileView) -> Value {
+pub(super) fn file_context(f: &FileView) -> Value {
     context! {
         id => f.id.to_string(),
         name => &f.name,
@@ -157,7 +157,7 @@ pub async fn upload_page(req: &Request) -> poem::Result<Response> {
 
 /// The share fields of a form not yet filled in: the receipts box as the user's preference
 /// sets it.
-async fn fresh_share(core: &Core, me: &SignedIn) -> poem::Result<ShareRequest> {
+pub(super) async fn fresh_share(core: &Core, me: &SignedIn) -> poem::Result<ShareRequest> {
     let preferences = receipts::preferences(core, me.session.user.id)
         .await
         .map_err(|e| page::service_error(Some(me), e))?;
@@ -247,6 +247,7 @@ pub(super) fn share_context(s: &ShareView) -> Value {
         label => label,
         live => live,
         used_up => s.max_downloads.is_some_and(|m| s.downloads_completed >= m),
+        files => s.files.len(),
         downloads => downloads,
         max_downloads => s.max_downloads,
         expires => when(s.expires_at),

@@ -7,6 +7,7 @@ mod account;
 mod activity;
 mod admin;
 mod audit;
+mod bundles;
 mod emailed_links;
 mod files;
 mod mfa;
@@ -57,6 +58,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/app/files/{id}/download", "GET"),
     ("/app/files/{id}/delete", "GET, POST"),
     ("/app/files/{id}/shares", "POST"),
+    ("/app/shares", "POST"),
+    ("/app/shares/new", "GET"),
     ("/app/shares/{id}/revoke", "POST"),
     ("/app/shares/{id}/edit", "GET, POST"),
     ("/app/shares/{id}/resend", "POST"),
@@ -122,6 +125,8 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> + 'static {
             get(files::delete_page).post(files::delete),
         )
         .at("/files/:id/shares", post(shares::create))
+        .at("/shares", post(bundles::create))
+        .at("/shares/new", get(bundles::new))
         .at("/shares/:id/revoke", post(shares::revoke))
         .at(
             "/shares/:id/edit",

@@ -32,13 +32,14 @@ fn expiry_and_limit(fields: &Fields) -> Result<(Option<i64>, Option<i64>), Strin
     ))
 }
 
-/// `POST /app/files/{id}/shares`: one link per recipient, emailed once the file is ready; with
-/// no recipient, one link shown once on the page that answers.
-#[poem::handler]
-pub async fn create(req: &Request, Path(id): Path<String>, body: Body) -> poem::Result<Response> {
-    let (core, me, fields) = SignedIn::post(req, body).await?;
-    let file_id = page::parse_id(&me, &id, "file")?;
-    let mut request = ShareRequest {
+/// The share a share form asks for, its password left out (kept apart, never shown again),
+/// and the message to show when a number is malformed (the numbers are then left out).
+pub(super) fn request_of(fields: &Fields) -> (ShareRequest, Option<String>) {
+    let (numbers, error) = match expiry_and_limit(fields) {
+        Ok(numbers) => (numbers, None),
+        Err(text) => ((None, None), Some(text)),
+    };
+    let request = ShareRequest {
         recipients: coffer_core::services::shares::split_recipients(&fields.all("recipients")),
         message: fields.given("message").map(str::to_owned),
         verify_recipient: fields.given("verify_recipient").map(|_| true),
@@ -46,30 +47,29 @@ pub async fn create(req: &Request, Path(id): Path<String>, body: Body) -> poem::
         receipts: fields
             .given("receipts_shown")
             .map(|_| fields.given("receipts").is_some()),
+        expires_in_hours: numbers.0,
+        max_downloads: numbers.1,
         ..ShareRequest::default()
     };
-    let (hours, max) = match expiry_and_limit(&fields) {
-        Ok(numbers) => numbers,
-        Err(text) => {
-            return details_page(core, &me, file_id, INVALID, &request, Some(&text)).await;
-        }
-    };
-    request.expires_in_hours = hours;
-    request.max_downloads = max;
-    let kept = ShareRequest {
-        recipients: request.recipients.clone(),
-        expires_in_hours: request.expires_in_hours,
-        max_downloads: request.max_downloads,
-        message: request.message.clone(),
-        verify_recipient: request.verify_recipient,
-        receipts: request.receipts,
-        ..ShareRequest::default()
-    };
+    (request, error)
+}
+
+/// `POST /app/files/{id}/shares`: one link per recipient, emailed once the file is ready; with
+/// no recipient, one link shown once on the page that answers.
+#[poem::handler]
+pub async fn create(req: &Request, Path(id): Path<String>, body: Body) -> poem::Result<Response> {
+    let (core, me, fields) = SignedIn::post(req, body).await?;
+    let file_id = page::parse_id(&me, &id, "file")?;
+    let (kept, error) = request_of(&fields);
+    if let Some(text) = error {
+        return details_page(core, &me, file_id, INVALID, &kept, Some(&text)).await;
+    }
+    let mut request = kept.clone();
     request.password = fields
         .get("password")
         .filter(|p| !p.is_empty())
         .map(|p| SecretString::from(p.to_owned()));
-    match shares::create(core, &me.session.user, file_id, request, &meta(req)).await {
+    match shares::create(core, &me.session.user, &[file_id], request, &meta(req)).await {
         Ok(created) => match created.iter().find_map(|s| s.url.clone()) {
             // The link's token exists nowhere else: this page is the only time it is shown.
             Some(url) => Ok(page::view(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait as _};
+use sea_orm::sea_query::{Expr, ExprTrait as _, Query};
 use sea_orm::{
     ColumnTrait as _, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait as _,
     QueryFilter as _,
@@ -16,7 +16,7 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use entity::{audit_event, share};
+use entity::{audit_event, share, share_file};
 
 use super::repeats::{Repeat, Repeats};
 use super::{Event, authenticated_row};
@@ -27,20 +27,31 @@ use crate::types::ShareState;
 /// are inserted. Only an event whose change applied is recorded (a claim refused because its
 /// share was used up meanwhile records nothing here; the caller records the refusal).
 ///
-/// The changes of one kind to one share that arrive together are made with one `UPDATE … n`:
-/// a share's row is written once per commit instead of once per download. Releases come
-/// first, then completions, then claims, so that a place given back is free for a claim in the
-/// same commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Each names the files of the share it counts against: one for a download of a file, all of
+/// a bundle's for a "Download all". The changes of one kind to the same files that arrive
+/// together are made with one `UPDATE … n`: a row is written once per commit instead of once
+/// per download. Releases come first, then completions, then claims, so that a place given back
+/// is free for a claim in the same commit.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Change {
-    /// A download given back its place when it stopped short of the file's end. Always applies.
-    ReleaseDownload { share: Uuid },
-    /// A download that delivered the file to its last byte. Always applies.
-    CompleteDownload { share: Uuid },
-    /// A download takes its place against its share, only while the share allows it (live,
-    /// unexpired, and below `max_downloads` if it has one). When the share has room for fewer
-    /// than arrived together, the first ones in arrival order take it.
-    ClaimDownload { share: Uuid },
+    /// Downloads given back their places when they stopped short. Always applies.
+    ReleaseDownload { share: Uuid, files: Vec<Uuid> },
+    /// Downloads that delivered their files to the last byte. Always applies.
+    CompleteDownload { share: Uuid, files: Vec<Uuid> },
+    /// A download takes a place of each of its files, all or none, only while the share allows
+    /// it (live, unexpired, and each file below `max_downloads` if it has one). When the share
+    /// has room for fewer than arrived together, the first ones in arrival order take it.
+    ClaimDownload { share: Uuid, files: Vec<Uuid> },
+}
+
+impl Change {
+    fn files(&self) -> (Uuid, &[Uuid]) {
+        match self {
+            Self::ReleaseDownload { share, files }
+            | Self::CompleteDownload { share, files }
+            | Self::ClaimDownload { share, files } => (*share, files),
+        }
+    }
 }
 
 /// An event waiting for the writer, with its change (if any) and the request that waits for
@@ -102,17 +113,17 @@ async fn commit(
         }
         let now = Utc::now();
         for (change, waiting) in grouped {
-            let Change::ClaimDownload { share } = change else {
-                adjust(&txn, change, waiting.len()).await?;
+            let Change::ClaimDownload { share, files } = &change else {
+                adjust(&txn, &change, waiting.len()).await?;
                 continue;
             };
-            if claim_downloads(&txn, share, waiting.len(), now).await? {
+            if claim_downloads(&txn, *share, files, waiting.len(), now).await? {
                 continue;
             }
             // Not room for all of them: the first ones, as far as there is room.
             let mut room = waiting.len() > 1;
             for i in waiting {
-                room = room && claim_downloads(&txn, share, 1, now).await?;
+                room = room && claim_downloads(&txn, *share, files, 1, now).await?;
                 applied[i] = room;
             }
         }
@@ -132,60 +143,98 @@ async fn commit(
     (waiting, result)
 }
 
-/// Claims `n` places for downloads of `share` if it has room for all of them; answers whether
-/// it did.
+/// Claims `n` places of each of `files` of `share`, if the share has room for all of them;
+/// answers whether it did. The share's row is not written: each file's row is, under a condition
+/// that reads the share (re-checked by PostgreSQL once a concurrent claim of the same row
+/// commits), and a file without room undoes the files claimed before it.
 async fn claim_downloads(
     txn: &DatabaseTransaction,
     share: Uuid,
+    files: &[Uuid],
     n: usize,
     now: DateTime<Utc>,
 ) -> Result<bool, sea_orm::DbErr> {
     let n = i32::try_from(n).unwrap_or(i32::MAX);
-    let counted = share::Entity::update_many()
-        .col_expr(
-            share::Column::DownloadsUsed,
-            Expr::col(share::Column::DownloadsUsed).add(n),
-        )
-        .filter(share::Column::Id.eq(share))
-        .filter(share::Column::State.is_in(ShareState::LIVE))
-        .filter(share::Column::ExpiresAt.gt(now))
-        .filter(
+    let used = || Expr::col((share_file::Entity, share_file::Column::DownloadsUsed));
+    let share_allows = Query::select()
+        .expr(Expr::val(1))
+        .from(share::Entity)
+        .and_where(Expr::col((share::Entity, share::Column::Id)).eq(share))
+        .and_where(Expr::col((share::Entity, share::Column::State)).is_in(ShareState::LIVE))
+        .and_where(Expr::col((share::Entity, share::Column::ExpiresAt)).gt(now))
+        .cond_where(
             Condition::any()
-                .add(share::Column::MaxDownloads.is_null())
+                .add(Expr::col((share::Entity, share::Column::MaxDownloads)).is_null())
                 .add(
-                    Expr::col(share::Column::DownloadsUsed)
+                    used()
                         .add(n)
-                        .lte(Expr::col(share::Column::MaxDownloads)),
+                        .lte(Expr::col((share::Entity, share::Column::MaxDownloads))),
                 ),
         )
-        .exec(txn)
-        .await?;
-    Ok(counted.rows_affected == 1)
+        .to_owned();
+    for (claimed, file) in files.iter().enumerate() {
+        let counted = share_file::Entity::update_many()
+            .col_expr(share_file::Column::DownloadsUsed, used().add(n))
+            .filter(share_file::Column::ShareId.eq(share))
+            .filter(share_file::Column::FileId.eq(*file))
+            .filter(Expr::exists(share_allows.clone()))
+            .exec(txn)
+            .await?;
+        if counted.rows_affected != 1 {
+            give_back(txn, share, &files[..claimed], n).await?;
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
-/// Gives back `n` places of `share` ([`Change::ReleaseDownload`]), or counts `n` complete
-/// downloads ([`Change::CompleteDownload`]).
-async fn adjust(txn: &DatabaseTransaction, change: Change, n: usize) -> Result<(), sea_orm::DbErr> {
-    let n = i32::try_from(n).unwrap_or(i32::MAX);
-    let (share, column, value) = match change {
-        Change::ReleaseDownload { share } => (
-            share,
-            share::Column::DownloadsUsed,
-            Expr::col(share::Column::DownloadsUsed).sub(n),
-        ),
-        Change::CompleteDownload { share } => (
-            share,
-            share::Column::DownloadsCompleted,
-            Expr::col(share::Column::DownloadsCompleted).add(n),
-        ),
-        Change::ClaimDownload { .. } => return Ok(()),
-    };
-    share::Entity::update_many()
-        .col_expr(column, value)
-        .filter(share::Column::Id.eq(share))
+/// Takes `n` places of each of `files` of `share` back.
+async fn give_back(
+    txn: &DatabaseTransaction,
+    share: Uuid,
+    files: &[Uuid],
+    n: i32,
+) -> Result<(), sea_orm::DbErr> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    share_file::Entity::update_many()
+        .col_expr(
+            share_file::Column::DownloadsUsed,
+            Expr::col(share_file::Column::DownloadsUsed).sub(n),
+        )
+        .filter(share_file::Column::ShareId.eq(share))
+        .filter(share_file::Column::FileId.is_in(files.iter().copied()))
         .exec(txn)
         .await?;
     Ok(())
+}
+
+/// Gives back `n` places of each of the change's files ([`Change::ReleaseDownload`]), or counts
+/// `n` complete downloads of each ([`Change::CompleteDownload`]).
+async fn adjust(
+    txn: &DatabaseTransaction,
+    change: &Change,
+    n: usize,
+) -> Result<(), sea_orm::DbErr> {
+    let n = i32::try_from(n).unwrap_or(i32::MAX);
+    let (share, files) = change.files();
+    match change {
+        Change::ReleaseDownload { .. } => give_back(txn, share, files, n).await,
+        Change::CompleteDownload { .. } => {
+            share_file::Entity::update_many()
+                .col_expr(
+                    share_file::Column::DownloadsCompleted,
+                    Expr::col(share_file::Column::DownloadsCompleted).add(n),
+                )
+                .filter(share_file::Column::ShareId.eq(share))
+                .filter(share_file::Column::FileId.is_in(files.iter().copied()))
+                .exec(txn)
+                .await?;
+            Ok(())
+        }
+        Change::ClaimDownload { .. } => Ok(()),
+    }
 }
 
 impl AuditWriter {

@@ -80,6 +80,10 @@ pub(super) async fn reject(
             .await?;
     }
     txn.commit().await?;
+    if moved.rows_affected == 1 {
+        // A bundle waiting for this file goes out with its other files.
+        super::notify::enqueue_pending(core, row.id).await;
+    }
     core.storage
         .delete(&quarantine_path(row.id))
         .await

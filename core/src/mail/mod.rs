@@ -126,12 +126,13 @@ impl Mailer {
     }
 }
 
-/// What a recipient is told about a file shared with them.
+/// What a recipient is told about the files shared with them.
 #[derive(Debug)]
 pub struct ShareEmail<'a> {
     pub sender: &'a str,
-    pub file_name: &'a str,
-    pub size: u64,
+    /// Each file's name and size, in the order the page lists them (one, unless the share is a
+    /// bundle).
+    pub files: &'a [(&'a str, u64)],
     pub expires_at: DateTime<Utc>,
     pub max_downloads: Option<i32>,
     pub message: Option<&'a str>,
@@ -174,14 +175,17 @@ fn message_id(from: &Mailbox) -> String {
     )
 }
 
-/// Builds the email carrying one recipient's link. Headers are encoded by lettre; the names
-/// that reach them (sender, file name) cannot hold line breaks. Replies go to the sharer.
-pub fn share_message(from: &Mailbox, to: &str, email: &ShareEmail<'_>) -> anyhow::Result<Message> {
+/// The text and HTML bodies of a share email.
+fn share_bodies(email: &ShareEmail<'_>) -> anyhow::Result<(String, String)> {
     let message = email.message.map(normalized_lines);
+    let files: Vec<_> = email
+        .files
+        .iter()
+        .map(|(name, size)| context! { name => *name, size => text::size(*size) })
+        .collect();
     let ctx = context! {
         sender => email.sender,
-        file_name => email.file_name,
-        size => text::size(email.size),
+        files => files,
         expires => text::english().long_date(email.expires_at),
         max_downloads => email.max_downloads,
         message => message,
@@ -192,14 +196,30 @@ pub fn share_message(from: &Mailbox, to: &str, email: &ShareEmail<'_>) -> anyhow
     let env = templates();
     let text = env.get_template("share.txt")?.render(&ctx)?;
     let html = env.get_template("share.html")?.render(&ctx)?;
+    Ok((text, html))
+}
+
+/// Builds the email carrying one recipient's link. Headers are encoded by lettre; the names
+/// that reach them (sender, file name) cannot hold line breaks. Replies go to the sharer.
+pub fn share_message(from: &Mailbox, to: &str, email: &ShareEmail<'_>) -> anyhow::Result<Message> {
+    let (text, html) = share_bodies(email)?;
     let to: Mailbox = to.parse().context("recipient address")?;
-    let subject: String = t_with(
-        "mail-share-subject",
-        [
-            ("sender", Arg::from(email.sender)),
-            ("name", Arg::from(email.file_name)),
-        ],
-    )
+    let subject: String = match email.files {
+        [(name, _)] => t_with(
+            "mail-share-subject",
+            [
+                ("sender", Arg::from(email.sender)),
+                ("name", Arg::from(*name)),
+            ],
+        ),
+        files => t_with(
+            "mail-share-subject-files",
+            [
+                ("sender", Arg::from(email.sender)),
+                ("count", Arg::from(files.len())),
+            ],
+        ),
+    }
     .chars()
     .filter(|c| !c.is_control())
     .collect();

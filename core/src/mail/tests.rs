@@ -2,11 +2,10 @@
 
 use super::*;
 
-fn sample<'a>(name: &'a str, message: Option<&'a str>) -> ShareEmail<'a> {
+fn sample<'a>(files: &'a [(&'a str, u64)], message: Option<&'a str>) -> ShareEmail<'a> {
     ShareEmail {
         sender: "ann@example.org",
-        file_name: name,
-        size: 1_500_000,
+        files,
         expires_at: DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
         max_downloads: Some(3),
         message,
@@ -23,15 +22,10 @@ fn rendered(message: &Message) -> String {
 #[test]
 fn hostile_names_and_messages_are_escaped_in_html() {
     let from: Mailbox = "Coffer <coffer@localhost>".parse().expect("mailbox");
-    let email = sample(
-        "\"><img src=x onerror=alert(1)>.pdf",
-        Some("<script>alert('hi')</script>"),
-    );
+    let files = [("\"><img src=x onerror=alert(1)>.pdf", 1_500_000)];
+    let email = sample(&files, Some("<script>alert('hi')</script>"));
     let message = share_message(&from, "bob@example.org", &email).expect("renders");
-    let html = templates()
-        .get_template("share.html")
-        .and_then(|t| t.render(context! { file_name => email.file_name, message => email.message, url => email.url, size => "1 MB", sender => email.sender, expires => "x", password => true, max_downloads => 3 }))
-        .expect("html");
+    let (_, html) = share_bodies(&email).expect("html");
     assert!(
         !html.contains("<script>") && !html.contains("<img src=x"),
         "{html}"
@@ -50,7 +44,10 @@ fn mail_has_a_message_id_on_the_sending_domain_a_reply_to_and_no_bare_line_break
     let message = share_message(
         &from,
         "bob@example.org",
-        &sample("report.pdf", Some("one\rtwo\nthree\r\nfour")),
+        &sample(
+            &[("report.pdf", 1_500_000)],
+            Some("one\rtwo\nthree\r\nfour"),
+        ),
     )
     .expect("renders");
     let raw = rendered(&message);
@@ -85,21 +82,10 @@ fn mail_has_a_message_id_on_the_sending_domain_a_reply_to_and_no_bare_line_break
 #[test]
 fn names_the_sender_file_expiry_and_link_but_no_content() {
     let from: Mailbox = "Coffer <coffer@localhost>".parse().expect("mailbox");
-    let message = share_message(
-        &from,
-        "bob@example.org",
-        &sample("report.pdf", Some("Hi Bob")),
-    )
-    .expect("renders");
-    let text = templates()
-        .get_template("share.txt")
-        .expect("tpl")
-        .render(context! {
-            sender => "ann@example.org", file_name => "report.pdf", size => crate::text::size(1_500_000),
-            expires => "Friday 15 January 2027, 08:00 UTC", max_downloads => 3, message => "Hi Bob",
-            password => true, url => "http://127.0.0.1:8080/s/abc",
-        })
-        .expect("text");
+    let files = [("report.pdf", 1_500_000)];
+    let email = sample(&files, Some("Hi Bob"));
+    let message = share_message(&from, "bob@example.org", &email).expect("renders");
+    let (text, _) = share_bodies(&email).expect("text");
     for needle in [
         "ann@example.org",
         "report.pdf",
@@ -114,4 +100,32 @@ fn names_the_sender_file_expiry_and_link_but_no_content() {
     }
     let raw = rendered(&message);
     assert!(raw.contains("multipart/alternative"));
+}
+
+#[test]
+fn a_bundle_email_lists_every_file_and_counts_them_in_its_subject() {
+    let from: Mailbox = "Coffer <coffer@localhost>".parse().expect("mailbox");
+    let files = [("a.pdf", 1_000), ("b <c>.txt", 2_000_000), ("d.zip", 3)];
+    let email = sample(&files, None);
+    let message = share_message(&from, "bob@example.org", &email).expect("renders");
+    let raw = rendered(&message);
+    let parsed = mailparse::parse_mail(raw.as_bytes()).expect("parses");
+    use mailparse::MailHeaderMap as _;
+    assert_eq!(
+        parsed.headers.get_first_value("Subject").as_deref(),
+        Some("ann@example.org shared 3 files with you")
+    );
+    let (text, html) = share_bodies(&email).expect("bodies");
+    for needle in [
+        "- a.pdf (1 kB)",
+        "- b <c>.txt (2 MB)",
+        "- d.zip (3 bytes)",
+        "3 files",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    assert!(
+        html.contains("b &lt;c&gt;.txt") && html.contains(">Files<"),
+        "{html}"
+    );
 }

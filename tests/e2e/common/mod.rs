@@ -842,6 +842,41 @@ impl TestApp {
     }
 }
 
+/// Sends ten GETs of `url` at once, reading each body whole, and answers the one body that was
+/// delivered: it fails unless exactly one answer is 200 and the others are refused as in progress
+/// (409) or used up (410).
+pub async fn ten_at_once_deliver_one(app: &TestApp, url: &str) -> Vec<u8> {
+    use futures::StreamExt as _;
+    let attempts = (0..10).map(|_| {
+        let request = app.http.get(url);
+        async move {
+            let response = request.send().await.expect("download");
+            let status = response.status();
+            let mut body = Vec::new();
+            let mut stream = response.bytes_stream();
+            while let Some(piece) = stream.next().await {
+                body.extend_from_slice(&piece.expect("piece"));
+            }
+            (status, body)
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let statuses: Vec<StatusCode> = results.iter().map(|(s, _)| *s).collect();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| [StatusCode::OK, StatusCode::CONFLICT, StatusCode::GONE].contains(s)),
+        "{statuses:?}"
+    );
+    let mut delivered: Vec<Vec<u8>> = results
+        .into_iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(delivered.len(), 1, "{statuses:?}");
+    delivered.remove(0)
+}
+
 /// What a Python one-liner prints (trimmed): `python3 -c script args…`, which must succeed.
 pub fn python(script: &str, args: &[&str]) -> String {
     let output = Command::new("python3")

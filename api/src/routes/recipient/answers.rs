@@ -32,14 +32,16 @@ pub(super) enum PageResponse {
 
 #[derive(ApiResponse)]
 pub(super) enum DownloadResponse {
+    /// The file, or every file of a bundle as one ZIP (`application/zip`, streamed while it is
+    /// written: no `Content-Length`, no `ETag`, `Accept-Ranges: none`).
     #[oai(status = 200)]
     File(
         Binary<Body>,
         #[oai(header = "Content-Type")] String,
         #[oai(header = "Content-Disposition")] String,
-        #[oai(header = "Content-Length")] u64,
+        #[oai(header = "Content-Length")] Option<u64>,
         #[oai(header = "Accept-Ranges")] String,
-        #[oai(header = "ETag")] String,
+        #[oai(header = "ETag")] Option<String>,
     ),
     /// A byte range (`Range`, with `If-Range` naming the `ETag` to resume).
     #[oai(status = 206)]

@@ -5,7 +5,7 @@
 mod answers;
 mod pages;
 
-use coffer_core::services::recipients::{self, Refusal};
+use coffer_core::services::recipients::{self, Delivered, Refusal, Which};
 use coffer_core::text::t;
 use poem::{Body, Request};
 use poem_openapi::param::{Header, Path};
@@ -36,9 +36,15 @@ struct VerifyForm {
 /// `Range` and `If-Range` as the request sent them.
 type RangeHeaders = (Header<Option<String>>, Header<Option<String>>);
 
+/// A ZIP is served whole.
+fn no_range() -> RangeHeaders {
+    (Header(None), Header(None))
+}
+
 async fn deliver(
     req: &Request,
     token: &str,
+    which: Which,
     password: Option<String>,
     (range, if_range): RangeHeaders,
 ) -> DownloadResponse {
@@ -47,39 +53,55 @@ async fn deliver(
     };
     let password = password.filter(|p| !p.is_empty()).map(SecretString::from);
     let retry = Retry::of(req, token);
-    let opened = match recipients::open(core, token, password, retry.session, &meta(req)).await {
+    let meta = meta(req);
+    let opened = match recipients::open(core, token, which, password, retry.session, &meta).await {
         Ok(opened) => opened,
         Err(refusal) => return refusal_page(core, refusal, Some(retry)).await.into(),
     };
-    let file = opened.file();
-    let (range, etag) = match crate::range::choose(&file, range.0.as_deref(), if_range.0.as_deref())
-    {
-        Ok(crate::range::Chosen { range, etag }) => (range, etag),
-        Err(size) => {
-            return DownloadResponse::RangeNotSatisfiable(
-                message(&t("recipient-range-heading"), &t("recipient-range-text")),
-                format!("bytes */{size}"),
-            );
+    let (range, etag) = match opened.file() {
+        None => (None, None),
+        Some(file) => {
+            match crate::range::choose(&file, range.0.as_deref(), if_range.0.as_deref()) {
+                Ok(crate::range::Chosen { range, etag }) => (range, Some(etag)),
+                Err(size) => {
+                    return DownloadResponse::RangeNotSatisfiable(
+                        message(&t("recipient-range-heading"), &t("recipient-range-text")),
+                        format!("bytes */{size}"),
+                    );
+                }
+            }
         }
     };
     let delivered =
-        recipients::deliver(core, opened, range, crate::auth::delivery(req), &meta(req)).await;
+        recipients::deliver(core, opened, range, crate::auth::delivery(req), &meta).await;
     let content = match delivered {
-        Ok(content) => content,
+        Ok(Delivered::File(content)) => content,
+        Ok(Delivered::Zip { body }) => {
+            let name = format!("files-{}.zip", chrono::Utc::now().format("%Y-%m-%d"));
+            return DownloadResponse::File(
+                Binary(Body::from_bytes_stream(body)),
+                "application/zip".to_owned(),
+                super::files::content_disposition(&name),
+                None,
+                "none".to_owned(),
+                None,
+            );
+        }
         Err(refusal) => return refusal_page(core, refusal, Some(retry)).await.into(),
     };
     let body = Binary(Body::from_bytes_stream(content.body));
     // Always a download, never something a browser renders.
     let kind = "application/octet-stream".to_owned();
     let disposition = super::files::content_disposition(&content.file.name);
+    let etag = etag.unwrap_or_default();
     match content.range {
         None => DownloadResponse::File(
             body,
             kind,
             disposition,
-            content.file.size,
+            Some(content.file.size),
             "bytes".to_owned(),
-            etag,
+            Some(etag),
         ),
         Some((start, end)) => DownloadResponse::Partial(
             body,
@@ -90,6 +112,11 @@ async fn deliver(
             etag,
         ),
     }
+}
+
+/// A file of a share, named in its path: a file id, which a token's link may not open.
+fn file_of(id: &str) -> Which {
+    uuid::Uuid::parse_str(id).map_or(Which::File(uuid::Uuid::nil()), Which::File)
 }
 
 #[OpenApi(tag = "Tag::Recipients")]
@@ -158,8 +185,8 @@ impl RecipientApi {
         }
     }
 
-    /// Download through a share link without a password (supports `Range`, and `If-Range` with
-    /// the `ETag` to resume)
+    /// Download through a share link without a password: its file (supports `Range`, and
+    /// `If-Range` with the `ETag` to resume), or all the files of a bundle as one ZIP
     #[oai(path = "/s/:token/download", method = "get")]
     async fn download(
         &self,
@@ -168,7 +195,7 @@ impl RecipientApi {
         #[oai(name = "Range")] range: Header<Option<String>>,
         #[oai(name = "If-Range")] if_range: Header<Option<String>>,
     ) -> DownloadResponse {
-        deliver(req, &token.0, None, (range, if_range)).await
+        deliver(req, &token.0, Which::Share, None, (range, if_range)).await
     }
 
     /// Download through a share link (the page's form, with the password if there is one)
@@ -181,6 +208,58 @@ impl RecipientApi {
         #[oai(name = "If-Range")] if_range: Header<Option<String>>,
         form: Form<PasswordForm>,
     ) -> DownloadResponse {
-        deliver(req, &token.0, form.0.password, (range, if_range)).await
+        let headers = (range, if_range);
+        deliver(req, &token.0, Which::Share, form.0.password, headers).await
+    }
+
+    /// Download one file of a share without a password (supports `Range`, and `If-Range` with
+    /// the `ETag` to resume); each file counts its own downloads against `max_downloads`
+    #[oai(path = "/s/:token/files/:file_id", method = "get")]
+    async fn download_file(
+        &self,
+        req: &Request,
+        token: Path<String>,
+        file_id: Path<String>,
+        #[oai(name = "Range")] range: Header<Option<String>>,
+        #[oai(name = "If-Range")] if_range: Header<Option<String>>,
+    ) -> DownloadResponse {
+        let which = file_of(&file_id.0);
+        deliver(req, &token.0, which, None, (range, if_range)).await
+    }
+
+    /// Download one file of a share (the page's form, with the password if there is one)
+    #[oai(path = "/s/:token/files/:file_id", method = "post")]
+    async fn download_file_with_form(
+        &self,
+        req: &Request,
+        token: Path<String>,
+        file_id: Path<String>,
+        #[oai(name = "Range")] range: Header<Option<String>>,
+        #[oai(name = "If-Range")] if_range: Header<Option<String>>,
+        form: Form<PasswordForm>,
+    ) -> DownloadResponse {
+        let (which, headers) = (file_of(&file_id.0), (range, if_range));
+        deliver(req, &token.0, which, form.0.password, headers).await
+    }
+
+    /// "Download all": every file of a share as one ZIP, without a password
+    ///
+    /// Streamed while it is written (no `Content-Length`; not resumable: a cut download starts
+    /// again). Entries are stored, ZIP64, named safely for every unzip tool and uniquely. It
+    /// takes one download of each file, all or none.
+    #[oai(path = "/s/:token/zip", method = "get")]
+    async fn download_all(&self, req: &Request, token: Path<String>) -> DownloadResponse {
+        deliver(req, &token.0, Which::All, None, no_range()).await
+    }
+
+    /// "Download all" (the page's form, with the password if there is one)
+    #[oai(path = "/s/:token/zip", method = "post")]
+    async fn download_all_with_form(
+        &self,
+        req: &Request,
+        token: Path<String>,
+        form: Form<PasswordForm>,
+    ) -> DownloadResponse {
+        deliver(req, &token.0, Which::All, form.0.password, no_range()).await
     }
 }

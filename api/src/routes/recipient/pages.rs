@@ -69,17 +69,36 @@ pub(super) fn landing(token: &str, page: &Landing, error: Option<&str>) -> Html<
             code_sent,
         } => ("needed", Some(to.as_str()), *code_sent),
     };
+    let files: Vec<_> = page
+        .files
+        .iter()
+        .map(|f| {
+            context! {
+                id => f.id.to_string(),
+                name => &f.name,
+                size => text::size(f.size),
+                kind => f.content_type.as_deref().unwrap_or(""),
+                downloads_left => f.downloads_left,
+                ready => f.ready,
+            }
+        })
+        .collect();
+    let title = match page.files.as_slice() {
+        [one] => one.name.clone(),
+        files => t_with("landing-files-title", [("count", Arg::from(files.len()))]),
+    };
     render(
         "landing.html",
         context! {
             token => token,
             sender => &page.sender,
-            file_name => &page.file_name,
-            size => text::size(page.size),
+            title => title,
+            files => files,
+            bundle => page.files.len() > 1,
+            size => text::size(page.size()),
             expires => text::english().long_date(page.expires_at),
-            downloads_left => page.downloads_left,
             password => page.password,
-            ready => page.ready,
+            ready => page.ready(),
             error => error,
             message => &page.message,
             verify => verify,

@@ -153,6 +153,8 @@ pub async fn delete(core: &Core, owner: &User, id: Uuid, meta: &RequestMeta) -> 
         .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
+    // A bundle waiting for this file goes out with its other files.
+    crate::jobs::notify::enqueue_pending(core, id).await;
 
     let mut paths = vec![quarantine_path(id)];
     if let Some(blob) = row.blob_id {

@@ -243,7 +243,7 @@ async fn record(
             .record(&txn, &core.audit)
             .await?;
         let shares = match (&share, prepared) {
-            (Some(spec), Some(prepared)) => shares::insert(core, &txn, owner, model.id, spec, prepared, meta).await?,
+            (Some(spec), Some(prepared)) => shares::insert(core, &txn, owner, &[model.id], spec, prepared, meta).await?,
             _ => Vec::new(),
         };
         txn.commit().await?;

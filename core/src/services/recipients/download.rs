@@ -9,9 +9,9 @@ use sea_orm::EntityTrait as _;
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use entity::{file, share};
+use entity::share;
 
-use super::{Refusal, Resolved, check_password, deny, gone_reason, resolve, used_up};
+use super::{Refusal, Resolved, SharedFile, check_password, deny, files_of, gone_reason, resolve};
 use crate::audit::{Action, Actor, Change, Event, Outcome, RequestMeta};
 use crate::db::by_key;
 use crate::services::files::{Content, Delivery, FileView, open_ready};
@@ -19,48 +19,106 @@ use crate::services::receipts;
 use crate::types::FileStatus;
 use crate::{Core, ServiceError};
 
-/// A link opened for a download: its share and file, the password checked, the file ready.
+/// What a download through a link asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// What the link shares: its file, or every file of a bundle as one ZIP.
+    Share,
+    /// One file of the share.
+    File(Uuid),
+    /// Every file of the share as one ZIP ("Download all").
+    All,
+}
+
+/// A link opened for a download: its share and the files asked for, the password checked,
+/// the files ready.
 pub struct Opened {
     share: share::Model,
-    file: file::Model,
+    /// The files delivered: one, or (for a ZIP) every file the share still opens.
+    files: Vec<SharedFile>,
+    zip: bool,
+    /// Whether `files` are every file the share still opens.
+    whole: bool,
 }
 
 impl Opened {
-    /// The file, to choose the range served.
-    pub fn file(&self) -> FileView {
-        FileView::from(self.file.clone())
+    /// The file, to choose the range served; `None` for a ZIP, which is served whole.
+    pub fn file(&self) -> Option<FileView> {
+        match self.files.as_slice() {
+            [one] if !self.zip => Some(FileView::from(one.file.clone())),
+            _ => None,
+        }
     }
 }
 
-/// Opens a link for a download: it works, the browser proved the recipient's address (through
-/// `session`) if the link asks for it, the password (if any) is right and the file is ready.
-/// Whether there is a download left to take is [`deliver`]'s to decide.
+/// Opens a link for a download of `which`: it works, the browser proved the recipient's
+/// address (through `session`) if the link asks for it, the password (if any) is right and the
+/// files are ready. Whether there is a download left to take is [`deliver`]'s to decide.
 pub async fn open(
     core: &Core,
     raw_token: &str,
+    which: Which,
     given: Option<SecretString>,
     session: Option<&str>,
     meta: &RequestMeta,
 ) -> Result<Opened, Refusal> {
-    let Resolved { share, file, .. } = resolve(core, raw_token, meta, true).await?;
+    let Resolved { share, files, .. } = resolve(core, raw_token, meta, true).await?;
     super::verify::require(core, &share, session, meta).await?;
     check_password(core, &share, given, meta).await?;
-    if file.status != FileStatus::Ready {
+    let which = match which {
+        Which::Share if files.len() > 1 => Which::All,
+        Which::Share => Which::File(share.file_id),
+        other => other,
+    };
+    let shared = files.iter().filter(|f| !f.removed()).count();
+    let (files, zip) = match which {
+        Which::File(id) => {
+            let Some(one) = files.into_iter().find(|f| f.file.id == id) else {
+                return Err(Refusal::Unknown);
+            };
+            if one.removed() {
+                deny(core, share.id, "file removed", meta).await?;
+                return Err(Refusal::Gone("file removed"));
+            }
+            (vec![one], false)
+        }
+        _ => (files.into_iter().filter(|f| !f.removed()).collect(), true),
+    };
+    if files.iter().any(|f| f.file.status != FileStatus::Ready) {
         return Err(Refusal::NotReady);
     }
-    Ok(Opened { share, file })
+    let whole = files.len() == shared;
+    Ok(Opened {
+        share,
+        files,
+        zip,
+        whole,
+    })
 }
 
-/// Streams an opened link's file (or the inclusive `range` of it, checked against its size)
-/// to a recipient. The rule (README, "What a recipient sees"):
+/// What a download delivers.
+pub enum Delivered {
+    /// One file (or the inclusive range of it asked for).
+    File(Content),
+    /// Every file of a bundle, as a ZIP streamed while it is written (its length unknown).
+    Zip {
+        body: BoxStream<'static, Result<Bytes, std::io::Error>>,
+    },
+}
+
+/// Streams an opened link's file (or the inclusive `range` of it, checked against its size),
+/// or its files as one ZIP, to a recipient. The rule (README, "What a recipient sees"):
 ///
-/// - A download takes its place against `max_downloads` before the first byte, in one commit
-///   with its `share.download_started` event, so concurrent requests never exceed the limit.
-/// - It keeps the place if it delivers the file's last byte (a complete download), and gives
-///   it back if it stops short; either way `share.downloaded` records the bytes delivered and
-///   whether it completed, when the transfer ends.
-/// - Once a download of the link is complete, a range that does not start at the first byte
-///   (a resumed download) is free while the link lives, even when it is used up.
+/// - Each file of a share counts its downloads against `max_downloads`; a ZIP counts one of
+///   each of its files, all or none.
+/// - A download takes its places before the first byte, in one commit with its
+///   `share.download_started` event, so concurrent requests never exceed the limit.
+/// - It keeps them if it delivers its last byte (a complete download), and gives them back if
+///   it stops short; either way `share.downloaded` records the bytes delivered and whether it
+///   completed, when the transfer ends.
+/// - Once a download of a file through the link is complete, a range of it that does not start
+///   at the first byte (a resumed download) is free while the link lives, even when it is used
+///   up. A ZIP is not resumed: it is written afresh each time.
 /// - A HEAD gets the headers a download would, and is none.
 pub async fn deliver(
     core: &Core,
@@ -68,19 +126,35 @@ pub async fn deliver(
     range: Option<(u64, u64)>,
     delivery: Delivery,
     meta: &RequestMeta,
-) -> Result<Content, Refusal> {
-    let Opened { share, file } = opened;
-    let resumed = range.is_some_and(|(start, _)| start > 0) && share.downloads_completed > 0;
-    if !resumed && used_up(&share) {
-        return Err(refuse_used_up(core, &share, meta).await?);
+) -> Result<Delivered, Refusal> {
+    let Opened {
+        share,
+        files,
+        zip,
+        whole,
+    } = opened;
+    let range = range.filter(|_| !zip);
+    let resumed = !zip
+        && range.is_some_and(|(start, _)| start > 0)
+        && files.iter().all(|f| f.counts.downloads_completed > 0);
+    if !resumed && files.iter().any(|f| f.used_up(&share)) {
+        return Err(refuse_used_up(core, &share, &files, meta).await?);
     }
     if delivery == Delivery::HeadersOnly {
-        return Ok(Content::headers_only(file, range));
+        return Ok(match (zip, files.into_iter().next()) {
+            (false, Some(one)) => Delivered::File(Content::headers_only(one.file, range)),
+            _ => Delivered::Zip {
+                body: futures::stream::empty().boxed(),
+            },
+        });
     }
+    let mut ids: Vec<Uuid> = files.iter().map(|f| f.file.id).collect();
+    ids.sort_unstable();
     let started = Event::new(Action::ShareDownloadStarted, Actor::Recipient(share.id))
         .target("share", share.id)
         .details(serde_json::json!({
-            "file_id": file.id,
+            "file_id": (!zip).then(|| ids[0]),
+            "file_ids": zip.then(|| ids.clone()),
             "range": range.map(|(start, end)| [start, end]),
             "counted": !resumed,
         }))
@@ -88,51 +162,81 @@ pub async fn deliver(
     if resumed {
         core.audit.record(started).await?;
     } else {
-        let claim = Change::ClaimDownload { share: share.id };
+        let claim = Change::ClaimDownload {
+            share: share.id,
+            files: ids.clone(),
+        };
         if !core.audit.record_with(claim, started).await? {
             // Ended meanwhile (revoked, expired), or its places taken: by complete downloads,
             // or by downloads under way.
             let now = by_key(share::Entity::find_by_id(share.id), &core.db)
                 .await?
                 .unwrap_or(share);
-            if let Some(reason) = gone_reason(&now, &file, Utc::now()) {
+            let all = files_of(core, now.id).await?;
+            if let Some(reason) = gone_reason(&now, &all, Utc::now()) {
                 deny(core, now.id, reason, meta).await?;
                 return Err(Refusal::Gone(reason));
             }
-            return Err(refuse_used_up(core, &now, meta).await?);
+            let asked: Vec<SharedFile> = all
+                .into_iter()
+                .filter(|f| ids.contains(&f.file.id))
+                .collect();
+            return Err(refuse_used_up(core, &now, &asked, meta).await?);
         }
     }
-    let size = u64::try_from(file.size).unwrap_or(0);
     let receipt = share.receipts.then(|| receipts::Download {
         owner: share.owner_id,
         share: share.id,
-        file_name: file.name.clone(),
+        file_name: files
+            .iter()
+            .map(|f| f.file.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         recipient: share.recipient.clone(),
         at: Utc::now(),
         meta: meta.clone(),
     });
-    let transfer = Transfer {
-        core: core.clone(),
-        share: share.id,
-        last: share.max_downloads == Some(share.downloads_completed + 1),
-        file_id: file.id,
-        counted: !resumed,
-        range,
-        expected: range.map_or(size, |(start, end)| end - start + 1),
-        reaches_end: range.is_none_or(|(_, end)| end + 1 >= size),
-        delivered: 0,
-        meta: meta.clone(),
-        receipt,
+    // Whether completing it leaves the link nothing to download.
+    let last = whole
+        && share.max_downloads.is_some_and(|max| {
+            files
+                .iter()
+                .all(|f| f.counts.downloads_completed + 1 >= max)
+        });
+    let actor = Actor::Recipient(share.id);
+    let (body, expected, reaches_end, content) = if zip {
+        let models = files.iter().map(|f| f.file.clone()).collect();
+        let body = super::zip::stream(core.clone(), models, actor, meta.clone());
+        (body, None, true, None)
+    } else {
+        let file = files[0].file.clone();
+        let size = u64::try_from(file.size).unwrap_or(0);
+        let body = match open_ready(core, &file, range, actor, meta).await {
+            Ok(body) => body,
+            // Nothing was delivered: dropping the claim's transfer gives the place back.
+            Err(err) => {
+                drop(Transfer::new(core, &share, ids, !resumed, range, meta));
+                return Err(Refusal::Error(err));
+            }
+        };
+        let expected = range.map_or(size, |(start, end)| end - start + 1);
+        let reaches_end = range.is_none_or(|(_, end)| end + 1 >= size);
+        (body, Some(expected), reaches_end, Some(file))
     };
-    match open_ready(core, &file, range, Actor::Recipient(share.id), meta).await {
-        Ok(body) => Ok(Content {
+    let mut transfer = Transfer::new(core, &share, ids, !resumed, range, meta);
+    transfer.last = last;
+    transfer.expected = expected;
+    transfer.reaches_end = reaches_end;
+    transfer.receipt = receipt;
+    let body = transfer.track(body);
+    Ok(match content {
+        Some(file) => Delivered::File(Content {
             file: FileView::from(file),
             range,
-            body: transfer.track(body),
+            body,
         }),
-        // Nothing was delivered: dropping the transfer gives the place back.
-        Err(err) => Err(Refusal::Error(err)),
-    }
+        None => Delivered::Zip { body },
+    })
 }
 
 /// The refusal of a download for which the link has no place left: gone when its downloads
@@ -140,11 +244,12 @@ pub async fn deliver(
 async fn refuse_used_up(
     core: &Core,
     share: &share::Model,
+    files: &[SharedFile],
     meta: &RequestMeta,
 ) -> Result<Refusal, ServiceError> {
     let complete = share
         .max_downloads
-        .is_some_and(|max| share.downloads_completed >= max);
+        .is_some_and(|max| files.iter().any(|f| f.counts.downloads_completed >= max));
     let reason = if complete {
         "used up"
     } else {
@@ -165,22 +270,52 @@ struct Transfer {
     share: Uuid,
     /// Whether completing it makes the link used up.
     last: bool,
-    file_id: Uuid,
-    /// Whether it took a place (a resumed download does not).
+    /// The files delivered, by id (one, or a ZIP's).
+    files: Vec<Uuid>,
+    /// Whether it took a place of each (a resumed download does not).
     counted: bool,
     range: Option<(u64, u64)>,
-    expected: u64,
+    /// The bytes it ends with when complete; `None` for a ZIP, complete when its writer
+    /// finished it.
+    expected: Option<u64>,
     /// Whether its last byte is the file's.
     reaches_end: bool,
     /// Bytes handed to the connection. The server stops reading the body once it has the
     /// length it announced, so a transfer is complete when it handed over all of them.
     delivered: u64,
+    /// Whether the body ended without an error.
+    finished: bool,
     meta: RequestMeta,
     /// The receipt its owner is sent if it completes (when the share asks for receipts).
     receipt: Option<receipts::Download>,
 }
 
 impl Transfer {
+    /// A transfer that has delivered nothing yet.
+    fn new(
+        core: &Core,
+        share: &share::Model,
+        files: Vec<Uuid>,
+        counted: bool,
+        range: Option<(u64, u64)>,
+        meta: &RequestMeta,
+    ) -> Self {
+        Self {
+            core: core.clone(),
+            share: share.id,
+            last: false,
+            files,
+            counted,
+            range,
+            expected: Some(u64::MAX),
+            reaches_end: false,
+            delivered: 0,
+            finished: false,
+            meta: meta.clone(),
+            receipt: None,
+        }
+    }
+
     /// `body`, counted; the transfer records itself when the body ends or is dropped.
     fn track(
         self,
@@ -195,7 +330,10 @@ impl Transfer {
                 }
                 // The transfer ends here, short of its end.
                 Some(Err(err)) => Some((Err(err), (body, None))),
-                None => None,
+                None => {
+                    transfer.finished = true;
+                    None
+                }
             }
         })
         .boxed()
@@ -204,7 +342,10 @@ impl Transfer {
 
 impl Drop for Transfer {
     fn drop(&mut self) {
-        let completed = self.reaches_end && self.delivered == self.expected;
+        let completed = self.reaches_end
+            && self
+                .expected
+                .map_or(self.finished, |expected| self.delivered == expected);
         let event = Event::new(Action::ShareDownloaded, Actor::Recipient(self.share))
             .target("share", self.share)
             .outcome(if completed {
@@ -213,19 +354,21 @@ impl Drop for Transfer {
                 Outcome::Failure
             })
             .details(serde_json::json!({
-                "file_id": self.file_id,
+                "file_id": self.expected.and(self.files.first()),
+                "file_ids": self.expected.is_none().then_some(&self.files),
                 "bytes": self.delivered,
                 "completed": completed,
                 "range": self.range.map(|(start, end)| [start, end]),
                 "counted": self.counted,
             }))
             .from(&self.meta);
+        let (share, files) = (self.share, std::mem::take(&mut self.files));
         let change = self.counted.then_some(if completed {
-            Change::CompleteDownload { share: self.share }
+            Change::CompleteDownload { share, files }
         } else {
-            Change::ReleaseDownload { share: self.share }
+            Change::ReleaseDownload { share, files }
         });
-        let (core, share, last) = (self.core.clone(), self.share, self.last && completed);
+        let (core, last) = (self.core.clone(), self.last && completed);
         let receipt = self.receipt.take().filter(|_| completed).map(|mut r| {
             r.at = Utc::now();
             r

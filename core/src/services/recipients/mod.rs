@@ -4,20 +4,21 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use entity::{file, share, user};
+use entity::{file, share, share_file, user};
 
 mod download;
 mod verify;
+mod zip;
 
 use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::db::by_key;
 use crate::types::{FileStatus, ShareState, Token};
 use crate::{Core, ServiceError, password};
-pub use download::{Opened, deliver, open};
+pub use download::{Delivered, Opened, Which, deliver, open};
 pub use verify::{CODE_TTL, Verification, Verified, check_code, forget_expired, send_code};
 
 const PASSWORD_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -31,7 +32,7 @@ pub enum Refusal {
     Unknown,
     /// The link existed but no longer works (410), and why.
     Gone(&'static str),
-    /// The file is not ready yet (409).
+    /// A file is not ready yet (409).
     NotReady,
     /// Every download the link allows is under way or complete, and one under way may still
     /// stop short and give its place back (409).
@@ -59,23 +60,99 @@ impl<E: Into<ServiceError>> From<E> for Refusal {
 #[derive(Debug)]
 pub struct Landing {
     pub sender: String,
-    pub file_name: String,
-    pub size: u64,
+    /// The files the link opens, in the sender's order (one, unless it is a bundle); those
+    /// deleted since are left out.
+    pub files: Vec<LandingFile>,
     pub expires_at: DateTime<Utc>,
-    pub downloads_left: Option<i32>,
     pub password: bool,
-    pub ready: bool,
     /// The sender's note, if any.
     pub message: Option<String>,
     /// Whether the recipient must prove their address, and how far they are.
     pub verification: Verification,
 }
 
+/// A file on the landing page.
+#[derive(Debug)]
+pub struct LandingFile {
+    pub id: Uuid,
+    pub name: String,
+    pub size: u64,
+    pub content_type: Option<String>,
+    /// Complete downloads of the file the link still allows (those under way subtracted),
+    /// when it has a limit.
+    pub downloads_left: Option<i32>,
+    pub ready: bool,
+}
+
+impl Landing {
+    /// Whether every file can be downloaded now.
+    pub fn ready(&self) -> bool {
+        self.files.iter().all(|f| f.ready)
+    }
+
+    /// The files' sizes together.
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// A file of a share, with its downloads through the share.
+#[derive(Debug, Clone)]
+struct SharedFile {
+    counts: share_file::Model,
+    file: file::Model,
+}
+
+impl SharedFile {
+    /// Deleted by its owner, or never accepted: the link no longer opens it.
+    fn removed(&self) -> bool {
+        matches!(self.file.status, FileStatus::Deleted | FileStatus::Rejected)
+    }
+
+    /// Whether every download of the file the share allows is complete or under way.
+    fn used_up(&self, share: &share::Model) -> bool {
+        share
+            .max_downloads
+            .is_some_and(|max| self.counts.downloads_used >= max)
+    }
+}
+
 struct Resolved {
     share: share::Model,
-    file: file::Model,
+    /// Every file of the share, in order, removed ones too.
+    files: Vec<SharedFile>,
     /// The sender's address.
     sender: String,
+}
+
+/// What the link shares, in a few words: its file's name, or how many files it holds.
+fn title(files: &[SharedFile]) -> String {
+    let shared: Vec<&SharedFile> = files.iter().filter(|f| !f.removed()).collect();
+    match shared.as_slice() {
+        [one] => one.file.name.clone(),
+        many => crate::text::t_with(
+            "landing-files-title",
+            [("count", crate::text::Arg::from(many.len()))],
+        ),
+    }
+}
+
+/// The files of `share`, in the order the recipient sees them.
+async fn files_of(core: &Core, share: Uuid) -> Result<Vec<SharedFile>, sea_orm::DbErr> {
+    Ok(share_file::Entity::find()
+        .filter(share_file::Column::ShareId.eq(share))
+        .find_also_related(file::Entity)
+        .order_by_asc(share_file::Column::Position)
+        .all(&core.db)
+        .await?
+        .into_iter()
+        .filter_map(|(counts, file)| {
+            Some(SharedFile {
+                counts,
+                file: file?,
+            })
+        })
+        .collect())
 }
 
 async fn deny(
@@ -100,7 +177,7 @@ async fn deny(
 /// Why a share no longer works, if it does not.
 fn gone_reason(
     share: &share::Model,
-    file: &file::Model,
+    files: &[SharedFile],
     now: DateTime<Utc>,
 ) -> Option<&'static str> {
     match share.state {
@@ -108,18 +185,18 @@ fn gone_reason(
         ShareState::Cancelled => Some("cancelled"),
         ShareState::Expired => Some("expired"),
         _ if share.expires_at <= now => Some("expired"),
-        _ if file.status == FileStatus::Deleted || file.status == FileStatus::Rejected => {
-            Some("file removed")
-        }
+        _ if files.iter().all(SharedFile::removed) => Some("file removed"),
         _ => None,
     }
 }
 
-/// Whether every download the share allows is complete or under way.
-fn used_up(share: &share::Model) -> bool {
-    share
-        .max_downloads
-        .is_some_and(|max| share.downloads_used >= max)
+/// Whether every download the share allows, of every file it still opens, is complete or
+/// under way.
+fn used_up(share: &share::Model, files: &[SharedFile]) -> bool {
+    files
+        .iter()
+        .filter(|f| !f.removed())
+        .all(|f| f.used_up(share))
 }
 
 /// The link of `raw_token` while it works. A used-up link is refused too, unless `used_up_ok`
@@ -131,20 +208,20 @@ async fn resolve(
     used_up_ok: bool,
 ) -> Result<Resolved, Refusal> {
     let token = Token::parse(raw_token).ok_or(Refusal::Unknown)?;
-    // The share, its file and its sender in one query (no `LIMIT`: see `db::by_key`).
+    // The share and its sender in one query (no `LIMIT`: see `db::by_key`), then its files.
     let found = share::Entity::find()
         .filter(share::Column::TokenHash.eq(token.hash()))
-        .find_also_related(file::Entity)
         .find_also_related(user::Entity)
         .all(&core.db)
         .await?
         .into_iter()
         .next();
-    let Some((share, Some(file), sender)) = found else {
+    let Some((share, sender)) = found else {
         return Err(Refusal::Unknown);
     };
-    let reason = gone_reason(&share, &file, Utc::now())
-        .or_else(|| (!used_up_ok && used_up(&share)).then_some("used up"));
+    let files = files_of(core, share.id).await?;
+    let reason = gone_reason(&share, &files, Utc::now())
+        .or_else(|| (!used_up_ok && used_up(&share, &files)).then_some("used up"));
     if let Some(reason) = reason {
         deny(core, share.id, reason, meta).await?;
         return Err(Refusal::Gone(reason));
@@ -156,7 +233,7 @@ async fn resolve(
     };
     Ok(Resolved {
         share,
-        file,
+        files,
         sender: sender.email,
     })
 }
@@ -167,30 +244,37 @@ pub async fn peek(core: &Core, raw_token: &str, session: Option<&str>) -> Option
     let token = Token::parse(raw_token)?;
     let by_token = share::Entity::find().filter(share::Column::TokenHash.eq(token.hash()));
     let share = by_key(by_token, &core.db).await.ok()??;
-    let file = by_key(file::Entity::find_by_id(share.file_id), &core.db)
-        .await
-        .ok()??;
+    let files = files_of(core, share.id).await.ok()?;
     let sender = by_key(user::Entity::find_by_id(share.owner_id), &core.db)
         .await
         .ok()?
         .filter(|u| !u.disabled)?;
     let verification = verify::state(core, &share, session).await.ok()?;
-    let mut page = landing(sender.email, share, file);
+    let mut page = landing(sender.email, share, files);
     page.verification = verification;
     Some(page)
 }
 
-fn landing(sender: String, share: share::Model, file: file::Model) -> Landing {
+fn landing(sender: String, share: share::Model, files: Vec<SharedFile>) -> Landing {
+    let files = files
+        .into_iter()
+        .filter(|f| !f.removed())
+        .map(|SharedFile { counts, file }| LandingFile {
+            id: file.id,
+            name: file.name,
+            size: u64::try_from(file.size).unwrap_or(0),
+            content_type: file.content_type,
+            downloads_left: share
+                .max_downloads
+                .map(|max| Ord::max(max - counts.downloads_used, 0)),
+            ready: file.status == FileStatus::Ready,
+        })
+        .collect();
     Landing {
         sender,
-        file_name: file.name,
-        size: u64::try_from(file.size).unwrap_or(0),
+        files,
         expires_at: share.expires_at,
-        downloads_left: share
-            .max_downloads
-            .map(|max| Ord::max(max - share.downloads_used, 0)),
         password: share.password_hash.is_some(),
-        ready: file.status == FileStatus::Ready,
         message: share.message,
         verification: Verification::NotNeeded,
     }
@@ -206,7 +290,7 @@ pub async fn view(
 ) -> Result<Landing, Refusal> {
     let Resolved {
         share,
-        file,
+        files,
         sender,
     } = resolve(core, raw_token, meta, false).await?;
     core.audit
@@ -218,7 +302,7 @@ pub async fn view(
         )
         .await?;
     let verification = verify::state(core, &share, session).await?;
-    let mut page = landing(sender, share, file);
+    let mut page = landing(sender, share, files);
     page.verification = verification;
     Ok(page)
 }

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use entity::{audit_event, file, share};
+use entity::{audit_event, file, share, share_file};
 
 use super::ShareView;
 use crate::principal::{Scope, User};
@@ -63,7 +63,7 @@ pub struct Activity {
     pub share: ShareView,
     /// The share's owner (an admin may read another's report).
     pub owner_id: Uuid,
-    /// The name of the share's file.
+    /// The names of the share's files, in order, comma-separated.
     pub file_name: String,
     /// Oldest first, in chain order.
     pub events: Vec<Entry>,
@@ -123,10 +123,16 @@ pub async fn activity(
     limit: u64,
 ) -> ServiceResult<Activity> {
     let share = readable(core, by, share_id).await?;
-    let file_name = crate::db::by_key(file::Entity::find_by_id(share.file_id), &core.db)
+    let file_name = share_file::Entity::find()
+        .filter(share_file::Column::ShareId.eq(share_id))
+        .find_also_related(file::Entity)
+        .order_by_asc(share_file::Column::Position)
+        .all(&core.db)
         .await?
-        .map(|f| f.name)
-        .unwrap_or_default();
+        .into_iter()
+        .filter_map(|(_, file)| file.map(|f| f.name))
+        .collect::<Vec<_>>()
+        .join(", ");
     let limit = limit.clamp(1, MOST_PER_PAGE);
     let mut rows = events(&core.db, share_id, after_seq.unwrap_or(0), limit).await?;
     // The share as it is now, read after its events: its counts are never behind the events
@@ -142,7 +148,7 @@ pub async fn activity(
     };
     Ok(Activity {
         owner_id: share.owner_id,
-        share: ShareView::from_model(core, share, None, Utc::now()),
+        share: super::view(core, &core.db, share).await?,
         file_name,
         events: rows.into_iter().map(Entry::from).collect(),
         next,

@@ -157,14 +157,15 @@ pub async fn edit(
             .await?;
     }
     txn.commit().await?;
-    if row
+    let view = super::view(core, &core.db, row).await?;
+    if view
         .max_downloads
-        .is_some_and(|max| row.downloads_used >= max)
+        .is_some_and(|max| view.files.iter().all(|f| f.downloads_used >= max))
     {
         // Used up by the new limit: the outbox copy of this link opens nothing any more.
         core.mailer.forget(&share_id.to_string()).await;
     }
-    Ok(ShareView::from_model(core, row, None, now))
+    Ok(view)
 }
 
 /// Emails the recipient of a live share a fresh link; the old one stops working at once. The
@@ -228,5 +229,5 @@ pub async fn resend(
     row.state = ShareState::Pending;
     row.token_hash = None;
     row.last_error = None;
-    Ok(ShareView::from_model(core, row, None, Utc::now()))
+    Ok(super::view(core, &core.db, row).await?)
 }

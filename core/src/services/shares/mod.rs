@@ -2,91 +2,41 @@
 //! revoking, each one's access report, and marking them expired. The job that issues each
 //! emailed link is `crate::jobs::notify`.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, QueryOrder as _,
 };
 use uuid::Uuid;
 
-use entity::{file, share};
+use entity::{file, share, share_file};
 
 use crate::audit::{Action, Event, Outcome, RequestMeta};
 use crate::jobs::notify::{enqueue_pending, share_url};
 use crate::principal::{Scope, User};
-use crate::text::{Arg, t_with};
+use crate::text::{Arg, t, t_with};
 use crate::types::{EmailAddress, FileStatus, ShareState, Token};
 use crate::{Core, JobError, ServiceError, ServiceResult, password};
 
 mod activity;
 mod edit;
 mod request;
+mod view;
 
 pub use activity::{Activity, Entry, MOST_PER_PAGE, activity, export_csv};
 pub use edit::{ShareEdit, edit, resend};
 pub use request::{ShareRequest, ShareSpec, split_recipients};
+pub use view::{ShareView, SharedFileView};
+use view::{view, views};
 
-/// What an owner sees of a share.
-#[derive(Debug, Clone)]
-pub struct ShareView {
-    pub id: Uuid,
-    pub file_id: Uuid,
-    pub recipient: Option<String>,
-    /// Only in the response that created a share without recipient.
-    pub url: Option<String>,
-    pub state: ShareState,
-    pub expires_at: DateTime<Utc>,
-    pub max_downloads: Option<i32>,
-    /// Complete downloads, and those under way.
-    pub downloads_used: i32,
-    /// Downloads that delivered the file to its last byte.
-    pub downloads_completed: i32,
-    pub password: bool,
-    /// Whether the recipient must prove their address before the download (the share's
-    /// choice, or `COFFER_REQUIRE_RECIPIENT_VERIFICATION`).
-    pub verify_recipient: bool,
-    /// Whether the owner is emailed when a recipient completes a download.
-    pub receipts: bool,
-    pub created_at: DateTime<Utc>,
-    pub emailed_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-}
-
-impl ShareView {
-    fn from_model(core: &Core, m: share::Model, url: Option<String>, now: DateTime<Utc>) -> Self {
-        // A live share past its expiry reads as expired even before the sweep marks it.
-        let state = if m.state.is_live() && m.expires_at <= now {
-            ShareState::Expired
-        } else {
-            m.state
-        };
-        Self {
-            id: m.id,
-            file_id: m.file_id,
-            recipient: m.recipient,
-            url,
-            state,
-            expires_at: m.expires_at,
-            max_downloads: m.max_downloads,
-            downloads_used: m.downloads_used,
-            downloads_completed: m.downloads_completed,
-            password: m.password_hash.is_some(),
-            verify_recipient: m.verify_recipient || core.config.require_recipient_verification,
-            receipts: m.receipts,
-            created_at: m.created_at,
-            emailed_at: m.emailed_at,
-            last_error: m.last_error,
-        }
-    }
-}
-
-/// Inserts the shares of `spec` for a file inside the caller's transaction. Returns the rows
-/// and, for a share without recipient, its link (the only time it is ever shown).
+/// Inserts the shares of `spec` for `files` (one, or a bundle's, in the recipient's order)
+/// inside the caller's transaction. Returns the rows and, for a share without recipient, its
+/// link (the only time it is ever shown).
 pub async fn insert(
     core: &Core,
     txn: &impl ConnectionTrait,
     owner: &User,
-    file_id: Uuid,
+    files: &[Uuid],
     spec: &ShareSpec,
     prepared: Prepared,
     meta: &RequestMeta,
@@ -95,6 +45,9 @@ pub async fn insert(
         password_hash,
         receipts,
     } = prepared;
+    let &[file_id, ..] = files else {
+        return Err(ServiceError::Invalid(t("share-error-no-files")));
+    };
     let now = Utc::now();
     let targets: Vec<Option<&EmailAddress>> = if spec.recipients.is_empty() {
         vec![None]
@@ -120,8 +73,6 @@ pub async fn insert(
             },
             expires_at: spec.expires_at,
             max_downloads: spec.max_downloads,
-            downloads_used: 0,
-            downloads_completed: 0,
             password_hash: password_hash.clone(),
             verify_recipient: spec.verify_recipient,
             receipts,
@@ -135,10 +86,25 @@ pub async fn insert(
         share::Entity::insert(share::ActiveModel::from(model.clone()))
             .exec(txn)
             .await?;
+        let rows: Vec<share_file::Model> = files
+            .iter()
+            .enumerate()
+            .map(|(position, file)| share_file::Model {
+                share_id: id,
+                file_id: *file,
+                position: i32::try_from(position).unwrap_or(i32::MAX),
+                downloads_used: 0,
+                downloads_completed: 0,
+            })
+            .collect();
+        share_file::Entity::insert_many(rows.iter().cloned().map(share_file::ActiveModel::from))
+            .exec(txn)
+            .await?;
         Event::new(Action::ShareCreated, owner.actor())
             .target("share", id)
             .details(serde_json::json!({
                 "file_id": file_id,
+                "file_ids": (files.len() > 1).then_some(files),
                 "recipient": model.recipient,
                 "expires_at": model.expires_at,
                 "max_downloads": model.max_downloads,
@@ -150,7 +116,7 @@ pub async fn insert(
             .record(txn, &core.audit)
             .await?;
         let url = token.as_ref().map(|t| share_url(core, t));
-        views.push(ShareView::from_model(core, model, url, now));
+        views.push(ShareView::from_model(core, model, rows, url, now));
     }
     Ok(views)
 }
@@ -236,35 +202,60 @@ pub async fn prepare(
     })
 }
 
-/// Shares an existing file. Links for recipients go out at once if the file is ready, or the
-/// moment it becomes ready.
+/// Most files one share holds.
+pub const MOST_FILES: usize = 100;
+
+/// Shares existing files of `owner`'s (one, or several as a bundle, in the order given). Links
+/// for recipients go out at once if every file is ready, or the moment they all are.
 pub async fn create(
     core: &Core,
     owner: &User,
-    file_id: Uuid,
+    file_ids: &[Uuid],
     request: ShareRequest,
     meta: &RequestMeta,
 ) -> ServiceResult<Vec<ShareView>> {
     owner.require(Scope::SharesWrite)?;
+    let mut files = Vec::with_capacity(file_ids.len());
+    for id in file_ids {
+        if !files.contains(id) {
+            files.push(*id);
+        }
+    }
+    if files.is_empty() {
+        return Err(ServiceError::Invalid(t("share-error-no-files")));
+    }
+    if files.len() > MOST_FILES {
+        return Err(ServiceError::Invalid(t_with(
+            "share-error-too-many-files",
+            [("max", Arg::from(MOST_FILES))],
+        )));
+    }
     let spec = request.resolve(core)?;
     let prepared = prepare(core, owner, &spec, meta).await?;
     let txn = crate::db::begin_write(&core.db).await?;
-    let file = file::Entity::find_by_id(file_id)
+    let found = file::Entity::find()
+        .filter(file::Column::Id.is_in(files.iter().copied()))
         .filter(file::Column::OwnerId.eq(owner.id))
         .filter(file::Column::Status.ne(FileStatus::Deleted))
-        .one(&txn)
-        .await?
-        .ok_or(ServiceError::NotFound("file"))?;
-    if file.status == FileStatus::Rejected {
+        .all(&txn)
+        .await?;
+    if found.len() != files.len() {
+        return Err(ServiceError::NotFound("file"));
+    }
+    if let Some(rejected) = found.iter().find(|f| f.status == FileStatus::Rejected) {
         return Err(ServiceError::Conflict(t_with(
             "share-error-file-rejected",
-            [("reason", Arg::from(file.reject_reason.unwrap_or_default()))],
+            [(
+                "reason",
+                Arg::from(rejected.reject_reason.clone().unwrap_or_default()),
+            )],
         )));
     }
-    let views = insert(core, &txn, owner, file_id, &spec, prepared, meta).await?;
+    let views = insert(core, &txn, owner, &files, &spec, prepared, meta).await?;
     txn.commit().await?;
-    if file.status == FileStatus::Ready {
-        enqueue_pending(core, file_id).await;
+    if let Some(ready) = found.iter().find(|f| f.status == FileStatus::Ready) {
+        // Each share's email goes out if all its files are ready.
+        enqueue_pending(core, ready.id).await;
     }
     Ok(views)
 }
@@ -277,15 +268,16 @@ pub async fn list(core: &Core, owner: &User, file_id: Uuid) -> ServiceResult<Vec
         .one(&core.db)
         .await?
         .ok_or(ServiceError::NotFound("file"))?;
-    let now = Utc::now();
-    Ok(share::Entity::find()
-        .filter(share::Column::FileId.eq(file_id))
+    let of_file = share_file::Entity::find()
+        .filter(share_file::Column::FileId.eq(file_id))
+        .all(&core.db)
+        .await?;
+    let rows = share::Entity::find()
+        .filter(share::Column::Id.is_in(of_file.into_iter().map(|r| r.share_id)))
         .order_by_asc(share::Column::Id)
         .all(&core.db)
-        .await?
-        .into_iter()
-        .map(|m| ShareView::from_model(core, m, None, now))
-        .collect())
+        .await?;
+    Ok(views(core, &core.db, rows).await?)
 }
 
 /// One share of `owner`'s.
@@ -296,7 +288,7 @@ pub async fn get(core: &Core, owner: &User, share_id: Uuid) -> ServiceResult<Sha
         .one(&core.db)
         .await?
         .ok_or(ServiceError::NotFound("share"))?;
-    Ok(ShareView::from_model(core, row, None, Utc::now()))
+    Ok(view(core, &core.db, row).await?)
 }
 
 /// Revokes a share at once: its link stops working for every later request.

@@ -3,12 +3,25 @@
 ## The share email
 
 mail-share-subject = { $sender } shared “{ $name }” with you
-mail-share-title = { $sender } shared a file with you
-mail-share-intro = { $sender } shared a file with you through Coffer.
-mail-share-file = File:     { $name } ({ $size })
+mail-share-subject-files = { $sender } shared { $count } files with you
+mail-share-title = { $count ->
+    [one] { $sender } shared a file with you
+   *[other] { $sender } shared { $count } files with you
+}
+mail-share-intro = { $count ->
+    [one] { $sender } shared a file with you through Coffer.
+   *[other] { $sender } shared { $count } files with you through Coffer.
+}
+mail-share-file = { $count ->
+    [one] File:     { $name } ({ $size })
+   *[other] - { $name } ({ $size })
+}
 mail-share-expires = Expires:  { $expires }
 mail-share-limit = Limit:    { mail-share-downloads }
-mail-share-file-label = File
+mail-share-file-label = { $count ->
+    [one] File
+   *[other] Files
+}
 mail-share-expires-label = Expires
 mail-share-limit-label = Limit
 mail-share-downloads = { $count ->
@@ -16,7 +29,10 @@ mail-share-downloads = { $count ->
    *[other] { $count } downloads
 }
 mail-share-message-from = Message from { $sender }:
-mail-share-download-here = Download it here:
+mail-share-download-here = { $count ->
+    [one] Download it here:
+   *[other] Download them here, one by one or all at once:
+}
 mail-share-open = Open the download page
 mail-share-copy-link = Or copy this link: { $url }
 mail-share-password = The link is protected by a password. { $sender } will give it to you separately.

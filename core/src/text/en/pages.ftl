@@ -33,7 +33,14 @@ base-footer = Shared securely with Coffer
 ## api/templates/landing.html
 
 # Follows the sender's name, in bold: “Ann shared this file with you.”
-landing-shared-with-you = shared this file with you.
+landing-shared-with-you = { $count ->
+    [one] shared this file with you.
+   *[other] shared these files with you.
+}
+landing-files-title = { $count } files
+landing-name = Name
+landing-download-one = Download { $name }
+landing-download-all = Download all ({ $count } files, as one ZIP)
 landing-link-expires = Link expires
 landing-downloads-left = Downloads left
 landing-password-hint = { $sender } will have given you the password separately.
@@ -209,6 +216,15 @@ files-refreshing = Some files are still being checked and encrypted. This page r
 files-item-meta = { $size } · uploaded { $when }
 files-pending = Being checked and encrypted…
 files-delete = Delete
+files-select-form = Choose files to share together
+files-select = Select { $name }
+files-share-selected = Share selected
+bundle-title = { $count ->
+    [one] Share a file
+   *[other] Share { $count } files together
+}
+bundle-lead = Each recipient gets one link to all of them: the page lists the files, each downloads on its own, and “Download all” gives them as one ZIP. The download limit counts each file's downloads. Files still being checked go out once they are ready.
+bundle-back = Back to my files
 files-details = Details
 files-no-more = No more files.
 # “You have no files yet. Upload one to share it.”, with “Upload one” a link.
@@ -246,6 +262,7 @@ file-share-under-way = ({ $count } under way)
 file-share-used-up = (used up)
 # $when is a date.
 file-share-expires = expires { $when }
+file-share-bundle = one link to { $count } files
 file-share-password = password
 file-share-verify = code by email
 file-share-receipts = receipts

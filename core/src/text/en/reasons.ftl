@@ -96,6 +96,9 @@ rotation-error-running = a rotation to version { $to } is running ({ $done } of 
 share-error-email-budget = an account may email links to at most { $limit } recipients a day; these { $wanted } would pass that: try again later, or share a link without recipients
 # $reason is why the file was rejected.
 share-error-file-rejected = the file was rejected and cannot be shared: { $reason }
+share-error-no-files = a share needs at least one file: give `file_ids`
+share-error-too-many-files = a share holds at most { $max } files
+share-error-file-ids-here = `file_ids` is for POST /api/v1/shares; this route shares the file in its path
 
 ## core/src/services/files/upload.rs
 

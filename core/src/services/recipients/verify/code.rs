@@ -75,7 +75,7 @@ pub async fn send_code(
 ) -> Result<Option<Landing>, Refusal> {
     let Resolved {
         share,
-        file,
+        files,
         sender,
     } = resolve(core, raw_token, meta, true).await?;
     if !required(core, &share) {
@@ -115,7 +115,7 @@ pub async fn send_code(
         &crate::mail::CodeEmail {
             code: &code,
             sender: &sender,
-            file_name: &file.name,
+            file_name: &super::super::title(&files),
             expires_at,
         },
     )
@@ -159,7 +159,7 @@ pub async fn send_code(
         meta,
     )
     .await?;
-    let mut page = landing(sender, share, file);
+    let mut page = landing(sender, share, files);
     page.verification = Verification::Needed {
         to: Some(masked(&recipient)),
         code_sent: true,

@@ -1,21 +1,25 @@
 //! The notify job: issues a share's link (a new token; only its hash is stored) and emails it
-//! to its recipient, once the file is ready. Also what queues it (when a file becomes ready),
-//! what cancels it (when a file never will be, or its owner is disabled), and its part of the
-//! sweep.
+//! to its recipient, once its files are ready. Also its part of the sweep; what queues it and
+//! what cancels it (a file never ready, an owner disabled) is `pending`.
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait as _, Condition, ConnectionTrait, EntityTrait as _, QueryFilter as _};
+use sea_orm::{ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _};
 use uuid::Uuid;
 
-use entity::{file, share, user};
+use entity::{share, share_file, user};
 
-use crate::audit::{Action, Actor, AuditWriter, Event, Outcome};
+use crate::audit::{Action, Actor, Event, Outcome};
 use crate::db::by_key;
 use crate::mail::{ShareEmail, share_message};
 use crate::queue::payload;
-use crate::types::{FileStatus, ShareState, Token};
+use crate::types::{ShareState, Token};
 use crate::{Core, JobError};
+
+mod pending;
+
+use pending::{Readiness, cancel_where, readiness};
+pub use pending::{cancel_pending, cancel_pending_of_owner, enqueue_pending};
 
 payload! {
     /// Issue one share's link and email it to its recipient.
@@ -36,83 +40,6 @@ pub fn share_url(core: &Core, token: &Token) -> String {
     core.config.public_link(&format!("/s/{}", token.expose()))
 }
 
-/// Enqueues the email of every pending share of a file (called when it becomes ready).
-pub async fn enqueue_pending(core: &Core, file_id: Uuid) {
-    let pending = share::Entity::find()
-        .filter(share::Column::FileId.eq(file_id))
-        .filter(share::Column::State.eq(ShareState::Pending))
-        .filter(share::Column::Recipient.is_not_null())
-        .all(&core.db)
-        .await;
-    match pending {
-        Ok(rows) => {
-            for row in rows {
-                if let Err(err) = core.queue.enqueue(SendShareEmail::new(row.id)).await {
-                    tracing::warn!(share_id = %row.id, error = %format!("{err:#}"), "could not enqueue a share email; the sweep will retry");
-                }
-            }
-        }
-        Err(err) => {
-            tracing::warn!(%file_id, error = %err, "could not list pending shares; the sweep will retry")
-        }
-    }
-}
-
-/// Cancels the pending shares of a file that will never be ready, inside the caller's
-/// transaction, recording why.
-pub async fn cancel_pending(
-    txn: &impl ConnectionTrait,
-    audit: &AuditWriter,
-    file_id: Uuid,
-    reason: &str,
-) -> Result<(), sea_orm::DbErr> {
-    let why = format!("file not shareable: {reason}");
-    cancel_where(txn, audit, share::Column::FileId.eq(file_id), reason, &why).await
-}
-
-/// Cancels every pending share email of `owner` (whose account was just disabled): none of them
-/// goes out.
-pub async fn cancel_pending_of_owner(
-    txn: &impl ConnectionTrait,
-    audit: &AuditWriter,
-    owner: Uuid,
-    reason: &str,
-) -> Result<(), sea_orm::DbErr> {
-    cancel_where(txn, audit, share::Column::OwnerId.eq(owner), reason, reason).await
-}
-
-/// Cancels the pending shares that `which` selects, each audited as `share.email_failed` with
-/// `audited` as its reason (`reason` is what the owner reads on the share).
-async fn cancel_where(
-    txn: &impl ConnectionTrait,
-    audit: &AuditWriter,
-    which: sea_orm::sea_query::SimpleExpr,
-    reason: &str,
-    audited: &str,
-) -> Result<(), sea_orm::DbErr> {
-    let pending = share::Entity::find()
-        .filter(which)
-        .filter(share::Column::State.eq(ShareState::Pending))
-        .all(txn)
-        .await?;
-    for row in pending {
-        share::Entity::update_many()
-            .col_expr(share::Column::State, Expr::value(ShareState::Cancelled))
-            .col_expr(share::Column::LastError, Expr::value(reason))
-            .filter(share::Column::Id.eq(row.id))
-            .filter(share::Column::State.eq(ShareState::Pending))
-            .exec(txn)
-            .await?;
-        Event::new(Action::ShareEmailFailed, Actor::System)
-            .target("share", row.id)
-            .outcome(Outcome::Failure)
-            .details(serde_json::json!({ "reason": audited, "file_id": row.file_id }))
-            .record(txn, audit)
-            .await?;
-    }
-    Ok(())
-}
-
 /// Removes outbox copies whose link no longer works (revoked, expired, used up, cancelled, or
 /// gone): the outbox holds live links, so it keeps only those that still open something.
 pub async fn forget_dead_outbox_copies(core: &Core) -> Result<usize, JobError> {
@@ -127,14 +54,22 @@ pub async fn forget_dead_outbox_copies(core: &Core) -> Result<usize, JobError> {
         let Ok(id) = Uuid::parse_str(&name) else {
             continue;
         };
-        let live = by_key(share::Entity::find_by_id(id), &core.db)
-            .await?
-            .is_some_and(|s| {
-                s.state.is_live()
-                    && s.expires_at > now
-                    // A download under way may still give its place back.
-                    && s.max_downloads.is_none_or(|max| s.downloads_completed < max)
-            });
+        let live = match by_key(share::Entity::find_by_id(id), &core.db).await? {
+            Some(s) if s.state.is_live() && s.expires_at > now => match s.max_downloads {
+                None => true,
+                // A download under way may still give its place back: used up means every
+                // file's downloads are complete.
+                Some(max) => share_file::Entity::find()
+                    .filter(share_file::Column::ShareId.eq(id))
+                    .filter(share_file::Column::DownloadsCompleted.lt(max))
+                    .all(&core.db)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .is_some(),
+            },
+            _ => false,
+        };
         if !live {
             core.mailer.forget(&name).await;
             forgotten += 1;
@@ -155,23 +90,24 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
     let Some(recipient) = row.recipient.clone() else {
         return Ok(());
     };
-    let Some(file) = by_key(file::Entity::find_by_id(row.file_id), &core.db).await? else {
-        return Ok(());
-    };
-    match file.status {
-        FileStatus::Ready => {}
-        FileStatus::Rejected | FileStatus::Deleted => {
-            let reason = file
-                .reject_reason
-                .clone()
-                .unwrap_or_else(|| "the file was deleted".to_owned());
+    let files = match readiness(&core.db, share_id).await? {
+        Readiness::Ready(files) => files,
+        Readiness::Gone(reason) => {
             let txn = crate::db::begin_write(&core.db).await?;
-            cancel_pending(&txn, &core.audit, file.id, &reason).await?;
+            let why = format!("file not shareable: {reason}");
+            cancel_where(
+                &txn,
+                &core.audit,
+                share::Column::Id.eq(share_id),
+                &reason,
+                &why,
+            )
+            .await?;
             txn.commit().await?;
             return Ok(());
         }
-        _ => return Ok(()), // enqueued again when the file is ready
-    }
+        Readiness::Waiting => return Ok(()), // enqueued again when the files are ready
+    };
     if row.expires_at <= Utc::now() {
         return Ok(()); // the sweep marks it expired
     }
@@ -203,10 +139,13 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
         return Ok(());
     }
     let url = share_url(core, &token);
+    let named: Vec<(&str, u64)> = files
+        .iter()
+        .map(|f| (f.name.as_str(), u64::try_from(f.size).unwrap_or(0)))
+        .collect();
     let email = ShareEmail {
         sender: &sender,
-        file_name: &file.name,
-        size: u64::try_from(file.size).unwrap_or(0),
+        files: &named,
         expires_at: row.expires_at,
         max_downloads: row.max_downloads,
         message: row.message.as_deref(),
@@ -243,7 +182,12 @@ pub async fn send_email(core: &Core, share_id: Uuid, attempt: usize) -> Result<(
                 .await?;
             Event::new(action, Actor::System)
                 .target("share", share_id)
-                .details(serde_json::json!({ "recipient": recipient, "file_id": file.id, "attempt": attempt }))
+                .details(serde_json::json!({
+                    "recipient": recipient,
+                    "file_id": row.file_id,
+                    "file_ids": (files.len() > 1).then(|| files.iter().map(|f| f.id).collect::<Vec<_>>()),
+                    "attempt": attempt,
+                }))
                 .record(&txn, &core.audit)
                 .await?;
             txn.commit().await?;
@@ -300,11 +244,10 @@ pub async fn sweep(core: &Core) -> Result<(), JobError> {
         .all(&core.db)
         .await?;
     for row in stuck {
-        let ready = file::Entity::find_by_id(row.file_id)
-            .one(&core.db)
-            .await?
-            .is_some_and(|f| f.status == FileStatus::Ready);
-        if ready {
+        if matches!(
+            readiness(&core.db, row.id).await?,
+            Readiness::Ready(_) | Readiness::Gone(_)
+        ) {
             core.queue.enqueue(SendShareEmail::new(row.id)).await?;
         }
     }
