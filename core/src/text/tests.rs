@@ -156,10 +156,22 @@ fn arguments_are_inserted_as_given_and_plurals_follow_numbers() {
     let downloads = |n: i64| catalog.text("mail-share-downloads", [("count", super::Arg::from(n))]);
     assert_eq!(downloads(1), "1 download");
     assert_eq!(downloads(3), "3 downloads");
-    let intro = catalog.text(
-        "mail-share-intro",
-        [("sender", super::Arg::from("<b>ann</b>"))],
-    );
+    let intro = |n: i64| {
+        catalog.text(
+            "mail-share-intro",
+            [
+                ("sender", super::Arg::from("<b>ann</b>")),
+                ("count", super::Arg::from(n)),
+            ],
+        )
+    };
     // No isolation marks, and no escaping: templates escape what they render.
-    assert_eq!(intro, "<b>ann</b> shared a file with you through Coffer.");
+    assert_eq!(
+        intro(1),
+        "<b>ann</b> shared a file with you through Coffer."
+    );
+    assert_eq!(
+        intro(3),
+        "<b>ann</b> shared 3 files with you through Coffer."
+    );
 }
