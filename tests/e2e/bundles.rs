@@ -385,8 +385,84 @@ async fn the_web_app_shares_the_files_ticked_as_one_bundle(topology: Topology) {
     app.stop().await;
 }
 
+async fn files_are_added_to_a_live_share(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let ann = app.user().await;
+    let files = ready_files(&app, &ann, &["first.pdf", "second.pdf", "third.pdf"]).await;
+    let (a, b, c) = (
+        files[0].0.as_str(),
+        files[1].0.as_str(),
+        files[2].0.as_str(),
+    );
+    let theirs = ready_files(&app, &app.user().await, &["theirs.pdf"])
+        .await
+        .remove(0)
+        .0;
+    let (share, url) = bundle(&app, &ann, &[a], json!({})).await;
+    let share_id = share["id"].as_str().expect("id");
+    let path = format!("/api/v1/shares/{share_id}");
+    let patch = async |body: Value| {
+        let mut request = app.http.patch(app.url(&path)).json(&body);
+        request = request.bearer_auth(&ann.token);
+        request.send().await.expect("patch")
+    };
+
+    // A one-file link becomes a bundle; a file it has already is left as it is.
+    let changed = patch(json!({ "add_file_ids": [b, a] })).await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    let changed: Value = changed.json().await.expect("json");
+    let now: Vec<&str> = changed["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["file_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(now, [a, b]);
+    let event = app.newest_event("share.changed").await;
+    assert_eq!(event.details["files"], json!({ "old": [a], "new": [a, b] }));
+    let second = app.http.get(format!("{url}/files/{b}")).send().await;
+    assert_eq!(body_of(second.expect("second")).await, files[1].1);
+
+    // Another's file is not found, and nothing is added; an empty list changes nothing.
+    problem(
+        patch(json!({ "add_file_ids": [c, theirs] })).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let refused = patch(json!({ "add_file_ids": [] })).await;
+    problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
+
+    // The web app's edit page offers the owner's other files.
+    let mut browser = Browser::with_session(&app, &ann.token);
+    let form = browser.get(&format!("/app/shares/{share_id}/edit")).await;
+    assert!(
+        form.body.contains("Add files to this link"),
+        "{}",
+        form.body
+    );
+    assert!(form.body.contains(&format!("value=\"{c}\"")));
+    assert!(!form.body.contains(&format!(
+        "name=\"add_file\" type=\"checkbox\" value=\"{a}\""
+    )));
+    let saved = browser
+        .post(
+            &format!("/app/shares/{share_id}/edit"),
+            &[("csrf", &form.csrf()), ("add_file", c)],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let page = app.http.get(&url).send().await.expect("page");
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("<h1>3 files</h1>") && html.contains("third.pdf"),
+        "{html}"
+    );
+    app.stop().await;
+}
+
 both_topologies!(
     a_bundle_lists_its_files_and_each_downloads_and_resumes_on_its_own,
+    files_are_added_to_a_live_share,
     the_web_app_shares_the_files_ticked_as_one_bundle,
     a_bundle_request_names_files_of_the_callers_own,
     a_bundle_is_emailed_once_every_file_is_ready_and_lists_them,

@@ -68,6 +68,9 @@ struct ShareChange {
     verify_recipient: MaybeUndefined<bool>,
     /// Whether the owner is emailed when a recipient completes a download.
     receipts: MaybeUndefined<bool>,
+    /// Files of yours to add to the share, after those it has (it becomes a bundle, at most
+    /// 100 files); recorded in `share.changed` as its files before and after.
+    add_file_ids: MaybeUndefined<Vec<uuid::Uuid>>,
 }
 
 /// A file of a share, with its downloads through the share.
@@ -302,6 +305,7 @@ impl SharesApi {
             password: nullable(body.password).map(|p| p.map(SecretString::from)),
             verify_recipient: given(body.verify_recipient, "verify_recipient")?,
             receipts: given(body.receipts, "receipts")?,
+            add_files: given(body.add_file_ids, "add_file_ids")?.unwrap_or_default(),
         };
         let view =
             shares::edit(core(req)?, &auth.0.user, share_id(&id.0)?, edit, &meta(req)).await?;

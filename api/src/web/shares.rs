@@ -3,6 +3,7 @@
 use coffer_core::ServiceError;
 use coffer_core::services::shares::{self, ShareRequest};
 use coffer_core::text::t;
+use coffer_core::types::FileStatus;
 use minijinja::context;
 use poem::http::StatusCode;
 use poem::web::Path;
@@ -116,15 +117,29 @@ async fn edit_page(
     status: StatusCode,
     error: Option<&str>,
 ) -> poem::Result<Response> {
+    let fail = |e| page::service_error(Some(me), e);
     let share = shares::get(core, &me.session.user, share_id)
         .await
-        .map_err(|e| page::service_error(Some(me), e))?;
+        .map_err(fail)?;
+    // The owner's newest files the link does not open yet, to add to it.
+    let (newest, _) = coffer_core::services::files::list(core, &me.session.user, None, 50)
+        .await
+        .map_err(fail)?;
+    let addable: Vec<_> = newest
+        .iter()
+        .filter(|f| {
+            !matches!(f.status, FileStatus::Rejected | FileStatus::Deleted)
+                && !share.files.iter().any(|s| s.file_id == f.id)
+        })
+        .map(|f| context! { id => f.id.to_string(), name => &f.name })
+        .collect();
     Ok(page::view(
         Some(me),
         status,
         "app/share_edit.html",
         context! {
             share => share_context(&share),
+            addable => addable,
             file_id => share.file_id.to_string(),
             expiry => expiry_choices(core, None),
             verify_required => core.config.require_recipient_verification,
@@ -172,6 +187,11 @@ pub async fn edit(req: &Request, Path(id): Path<String>, body: Body) -> poem::Re
         receipts: fields
             .given("receipts_shown")
             .map(|_| fields.given("receipts").is_some()),
+        add_files: fields
+            .all("add_file")
+            .iter()
+            .filter_map(|id| uuid::Uuid::parse_str(id).ok())
+            .collect(),
         ..shares::ShareEdit::default()
     };
     match shares::edit(core, &me.session.user, share_id, change, &meta(req)).await {

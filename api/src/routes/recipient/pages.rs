@@ -99,6 +99,7 @@ pub(super) fn landing(token: &str, page: &Landing, error: Option<&str>) -> Html<
             expires => text::english().long_date(page.expires_at),
             password => page.password,
             ready => page.ready(),
+            any_ready => page.files.iter().any(|f| f.ready),
             error => error,
             message => &page.message,
             verify => verify,

@@ -1,23 +1,25 @@
 //! Changing a share after it went out: its expiry, its download limit, its password, whether
-//! its recipient must verify, whether it sends receipts; and
+//! its recipient must verify, whether it sends receipts, more files for its bundle; and
 //! sending a recipient a fresh link (the old one stops working). Each change is audited as
 //! `share.changed` with the old and new values (a password only as whether there is one).
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _};
+use sea_orm::{
+    ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+};
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use entity::{file, share};
+use entity::{file, share, share_file};
 
 use super::request::{download_limit, expiry, link_password, verification};
 use super::{ShareView, spend_email_budget};
 use crate::audit::{Action, Event, RequestMeta};
 use crate::jobs::notify::SendShareEmail;
 use crate::principal::{Scope, User};
-use crate::text::t;
+use crate::text::{Arg, t, t_with};
 use crate::types::{FileStatus, ShareState};
 use crate::{Core, ServiceError, ServiceResult, password};
 
@@ -36,6 +38,9 @@ pub struct ShareEdit {
     pub verify_recipient: Option<bool>,
     /// Whether the owner is emailed when a recipient completes a download.
     pub receipts: Option<bool>,
+    /// Files of the owner's to add to the share (making it a bundle, or a bigger one), after
+    /// those it has; one it has already is left as it is.
+    pub add_files: Vec<Uuid>,
 }
 
 /// The share `share_id` of `owner`, in `txn`, if it still works: a link that has ended
@@ -90,6 +95,7 @@ pub async fn edit(
         && password.is_none()
         && edit.verify_recipient.is_none()
         && edit.receipts.is_none()
+        && edit.add_files.is_empty()
     {
         return Err(ServiceError::Invalid(t("share-error-nothing-to-change")));
     }
@@ -147,8 +153,15 @@ pub async fn edit(
         update = update.col_expr(share::Column::Receipts, Expr::value(receipts));
         row.receipts = receipts;
     }
+    let columns_changed = !changes.is_empty();
+    let added = add_files(&txn, owner, share_id, &edit.add_files).await?;
+    if let Some((old, new)) = &added {
+        changes.insert("files".into(), change(json!(old), json!(new)));
+    }
     if !changes.is_empty() {
-        update.exec(&txn).await?;
+        if columns_changed {
+            update.exec(&txn).await?;
+        }
         Event::new(Action::ShareChanged, owner.actor())
             .target("share", share_id)
             .details(Value::Object(changes))
@@ -157,6 +170,12 @@ pub async fn edit(
             .await?;
     }
     txn.commit().await?;
+    if let Some((old, new)) = &added {
+        // A link still waiting for its files goes out once the new ones are ready too.
+        for file in new.iter().filter(|f| !old.contains(f)) {
+            crate::jobs::notify::enqueue_pending(core, *file).await;
+        }
+    }
     let view = super::view(core, &core.db, row).await?;
     if view
         .max_downloads
@@ -166,6 +185,56 @@ pub async fn edit(
         core.mailer.forget(&share_id.to_string()).await;
     }
     Ok(view)
+}
+
+/// Adds `wanted` (files of `owner`'s, neither deleted nor rejected) to the files of
+/// `share_id`, after them, in `txn`; the files before and after, when any was added.
+async fn add_files(
+    txn: &impl ConnectionTrait,
+    owner: &User,
+    share_id: Uuid,
+    wanted: &[Uuid],
+) -> ServiceResult<Option<(Vec<Uuid>, Vec<Uuid>)>> {
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    let old: Vec<Uuid> = share_file::Entity::find()
+        .filter(share_file::Column::ShareId.eq(share_id))
+        .order_by_asc(share_file::Column::Position)
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|row| row.file_id)
+        .collect();
+    let mut new = old.clone();
+    let mut fresh = Vec::new();
+    for id in wanted {
+        if !new.contains(id) {
+            new.push(*id);
+            fresh.push(*id);
+        }
+    }
+    if fresh.is_empty() {
+        return Ok(None);
+    }
+    if new.len() > super::MOST_FILES {
+        return Err(ServiceError::Invalid(t_with(
+            "share-error-too-many-files",
+            [("max", Arg::from(super::MOST_FILES))],
+        )));
+    }
+    super::shareable_files(txn, owner, &fresh).await?;
+    let rows = fresh.iter().enumerate().map(|(i, file)| {
+        share_file::ActiveModel::from(share_file::Model {
+            share_id,
+            file_id: *file,
+            position: i32::try_from(old.len() + i).unwrap_or(i32::MAX),
+            downloads_used: 0,
+            downloads_completed: 0,
+        })
+    });
+    share_file::Entity::insert_many(rows).exec(txn).await?;
+    Ok(Some((old, new)))
 }
 
 /// Emails the recipient of a live share a fresh link; the old one stops working at once. The

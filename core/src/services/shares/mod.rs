@@ -205,6 +205,34 @@ pub async fn prepare(
 /// Most files one share holds.
 pub const MOST_FILES: usize = 100;
 
+/// The files `ids` of `owner`'s, in `txn`, if each may be shared: 404 when one is another's,
+/// deleted or unknown, 409 when one was rejected.
+async fn shareable_files(
+    txn: &impl ConnectionTrait,
+    owner: &User,
+    ids: &[Uuid],
+) -> ServiceResult<Vec<file::Model>> {
+    let found = file::Entity::find()
+        .filter(file::Column::Id.is_in(ids.iter().copied()))
+        .filter(file::Column::OwnerId.eq(owner.id))
+        .filter(file::Column::Status.ne(FileStatus::Deleted))
+        .all(txn)
+        .await?;
+    if found.len() != ids.len() {
+        return Err(ServiceError::NotFound("file"));
+    }
+    if let Some(rejected) = found.iter().find(|f| f.status == FileStatus::Rejected) {
+        return Err(ServiceError::Conflict(t_with(
+            "share-error-file-rejected",
+            [(
+                "reason",
+                Arg::from(rejected.reject_reason.clone().unwrap_or_default()),
+            )],
+        )));
+    }
+    Ok(found)
+}
+
 /// Shares existing files of `owner`'s (one, or several as a bundle, in the order given). Links
 /// for recipients go out at once if every file is ready, or the moment they all are.
 pub async fn create(
@@ -233,24 +261,7 @@ pub async fn create(
     let spec = request.resolve(core)?;
     let prepared = prepare(core, owner, &spec, meta).await?;
     let txn = crate::db::begin_write(&core.db).await?;
-    let found = file::Entity::find()
-        .filter(file::Column::Id.is_in(files.iter().copied()))
-        .filter(file::Column::OwnerId.eq(owner.id))
-        .filter(file::Column::Status.ne(FileStatus::Deleted))
-        .all(&txn)
-        .await?;
-    if found.len() != files.len() {
-        return Err(ServiceError::NotFound("file"));
-    }
-    if let Some(rejected) = found.iter().find(|f| f.status == FileStatus::Rejected) {
-        return Err(ServiceError::Conflict(t_with(
-            "share-error-file-rejected",
-            [(
-                "reason",
-                Arg::from(rejected.reject_reason.clone().unwrap_or_default()),
-            )],
-        )));
-    }
+    let found = shareable_files(&txn, owner, &files).await?;
     let views = insert(core, &txn, owner, &files, &spec, prepared, meta).await?;
     txn.commit().await?;
     if let Some(ready) = found.iter().find(|f| f.status == FileStatus::Ready) {

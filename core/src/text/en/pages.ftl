@@ -40,6 +40,7 @@ landing-shared-with-you = { $count ->
 landing-files-title = { $count } files
 landing-name = Name
 landing-download-one = Download { $name }
+landing-file-not-ready = Being checked…
 landing-download-all = Download all ({ $count } files, as one ZIP)
 landing-link-expires = Link expires
 landing-downloads-left = Downloads left
@@ -450,6 +451,8 @@ share-edit-max-downloads-hint = In all, counting those already made. Empty: no l
 share-edit-password = New password
 share-edit-password-hint = Leave empty to keep the password as it is. Tell the recipient separately.
 share-edit-remove-password = Remove the password
+share-edit-add-files = Add files to this link
+share-edit-add-files-hint = The recipient's page lists them after the others, and “Download all” includes them. Files still being checked appear once they are ready.
 share-edit-save = Save changes
 share-edit-ended = This link has ended and cannot be changed. Share the file again instead.
 
