@@ -36,14 +36,23 @@ impl<'a> ApiExtractor<'a> for UploadForm {
     fn request_meta() -> Option<MetaRequest> {
         Some(MetaRequest {
             description: Some(
-                "The file, in the part named `file` (its filename becomes the file's name).",
+                "The files, each in a part named `file` (its filename becomes the file's name): \
+                 one, or up to 100, which recipients get as one share of all of them.",
             ),
             content: vec![MetaMediaType {
                 content_type: "multipart/form-data",
                 schema: MetaSchemaRef::Inline(Box::new(MetaSchema {
                     required: vec!["file"],
                     properties: vec![
-                        ("file", binary_schema()),
+                        (
+                            "file",
+                            MetaSchemaRef::Inline(Box::new(MetaSchema {
+                                items: Some(Box::new(binary_schema())),
+                                min_items: Some(1),
+                                max_items: Some(coffer_core::services::shares::MOST_FILES),
+                                ..MetaSchema::new("array")
+                            })),
+                        ),
                         ("recipients", string_schema()),
                         ("expires_in_hours", count_schema()),
                         (

@@ -1,6 +1,6 @@
-// Coffer's upload page, improved: a progress bar while the file is sent (and a button to cancel
-// it), and dropping a file anywhere on the form. Without this script the form posts as usual
-// and all else works.
+// Coffer's upload page, improved: a progress bar while the files are sent (and a button to
+// cancel them), and dropping files anywhere on the form. Without this script the form posts as
+// usual and all else works.
 (function () {
   'use strict';
   var form = document.getElementById('upload-form');
@@ -30,9 +30,12 @@
   }
 
   function chosen() {
-    if (input.files && input.files.length === 1) {
-      hint.textContent = 'Chosen: ' + input.files[0].name;
-    }
+    var files = input.files;
+    if (!files || files.length === 0) return;
+    var names = Array.prototype.map.call(files, function (file) { return file.name; });
+    hint.textContent = files.length === 1
+      ? 'Chosen: ' + names[0]
+      : 'Chosen: ' + files.length + ' files (' + names.join(', ') + ')';
   }
 
   input.addEventListener('change', chosen);
@@ -53,16 +56,14 @@
   form.addEventListener('drop', function (event) {
     event.preventDefault();
     var files = event.dataTransfer && event.dataTransfer.files;
-    if (files && files.length === 1) {
+    if (files && files.length > 0) {
       input.files = files;
       chosen();
-    } else if (files && files.length > 1) {
-      showError('Drop one file at a time.');
     }
   });
 
   form.addEventListener('submit', function (event) {
-    if (!input.files || input.files.length !== 1) return; // the browser says what is missing
+    if (!input.files || input.files.length === 0) return; // the browser says what is missing
     event.preventDefault();
     // The same form data the browser would send, the CSRF token first.
     var data = new FormData(form);
@@ -75,11 +76,14 @@
     });
     xhr.upload.addEventListener('load', function () {
       setProgress(100);
-      text.textContent = '100 %: checking the file…';
+      text.textContent = input.files.length === 1
+        ? '100 %: checking the file…'
+        : '100 %: checking the files…';
     });
     xhr.addEventListener('load', function () {
       if (xhr.status >= 200 && xhr.status < 300 && xhr.responseURL) {
-        window.location.assign(xhr.responseURL); // the file's page, after the server's 303
+        // The file's page (or the files list, for several), after the server's 303.
+        window.location.assign(xhr.responseURL);
         return;
       }
       // The server's page says what went wrong; show its message here, keeping the form.
@@ -93,7 +97,7 @@
     });
     // The server drops what it received of an upload that breaks off.
     xhr.addEventListener('abort', function () {
-      showError('Upload cancelled: nothing was kept. Choose Upload to send the file again.');
+      showError('Upload cancelled: nothing was kept. Choose Upload to send it again.');
     });
     xhr.addEventListener('loadend', function () {
       sending = null;

@@ -1,6 +1,7 @@
 // The web app's whole journey in headless Chromium: sign up, sign in, upload through the form
 // with the upload throttled (recording the progress bar as it moves), wait for `ready`, share
-// with a recipient, download through the emailed link as the recipient, then as admin filter
+// with a recipient, download through the emailed link as the recipient, upload two files in
+// one go, then as admin filter
 // the audit log to the file and verify the chain. Every page visited is saved as a full-page
 // screenshot; console messages are watched for Content-Security-Policy violations.
 //
@@ -178,6 +179,20 @@ try {
   }
   await shot(page, 'shares-state');
 
+  // Two files in one go, chosen together: the form names both, and the files list says they
+  // arrived.
+  await page.goto(base + '/app/upload');
+  await page.getByLabel('Files').setInputFiles([
+    { name: 'minutes.txt', mimeType: 'text/plain', buffer: Buffer.from('Minutes of the meeting.\n') },
+    { name: 'agenda.txt', mimeType: 'text/plain', buffer: Buffer.from('Agenda for the next one.\n') },
+  ]);
+  const chosen = (await page.locator('#file-hint').innerText()).trim();
+  await shot(page, 'upload-two');
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+  await page.waitForURL(/\/app\/files\?uploaded=2$/);
+  const severalNotice = (await page.locator('.notice').innerText()).trim();
+  await shot(page, 'uploaded-two');
+
   // A personal API token for a script: its secret is shown once, on the answering page.
   await page.getByRole('link', { name: 'API tokens' }).click();
   await page.waitForURL('**/app/tokens');
@@ -302,7 +317,7 @@ try {
   await page.waitForURL('**/app/admin/users');
   await shot(page, 'users');
 
-  say({ report: { file_id: fileId, cancelled, progress, verify, csp_violations: cspViolations, screenshots, rows, token_secret: tokenSecret, forgot_notice: forgotNotice, recovery_codes: recoveryCodes } });
+  say({ report: { file_id: fileId, cancelled, chosen, several_notice: severalNotice, progress, verify, csp_violations: cspViolations, screenshots, rows, token_secret: tokenSecret, forgot_notice: forgotNotice, recovery_codes: recoveryCodes } });
 } finally {
   await browser.close();
 }

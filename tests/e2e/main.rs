@@ -27,6 +27,7 @@ mod files;
 mod keys;
 mod large;
 mod mfa;
+mod multi_upload;
 mod oidc;
 mod outages;
 mod pipeline;

@@ -1188,19 +1188,37 @@ async fn the_web_app_in_a_browser() {
     );
     let report = report.unwrap_or_else(|| panic!("no report:\n{}", printed.join("\n")));
 
-    // The cancelled first try said so, and left nothing: one file, no quarantined object.
+    // The cancelled first try said so, and left nothing: the report once, then the two files
+    // sent together; no quarantined object.
     let cancelled = report["cancelled"]
         .as_str()
         .expect("the message after cancelling");
     assert!(cancelled.starts_with("Upload cancelled"), "{cancelled}");
+    let mut names: Vec<String> = entity::file::Entity::find()
+        .all(app.core().db())
+        .await
+        .expect("files")
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    names.sort();
     assert_eq!(
-        entity::file::Entity::find()
-            .count(app.core().db())
-            .await
-            .expect("count"),
-        1
+        names,
+        ["Annual report 2026.pdf", "agenda.txt", "minutes.txt"]
     );
-    // Not even a staging file of the broken-off body (object listings do not show those).
+    assert_eq!(
+        report["chosen"], "Chosen: 2 files (minutes.txt, agenda.txt)",
+        "{report}"
+    );
+    assert!(
+        report["several_notice"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("2 files uploaded.")),
+        "{report}"
+    );
+    // Not even a staging file of the broken-off body (object listings do not show those), once
+    // the jobs have taken the two files in.
+    app.quarantine_emptied("").await;
     let quarantine = app.env.data.path().join("blobs/quarantine");
     let left: Vec<_> = std::fs::read_dir(&quarantine)
         .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
@@ -1235,7 +1253,7 @@ async fn the_web_app_in_a_browser() {
         .expect("json");
     assert_eq!(
         listed["files"].as_array().map(Vec::len),
-        Some(1),
+        Some(3),
         "the token made in the browser reads the owner's files: {listed}"
     );
     assert!(

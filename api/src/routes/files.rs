@@ -23,6 +23,7 @@ pub struct FilesApi;
 
 const DEFAULT_PAGE: u64 = 50;
 
+/// The upload's file; with several `file` parts, the first of them, and all in `files`.
 #[derive(Object)]
 #[oai(skip_serializing_if_is_none)]
 struct FileAccepted {
@@ -31,9 +32,32 @@ struct FileAccepted {
     size: u64,
     /// `quarantined` until the validation and encryption jobs have run.
     status: super::FileStatusName,
-    /// Shares asked for with the upload (absent when none were); their links are emailed once
-    /// the file is ready.
+    /// Every file of the upload, in the order sent (the one file, unless a form held several).
+    files: Vec<AcceptedFile>,
+    /// Shares asked for with the upload (absent when none were), one per recipient of all its
+    /// files; their links are emailed once every file is ready (a file rejected meanwhile is
+    /// left out).
     shares: Option<Vec<ShareInfo>>,
+}
+
+/// A file of an upload.
+#[derive(Object)]
+struct AcceptedFile {
+    id: uuid::Uuid,
+    name: String,
+    size: u64,
+    status: super::FileStatusName,
+}
+
+impl From<FileView> for AcceptedFile {
+    fn from(v: FileView) -> Self {
+        Self {
+            id: v.id,
+            name: v.name,
+            size: v.size,
+            status: v.status.into(),
+        }
+    }
 }
 
 #[derive(Object)]
@@ -121,15 +145,20 @@ pub(crate) fn parse_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw).map_err(|_| ApiError::from(ServiceError::NotFound("file")))
 }
 
-fn accepted(uploaded: files::Uploaded) -> UploadResponse {
-    let (view, shares) = (uploaded.file, uploaded.shares);
-    UploadResponse::Accepted(Json(FileAccepted {
-        id: view.id,
-        name: view.name,
-        size: view.size,
-        status: view.status.into(),
+fn accepted(uploaded: files::Uploaded) -> Result<UploadResponse, ApiError> {
+    let files: Vec<AcceptedFile> = uploaded.files.into_iter().map(AcceptedFile::from).collect();
+    let first = files
+        .first()
+        .ok_or_else(|| ApiError::internal(&"an upload recorded no file"))?;
+    let shares = uploaded.shares;
+    Ok(UploadResponse::Accepted(Json(FileAccepted {
+        id: first.id,
+        name: first.name.clone(),
+        size: first.size,
+        status: first.status,
+        files,
         shares: (!shares.is_empty()).then(|| shares.into_iter().map(ShareInfo::from).collect()),
-    }))
+    })))
 }
 
 /// `attachment` with an ASCII fallback and the exact name in RFC 5987 form (RFC 6266).
@@ -150,10 +179,11 @@ pub(crate) fn content_disposition(name: &str) -> String {
 
 #[OpenApi(prefix_path = "/api/v1", tag = "Tag::Files")]
 impl FilesApi {
-    /// Upload a file (multipart)
+    /// Upload files (multipart)
     ///
-    /// The body is sealed into quarantine as it arrives; the file becomes `ready` once it has
-    /// been validated and encrypted.
+    /// One `file` part per file (up to 100). Each is sealed into quarantine as it arrives and
+    /// becomes `ready` once it has been validated and encrypted. With recipients, each gets one
+    /// link to every file of the upload.
     #[oai(path = "/files", method = "post")]
     async fn upload(
         &self,
@@ -166,7 +196,7 @@ impl FilesApi {
         let uploaded = files::upload_form(core, &auth.0.user, &mut parts, Blanks::Sent, &meta(req))
             .await
             .map_err(|refused| ApiError::from(refused.error))?;
-        Ok(accepted(uploaded))
+        accepted(uploaded)
     }
 
     /// Upload a file (raw body, e.g. `curl -T report.pdf`)
@@ -209,7 +239,7 @@ impl FilesApi {
         };
         let body = body.0.into_bytes_stream();
         let uploaded = files::upload(core, &auth.0.user, name, body, share, &meta(req)).await?;
-        Ok(accepted(uploaded))
+        accepted(uploaded)
     }
 
     /// List your files, newest first

@@ -122,9 +122,31 @@ pub async fn list(req: &Request) -> poem::Result<Response> {
             refresh => refresh,
             next => next.map(|id| id.to_string()),
             paged => after.is_some(),
-            notice => query.get("deleted").map(|_| t("files-notice-deleted")),
+            notice => notice(&query),
         },
     ))
+}
+
+/// Where an upload leads: one file's page, or the files list saying how many arrived.
+fn uploaded_page(uploaded: &files::Uploaded) -> String {
+    match uploaded.files.as_slice() {
+        [one] => format!("/app/files/{}", one.id),
+        several if uploaded.shares.is_empty() => format!("/app/files?uploaded={}", several.len()),
+        several => format!("/app/files?uploaded={}&shared=1", several.len()),
+    }
+}
+
+/// What the files list says of what just happened (a deletion, an upload of several files).
+fn notice(query: &Fields) -> Option<String> {
+    if query.get("deleted").is_some() {
+        return Some(t("files-notice-deleted"));
+    }
+    let count = query.given("uploaded")?.parse::<u32>().ok()?;
+    let message = match query.given("shared") {
+        Some(_) => "files-notice-uploaded-shared",
+        None => "files-notice-uploaded",
+    };
+    Some(t_with(message, [("count", Arg::from(count))]))
 }
 
 /// The upload form (with the share fields), as new or as the user filled it in.
@@ -183,7 +205,7 @@ pub async fn upload_file(req: &Request, multipart: Multipart) -> poem::Result<Re
     let user = &me.session.user;
     let refused =
         match files::upload_form(core, user, &mut parts, Blanks::NotGiven, &meta(req)).await {
-            Ok(uploaded) => return Ok(page::redirect(&format!("/app/files/{}", uploaded.file.id))),
+            Ok(uploaded) => return Ok(page::redirect(&uploaded_page(&uploaded))),
             Err(refused) => refused,
         };
     // What the user can mend is shown on the form, as they filled it in; the rest is a page of

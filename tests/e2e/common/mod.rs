@@ -807,7 +807,6 @@ impl TestApp {
         verify_email(self.core(), email).await;
     }
 
-    /// Paths of files' objects under `prefix` (the audit checkpoints left out).
     /// Waits until nothing is left under `quarantine/{prefix}`: a job removes a quarantine
     /// object just after it records the file `ready` or `rejected`, so a test that has seen
     /// the status may still see the object for a moment.
@@ -828,6 +827,7 @@ impl TestApp {
         .await;
     }
 
+    /// Paths of files' objects under `prefix` (the audit checkpoints left out).
     pub async fn objects(&self, prefix: &str) -> Vec<String> {
         self.core()
             .storage

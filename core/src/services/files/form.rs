@@ -1,7 +1,7 @@
-//! Upload forms (`multipart/form-data`, from the API or the web app's page): the `file` part is
+//! Upload forms (`multipart/form-data`, from the API or the web app's page): each `file` part is
 //! sealed into quarantine as it streams (never buffered, never on disk in plaintext), the share
-//! fields beside it are read under limits, and the file and its shares are recorded, all in one
-//! call. Whatever fails, nothing is left behind. The transport only hands the parts over
+//! fields beside them are read under limits, and the files and their share are recorded, all in
+//! one call. Whatever fails, nothing is left behind. The transport only hands the parts over
 //! ([`FormParts`]).
 
 use std::future::Future;
@@ -15,7 +15,7 @@ use tokio_util::io::ReaderStream;
 use super::upload::{Sealed, Uploaded, create, discard, ingest};
 use crate::audit::RequestMeta;
 use crate::principal::User;
-use crate::services::shares::{ShareRequest, split_recipients};
+use crate::services::shares::{self, ShareRequest, split_recipients};
 use crate::text::{Arg, t, t_with};
 use crate::types::FileName;
 use crate::{Core, ServiceError};
@@ -55,7 +55,8 @@ pub struct Refused {
     pub no_file: bool,
 }
 
-/// Uploads the file of a form with the shares its fields ask for.
+/// Uploads the files of a form (one `file` part each, up to [`shares::MOST_FILES`]) with the
+/// shares its fields ask for: with several files, one share per recipient of all of them.
 pub async fn upload_form(
     core: &Core,
     owner: &User,
@@ -97,18 +98,18 @@ pub async fn upload_form(
         no_file,
     };
     if let Err(error) = read {
-        if let Some((_, sealed)) = form.file {
+        for (_, sealed) in form.files {
             discard_quietly(core, sealed).await;
         }
         return Err(refused(error, false));
     }
-    let Some((name, sealed)) = form.file else {
+    if form.files.is_empty() {
         return Err(refused(
             ServiceError::Invalid(t("form-error-no-file")),
             true,
         ));
-    };
-    create(core, owner, name, sealed, share, meta)
+    }
+    create(core, owner, form.files, share, meta)
         .await
         .map_err(|error| refused(error, false))
 }
@@ -116,7 +117,7 @@ pub async fn upload_form(
 /// What a form held, read so far.
 #[derive(Default)]
 struct Form {
-    file: Option<(FileName, Sealed)>,
+    files: Vec<(FileName, Sealed)>,
     share: ShareRequest,
 }
 
@@ -175,8 +176,9 @@ fn checkbox(name: &str, text: &str) -> Result<bool, ServiceError> {
     }
 }
 
-/// How many parts an upload form may have, and how many bytes all its parts but the file may
-/// hold together: what is not the file is kept in memory while the form is read.
+/// How many parts besides its files an upload form may have, and how many bytes they may hold
+/// together: what is not a file is kept in memory while the form is read. (Its files are
+/// sealed as they arrive; a form holds as many as one share may.)
 const MAX_PARTS: usize = 64;
 const MAX_FIELD_BYTES: usize = 64 * 1024;
 
@@ -223,12 +225,20 @@ async fn read_fields(
     while let Some(part) = parts.next_part().await.map_err(|e| {
         ServiceError::BadRequest(t_with("form-error-malformed", [("error", Arg::from(e))]))
     })? {
-        budget.part()?;
+        // A file is counted as a file (below); an empty file input as a part.
+        if part.name.as_deref() != Some("file")
+            || part.file_name.as_deref().is_none_or(str::is_empty)
+        {
+            budget.part()?;
+        }
         let mut text_field =
             async |part: FormPart, limit: u64| budget.text(text_field(part, limit).await?);
         match part.name.as_deref() {
-            Some("file") if form.file.is_some() => {
-                return Err(ServiceError::Invalid(t("form-error-two-files")));
+            Some("file") if form.files.len() == shares::MOST_FILES => {
+                return Err(ServiceError::Invalid(t_with(
+                    "form-error-too-many-files",
+                    [("max", Arg::from(shares::MOST_FILES))],
+                )));
             }
             Some("file")
                 if blanks == Blanks::NotGiven
@@ -246,7 +256,18 @@ async fn read_fields(
                     .ok_or_else(|| ServiceError::Invalid(t("form-error-no-filename")))
                     .and_then(|n| FileName::parse(n).map_err(ServiceError::from))?;
                 let stream = ReaderStream::with_capacity(part.body, 64 * 1024);
-                form.file = Some((name, ingest(core, stream).await?));
+                let sealed = ingest(core, stream).await.map_err(|err| match err {
+                    // Which file, when a form holds several.
+                    ServiceError::Invalid(why) => ServiceError::Invalid(t_with(
+                        "form-error-in-file",
+                        [
+                            ("name", Arg::from(name.as_str())),
+                            ("error", Arg::from(why)),
+                        ],
+                    )),
+                    other => other,
+                })?;
+                form.files.push((name, sealed));
             }
             Some("recipients") => share.recipients.push(text_field(part, 64 * 1024).await?),
             Some("expires_in_hours") => {

@@ -139,10 +139,12 @@ where
     ingest.finish(core).await
 }
 
-/// What an upload became: the owner's new quarantined file and the shares asked for with it.
+/// What an upload became: the owner's new quarantined files (one, unless a form held several)
+/// and the shares asked for with them.
 #[derive(Debug)]
 pub struct Uploaded {
-    pub file: FileView,
+    /// In the order they were sent; never empty.
+    pub files: Vec<FileView>,
     pub shares: Vec<ShareView>,
 }
 
@@ -166,51 +168,122 @@ where
         owner.require(Scope::SharesWrite)?;
     }
     let sealed = ingest(core, body).await?;
-    record(core, owner, name, sealed, share, meta).await
+    record(core, owner, vec![(name, sealed)], share, meta).await
 }
 
-/// Records an upload already sealed by [`ingest`] (a form's file part, which streams before
-/// the form's other fields are read: see `super::form`), with the shares asked for along with
-/// it. The sealed object is removed when the request is refused.
+/// Records uploads already sealed by [`ingest`] (a form's file parts, which stream before the
+/// form's other fields are read: see `super::form`), with the shares asked for along with them.
+/// The sealed objects are removed when the request is refused.
 pub(super) async fn create(
     core: &Core,
     owner: &User,
-    name: FileName,
-    sealed: Sealed,
+    files: Vec<(FileName, Sealed)>,
     share: ShareRequest,
     meta: &RequestMeta,
 ) -> ServiceResult<Uploaded> {
     match share.resolve_for_upload(core) {
-        Ok(share) => record(core, owner, name, sealed, share, meta).await,
+        Ok(share) => record(core, owner, files, share, meta).await,
         Err(err) => {
-            let _ = core.storage.delete(&quarantine_path(sealed.id)).await;
+            let ids: Vec<Uuid> = files.iter().map(|(_, sealed)| sealed.id).collect();
+            forget(core, &ids).await;
             Err(err)
         }
     }
 }
 
-/// Records a sealed upload as the owner's new quarantined file, with its shares, and starts
-/// its validation.
+/// Removes the quarantine objects of uploads that will not be recorded.
+async fn forget(core: &Core, ids: &[Uuid]) {
+    for &id in ids {
+        if let Err(err) = core.storage.delete(&quarantine_path(id)).await {
+            tracing::warn!(file_id = %id, error = %err, "could not remove a refused upload; the orphan sweep will");
+        }
+    }
+}
+
+/// Records sealed uploads as the owner's new quarantined files, with one share per recipient of
+/// all of them, and starts their validation.
 async fn record(
     core: &Core,
     owner: &User,
-    name: FileName,
-    sealed: Sealed,
+    files: Vec<(FileName, Sealed)>,
     share: Option<ShareSpec>,
     meta: &RequestMeta,
 ) -> ServiceResult<Uploaded> {
+    let ids: Vec<Uuid> = files.iter().map(|(_, sealed)| sealed.id).collect();
     let prepared = match &share {
         Some(spec) => match shares::prepare(core, owner, spec, meta).await {
             Ok(prepared) => Some(prepared),
             Err(err) => {
-                let _ = core.storage.delete(&quarantine_path(sealed.id)).await;
+                forget(core, &ids).await;
                 return Err(err);
             }
         },
         None => None,
     };
     let now = Utc::now();
-    let model = file::Model {
+    let models = files
+        .into_iter()
+        .map(|(name, sealed)| file_row(core, owner, name, sealed, now))
+        .collect::<ServiceResult<Vec<_>>>();
+    let models = match models {
+        Ok(models) => models,
+        Err(err) => {
+            forget(core, &ids).await;
+            return Err(err);
+        }
+    };
+    let recorded = async {
+        let txn = crate::db::begin_write(&core.db).await?;
+        file::Entity::insert_many(models.iter().cloned().map(file::ActiveModel::from))
+            .exec(&txn)
+            .await?;
+        for model in &models {
+            Event::new(Action::FileUploaded, owner.actor())
+                .target("file", model.id)
+                .details(serde_json::json!({ "name": model.name, "size": model.size, "sha256": model.sha256 }))
+                .from(meta)
+                .record(&txn, &core.audit)
+                .await?;
+        }
+        let shares = match (&share, prepared) {
+            (Some(spec), Some(prepared)) => {
+                shares::insert(core, &txn, owner, &ids, spec, prepared, meta).await?
+            }
+            _ => Vec::new(),
+        };
+        txn.commit().await?;
+        Ok::<_, ServiceError>(shares)
+    }
+    .await;
+    let shares = match recorded {
+        Ok(shares) => shares,
+        Err(err) => {
+            forget(core, &ids).await;
+            return Err(err);
+        }
+    };
+    for model in &models {
+        core.metrics.uploaded(model.size.unsigned_abs());
+        // The row is committed; if this enqueue is lost, the sweep enqueues again.
+        if let Err(err) = core.queue.enqueue(ValidateFile::new(model.id)).await {
+            tracing::warn!(file_id = %model.id, error = %err, "could not enqueue validation; the sweep will retry");
+        }
+    }
+    Ok(Uploaded {
+        files: models.into_iter().map(FileView::from).collect(),
+        shares,
+    })
+}
+
+/// The row of a sealed upload: the owner's, quarantined, its data key wrapped.
+fn file_row(
+    core: &Core,
+    owner: &User,
+    name: FileName,
+    sealed: Sealed,
+    now: chrono::DateTime<Utc>,
+) -> ServiceResult<file::Model> {
+    Ok(file::Model {
         id: sealed.id,
         owner_id: owner.id,
         name: name.as_str().to_owned(),
@@ -232,39 +305,6 @@ async fn record(
         attempts: 0,
         lease_holder: None,
         lease_until: None,
-    };
-    let recorded = async {
-        let txn = crate::db::begin_write(&core.db).await?;
-        file::Entity::insert(file::ActiveModel::from(model.clone())).exec(&txn).await?;
-        Event::new(Action::FileUploaded, owner.actor())
-            .target("file", model.id)
-            .details(serde_json::json!({ "name": model.name, "size": model.size, "sha256": model.sha256 }))
-            .from(meta)
-            .record(&txn, &core.audit)
-            .await?;
-        let shares = match (&share, prepared) {
-            (Some(spec), Some(prepared)) => shares::insert(core, &txn, owner, &[model.id], spec, prepared, meta).await?,
-            _ => Vec::new(),
-        };
-        txn.commit().await?;
-        Ok::<_, ServiceError>(shares)
-    }
-    .await;
-    let shares = match recorded {
-        Ok(shares) => shares,
-        Err(err) => {
-            let _ = core.storage.delete(&quarantine_path(model.id)).await;
-            return Err(err);
-        }
-    };
-    core.metrics.uploaded(sealed.size);
-    // The row is committed; if this enqueue is lost, the sweep enqueues again.
-    if let Err(err) = core.queue.enqueue(ValidateFile::new(model.id)).await {
-        tracing::warn!(file_id = %model.id, error = %err, "could not enqueue validation; the sweep will retry");
-    }
-    Ok(Uploaded {
-        file: model.into(),
-        shares,
     })
 }
 

@@ -92,6 +92,9 @@ verify-email-done-text = Coffer may now email links to your files in your name.
 ## Files, uploads and shares (api/src/web/files.rs, shares.rs)
 
 files-notice-deleted = The file was deleted; its links no longer work.
+# $count files were uploaded at once (always more than one).
+files-notice-uploaded = { $count } files uploaded. Each is checked and encrypted before it can be downloaded.
+files-notice-uploaded-shared = { $count } files uploaded. Each is checked and encrypted before it can be downloaded; every recipient's link to all of them goes out once they are ready (a file refused meanwhile is left out).
 upload-error-no-file = Choose a file to upload.
 upload-error-too-large = The file is larger than the { $limit } allowed.
 share-error-expiry = The expiry must be a whole number.

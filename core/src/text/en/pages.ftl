@@ -237,11 +237,11 @@ files-older = Older files
 ## api/templates/app/upload.html
 
 # $max is a size, already formatted (“2 GB”).
-upload-lead = The file is checked and encrypted before anyone can download it. Files may be up to { $max }.
-upload-file = File
-upload-file-hint = Choose a file, or drop it here.
-upload-share-legend = Share it (optional)
-upload-share-hint = Each recipient gets their own link by email once the file is ready.
+upload-lead = Each file is checked and encrypted before anyone can download it. Files may be up to { $max } each.
+upload-file = Files
+upload-file-hint = Choose one or more files, or drop them here.
+upload-share-legend = Share them (optional)
+upload-share-hint = Each recipient gets their own link to every file chosen, by email once the files are ready.
 upload-progress = Upload progress
 upload-cancel = Cancel upload
 

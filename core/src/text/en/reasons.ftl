@@ -60,7 +60,9 @@ form-error-not-a-number = `{ $name }` must be a whole number
 form-error-not-a-flag = `{ $name }` must be on or off (true or false)
 form-error-too-many-parts = an upload form may have at most { $max } parts
 form-error-fields-too-large = the fields beside the file may hold at most { $kib } KiB together
-form-error-two-files = send one `file` part per upload
+form-error-too-many-files = an upload form may hold at most { $max } files
+# $name is the file's name, $error what is wrong with it.
+form-error-in-file = “{ $name }”: { $error }
 form-error-empty-file-input = the file input holds no file name
 form-error-no-filename = the `file` part needs a filename
 form-error-expires-at = `expires_at` must be an RFC 3339 time
