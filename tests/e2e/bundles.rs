@@ -460,8 +460,63 @@ async fn files_are_added_to_a_live_share(topology: Topology) {
     app.stop().await;
 }
 
+async fn a_file_deleted_from_a_bundle_leaves_it_and_the_last_one_ends_the_link(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let ann = app.user().await;
+    let files = ready_files(&app, &ann, &["first.pdf", "second.pdf"]).await;
+    let (first, second) = (files[0].0.as_str(), files[1].0.as_str());
+    let (_, url) = bundle(&app, &ann, &[first, second], json!({})).await;
+    let delete = |id: &str| {
+        app.http
+            .delete(app.url(&format!("/api/v1/files/{id}")))
+            .bearer_auth(&ann.token)
+            .send()
+    };
+    assert_eq!(
+        delete(first).await.expect("delete").status(),
+        StatusCode::NO_CONTENT
+    );
+    // The page offers the one file left, as a single file's page does.
+    let html = app
+        .http
+        .get(&url)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains("second.pdf") && !html.contains("first.pdf"),
+        "{html}"
+    );
+    assert!(!html.contains("Download all"), "{html}");
+    // …and the link's download is that file itself, which resumes, not a ZIP of one.
+    let one = app
+        .http
+        .get(format!("{url}/download"))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(one.status(), StatusCode::OK);
+    assert_eq!(one.headers()["accept-ranges"], "bytes");
+    assert_ne!(one.headers()["content-type"], "application/zip");
+    assert_eq!(body_of(one).await, files[1].1);
+    let gone = app.http.get(format!("{url}/files/{first}")).send().await;
+    assert_eq!(gone.expect("deleted file").status(), StatusCode::GONE);
+    // The last file deleted ends the link.
+    assert_eq!(
+        delete(second).await.expect("delete").status(),
+        StatusCode::NO_CONTENT
+    );
+    let ended = app.http.get(&url).send().await.expect("page");
+    assert_eq!(ended.status(), StatusCode::GONE);
+    app.stop().await;
+}
+
 both_topologies!(
     a_bundle_lists_its_files_and_each_downloads_and_resumes_on_its_own,
+    a_file_deleted_from_a_bundle_leaves_it_and_the_last_one_ends_the_link,
     files_are_added_to_a_live_share,
     the_web_app_shares_the_files_ticked_as_one_bundle,
     a_bundle_request_names_files_of_the_callers_own,

@@ -22,7 +22,8 @@ use crate::{Core, ServiceError};
 /// What a download through a link asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Which {
-    /// What the link shares: its file, or every file of a bundle as one ZIP.
+    /// What the link shares: its file (the one a bundle still opens), or every file of a
+    /// bundle as one ZIP.
     Share,
     /// One file of the share.
     File(Uuid),
@@ -65,9 +66,13 @@ pub async fn open(
     let Resolved { share, files, .. } = resolve(core, raw_token, meta, true).await?;
     super::verify::require(core, &share, session, meta).await?;
     check_password(core, &share, given, meta).await?;
+    // What the link shares is what its page shows: the one file it still opens, or a ZIP of
+    // several (a bundle left with one file serves that file, as its page offers).
     let which = match which {
-        Which::Share if files.len() > 1 => Which::All,
-        Which::Share => Which::File(share.file_id),
+        Which::Share => match files.iter().filter(|f| !f.removed()).collect::<Vec<_>>()[..] {
+            [one] => Which::File(one.file.id),
+            _ => Which::All,
+        },
         other => other,
     };
     let shared = files.iter().filter(|f| !f.removed()).count();
