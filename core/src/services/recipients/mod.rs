@@ -11,6 +11,7 @@ use uuid::Uuid;
 use entity::{file, share, share_file, user};
 
 mod download;
+mod transfer;
 mod verify;
 mod zip;
 
