@@ -1,8 +1,8 @@
 //! The benchmark harness (issue 8): the machine's limits first, then the service against them,
 //! in one run. `bench/run.sh` runs it all and rewrites BENCHMARKS.md; `cargo bench --bench
 //! harness -- <section…>` runs some sections and only prints (sections: limits, big, small,
-//! concurrent, latency, logins, rewrap, verify, reference, scale; `--quick` shrinks the sizes for a
-//! smoke run).
+//! concurrent, bundle, latency, logins, rewrap, verify, reference, scale; `--quick` shrinks the
+//! sizes for a smoke run).
 
 #![allow(
     clippy::expect_used,
@@ -18,6 +18,7 @@
 mod common;
 
 mod big;
+mod bundle;
 mod concurrent;
 mod limits;
 mod load;
@@ -34,10 +35,11 @@ use std::time::Duration;
 use report::Report;
 use stack::{Stack, Topology};
 
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "limits",
     "big",
     "concurrent",
+    "bundle",
     "small",
     "latency",
     "logins",
@@ -53,6 +55,8 @@ pub struct Scale {
     pub big_sizes: [u64; 2],
     /// Each file's size when [`concurrent::STREAMS`] transfers run at once.
     pub concurrent_size: u64,
+    /// Each file's size in the bundle whose "Download all" is timed.
+    pub bundle_size: u64,
     pub load_duration: Duration,
     pub small_uploads: usize,
     pub rewrap_keys: usize,
@@ -64,6 +68,7 @@ pub struct Scale {
 const FULL: Scale = Scale {
     big_sizes: [1 << 30, 4 << 30],
     concurrent_size: 256 << 20,
+    bundle_size: 1 << 30,
     load_duration: Duration::from_secs(8),
     small_uploads: 200,
     rewrap_keys: 100_000,
@@ -74,6 +79,7 @@ const FULL: Scale = Scale {
 const QUICK: Scale = Scale {
     big_sizes: [64 << 20, 128 << 20],
     concurrent_size: 16 << 20,
+    bundle_size: 32 << 20,
     load_duration: Duration::from_secs(1),
     small_uploads: 20,
     rewrap_keys: 5_000,
@@ -104,13 +110,15 @@ async fn main() {
     let mut report = Report::new(scale);
 
     // Limits first: every later figure is read against them.
-    if wants("limits") || wants("big") || wants("concurrent") || wants("logins") {
+    if wants("limits") || wants("big") || wants("concurrent") || wants("bundle") || wants("logins")
+    {
         report.limits = Some(limits::measure().await);
         report.print_limits();
     }
     for topology in [Topology::Embedded, Topology::Postgres] {
         if !(wants("big")
             || wants("concurrent")
+            || wants("bundle")
             || wants("small")
             || wants("latency")
             || wants("logins"))
@@ -141,6 +149,11 @@ async fn main() {
             let run = concurrent::transfers(&stack, &http, &token, scale.concurrent_size).await;
             println!("{}", run.line(topology));
             report.concurrent.push((topology, run));
+        }
+        if wants("bundle") {
+            let run = bundle::download_all(&stack, &http, &token, scale.bundle_size).await;
+            println!("{}", run.line(topology));
+            report.bundle.push((topology, run));
         }
         if wants("small") {
             for run in load::small_requests(&stack, &http, &token, scale.load_duration).await {

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::Scale;
 use super::big::{BigFile, mb_per_s};
+use super::bundle::{BundleRun, FILES};
 use super::concurrent::{ConcurrentRun, STREAMS};
 use super::limits::Limits;
 use super::load::{CONCURRENCY, Latency, LoadRun, wrk_command};
@@ -23,6 +24,7 @@ pub struct Report {
     pub limits: Option<Limits>,
     pub big: Vec<(Topology, BigFile)>,
     pub concurrent: Vec<(Topology, ConcurrentRun)>,
+    pub bundle: Vec<(Topology, BundleRun)>,
     pub logins: Vec<(Topology, LoginsRun)>,
     pub small: Vec<(Topology, LoadRun)>,
     pub latency: Vec<(Topology, Latency)>,
@@ -124,6 +126,7 @@ impl Report {
             limits: None,
             big: Vec::new(),
             concurrent: Vec::new(),
+            bundle: Vec::new(),
             logins: Vec::new(),
             small: Vec::new(),
             latency: Vec::new(),
@@ -231,6 +234,7 @@ impl Report {
                 .join("; "),
             !together.is_empty() && together.iter().all(|(_, _, _, rss)| *rss <= 128.0),
         ));
+        rows.extend(self.bundle_targets());
         let biggest = self.scale.big_sizes[1];
         let rss: Vec<(Topology, &'static str, f64)> = self
             .big
@@ -335,6 +339,71 @@ impl Report {
         let _ = writeln!(out, "| target | this run | |\n|---|---|---|");
         for (target, measured, met) in rows {
             let _ = writeln!(out, "| {target} | {measured} | {} |", yes(met));
+        }
+    }
+
+    /// "Download all" against the same files one by one through the same link, and the memory
+    /// it takes.
+    fn bundle_targets(&self) -> Vec<(String, String, bool)> {
+        let runs = &self.bundle;
+        let gib = self.scale.bundle_size >> 30;
+        vec![
+            (
+                format!(
+                    "\"Download all\" of {FILES} × {gib} GiB ≥ 80 % of the single-file download rate"
+                ),
+                runs.iter()
+                    .map(|(t, r)| format!("{}: {:.0} %", t.label(), r.ratio()))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                !runs.is_empty() && runs.iter().all(|(_, r)| r.ratio() >= 80.0),
+            ),
+            (
+                "\"Download all\": peak RSS unchanged (within 8 MiB)".into(),
+                runs.iter()
+                    .map(|(t, r)| {
+                        format!(
+                            "{}: {:.0} → {:.0} MiB",
+                            t.label(),
+                            r.rss_before_mib,
+                            r.rss_after_mib
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                !runs.is_empty()
+                    && runs
+                        .iter()
+                        .all(|(_, r)| r.rss_after_mib <= r.rss_before_mib + 8.0),
+            ),
+        ]
+    }
+
+    fn bundle_table(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "\n\"Download all\" of a bundle: {FILES} files of {} MiB shared as one link, each \
+             downloaded through it on its own, one after another (`/s/{{token}}/files/{{id}}`), \
+             then all of them as one ZIP (`/s/{{token}}/zip`, streamed as it is written): the same \
+             bytes both ways. Peak RSS is the sum of the service's processes' `VmHWM` before the \
+             ZIP and after it. `cargo bench --bench harness -- bundle`.\n\n\
+             | topology | file by file | Download all | of the rate file by file | peak RSS before → after |\n\
+             |---|---|---|---|---|",
+            self.scale.bundle_size >> 20
+        );
+        for (t, r) in &self.bundle {
+            let _ = writeln!(
+                out,
+                "| {} | {:.2} s, {:.0} MB/s | {:.2} s, {:.0} MB/s | {:.0} % | {:.0} → {:.0} MiB |",
+                t.label(),
+                r.each.as_secs_f64(),
+                mb_per_s(r.total(), r.each),
+                r.zip.as_secs_f64(),
+                mb_per_s(r.zip_bytes, r.zip),
+                r.ratio(),
+                r.rss_before_mib,
+                r.rss_after_mib
+            );
         }
     }
 
@@ -489,6 +558,8 @@ impl Report {
                 c.total_rss_mib
             );
         }
+
+        self.bundle_table(&mut out);
 
         let seconds = self.scale.load_duration.as_secs();
         let _ = writeln!(

@@ -54,8 +54,24 @@ async fn body_of(response: reqwest::Response) -> Vec<u8> {
 
 /// The share's files' complete downloads, once they are as `expected`.
 async fn completed(app: &TestApp, user: &User, share: &str, expected: &[i64]) -> Value {
+    counts_become(app, user, share, "downloads_completed", expected).await
+}
+
+/// The share's files' downloads under way or complete, once they are as `expected`.
+async fn used(app: &TestApp, user: &User, share: &str, expected: &[i64]) {
+    counts_become(app, user, share, "downloads_used", expected).await;
+}
+
+/// The share as its activity report has it, once each file's `count` is as `expected`.
+async fn counts_become(
+    app: &TestApp,
+    user: &User,
+    share: &str,
+    count: &str,
+    expected: &[i64],
+) -> Value {
     eventually(
-        "the downloads recorded complete",
+        "the downloads counted",
         std::time::Duration::from_secs(30),
         || async {
             let report = app
@@ -68,12 +84,12 @@ async fn completed(app: &TestApp, user: &User, share: &str, expected: &[i64]) ->
                 .as_array()
                 .expect("files")
                 .iter()
-                .map(|f| f["downloads_completed"].as_i64().expect("count"))
+                .map(|f| f[count].as_i64().expect("count"))
                 .collect();
             if counts == expected {
                 return Ok(report["share"].clone());
             }
-            Err(format!("{counts:?}"))
+            Err(format!("{count}: {counts:?}"))
         },
     )
     .await
@@ -514,6 +530,99 @@ async fn a_file_deleted_from_a_bundle_leaves_it_and_the_last_one_ends_the_link(t
     app.stop().await;
 }
 
+/// Checks that Python's `zipfile` and Debian's `unzip -t` both refuse `zip` as an archive.
+fn refused_by_unzip_tools(zip: &[u8]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cut.zip");
+    std::fs::write(&path, zip).expect("write");
+    let path = path.to_string_lossy();
+    let python = python(
+        "import sys, zipfile; print(zipfile.is_zipfile(sys.argv[1]))",
+        &[&path],
+    );
+    assert_eq!(python.trim(), "False");
+    let unzip = std::process::Command::new("unzip")
+        .args(["-t", &path])
+        .output()
+        .expect("unzip runs");
+    assert!(!unzip.status.success(), "unzip -t took it");
+}
+
+/// Reads a response to its end: the bytes, and whether it ended cleanly.
+async fn read_to_end(response: reqwest::Response) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(piece) = stream.next().await {
+        match piece {
+            Ok(piece) => body.extend_from_slice(&piece),
+            Err(_) => return (body, false),
+        }
+    }
+    (body, true)
+}
+
+async fn a_cut_zip_gives_every_place_back_and_a_damaged_one_is_no_archive(topology: Topology) {
+    let app = TestApp::spawn(topology).await;
+    let ann = app.user().await;
+    // The first file bigger than what loopback buffers hold, so that the server sees the cut.
+    let big = pdf(&pattern(24 << 20, 1));
+    let small = pdf(&pattern(300_000, 2));
+    let mut ids = Vec::new();
+    for (name, bytes) in [("big.pdf", &big), ("small.pdf", &small)] {
+        let id = app.upload(&ann, name, bytes.clone()).await;
+        assert_eq!(app.wait_until_settled(&ann, &id).await["status"], "ready");
+        ids.push(id);
+    }
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (share, url) = bundle(&app, &ann, &ids, json!({ "max_downloads": 1 })).await;
+    let share = share["id"].as_str().expect("id").to_owned();
+
+    // A ZIP the recipient breaks off after a megabyte takes no download of either file.
+    let mut cut = app
+        .http
+        .get(format!("{url}/zip"))
+        .send()
+        .await
+        .expect("zip");
+    assert_eq!(cut.status(), StatusCode::OK);
+    let mut received = 0;
+    while received < 1 << 20 {
+        received += cut.chunk().await.expect("chunk").expect("more").len();
+    }
+    drop(cut);
+    used(&app, &ann, &share, &[0, 0]).await;
+
+    // A file found altered part-way through the archive ends it there, before the archive's
+    // central directory: no unzip tool takes what arrived for a whole archive, and it takes no
+    // download either.
+    app.tamper_blob(ids[1], 100).await;
+    let damaged = app
+        .http
+        .get(format!("{url}/zip"))
+        .send()
+        .await
+        .expect("zip");
+    assert_eq!(damaged.status(), StatusCode::OK);
+    let (body, _) = read_to_end(damaged).await;
+    assert!(
+        body.len() > big.len() && body.len() < big.len() + small.len(),
+        "the first file went out whole, the second short: {} bytes",
+        body.len()
+    );
+    refused_by_unzip_tools(&body);
+    used(&app, &ann, &share, &[0, 0]).await;
+    let actions = app.audit_actions().await;
+    assert!(
+        actions.iter().any(|(a, _, _)| a == "file.integrity_failed"),
+        "{actions:?}"
+    );
+    // The first file is still there to download, once.
+    let first = app.http.get(format!("{url}/files/{}", ids[0])).send().await;
+    let (body, clean) = read_to_end(first.expect("first")).await;
+    assert!(clean && body == big);
+    app.stop().await;
+}
+
 both_topologies!(
     a_bundle_lists_its_files_and_each_downloads_and_resumes_on_its_own,
     a_file_deleted_from_a_bundle_leaves_it_and_the_last_one_ends_the_link,
@@ -663,6 +772,7 @@ mod with_unzip_tools {
 
     needs_unzip_tools!(
         download_all_streams_a_zip_that_unzip_tools_take_apart,
+        a_cut_zip_gives_every_place_back_and_a_damaged_one_is_no_archive,
         ten_parallel_zips_of_a_one_download_bundle_deliver_it_once,
     );
 }

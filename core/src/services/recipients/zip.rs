@@ -1,11 +1,15 @@
 //! "Download all": a bundle's files as one ZIP, written while it streams. Nothing is kept on
 //! disk or in memory beyond a pipe's worth: each file is decrypted into its entry as the
-//! connection takes the bytes. Entries are stored (files people share are mostly compressed
+//! connection takes the bytes, and its decrypted pieces go to the connection as they are (only
+//! the archive's own records are copied). Entries are stored (files people share are mostly compressed
 //! already, and storing keeps the rate of a single download), carry ZIP64 fields whatever
 //! their size, and end with a data descriptor holding their CRC-32.
 
 use std::collections::HashSet;
 use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 
 use async_zip::tokio::write::ZipFileWriter;
 use async_zip::{Compression, ZipDateTimeBuilder, ZipEntryBuilder};
@@ -13,7 +17,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use futures::stream::BoxStream;
 use futures::{AsyncWriteExt as _, StreamExt as _};
-use tokio_util::io::ReaderStream;
+use tokio_util::sync::PollSender;
 
 use entity::file;
 
@@ -21,15 +25,16 @@ use crate::Core;
 use crate::audit::{Actor, RequestMeta};
 use crate::services::files::open_ready;
 
-/// What the pipe between the writer and the connection holds at most.
-const PIPE: usize = 256 * 1024;
+/// How many pieces the pipe between the writer and the connection holds at most: a file's
+/// pieces are 64 KiB or less, the archive's records far less.
+const PIPE: usize = 8;
 
 /// Longest entry name, in bytes (most file systems take 255).
 const MOST_NAME_BYTES: usize = 200;
 
 /// Streams `files` as a ZIP, under names made safe for every unzip tool and unique within it.
-/// A file that cannot be read (its blob gone, or altered) ends the stream with an error, so
-/// the connection is cut rather than handed an archive that looks whole.
+/// A file that cannot be read (its blob gone, or altered) ends the stream with an error there,
+/// before the archive's central directory: what arrived is no archive to any unzip tool.
 pub(super) fn stream(
     core: Core,
     files: Vec<file::Model>,
@@ -37,32 +42,141 @@ pub(super) fn stream(
     meta: RequestMeta,
 ) -> BoxStream<'static, Result<Bytes, io::Error>> {
     let names = entry_names(files.iter().map(|f| f.name.as_str()));
-    let (sink, source) = tokio::io::duplex(PIPE);
-    let writer = tokio::spawn(async move {
+    let (sink, source) = tokio::sync::mpsc::channel(PIPE);
+    let writer = async move {
         let entries = names.into_iter().zip(files);
-        write(&core, entries, sink, actor, &meta).await
-    });
-    let written = futures::stream::once(async move {
-        match writer.await {
-            Ok(Ok(())) => None,
-            Ok(Err(err)) => Some(Err(err)),
-            Err(err) => Some(Err(io::Error::other(err))),
+        write(&core, entries, Pipe::new(sink), actor, &meta).await
+    };
+    Zipping {
+        writer: Some(Box::pin(writer)),
+        source,
+        failed: None,
+    }
+    .boxed()
+}
+
+/// The ZIP as the connection takes it: the writer runs on the connection's own task, polled
+/// whenever the pipe is empty, so a piece goes from the file's reader to the socket without
+/// passing through another task. The pipe ends when the writer is done or gave up; which one
+/// it was comes last.
+struct Zipping {
+    writer: Option<Pin<Box<dyn Future<Output = io::Result<()>> + Send>>>,
+    source: tokio::sync::mpsc::Receiver<Bytes>,
+    failed: Option<io::Error>,
+}
+
+impl futures::Stream for Zipping {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Ok(piece) = this.source.try_recv() {
+                return Poll::Ready(Some(Ok(piece)));
+            }
+            let Some(writer) = this.writer.as_mut() else {
+                return Poll::Ready(this.failed.take().map(Err));
+            };
+            match writer.as_mut().poll(cx) {
+                Poll::Ready(outcome) => {
+                    this.writer = None;
+                    this.failed = outcome.err();
+                }
+                // Waiting for its file's next piece, or for room it has just filled.
+                Poll::Pending if this.source.is_empty() => return Poll::Pending,
+                Poll::Pending => {}
+            }
         }
-    })
-    .filter_map(std::future::ready);
-    // The pipe ends when the writer is done or gave up; which one it was comes last.
-    ReaderStream::with_capacity(source, PIPE / 4)
-        .chain(written)
-        .boxed()
+    }
+}
+
+/// The writer's end of the pipe to the connection: each write goes out as one piece, in order.
+/// What async_zip writes is its own records (copied: they are small) and each file's data, which
+/// it passes on untouched; a piece [`Lent`] before it is written goes out as it is, uncopied.
+struct Pipe {
+    sink: PollSender<Bytes>,
+    lent: Lent,
+}
+
+/// The piece of a file being written into the archive, shared with the [`Pipe`] underneath.
+#[derive(Clone, Default)]
+struct Lent(Arc<Mutex<Option<Bytes>>>);
+
+impl Lent {
+    fn lend(&self, piece: Option<Bytes>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = piece;
+        }
+    }
+
+    /// `buf` as a piece: a part of the lent piece when it lies within it, else a copy.
+    fn piece_of(&self, buf: &[u8]) -> Bytes {
+        let lent = self.0.lock().ok().and_then(|slot| slot.clone());
+        match lent {
+            Some(lent) if within(buf, &lent) => lent.slice_ref(buf),
+            _ => Bytes::copy_from_slice(buf),
+        }
+    }
+}
+
+/// Whether `part` lies in `whole`'s memory.
+fn within(part: &[u8], whole: &[u8]) -> bool {
+    let (start, end) = (
+        whole.as_ptr() as usize,
+        whole.as_ptr() as usize + whole.len(),
+    );
+    let at = part.as_ptr() as usize;
+    !part.is_empty() && at >= start && at + part.len() <= end
+}
+
+impl Pipe {
+    fn new(sink: tokio::sync::mpsc::Sender<Bytes>) -> Self {
+        Self {
+            sink: PollSender::new(sink),
+            lent: Lent::default(),
+        }
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the connection went away")
+}
+
+impl tokio::io::AsyncWrite for Pipe {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        ready!(this.sink.poll_reserve(cx)).map_err(|_| closed())?;
+        this.sink
+            .send_item(this.lent.piece_of(buf))
+            .map_err(|_| closed())?;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().sink.close();
+        Poll::Ready(Ok(()))
+    }
 }
 
 async fn write(
     core: &Core,
     entries: impl Iterator<Item = (String, file::Model)>,
-    sink: tokio::io::DuplexStream,
+    sink: Pipe,
     actor: Actor,
     meta: &RequestMeta,
 ) -> io::Result<()> {
+    let lent = sink.lent.clone();
     let mut zip = ZipFileWriter::with_tokio(sink);
     for (name, file) in entries {
         let mut body = open_ready(core, &file, None, actor, meta)
@@ -76,8 +190,11 @@ async fn write(
             .await
             .map_err(io::Error::other)?;
         while let Some(piece) = body.next().await {
-            writer.write_all(&piece?).await?;
+            let piece = piece?;
+            lent.lend(Some(piece.clone()));
+            writer.write_all(&piece).await?;
         }
+        lent.lend(None);
         writer.close().await.map_err(io::Error::other)?;
     }
     zip.close().await.map_err(io::Error::other)?;
@@ -175,6 +292,26 @@ fn split_extension(name: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_lent_piece_goes_out_uncopied_and_records_are_copied() {
+        use tokio::io::AsyncWriteExt as _;
+        let (sink, mut source) = tokio::sync::mpsc::channel(PIPE);
+        let mut pipe = Pipe::new(sink);
+        let piece = Bytes::from(vec![7u8; 1000]);
+        pipe.lent.lend(Some(piece.clone()));
+        pipe.write_all(&piece[10..500]).await.expect("write");
+        pipe.write_all(b"a record").await.expect("write");
+        pipe.lent.lend(None);
+        pipe.write_all(&piece[..4]).await.expect("write");
+        let data = source.recv().await.expect("data");
+        assert_eq!((data.as_ptr(), data.len()), (piece[10..].as_ptr(), 490));
+        let record = source.recv().await.expect("record");
+        assert_eq!(&record[..], b"a record");
+        let copied = source.recv().await.expect("copy");
+        assert_eq!(&copied[..], &piece[..4]);
+        assert_ne!(copied.as_ptr(), piece.as_ptr(), "no piece lent: copied");
+    }
 
     #[test]
     fn directory_parts_and_traversal_become_one_name() {
