@@ -131,9 +131,13 @@ async fn swagger_ui_and_openapi_document_describe_every_call(topology: Topology)
     }
     let upload =
         &paths["/api/v1/files"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"];
+    // An array of binaries: Swagger UI shows a picker that takes several files.
+    let file = &upload["properties"]["file"];
+    assert_eq!(file["type"], "array", "{file}");
+    assert_eq!(file["items"]["format"], "binary", "{file}");
     assert_eq!(
-        upload["properties"]["file"]["format"], "binary",
-        "Swagger UI shows a file picker"
+        (file["minItems"].as_u64(), file["maxItems"].as_u64()),
+        (Some(1), Some(100))
     );
     let raw = &paths["/api/v1/files/{file}"]["put"]["requestBody"]["content"]["application/octet-stream"]
         ["schema"];
