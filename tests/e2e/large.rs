@@ -68,6 +68,21 @@ struct Started {
     token: String,
 }
 
+/// Waits until file `id` has settled, and checks it is `ready` with the SHA-256 of what was sent.
+async fn ready_as_sent(client: &Client, token: &str, id: &str, sha256: &str, within: Duration) {
+    let path = format!("/api/v1/files/{id}");
+    let file = eventually("the file settling", within, || async {
+        let file = client.get_json(&path, Some(token)).await;
+        match file["status"].as_str() {
+            Some("ready" | "rejected") => Ok(file),
+            _ => Err(file.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(file["status"], "ready", "{file}");
+    assert_eq!(file["sha256"], sha256);
+}
+
 async fn signed_in(email: &str) -> Started {
     let (service, data) = start_service();
     let idle = settled_rss_kib(&service).await;
@@ -132,17 +147,7 @@ async fn one_gibibyte_round_trip_keeps_memory_flat() {
         service.peak_rss_kib() / 1024
     );
 
-    let path = format!("/api/v1/files/{id}");
-    let file = eventually("the file settling", Duration::from_secs(600), || async {
-        let file = client.get_json(&path, Some(&token)).await;
-        match file["status"].as_str() {
-            Some("ready" | "rejected") => Ok(file),
-            _ => Err(file.to_string()),
-        }
-    })
-    .await;
-    assert_eq!(file["status"], "ready", "{file}");
-    assert_eq!(file["sha256"], expected.as_str());
+    ready_as_sent(&client, &token, &id, &expected, Duration::from_secs(600)).await;
     eprintln!(
         "ready after {:?}; peak RSS so far {} MiB",
         started.elapsed(),
@@ -216,17 +221,7 @@ async fn a_bundle_over_four_gibibytes_downloads_as_one_zip_with_memory_flat() {
         files.push((id, name, hex::encode(expected.finalize())));
     }
     for (id, _, expected) in &files {
-        let path = format!("/api/v1/files/{id}");
-        let file = eventually("the file settling", Duration::from_secs(1200), || async {
-            let file = client.get_json(&path, Some(&token)).await;
-            match file["status"].as_str() {
-                Some("ready" | "rejected") => Ok(file),
-                _ => Err(file.to_string()),
-            }
-        })
-        .await;
-        assert_eq!(file["status"], "ready", "{file}");
-        assert_eq!(file["sha256"], expected.as_str());
+        ready_as_sent(&client, &token, id, expected, Duration::from_secs(1200)).await;
     }
     eprintln!("{BUNDLE_FILES} files ready after {:?}", started.elapsed());
     let ids: Vec<&str> = files.iter().map(|(id, _, _)| id.as_str()).collect();
