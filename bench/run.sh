@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark harness in one command: measures the machine's limits, then Coffer's release
 # binary against them (big files, small requests under load, upload-to-ready latency, logins
-# during a download, key rotation, audit verification, cost at 1M files / 5M shares / 20M audit
-# events) and against the reference Flask app
+# during a download, key rotation, audit verification, keys in an HSM against a keyring file,
+# cost at 1M files / 5M shares / 20M audit events) and against the reference Flask app
 # (../shared/reference/flask-seed/, when it is there), and rewrites the results section of
 # BENCHMARKS.md. Needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 (started here
 # when installed but down) and wrk (installed here from Debian when missing). About 60 minutes
@@ -15,6 +15,10 @@ cd "$(dirname "$0")/.."
 
 if ! command -v wrk >/dev/null; then
   apt-get install -y -qq wrk >/dev/null
+fi
+# The kms section keeps master keys in a SoftHSM2 token, its key made with OpenSC's pkcs11-tool.
+if ! command -v softhsm2-util >/dev/null || ! command -v pkcs11-tool >/dev/null; then
+  apt-get install -y -qq softhsm2 opensc >/dev/null
 fi
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start

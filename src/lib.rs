@@ -62,6 +62,7 @@ fn configured_keyring(config: &Config) -> Option<coffer_core::crypto::Keyring> {
         MasterKeySource::DataDir => {
             Keyring::read_file(&config.data_dir.join("keyring"), "keyring file").ok()?
         }
+        MasterKeySource::Kms(_) => return None,
     };
     Some(ring)
 }

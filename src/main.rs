@@ -9,6 +9,9 @@ use coffer_core::Config;
 use coffer_core::crypto::KeyringSource;
 use secrecy::SecretString;
 
+mod keys;
+use keys::KeysCommand;
+
 #[derive(Parser)]
 #[command(name = "coffer", version, about = "Self-hosted secure file sharing")]
 struct Cli {
@@ -51,18 +54,6 @@ enum AuditCommand {
         #[arg(long, value_name = "SEQ:HASH")]
         expect_head: Option<String>,
     },
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Print a new key line (`version:base64`) to add to COFFER_MASTER_KEYS / _FILE
-    Generate {
-        /// An audit key line (`audit:version:base64`) instead of a master key
-        #[arg(long)]
-        audit: bool,
-    },
-    /// Rotate to a new master-key version and wait, with a progress bar, until every key is rewrapped
-    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +143,7 @@ fn banner(running: &coffer::Running) {
     match &running.core.keys.source {
         KeyringSource::Environment => println!("  master keys: COFFER_MASTER_KEYS"),
         KeyringSource::File(path) => println!("  master keys: {}", path.display()),
+        KeyringSource::Kms(kms) => println!("  master keys: wrapped by {kms}"),
         KeyringSource::Generated(path) => {
             println!(
                 "  master keys: {} (NEW: generated now; back this file up, it cannot be recovered)",
@@ -207,7 +199,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             println!("{} is an admin (id {})", user.email, user.id);
             return Ok(());
         }
-        Command::Keys { command } => return keys(command, config).await,
+        Command::Keys { command } => return keys::run(command, config).await,
         Command::Audit {
             command: AuditCommand::Verify { expect_head },
         } => return verify_audit(config, expect_head).await,
@@ -220,73 +212,6 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         stopper.cancel();
     });
     running.wait().await
-}
-
-async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<()> {
-    use coffer_core::crypto::SecretKey;
-    use coffer_core::jobs::rewrap;
-    use coffer_core::services::rotation;
-    match command {
-        KeysCommand::Generate { audit: true } => {
-            let next = coffer::newest_audit_key_version(&config).map_or(1, |v| v + 1);
-            eprintln!(
-                "add this line to COFFER_MASTER_KEYS (comma-separated) or COFFER_MASTER_KEYS_FILE on every process and restart them; new events are then MACed and checkpoints signed with it (keep every older audit key: it still checks older events):"
-            );
-            println!("audit:{next}:{}", SecretKey::generate().to_base64());
-            Ok(())
-        }
-        KeysCommand::Generate { audit: false } => {
-            // Number it after the newest version this configuration's keyring holds.
-            let next = coffer::newest_key_version(&config).map_or(1, |v| v + 1);
-            eprintln!(
-                "add this line to COFFER_MASTER_KEYS (comma-separated) or COFFER_MASTER_KEYS_FILE on every process, restart them, then run `coffer keys rotate`:"
-            );
-            println!("{next}:{}", SecretKey::generate().to_base64());
-            Ok(())
-        }
-        KeysCommand::Rotate => {
-            let core = coffer_core::Core::build(config, true).await?;
-            let rotation = rotation::rotate(
-                &core,
-                coffer_core::principal::Operator::Console,
-                &Default::default(),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!(
-                "rotating from version {} to {}: {} keys to rewrap",
-                rotation.from, rotation.to, rotation.total
-            );
-            let bar = indicatif::ProgressBar::new(u64::try_from(rotation.total).unwrap_or(0));
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} keys ({per_sec}, {eta} left)",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            // Drive the batches here too: with workers running they share the work safely.
-            let mut after = None;
-            while let rewrap::Batch::More(next) = rewrap::rewrap_batch(&core, rotation.id, after)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-            {
-                after = next;
-                if let Some(now) =
-                    rotation::progress(&core, coffer_core::principal::Operator::Console)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("{e}"))?
-                {
-                    bar.set_position(u64::try_from(now.done).unwrap_or(0));
-                }
-            }
-            bar.finish();
-            println!(
-                "rotation to version {} finished; retired versions can now be removed from the keyring",
-                rotation.to
-            );
-            Ok(())
-        }
-    }
 }
 
 async fn verify_audit(config: Config, expect_head: Option<String>) -> anyhow::Result<()> {

@@ -109,7 +109,7 @@ pub async fn wrk_report(
     }
 }
 
-async fn upload(
+pub async fn upload(
     http: &reqwest::Client,
     stack: &Stack,
     token: &str,
@@ -128,7 +128,7 @@ async fn upload(
     created["id"].as_str().expect("id").to_owned()
 }
 
-async fn wait_ready(http: &reqwest::Client, stack: &Stack, token: &str, id: &str) -> Value {
+pub async fn wait_ready(http: &reqwest::Client, stack: &Stack, token: &str, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let file = super::big::file(http, stack, token, id).await;

@@ -1,7 +1,7 @@
 //! The benchmark harness (issue 8): the machine's limits first, then the service against them,
 //! in one run. `bench/run.sh` runs it all and rewrites BENCHMARKS.md; `cargo bench --bench
 //! harness -- <section…>` runs some sections and only prints (sections: limits, big, small,
-//! concurrent, bundle, latency, logins, rewrap, verify, reference, scale; `--quick` shrinks the
+//! concurrent, bundle, latency, logins, rewrap, verify, reference, kms, scale; `--quick` shrinks the
 //! sizes for a smoke run).
 
 #![allow(
@@ -20,6 +20,7 @@ mod common;
 mod big;
 mod bundle;
 mod concurrent;
+mod kms;
 mod limits;
 mod load;
 mod logins;
@@ -35,7 +36,7 @@ use std::time::Duration;
 use report::Report;
 use stack::{Stack, Topology};
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "limits",
     "big",
     "concurrent",
@@ -46,6 +47,7 @@ const SECTIONS: [&str; 11] = [
     "rewrap",
     "verify",
     "reference",
+    "kms",
     "scale",
 ];
 
@@ -194,6 +196,13 @@ async fn main() {
         for run in store::verify(scale.audit_events).await {
             println!("{}", run.line());
             report.verify.push(run);
+        }
+    }
+    if wants("kms") {
+        for topology in [Topology::Embedded, Topology::Postgres] {
+            let run = kms::compare(topology, scale.load_duration, scale.big_sizes[0]).await;
+            println!("{}", run.line(topology));
+            report.kms.push((topology, run));
         }
     }
     if wants("scale") {

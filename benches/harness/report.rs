@@ -8,6 +8,7 @@ use super::Scale;
 use super::big::{BigFile, mb_per_s};
 use super::bundle::{BundleRun, FILES};
 use super::concurrent::{ConcurrentRun, STREAMS};
+use super::kms::KmsRun;
 use super::limits::Limits;
 use super::load::{CONCURRENCY, Latency, LoadRun, wrk_command};
 use super::logins::{LOGIN_CLIENTS, LoginsRun};
@@ -25,6 +26,7 @@ pub struct Report {
     pub big: Vec<(Topology, BigFile)>,
     pub concurrent: Vec<(Topology, ConcurrentRun)>,
     pub bundle: Vec<(Topology, BundleRun)>,
+    pub kms: Vec<(Topology, KmsRun)>,
     pub logins: Vec<(Topology, LoginsRun)>,
     pub small: Vec<(Topology, LoadRun)>,
     pub latency: Vec<(Topology, Latency)>,
@@ -127,6 +129,7 @@ impl Report {
             big: Vec::new(),
             concurrent: Vec::new(),
             bundle: Vec::new(),
+            kms: Vec::new(),
             logins: Vec::new(),
             small: Vec::new(),
             latency: Vec::new(),
@@ -235,6 +238,7 @@ impl Report {
             !together.is_empty() && together.iter().all(|(_, _, _, rss)| *rss <= 128.0),
         ));
         rows.extend(self.bundle_targets());
+        rows.extend(self.kms_targets());
         let biggest = self.scale.big_sizes[1];
         let rss: Vec<(Topology, &'static str, f64)> = self
             .big
@@ -377,6 +381,62 @@ impl Report {
                         .all(|(_, r)| r.rss_after_mib <= r.rss_before_mib + 8.0),
             ),
         ]
+    }
+
+    /// Keys in an HSM: downloads within 5 % of the keyring's, in the same run.
+    fn kms_targets(&self) -> Vec<(String, String, bool)> {
+        let runs = &self.kms;
+        let within =
+            |f: fn(&KmsRun) -> f64| !runs.is_empty() && runs.iter().all(|(_, r)| f(r) >= 95.0);
+        let shown = |f: fn(&KmsRun) -> f64| {
+            runs.iter()
+                .map(|(t, r)| format!("{}: {:.1} %", t.label(), f(r)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        vec![
+            (
+                "Keys in SoftHSM2 (`COFFER_KMS`): 4 KiB downloads at concurrency 16 within 5 % of a keyring file's".into(),
+                shown(|r| r.ratios().0),
+                within(|r| r.ratios().0),
+            ),
+            (
+                format!(
+                    "Keys in SoftHSM2: {} GiB download within 5 % of a keyring file's",
+                    self.scale.big_sizes[0] >> 30
+                ),
+                shown(|r| r.ratios().1),
+                within(|r| r.ratios().1),
+            ),
+        ]
+    }
+
+    fn kms_table(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "\nMaster keys in an HSM (SoftHSM2 through PKCS#11, `COFFER_KMS`) against a keyring \
+             file: a fresh service with each, taking turns ({} turns each, the best of each \
+             kept), a 4 KiB download under wrk at concurrency 16 and a {} MiB download. \
+             `cargo bench --bench harness -- kms`.\n\n\
+             | topology | 4 KiB, keyring | 4 KiB, HSM | ratio | big, keyring | big, HSM | ratio |\n\
+             |---|---|---|---|---|---|---|",
+            super::kms::ROUNDS,
+            self.scale.big_sizes[0] >> 20
+        );
+        for (t, r) in &self.kms {
+            let (small, big) = r.ratios();
+            let _ = writeln!(
+                out,
+                "| {} | {:.0}/s, p99 {:.2} ms | {:.0}/s, p99 {:.2} ms | {small:.1} % | {:.0} MB/s | {:.0} MB/s | {big:.1} % |",
+                t.label(),
+                r.keyring.small_per_s,
+                r.keyring.small_p99_ms,
+                r.hsm.small_per_s,
+                r.hsm.small_p99_ms,
+                r.keyring.big_mb_s,
+                r.hsm.big_mb_s,
+            );
+        }
     }
 
     fn bundle_table(&self, out: &mut String) {
@@ -560,6 +620,7 @@ impl Report {
         }
 
         self.bundle_table(&mut out);
+        self.kms_table(&mut out);
 
         let seconds = self.scale.load_duration.as_secs();
         let _ = writeln!(

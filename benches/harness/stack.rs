@@ -59,6 +59,12 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(topology: Topology) -> Self {
+        Self::start_with(topology, &[]).await
+    }
+
+    /// With `keys` giving the master keys (`COFFER_KMS` and what it needs) instead of a
+    /// keyring file.
+    pub async fn start_with(topology: Topology, keys: &[(String, String)]) -> Self {
         let data = scratch_dir();
         let smtp = SmtpServer::start();
         let mut vars: Vec<(String, String)> = vec![
@@ -102,23 +108,26 @@ impl Stack {
                     .status()
                     .expect("coffer migrate");
                 assert!(migrated.success(), "coffer migrate failed");
-                // The production roles are given their keyring; they never generate one.
-                let keyring = data.path().join("keyring");
-                std::fs::write(
-                    &keyring,
-                    format!(
-                        "1:{}\naudit:1:{}\n",
-                        coffer::coffer_core::crypto::SecretKey::generate().to_base64(),
-                        coffer::coffer_core::crypto::SecretKey::generate().to_base64()
-                    ),
-                )
-                .expect("the bench keyring");
-                vars.push((
-                    "COFFER_MASTER_KEYS_FILE".into(),
-                    keyring.display().to_string(),
-                ));
             }
         }
+        if keys.is_empty() && topology == Topology::Postgres {
+            // The production roles are given their keyring; they never generate one.
+            let keyring = data.path().join("keyring");
+            std::fs::write(
+                &keyring,
+                format!(
+                    "1:{}\naudit:1:{}\n",
+                    coffer::coffer_core::crypto::SecretKey::generate().to_base64(),
+                    coffer::coffer_core::crypto::SecretKey::generate().to_base64()
+                ),
+            )
+            .expect("the bench keyring");
+            vars.push((
+                "COFFER_MASTER_KEYS_FILE".into(),
+                keyring.display().to_string(),
+            ));
+        }
+        vars.extend_from_slice(keys);
         let processes = start_processes(topology, &vars);
         let base = processes[0].1.base.clone().expect("the API listens");
         Self {

@@ -49,16 +49,45 @@ impl Core {
         if config.is_embedded_database() || config.redis_url.is_none() {
             private_dir(&config.data_dir)?;
         }
-        let keys = Arc::new(load_keyring(&config, keyring)?);
-        if keys.ensure_audit_key()? {
-            tracing::warn!("added an audit key to the generated keyring; back the keyring up");
-        }
+        let file_keys = match &config.master_keys {
+            config::MasterKeySource::Kms(_) => None,
+            _ => {
+                let keys = load_keyring(&config, keyring)?;
+                if keys.ensure_audit_key()? {
+                    tracing::warn!(
+                        "added an audit key to the generated keyring; back the keyring up"
+                    );
+                }
+                Some(keys)
+            }
+        };
         let db = db::connect(&config.database_url).await?;
         if migrate {
             db::migrate(&db).await?;
         }
+        let keys = Arc::new(match (&config.master_keys, file_keys) {
+            (config::MasterKeySource::Kms(spec), _) => {
+                services::keys::kms::open(&db, spec, &config.aws).await?
+            }
+            (_, Some(keys)) => keys,
+            (_, None) => anyhow::bail!("no master keys"),
+        });
+        if keys.kms().is_some() {
+            // Keys an HSM or KMS guards stay out of core files and other processes' ptrace.
+            #[cfg(target_os = "linux")]
+            if let Err(err) = rustix::process::set_dumpable_behavior(
+                rustix::process::DumpableBehavior::NotDumpable,
+            ) {
+                tracing::warn!(error = %err, "could not make this process non-dumpable");
+            }
+        }
+        if !keys.ring().is_locked() {
+            tracing::warn!(
+                "the master keys could not be locked into memory (RLIMIT_MEMLOCK, `ulimit -l`): they may be written to swap"
+            );
+        }
         services::keys::check_keyring_matches_database(&db, &keys).await?;
-        services::keys::check_keyring_covers_database(&db, &keys.ring()).await?;
+        services::keys::check_keyring_covers_database(&db, &keys).await?;
         services::keys::sync_versions(&db, &keys.ring()).await?;
         services::audit::check_audit_keys(&db, &keys).await?;
         let storage = Storage::from_url(&config.storage_url, &config.aws)?;
@@ -141,6 +170,9 @@ fn load_keyring(config: &Config, keyring: KeyringUse) -> anyhow::Result<KeyStore
             KeyringSource::File(path.clone()),
             None,
         ),
+        config::MasterKeySource::Kms(_) => {
+            anyhow::bail!("COFFER_KMS: the keys are the HSM's or KMS's, not a keyring's")
+        }
         config::MasterKeySource::DataDir => {
             let path = config.data_dir.join("keyring");
             if keyring == KeyringUse::MustExist && !path.exists() {

@@ -11,6 +11,7 @@ pub mod invite;
 pub mod key_check;
 pub mod key_rotation;
 pub mod key_version;
+pub mod kms_wrapped_key;
 pub mod login_challenge;
 pub mod mfa_recovery_code;
 pub mod mfa_totp;

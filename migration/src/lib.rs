@@ -23,6 +23,7 @@ mod m20261208_000001_completed_downloads;
 mod m20261209_000001_recipient_verification;
 mod m20261209_000002_download_receipts;
 mod m20261210_000001_share_files;
+mod m20261211_000001_kms_wrapped_keys;
 
 pub struct Migrator;
 
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261209_000001_recipient_verification::Migration),
             Box::new(m20261209_000002_download_receipts::Migration),
             Box::new(m20261210_000001_share_files::Migration),
+            Box::new(m20261211_000001_kms_wrapped_keys::Migration),
         ]
     }
 }

@@ -25,6 +25,7 @@ mod bundles;
 mod crashes;
 mod files;
 mod keys;
+mod kms;
 mod large;
 mod mfa;
 mod multi_upload;

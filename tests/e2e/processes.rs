@@ -13,7 +13,6 @@ async fn api_and_worker_processes_share_the_work(topology: Topology) {
     assert!(worker.base.is_none(), "a worker serves no HTTP");
     let base = api.base.clone().expect("the API listens");
     let client = Client::new(&base);
-    let http = client.http.clone();
 
     let token = &client
         .sign_in("proc@example.org", "correct horse battery", true)
@@ -23,14 +22,7 @@ async fn api_and_worker_processes_share_the_work(topology: Topology) {
     let id = client
         .upload_ready(token, "shared.pdf", bytes.clone())
         .await;
-    let body = http
-        .get(format!("{base}/api/v1/files/{id}/content"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("download");
-    assert_eq!(body.status(), StatusCode::OK);
-    assert!(body.bytes().await.expect("body")[..] == bytes[..]);
+    client.reads_back(token, &id, &bytes).await;
 
     drop(worker);
     drop(api);

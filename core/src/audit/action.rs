@@ -45,6 +45,8 @@ actions! {
     FileRejected => "file.rejected",
     FileUploaded => "file.uploaded",
     FileValidated => "file.validated",
+    KeyKmsRewrapped => "key.kms_rewrapped",
+    KeyMigrated => "key.migrated",
     KeyRetired => "key.retired",
     KeyRewrapped => "key.rewrapped",
     KeyRotationStarted => "key.rotation_started",

@@ -9,6 +9,7 @@ use url::Url;
 
 use super::settings::Settings;
 use super::{AdminBootstrap, Config, ConfigError, DEFAULT_ALLOWED_TYPES, MasterKeySource, bad};
+use crate::crypto::kms::KmsSpec;
 use crate::types::EmailAddress;
 
 impl Settings {
@@ -98,16 +99,28 @@ impl Settings {
                 "a mailbox such as `Coffer <coffer@example.org>`",
             ));
         }
-        let master_keys = match (self.master_keys, self.master_keys_file) {
-            (Some(_), Some(_)) => {
+        // Also read without COFFER_KMS: `coffer keys migrate --to pkcs11:…` signs in with it.
+        let kms_pin = self.kms_pin.map(SecretString::from);
+        let master_keys = match (self.master_keys, self.master_keys_file, self.kms) {
+            (Some(_), Some(_), _) => {
                 return Err(bad(
                     "COFFER_MASTER_KEYS",
                     "set either COFFER_MASTER_KEYS or COFFER_MASTER_KEYS_FILE, not both",
                 ));
             }
-            (Some(keys), None) => MasterKeySource::Inline(SecretString::from(keys)),
-            (None, Some(path)) => MasterKeySource::File(path),
-            (None, None) => MasterKeySource::DataDir,
+            (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => {
+                return Err(bad(
+                    "COFFER_KMS",
+                    "set either COFFER_KMS or a keyring (COFFER_MASTER_KEYS, COFFER_MASTER_KEYS_FILE), not both: `coffer keys migrate --to …` moves the keys from one to the other",
+                ));
+            }
+            (None, None, Some(kms)) => MasterKeySource::Kms(
+                KmsSpec::parse(&kms, kms_pin.clone())
+                    .map_err(|detail| bad("COFFER_KMS", detail))?,
+            ),
+            (Some(keys), None, None) => MasterKeySource::Inline(SecretString::from(keys)),
+            (None, Some(path), None) => MasterKeySource::File(path),
+            (None, None, None) => MasterKeySource::DataDir,
         };
         if self.max_upload_bytes == 0 {
             return Err(bad("COFFER_MAX_UPLOAD_BYTES", "a positive number of bytes"));
@@ -211,6 +224,7 @@ impl Settings {
             smtp_url,
             mail_from: self.mail_from,
             master_keys,
+            kms_pin,
             max_upload_bytes: self.max_upload_bytes,
             allowed_types,
             clamav_addr: self.clamav_addr,

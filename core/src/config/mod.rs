@@ -66,6 +66,8 @@ pub enum MasterKeySource {
     File(PathBuf),
     /// Generate (or reuse) `{data_dir}/keyring` — the embedded default.
     DataDir,
+    /// Wrapped by an HSM or KMS, kept wrapped in the database (`COFFER_KMS`).
+    Kms(crate::crypto::kms::KmsSpec),
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +97,9 @@ pub struct Config {
     pub smtp_url: Option<Url>,
     pub mail_from: String,
     pub master_keys: MasterKeySource,
+    /// The PKCS#11 token's PIN (`COFFER_KMS_PIN(_FILE)`), for `COFFER_KMS` or
+    /// `coffer keys migrate --to pkcs11:…`.
+    pub kms_pin: Option<SecretString>,
     pub max_upload_bytes: u64,
     pub allowed_types: Vec<String>,
     pub clamav_addr: Option<String>,

@@ -70,6 +70,10 @@ settings! {
         "version:base64key,… (see `coffer keys generate`)";
     master_keys_file in "COFFER_MASTER_KEYS_FILE": Option<PathBuf> = None,
         "a file path";
+    kms in "COFFER_KMS": Option<String> = None,
+        "pkcs11:token=…;object=…?module-path=… or aws-kms:<key ARN or alias/name>";
+    kms_pin in "COFFER_KMS_PIN": Option<String> = None,
+        "the PKCS#11 token's user PIN (better: COFFER_KMS_PIN_FILE)";
     max_upload_bytes in "COFFER_MAX_UPLOAD_BYTES": u64 = 2 << 30,
         "a positive number of bytes";
     allowed_types in "COFFER_ALLOWED_TYPES": Option<String> = None,
@@ -278,12 +282,13 @@ fn refusal(errors: figment::Error) -> ConfigError {
 
 /// Settings that hold a credential may come from a file instead (`{NAME}_FILE`, as Docker and
 /// Kubernetes mount secrets): the file's content, less a trailing newline.
-const SECRET_FILES: [(&str, &str); 8] = [
+const SECRET_FILES: [(&str, &str); 9] = [
     ("COFFER_METRICS_TOKEN", "COFFER_METRICS_TOKEN_FILE"),
     ("COFFER_DATABASE_URL", "COFFER_DATABASE_URL_FILE"),
     ("COFFER_REDIS_URL", "COFFER_REDIS_URL_FILE"),
     ("COFFER_SMTP_URL", "COFFER_SMTP_URL_FILE"),
     ("COFFER_ADMIN_PASSWORD", "COFFER_ADMIN_PASSWORD_FILE"),
+    ("COFFER_KMS_PIN", "COFFER_KMS_PIN_FILE"),
     (
         "COFFER_OIDC_CLIENT_SECRET",
         "COFFER_OIDC_CLIENT_SECRET_FILE",

@@ -12,6 +12,8 @@ use super::SecretKey;
 #[derive(Clone)]
 pub struct AuditKey {
     version: i32,
+    /// What the others derive from: kept to move the key between a keyring and an HSM or KMS.
+    secret: SecretKey,
     mac: SecretKey,
     signing: ed25519_dalek::SigningKey,
 }
@@ -25,6 +27,7 @@ impl AuditKey {
         zeroize::Zeroize::zeroize(&mut seed);
         Self {
             version,
+            secret: secret.clone(),
             mac,
             signing,
         }
@@ -32,6 +35,11 @@ impl AuditKey {
 
     pub fn version(&self) -> i32 {
         self.version
+    }
+
+    /// The secret this version was derived from.
+    pub fn secret(&self) -> &SecretKey {
+        &self.secret
     }
 
     /// HMAC-SHA256 of `message` under the event MAC key.

@@ -73,6 +73,11 @@ impl SecretKey {
         mac.finalize().into_bytes().into()
     }
 
+    /// Whether `other` is the same key, compared in constant time.
+    pub fn same_as(&self, other: &Self) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]).into()
+    }
+
     /// A short, non-secret identifier: the first 8 hex digits of SHA-256(key).
     pub fn fingerprint(&self) -> String {
         hex::encode(&Sha256::digest(self.0)[..4])

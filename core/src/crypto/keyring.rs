@@ -6,13 +6,14 @@ use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::vault::Vault;
 use super::{AuditKey, CryptoError, SecretKey};
 use uuid::Uuid;
 
 /// The master keys by version, and the audit keys by version (`audit:N:base64` entries).
 #[derive(Clone)]
 pub struct Keyring {
-    keys: BTreeMap<i32, SecretKey>,
+    keys: Vault,
     audit: BTreeMap<i32, AuditKey>,
 }
 
@@ -22,6 +23,8 @@ pub enum KeyringSource {
     Environment,
     File(PathBuf),
     Generated(PathBuf),
+    /// Wrapped by an HSM or KMS (described), kept wrapped in the database.
+    Kms(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +45,22 @@ pub enum KeyringError {
 impl Keyring {
     pub fn from_keys(keys: impl IntoIterator<Item = (i32, SecretKey)>) -> Self {
         Self {
-            keys: keys.into_iter().collect(),
+            keys: Vault::new(keys.into_iter().collect()),
             audit: BTreeMap::new(),
+        }
+    }
+
+    /// This keyring with master key `version` added (or replaced).
+    pub fn with_version(&self, version: i32, key: SecretKey) -> Self {
+        let mut keys: BTreeMap<i32, SecretKey> = self
+            .keys
+            .versions()
+            .filter_map(|v| Some((v, self.keys.get(v)?.clone())))
+            .collect();
+        keys.insert(version, key);
+        Self {
+            keys: Vault::new(keys),
+            audit: self.audit.clone(),
         }
     }
 
@@ -59,10 +76,13 @@ impl Keyring {
     pub fn parse(text: &str, var: &'static str) -> Result<Self, KeyringError> {
         let mut keys = BTreeMap::new();
         let mut audit = BTreeMap::new();
+        // Comment lines go first: a comment may hold commas.
         for entry in text
-            .split([',', '\n'])
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .flat_map(|line| line.split(','))
             .map(str::trim)
-            .filter(|e| !e.is_empty() && !e.starts_with('#'))
+            .filter(|e| !e.is_empty())
         {
             let malformed = |detail: &str| KeyringError::Malformed {
                 var,
@@ -108,7 +128,10 @@ impl Keyring {
         if keys.is_empty() {
             return Err(KeyringError::Empty { var });
         }
-        Ok(Self { keys, audit })
+        Ok(Self {
+            keys: Vault::new(keys),
+            audit,
+        })
     }
 
     pub fn read_file(path: &Path, var: &'static str) -> Result<Self, KeyringError> {
@@ -162,21 +185,25 @@ impl Keyring {
 
     #[allow(clippy::expect_used, reason = "parsing refuses an empty keyring")]
     pub fn newest_version(&self) -> i32 {
-        *self
-            .keys
-            .keys()
+        self.keys
+            .versions()
             .next_back()
             .expect("a keyring is never empty")
     }
 
-    pub fn versions(&self) -> impl Iterator<Item = i32> + '_ {
-        self.keys.keys().copied()
+    pub fn versions(&self) -> impl DoubleEndedIterator<Item = i32> + '_ {
+        self.keys.versions()
     }
 
     pub fn get(&self, version: i32) -> Result<&SecretKey, CryptoError> {
         self.keys
-            .get(&version)
+            .get(version)
             .ok_or(CryptoError::MissingVersion(version))
+    }
+
+    /// Whether the master keys' memory is locked (never swapped out).
+    pub fn is_locked(&self) -> bool {
+        self.keys.is_locked()
     }
 
     /// The audit key new events are MACed and checkpoints signed with: the newest version.
@@ -195,7 +222,7 @@ impl Keyring {
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.keys.iter()).finish()?;
+        f.debug_list().entries(self.keys.versions()).finish()?;
         f.debug_list().entries(self.audit.values()).finish()
     }
 }
@@ -244,6 +271,14 @@ mod tests {
             Keyring::parse(&only_audit, "X").is_err(),
             "master keys are required"
         );
+    }
+
+    #[test]
+    fn a_comment_may_hold_commas() {
+        let key = SecretKey::generate();
+        let text = format!("# keys, moved here, kept safe\n1:{}\n", key.to_base64());
+        let ring = Keyring::parse(&text, "X").expect("parses");
+        assert_eq!(ring.versions().collect::<Vec<_>>(), vec![1]);
     }
 
     #[test]

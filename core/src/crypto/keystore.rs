@@ -1,5 +1,6 @@
 //! The keyring as a process holds it: reloaded from its file when another process added a
-//! version, and (for the keyring Coffer generated in its data dir) extended by rotation.
+//! version, and (for the keyring Coffer generated in its data dir, or keys an HSM or KMS holds)
+//! extended by rotation.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use uuid::Uuid;
 
+use super::kms::Kms;
 use super::{CryptoError, Keyring, KeyringError, KeyringSource, SecretKey, WrappedKey};
 
 #[derive(Debug)]
@@ -15,6 +17,8 @@ pub struct KeyStore {
     pub source: KeyringSource,
     /// The keyring file Coffer generated and may add versions to (embedded default only).
     managed: Option<PathBuf>,
+    /// The HSM or KMS that wraps the keys, which the database keeps wrapped (`COFFER_KMS`).
+    kms: Option<Arc<Kms>>,
     /// Versions whose material matched the database's check value.
     verified: Mutex<BTreeSet<i32>>,
     /// The last key problem met (a missing version, a key that differs from the database's),
@@ -28,9 +32,32 @@ impl KeyStore {
             ring: RwLock::new(Arc::new(ring)),
             source,
             managed,
+            kms: None,
             verified: Mutex::default(),
             fault: Mutex::default(),
         }
+    }
+
+    /// The keys `kms` holds wrapped, unwrapped into `ring`.
+    pub fn held_by(ring: Keyring, kms: Arc<Kms>) -> Self {
+        Self {
+            source: KeyringSource::Kms(kms.to_string()),
+            kms: Some(kms),
+            ..Self::new(ring, KeyringSource::Environment, None)
+        }
+    }
+
+    /// The HSM or KMS holding the keys, if they are not in a keyring file.
+    pub fn kms(&self) -> Option<&Arc<Kms>> {
+        self.kms.as_ref()
+    }
+
+    /// Replaces the keyring (with the versions an HSM or KMS holds, unwrapped again).
+    pub fn replace(&self, ring: Keyring) {
+        *self
+            .ring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(ring);
     }
 
     pub fn is_verified(&self, version: i32) -> bool {
@@ -74,7 +101,7 @@ impl KeyStore {
     pub fn reload(&self) -> bool {
         let path = match &self.source {
             KeyringSource::File(path) | KeyringSource::Generated(path) => path,
-            KeyringSource::Environment => return false,
+            KeyringSource::Environment | KeyringSource::Kms(_) => return false,
         };
         match Keyring::read_file(path, "keyring file") {
             Ok(ring) => {

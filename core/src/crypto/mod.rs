@@ -5,7 +5,9 @@ mod envelope;
 mod key;
 mod keyring;
 mod keystore;
+pub mod kms;
 pub mod stream;
+mod vault;
 
 pub use audit_key::{AuditKey, signature_is_valid};
 pub use envelope::{WrappedKey, unwrap_key, wrap_key};

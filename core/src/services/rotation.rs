@@ -61,6 +61,12 @@ pub async fn rotate(
     by.require_admin()?;
     let actor = by.actor();
     let from = active_version(&core.db).await?;
+    // A version for an HSM or KMS is generated and wrapped before the transaction (no write
+    // waits for the HSM or KMS); the transaction records it.
+    let fresh = match core.keys.kms() {
+        Some(kms) => Some(crate::services::keys::kms::new_version(core, kms).await?),
+        None => None,
+    };
     let txn = crate::db::begin_write(&core.db).await?;
     if let Some(running) = key_rotation::Entity::find()
         .filter(key_rotation::Column::State.eq(RotationState::Running))
@@ -69,7 +75,9 @@ pub async fn rotate(
     {
         return Err(running_conflict(&running));
     }
-    let (to, generated) = if core.keys.is_managed() {
+    let (to, generated) = if let Some(fresh) = &fresh {
+        (fresh.version, None)
+    } else if core.keys.is_managed() {
         (core.keys.next_version(), Some(SecretKey::generate()))
     } else {
         // The operator may have added the version to the keyring file since start-up.
@@ -115,10 +123,16 @@ pub async fn rotate(
             ServiceError::Internal(anyhow::anyhow!("adding a master key version: {e}"))
         })?;
     }
-    let key = core
-        .keys
-        .get(to)
-        .map_err(|e| core.key_fault(e.to_string()))?;
+    let key = match &fresh {
+        Some(fresh) => {
+            fresh.record(&txn).await?;
+            fresh.key.clone()
+        }
+        None => core
+            .keys
+            .get(to)
+            .map_err(|e| core.key_fault(e.to_string()))?,
+    };
     if !matches_database(&txn, to, &key).await? {
         return Err(core.key_fault(mismatch(to)));
     }
@@ -144,6 +158,9 @@ pub async fn rotate(
         .record(&txn, &core.audit)
         .await?;
     txn.commit().await?;
+    if let Some(fresh) = fresh {
+        fresh.hold(&core.keys);
+    }
     if let Err(err) = core.queue.enqueue(RewrapKeys::new(rotation.id)).await {
         tracing::warn!(error = %format!("{err:#}"), "could not enqueue the rewrap; the sweep will retry");
     }

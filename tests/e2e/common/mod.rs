@@ -1,6 +1,7 @@
 //! The end-to-end harness: a real Coffer per test, on its own port, data dir, database and
 //! Redis namespace, driven over HTTP.
 
+pub mod kms;
 pub mod oidc;
 pub mod seed;
 pub mod smtp;
@@ -333,9 +334,9 @@ pub static AUDIT_KEY_LINE: std::sync::LazyLock<String> = std::sync::LazyLock::ne
 /// does not serve (generate) it itself, unless the test gave keys of its own.
 fn vars_for(vars: &[(String, String)], serves: bool) -> Vec<(String, String)> {
     let mut vars = vars.to_vec();
-    let given = vars
-        .iter()
-        .any(|(k, _)| k == "COFFER_MASTER_KEYS" || k == "COFFER_MASTER_KEYS_FILE");
+    let given = vars.iter().any(|(k, _)| {
+        k == "COFFER_MASTER_KEYS" || k == "COFFER_MASTER_KEYS_FILE" || k == "COFFER_KMS"
+    });
     if !serves
         && !given
         && let Some((_, dir)) = vars.iter().find(|(k, _)| k == "COFFER_DATA_DIR")
@@ -480,6 +481,22 @@ impl Client {
             }
         })
         .await
+    }
+
+    /// Downloads file `id` whole with session `token` and checks it is `bytes`.
+    pub async fn reads_back(&self, token: &str, id: &str, bytes: &[u8]) {
+        let body = self
+            .http
+            .get(self.url(&format!("/api/v1/files/{id}/content")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("download");
+        assert_eq!(body.status(), StatusCode::OK, "file {id}");
+        assert!(
+            body.bytes().await.expect("body")[..] == bytes[..],
+            "file {id} reads back as uploaded"
+        );
     }
 
     pub async fn download(&self, user: &User, id: &str) -> Response {

@@ -2,6 +2,9 @@
 //! process has checked against the database, and the keyring checks at start-up. Rotation is
 //! `services::rotation` and the rewrap job `crate::jobs::rewrap`.
 
+pub mod kms;
+pub mod migrate;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
@@ -59,17 +62,23 @@ impl Core {
 /// start-up error, never a surprise at download time.
 pub async fn check_keyring_covers_database(
     db: &DatabaseConnection,
-    keyring: &Keyring,
+    keys: &KeyStore,
 ) -> anyhow::Result<()> {
     let needed: BTreeSet<i32> = usage(db).await?.into_keys().collect();
+    let keyring = keys.ring();
     let missing: Vec<String> = needed
         .iter()
         .filter(|v| keyring.get(**v).is_err())
         .map(i32::to_string)
         .collect();
     if !missing.is_empty() {
+        let remedy = if keys.kms().is_some() {
+            "the HSM or KMS wraps none of them: run `coffer keys migrate --to '<COFFER_KMS>'` again with the keyring that holds them"
+        } else {
+            "restore them to COFFER_MASTER_KEYS / COFFER_MASTER_KEYS_FILE"
+        };
         anyhow::bail!(
-            "master key version(s) {} are needed by stored files but missing from the keyring; restore them to COFFER_MASTER_KEYS / COFFER_MASTER_KEYS_FILE",
+            "master key version(s) {} are needed by stored files but missing from the keyring; {remedy}",
             missing.join(", ")
         );
     }
@@ -170,10 +179,15 @@ pub async fn check_keyring_matches_database(
 /// it: a version this process has not checked yet (added to its keyring file since it
 /// started) is checked now. A failure is a key fault: the operator's to fix, never the file's.
 pub async fn verified_key(core: &Core, version: i32) -> ServiceResult<SecretKey> {
-    let key = core
-        .keys
-        .get(version)
-        .map_err(|e| core.key_fault(e.to_string()))?;
+    let key = match (core.keys.get(version), core.keys.kms()) {
+        // Another process added it: the HSM or KMS unwraps it for this one too.
+        (Err(crypto::CryptoError::MissingVersion(_)), Some(hsm)) => {
+            kms::refresh(core, hsm).await?;
+            core.keys.get(version)
+        }
+        (found, _) => found,
+    }
+    .map_err(|e| core.key_fault(e.to_string()))?;
     if !core.keys.is_verified(version) {
         if !matches_database(&core.db, version, &key).await? {
             return Err(core.key_fault(mismatch(version)));

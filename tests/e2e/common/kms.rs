@@ -1,0 +1,217 @@
+//! The HSM and the KMS the key tests use, both real: SoftHSM2 tokens of the test's own (its own
+//! configuration and token directory, initialised with `softhsm2-util`, keys made with OpenSC's
+//! `pkcs11-tool`, as the README tells an operator), and keys in moto's KMS (the S3 server of
+//! the production topology speaks KMS's API too).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Debian's SoftHSM2 module.
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// A SoftHSM2 token directory of the test's own, and the PIN its tokens share.
+pub struct SoftHsm {
+    dir: tempfile::TempDir,
+    pub pin: String,
+}
+
+impl SoftHsm {
+    /// An empty token directory, and a token `token` in it.
+    pub fn with_token(token: &str) -> Self {
+        let dir = tempfile::tempdir().expect("token dir");
+        std::fs::create_dir(dir.path().join("tokens")).expect("tokens dir");
+        std::fs::write(
+            dir.path().join("softhsm2.conf"),
+            format!(
+                "directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                dir.path().display()
+            ),
+        )
+        .expect("softhsm2.conf");
+        let hsm = Self {
+            dir,
+            pin: format!("{:06}", rand::random::<u32>() % 1_000_000),
+        };
+        std::fs::write(hsm.pin_file(), &hsm.pin).expect("pin file");
+        hsm.add_token(token);
+        hsm
+    }
+
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path().join("softhsm2.conf")
+    }
+
+    pub fn pin_file(&self) -> PathBuf {
+        self.dir.path().join("pin")
+    }
+
+    /// Runs one of SoftHSM's or OpenSC's tools on this token directory.
+    fn run(&self, program: &str, args: &[&str]) -> String {
+        let output = Command::new(program)
+            .args(args)
+            .env("SOFTHSM2_CONF", self.conf())
+            .output()
+            .unwrap_or_else(|e| panic!("{program} runs (apt: softhsm2 opensc): {e}"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{program} {args:?}: {text}");
+        text
+    }
+
+    pub fn add_token(&self, token: &str) {
+        self.run(
+            "softhsm2-util",
+            &[
+                "--init-token",
+                "--free",
+                "--label",
+                token,
+                "--so-pin",
+                "12345678",
+                "--pin",
+                &self.pin,
+            ],
+        );
+    }
+
+    /// An AES-256 key labelled `label` on `token`, for encrypting and decrypting only, that
+    /// never leaves the token.
+    pub fn add_key(&self, token: &str, label: &str) {
+        self.pkcs11_tool(
+            token,
+            &[
+                "--keygen",
+                "--key-type",
+                "AES:32",
+                "--usage-decrypt",
+                "--sensitive",
+                "--label",
+                label,
+            ],
+        );
+    }
+
+    /// Destroys the key labelled `label` on `token`.
+    pub fn delete_key(&self, token: &str, label: &str) {
+        self.pkcs11_tool(
+            token,
+            &["--delete-object", "--type", "secrkey", "--label", label],
+        );
+    }
+
+    /// OpenSC's `pkcs11-tool` on SoftHSM2's module, signed in to `token`.
+    fn pkcs11_tool(&self, token: &str, args: &[&str]) {
+        let mut all = vec![
+            "--module",
+            SOFTHSM_MODULE,
+            "--token-label",
+            token,
+            "--login",
+            "--pin",
+            &self.pin,
+        ];
+        all.extend_from_slice(args);
+        self.run("pkcs11-tool", &all);
+    }
+
+    /// The variables that give a process `key` on `token`: `COFFER_KMS`, the PIN file, and
+    /// where SoftHSM finds its tokens.
+    pub fn vars(&self, token: &str, key: &str) -> Vec<(String, String)> {
+        self.vars_with_pin_file(token, key, &self.pin_file())
+    }
+
+    pub fn vars_with_pin_file(
+        &self,
+        token: &str,
+        key: &str,
+        pin_file: &Path,
+    ) -> Vec<(String, String)> {
+        vec![
+            (
+                "COFFER_KMS".into(),
+                format!(
+                    "pkcs11:token={};object={}?module-path={SOFTHSM_MODULE}",
+                    crate::common::percent_encode(token),
+                    crate::common::percent_encode(key)
+                ),
+            ),
+            ("COFFER_KMS_PIN_FILE".into(), pin_file.display().to_string()),
+            ("SOFTHSM2_CONF".into(), self.conf().display().to_string()),
+        ]
+    }
+}
+
+/// A fresh symmetric key in the KMS of the S3-compatible server (moto), and the variables that
+/// give a process that key.
+pub async fn aws_kms_key() -> (String, Vec<(String, String)>) {
+    let key = moto_kms()
+        .create_key()
+        .description("coffer test")
+        .send()
+        .await
+        .expect("moto's KMS creates a key (COFFER_TEST_S3)");
+    let arn = key
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .expect("an ARN")
+        .to_owned();
+    let vars = vars_for_aws_key(&arn);
+    (arn, vars)
+}
+
+/// Disables a key of moto's KMS (as an operator might by mistake).
+pub async fn disable_aws_key(arn: &str) {
+    // moto finds the key by its id only (AWS takes the ARN too).
+    let id = arn.rsplit_once("key/").map_or(arn, |(_, id)| id);
+    moto_kms()
+        .disable_key()
+        .key_id(id)
+        .send()
+        .await
+        .expect("moto's KMS disables the key");
+}
+
+fn moto_kms() -> aws_sdk_kms::Client {
+    let endpoint = crate::common::s3_endpoint();
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+        .region(aws_sdk_kms::config::Region::new("us-east-1"))
+        .endpoint_url(&endpoint)
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            "coffer-test",
+            "coffer-test-secret",
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    aws_sdk_kms::Client::from_conf(config)
+}
+
+pub fn vars_for_aws_key(key: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "COFFER_KMS".into(),
+            format!(
+                "aws-kms:{key}?region=us-east-1&endpoint={}",
+                crate::common::s3_endpoint()
+            ),
+        ),
+        ("AWS_ACCESS_KEY_ID".into(), "coffer-test".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "coffer-test-secret".into()),
+    ]
+}
+
+/// `vars` with `extra` set (replacing what they set already).
+pub fn with(vars: &[(String, String)], extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = vars
+        .iter()
+        .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+        .cloned()
+        .collect();
+    all.extend_from_slice(extra);
+    all
+}

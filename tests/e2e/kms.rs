@@ -1,0 +1,458 @@
+//! Master keys held by an HSM (SoftHSM2 through PKCS#11) or a KMS (moto's AWS KMS): `coffer api`
+//! and `coffer worker` as separate processes sharing the keys through the database, restarts,
+//! a rotation whose new version one process makes and the other picks up, and clear refusals.
+
+use std::time::Duration;
+
+use crate::common::kms::{SoftHsm, aws_kms_key, vars_for_aws_key, with};
+use crate::common::{Client, Environment, Process, Topology, eventually, pattern, pdf};
+use reqwest::StatusCode;
+use sea_orm::{EntityTrait as _, QueryOrder as _};
+use serde_json::{Value, json};
+
+const ADMIN: (&str, &str) = ("kms-admin@example.org", "admin password 123");
+const SETTINGS: [(&str, &str); 2] = [
+    ("COFFER_ADMIN_EMAIL", ADMIN.0),
+    ("COFFER_ADMIN_PASSWORD", ADMIN.1),
+];
+
+/// The wrapped keys the database holds: kind, version, wrapping key, wrap.
+async fn wrapped_keys(env: &Environment) -> Vec<(String, i32, String, Vec<u8>)> {
+    let db = sea_orm::Database::connect(&env.config().database_url)
+        .await
+        .expect("database");
+    let rows = entity::kms_wrapped_key::Entity::find()
+        .order_by_asc(entity::kms_wrapped_key::Column::Kind)
+        .order_by_asc(entity::kms_wrapped_key::Column::Version)
+        .all(&db)
+        .await
+        .expect("rows");
+    db.close().await.ok();
+    rows.into_iter()
+        .map(|r| (r.kind, r.version, r.wrapped_by, r.wrapped))
+        .collect()
+}
+
+/// Rotates to a new master-key version through the API and waits for the rewrap to finish.
+async fn rotate(client: &Client) -> Value {
+    let admin = client.sign_in(ADMIN.0, ADMIN.1, false).await;
+    let started = client
+        .post_json("/api/v1/admin/keys/rotate", &json!({}), Some(&admin))
+        .await;
+    assert_eq!(started.status(), StatusCode::ACCEPTED, "rotation starts");
+    eventually(
+        "the rotation finishing",
+        Duration::from_secs(60),
+        || async {
+            let rotation = client
+                .get_json("/api/v1/admin/keys/rotation", Some(&admin))
+                .await;
+            if rotation["state"] == "finished" {
+                Ok(rotation)
+            } else {
+                Err(format!("rotation did not finish: {rotation}"))
+            }
+        },
+    )
+    .await
+}
+
+/// The service's whole life with its keys in SoftHSM2: the API and a worker (two processes
+/// signed in to one token) process and serve a file; a restarted API unwraps the keys again;
+/// a rotation's new version, made and wrapped by the API, is unwrapped by the worker that
+/// rewraps the data keys under it.
+async fn keys_in_an_hsm_serve_two_processes_a_restart_and_a_rotation(topology: Topology) {
+    let hsm = SoftHsm::with_token("coffer");
+    hsm.add_key("coffer", "coffer-kek-1");
+    let env = Environment::new(topology, &SETTINGS).await;
+    let vars = with(&env.vars, &hsm.vars("coffer", "coffer-kek-1"));
+    let api = Process::start("api", &vars);
+    let worker = Process::start("worker", &vars);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    let token = client
+        .sign_in("held@example.org", "correct horse battery", true)
+        .await;
+    let bytes = pdf(&pattern(200_000, 3));
+    let id = client.upload_ready(&token, "held.pdf", bytes.clone()).await;
+    client.reads_back(&token, &id, &bytes).await;
+
+    // The database holds the first master and audit keys, wrapped by the token's key: a
+    // format byte, the IV, the 32-byte key and the tag.
+    let rows = wrapped_keys(&env).await;
+    let listed: Vec<(&str, i32)> = rows.iter().map(|r| (r.0.as_str(), r.1)).collect();
+    assert_eq!(listed, [("audit", 1), ("master", 1)]);
+    for (_, _, by, wrapped) in &rows {
+        assert_eq!(by, "pkcs11:token=coffer;object=coffer-kek-1");
+        assert_eq!(wrapped.len(), 1 + 12 + 32 + 16);
+    }
+
+    // A restarted API unwraps them again.
+    drop(api);
+    let api = Process::start("api", &vars);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    client.reads_back(&token, &id, &bytes).await;
+
+    let rotation = rotate(&client).await;
+    assert_eq!(rotation["to"], 2, "{rotation}");
+    let versions: Vec<(String, i32)> = wrapped_keys(&env)
+        .await
+        .into_iter()
+        .map(|r| (r.0, r.1))
+        .collect();
+    assert!(versions.contains(&("master".into(), 2)), "{versions:?}");
+    client.reads_back(&token, &id, &bytes).await;
+    drop(worker);
+    drop(api);
+    env.cleanup().await;
+}
+
+/// A process given a wrong PIN, a key label the token lacks, or another HSM's key of the same
+/// label refuses to start, in one line naming what is wrong (never the PIN); given the right
+/// ones again, it serves the file it stored.
+async fn a_wrong_pin_key_or_hsm_refuses_to_start(topology: Topology) {
+    let hsm = SoftHsm::with_token("coffer");
+    hsm.add_key("coffer", "coffer-kek-1");
+    let env = Environment::new(topology, &[]).await;
+    let vars = with(&env.vars, &hsm.vars("coffer", "coffer-kek-1"));
+    let api = Process::start("api", &vars);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    let token = client
+        .sign_in("refused@example.org", "correct horse battery", true)
+        .await;
+    let worker = Process::start("worker", &vars);
+    let bytes = pdf(b"kept while the HSM refuses");
+    let id = client.upload_ready(&token, "kept.pdf", bytes.clone()).await;
+    drop(worker);
+    drop(api);
+
+    let one_line = |stderr: &str| assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let wrong_pin = env.data.path().join("wrong-pin");
+    std::fs::write(&wrong_pin, "999999x").expect("pin");
+    let stderr = Process::refused(
+        "api",
+        &with(
+            &env.vars,
+            &hsm.vars_with_pin_file("coffer", "coffer-kek-1", &wrong_pin),
+        ),
+    );
+    assert!(
+        stderr.contains("the PKCS#11 token \"coffer\" refused the PIN"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("999999x"), "{stderr}");
+    one_line(&stderr);
+
+    let stderr = Process::refused("worker", &with(&env.vars, &hsm.vars("coffer", "kek-9")));
+    assert!(
+        stderr.contains("no secret key labelled \"kek-9\" on PKCS#11 token \"coffer\""),
+        "{stderr}"
+    );
+    one_line(&stderr);
+
+    // Another HSM, whose token and key carry the same labels: the stored keys do not open.
+    let other = SoftHsm::with_token("coffer");
+    other.add_key("coffer", "coffer-kek-1");
+    let stderr = Process::refused(
+        "api",
+        &with(&env.vars, &other.vars("coffer", "coffer-kek-1")),
+    );
+    assert!(
+        stderr.contains("does not open under the key \"coffer-kek-1\" of token \"coffer\""),
+        "{stderr}"
+    );
+    one_line(&stderr);
+
+    let api = Process::start("api", &vars);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    client.reads_back(&token, &id, &bytes).await;
+    drop(api);
+    env.cleanup().await;
+}
+
+/// The same with the keys in a KMS speaking AWS's API: two processes, a restart, the wraps
+/// under the key's ARN; a missing key and a disabled key refuse to start.
+async fn keys_in_a_kms_serve_two_processes_and_a_disabled_key_refuses(topology: Topology) {
+    let (arn, kms) = aws_kms_key().await;
+    let env = Environment::new(topology, &[]).await;
+    let vars = with(&env.vars, &kms);
+    let api = Process::start("api", &vars);
+    let worker = Process::start("worker", &vars);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    let token = client
+        .sign_in("kms@example.org", "correct horse battery", true)
+        .await;
+    let bytes = pdf(&pattern(150_000, 9));
+    let id = client.upload_ready(&token, "kms.pdf", bytes.clone()).await;
+    client.reads_back(&token, &id, &bytes).await;
+    let rows = wrapped_keys(&env).await;
+    assert_eq!(rows.len(), 2, "a master and an audit key");
+    for (_, _, by, _) in &rows {
+        assert_eq!(by, &format!("aws-kms:{arn}"));
+    }
+    drop(api);
+    let api = Process::start("api", &vars);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    client.reads_back(&token, &id, &bytes).await;
+
+    // After the KMS rotated the key's own material, `--all` rewraps under the same ARN.
+    let out = cli(&["keys", "kms-rewrap", "--all"], &vars);
+    assert!(out.contains("2 of 2 keys rewrapped"), "{out}");
+    let again = wrapped_keys(&env).await;
+    assert_eq!(again.len(), 2);
+    for (before, after) in rows.iter().zip(&again) {
+        assert_eq!(after.2, format!("aws-kms:{arn}"));
+        assert_ne!(before.3, after.3, "wrapped anew");
+    }
+    drop(api);
+    let api = Process::start("api", &vars);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    client.reads_back(&token, &id, &bytes).await;
+    drop(worker);
+    drop(api);
+
+    let stderr = Process::refused(
+        "api",
+        &with(&env.vars, &vars_for_aws_key("alias/coffer-nowhere")),
+    );
+    assert!(stderr.contains("NotFoundException"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    crate::common::kms::disable_aws_key(&arn).await;
+    let stderr = Process::refused("worker", &vars);
+    assert!(stderr.contains("is not enabled"), "{stderr}");
+    env.cleanup().await;
+}
+
+/// The wrapped data key of file `id`, as stored.
+async fn data_key(env: &Environment, id: &str) -> Vec<u8> {
+    let db = sea_orm::Database::connect(&env.config().database_url)
+        .await
+        .expect("database");
+    let file = entity::file::Entity::find_by_id(uuid::Uuid::parse_str(id).expect("uuid"))
+        .one(&db)
+        .await
+        .expect("query")
+        .expect("the file");
+    db.close().await.ok();
+    file.dek.expect("a ready file has its data key")
+}
+
+/// The HSM key changes (a new label on the token): processes pointed at the new key start and
+/// serve, the keys still under the old one; `coffer keys kms-rewrap` moves every master and
+/// audit key under the new key without touching any data key; then the old key can be
+/// destroyed and everything still opens.
+async fn a_new_hsm_key_takes_over_without_touching_a_file(topology: Topology) {
+    let hsm = SoftHsm::with_token("coffer");
+    hsm.add_key("coffer", "coffer-kek-1");
+    hsm.add_key("coffer", "coffer-kek-2");
+    let env = Environment::new(topology, &[]).await;
+    let old = with(&env.vars, &hsm.vars("coffer", "coffer-kek-1"));
+    let api = Process::start("api", &old);
+    let worker = Process::start("worker", &old);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    let token = client
+        .sign_in("rewrap@example.org", "correct horse battery", true)
+        .await;
+    let bytes = pdf(&pattern(100_000, 4));
+    let id = client
+        .upload_ready(&token, "stays.pdf", bytes.clone())
+        .await;
+    let dek = data_key(&env, &id).await;
+    drop(worker);
+    drop(api);
+
+    let new = with(&env.vars, &hsm.vars("coffer", "coffer-kek-2"));
+    let api = Process::start("api", &new);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    client.reads_back(&token, &id, &bytes).await;
+    let out = cli(&["keys", "kms-rewrap"], &new);
+    assert!(out.contains("2 of 2 keys rewrapped"), "{out}");
+    for (kind, _, by, _) in wrapped_keys(&env).await {
+        assert_eq!(by, "pkcs11:token=coffer;object=coffer-kek-2", "{kind}");
+    }
+    assert_eq!(data_key(&env, &id).await, dek, "no data key is touched");
+    client.reads_back(&token, &id, &bytes).await;
+    let out = cli(&["keys", "kms-rewrap"], &new);
+    assert!(out.contains("0 of 0 keys rewrapped"), "{out}");
+    assert_eq!(events(&env, "key.kms_rewrapped").await, 2);
+
+    hsm.delete_key("coffer", "coffer-kek-1");
+    drop(api);
+    let api = Process::start("api", &new);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    client.reads_back(&token, &id, &bytes).await;
+    drop(api);
+    env.cleanup().await;
+}
+
+/// `coffer <args>` run to its end with `vars`; its stdout, after asserting success.
+fn cli(args: &[&str], vars: &[(String, String)]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(args)
+        .env("COFFER_LOG", "warn")
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("coffer runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "coffer {args:?}: {stderr}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// How many audit events of `action` the database holds.
+async fn events(env: &Environment, action: &str) -> usize {
+    use sea_orm::{ColumnTrait as _, QueryFilter as _};
+    let db = sea_orm::Database::connect(&env.config().database_url)
+        .await
+        .expect("database");
+    let rows = entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::Action.eq(action))
+        .all(&db)
+        .await
+        .expect("events");
+    db.close().await.ok();
+    rows.len()
+}
+
+/// An installation moves its keys from its keyring into SoftHSM2 and back with
+/// `coffer keys migrate`, while its API keeps serving: a file uploaded before downloads
+/// throughout; a migration run twice stores nothing twice; processes given `COFFER_KMS` then
+/// run without the keyring, and after the move back, on the new keyring file alone.
+async fn keys_move_from_a_keyring_into_an_hsm_and_back(topology: Topology) {
+    let hsm = SoftHsm::with_token("coffer");
+    hsm.add_key("coffer", "coffer-kek-1");
+    let env = Environment::new(topology, &[]).await;
+    let keyring = env.vars_for(coffer::Roles::API);
+    let api = Process::start("api", &keyring);
+    let worker = Process::start("worker", &keyring);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    let token = client
+        .sign_in("moving@example.org", "correct horse battery", true)
+        .await;
+    let before = pdf(&pattern(120_000, 1));
+    let id = client
+        .upload_ready(&token, "before.pdf", before.clone())
+        .await;
+
+    // COFFER_KMS on a database whose keys are in a keyring: refused, saying what to do.
+    let held = with(&env.vars, &hsm.vars("coffer", "coffer-kek-1"));
+    let stderr = Process::refused("api", &held);
+    assert!(stderr.contains("coffer keys migrate --to"), "{stderr}");
+
+    let uri = held
+        .iter()
+        .find(|(k, _)| k == "COFFER_KMS")
+        .map(|(_, v)| v.clone())
+        .expect("COFFER_KMS");
+    let pin_and_conf: Vec<(String, String)> = held
+        .iter()
+        .filter(|(k, _)| k != "COFFER_KMS")
+        .cloned()
+        .collect();
+    let migrating = with(&keyring, &pin_and_conf);
+    let out = cli(&["keys", "migrate", "--to", &uri], &migrating);
+    assert!(out.contains("2 keys wrapped by"), "{out}");
+    client.reads_back(&token, &id, &before).await;
+    let out = cli(&["keys", "migrate", "--to", &uri], &migrating);
+    assert!(
+        out.contains("0 keys wrapped by") && out.contains("2 there already"),
+        "{out}"
+    );
+    client.reads_back(&token, &id, &before).await;
+
+    // The keyring's processes give way to processes given COFFER_KMS alone.
+    drop(worker);
+    drop(api);
+    let api = Process::start("api", &held);
+    let worker = Process::start("worker", &held);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    client.reads_back(&token, &id, &before).await;
+    let during = pdf(&pattern(90_000, 2));
+    let second = client
+        .upload_ready(&token, "during.pdf", during.clone())
+        .await;
+
+    // And back into a keyring file of its own.
+    let moved = env.data.path().join("moved-keyring");
+    let out = cli(
+        &[
+            "keys",
+            "migrate",
+            "--to",
+            &format!("file:{}", moved.display()),
+        ],
+        &held,
+    );
+    assert!(out.contains("2 keys written to"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&moved)
+            .expect("keyring")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args([
+            "keys",
+            "migrate",
+            "--to",
+            &format!("file:{}", moved.display()),
+        ])
+        .env("COFFER_LOG", "warn")
+        .envs(held.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("coffer runs");
+    assert!(!refused.status.success(), "never over an existing file");
+    drop(worker);
+    drop(api);
+    let on_file = with(
+        &env.vars,
+        &[(
+            "COFFER_MASTER_KEYS_FILE".to_owned(),
+            moved.display().to_string(),
+        )],
+    );
+    let api = Process::start("api", &on_file);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    client.reads_back(&token, &id, &before).await;
+    client.reads_back(&token, &second, &during).await;
+    drop(api);
+    assert_eq!(
+        events(&env, "key.migrated").await,
+        2,
+        "one event per move that stored keys"
+    );
+    env.cleanup().await;
+}
+
+macro_rules! needs_hsm_or_kms {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs SoftHSM2 and OpenSC (apt: softhsm2 opensc) and moto's KMS at 127.0.0.1:9000; run by .ci/run"]
+                async fn $name() {
+                    super::$name($crate::common::Topology::Embedded).await;
+                }
+            )*
+        }
+        mod production {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs SoftHSM2 and OpenSC (apt: softhsm2 opensc), PostgreSQL, Redis and moto (S3, KMS) at 127.0.0.1:9000; run by .ci/run"]
+                async fn $name() {
+                    super::$name($crate::common::Topology::Production).await;
+                }
+            )*
+        }
+    };
+}
+
+needs_hsm_or_kms!(
+    a_new_hsm_key_takes_over_without_touching_a_file,
+    keys_in_an_hsm_serve_two_processes_a_restart_and_a_rotation,
+    keys_move_from_a_keyring_into_an_hsm_and_back,
+    a_wrong_pin_key_or_hsm_refuses_to_start,
+    keys_in_a_kms_serve_two_processes_and_a_disabled_key_refuses,
+);
