@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use crate::common::kms::{SoftHsm, aws_kms_key, vars_for_aws_key, with};
+use crate::common::kms::{
+    Relay, SoftHsm, StrictKms, aws_kms_key, create_aws_key, vars_for_aws_key, vars_for_aws_key_at,
+    with,
+};
 use crate::common::{Client, Environment, Process, Topology, eventually, pattern, pdf};
 use reqwest::StatusCode;
 use sea_orm::{EntityTrait as _, QueryOrder as _};
@@ -162,11 +165,59 @@ async fn a_wrong_pin_key_or_hsm_refuses_to_start(topology: Topology) {
     );
     one_line(&stderr);
 
+    // Another installation's master key, wrapped by this very HSM key, put in this database
+    // (a table restored from the wrong backup): it unwraps, but the key check value says it
+    // is not this database's key.
+    let other = Environment::new(topology, &[]).await;
+    drop(Process::start(
+        "api",
+        &with(&other.vars, &hsm.vars("coffer", "coffer-kek-1")),
+    ));
+    let theirs = wrapped_keys(&other).await;
+    let ours = wrapped_keys(&env).await;
+    let master = |rows: &[(String, i32, String, Vec<u8>)]| {
+        rows.iter()
+            .find(|r| r.0 == "master")
+            .map(|r| r.3.clone())
+            .expect("a master key")
+    };
+    set_wrapped(&env, "master", 1, master(&theirs)).await;
+    let stderr = Process::refused("api", &vars);
+    assert!(
+        stderr.contains(
+            "master key version 1 in this process's keyring is not the key this database was set up with"
+        ),
+        "{stderr}"
+    );
+    one_line(&stderr);
+    set_wrapped(&env, "master", 1, master(&ours)).await;
+    other.cleanup().await;
+
     let api = Process::start("api", &vars);
     let client = Client::new(api.base.clone().expect("the API listens"));
     client.reads_back(&token, &id, &bytes).await;
     drop(api);
     env.cleanup().await;
+}
+
+/// Replaces the wrap of one stored key.
+async fn set_wrapped(env: &Environment, kind: &str, version: i32, wrapped: Vec<u8>) {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait as _, QueryFilter as _};
+    let db = sea_orm::Database::connect(&env.config().database_url)
+        .await
+        .expect("database");
+    entity::kms_wrapped_key::Entity::update_many()
+        .col_expr(
+            entity::kms_wrapped_key::Column::Wrapped,
+            Expr::value(wrapped),
+        )
+        .filter(entity::kms_wrapped_key::Column::Kind.eq(kind))
+        .filter(entity::kms_wrapped_key::Column::Version.eq(version))
+        .exec(&db)
+        .await
+        .expect("update");
+    db.close().await.ok();
 }
 
 /// The same with the keys in a KMS speaking AWS's API: two processes, a restart, the wraps
@@ -281,6 +332,97 @@ async fn a_new_hsm_key_takes_over_without_touching_a_file(topology: Topology) {
     let api = Process::start("api", &new);
     let client = Client::new(api.base.clone().expect("the API listens"));
     client.reads_back(&token, &id, &bytes).await;
+    drop(api);
+    env.cleanup().await;
+}
+
+/// Credentials the KMS does not know refuse start-up in one line naming the KMS.
+async fn credentials_the_kms_refuses_stop_start_up(topology: Topology) {
+    let kms = StrictKms::start().await;
+    let arn = create_aws_key(&kms.endpoint).await;
+    let env = Environment::new(topology, &[]).await;
+    let stderr = Process::refused(
+        "api",
+        &with(&env.vars, &vars_for_aws_key_at(&arn, &kms.endpoint)),
+    );
+    assert!(
+        stderr.contains(&format!(
+            "the KMS at {}/ refused describing key",
+            kms.endpoint
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("coffer-test-secret"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    env.cleanup().await;
+}
+
+/// The KMS going away while the service runs, and coming back: what the processes hold keeps
+/// working (a download, an upload becoming ready), a new key operation answers 503 with
+/// `Retry-After`, `/readyz` says the KMS is unavailable, a process starting meanwhile refuses,
+/// and nothing is stored under another key; once it is back, a rotation goes through.
+async fn a_kms_that_goes_away_stops_only_new_key_operations(topology: Topology) {
+    let (arn, _) = aws_kms_key().await;
+    let relay = Relay::to_kms().await;
+    let env = Environment::new(topology, &SETTINGS).await;
+    let vars = with(&env.vars, &vars_for_aws_key_at(&arn, &relay.url()));
+    let api = Process::start("api", &vars);
+    let worker = Process::start("worker", &vars);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    let token = client
+        .sign_in("away@example.org", "correct horse battery", true)
+        .await;
+    let admin = client.sign_in(ADMIN.0, ADMIN.1, false).await;
+    let before = pdf(&pattern(80_000, 6));
+    let first = client
+        .upload_ready(&token, "before.pdf", before.clone())
+        .await;
+
+    relay.cut().await;
+    client.reads_back(&token, &first, &before).await;
+    let during = pdf(&pattern(70_000, 7));
+    let second = client
+        .upload_ready(&token, "during.pdf", during.clone())
+        .await;
+    client.reads_back(&token, &second, &during).await;
+
+    let refused = client
+        .post_json("/api/v1/admin/keys/rotate", &json!({}), Some(&admin))
+        .await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    let ready = client.get_json("/readyz", None).await;
+    assert_eq!(ready["kms"], "unavailable", "{ready}");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    let stderr = Process::refused("worker", &vars);
+    assert!(stderr.contains("did not answer"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let stored: Vec<(String, i32)> = wrapped_keys(&env)
+        .await
+        .into_iter()
+        .map(|r| (r.0, r.1))
+        .collect();
+    assert_eq!(stored, [("audit".into(), 1), ("master".into(), 1)]);
+
+    relay.restore().await;
+    eventually(
+        "the KMS answering again",
+        Duration::from_secs(60),
+        || async {
+            let ready = client.get_json("/readyz", None).await;
+            if ready["kms"] == "ok" && ready["status"] == "ready" {
+                Ok(())
+            } else {
+                Err(format!("readiness stayed {ready}"))
+            }
+        },
+    )
+    .await;
+    let rotation = rotate(&client).await;
+    assert_eq!(rotation["to"], 2, "{rotation}");
+    client.reads_back(&token, &first, &before).await;
+    client.reads_back(&token, &second, &during).await;
+    drop(worker);
     drop(api);
     env.cleanup().await;
 }
@@ -450,6 +592,8 @@ macro_rules! needs_hsm_or_kms {
 }
 
 needs_hsm_or_kms!(
+    credentials_the_kms_refuses_stop_start_up,
+    a_kms_that_goes_away_stops_only_new_key_operations,
     a_new_hsm_key_takes_over_without_touching_a_file,
     keys_in_an_hsm_serve_two_processes_a_restart_and_a_rotation,
     keys_move_from_a_keyring_into_an_hsm_and_back,

@@ -21,8 +21,11 @@ pub async fn readyz(core: Data<&Core>) -> Response {
     let show = |ok: bool| if ok { "ok" } else { "unavailable" };
     // A keyring fault (a master-key version missing, or differing from the database's) stops
     // new work that needs that version; what is already readable stays readable.
+    // An HSM or KMS that does not answer: the keys held keep working, a new key operation
+    // (a rotation, a version another process added) waits until it answers.
     let keyring = !found.keyring_fault;
-    let status = match (ready, found.scanner, keyring) {
+    let kms_down = found.kms == Some(false);
+    let status = match (ready, found.scanner, keyring && !kms_down) {
         (false, _, _) => "unavailable",
         (true, Some(false), _) | (true, _, false) => "degraded",
         (true, _, true) => "ready",
@@ -36,6 +39,9 @@ pub async fn readyz(core: Data<&Core>) -> Response {
     });
     if let Some(scanner) = found.scanner {
         body["scanner"] = json!(show(scanner));
+    }
+    if let Some(kms) = found.kms {
+        body["kms"] = json!(show(kms));
     }
     if ready {
         (StatusCode::OK, poem::web::Json(body)).into_response()

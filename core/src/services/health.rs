@@ -19,6 +19,8 @@ pub struct Readiness {
     pub scanner: Option<bool>,
     /// A master-key version is missing from the keyring, or differs from the database's.
     pub keyring_fault: bool,
+    /// Whether the HSM or KMS answers; `None` when the keys are in a keyring.
+    pub kms: Option<bool>,
 }
 
 impl Readiness {
@@ -53,13 +55,23 @@ pub async fn readiness(core: &Core) -> Readiness {
             None => None,
         }
     };
-    let (database, queue, storage, scanner) = tokio::join!(
+    // The HSM or KMS is asked only while its last call went unanswered (until it answers
+    // again): every probe of a cloud KMS is a billed call and a line in its log.
+    let kms = async {
+        match core.keys.kms() {
+            Some(kms) if kms.down().is_some() => Some(check("kms", kms.probe()).await),
+            Some(_) => Some(true),
+            None => None,
+        }
+    };
+    let (database, queue, storage, scanner, kms) = tokio::join!(
         check("database", core.db.ping()),
         check("queue", async {
             core.queue.check().await.map_err(|e| format!("{e:#}"))
         }),
         check("storage", core.storage.check()),
         scanner,
+        kms,
     );
     Readiness {
         database,
@@ -67,6 +79,7 @@ pub async fn readiness(core: &Core) -> Readiness {
         storage,
         scanner,
         keyring_fault: core.keys.fault().is_some(),
+        kms,
     }
 }
 

@@ -147,26 +147,30 @@ impl SoftHsm {
 /// A fresh symmetric key in the KMS of the S3-compatible server (moto), and the variables that
 /// give a process that key.
 pub async fn aws_kms_key() -> (String, Vec<(String, String)>) {
-    let key = moto_kms()
+    let arn = create_aws_key(&crate::common::s3_endpoint()).await;
+    let vars = vars_for_aws_key(&arn);
+    (arn, vars)
+}
+
+/// A fresh symmetric key in the KMS at `endpoint`; its ARN.
+pub async fn create_aws_key(endpoint: &str) -> String {
+    let key = moto_kms(endpoint)
         .create_key()
         .description("coffer test")
         .send()
         .await
         .expect("moto's KMS creates a key (COFFER_TEST_S3)");
-    let arn = key
-        .key_metadata()
+    key.key_metadata()
         .and_then(|m| m.arn())
         .expect("an ARN")
-        .to_owned();
-    let vars = vars_for_aws_key(&arn);
-    (arn, vars)
+        .to_owned()
 }
 
 /// Disables a key of moto's KMS (as an operator might by mistake).
 pub async fn disable_aws_key(arn: &str) {
     // moto finds the key by its id only (AWS takes the ARN too).
     let id = arn.rsplit_once("key/").map_or(arn, |(_, id)| id);
-    moto_kms()
+    moto_kms(&crate::common::s3_endpoint())
         .disable_key()
         .key_id(id)
         .send()
@@ -174,12 +178,11 @@ pub async fn disable_aws_key(arn: &str) {
         .expect("moto's KMS disables the key");
 }
 
-fn moto_kms() -> aws_sdk_kms::Client {
-    let endpoint = crate::common::s3_endpoint();
+fn moto_kms(endpoint: &str) -> aws_sdk_kms::Client {
     let config = aws_sdk_kms::Config::builder()
         .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
         .region(aws_sdk_kms::config::Region::new("us-east-1"))
-        .endpoint_url(&endpoint)
+        .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_kms::config::Credentials::new(
             "coffer-test",
             "coffer-test-secret",
@@ -192,13 +195,15 @@ fn moto_kms() -> aws_sdk_kms::Client {
 }
 
 pub fn vars_for_aws_key(key: &str) -> Vec<(String, String)> {
+    vars_for_aws_key_at(key, &crate::common::s3_endpoint())
+}
+
+/// The same, reaching the KMS at `endpoint` (a [`Relay`] to it).
+pub fn vars_for_aws_key_at(key: &str, endpoint: &str) -> Vec<(String, String)> {
     vec![
         (
             "COFFER_KMS".into(),
-            format!(
-                "aws-kms:{key}?region=us-east-1&endpoint={}",
-                crate::common::s3_endpoint()
-            ),
+            format!("aws-kms:{key}?region=us-east-1&endpoint={endpoint}"),
         ),
         ("AWS_ACCESS_KEY_ID".into(), "coffer-test".into()),
         ("AWS_SECRET_ACCESS_KEY".into(), "coffer-test-secret".into()),
@@ -214,4 +219,118 @@ pub fn with(vars: &[(String, String)], extra: &[(String, String)]) -> Vec<(Strin
         .collect();
     all.extend_from_slice(extra);
     all
+}
+
+/// The network between Coffer and its KMS, which the test cuts and restores: a TCP relay to the
+/// KMS. Cut, it refuses connections and drops the open ones, as a KMS that went away does.
+pub struct Relay {
+    addr: std::net::SocketAddr,
+    target: String,
+    serving: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Relay {
+    /// A relay to the S3-compatible server's KMS.
+    pub async fn to_kms() -> Self {
+        let target = crate::common::s3_endpoint()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port for the relay");
+        let addr = listener.local_addr().expect("its address");
+        let relay = Self {
+            addr,
+            target,
+            serving: std::sync::Mutex::default(),
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let target = self.target.clone();
+        let task = tokio::spawn(async move {
+            // Dropped with this task: every connection it relays ends with it.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        *self.serving.lock().expect("relay") = Some(task);
+    }
+
+    /// Stops listening and drops every open connection.
+    pub async fn cut(&self) {
+        let task = self.serving.lock().expect("relay").take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listens again on the same address.
+    pub async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("the relay's address again");
+        self.serve(listener);
+    }
+}
+
+/// A moto server of the test's own that checks credentials (`INITIAL_NO_AUTH_ACTION_COUNT`):
+/// its first request goes unchecked (the one that makes the key), every later one must be
+/// signed by credentials it knows, which none of the tests' are. Killed on drop.
+pub struct StrictKms {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl StrictKms {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server runs (pip install 'moto[server]')");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        crate::common::eventually(
+            "moto listening",
+            std::time::Duration::from_secs(60),
+            || async {
+                // A GET is not an action: it spends none of the unchecked requests.
+                http.get(format!("{endpoint}/moto-api/"))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            },
+        )
+        .await;
+        Self { child, endpoint }
+    }
+}
+
+impl Drop for StrictKms {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

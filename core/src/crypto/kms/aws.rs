@@ -73,15 +73,7 @@ impl Client {
             )));
         }
         let kms = aws_sdk_kms::Client::new(&config);
-        let described = kms
-            .describe_key()
-            .key_id(&spec.key)
-            .send()
-            .await
-            .map_err(|e| classify(&name, &format!("describing key {}", spec.key), &e))?;
-        let metadata = described.key_metadata().ok_or_else(|| {
-            KmsError::Refused(format!("{name}: key {} has no description", spec.key))
-        })?;
+        let metadata = describe(&kms, &name, &spec.key).await?;
         if metadata.key_state() != Some(&KeyState::Enabled) {
             return Err(KmsError::Refused(format!(
                 "{name}: key {} is not enabled ({:?})",
@@ -106,6 +98,10 @@ impl Client {
             .arn()
             .map_or_else(|| metadata.key_id().to_owned(), str::to_owned);
         Ok(Self { kms, arn, name })
+    }
+
+    pub(super) async fn probe(&self) -> Result<(), KmsError> {
+        describe(&self.kms, &self.name, &self.arn).await.map(|_| ())
     }
 
     pub(super) fn wrapping_key(&self) -> String {
@@ -180,12 +176,26 @@ impl Client {
     }
 }
 
+async fn describe(
+    kms: &aws_sdk_kms::Client,
+    name: &str,
+    key: &str,
+) -> Result<aws_sdk_kms::types::KeyMetadata, KmsError> {
+    kms.describe_key()
+        .key_id(key)
+        .send()
+        .await
+        .map_err(|e| classify(name, &format!("describing key {key}"), &e))?
+        .key_metadata
+        .ok_or_else(|| KmsError::Refused(format!("{name}: key {key} has no description")))
+}
+
 /// No answer (network, timeout, throttling, KMS's own outage) is worth retrying; anything
 /// KMS said no to is a refusal, with its code and message.
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     name: &str,
     doing: &str,
-    error: &SdkError<E, R>,
+    error: &SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
 ) -> KmsError {
     match error {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
@@ -196,11 +206,12 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
         }
         SdkError::ServiceError(service) => {
             let err = service.err();
-            let code = err.code().unwrap_or("an error");
-            let what = format!(
-                "{name} refused {doing}: {code}: {}",
-                err.message().unwrap_or_default()
-            );
+            let status = format!("HTTP {}", service.raw().status().as_u16());
+            let code = err.code().unwrap_or(&status);
+            let what = match err.message() {
+                Some(message) => format!("{name} refused {doing}: {code}: {message}"),
+                None => format!("{name} refused {doing}: {code}"),
+            };
             if matches!(
                 code,
                 "KMSInternalException"

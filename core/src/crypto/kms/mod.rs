@@ -118,6 +118,8 @@ type Call<'a, T> =
 pub struct Kms {
     spec: KmsSpec,
     backend: Backend,
+    /// Why the last call found it unreachable, until a call succeeds again: `/readyz` says so.
+    down: std::sync::Mutex<Option<String>>,
 }
 
 enum Backend {
@@ -172,7 +174,44 @@ impl Kms {
         Ok(Self {
             spec: spec.clone(),
             backend,
+            down: std::sync::Mutex::default(),
         })
+    }
+
+    /// Why the HSM or KMS did not answer the last call, if it did not.
+    pub fn down(&self) -> Option<String> {
+        self.down
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Notes whether a call reached the HSM or KMS.
+    fn note<T>(&self, result: Result<T, KmsError>) -> Result<T, KmsError> {
+        let reached = match &result {
+            Err(KmsError::Unreachable(why)) => Some(why.clone()),
+            _ => None,
+        };
+        let mut down = self
+            .down
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(why) = reached {
+            *down = Some(why);
+        } else if down.is_some() {
+            *down = None;
+        }
+        result
+    }
+
+    /// Asks the HSM or KMS whether the configured key is there (a key lookup on the token, or
+    /// KMS's `DescribeKey`): what `/readyz` does while the last call found it unreachable.
+    pub async fn probe(&self) -> Result<(), KmsError> {
+        let probing: Call<'_, ()> = match &self.backend {
+            Backend::Pkcs11(hsm) => Box::pin(hsm.probe()),
+            Backend::Aws(client) => Box::pin(client.probe()),
+        };
+        self.note(probing.await)
     }
 
     pub fn spec(&self) -> &KmsSpec {
@@ -195,7 +234,7 @@ impl Kms {
             Backend::Pkcs11(hsm) => Box::pin(hsm.wrap(name, key)),
             Backend::Aws(client) => Box::pin(client.wrap(name, key)),
         };
-        wrapping.await
+        self.note(wrapping.await)
     }
 
     /// Opens a wrap made by [`Kms::wrap`] under the key it names (which may be an older one
@@ -205,7 +244,7 @@ impl Kms {
             Backend::Pkcs11(hsm) => Box::pin(hsm.unwrap(name, wrapped)),
             Backend::Aws(client) => Box::pin(client.unwrap(name, wrapped)),
         };
-        unwrapping.await
+        self.note(unwrapping.await)
     }
 }
 

@@ -39,9 +39,13 @@ impl Hsm {
             session: Arc::default(),
         };
         // Signs in and finds the key: a wrong PIN or label stops start-up here.
-        hsm.blocking(|session, spec| find_key(session, spec, &spec.key).map(|_| ()))
-            .await?;
+        hsm.probe().await?;
         Ok(hsm)
+    }
+
+    pub(super) async fn probe(&self) -> Result<(), KmsError> {
+        self.blocking(|session, spec| find_key(session, spec, &spec.key).map(|_| ()))
+            .await
     }
 
     pub(super) fn wrapping_key(&self) -> String {

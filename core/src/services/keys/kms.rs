@@ -73,7 +73,7 @@ pub(crate) async fn refresh(core: &Core, kms: &Kms) -> ServiceResult<()> {
     let rows = rows(&core.db).await?;
     let ring = unwrap_all(kms, &rows)
         .await
-        .map_err(|e| core.key_fault(format!("{kms}: {e}")))?;
+        .map_err(|e| core.kms_failure(kms, e))?;
     core.keys.replace(ring);
     Ok(())
 }
@@ -103,7 +103,7 @@ pub(crate) async fn new_version(core: &Core, kms: &Kms) -> ServiceResult<NewVers
     let wrapped = kms
         .wrap(name, &key)
         .await
-        .map_err(|e| core.key_fault(format!("{kms}: {e}")))?;
+        .map_err(|e| core.kms_failure(kms, e))?;
     Ok(NewVersion {
         version,
         key,

@@ -49,6 +49,22 @@ impl Core {
         Ok(key)
     }
 
+    /// An HSM or KMS call that failed, as the 503 the caller returns: one that went unanswered
+    /// is an outage (`/readyz` shows `kms` unavailable until it answers again); one it refused
+    /// is the operator's to fix, a key fault.
+    pub fn kms_failure(
+        &self,
+        kms: &crypto::kms::Kms,
+        error: crypto::kms::KmsError,
+    ) -> ServiceError {
+        if error.is_unreachable() {
+            tracing::warn!(kms = %kms, error = %error, "the HSM or KMS did not answer: new key operations wait until it does; the keys held keep working");
+            ServiceError::Unavailable(anyhow::anyhow!("{kms}: {error}"))
+        } else {
+            self.key_fault(format!("{kms}: {error}"))
+        }
+    }
+
     /// Records a keyring problem and turns it into the 503 the caller returns.
     pub fn key_fault(&self, what: String) -> ServiceError {
         tracing::error!(problem = %what, "master key fault: fix the keyring of this process (work waits and is retried)");
