@@ -39,6 +39,16 @@ pub async fn run(command: KeysCommand, config: Config) -> anyhow::Result<()> {
     use coffer_core::jobs::rewrap;
     use coffer_core::services::rotation;
     match command {
+        KeysCommand::Generate { .. }
+            if matches!(
+                config.master_keys,
+                coffer_core::config::MasterKeySource::Kms(_)
+            ) =>
+        {
+            anyhow::bail!(
+                "with COFFER_KMS, Coffer generates master keys itself and the HSM or KMS wraps them: `coffer keys rotate` makes a new version (a new audit key with COFFER_KMS is not available yet)"
+            )
+        }
         KeysCommand::Generate { audit: true } => {
             let next = coffer::newest_audit_key_version(&config).map_or(1, |v| v + 1);
             eprintln!(

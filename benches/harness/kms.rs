@@ -11,7 +11,7 @@ use super::load;
 use super::stack::{Stack, Topology};
 
 /// Turns each setting takes; each figure is the best of its turns.
-pub const ROUNDS: usize = 2;
+pub const ROUNDS: usize = 3;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Figures {

@@ -97,6 +97,12 @@ async fn keys_in_an_hsm_serve_two_processes_a_restart_and_a_rotation(topology: T
 
     let rotation = rotate(&client).await;
     assert_eq!(rotation["to"], 2, "{rotation}");
+    // Key lines for a keyring mean nothing here.
+    let stderr = cli_refused(&["keys", "generate"], &vars);
+    assert!(
+        stderr.contains("Coffer generates master keys itself"),
+        "{stderr}"
+    );
     let versions: Vec<(String, i32)> = wrapped_keys(&env)
         .await
         .into_iter()
@@ -427,17 +433,33 @@ async fn a_kms_that_goes_away_stops_only_new_key_operations(topology: Topology) 
     env.cleanup().await;
 }
 
-/// `coffer <args>` run to its end with `vars`; its stdout, after asserting success.
-fn cli(args: &[&str], vars: &[(String, String)]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+/// `coffer <args>` run to its end with `vars`.
+fn coffer(args: &[&str], vars: &[(String, String)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
         .args(args)
         .env("COFFER_LOG", "warn")
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()
-        .expect("coffer runs");
+        .expect("coffer runs")
+}
+
+/// [`coffer`], which must succeed; its stdout.
+fn cli(args: &[&str], vars: &[(String, String)]) -> String {
+    let output = coffer(args, vars);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "coffer {args:?}: {stderr}");
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// [`coffer`], which must fail; its stderr.
+fn cli_refused(args: &[&str], vars: &[(String, String)]) -> String {
+    let output = coffer(args, vars);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "coffer {args:?} succeeded: {stderr}"
+    );
+    stderr
 }
 
 /// How many audit events of `action` the database holds.
@@ -534,18 +556,19 @@ async fn keys_move_from_a_keyring_into_an_hsm_and_back(topology: Topology) {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args([
+    let stderr = cli_refused(
+        &[
             "keys",
             "migrate",
             "--to",
             &format!("file:{}", moved.display()),
-        ])
-        .env("COFFER_LOG", "warn")
-        .envs(held.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("coffer runs");
-    assert!(!refused.status.success(), "never over an existing file");
+        ],
+        &held,
+    );
+    assert!(
+        stderr.contains("File exists"),
+        "never over an existing file: {stderr}"
+    );
     drop(worker);
     drop(api);
     let on_file = with(
