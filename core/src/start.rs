@@ -49,28 +49,21 @@ impl Core {
         if config.is_embedded_database() || config.redis_url.is_none() {
             private_dir(&config.data_dir)?;
         }
-        let file_keys = match &config.master_keys {
-            config::MasterKeySource::Kms(_) => None,
-            _ => {
-                let keys = load_keyring(&config, keyring)?;
-                if keys.ensure_audit_key()? {
-                    tracing::warn!(
-                        "added an audit key to the generated keyring; back the keyring up"
-                    );
-                }
-                Some(keys)
-            }
-        };
+        // A keyring is read before anything connects (a bad one is the first thing said);
+        // keys an HSM or KMS holds are in the database.
+        let keys = load_keyring(&config, keyring)?;
+        if let Keys::Loaded(keys) = &keys
+            && keys.ensure_audit_key()?
+        {
+            tracing::warn!("added an audit key to the generated keyring; back the keyring up");
+        }
         let db = db::connect(&config.database_url).await?;
         if migrate {
             db::migrate(&db).await?;
         }
-        let keys = Arc::new(match (&config.master_keys, file_keys) {
-            (config::MasterKeySource::Kms(spec), _) => {
-                services::keys::kms::open(&db, spec, &config.aws).await?
-            }
-            (_, Some(keys)) => keys,
-            (_, None) => anyhow::bail!("no master keys"),
+        let keys = Arc::new(match keys {
+            Keys::Loaded(keys) => keys,
+            Keys::HeldBy(spec) => services::keys::kms::open(&db, spec, &config.aws).await?,
         });
         if keys.kms().is_some() {
             // Keys an HSM or KMS guards stay out of core files and other processes' ptrace.
@@ -157,9 +150,17 @@ fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load_keyring(config: &Config, keyring: KeyringUse) -> anyhow::Result<KeyStore> {
+/// Where a process's master keys come from.
+enum Keys<'a> {
+    /// A keyring, read.
+    Loaded(KeyStore),
+    /// An HSM or KMS, which wraps them in the database.
+    HeldBy(&'a crate::crypto::kms::KmsSpec),
+}
+
+fn load_keyring(config: &Config, keyring: KeyringUse) -> anyhow::Result<Keys<'_>> {
     use secrecy::ExposeSecret as _;
-    Ok(match &config.master_keys {
+    Ok(Keys::Loaded(match &config.master_keys {
         config::MasterKeySource::Inline(keys) => KeyStore::new(
             Keyring::parse(keys.expose_secret(), "COFFER_MASTER_KEYS")?,
             KeyringSource::Environment,
@@ -170,9 +171,7 @@ fn load_keyring(config: &Config, keyring: KeyringUse) -> anyhow::Result<KeyStore
             KeyringSource::File(path.clone()),
             None,
         ),
-        config::MasterKeySource::Kms(_) => {
-            anyhow::bail!("COFFER_KMS: the keys are the HSM's or KMS's, not a keyring's")
-        }
+        config::MasterKeySource::Kms(spec) => return Ok(Keys::HeldBy(spec)),
         config::MasterKeySource::DataDir => {
             let path = config.data_dir.join("keyring");
             if keyring == KeyringUse::MustExist && !path.exists() {
@@ -193,5 +192,5 @@ fn load_keyring(config: &Config, keyring: KeyringUse) -> anyhow::Result<KeyStore
                 KeyStore::new(keyring, KeyringSource::File(path.clone()), Some(path))
             }
         }
-    })
+    }))
 }
