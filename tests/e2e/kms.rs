@@ -192,7 +192,7 @@ async fn a_wrong_pin_key_or_hsm_refuses_to_start(topology: Topology) {
     assert!(
         stderr.contains(
             "master key version 1 in this process's keyring is not the key this database was set up with"
-        ),
+        ) && stderr.contains("restore them from this installation's backup"),
         "{stderr}"
     );
     one_line(&stderr);

@@ -134,7 +134,7 @@ pub async fn rotate(
             .map_err(|e| core.key_fault(e.to_string()))?,
     };
     if !matches_database(&txn, to, &key).await? {
-        return Err(core.key_fault(mismatch(to)));
+        return Err(core.key_fault(mismatch(&core.keys, to)));
     }
     core.keys.mark_verified(to);
     key_version::Entity::update_many()

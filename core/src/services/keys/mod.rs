@@ -101,9 +101,14 @@ pub async fn check_keyring_covers_database(
     Ok(())
 }
 
-pub(crate) fn mismatch(version: i32) -> String {
+pub(crate) fn mismatch(keys: &KeyStore, version: i32) -> String {
+    let remedy = if keys.kms().is_some() {
+        "the HSM or KMS unwrapped another key under that version than the one recorded: the database's wrapped keys (kms_wrapped_keys) are not this database's own — restore them from this installation's backup"
+    } else {
+        "give every process the same keyring, copied from COFFER_MASTER_KEYS / COFFER_MASTER_KEYS_FILE of a process that works, never newly generated keys"
+    };
     format!(
-        "master key version {version} in this process's keyring is not the key this database was set up with (its check value differs): give every process the same keyring, copied from COFFER_MASTER_KEYS / COFFER_MASTER_KEYS_FILE of a process that works, never newly generated keys"
+        "master key version {version} in this process's keyring is not the key this database was set up with (its check value differs): {remedy}"
     )
 }
 
@@ -184,7 +189,7 @@ pub async fn check_keyring_matches_database(
     for version in ring.versions() {
         let key = ring.get(version)?;
         if !matches_database(db, version, key).await? {
-            anyhow::bail!(mismatch(version));
+            anyhow::bail!(mismatch(keys, version));
         }
         keys.mark_verified(version);
     }
@@ -206,7 +211,7 @@ pub async fn verified_key(core: &Core, version: i32) -> ServiceResult<SecretKey>
     .map_err(|e| core.key_fault(e.to_string()))?;
     if !core.keys.is_verified(version) {
         if !matches_database(&core.db, version, &key).await? {
-            return Err(core.key_fault(mismatch(version)));
+            return Err(core.key_fault(mismatch(&core.keys, version)));
         }
         core.keys.mark_verified(version);
     }
