@@ -134,7 +134,20 @@ async fn rows(db: &impl ConnectionTrait) -> Result<Vec<kms_wrapped_key::Model>, 
         .await
 }
 
-fn row(kind: KeyKind, version: i32, wrapped: &Wrapped) -> kms_wrapped_key::ActiveModel {
+/// What a stored row holds, and its wrap; `None` for a kind this version does not know.
+pub(crate) fn stored(row: &kms_wrapped_key::Model) -> Option<(KeyName, Wrapped)> {
+    let name = KeyName {
+        kind: KeyKind::parse(&row.kind)?,
+        version: row.version,
+    };
+    let wrapped = Wrapped {
+        by: row.wrapped_by.clone(),
+        bytes: row.wrapped.clone(),
+    };
+    Some((name, wrapped))
+}
+
+pub(crate) fn row(kind: KeyKind, version: i32, wrapped: &Wrapped) -> kms_wrapped_key::ActiveModel {
     kms_wrapped_key::ActiveModel {
         kind: Set(kind.as_str().to_owned()),
         version: Set(version),
@@ -165,24 +178,13 @@ async fn store(
 async fn unwrap_all(kms: &Kms, rows: &[kms_wrapped_key::Model]) -> Result<Keyring, KmsError> {
     let mut master = BTreeMap::new();
     let mut audit = Vec::new();
-    for row in rows {
-        let Some(kind) = KeyKind::parse(&row.kind) else {
-            continue;
-        };
-        let name = KeyName {
-            kind,
-            version: row.version,
-        };
-        let wrapped = Wrapped {
-            by: row.wrapped_by.clone(),
-            bytes: row.wrapped.clone(),
-        };
+    for (name, wrapped) in rows.iter().filter_map(stored) {
         let key = kms.unwrap(name, &wrapped).await?;
-        match kind {
+        match name.kind {
             KeyKind::Master => {
-                master.insert(row.version, key);
+                master.insert(name.version, key);
             }
-            KeyKind::Audit => audit.push((row.version, key)),
+            KeyKind::Audit => audit.push((name.version, key)),
         }
     }
     let mut ring = Keyring::from_keys(master);
@@ -229,20 +231,10 @@ pub async fn rewrap(
     };
     progress(done);
     for row in todo {
-        let kind = KeyKind::parse(&row.kind)
+        let (name, wrapped) = stored(&row)
             .ok_or_else(|| anyhow::anyhow!("a wrapped key of unknown kind `{}`", row.kind))?;
-        let name = KeyName {
-            kind,
-            version: row.version,
-        };
         let key = kms
-            .unwrap(
-                name,
-                &Wrapped {
-                    by: row.wrapped_by.clone(),
-                    bytes: row.wrapped.clone(),
-                },
-            )
+            .unwrap(name, &wrapped)
             .await
             .map_err(|e| anyhow::anyhow!("{kms}: {e}"))?;
         if !holds(&core.keys.ring(), name, &key) {

@@ -5,14 +5,13 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
-use sea_orm::{ActiveValue::Set, EntityTrait as _};
+use sea_orm::EntityTrait as _;
 
 use entity::kms_wrapped_key;
 
 use crate::Core;
 use crate::audit::{Action, Event};
-use crate::crypto::kms::{KeyKind, KeyName, Kms, KmsSpec, Wrapped};
+use crate::crypto::kms::{KeyKind, KeyName, Kms, KmsSpec};
 use crate::crypto::{Keyring, SecretKey};
 use crate::principal::Operator;
 
@@ -92,15 +91,9 @@ pub async fn to_kms(
             kms_wrapped_key::Entity::find_by_id((name.kind.as_str().to_owned(), name.version))
                 .one(&core.db)
                 .await?;
-        if let Some(row) = stored {
+        if let Some((_, wrapped)) = stored.as_ref().and_then(super::kms::stored) {
             let there = kms
-                .unwrap(
-                    name,
-                    &Wrapped {
-                        by: row.wrapped_by,
-                        bytes: row.wrapped,
-                    },
-                )
+                .unwrap(name, &wrapped)
                 .await
                 .map_err(|e| anyhow::anyhow!("{spec}: {e}"))?;
             if !there.same_as(&key) {
@@ -116,15 +109,9 @@ pub async fn to_kms(
             .wrap(name, &key)
             .await
             .map_err(|e| anyhow::anyhow!("{spec}: {e}"))?;
-        kms_wrapped_key::Entity::insert(kms_wrapped_key::ActiveModel {
-            kind: Set(name.kind.as_str().to_owned()),
-            version: Set(name.version),
-            wrapped_by: Set(wrapped.by),
-            wrapped: Set(wrapped.bytes),
-            wrapped_at: Set(Utc::now()),
-        })
-        .exec(&core.db)
-        .await?;
+        kms_wrapped_key::Entity::insert(super::kms::row(name.kind, name.version, &wrapped))
+            .exec(&core.db)
+            .await?;
         moved.push(name.to_string());
         done.stored += 1;
         progress(&name, true);
