@@ -36,6 +36,13 @@ async fn wrapped_keys(env: &Environment) -> Vec<(String, i32, String, Vec<u8>)> 
         .collect()
 }
 
+/// `coffer api` with `vars`, and a client of it.
+fn start_api(vars: &[(String, String)]) -> (Process, Client) {
+    let api = Process::start("api", vars);
+    let client = Client::new(api.base.clone().expect("the API listens"));
+    (api, client)
+}
+
 /// Rotates to a new master-key version through the API and waits for the rewrap to finish.
 async fn rotate(client: &Client) -> Value {
     let admin = client.sign_in(ADMIN.0, ADMIN.1, false).await;
@@ -69,9 +76,8 @@ async fn keys_in_an_hsm_serve_two_processes_a_restart_and_a_rotation(topology: T
     hsm.add_key("coffer", "coffer-kek-1");
     let env = Environment::new(topology, &SETTINGS).await;
     let vars = with(&env.vars, &hsm.vars("coffer", "coffer-kek-1"));
-    let api = Process::start("api", &vars);
+    let (api, client) = start_api(&vars);
     let worker = Process::start("worker", &vars);
-    let client = Client::new(api.base.clone().expect("the API listens"));
     let token = client
         .sign_in("held@example.org", "correct horse battery", true)
         .await;
@@ -91,8 +97,7 @@ async fn keys_in_an_hsm_serve_two_processes_a_restart_and_a_rotation(topology: T
 
     // A restarted API unwraps them again.
     drop(api);
-    let api = Process::start("api", &vars);
-    let client = Client::new(api.base.clone().expect("the API listens"));
+    let (api, client) = start_api(&vars);
     client.reads_back(&token, &id, &bytes).await;
 
     let rotation = rotate(&client).await;
@@ -123,8 +128,7 @@ async fn a_wrong_pin_key_or_hsm_refuses_to_start(topology: Topology) {
     hsm.add_key("coffer", "coffer-kek-1");
     let env = Environment::new(topology, &[]).await;
     let vars = with(&env.vars, &hsm.vars("coffer", "coffer-kek-1"));
-    let api = Process::start("api", &vars);
-    let client = Client::new(api.base.clone().expect("the API listens"));
+    let (api, client) = start_api(&vars);
     let token = client
         .sign_in("refused@example.org", "correct horse battery", true)
         .await;
@@ -199,8 +203,7 @@ async fn a_wrong_pin_key_or_hsm_refuses_to_start(topology: Topology) {
     set_wrapped(&env, "master", 1, master(&ours)).await;
     other.cleanup().await;
 
-    let api = Process::start("api", &vars);
-    let client = Client::new(api.base.clone().expect("the API listens"));
+    let (api, client) = start_api(&vars);
     client.reads_back(&token, &id, &bytes).await;
     drop(api);
     env.cleanup().await;
@@ -232,9 +235,8 @@ async fn keys_in_a_kms_serve_two_processes_and_a_disabled_key_refuses(topology: 
     let (arn, kms) = aws_kms_key().await;
     let env = Environment::new(topology, &[]).await;
     let vars = with(&env.vars, &kms);
-    let api = Process::start("api", &vars);
+    let (api, client) = start_api(&vars);
     let worker = Process::start("worker", &vars);
-    let client = Client::new(api.base.clone().expect("the API listens"));
     let token = client
         .sign_in("kms@example.org", "correct horse battery", true)
         .await;
@@ -247,8 +249,7 @@ async fn keys_in_a_kms_serve_two_processes_and_a_disabled_key_refuses(topology: 
         assert_eq!(by, &format!("aws-kms:{arn}"));
     }
     drop(api);
-    let api = Process::start("api", &vars);
-    let client = Client::new(api.base.clone().expect("the API listens"));
+    let (api, client) = start_api(&vars);
     client.reads_back(&token, &id, &bytes).await;
 
     // After the KMS rotated the key's own material, `--all` rewraps under the same ARN.
@@ -261,8 +262,7 @@ async fn keys_in_a_kms_serve_two_processes_and_a_disabled_key_refuses(topology: 
         assert_ne!(before.3, after.3, "wrapped anew");
     }
     drop(api);
-    let api = Process::start("api", &vars);
-    let client = Client::new(api.base.clone().expect("the API listens"));
+    let (api, client) = start_api(&vars);
     client.reads_back(&token, &id, &bytes).await;
     drop(worker);
     drop(api);
@@ -304,9 +304,8 @@ async fn a_new_hsm_key_takes_over_without_touching_a_file(topology: Topology) {
     hsm.add_key("coffer", "coffer-kek-2");
     let env = Environment::new(topology, &[]).await;
     let old = with(&env.vars, &hsm.vars("coffer", "coffer-kek-1"));
-    let api = Process::start("api", &old);
+    let (api, client) = start_api(&old);
     let worker = Process::start("worker", &old);
-    let client = Client::new(api.base.clone().expect("the API listens"));
     let token = client
         .sign_in("rewrap@example.org", "correct horse battery", true)
         .await;
@@ -319,8 +318,7 @@ async fn a_new_hsm_key_takes_over_without_touching_a_file(topology: Topology) {
     drop(api);
 
     let new = with(&env.vars, &hsm.vars("coffer", "coffer-kek-2"));
-    let api = Process::start("api", &new);
-    let client = Client::new(api.base.clone().expect("the API listens"));
+    let (api, client) = start_api(&new);
     client.reads_back(&token, &id, &bytes).await;
     let out = cli(&["keys", "kms-rewrap"], &new);
     assert!(out.contains("2 of 2 keys rewrapped"), "{out}");
@@ -335,8 +333,7 @@ async fn a_new_hsm_key_takes_over_without_touching_a_file(topology: Topology) {
 
     hsm.delete_key("coffer", "coffer-kek-1");
     drop(api);
-    let api = Process::start("api", &new);
-    let client = Client::new(api.base.clone().expect("the API listens"));
+    let (api, client) = start_api(&new);
     client.reads_back(&token, &id, &bytes).await;
     drop(api);
     env.cleanup().await;
@@ -372,9 +369,8 @@ async fn a_kms_that_goes_away_stops_only_new_key_operations(topology: Topology) 
     let relay = Relay::to_kms().await;
     let env = Environment::new(topology, &SETTINGS).await;
     let vars = with(&env.vars, &vars_for_aws_key_at(&arn, &relay.url()));
-    let api = Process::start("api", &vars);
+    let (api, client) = start_api(&vars);
     let worker = Process::start("worker", &vars);
-    let client = Client::new(api.base.clone().expect("the API listens"));
     let token = client
         .sign_in("away@example.org", "correct horse battery", true)
         .await;
@@ -486,9 +482,8 @@ async fn keys_move_from_a_keyring_into_an_hsm_and_back(topology: Topology) {
     hsm.add_key("coffer", "coffer-kek-1");
     let env = Environment::new(topology, &[]).await;
     let keyring = env.vars_for(coffer::Roles::API);
-    let api = Process::start("api", &keyring);
+    let (api, client) = start_api(&keyring);
     let worker = Process::start("worker", &keyring);
-    let client = Client::new(api.base.clone().expect("the API listens"));
     let token = client
         .sign_in("moving@example.org", "correct horse battery", true)
         .await;
@@ -526,9 +521,8 @@ async fn keys_move_from_a_keyring_into_an_hsm_and_back(topology: Topology) {
     // The keyring's processes give way to processes given COFFER_KMS alone.
     drop(worker);
     drop(api);
-    let api = Process::start("api", &held);
+    let (api, client) = start_api(&held);
     let worker = Process::start("worker", &held);
-    let client = Client::new(api.base.clone().expect("the API listens"));
     client.reads_back(&token, &id, &before).await;
     let during = pdf(&pattern(90_000, 2));
     let second = client
@@ -578,8 +572,7 @@ async fn keys_move_from_a_keyring_into_an_hsm_and_back(topology: Topology) {
             moved.display().to_string(),
         )],
     );
-    let api = Process::start("api", &on_file);
-    let client = Client::new(api.base.clone().expect("the API listens"));
+    let (api, client) = start_api(&on_file);
     client.reads_back(&token, &id, &before).await;
     client.reads_back(&token, &second, &during).await;
     drop(api);
