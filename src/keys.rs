@@ -9,7 +9,8 @@ use coffer_core::Config;
 pub enum KeysCommand {
     /// Print a new key line (`version:base64`) to add to COFFER_MASTER_KEYS / _FILE
     Generate {
-        /// An audit key line (`audit:version:base64`) instead of a master key
+        /// An audit key line (`audit:version:base64`) instead of a master key; with COFFER_KMS,
+        /// the next audit key, made, wrapped and stored
         #[arg(long)]
         audit: bool,
     },
@@ -39,15 +40,22 @@ pub async fn run(command: KeysCommand, config: Config) -> anyhow::Result<()> {
     use coffer_core::jobs::rewrap;
     use coffer_core::services::rotation;
     match command {
-        KeysCommand::Generate { .. }
-            if matches!(
-                config.master_keys,
-                coffer_core::config::MasterKeySource::Kms(_)
-            ) =>
-        {
-            anyhow::bail!(
-                "with COFFER_KMS, Coffer generates master keys itself and the HSM or KMS wraps them: `coffer keys rotate` makes a new version (a new audit key with COFFER_KMS is not available yet)"
+        KeysCommand::Generate { audit } if held_by_kms(&config) => {
+            if !audit {
+                anyhow::bail!(
+                    "with COFFER_KMS, Coffer generates master keys itself and the HSM or KMS wraps them: `coffer keys rotate` makes a new version"
+                );
+            }
+            let core = coffer_core::Core::build(config, true).await?;
+            let version = coffer_core::services::keys::kms::add_audit_key(
+                &core,
+                coffer_core::principal::Operator::Console,
             )
+            .await?;
+            println!(
+                "audit key version {version} made and stored, wrapped by the HSM or KMS: restart every process, and new events are MACed and checkpoints signed with it (every older audit key stays, to check older events)"
+            );
+            Ok(())
         }
         KeysCommand::Generate { audit: true } => {
             let next = coffer::newest_audit_key_version(&config).map_or(1, |v| v + 1);
@@ -158,4 +166,11 @@ pub async fn run(command: KeysCommand, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn held_by_kms(config: &Config) -> bool {
+    matches!(
+        config.master_keys,
+        coffer_core::config::MasterKeySource::Kms(_)
+    )
 }

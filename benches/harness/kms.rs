@@ -94,8 +94,7 @@ async fn turn(
 }
 
 pub async fn compare(topology: Topology, duration: Duration, big_size: u64) -> KmsRun {
-    let hsm = SoftHsm::with_token("coffer-bench");
-    hsm.add_key("coffer-bench", "coffer-kek-1");
+    let hsm = SoftHsm::with_key("coffer-bench", "coffer-kek-1");
     let held = hsm.vars("coffer-bench", "coffer-kek-1");
     let mut run = KmsRun {
         big_size,

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::common::kms::{
-    Relay, SoftHsm, StrictKms, aws_kms_key, create_aws_key, vars_for_aws_key, vars_for_aws_key_at,
-    with,
+    NetworkHsm, Outage, Relay, SoftHsm, StrictKms, aws_kms_key, create_aws_key, vars_for_aws_key,
+    vars_for_aws_key_at, with,
 };
 use crate::common::{Client, Environment, Process, Topology, eventually, pattern, pdf};
 use reqwest::StatusCode;
@@ -72,8 +72,7 @@ async fn rotate(client: &Client) -> Value {
 /// a rotation's new version, made and wrapped by the API, is unwrapped by the worker that
 /// rewraps the data keys under it.
 async fn keys_in_an_hsm_serve_two_processes_a_restart_and_a_rotation(topology: Topology) {
-    let hsm = SoftHsm::with_token("coffer");
-    hsm.add_key("coffer", "coffer-kek-1");
+    let hsm = SoftHsm::with_key("coffer", "coffer-kek-1");
     let env = Environment::new(topology, &SETTINGS).await;
     let vars = with(&env.vars, &hsm.vars("coffer", "coffer-kek-1"));
     let (api, client) = start_api(&vars);
@@ -124,8 +123,7 @@ async fn keys_in_an_hsm_serve_two_processes_a_restart_and_a_rotation(topology: T
 /// label refuses to start, in one line naming what is wrong (never the PIN); given the right
 /// ones again, it serves the file it stored.
 async fn a_wrong_pin_key_or_hsm_refuses_to_start(topology: Topology) {
-    let hsm = SoftHsm::with_token("coffer");
-    hsm.add_key("coffer", "coffer-kek-1");
+    let hsm = SoftHsm::with_key("coffer", "coffer-kek-1");
     let env = Environment::new(topology, &[]).await;
     let vars = with(&env.vars, &hsm.vars("coffer", "coffer-kek-1"));
     let (api, client) = start_api(&vars);
@@ -163,8 +161,7 @@ async fn a_wrong_pin_key_or_hsm_refuses_to_start(topology: Topology) {
     one_line(&stderr);
 
     // Another HSM, whose token and key carry the same labels: the stored keys do not open.
-    let other = SoftHsm::with_token("coffer");
-    other.add_key("coffer", "coffer-kek-1");
+    let other = SoftHsm::with_key("coffer", "coffer-kek-1");
     let stderr = Process::refused(
         "api",
         &with(&env.vars, &other.vars("coffer", "coffer-kek-1")),
@@ -299,8 +296,7 @@ async fn data_key(env: &Environment, id: &str) -> Vec<u8> {
 /// audit key under the new key without touching any data key; then the old key can be
 /// destroyed and everything still opens.
 async fn a_new_hsm_key_takes_over_without_touching_a_file(topology: Topology) {
-    let hsm = SoftHsm::with_token("coffer");
-    hsm.add_key("coffer", "coffer-kek-1");
+    let hsm = SoftHsm::with_key("coffer", "coffer-kek-1");
     hsm.add_key("coffer", "coffer-kek-2");
     let env = Environment::new(topology, &[]).await;
     let old = with(&env.vars, &hsm.vars("coffer", "coffer-kek-1"));
@@ -360,15 +356,44 @@ async fn credentials_the_kms_refuses_stop_start_up(topology: Topology) {
     env.cleanup().await;
 }
 
-/// The KMS going away while the service runs, and coming back: what the processes hold keeps
-/// working (a download, an upload becoming ready), a new key operation answers 503 with
-/// `Retry-After`, `/readyz` says the KMS is unavailable, a process starting meanwhile refuses,
-/// and nothing is stored under another key; once it is back, a rotation goes through.
+/// The KMS going away while the service runs, and coming back (a relay to moto, cut and
+/// restored).
 async fn a_kms_that_goes_away_stops_only_new_key_operations(topology: Topology) {
     let (arn, _) = aws_kms_key().await;
     let relay = Relay::to_kms().await;
+    let vars = vars_for_aws_key_at(&arn, &relay.url());
+    goes_away_and_comes_back(topology, &vars, &relay, "did not answer").await;
+}
+
+/// A network HSM going away while the service runs, and coming back: SoftHSM2 behind p11-kit's
+/// server, which the test kills and starts again. The client module reconnects only when
+/// initialised again, which Coffer does on the first call that finds the token gone.
+async fn an_hsm_that_goes_away_stops_only_new_key_operations(topology: Topology) {
+    let hsm = SoftHsm::with_key("coffer", "coffer-kek-1");
+    let server = NetworkHsm::serve(&hsm, "coffer").await;
+    let vars = server.vars("coffer-kek-1");
+    goes_away_and_comes_back(
+        topology,
+        &vars,
+        &server,
+        "no PKCS#11 token labelled \"coffer\"",
+    )
+    .await;
+}
+
+/// The HSM or KMS of `kms_vars` going away while the service runs, and coming back: what the
+/// processes hold keeps working (a download, an upload becoming ready), a new key operation
+/// answers 503 with `Retry-After`, `/readyz` says the KMS is unavailable, a process starting
+/// meanwhile refuses in one line containing `refusal`, and nothing is stored under another
+/// key; once it is back, a rotation goes through.
+async fn goes_away_and_comes_back(
+    topology: Topology,
+    kms_vars: &[(String, String)],
+    outage: &impl Outage,
+    refusal: &str,
+) {
     let env = Environment::new(topology, &SETTINGS).await;
-    let vars = with(&env.vars, &vars_for_aws_key_at(&arn, &relay.url()));
+    let vars = with(&env.vars, kms_vars);
     let (api, client) = start_api(&vars);
     let worker = Process::start("worker", &vars);
     let token = client
@@ -380,7 +405,7 @@ async fn a_kms_that_goes_away_stops_only_new_key_operations(topology: Topology) 
         .upload_ready(&token, "before.pdf", before.clone())
         .await;
 
-    relay.cut().await;
+    outage.cut().await;
     client.reads_back(&token, &first, &before).await;
     let during = pdf(&pattern(70_000, 7));
     let second = client
@@ -397,7 +422,7 @@ async fn a_kms_that_goes_away_stops_only_new_key_operations(topology: Topology) 
     assert_eq!(ready["kms"], "unavailable", "{ready}");
     assert_eq!(ready["status"], "degraded", "{ready}");
     let stderr = Process::refused("worker", &vars);
-    assert!(stderr.contains("did not answer"), "{stderr}");
+    assert!(stderr.contains(refusal), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     let stored: Vec<(String, i32)> = wrapped_keys(&env)
         .await
@@ -406,7 +431,7 @@ async fn a_kms_that_goes_away_stops_only_new_key_operations(topology: Topology) 
         .collect();
     assert_eq!(stored, [("audit".into(), 1), ("master".into(), 1)]);
 
-    relay.restore().await;
+    outage.restore().await;
     eventually(
         "the KMS answering again",
         Duration::from_secs(60),
@@ -460,17 +485,99 @@ fn cli_refused(args: &[&str], vars: &[(String, String)]) -> String {
 
 /// How many audit events of `action` the database holds.
 async fn events(env: &Environment, action: &str) -> usize {
+    event_rows(env, action).await.len()
+}
+
+/// The audit events of `action`, oldest first.
+async fn event_rows(env: &Environment, action: &str) -> Vec<entity::audit_event::Model> {
     use sea_orm::{ColumnTrait as _, QueryFilter as _};
     let db = sea_orm::Database::connect(&env.config().database_url)
         .await
         .expect("database");
     let rows = entity::audit_event::Entity::find()
         .filter(entity::audit_event::Column::Action.eq(action))
+        .order_by_asc(entity::audit_event::Column::OccurredAt)
         .all(&db)
         .await
         .expect("events");
     db.close().await.ok();
-    rows.len()
+    rows
+}
+
+/// A new audit key with the keys in an HSM: `coffer keys generate --audit` makes version 2,
+/// wraps and stores it (audited); restarted processes seal new events with it, and the log
+/// verifies, the events of both keys alike.
+async fn a_new_audit_key_in_an_hsm_seals_events_after_a_restart(topology: Topology) {
+    let hsm = SoftHsm::with_key("coffer", "coffer-kek-1");
+    let env = Environment::new(topology, &SETTINGS).await;
+    let vars = with(&env.vars, &hsm.vars("coffer", "coffer-kek-1"));
+    let (api, client) = start_api(&vars);
+    let worker = Process::start("worker", &vars);
+    let token = client
+        .sign_in("sealed@example.org", "correct horse battery", true)
+        .await;
+    let before = pdf(&pattern(60_000, 8));
+    client
+        .upload_ready(&token, "before.pdf", before.clone())
+        .await;
+
+    let said = cli(&["keys", "generate", "--audit"], &vars);
+    assert!(said.contains("audit key version 2"), "{said}");
+    let stored: Vec<(String, i32)> = wrapped_keys(&env)
+        .await
+        .into_iter()
+        .map(|r| (r.0, r.1))
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            ("audit".into(), 1),
+            ("audit".into(), 2),
+            ("master".into(), 1)
+        ]
+    );
+    assert_eq!(events(&env, "key.audit_key_added").await, 1);
+
+    drop(worker);
+    drop(api);
+    let (api, client) = start_api(&vars);
+    let worker = Process::start("worker", &vars);
+    let after = pdf(&pattern(70_000, 9));
+    let id = client
+        .upload_ready(&token, "after.pdf", after.clone())
+        .await;
+    client.reads_back(&token, &id, &after).await;
+    let sealed_with: Vec<Option<i32>> = event_rows(&env, "file.uploaded")
+        .await
+        .iter()
+        .map(|e| e.mac_version)
+        .collect();
+    assert_eq!(sealed_with, [Some(1), Some(2)]);
+
+    let admin = client.sign_in(ADMIN.0, ADMIN.1, false).await;
+    eventually(
+        "every event sealed and verified",
+        Duration::from_secs(60),
+        || async {
+            let report = client
+                .get_json("/api/v1/admin/audit/verify", Some(&admin))
+                .await;
+            let unsealed = event_rows(&env, "file.uploaded")
+                .await
+                .iter()
+                .filter(|e| e.seq.is_none())
+                .count();
+            if report["ok"] == true && unsealed == 0 {
+                Ok(())
+            } else {
+                Err(format!("{unsealed} uploads unsealed; verify: {report}"))
+            }
+        },
+    )
+    .await;
+    drop(worker);
+    drop(api);
+    env.cleanup().await;
 }
 
 /// An installation moves its keys from its keyring into SoftHSM2 and back with
@@ -478,8 +585,7 @@ async fn events(env: &Environment, action: &str) -> usize {
 /// throughout; a migration run twice stores nothing twice; processes given `COFFER_KMS` then
 /// run without the keyring, and after the move back, on the new keyring file alone.
 async fn keys_move_from_a_keyring_into_an_hsm_and_back(topology: Topology) {
-    let hsm = SoftHsm::with_token("coffer");
-    hsm.add_key("coffer", "coffer-kek-1");
+    let hsm = SoftHsm::with_key("coffer", "coffer-kek-1");
     let env = Environment::new(topology, &[]).await;
     let keyring = env.vars_for(coffer::Roles::API);
     let (api, client) = start_api(&keyring);
@@ -589,7 +695,7 @@ macro_rules! needs_hsm_or_kms {
         mod embedded {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[ignore = "needs SoftHSM2 and OpenSC (apt: softhsm2 opensc) and moto's KMS at 127.0.0.1:9000; run by .ci/run"]
+                #[ignore = "needs SoftHSM2 and OpenSC (apt: softhsm2 opensc), p11-kit 0.25 and moto's KMS at 127.0.0.1:9000; run by .ci/run"]
                 async fn $name() {
                     super::$name($crate::common::Topology::Embedded).await;
                 }
@@ -598,7 +704,7 @@ macro_rules! needs_hsm_or_kms {
         mod production {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[ignore = "needs SoftHSM2 and OpenSC (apt: softhsm2 opensc), PostgreSQL, Redis and moto (S3, KMS) at 127.0.0.1:9000; run by .ci/run"]
+                #[ignore = "needs SoftHSM2 and OpenSC (apt: softhsm2 opensc), p11-kit 0.25, PostgreSQL, Redis and moto (S3, KMS) at 127.0.0.1:9000; run by .ci/run"]
                 async fn $name() {
                     super::$name($crate::common::Topology::Production).await;
                 }
@@ -610,7 +716,9 @@ macro_rules! needs_hsm_or_kms {
 needs_hsm_or_kms!(
     credentials_the_kms_refuses_stop_start_up,
     a_kms_that_goes_away_stops_only_new_key_operations,
+    an_hsm_that_goes_away_stops_only_new_key_operations,
     a_new_hsm_key_takes_over_without_touching_a_file,
+    a_new_audit_key_in_an_hsm_seals_events_after_a_restart,
     keys_in_an_hsm_serve_two_processes_a_restart_and_a_rotation,
     keys_move_from_a_keyring_into_an_hsm_and_back,
     a_wrong_pin_key_or_hsm_refuses_to_start,

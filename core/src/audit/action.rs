@@ -45,6 +45,7 @@ actions! {
     FileRejected => "file.rejected",
     FileUploaded => "file.uploaded",
     FileValidated => "file.validated",
+    KeyAuditKeyAdded => "key.audit_key_added",
     KeyKmsRewrapped => "key.kms_rewrapped",
     KeyMigrated => "key.migrated",
     KeyRetired => "key.retired",

@@ -3,6 +3,7 @@
 //! `pkcs11-tool`, as the README tells an operator), and keys in moto's KMS (the S3 server of
 //! the production topology speaks KMS's API too).
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -34,6 +35,13 @@ impl SoftHsm {
         };
         std::fs::write(hsm.pin_file(), &hsm.pin).expect("pin file");
         hsm.add_token(token);
+        hsm
+    }
+
+    /// A token `token` holding one key, labelled `key` (as [`SoftHsm::add_key`] makes it).
+    pub fn with_key(token: &str, key: &str) -> Self {
+        let hsm = Self::with_token(token);
+        hsm.add_key(token, key);
         hsm
     }
 
@@ -130,18 +138,144 @@ impl SoftHsm {
         pin_file: &Path,
     ) -> Vec<(String, String)> {
         vec![
-            (
-                "COFFER_KMS".into(),
-                format!(
-                    "pkcs11:token={};object={}?module-path={SOFTHSM_MODULE}",
-                    crate::common::percent_encode(token),
-                    crate::common::percent_encode(key)
-                ),
-            ),
+            ("COFFER_KMS".into(), kms_uri(token, key, SOFTHSM_MODULE)),
             ("COFFER_KMS_PIN_FILE".into(), pin_file.display().to_string()),
             ("SOFTHSM2_CONF".into(), self.conf().display().to_string()),
         ]
     }
+}
+
+fn kms_uri(token: &str, key: &str, module: &str) -> String {
+    format!(
+        "pkcs11:token={};object={}?module-path={module}",
+        crate::common::percent_encode(token),
+        crate::common::percent_encode(key)
+    )
+}
+
+/// A token of a [`SoftHsm`] served over a socket by p11-kit's server and reached through
+/// p11-kit's client module, as a network HSM is through its vendor's: the test stops the
+/// server and starts it again. p11-kit 0.25 or later (0.24 does not carry AES-GCM's
+/// parameters): `.ci/run` builds it from Debian's source into `~/.cache/coffer`.
+pub struct NetworkHsm<'a> {
+    hsm: &'a SoftHsm,
+    token: String,
+    socket: PathBuf,
+    server: std::sync::Mutex<Option<std::process::Child>>,
+}
+
+impl<'a> NetworkHsm<'a> {
+    pub async fn serve(hsm: &'a SoftHsm, token: &str) -> Self {
+        let server = Self {
+            hsm,
+            token: token.to_owned(),
+            socket: hsm.dir.path().join("p11-kit.socket"),
+            server: std::sync::Mutex::default(),
+        };
+        server.restore().await;
+        server
+    }
+
+    /// A file of the p11-kit 0.25 that `.ci/run`'s `ensure_p11kit` builds.
+    fn p11_kit(path: &str) -> String {
+        let path = format!(
+            "{}/.cache/coffer/p11-kit-0.25.5/{path}",
+            std::env::var("HOME").unwrap_or_default()
+        );
+        assert!(
+            Path::new(&path).exists(),
+            "{path} is missing: p11-kit 0.25 (.ci/run's ensure_p11kit builds it)"
+        );
+        path
+    }
+
+    /// The variables that give a process `key` on the served token.
+    pub fn vars(&self, key: &str) -> Vec<(String, String)> {
+        vec![
+            (
+                "COFFER_KMS".into(),
+                kms_uri(
+                    &self.token,
+                    key,
+                    &Self::p11_kit("lib/pkcs11/p11-kit-client.so"),
+                ),
+            ),
+            (
+                "COFFER_KMS_PIN_FILE".into(),
+                self.hsm.pin_file().display().to_string(),
+            ),
+            (
+                "P11_KIT_SERVER_ADDRESS".into(),
+                format!("unix:path={}", self.socket.display()),
+            ),
+        ]
+    }
+}
+
+impl Outage for NetworkHsm<'_> {
+    /// Kills the server: the client module's connection breaks, and new ones are refused.
+    async fn cut(&self) {
+        let server = self.server.lock().expect("server").take();
+        if let Some(server) = server {
+            kill_group(server);
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+
+    /// Starts the server again on the same socket, and waits until it listens.
+    async fn restore(&self) {
+        let child = Command::new(Self::p11_kit("libexec/p11-kit/p11-kit-server"))
+            .args(["-f", "-n"])
+            .arg(&self.socket)
+            .args(["--provider", SOFTHSM_MODULE])
+            .arg(format!(
+                "pkcs11:token={}",
+                crate::common::percent_encode(&self.token)
+            ))
+            .env("SOFTHSM2_CONF", self.hsm.conf())
+            // A group of its own: the server forks a child per connection, killed with it.
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("p11-kit's server runs");
+        *self.server.lock().expect("server") = Some(child);
+        let socket = self.socket.clone();
+        crate::common::eventually(
+            "p11-kit's server listening",
+            std::time::Duration::from_secs(30),
+            || {
+                let socket = socket.clone();
+                async move {
+                    std::os::unix::net::UnixStream::connect(&socket)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            },
+        )
+        .await;
+    }
+}
+
+impl Drop for NetworkHsm<'_> {
+    fn drop(&mut self) {
+        if let Ok(Some(server)) = self.server.get_mut().map(Option::take) {
+            kill_group(server);
+        }
+    }
+}
+
+/// Kills p11-kit's server and the child it forked for each connection (its process group).
+fn kill_group(mut server: std::process::Child) {
+    let group = format!("-{}", server.id());
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let _ = server.wait();
+}
+
+/// What an outage test takes away and gives back: the network to a KMS, or an HSM's server.
+pub trait Outage {
+    async fn cut(&self);
+    async fn restore(&self);
 }
 
 /// A fresh symmetric key in the KMS of the S3-compatible server (moto), and the variables that
@@ -269,9 +403,11 @@ impl Relay {
         });
         *self.serving.lock().expect("relay") = Some(task);
     }
+}
 
+impl Outage for Relay {
     /// Stops listening and drops every open connection.
-    pub async fn cut(&self) {
+    async fn cut(&self) {
         let task = self.serving.lock().expect("relay").take();
         if let Some(task) = task {
             task.abort();
@@ -280,7 +416,7 @@ impl Relay {
     }
 
     /// Listens again on the same address.
-    pub async fn restore(&self) {
+    async fn restore(&self) {
         let listener = tokio::net::TcpListener::bind(self.addr)
             .await
             .expect("the relay's address again");

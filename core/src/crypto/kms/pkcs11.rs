@@ -131,8 +131,10 @@ impl Hsm {
         .await
     }
 
-    /// Runs `op` with the signed-in session on the blocking pool; a session the token has
-    /// dropped (the HSM restarted, the network HSM came back) is reopened once.
+    /// Runs `op` with the signed-in session on the blocking pool. A call that finds the token
+    /// gone starts over once, from the module up: a token that dropped the session (the HSM
+    /// restarted) needs a new one, and a network HSM's client module (p11-kit's, for one)
+    /// reconnects to its HSM only when it is initialised again.
     async fn blocking<T: Send + 'static>(
         &self,
         op: impl Fn(&Session, &Pkcs11Spec) -> Result<T, KmsError> + Send + 'static,
@@ -143,26 +145,33 @@ impl Hsm {
             let mut session = session
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for attempt in 0..2 {
-                if session.is_none() {
-                    *session = Some(sign_in(&spec)?);
+            match signed_in(&mut session, &spec, &op) {
+                Err(KmsError::Unreachable(_)) => {
+                    *session = None;
+                    reinitialize(&spec);
+                    signed_in(&mut session, &spec, &op)
                 }
-                let Some(open) = session.as_ref() else {
-                    continue;
-                };
-                match op(open, &spec) {
-                    Err(KmsError::Unreachable(_)) if attempt == 0 => *session = None,
-                    result => return result,
-                }
+                result => result,
             }
-            Err(KmsError::Unreachable(format!(
-                "the PKCS#11 token \"{}\" did not answer",
-                spec.token
-            )))
         })
         .await
         .map_err(|e| KmsError::Unreachable(format!("the PKCS#11 call did not finish: {e}")))?
     }
+}
+
+/// Runs `op` with `session`, signing in first if there is none.
+fn signed_in<T>(
+    session: &mut Option<Session>,
+    spec: &Pkcs11Spec,
+    op: impl Fn(&Session, &Pkcs11Spec) -> Result<T, KmsError>,
+) -> Result<T, KmsError> {
+    let open = match session.take() {
+        Some(open) => open,
+        None => sign_in(spec)?,
+    };
+    let result = op(&open, spec);
+    *session = Some(open);
+    result
 }
 
 /// `pkcs11:token=<token>;object=<label>`, percent-encoded as RFC 7512 asks (all but RFC
@@ -219,6 +228,18 @@ fn module(spec: &Pkcs11Spec) -> Result<Pkcs11, KmsError> {
     }
     modules.insert(spec.module.clone(), module.clone());
     Ok(module)
+}
+
+/// Finalises the module, so that the next call initialises it again. Every session this
+/// process has with it ends.
+fn reinitialize(spec: &Pkcs11Spec) {
+    let mut modules = MODULES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(module) = modules.remove(&spec.module) {
+        // A module that lost its HSM may answer that it failed; it is finalised all the same.
+        let _ = module.finalize();
+    }
 }
 
 fn sign_in(spec: &Pkcs11Spec) -> Result<Session, KmsError> {

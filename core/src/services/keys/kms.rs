@@ -194,6 +194,47 @@ async fn unwrap_all(kms: &Kms, rows: &[kms_wrapped_key::Model]) -> Result<Keyrin
     Ok(ring)
 }
 
+/// Makes the next audit-key version and stores it wrapped by the HSM or KMS: what adding an
+/// `audit:` line to a keyring is without one. Processes seal new events with it once
+/// restarted; every older version stays, to verify the events it sealed. Audited as
+/// `key.audit_key_added`.
+pub async fn add_audit_key(core: &Core, by: Operator<'_>) -> anyhow::Result<i32> {
+    by.require_admin().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(kms) = core.keys.kms() else {
+        anyhow::bail!(
+            "the master keys are in a keyring, not wrapped by an HSM or KMS (COFFER_KMS is unset)"
+        );
+    };
+    let version = kms_wrapped_key::Entity::find()
+        .filter(kms_wrapped_key::Column::Kind.eq(KeyKind::Audit.as_str()))
+        .order_by_desc(kms_wrapped_key::Column::Version)
+        .one(&core.db)
+        .await?
+        .map_or(1, |r| r.version + 1);
+    let name = KeyName {
+        kind: KeyKind::Audit,
+        version,
+    };
+    let wrapped = kms
+        .wrap(name, &SecretKey::generate())
+        .await
+        .map_err(|e| anyhow::anyhow!("{kms}: {e}"))?;
+    let txn = crate::db::begin_write(&core.db).await?;
+    kms_wrapped_key::Entity::insert(row(KeyKind::Audit, version, &wrapped))
+        .exec(&txn)
+        .await
+        .with_context(|| {
+            format!("storing {name} (if another one was added at the same moment, run this again)")
+        })?;
+    Event::new(Action::KeyAuditKeyAdded, by.actor())
+        .target("kms_wrapped_key", format!("audit:{version}"))
+        .details(serde_json::json!({ "version": version, "wrapped_by": wrapped.by }))
+        .record(&txn, &core.audit)
+        .await?;
+    txn.commit().await?;
+    Ok(version)
+}
+
 /// What [`rewrap`] did: keys rewrapped of those it looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rewrapped {
