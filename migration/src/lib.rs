@@ -24,6 +24,7 @@ mod m20261209_000001_recipient_verification;
 mod m20261209_000002_download_receipts;
 mod m20261210_000001_share_files;
 mod m20261211_000001_kms_wrapped_keys;
+mod m20261212_000001_rewrap_in_place;
 
 pub struct Migrator;
 
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261209_000002_download_receipts::Migration),
             Box::new(m20261210_000001_share_files::Migration),
             Box::new(m20261211_000001_kms_wrapped_keys::Migration),
+            Box::new(m20261212_000001_rewrap_in_place::Migration),
         ]
     }
 }
