@@ -10,6 +10,7 @@
 # $COFFER_BENCH_DIR (default: the system temp dir, about 20 GB free needed).
 #   bench/run.sh                 everything, then BENCHMARKS.md
 #   bench/run.sh --quick small   a smoke run of some sections, printed only
+#   bench/run.sh --topology postgres scale   one section on one topology, printed only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -2,7 +2,7 @@
 //! in one run. `bench/run.sh` runs it all and rewrites BENCHMARKS.md; `cargo bench --bench
 //! harness -- <section…>` runs some sections and only prints (sections: limits, big, small,
 //! concurrent, bundle, latency, logins, rewrap, verify, reference, kms, scale; `--quick` shrinks the
-//! sizes for a smoke run).
+//! sizes for a smoke run; `--topology embedded|postgres` measures the service on one only).
 
 #![allow(
     clippy::expect_used,
@@ -94,12 +94,20 @@ async fn main() {
     let mut write = None;
     let mut wanted = Vec::new();
     let mut scale = FULL;
+    let mut topologies = vec![Topology::Embedded, Topology::Postgres];
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bench" => {} // cargo bench passes this to every target
             "--quick" => scale = QUICK,
             "--write" => write = Some(args.next().expect("--write needs a file")),
+            "--topology" => {
+                topologies = match args.next().as_deref() {
+                    Some("embedded") => vec![Topology::Embedded],
+                    Some("postgres") => vec![Topology::Postgres],
+                    other => panic!("--topology takes embedded or postgres, not {other:?}"),
+                }
+            }
             section if SECTIONS.contains(&section) => wanted.push(section.to_owned()),
             other => panic!("unknown argument {other}; sections are {SECTIONS:?}"),
         }
@@ -117,7 +125,7 @@ async fn main() {
         report.limits = Some(limits::measure().await);
         report.print_limits();
     }
-    for topology in [Topology::Embedded, Topology::Postgres] {
+    for &topology in &topologies {
         if !(wants("big")
             || wants("concurrent")
             || wants("bundle")
@@ -199,14 +207,14 @@ async fn main() {
         }
     }
     if wants("kms") {
-        for topology in [Topology::Embedded, Topology::Postgres] {
+        for &topology in &topologies {
             let run = kms::compare(topology, scale.load_duration, scale.big_sizes[0]).await;
             println!("{}", run.line(topology));
             report.kms.push((topology, run));
         }
     }
     if wants("scale") {
-        for topology in [Topology::Embedded, Topology::Postgres] {
+        for &topology in &topologies {
             let duration = scale.load_duration.min(Duration::from_secs(5));
             let run = scale::measure(topology, scale.scale_files, duration).await;
             for line in run.lines() {
@@ -222,8 +230,8 @@ async fn main() {
 
     if let Some(path) = write {
         assert!(
-            all,
-            "--write rewrites the whole results section: run every section"
+            all && topologies.len() == 2,
+            "--write rewrites the whole results section: run every section on both topologies"
         );
         report.write(std::path::Path::new(&path));
         println!("wrote {path}");
