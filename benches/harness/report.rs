@@ -592,7 +592,8 @@ impl Report {
             "\n### 3. Many big transfers at once\n\n{STREAMS} uploads of {} MiB each started together, \
              then (once all are ready) {STREAMS} downloads of them together; the rates are the \
              total bytes over the wall time, and \"of one stream\" compares them with the 1 GiB \
-             file of section 2. Peak RSS is the sum of the service's processes' `VmHWM`. \
+             file of section 2. Peak RSS is the sum of the service's processes' `VmHWM`, the \
+             processes started afresh for this section. \
              `cargo bench --bench harness -- big concurrent`.\n\n\
              | topology | uploads together | of one stream | downloads together | of one stream | total peak RSS |\n\
              |---|---|---|---|---|---|",
