@@ -533,6 +533,82 @@ async fn an_upload_altered_after_validation_is_never_served(topology: Topology) 
     }
 }
 
+/// Validation opens every chunk of the quarantine object, and that is its integrity check (the
+/// upload's digest is not computed again, docs/SECURITY.md): a byte flipped in a middle chunk,
+/// two chunks swapped, the last chunk cut off, or another upload's object put in its place —
+/// each file is rejected as failing its integrity check, its quarantine copy destroyed, and
+/// never served; the untouched upload beside them becomes ready.
+async fn an_upload_altered_before_validation_is_rejected(topology: Topology) {
+    let app = TestApp::spawn_with(topology, &[], Roles::API).await;
+    let user = app.user().await;
+    // Three chunks of 64 KiB, the last one short.
+    let content = |seed| pdf(&pattern(160_000, seed));
+    let mut ids = Vec::new();
+    for (name, seed) in [
+        ("flipped.pdf", 31),
+        ("swapped.pdf", 32),
+        ("cut.pdf", 33),
+        ("other.pdf", 34),
+        ("kept.pdf", 35),
+    ] {
+        ids.push(app.upload(&user, name, content(seed)).await);
+    }
+    let sealed_chunk = 64 * 1024 + 16;
+    let chunk = |i: usize| 16 + i * sealed_chunk..16 + (i + 1) * sealed_chunk;
+    let object = |id: &str| format!("quarantine/{id}");
+
+    let mut flipped = quarantined(&app, &ids[0]).await;
+    flipped[chunk(1).start + 100] ^= 0x01;
+    app.put_object(&object(&ids[0]), flipped).await;
+    let stored = quarantined(&app, &ids[1]).await;
+    let mut swapped = stored.clone();
+    swapped[chunk(0)].copy_from_slice(&stored[chunk(1)]);
+    swapped[chunk(1)].copy_from_slice(&stored[chunk(0)]);
+    app.put_object(&object(&ids[1]), swapped).await;
+    let stored = quarantined(&app, &ids[2]).await;
+    app.put_object(&object(&ids[2]), stored[..chunk(2).start].to_vec())
+        .await;
+    // The same length and a valid object, but sealed for another file.
+    let kept = quarantined(&app, &ids[4]).await;
+    app.put_object(&object(&ids[3]), kept).await;
+
+    for (i, id) in ids.iter().enumerate() {
+        let file_id = uuid::Uuid::parse_str(id).expect("uuid");
+        validate_and_encrypt(&app, file_id).await;
+        let file = app.file(&user, id).await;
+        if i == 4 {
+            assert_eq!(file["status"], "ready", "{file}");
+            let body = app.download(&user, id).await.bytes().await.expect("body");
+            assert!(
+                body[..] == content(35)[..],
+                "the untouched upload downloads intact"
+            );
+            continue;
+        }
+        assert_eq!(file["status"], "rejected", "{file}");
+        assert_eq!(
+            file["reject_reason"], "the stored upload failed its integrity check",
+            "{file}"
+        );
+        app.quarantine_emptied(id).await;
+        let refused = app.download(&user, id).await;
+        assert!(refused.status().is_client_error(), "{}", refused.status());
+    }
+    let rejected: Vec<_> = app
+        .audit_actions()
+        .await
+        .into_iter()
+        .filter(|(action, _, _)| action == "file.rejected")
+        .filter_map(|(_, target, _)| target)
+        .collect();
+    assert_eq!(rejected.len(), 4, "{rejected:?}");
+    assert!(
+        ids[..4].iter().all(|id| rejected.contains(id)),
+        "{rejected:?}"
+    );
+    app.stop().await;
+}
+
 /// What an encryption killed mid-way left behind (a blob object no row points to) is removed by
 /// the run that finishes the file.
 async fn stray_blobs_of_killed_runs_are_removed(topology: Topology) {
@@ -728,6 +804,7 @@ both_topologies!(
     a_validated_upload_becomes_its_blob_as_sealed,
     resealing_after_validation_gives_a_fresh_key,
     an_upload_altered_after_validation_is_never_served,
+    an_upload_altered_before_validation_is_rejected,
     suffix_only_names_and_macro_documents_are_judged_by_content,
     tampered_blobs_are_never_served,
     truncated_and_swapped_blobs_are_refused,

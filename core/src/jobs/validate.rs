@@ -1,6 +1,7 @@
-//! The validate job: reads a quarantined upload back once, checking its size, digest, malware
-//! (clamd, when configured), real type, allowlist and extension, and moves it to `validated`
-//! (queueing encryption) or `rejected` with a reason its owner can read.
+//! The validate job: reads a quarantined upload back once, checking that every chunk is the one
+//! sealed at upload, its size, malware (clamd, when configured), real type, allowlist and
+//! extension, and moves it to `validated` (queueing encryption) or `rejected` with a reason its
+//! owner can read.
 
 use futures::StreamExt as _;
 use sea_orm::sea_query::Expr;
@@ -14,7 +15,6 @@ use super::quarantine::{
 };
 use crate::audit::{Action, Actor, Event};
 use crate::crypto::stream::CHUNK_SIZE;
-use crate::digest::StreamDigest;
 use crate::filetype::{self, MacroProbe, TextProbe};
 use crate::queue::payload;
 use crate::scan::Verdict;
@@ -23,7 +23,7 @@ use crate::types::{FileName, FileStatus};
 use crate::{Core, JobError};
 
 payload! {
-    /// Check a quarantined upload: size, digest, malware, real type, allowlist, extension.
+    /// Check a quarantined upload: integrity, size, malware, real type, allowlist, extension.
     ValidateFile(file_id) in "validate";
 }
 
@@ -76,7 +76,6 @@ async fn validate_leased(core: &Core, row: file::Model) -> Result<(), JobError> 
     let mut head = Vec::with_capacity(CHUNK_SIZE);
     let mut probe = TextProbe::default();
     let mut macros = MacroProbe::default();
-    let mut digest = StreamDigest::default();
     let mut seen = 0u64;
     while let Some(piece) = body.next().await {
         let piece = match piece {
@@ -93,10 +92,12 @@ async fn validate_leased(core: &Core, row: file::Model) -> Result<(), JobError> 
         if let Some(scan) = scan.as_mut() {
             scan.feed(&piece).await?;
         }
-        digest.update(piece).await;
     }
-    let sha256 = digest.finish().await.map_err(JobError::Transient)?;
-    if i64::try_from(seen).ok() != Some(row.size) || sha256 != row.sha256 {
+    // Every chunk was authenticated as it was opened (AES-256-GCM under the upload's own key,
+    // bound to this file, its position and whether it is the last), so the plaintext is what the
+    // upload sealed and hashed: the digest it recorded holds without hashing it again
+    // (docs/SECURITY.md). The length is checked all the same.
+    if i64::try_from(seen).ok() != Some(row.size) {
         return reject(core, &row, &t("file-rejected-mismatch"), None).await;
     }
 
