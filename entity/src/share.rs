@@ -51,6 +51,10 @@ pub enum Relation {
         to = "super::user::Column::Id"
     )]
     Owner,
+    /// Its files with their downloads (a link is resolved with its sender and files in one
+    /// query).
+    #[sea_orm(has_many = "super::share_file::Entity")]
+    Files,
 }
 
 impl Related<super::file::Entity> for Entity {
@@ -62,6 +66,12 @@ impl Related<super::file::Entity> for Entity {
 impl Related<super::user::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Owner.def()
+    }
+}
+
+impl Related<super::share_file::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Files.def()
     }
 }
 

@@ -209,18 +209,28 @@ async fn resolve(
     used_up_ok: bool,
 ) -> Result<Resolved, Refusal> {
     let token = Token::parse(raw_token).ok_or(Refusal::Unknown)?;
-    // The share and its sender in one query (no `LIMIT`: see `db::by_key`), then its files.
-    let found = share::Entity::find()
+    // The share, its sender and its files in one query (a row per file; no `LIMIT`: see
+    // `db::by_key`): every download through a link starts here.
+    let rows = share::Entity::find()
         .filter(share::Column::TokenHash.eq(token.hash()))
         .find_also_related(user::Entity)
+        .find_also(share::Entity, share_file::Entity)
+        .find_also(share_file::Entity, file::Entity)
+        .order_by_asc(share_file::Column::Position)
         .all(&core.db)
-        .await?
-        .into_iter()
-        .next();
-    let Some((share, sender)) = found else {
+        .await?;
+    let Some((share, sender, _, _)) = rows.first().cloned() else {
         return Err(Refusal::Unknown);
     };
-    let files = files_of(core, share.id).await?;
+    let files: Vec<SharedFile> = rows
+        .into_iter()
+        .filter_map(|(_, _, counts, file)| {
+            Some(SharedFile {
+                counts: counts?,
+                file: file?,
+            })
+        })
+        .collect();
     let reason = gone_reason(&share, &files, Utc::now())
         .or_else(|| (!used_up_ok && used_up(&share, &files)).then_some("used up"));
     if let Some(reason) = reason {
