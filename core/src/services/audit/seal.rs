@@ -74,11 +74,11 @@ pub(super) fn check_pending(
     }
 }
 
-/// Seals pending events in batches until none is left (or one that may not be sealed is
-/// next), then writes a checkpoint if one is due; returns how many were sealed. Cheap when
-/// there is nothing to seal: the lock is only taken once pending events are seen, and whether
-/// a checkpoint is due is looked at after sealing, or else every half interval (another
-/// process may have moved the head).
+/// Seals pending events in batches until it has caught up with those pending when it began
+/// (or one that may not be sealed is next), then writes a checkpoint if one is due; returns how
+/// many were sealed. Cheap when there is nothing to seal: the lock is only taken once pending
+/// events are seen, and whether a checkpoint is due is looked at after sealing, or else every
+/// half interval (another process may have moved the head).
 pub async fn seal(core: &Core) -> Result<u64, sea_orm::DbErr> {
     let pending = audit_event::Entity::find()
         .filter(audit_event::Column::Seq.is_null())
@@ -184,6 +184,12 @@ async fn seal_pending(core: &Core) -> Result<u64, sea_orm::DbErr> {
             return Ok(sealed);
         }
         core.audit_alarms.sealing.clear();
+        if pending.len() < SEAL_BATCH as usize {
+            // Caught up with what was pending when the pass began. Under load more events keep
+            // arriving; they wait for the next pass rather than being linked a few at a time,
+            // each time taking the write lock between two of the audit writer's commits.
+            return Ok(sealed);
+        }
     }
 }
 
