@@ -219,7 +219,7 @@ async fn resolve(
         .order_by_asc(share_file::Column::Position)
         .all(&core.db)
         .await?;
-    let Some((share, sender, _, _)) = rows.first().cloned() else {
+    let Some((share, sender)) = rows.first().map(|(s, u, _, _)| (s.clone(), u.clone())) else {
         return Err(Refusal::Unknown);
     };
     let files: Vec<SharedFile> = rows
