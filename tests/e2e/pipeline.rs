@@ -594,13 +594,7 @@ async fn an_upload_altered_before_validation_is_rejected(topology: Topology) {
         let refused = app.download(&user, id).await;
         assert!(refused.status().is_client_error(), "{}", refused.status());
     }
-    let rejected: Vec<_> = app
-        .audit_actions()
-        .await
-        .into_iter()
-        .filter(|(action, _, _)| action == "file.rejected")
-        .filter_map(|(_, target, _)| target)
-        .collect();
+    let rejected = app.audit_targets("file.rejected").await;
     assert_eq!(rejected.len(), 4, "{rejected:?}");
     assert!(
         ids[..4].iter().all(|id| rejected.contains(id)),
@@ -740,13 +734,7 @@ async fn truncated_and_swapped_blobs_are_refused(topology: Topology) {
         untouched.bytes().await.expect("body").as_ref(),
         b"file a, sealed to its own id"
     );
-    let failures: Vec<_> = app
-        .audit_actions()
-        .await
-        .into_iter()
-        .filter(|(action, _, _)| action == "file.integrity_failed")
-        .filter_map(|(_, target, _)| target)
-        .collect();
+    let failures = app.audit_targets("file.integrity_failed").await;
     assert!(
         failures.contains(cut) && failures.contains(b),
         "{failures:?}"

@@ -770,6 +770,16 @@ impl TestApp {
             .unwrap_or_else(|| panic!("no {action} event"))
     }
 
+    /// The targets of the recorded events of `action`.
+    pub async fn audit_targets(&self, action: &str) -> Vec<String> {
+        self.audit_actions()
+            .await
+            .into_iter()
+            .filter(|(a, _, _)| a == action)
+            .filter_map(|(_, target, _)| target)
+            .collect()
+    }
+
     /// Audit actions recorded so far, in order.
     pub async fn audit_actions(&self) -> Vec<(String, Option<String>, String)> {
         use sea_orm::{EntityTrait as _, QueryOrder as _};
