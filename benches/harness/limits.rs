@@ -27,6 +27,9 @@ pub struct Limits {
     pub loopback: f64,
     /// Sequential writes of 256 KiB, then fdatasync, to the data directory's disk.
     pub disk_write: f64,
+    /// Sequential reads of 256 KiB of a file written and synced, its pages dropped from the
+    /// cache first (as the service's own writer drops them behind an upload).
+    pub disk_read: f64,
 }
 
 const BUFFER: usize = 256 << 20;
@@ -170,6 +173,35 @@ fn disk_write(dir: &std::path::Path) -> f64 {
     })
 }
 
+fn disk_read(dir: &std::path::Path) -> f64 {
+    use std::io::Read as _;
+    const TOTAL: usize = 2 << 30;
+    let path = dir.join("disk-read-bench");
+    let piece = vec![7u8; PIECE];
+    let mut file = std::fs::File::create(&path).expect("create");
+    for _ in 0..TOTAL / PIECE {
+        file.write_all(&piece).expect("write");
+    }
+    file.sync_data().expect("fdatasync");
+    drop(file);
+    let speed = best(|| {
+        let mut file = std::fs::File::open(&path).expect("open");
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+        let mut buffer = vec![0u8; PIECE];
+        let (started, mut read) = (Instant::now(), 0);
+        loop {
+            match file.read(&mut buffer).expect("read") {
+                0 => break,
+                n => read += n,
+            }
+        }
+        assert_eq!(read, TOTAL, "the whole file was read");
+        rate(TOTAL, started)
+    });
+    std::fs::remove_file(&path).expect("remove");
+    speed
+}
+
 pub async fn measure() -> Limits {
     tokio::task::spawn_blocking(|| {
         let mut buffer = super::common::pattern(BUFFER, 1);
@@ -187,6 +219,7 @@ pub async fn measure() -> Limits {
             sha256,
             loopback: loopback(),
             disk_write: disk_write(dir.path()),
+            disk_read: disk_read(dir.path()),
         }
     })
     .await

@@ -16,7 +16,7 @@ use super::lease::Lease;
 use crate::audit::{Action, Actor, Event, Outcome};
 use crate::crypto::{SecretKey, WrappedKey};
 use crate::db::by_key;
-use crate::storage::{ReadError, quarantine_path};
+use crate::storage::{Opening, ReadError, quarantine_path};
 use crate::text::t;
 use crate::types::FileStatus;
 use crate::{Core, JobError, KeyFailure};
@@ -155,7 +155,14 @@ pub(super) async fn open_quarantine(
     let key = quarantine_key(core, row).await?;
     let size = u64::try_from(row.size).unwrap_or(0);
     core.storage
-        .read_sealed(&quarantine_path(row.id), &key, row.id, size, None)
+        .read_sealed(
+            &quarantine_path(row.id),
+            &key,
+            row.id,
+            size,
+            None,
+            Opening::TwoThreads,
+        )
         .await
         .map_err(read_error)
 }

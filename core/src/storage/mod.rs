@@ -21,8 +21,9 @@ mod local;
 mod local_read;
 mod writer;
 
+pub use local_read::Opening;
 use local_read::{
-    THREADED_READS, Trim, open_local, open_on_thread, read_file, remove_partials_under,
+    THREADED_READS, Trim, open_local, open_on_threads, read_file, remove_partials_under,
 };
 use writer::Sink;
 pub use writer::{SealError, SealedWriter};
@@ -164,7 +165,8 @@ impl Storage {
     }
 
     /// Streams the plaintext bytes `start..=end` (or all) of a sealed object, opening only the
-    /// chunks that cover them. Any tampering ends the stream with an error.
+    /// chunks that cover them, on as many threads as `opening` says when the object is local and
+    /// the read long. Any tampering ends the stream with an error.
     pub async fn read_sealed(
         &self,
         path: &Path,
@@ -172,6 +174,7 @@ impl Storage {
         file_id: Uuid,
         plaintext_len: u64,
         range: Option<(u64, u64)>,
+        opening: Opening,
     ) -> Result<BoxStream<'static, Result<Bytes, ReadError>>, ReadError> {
         let layout = Layout::new(plaintext_len);
         let (start, end) = match range {
@@ -191,11 +194,11 @@ impl Storage {
             },
         };
 
-        // A long read of a local object is read and opened on a thread of its own, so that
-        // opening the next chunks overlaps sending the ones before (two cores, not one).
+        // A long read of a local object is read and opened on threads of its own, so that
+        // opening the next chunks overlaps what the reader does with the ones before.
         if let Some(root) = &self.local_root
             && sealed.end - sealed.start >= PIPELINE_FROM
-            && let Ok(permit) = self.threaded.clone().try_acquire_owned()
+            && let Some(permit) = self.threads_for(opening)
         {
             let file_path = root.join(path.as_ref());
             let expected = layout.sealed_len();
@@ -205,8 +208,14 @@ impl Storage {
             .await
             .map_err(std::io::Error::other)??;
             let opener = Opener::new(key, file_id, &header)?;
-            let reader = ChunkReader::new(opener, layout, first, last);
-            return Ok(open_on_thread(file, sealed, reader, trim, permit));
+            return Ok(open_on_threads(
+                file,
+                opener,
+                layout,
+                first..=last,
+                trim,
+                permit,
+            ));
         }
 
         // The header is needed first; when the range begins at chunk 0 it comes in the same read.

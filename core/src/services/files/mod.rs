@@ -22,7 +22,7 @@ use crate::audit::{Action, Actor, Event, Outcome, RequestMeta};
 use crate::crypto::WrappedKey;
 use crate::db::by_key;
 use crate::principal::{Scope, User};
-use crate::storage::{ReadError, blob_path, quarantine_path};
+use crate::storage::{Opening, ReadError, blob_path, quarantine_path};
 use crate::text::{Arg, t_with};
 use crate::types::FileStatus;
 use crate::{Core, ServiceError, ServiceResult};
@@ -271,7 +271,14 @@ pub async fn open_ready(
     };
     let mut stream = match core
         .storage
-        .read_sealed(&blob_path(row.id, blob), &key, row.id, size, range)
+        .read_sealed(
+            &blob_path(row.id, blob),
+            &key,
+            row.id,
+            size,
+            range,
+            Opening::OneThread,
+        )
         .await
     {
         Ok(stream) => stream,
