@@ -12,9 +12,10 @@ use futures::stream::{self, BoxStream, StreamExt as _};
 use super::{LOCAL_READ_SIZE, ReadError};
 use crate::crypto::stream::{Layout, Opener};
 
-/// Reads opened on threads of their own at once. Each holds a blocking-pool thread for as long
-/// as its client takes to receive the file, so slow clients could otherwise take the whole pool;
-/// past this many, a read is opened on the response's task as before.
+/// Blocking-pool threads that reads may be opened on at once (one per read, two for
+/// [`Opening::TwoThreads`]). Each is held for as long as its client takes to receive the file,
+/// so slow clients could otherwise take the whole pool; past this many, a read is opened on the
+/// reader's task as before.
 pub(super) const THREADED_READS: usize = 8;
 
 /// How many threads a long read of a local object is opened on.

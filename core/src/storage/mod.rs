@@ -51,7 +51,8 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     /// The directory of a local store, where interrupted writes leave staging files.
     local_root: Option<std::path::PathBuf>,
-    /// Permits for reads opened on a thread of their own (see `local_read::THREADED_READS`).
+    /// Permits for reads opened on threads of their own, one per thread (see
+    /// `local_read::THREADED_READS`).
     threaded: Arc<tokio::sync::Semaphore>,
 }
 
