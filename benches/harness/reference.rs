@@ -91,7 +91,8 @@ fn peak_rss_kib(pid: u32) -> u64 {
 /// The reference app running under gunicorn in a scratch copy of its folder.
 pub struct Reference {
     child: Child,
-    _dir: tempfile::TempDir,
+    /// The scratch copy of its folder, with gunicorn's log.
+    dir: tempfile::TempDir,
     base: String,
     /// The signed-in user's session cookie, as a `Cookie` header value.
     cookie: String,
@@ -139,7 +140,7 @@ impl Reference {
             .expect("gunicorn starts");
         let mut reference = Self {
             child,
-            _dir: dir,
+            dir,
             base: format!("http://127.0.0.1:{port}"),
             cookie: String::new(),
         };
@@ -171,6 +172,11 @@ impl Reference {
         Some(reference)
     }
 
+    /// What gunicorn wrote to its log so far (it is removed with the scratch folder).
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gunicorn.log")).unwrap_or_default()
+    }
+
     /// Uploads `size` bytes as one multipart field and finds the file's id on the list page.
     async fn upload(&self, http: &reqwest::Client, name: &str, size: u64) -> (String, Duration) {
         let content = super::common::pattern(usize::try_from(size).expect("fits"), 7);
@@ -183,7 +189,7 @@ impl Reference {
             .multipart(form)
             .send()
             .await
-            .expect("upload");
+            .unwrap_or_else(|err| panic!("upload: {err}\ngunicorn's log:\n{}", self.log()));
         let took = started.elapsed();
         assert_eq!(response.status(), StatusCode::FOUND, "uploaded");
         assert!(response.headers().contains_key(LOCATION));
