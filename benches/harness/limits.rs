@@ -157,33 +157,31 @@ fn loopback() -> f64 {
 
 fn disk_write(dir: &std::path::Path) -> f64 {
     const TOTAL: usize = 2 << 30;
-    let piece = vec![7u8; PIECE];
     best(|| {
         let path = dir.join("disk-bench");
-        let mut file = std::fs::File::create(&path).expect("create");
         let started = Instant::now();
-        for _ in 0..TOTAL / PIECE {
-            file.write_all(&piece).expect("write");
-        }
-        file.sync_data().expect("fdatasync");
+        write_synced(&path, TOTAL);
         let speed = rate(TOTAL, started);
-        drop(file);
         std::fs::remove_file(&path).expect("remove");
         speed
     })
+}
+
+/// Writes `total` bytes to a new file at `path` in pieces of [`PIECE`], then fdatasync.
+fn write_synced(path: &std::path::Path, total: usize) {
+    let piece = vec![7u8; PIECE];
+    let mut file = std::fs::File::create(path).expect("create");
+    for _ in 0..total / PIECE {
+        file.write_all(&piece).expect("write");
+    }
+    file.sync_data().expect("fdatasync");
 }
 
 fn disk_read(dir: &std::path::Path) -> f64 {
     use std::io::Read as _;
     const TOTAL: usize = 2 << 30;
     let path = dir.join("disk-read-bench");
-    let piece = vec![7u8; PIECE];
-    let mut file = std::fs::File::create(&path).expect("create");
-    for _ in 0..TOTAL / PIECE {
-        file.write_all(&piece).expect("write");
-    }
-    file.sync_data().expect("fdatasync");
-    drop(file);
+    write_synced(&path, TOTAL);
     let speed = best(|| {
         let mut file = std::fs::File::open(&path).expect("open");
         rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
