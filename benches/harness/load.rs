@@ -20,15 +20,14 @@ pub struct LoadRun {
 
 impl LoadRun {
     pub fn line(&self, topology: Topology) -> String {
+        format!("{}: {}", topology.label(), self.line_alone())
+    }
+
+    /// The run without the topology it ran on.
+    pub fn line_alone(&self) -> String {
         format!(
-            "{}: {} at concurrency {}: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms ({} requests)",
-            topology.label(),
-            self.what,
-            self.concurrency,
-            self.per_second,
-            self.p50_ms,
-            self.p99_ms,
-            self.requests
+            "{} at concurrency {}: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms ({} requests)",
+            self.what, self.concurrency, self.per_second, self.p50_ms, self.p99_ms, self.requests
         )
     }
 }
@@ -172,6 +171,59 @@ pub async fn small_requests(
     let link = stack.share_link(http, token, &id).await;
     let url = format!("{link}/download");
     runs.extend(run_wrk("recipient 4 KiB download", &url, "Accept: */*", duration).await);
+    runs
+}
+
+/// The most a small request can reach here: a poem server with nothing behind it (no
+/// database, no key, no file) answering 4 KiB from memory on a runtime of its own, as
+/// `coffer serve` has, under the same wrk at each of [`CONCURRENCY`] on the same two cores.
+pub async fn bare_server(duration: Duration) -> Vec<LoadRun> {
+    use poem::listener::{Acceptor as _, Listener as _};
+    let (tell_port, port) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
+                .into_acceptor()
+                .await
+                .expect("a port");
+            let port = acceptor.local_addr()[0]
+                .as_socket_addr()
+                .expect("a TCP address")
+                .port();
+            tell_port
+                .send(port)
+                .expect("the harness waits for the port");
+            let body = bytes::Bytes::from(vec![b'x'; 4096]);
+            let app = poem::Route::new().at(
+                "/",
+                poem::get(poem::endpoint::make_sync(move |_| body.clone())),
+            );
+            poem::Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(app, async { drop(stopped.await) }, None)
+                .await
+                .expect("the bare server");
+        });
+    });
+    let port = tokio::task::spawn_blocking(move || port.recv().expect("a port"))
+        .await
+        .expect("the port");
+    let url = format!("http://127.0.0.1:{port}/");
+    let runs = run_wrk(
+        "4 KiB from memory, nothing behind it",
+        &url,
+        "Accept: */*",
+        duration,
+    )
+    .await;
+    let _ = stop.send(());
+    tokio::task::spawn_blocking(move || server.join().expect("the bare server stops"))
+        .await
+        .expect("joined");
     runs
 }
 

@@ -125,6 +125,13 @@ async fn main() {
         report.limits = Some(limits::measure().await);
         report.print_limits();
     }
+    if wants("small") {
+        // The small requests' limit on this machine, before any service runs.
+        for run in load::bare_server(scale.load_duration).await {
+            println!("limit: {}", run.line_alone());
+            report.bare.push(run);
+        }
+    }
     for &topology in &topologies {
         if !(wants("big")
             || wants("concurrent")

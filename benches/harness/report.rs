@@ -29,6 +29,8 @@ pub struct Report {
     pub kms: Vec<(Topology, KmsRun)>,
     pub logins: Vec<(Topology, LoginsRun)>,
     pub small: Vec<(Topology, LoadRun)>,
+    /// A bare poem server's 4 KiB answers under the same wrk: the small requests' limit.
+    pub bare: Vec<LoadRun>,
     pub latency: Vec<(Topology, Latency)>,
     pub rewrap: Vec<StoreRun>,
     pub verify: Vec<StoreRun>,
@@ -134,6 +136,7 @@ impl Report {
             kms: Vec::new(),
             logins: Vec::new(),
             small: Vec::new(),
+            bare: Vec::new(),
             latency: Vec::new(),
             rewrap: Vec::new(),
             verify: Vec::new(),
@@ -265,13 +268,32 @@ impl Report {
                 .collect()
         };
         let downloads = c16("4 KiB download");
+        // What a bare server reached at the same concurrency, said beside the figures it bounds.
+        let bare = self.bare.iter().find(|r| r.concurrency == 16);
+        let bare_p99 = bare.map_or_else(String::new, |b| {
+            format!(" (a bare server: {:.2} ms)", b.p99_ms)
+        });
+        let bare_rate = |runs: &[(Topology, f64)]| {
+            bare.map_or_else(String::new, |b| {
+                let shares = runs
+                    .iter()
+                    .map(|(_, rate)| format!("{:.0} %", 100.0 * rate / b.per_second))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!(
+                    " (a bare server: {:.0} requests/s; these are {shares} of it)",
+                    b.per_second
+                )
+            })
+        };
         rows.push((
             "4 KiB downloads: p99 ≤ 10 ms at concurrency 16".into(),
             downloads
                 .iter()
                 .map(|(t, r)| format!("{}: {:.2} ms", t.label(), r.p99_ms))
                 .collect::<Vec<_>>()
-                .join("; "),
+                .join("; ")
+                + &bare_p99,
             !downloads.is_empty() && downloads.iter().all(|(_, r)| r.p99_ms <= 10.0),
         ));
         let per_second = |runs: &[(Topology, &LoadRun)]| -> Vec<(Topology, f64)> {
@@ -279,13 +301,13 @@ impl Report {
         };
         rows.push((
             "4 KiB downloads ≥ 8,000 requests/s at concurrency 16".into(),
-            list(&per_second(&downloads), "requests/s"),
+            list(&per_second(&downloads), "requests/s") + &bare_rate(&per_second(&downloads)),
             at_least(&per_second(&downloads), 8000.0),
         ));
         let metadata = per_second(&c16("metadata GET"));
         rows.push((
             "metadata GET ≥ 15,000 requests/s at concurrency 16".into(),
-            list(&metadata, "requests/s"),
+            list(&metadata, "requests/s") + &bare_rate(&metadata),
             at_least(&metadata, 15_000.0),
         ));
         let recipient: Vec<(Topology, f64)> = c16("recipient 4 KiB download")
@@ -524,6 +546,15 @@ impl Report {
         ] {
             let _ = writeln!(out, "| {name} | {how} | {} |", gb(rate));
         }
+        if let Some(bare) = self.bare.iter().find(|r| r.concurrency == 16) {
+            let _ = writeln!(
+                out,
+                "| small requests | a bare poem server answering 4 KiB from memory, wrk at \
+                 concurrency 16 on the same cores (measured in `small`) | {:.0} requests/s, p99 \
+                 {:.2} ms |",
+                bare.per_second, bare.p99_ms
+            );
+        }
 
         let (up, up_why) = limits.upload_bound();
         let (ready, ready_why) = limits.ready_bound();
@@ -637,16 +668,20 @@ impl Report {
             "\n### 4. Small requests\n\nOne 4 KiB file's content, and its metadata, as its owner \
              (bearer token); the same content through a recipient's emailed link; and the \
              reference Flask implementation's 4 KiB download (session cookie). wrk with {seconds} s per row after a 1 s warm-up: `{}` (concurrency {:?}). \
-             wrk shares the two cores with the service. `cargo bench --bench harness -- small`.\n\n\
-             | topology | request | concurrency | requests/s | × reference | p50 | p99 |\n|---|---|---|---|---|---|---|",
+             wrk shares the two cores with the service. \
+             The limit is a bare poem server (Coffer's framework) answering 4 KiB from memory on a \
+             runtime of its own, with nothing behind it, under the same wrk. \
+             `cargo bench --bench harness -- small`.\n\n\
+             | topology | request | concurrency | requests/s | of the limit | × reference | p50 | p99 |\n|---|---|---|---|---|---|---|---|",
             wrk_command(16, seconds),
             CONCURRENCY
         );
         let reference = self.reference.iter().flat_map(|r| &r.small);
         let rows = self
-            .small
+            .bare
             .iter()
-            .map(|(t, r)| (t.label(), r))
+            .map(|r| ("the limit: a bare server", r))
+            .chain(self.small.iter().map(|(t, r)| (t.label(), r)))
             .chain(reference.map(|r| ("reference Flask (SQLite)", r)));
         for (label, r) in rows {
             // Downloads against the reference's 4 KiB download at the same concurrency.
@@ -658,9 +693,16 @@ impl Report {
                 .map_or_else(String::new, |x| {
                     format!("{:.1}×", r.per_second / x.per_second)
                 });
+            let limit = self
+                .bare
+                .iter()
+                .find(|b| b.concurrency == r.concurrency)
+                .map_or_else(String::new, |b| {
+                    format!("{:.0} %", 100.0 * r.per_second / b.per_second)
+                });
             let _ = writeln!(
                 out,
-                "| {label} | {} | {} | {:.0} | {versus} | {:.2} ms | {:.2} ms |",
+                "| {label} | {} | {} | {:.0} | {limit} | {versus} | {:.2} ms | {:.2} ms |",
                 r.what, r.concurrency, r.per_second, r.p50_ms, r.p99_ms
             );
         }
