@@ -18,6 +18,7 @@
 mod common;
 
 mod big;
+mod bulk;
 mod bundle;
 mod concurrent;
 mod kms;

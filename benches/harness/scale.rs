@@ -462,7 +462,8 @@ pub fn render(runs: &[ScaleRun], out: &mut String) {
         "\n### 8. Cost as the data grows\n\nA store of {} files (a tenth of them the bench \
          user's), {} shares (a tenth live) and {} audit events over {HISTORY_DAYS} days, \
          generated straight into the database (`benches/harness/scale_seed.rs`) beside what \
-         the service wrote itself; PostgreSQL's statistics gathered once after the load \
+         the service wrote itself, the secondary indexes built once the rows were in (as a \
+         bulk load does; those of constraints kept throughout); PostgreSQL's statistics gathered once after the load \
          (autovacuum's job), SQLite's never (Coffer does not ask). Reads one at a time through \
          the API under wrk; export through the API; sweep, rotation and verify in process \
          once the service stopped. `cargo bench --bench harness -- scale`.\n",

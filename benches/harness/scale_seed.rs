@@ -2,10 +2,12 @@
 //! ready files whose data keys are really wrapped under the service's master key (so that a
 //! rotation rewraps them), shares in every state, and audit events that continue the service's
 //! own sealed chain, each with its MAC (so that verification checks them all). One core builds
-//! rows while the other inserts them, 1,000 to a statement and 20 statements to a transaction.
+//! rows while the other inserts them, 1,000 to a statement and 20 statements to a transaction,
+//! with the secondary indexes set aside until the load is done (`bulk`).
 
 use std::time::Instant;
 
+use crate::bulk;
 use chrono::{Duration, Utc};
 use coffer::coffer_core::Core;
 use coffer::coffer_core::audit::encoding::authenticate;
@@ -89,6 +91,11 @@ pub async fn seed(core: &Core, bench_email: &str, files: u64) -> Seeded {
     let (head_seq, head_hash) = head
         .map(|e| (e.seq.unwrap_or(0), e.hash.unwrap_or_default()))
         .unwrap_or((0, audit::GENESIS.to_vec()));
+    let set_aside = bulk::set_aside(
+        &db,
+        &["users", "files", "shares", "share_files", "audit_events"],
+    )
+    .await;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(8);
     let producer_core = core.clone();
     let bench_id = bench.id;
@@ -119,6 +126,7 @@ pub async fn seed(core: &Core, bench_email: &str, files: u64) -> Seeded {
         }
     }
     txn.commit().await.expect("commit");
+    bulk::restore(&db, set_aside).await;
     let mut seeded = producer.await.expect("the generator");
     user::Entity::update_many()
         .col_expr(
