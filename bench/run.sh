@@ -5,7 +5,7 @@
 # cost at 1M files / 5M shares / 20M audit events) and against the reference Flask app
 # (../shared/reference/flask-seed/, when it is there), and rewrites the results section of
 # BENCHMARKS.md. Needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 (started here
-# when installed but down) and wrk (installed here from Debian when missing). About 60 minutes
+# when installed but down) and wrk (installed here from Debian when missing). About 45 minutes
 # plus the release build (the scale section is most of it); big files and the SQLite store go to
 # $COFFER_BENCH_DIR (default: the system temp dir, about 20 GB free needed).
 #   bench/run.sh                 everything, then BENCHMARKS.md
