@@ -463,8 +463,9 @@ pub fn render(runs: &[ScaleRun], out: &mut String) {
          user's), {} shares (a tenth live) and {} audit events over {HISTORY_DAYS} days, \
          generated straight into the database (`benches/harness/scale_seed.rs`) beside what \
          the service wrote itself, the secondary indexes built once the rows were in (as a \
-         bulk load does; those of constraints kept throughout); PostgreSQL's statistics gathered once after the load \
-         (autovacuum's job), SQLite's never (Coffer does not ask). Reads one at a time through \
+         bulk load does; those of constraints kept throughout); PostgreSQL's statistics \
+         gathered once after the load (autovacuum's job), SQLite's never (Coffer does not \
+         ask). Reads one at a time through \
          the API under wrk; export through the API; sweep, rotation and verify in process \
          once the service stopped. `cargo bench --bench harness -- scale`.\n",
         first.seeded.files, first.seeded.shares, first.seeded.events
