@@ -822,13 +822,25 @@ async fn a_database_older_than_the_newest_checkpoint_is_told_apart(topology: Top
         ))
         .await
         .expect("record");
-    assert_eq!(audit::seal(app.core()).await.expect("seal"), 1);
-    let alarm = app
-        .core()
-        .audit_alarms
-        .checkpoints
-        .current()
-        .expect("alarm");
+    // On SQLite the writer sealed it as it committed it; elsewhere this pass does.
+    audit::seal(app.core()).await.expect("seal");
+    let newest = entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::Action.eq("admin.user_changed"))
+        .order_by_desc(entity::audit_event::Column::Id)
+        .one(app.core().db())
+        .await
+        .expect("query")
+        .expect("the new event");
+    assert!(newest.seq.is_some(), "the new event is sealed");
+    let alarm = eventually("the checkpoint alarm", Duration::from_secs(30), || async {
+        audit::seal(app.core()).await.expect("seal");
+        app.core()
+            .audit_alarms
+            .checkpoints
+            .current()
+            .ok_or_else(|| "not raised".to_owned())
+    })
+    .await;
     assert!(alarm.contains("restored from an older backup"), "{alarm}");
     let still = app
         .core()
@@ -1026,6 +1038,79 @@ async fn a_time_filtered_query_pages_in_time_order(topology: Topology) {
     let mut listed: Vec<i64> = seen.iter().map(|(seq, _, _)| *seq).collect();
     listed.sort_unstable();
     assert_eq!(listed, by_chain);
+    app.stop().await;
+}
+
+/// The owner's download events of `id`, oldest first.
+async fn downloads_of(app: &TestApp, id: &str) -> Vec<entity::audit_event::Model> {
+    entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::Action.eq("file.downloaded"))
+        .filter(entity::audit_event::Column::TargetId.eq(id))
+        .order_by_asc(entity::audit_event::Column::Id)
+        .all(app.core().db())
+        .await
+        .expect("query")
+}
+
+/// On SQLite the audit writer links the events it commits into the chain in the same commit
+/// (`core/src/audit/link.rs`): each of twenty downloads' events is sealed by the time its
+/// download is answered (the sealer, every 200 ms, would have left most of them pending), and
+/// the chain verifies. An event pending ahead of them (here one Coffer did not write, which the
+/// sealer refuses) is never chained past: the writer then leaves its events pending behind it,
+/// and they are sealed by the sealer once it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_the_writer_links_its_events_unless_one_waits_ahead() {
+    let (app, admin) = spawn(Topology::Embedded).await;
+    let user = app.user().await;
+    let id = app.upload(&user, "linked.txt", b"linked".to_vec()).await;
+    app.wait_until_settled(&user, &id).await;
+    // Nothing pending from here on.
+    activity_sealed(&app, &admin).await;
+    for n in 1..=20 {
+        assert_eq!(app.download(&user, &id).await.status(), StatusCode::OK);
+        let events = downloads_of(&app, &id).await;
+        assert_eq!(events.len(), n);
+        let last = events.last().expect("the download's event");
+        assert!(
+            last.seq.is_some(),
+            "download {n}'s event was answered unsealed"
+        );
+    }
+    let report = verify(&app, &admin).await;
+    assert_eq!(report["ok"], true, "{report}");
+
+    let forged = entity::audit_event::Model {
+        id: uuid::Uuid::now_v7(),
+        ..template_row()
+    };
+    entity::audit_event::Entity::insert(entity::audit_event::ActiveModel::from(forged.clone()))
+        .exec(app.core().db())
+        .await
+        .expect("insert");
+    assert_eq!(app.download(&user, &id).await.status(), StatusCode::OK);
+    let behind = downloads_of(&app, &id).await.pop().expect("the event");
+    assert_eq!(behind.seq, None, "chained past a pending event");
+    // The sealer stops before the forged event, and so never reaches the download's.
+    audit::seal(app.core()).await.expect("seal");
+    assert_eq!(row_at_id(&app, behind.id).await.seq, None);
+
+    entity::audit_event::Entity::delete_by_id(forged.id)
+        .exec(app.core().db())
+        .await
+        .expect("remove");
+    eventually(
+        "the waiting event sealed",
+        Duration::from_secs(30),
+        || async {
+            match row_at_id(&app, behind.id).await.seq {
+                Some(seq) => Ok(seq),
+                None => Err("still pending".to_owned()),
+            }
+        },
+    )
+    .await;
+    let report = verify(&app, &admin).await;
+    assert_eq!(report["ok"], true, "{report}");
     app.stop().await;
 }
 

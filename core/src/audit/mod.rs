@@ -3,6 +3,7 @@
 
 mod action;
 pub mod encoding;
+pub(crate) mod link;
 mod repeats;
 mod writer;
 

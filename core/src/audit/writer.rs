@@ -10,14 +10,15 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait as _, Query};
 use sea_orm::{
-    ColumnTrait as _, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait as _,
-    QueryFilter as _,
+    ColumnTrait as _, Condition, DatabaseConnection, DatabaseTransaction, DbBackend,
+    EntityTrait as _, QueryFilter as _,
 };
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use entity::{audit_event, share, share_file};
 
+use super::link::{self, Head};
 use super::repeats::{Repeat, Repeats};
 use super::{Event, authenticated_row};
 use crate::crypto::KeyStore;
@@ -81,6 +82,7 @@ pub struct AuditWriter {
 async fn commit(
     db: &DatabaseConnection,
     gate: &crate::db::WriteGate,
+    linking: Option<(&KeyStore, &mut Option<Head>)>,
     batch: Vec<Pending>,
 ) -> (
     Vec<oneshot::Sender<Result<bool, sea_orm::DbErr>>>,
@@ -101,6 +103,11 @@ async fn commit(
         let mut applied = vec![true; rows.len()];
         if changes.is_empty() {
             // One statement commits on its own.
+            if let Some((keys, head)) = linking
+                && link::insert_linked(db, keys, head, &rows).await?
+            {
+                return Ok(applied);
+            }
             audit_event::Entity::insert_many(rows).exec(db).await?;
             return Ok(applied);
         }
@@ -132,7 +139,13 @@ async fn commit(
             .zip(&applied)
             .filter_map(|(row, applied)| applied.then_some(row))
             .collect();
-        if !kept.is_empty() {
+        let linked = match linking {
+            Some((keys, head)) if !kept.is_empty() => {
+                link::insert_linked(&txn, keys, head, &kept).await?
+            }
+            _ => false,
+        };
+        if !kept.is_empty() && !linked {
             audit_event::Entity::insert_many(kept).exec(&txn).await?;
         }
         txn.commit().await?;
@@ -260,6 +273,9 @@ impl AuditWriter {
                     result
                 }
             };
+            // On SQLite the writer links its events as it inserts them (`super::link`).
+            let sqlite = db.get_database_backend() == DbBackend::Sqlite;
+            let mut head = None;
             let mut closes = tokio::time::interval(closing.window / 2);
             closes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut batch = Vec::new();
@@ -269,7 +285,9 @@ impl AuditWriter {
                         if received == 0 {
                             break;
                         }
-                        let (waiting, result) = commit(&db, &gate, std::mem::take(&mut batch)).await;
+                        let linking = sqlite.then_some((&*signing, &mut head));
+                        let (waiting, result) =
+                            commit(&db, &gate, linking, std::mem::take(&mut batch)).await;
                         for (i, request) in waiting.into_iter().enumerate() {
                             let _ = request.send(match &result {
                                 Ok(applied) => Ok(applied[i]),

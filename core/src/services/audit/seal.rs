@@ -12,7 +12,7 @@ use entity::audit_event;
 
 use crate::Core;
 use crate::audit::encoding::{self, GENESIS};
-use crate::crypto::Keyring;
+pub(super) use crate::audit::link::{Unsealable, check_pending};
 
 /// Events sealed per transaction. Every download waits for its own event's insert, and inserts
 /// wait while a batch is linked: at 1,000 a batch held SQLite's write lock long enough to make
@@ -36,42 +36,6 @@ pub(super) async fn begin_locked(core: &Core) -> Result<DatabaseTransaction, sea
             .await?;
     }
     Ok(txn)
-}
-
-/// Why a pending event is not sealed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Unsealable {
-    /// Its MAC is wrong or missing: not written by Coffer, or altered since.
-    Forged,
-    /// Its MAC is under an audit-key version this process does not hold (an operator's fault).
-    UnknownKey(i32),
-}
-
-/// Whether `event` may be chained after a chain whose events so far `had_macs` (once one event
-/// has a MAC, every later one must: an event without one is not Coffer's). `buffer` is reused
-/// for the MAC message, and holds it afterwards for [`encoding::link_hash_written`].
-pub(super) fn check_pending(
-    buffer: &mut Vec<u8>,
-    ring: &Keyring,
-    event: &audit_event::Model,
-    had_macs: bool,
-) -> Result<(), Unsealable> {
-    let Some(version) = event.mac_version else {
-        return if had_macs {
-            Err(Unsealable::Forged)
-        } else {
-            Ok(())
-        };
-    };
-    let key = ring
-        .audit_key(version)
-        .ok_or(Unsealable::UnknownKey(version))?;
-    encoding::write_mac_message(buffer, event, version);
-    if key.mac_matches(buffer, event.mac.as_deref().unwrap_or_default()) {
-        Ok(())
-    } else {
-        Err(Unsealable::Forged)
-    }
 }
 
 /// Seals pending events in batches until it has caught up with those pending when it began
