@@ -79,6 +79,42 @@ pub async fn begin_write(
     .await
 }
 
+/// How often [`checkpoints`] copies SQLite's write-ahead log into the database file. The
+/// owner's 4 KiB download at concurrency 1 adds about 1,000 pages to the log in 100 ms; at half
+/// that the log stays under the 1,000 pages at which a commit would copy it itself.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+
+/// Copies SQLite's write-ahead log into the database file from a task of its own, so that no
+/// request waits for it. By default SQLite does it in the commit that takes the log past 1,000
+/// pages (`wal_autocheckpoint`): that commit writes the pages into the database file and syncs
+/// it before it returns, and every request whose event the audit writer is committing waits
+/// with it. The owner's 4 KiB download at concurrency 16 ran 5,803–5,876/s that way and
+/// 6,462–6,469/s with this task. A passive checkpoint blocks no writer and no reader; the
+/// automatic one remains for a burst this task does not keep up with. On PostgreSQL there is
+/// nothing to do: `None`. The task stops when the handle is dropped.
+pub fn checkpoints(db: &DatabaseConnection) -> Option<tokio_util::task::AbortOnDropHandle<()>> {
+    if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        return None;
+    }
+    let db = db.clone();
+    Some(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+        async move {
+            let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                // Busy is another process's checkpoint running: that one does the work.
+                if let Err(err) = db
+                    .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+                    .await
+                {
+                    tracing::debug!(error = %err, "no checkpoint this time");
+                }
+            }
+        },
+    )))
+}
+
 /// `.one()` for a lookup by a unique key, without the `LIMIT ?` that `.one()` adds. SQLite
 /// reads a bound `LIMIT` while planning, so such a statement is parsed and planned again every
 /// time it runs: under load that was a seventh of the CPU of a small download.
@@ -147,6 +183,28 @@ mod tests {
                 ("2".to_owned(), "wal".to_owned()),
                 "FULL, in WAL mode"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_checkpoints_without_waiting_for_a_full_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("coffer.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let db = super::connect(&url).await.expect("a SQLite database");
+        let _checkpoints = super::checkpoints(&db).expect("SQLite is checkpointed");
+        let before = std::fs::metadata(&path).expect("the database file").len();
+        // A few pages, far below the 1,000 at which a commit would copy them itself.
+        db.execute_unprepared("CREATE TABLE t (v BLOB); INSERT INTO t VALUES (zeroblob(20000))")
+            .await
+            .expect("a write");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::metadata(&path).expect("the database file").len() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the commit never reached the database file"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 

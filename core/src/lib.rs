@@ -79,6 +79,9 @@ pub struct Core {
     pub session_cache: Arc<session_cache::SessionCache>,
     /// The OpenID provider, when single sign-on is set up (`COFFER_OIDC_ISSUER`).
     pub oidc: Option<Arc<identity_provider::Provider>>,
+    /// SQLite's checkpoints, off the request path (see `db::checkpoints`); they stop with the
+    /// last clone of the core.
+    _checkpoints: Option<Arc<tokio_util::task::AbortOnDropHandle<()>>>,
 }
 
 /// Whether a process may create the keyring file in its data directory when there is none.

@@ -115,6 +115,7 @@ impl Core {
             None => None,
         };
         Ok(Self {
+            _checkpoints: db::checkpoints(&db).map(Arc::new),
             oidc,
             session_cache: Arc::default(),
             config: Arc::new(config),
