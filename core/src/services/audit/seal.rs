@@ -12,7 +12,7 @@ use entity::audit_event;
 
 use crate::Core;
 use crate::audit::encoding::{self, GENESIS};
-pub(super) use crate::audit::link::{Unsealable, check_pending};
+use crate::audit::link::{Unsealable, check_pending};
 
 /// Events sealed per transaction. Every download waits for its own event's insert, and inserts
 /// wait while a batch is linked: at 1,000 a batch held SQLite's write lock long enough to make

@@ -12,9 +12,9 @@ use tokio_util::task::AbortOnDropHandle;
 use entity::audit_event;
 
 use super::checkpoint::{self, Checkpoint, Walked};
-use super::seal::{Unsealable, check_pending};
 use crate::Core;
 use crate::audit::encoding::{self, GENESIS};
+use crate::audit::link::{Unsealable, check_pending};
 use crate::crypto::Keyring;
 
 /// Rows read per page while verifying.
