@@ -164,8 +164,7 @@ pub async fn until_ready(
 
 pub async fn round_trip(stack: &Stack, http: &reqwest::Client, token: &str, size: u64) -> BigFile {
     // A quiet disk to start from: what earlier rounds wrote (and deleted) is flushed first.
-    let synced = std::process::Command::new("sync").status();
-    assert!(synced.is_ok_and(|s| s.success()), "sync");
+    crate::quiet_disk();
     let sha256 = content_sha256(size);
     let name = format!("big-{}.zip", size >> 20);
     let (id, upload) = put(stack, http, token, &name, size).await;

@@ -97,8 +97,7 @@ pub async fn download_all(
         .as_str()
         .unwrap_or_else(|| panic!("a link: {made}"))
         .to_owned();
-    let synced = std::process::Command::new("sync").status();
-    assert!(synced.is_ok_and(|s| s.success()), "sync");
+    crate::quiet_disk();
     // Each file through the link, one after another, then all of them as one ZIP.
     let mut each = Duration::ZERO;
     for id in &ids {
