@@ -6,6 +6,7 @@
 mod checkpoint;
 mod keys;
 mod seal;
+mod sqlite_pages;
 mod verify;
 
 use chrono::SecondsFormat;

@@ -4,14 +4,15 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _,
+    ColumnTrait as _, DatabaseConnection, DbBackend, EntityTrait as _, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _,
 };
 use tokio_util::task::AbortOnDropHandle;
 
 use entity::audit_event;
 
 use super::checkpoint::{self, Checkpoint, Walked};
+use super::sqlite_pages;
 use crate::Core;
 use crate::audit::encoding::{self, GENESIS};
 use crate::audit::link::{Unsealable, check_pending};
@@ -238,10 +239,22 @@ pub async fn verify(
     by.require_audit_reader()?;
     let db = &core.db;
     let ring = core.keys.ring();
+    let page_len = VERIFY_PAGE as i64;
+    // On SQLite each page is read from the file on a blocking thread, not through the pool.
+    let file = (db.get_database_backend() == DbBackend::Sqlite)
+        .then(|| sqlite_pages::database_file(&core.config.database_url))
+        .flatten();
     // Reads still under way when the walk stops are cancelled as they are dropped.
     let read = |from: i64| {
-        let db = db.clone();
-        AbortOnDropHandle::new(tokio::spawn(async move { sealed_range(&db, from).await }))
+        AbortOnDropHandle::new(match file.clone() {
+            Some(file) => tokio::task::spawn_blocking(move || {
+                sqlite_pages::sealed_range(&file, from, from + page_len)
+            }),
+            None => {
+                let db = db.clone();
+                tokio::spawn(async move { sealed_range(&db, from).await })
+            }
+        })
     };
     let failed = |e: tokio::task::JoinError| sea_orm::DbErr::Custom(format!("verifying: {e}"));
     let head_before: Option<i64> = audit_event::Entity::find()
@@ -251,7 +264,6 @@ pub async fn verify(
         .one(db)
         .await?
         .flatten();
-    let page_len = VERIFY_PAGE as i64;
     let mut walk = Walk {
         previous: GENESIS.to_vec(),
         expected: 1,
