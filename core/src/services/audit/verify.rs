@@ -244,7 +244,8 @@ pub async fn verify(
     let file = (db.get_database_backend() == DbBackend::Sqlite)
         .then(|| sqlite_pages::database_file(&core.config.database_url))
         .flatten();
-    // Reads still under way when the walk stops are cancelled as they are dropped.
+    // Reads still under way when the walk stops are cancelled as they are dropped (a page
+    // already being read from SQLite's file is read to its end first).
     let read = |from: i64| {
         AbortOnDropHandle::new(match file.clone() {
             Some(file) => tokio::task::spawn_blocking(move || {
