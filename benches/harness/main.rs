@@ -184,7 +184,7 @@ async fn main() {
             report.bundle.push((topology, run));
         }
         if wants("small") {
-            // After `big` and `bundle`, gigabytes wait to be written back.
+            // Whatever the sections before wrote after their own sync is written back first.
             quiet_disk();
             for run in load::small_requests(&stack, &http, &token, scale.load_duration).await {
                 println!("{}", run.line(topology));
