@@ -145,18 +145,23 @@ pub fn values_rows(backend: sea_orm::DbBackend, rows: usize, pg_types: &[&str]) 
         .join(", ")
 }
 
+/// The URL of a new SQLite database, `coffer.db` in `dir` (for tests).
+#[cfg(test)]
+pub(crate) fn sqlite_url_in(dir: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", dir.join("coffer.db").display())
+}
+
 #[cfg(test)]
 mod tests {
+    use super::sqlite_url_in;
     use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
 
     #[tokio::test]
     async fn sqlite_commits_are_synced_to_disk_on_every_connection() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("coffer.db").display()
-        );
-        let db = super::connect(&url).await.expect("a SQLite database");
+        let db = super::connect(&sqlite_url_in(dir.path()))
+            .await
+            .expect("a SQLite database");
         let pragma = |name: &'static str| {
             let db = db.clone();
             async move {
@@ -190,8 +195,9 @@ mod tests {
     async fn sqlite_checkpoints_without_waiting_for_a_full_log() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("coffer.db");
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        let db = super::connect(&url).await.expect("a SQLite database");
+        let db = super::connect(&sqlite_url_in(dir.path()))
+            .await
+            .expect("a SQLite database");
         let _checkpoints = super::checkpoints(&db).expect("SQLite is checkpointed");
         let before = std::fs::metadata(&path).expect("the database file").len();
         // A few pages, far below the 1,000 at which a commit would copy them itself.

@@ -191,10 +191,7 @@ mod tests {
     #[tokio::test]
     async fn a_page_read_in_place_is_what_sea_orm_reads() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("coffer.db").display()
-        );
+        let url = crate::db::sqlite_url_in(dir.path());
         let db = crate::db::connect(&url).await.expect("a SQLite database");
         crate::db::migrate(&db).await.expect("migrations");
         let written = events();
