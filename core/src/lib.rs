@@ -75,6 +75,8 @@ pub struct Core {
     pub(crate) rowless: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Sign-ups being hashed or waiting to be (see `password::SIGNUPS_AT_ONCE`).
     pub(crate) signup_slots: Arc<tokio::sync::Semaphore>,
+    /// Single rows of an SQLite database read on the calling thread (see `db::in_place`).
+    pub(crate) in_place: Option<Arc<db::in_place::Reader>>,
     /// Sessions resolved within the last second (see `session_cache`).
     pub session_cache: Arc<session_cache::SessionCache>,
     /// The OpenID provider, when single sign-on is set up (`COFFER_OIDC_ISSUER`).

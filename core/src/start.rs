@@ -118,6 +118,7 @@ impl Core {
             _checkpoints: db::checkpoints(&db).map(Arc::new),
             oidc,
             session_cache: Arc::default(),
+            in_place: db::in_place::Reader::for_url(&config.database_url).map(Arc::new),
             config: Arc::new(config),
             audit,
             write_gate,

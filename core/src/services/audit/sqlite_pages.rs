@@ -8,15 +8,16 @@
 //! same columns sea-orm would and decodes them as sqlx encodes them; a test holds the two
 //! readers to each other.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, Row};
 use sea_orm::DbErr;
-use sea_orm::sqlx::sqlite::SqliteConnectOptions;
 
 use entity::audit_event;
+
+use crate::db::in_place::{Columns, Unreadable};
 
 /// The events' columns, in the order [`event`] reads them.
 const SEALED_RANGE: &str = "SELECT id, occurred_at, actor_kind, actor_id, ip, user_agent, action, \
@@ -26,13 +27,6 @@ const SEALED_RANGE: &str = "SELECT id, occurred_at, actor_kind, actor_id, ip, us
 /// How long a read waits for a lock (only a checkpoint that restarts the log takes one a
 /// reader can meet): as long as the service's own connections wait.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The database file behind a `sqlite:` URL, when it is one on disk.
-pub(super) fn database_file(url: &str) -> Option<PathBuf> {
-    let options: SqliteConnectOptions = url.parse().ok()?;
-    let file = options.get_filename();
-    file.is_file().then(|| file.to_owned())
-}
 
 /// The sealed events numbered `from..to`, in order, read on the calling thread (a blocking
 /// one). Fewer where rows are missing or past the head, as with sea-orm.
@@ -59,19 +53,21 @@ pub(super) fn sealed_range(
 
 /// One row as the event sea-orm would have made of it.
 fn event(row: &Row<'_>) -> Result<audit_event::Model, DbErr> {
+    read_event(row).map_err(|e| {
+        let seq = match row.get_ref(11) {
+            Ok(ValueRef::Integer(seq)) => seq.to_string(),
+            _ => "?".to_owned(),
+        };
+        DbErr::Type(format!("audit event {seq}: {e}"))
+    })
+}
+
+fn read_event(row: &Row<'_>) -> Result<audit_event::Model, Unreadable> {
     let column = Columns(row);
-    let id = match column.value(0)? {
-        ValueRef::Blob(id) => uuid::Uuid::from_slice(id).map_err(|e| column.wrong(0, &e))?,
-        other => return Err(column.unexpected(0, other, "a blob")),
-    };
-    let occurred_at = column.text(1)?;
-    let occurred_at = chrono::DateTime::parse_from_rfc3339(occurred_at)
-        .map_err(|e| column.wrong(1, &e))?
-        .to_utc();
     let details = serde_json::from_str(column.text(10)?).map_err(|e| column.wrong(10, &e))?;
     Ok(audit_event::Model {
-        id,
-        occurred_at,
+        id: column.uuid(0)?,
+        occurred_at: column.time(1)?,
         actor_kind: column.text(2)?.to_owned(),
         actor_id: column.optional(3, Columns::text)?.map(str::to_owned),
         ip: column.optional(4, Columns::text)?.map(str::to_owned),
@@ -83,72 +79,9 @@ fn event(row: &Row<'_>) -> Result<audit_event::Model, DbErr> {
         details,
         seq: column.optional(11, Columns::integer)?,
         hash: column.optional(12, Columns::blob)?.map(<[u8]>::to_vec),
-        mac_version: column
-            .optional(13, Columns::integer)?
-            .map(i32::try_from)
-            .transpose()
-            .map_err(|e| column.wrong(13, &e))?,
+        mac_version: column.optional(13, Columns::int32)?,
         mac: column.optional(14, Columns::blob)?.map(<[u8]>::to_vec),
     })
-}
-
-/// A row's columns, read in place, each only from the storage classes sqlx accepts for it.
-struct Columns<'a, 'r>(&'a Row<'r>);
-
-impl<'a> Columns<'a, '_> {
-    fn value(&self, index: usize) -> Result<ValueRef<'a>, DbErr> {
-        self.0
-            .get_ref(index)
-            .map_err(|e| DbErr::Custom(format!("reading the audit log: {e}")))
-    }
-
-    fn optional<T>(
-        &self,
-        index: usize,
-        read: impl Fn(&Self, usize) -> Result<T, DbErr>,
-    ) -> Result<Option<T>, DbErr> {
-        match self.value(index)? {
-            ValueRef::Null => Ok(None),
-            _ => read(self, index).map(Some),
-        }
-    }
-
-    fn text(&self, index: usize) -> Result<&'a str, DbErr> {
-        match self.value(index)? {
-            ValueRef::Text(text) => std::str::from_utf8(text).map_err(|e| self.wrong(index, &e)),
-            other => Err(self.unexpected(index, other, "text")),
-        }
-    }
-
-    fn blob(&self, index: usize) -> Result<&'a [u8], DbErr> {
-        match self.value(index)? {
-            // sqlx reads text as bytes too.
-            ValueRef::Blob(bytes) | ValueRef::Text(bytes) => Ok(bytes),
-            other => Err(self.unexpected(index, other, "a blob")),
-        }
-    }
-
-    fn integer(&self, index: usize) -> Result<i64, DbErr> {
-        match self.value(index)? {
-            ValueRef::Integer(n) => Ok(n),
-            other => Err(self.unexpected(index, other, "an integer")),
-        }
-    }
-
-    fn unexpected(&self, index: usize, found: ValueRef<'_>, expected: &str) -> DbErr {
-        let found = found.data_type();
-        self.wrong(index, &format!("{found} where {expected} was expected"))
-    }
-
-    /// What was wrong with a column, naming it and the event's place.
-    fn wrong(&self, index: usize, why: &dyn std::fmt::Display) -> DbErr {
-        let column = self.0.as_ref().column_name(index).unwrap_or("?");
-        let seq = match self.0.get_ref(11) {
-            Ok(ValueRef::Integer(seq)) => seq.to_string(),
-            _ => "?".to_owned(),
-        };
-        DbErr::Type(format!("audit event {seq}: column {column}: {why}"))
-    }
 }
 
 #[cfg(test)]
@@ -211,7 +144,7 @@ mod tests {
             .await
             .expect("a pending event");
 
-        let file = super::database_file(&url).expect("a database file");
+        let file = crate::db::sqlite_file(&url).expect("a database file");
         let in_place = super::sealed_range(&file, 1, 1 + 10_000).expect("a page");
         let through_sea_orm = audit_event::Entity::find()
             .filter(audit_event::Column::Seq.gte(1))
@@ -223,14 +156,5 @@ mod tests {
         assert_eq!(in_place, written);
         let middle = super::sealed_range(&file, 2, 4).expect("a page");
         assert_eq!(middle, written[1..3]);
-    }
-
-    #[test]
-    fn only_a_database_on_disk_is_read_in_place() {
-        assert_eq!(super::database_file("sqlite::memory:"), None);
-        assert_eq!(super::database_file("postgres://127.0.0.1/coffer"), None);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let missing = format!("sqlite://{}", dir.path().join("none.db").display());
-        assert_eq!(super::database_file(&missing), None);
     }
 }

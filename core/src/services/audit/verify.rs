@@ -242,7 +242,7 @@ pub async fn verify(
     let page_len = VERIFY_PAGE as i64;
     // On SQLite each page is read from the file on a blocking thread, not through the pool.
     let file = (db.get_database_backend() == DbBackend::Sqlite)
-        .then(|| sqlite_pages::database_file(&core.config.database_url))
+        .then(|| crate::db::sqlite_file(&core.config.database_url))
         .flatten();
     // Reads still under way when the walk stops are cancelled as they are dropped (a page
     // already being read from SQLite's file is read to its end first).

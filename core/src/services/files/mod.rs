@@ -58,6 +58,10 @@ impl From<file::Model> for FileView {
 }
 
 async fn find_owned(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<file::Model> {
+    // On SQLite, in place; sea-orm when that reader leaves it (see `db::in_place`).
+    if let Some(found) = core.in_place.as_ref().and_then(|r| r.owned_file(id, owner)) {
+        return found.ok_or(ServiceError::NotFound("file"));
+    }
     let owned = file::Entity::find_by_id(id)
         .filter(file::Column::OwnerId.eq(owner))
         .filter(file::Column::Status.ne(FileStatus::Deleted));

@@ -1,5 +1,7 @@
 //! Database connection and migrations.
 
+pub(crate) mod in_place;
+
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -113,6 +115,13 @@ pub fn checkpoints(db: &DatabaseConnection) -> Option<tokio_util::task::AbortOnD
             }
         },
     )))
+}
+
+/// The database file behind a `sqlite:` URL, when it is one on disk.
+pub(crate) fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let options: sea_orm::sqlx::sqlite::SqliteConnectOptions = url.parse().ok()?;
+    let file = options.get_filename();
+    file.is_file().then(|| file.to_owned())
 }
 
 /// `.one()` for a lookup by a unique key, without the `LIMIT ?` that `.one()` adds. SQLite

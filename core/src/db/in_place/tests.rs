@@ -1,0 +1,149 @@
+use sea_orm::{ColumnTrait as _, ConnectionTrait as _, EntityTrait as _, QueryFilter as _};
+use uuid::Uuid;
+
+use entity::states::{FileStatus, Role};
+use entity::{file, user};
+
+use super::Reader;
+
+/// Files unlike each other in every way a column can be: each status, absent values, names in
+/// several scripts and with quotes, times to the microsecond.
+fn files(owner: Uuid) -> Vec<file::Model> {
+    let at = chrono::DateTime::parse_from_rfc3339("2026-12-07T12:34:56.789012Z")
+        .expect("a time")
+        .to_utc();
+    [
+        FileStatus::Ready,
+        FileStatus::Quarantined,
+        FileStatus::Validated,
+        FileStatus::Rejected,
+        FileStatus::Deleted,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(n, status)| {
+        let ready = status == FileStatus::Ready;
+        let n32 = i32::try_from(n).expect("small");
+        file::Model {
+            id: Uuid::now_v7(),
+            owner_id: owner,
+            name: format!("rapport \"{n}\" 日本語 <script>\u{202e}.pdf"),
+            size: i64::from(n32) * 4096 + 1,
+            content_type: ready.then(|| "application/pdf".into()),
+            sha256: "ab".repeat(32),
+            status,
+            reject_reason: (status == FileStatus::Rejected).then(|| "not a PDF".into()),
+            quarantine_key: (!ready).then(|| vec![7; 60]),
+            quarantine_kek_version: (!ready).then_some(1),
+            dek: ready.then(|| vec![9; 60]),
+            dek_kek_version: ready.then_some(2),
+            blob_id: ready.then(Uuid::now_v7),
+            created_at: at,
+            updated_at: at + chrono::Duration::microseconds(1_000_001),
+            ready_at: ready.then(|| at + chrono::Duration::microseconds(7)),
+            attempts: n32,
+            lease_holder: (status == FileStatus::Validated).then(Uuid::now_v7),
+            lease_until: (status == FileStatus::Validated).then_some(at),
+        }
+    })
+    .collect()
+}
+
+async fn database() -> (tempfile::TempDir, String, sea_orm::DatabaseConnection) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = crate::db::sqlite_url_in(dir.path());
+    let db = crate::db::connect(&url).await.expect("a SQLite database");
+    crate::db::migrate(&db).await.expect("migrations");
+    (dir, url, db)
+}
+
+/// A new account's id (each file has an owner).
+async fn owner(db: &sea_orm::DatabaseConnection) -> Uuid {
+    let id = Uuid::now_v7();
+    user::Entity::insert(user::ActiveModel::from(user::Model {
+        id,
+        email: format!("{id}@example.org"),
+        password_hash: "not a hash".into(),
+        role: Role::User,
+        disabled: false,
+        created_at: chrono::Utc::now(),
+        email_verified_at: None,
+    }))
+    .exec(db)
+    .await
+    .expect("an account");
+    id
+}
+
+async fn through_sea_orm(
+    db: &sea_orm::DatabaseConnection,
+    id: Uuid,
+    owner: Uuid,
+) -> Option<file::Model> {
+    file::Entity::find_by_id(id)
+        .filter(file::Column::OwnerId.eq(owner))
+        .filter(file::Column::Status.ne(FileStatus::Deleted))
+        .one(db)
+        .await
+        .expect("a lookup")
+}
+
+#[tokio::test]
+async fn a_file_read_in_place_is_what_sea_orm_reads() {
+    let (_dir, url, db) = database().await;
+    let (owner, stranger) = (owner(&db).await, owner(&db).await);
+    let written = files(owner);
+    file::Entity::insert_many(written.iter().cloned().map(file::ActiveModel::from))
+        .exec(&db)
+        .await
+        .expect("files");
+    let reader = Reader::for_url(&url).expect("a database on disk");
+
+    for file in &written {
+        let in_place = reader.owned_file(file.id, owner).expect("read in place");
+        assert_eq!(in_place, through_sea_orm(&db, file.id, owner).await);
+        if file.status == FileStatus::Deleted {
+            assert_eq!(in_place, None, "a deleted file is not found");
+        } else {
+            assert_eq!(in_place.as_ref(), Some(file));
+        }
+        assert_eq!(
+            reader.owned_file(file.id, stranger),
+            Some(None),
+            "nobody else's file is found"
+        );
+    }
+    assert_eq!(reader.owned_file(Uuid::now_v7(), owner), Some(None));
+}
+
+#[tokio::test]
+async fn a_row_not_as_sqlx_writes_it_is_left_to_sea_orm() {
+    let (_dir, url, db) = database().await;
+    let owner = owner(&db).await;
+    let file = files(owner).remove(0);
+    let id = file.id;
+    file::Entity::insert(file::ActiveModel::from(file))
+        .exec(&db)
+        .await
+        .expect("a file");
+    // A time in a form sqlx reads but never writes.
+    db.execute_unprepared("UPDATE files SET updated_at = '2026-12-07 12:34:56'")
+        .await
+        .expect("an update");
+    let reader = Reader::for_url(&url).expect("a database on disk");
+
+    assert_eq!(reader.owned_file(id, owner), None, "left to sea-orm");
+    let read = through_sea_orm(&db, id, owner)
+        .await
+        .expect("sea-orm reads it");
+    assert_eq!(read.updated_at.to_rfc3339(), "2026-12-07T12:34:56+00:00");
+}
+
+#[test]
+fn only_a_database_on_disk_is_read_in_place() {
+    assert!(Reader::for_url("sqlite::memory:").is_none());
+    assert!(Reader::for_url("postgres://127.0.0.1/coffer").is_none());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = format!("sqlite://{}", dir.path().join("none.db").display());
+    assert!(Reader::for_url(&missing).is_none());
+}
