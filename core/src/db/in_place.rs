@@ -11,26 +11,66 @@
 //! before. A test holds each read to sea-orm's.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Row};
 use uuid::Uuid;
 
-use entity::file;
-use entity::states::FileStatus;
+use entity::states::{FileStatus, Role, ShareState};
+use entity::{file, share, share_file, user};
 
 /// Connections kept between reads (one per worker thread is all that is in use at once); a read
 /// that finds none opens one.
 const KEPT: usize = 4;
 
-/// One of the caller's files, by id, unless deleted; the columns in the order [`file_row`]
-/// reads them.
-const OWNED_FILE: &str = "SELECT id, owner_id, name, size, content_type, sha256, status, \
-     reject_reason, quarantine_key, quarantine_kek_version, dek, dek_kek_version, blob_id, \
-     created_at, updated_at, ready_at, attempts, lease_holder, lease_until \
-     FROM files WHERE id = ?1 AND owner_id = ?2 AND status <> 'deleted'";
+/// A file's columns in the order [`file_row`] reads them, each after `{t}.`.
+const FILE_COLUMNS: &str = "{t}.id, {t}.owner_id, {t}.name, {t}.size, {t}.content_type, \
+     {t}.sha256, {t}.status, {t}.reject_reason, {t}.quarantine_key, {t}.quarantine_kek_version, \
+     {t}.dek, {t}.dek_kek_version, {t}.blob_id, {t}.created_at, {t}.updated_at, {t}.ready_at, \
+     {t}.attempts, {t}.lease_holder, {t}.lease_until";
+
+/// A share's columns in the order [`share_row`] reads them.
+const SHARE_COLUMNS: &str = "s.id, s.file_id, s.owner_id, s.recipient, s.token_hash, s.state, \
+     s.expires_at, s.max_downloads, s.password_hash, s.verify_recipient, s.receipts, s.message, \
+     s.last_error, s.created_at, s.emailed_at, s.revoked_at, s.claimed_at";
+const SHARE_WIDTH: usize = 17;
+const USER_COLUMNS: &str =
+    "u.id, u.email, u.password_hash, u.role, u.disabled, u.created_at, u.email_verified_at";
+const USER_WIDTH: usize = 7;
+const SHARE_FILE_COLUMNS: &str =
+    "sf.share_id, sf.file_id, sf.position, sf.downloads_used, sf.downloads_completed";
+const SHARE_FILE_WIDTH: usize = 5;
+
+/// One of the caller's files, by id, unless deleted.
+static OWNED_FILE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM files AS f WHERE f.id = ?1 AND f.owner_id = ?2 AND f.status <> 'deleted'",
+        FILE_COLUMNS.replace("{t}", "f")
+    )
+});
+
+/// A link by its token's hash: the share, its sender, and each of its files with its counts, in
+/// the order the recipient sees them (as `recipients::resolve` asks sea-orm).
+static LINK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {SHARE_COLUMNS}, {USER_COLUMNS}, {SHARE_FILE_COLUMNS}, {} FROM shares AS s \
+         LEFT JOIN users AS u ON u.id = s.owner_id \
+         LEFT JOIN share_files AS sf ON sf.share_id = s.id \
+         LEFT JOIN files AS f ON f.id = sf.file_id \
+         WHERE s.token_hash = ?1 ORDER BY sf.position",
+        FILE_COLUMNS.replace("{t}", "f")
+    )
+});
+
+/// A link's row: the share, its sender, one of its files' counts and that file.
+pub type LinkRow = (
+    share::Model,
+    Option<user::Model>,
+    Option<share_file::Model>,
+    Option<file::Model>,
+);
 
 /// Read-only connections to one database file.
 #[derive(Debug)]
@@ -52,14 +92,36 @@ impl Reader {
     /// it through sea-orm.
     pub fn owned_file(&self, id: Uuid, owner: Uuid) -> Option<Option<file::Model>> {
         self.read("a file", |connection| {
-            let mut statement = connection.prepare_cached(OWNED_FILE)?;
+            let mut statement = connection.prepare_cached(&OWNED_FILE)?;
             let row = statement
                 .query_row(
                     (id.as_bytes().as_slice(), owner.as_bytes().as_slice()),
-                    |row| Ok(file_row(row)),
+                    |row| Ok(file_row(&Columns::new(row))),
                 )
                 .optional()?;
             row.transpose()
+        })
+    }
+
+    /// The rows of the link whose token hashes to `token_hash` (none for an unknown link);
+    /// `None` when the caller should read them through sea-orm.
+    pub fn link(&self, token_hash: &[u8]) -> Option<Vec<LinkRow>> {
+        self.read("a link", |connection| {
+            let mut statement = connection.prepare_cached(&LINK)?;
+            let mut rows = statement.query([token_hash])?;
+            let mut link = Vec::new();
+            while let Some(row) = rows.next()? {
+                let user_at = SHARE_WIDTH;
+                let counts_at = user_at + USER_WIDTH;
+                let file_at = counts_at + SHARE_FILE_WIDTH;
+                link.push((
+                    share_row(&Columns::from(row, 0))?,
+                    joined(&Columns::from(row, user_at), user_row)?,
+                    joined(&Columns::from(row, counts_at), share_file_row)?,
+                    joined(&Columns::from(row, file_at), file_row)?,
+                ));
+            }
+            Ok(link)
         })
     }
 
@@ -105,8 +167,67 @@ pub(crate) fn open(file: &Path) -> rusqlite::Result<Connection> {
     Ok(connection)
 }
 
-fn file_row(row: &Row<'_>) -> Result<file::Model, Unreadable> {
-    let c = Columns(row);
+/// A model of a `LEFT JOIN`: none where the join found no row (its first column, the id, is
+/// NULL), as sea-orm reads it.
+fn joined<T>(
+    c: &Columns<'_, '_>,
+    read: impl Fn(&Columns<'_, '_>) -> Result<T, Unreadable>,
+) -> Result<Option<T>, Unreadable> {
+    match c.value(0)? {
+        ValueRef::Null => Ok(None),
+        _ => read(c).map(Some),
+    }
+}
+
+fn share_row(c: &Columns<'_, '_>) -> Result<share::Model, Unreadable> {
+    let state = c.text(5)?;
+    Ok(share::Model {
+        id: c.uuid(0)?,
+        file_id: c.uuid(1)?,
+        owner_id: c.uuid(2)?,
+        recipient: c.optional(3, Columns::text)?.map(str::to_owned),
+        token_hash: c.optional(4, Columns::blob)?.map(<[u8]>::to_vec),
+        state: <ShareState as sea_orm::ActiveEnum>::try_from_value(&state.to_owned())
+            .map_err(|e| c.wrong(5, &e))?,
+        expires_at: c.time(6)?,
+        max_downloads: c.optional(7, Columns::int32)?,
+        password_hash: c.optional(8, Columns::text)?.map(str::to_owned),
+        verify_recipient: c.boolean(9)?,
+        receipts: c.boolean(10)?,
+        message: c.optional(11, Columns::text)?.map(str::to_owned),
+        last_error: c.optional(12, Columns::text)?.map(str::to_owned),
+        created_at: c.time(13)?,
+        emailed_at: c.optional(14, Columns::time)?,
+        revoked_at: c.optional(15, Columns::time)?,
+        claimed_at: c.optional(16, Columns::time)?,
+    })
+}
+
+fn user_row(c: &Columns<'_, '_>) -> Result<user::Model, Unreadable> {
+    let role = c.text(3)?;
+    Ok(user::Model {
+        id: c.uuid(0)?,
+        email: c.text(1)?.to_owned(),
+        password_hash: c.text(2)?.to_owned(),
+        role: <Role as sea_orm::ActiveEnum>::try_from_value(&role.to_owned())
+            .map_err(|e| c.wrong(3, &e))?,
+        disabled: c.boolean(4)?,
+        created_at: c.time(5)?,
+        email_verified_at: c.optional(6, Columns::time)?,
+    })
+}
+
+fn share_file_row(c: &Columns<'_, '_>) -> Result<share_file::Model, Unreadable> {
+    Ok(share_file::Model {
+        share_id: c.uuid(0)?,
+        file_id: c.uuid(1)?,
+        position: c.int32(2)?,
+        downloads_used: c.int32(3)?,
+        downloads_completed: c.int32(4)?,
+    })
+}
+
+fn file_row(c: &Columns<'_, '_>) -> Result<file::Model, Unreadable> {
     let status = c.text(6)?;
     Ok(file::Model {
         id: c.uuid(0)?,
@@ -142,11 +263,24 @@ pub(crate) enum Unreadable {
 }
 
 /// A row's columns, read in place, each only from the storage classes sqlx decodes it from.
-pub(crate) struct Columns<'a, 'r>(pub &'a Row<'r>);
+/// Indexes count from `base`: a joined row holds one model's columns after another's.
+pub(crate) struct Columns<'a, 'r> {
+    row: &'a Row<'r>,
+    base: usize,
+}
 
-impl<'a> Columns<'a, '_> {
+impl<'a, 'r> Columns<'a, 'r> {
+    pub fn new(row: &'a Row<'r>) -> Self {
+        Self { row, base: 0 }
+    }
+
+    /// The columns from `base` on.
+    fn from(row: &'a Row<'r>, base: usize) -> Self {
+        Self { row, base }
+    }
+
     pub fn value(&self, index: usize) -> Result<ValueRef<'a>, Unreadable> {
-        Ok(self.0.get_ref(index)?)
+        Ok(self.row.get_ref(self.base + index)?)
     }
 
     /// `read` of the column, or `None` for NULL.
@@ -187,6 +321,11 @@ impl<'a> Columns<'a, '_> {
         }
     }
 
+    /// A boolean as sqlx stores it (an integer, 0 or not).
+    pub fn boolean(&self, index: usize) -> Result<bool, Unreadable> {
+        self.integer(index).map(|n| n != 0)
+    }
+
     pub fn int32(&self, index: usize) -> Result<i32, Unreadable> {
         i32::try_from(self.integer(index)?).map_err(|e| self.wrong(index, &e))
     }
@@ -207,7 +346,12 @@ impl<'a> Columns<'a, '_> {
     /// What was wrong with a column, naming it.
     pub fn wrong(&self, index: usize, why: &dyn std::fmt::Display) -> Unreadable {
         Unreadable::Column {
-            column: self.0.as_ref().column_name(index).unwrap_or("?").to_owned(),
+            column: self
+                .row
+                .as_ref()
+                .column_name(self.base + index)
+                .unwrap_or("?")
+                .to_owned(),
             why: why.to_string(),
         }
     }

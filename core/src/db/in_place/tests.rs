@@ -1,8 +1,10 @@
-use sea_orm::{ColumnTrait as _, ConnectionTrait as _, EntityTrait as _, QueryFilter as _};
+use sea_orm::{
+    ColumnTrait as _, ConnectionTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+};
 use uuid::Uuid;
 
-use entity::states::{FileStatus, Role};
-use entity::{file, user};
+use entity::states::{FileStatus, Role, ShareState};
+use entity::{file, share, share_file, user};
 
 use super::Reader;
 
@@ -114,6 +116,104 @@ async fn a_file_read_in_place_is_what_sea_orm_reads() {
         );
     }
     assert_eq!(reader.owned_file(Uuid::now_v7(), owner), Some(None));
+}
+
+/// A share of `files` (a bundle when several) under `hash`, its optional columns set or not.
+fn share_of(owner: Uuid, files: &[Uuid], hash: u8, full: bool) -> share::Model {
+    let at = chrono::DateTime::parse_from_rfc3339("2026-12-07T12:34:56.000001Z")
+        .expect("a time")
+        .to_utc();
+    share::Model {
+        id: Uuid::now_v7(),
+        file_id: files[0],
+        owner_id: owner,
+        recipient: full.then(|| "o'brien@example.org".into()),
+        token_hash: Some(vec![hash; 32]),
+        state: if full {
+            ShareState::Emailed
+        } else {
+            ShareState::Active
+        },
+        expires_at: at + chrono::Duration::days(7),
+        max_downloads: full.then_some(3),
+        password_hash: full.then(|| "$argon2id$v=19$…".into()),
+        verify_recipient: full,
+        receipts: !full,
+        message: full.then(|| "Voilà \"the\" files\n<b>bold</b>".into()),
+        last_error: full.then(|| "an earlier try failed".into()),
+        created_at: at,
+        emailed_at: full.then_some(at),
+        revoked_at: None,
+        claimed_at: full.then_some(at),
+    }
+}
+
+async fn link_through_sea_orm(
+    db: &sea_orm::DatabaseConnection,
+    hash: &[u8],
+) -> Vec<super::LinkRow> {
+    share::Entity::find()
+        .filter(share::Column::TokenHash.eq(hash.to_vec()))
+        .find_also_related(user::Entity)
+        .find_also(share::Entity, share_file::Entity)
+        .find_also(share_file::Entity, file::Entity)
+        .order_by_asc(share_file::Column::Position)
+        .all(db)
+        .await
+        .expect("a link")
+}
+
+#[tokio::test]
+async fn a_link_read_in_place_is_what_sea_orm_reads() {
+    let (_dir, url, db) = database().await;
+    let owner = owner(&db).await;
+    let written = files(owner);
+    file::Entity::insert_many(written.iter().cloned().map(file::ActiveModel::from))
+        .exec(&db)
+        .await
+        .expect("files");
+    let ids: Vec<Uuid> = written.iter().map(|f| f.id).collect();
+    // A bundle whose files were added out of the order the recipient sees them, and a link
+    // with no file rows at all.
+    let bundle = share_of(owner, &ids[..3], 1, true);
+    let bare = share_of(owner, &ids[3..], 2, false);
+    share::Entity::insert_many([bundle.clone(), bare.clone()].map(share::ActiveModel::from))
+        .exec(&db)
+        .await
+        .expect("shares");
+    let counts = [(ids[2], 0), (ids[0], 2), (ids[1], 1)].map(|(file_id, position)| {
+        share_file::ActiveModel::from(share_file::Model {
+            share_id: bundle.id,
+            file_id,
+            position,
+            downloads_used: position + 1,
+            downloads_completed: position,
+        })
+    });
+    share_file::Entity::insert_many(counts)
+        .exec(&db)
+        .await
+        .expect("counts");
+    let reader = Reader::for_url(&url).expect("a database on disk");
+
+    for (share, rows) in [(&bundle, 3), (&bare, 1)] {
+        let hash = share.token_hash.clone().expect("a hash");
+        let in_place = reader.link(&hash).expect("read in place");
+        assert_eq!(in_place, link_through_sea_orm(&db, &hash).await);
+        assert_eq!(in_place.len(), rows);
+        assert!(in_place.iter().all(|(s, sender, _, _)| s == share
+            && sender.as_ref().map(|u| u.id) == Some(owner)));
+    }
+    let files: Vec<Uuid> = reader
+        .link(&[1; 32])
+        .expect("read in place")
+        .into_iter()
+        .filter_map(|(_, _, _, file)| file.map(|f| f.id))
+        .collect();
+    assert_eq!(files, [ids[2], ids[1], ids[0]], "in the recipient's order");
+    let (_, _, counts, file) = &reader.link(&[2; 32]).expect("read in place")[0];
+    assert_eq!((counts, file), (&None, &None), "no file rows");
+    assert_eq!(reader.link(&[3; 32]), Some(Vec::new()), "an unknown link");
 }
 
 #[tokio::test]

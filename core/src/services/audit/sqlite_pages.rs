@@ -63,7 +63,7 @@ fn event(row: &Row<'_>) -> Result<audit_event::Model, DbErr> {
 }
 
 fn read_event(row: &Row<'_>) -> Result<audit_event::Model, Unreadable> {
-    let column = Columns(row);
+    let column = Columns::new(row);
     let details = serde_json::from_str(column.text(10)?).map_err(|e| column.wrong(10, &e))?;
     Ok(audit_event::Model {
         id: column.uuid(0)?,

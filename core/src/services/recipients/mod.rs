@@ -210,15 +210,22 @@ async fn resolve(
 ) -> Result<Resolved, Refusal> {
     let token = Token::parse(raw_token).ok_or(Refusal::Unknown)?;
     // The share, its sender and its files in one query (a row per file; no `LIMIT`: see
-    // `db::by_key`): every download through a link starts here.
-    let rows = share::Entity::find()
-        .filter(share::Column::TokenHash.eq(token.hash()))
-        .find_also_related(user::Entity)
-        .find_also(share::Entity, share_file::Entity)
-        .find_also(share_file::Entity, file::Entity)
-        .order_by_asc(share_file::Column::Position)
-        .all(&core.db)
-        .await?;
+    // `db::by_key`): every download through a link starts here. On SQLite, in place (see
+    // `db::in_place`).
+    let hash = token.hash();
+    let rows = match core.in_place.as_ref().and_then(|r| r.link(&hash)) {
+        Some(rows) => rows,
+        None => {
+            share::Entity::find()
+                .filter(share::Column::TokenHash.eq(hash))
+                .find_also_related(user::Entity)
+                .find_also(share::Entity, share_file::Entity)
+                .find_also(share_file::Entity, file::Entity)
+                .order_by_asc(share_file::Column::Position)
+                .all(&core.db)
+                .await?
+        }
+    };
     let Some((share, sender)) = rows.first().map(|(s, u, _, _)| (s.clone(), u.clone())) else {
         return Err(Refusal::Unknown);
     };
