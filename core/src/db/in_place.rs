@@ -158,7 +158,7 @@ impl Reader {
 }
 
 /// A read-only connection that never waits for a lock.
-pub(crate) fn open(file: &Path) -> rusqlite::Result<Connection> {
+fn open(file: &Path) -> rusqlite::Result<Connection> {
     let connection = Connection::open_with_flags(
         file,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
