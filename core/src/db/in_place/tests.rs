@@ -1,6 +1,4 @@
-use sea_orm::{
-    ColumnTrait as _, ConnectionTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-};
+use sea_orm::{ConnectionTrait as _, EntityTrait as _};
 use uuid::Uuid;
 
 use entity::states::{FileStatus, Role, ShareState};
@@ -77,14 +75,13 @@ async fn owner(db: &sea_orm::DatabaseConnection) -> Uuid {
     id
 }
 
+/// What `services::files` reads when the file is not read in place.
 async fn through_sea_orm(
     db: &sea_orm::DatabaseConnection,
     id: Uuid,
     owner: Uuid,
 ) -> Option<file::Model> {
-    file::Entity::find_by_id(id)
-        .filter(file::Column::OwnerId.eq(owner))
-        .filter(file::Column::Status.ne(FileStatus::Deleted))
+    crate::services::files::owned_select(owner, id)
         .one(db)
         .await
         .expect("a lookup")
@@ -148,16 +145,12 @@ fn share_of(owner: Uuid, files: &[Uuid], hash: u8, full: bool) -> share::Model {
     }
 }
 
+/// What `services::recipients` reads when the link is not read in place.
 async fn link_through_sea_orm(
     db: &sea_orm::DatabaseConnection,
     hash: &[u8],
 ) -> Vec<super::LinkRow> {
-    share::Entity::find()
-        .filter(share::Column::TokenHash.eq(hash.to_vec()))
-        .find_also_related(user::Entity)
-        .find_also(share::Entity, share_file::Entity)
-        .find_also(share_file::Entity, file::Entity)
-        .order_by_asc(share_file::Column::Position)
+    crate::services::recipients::link_select(hash.to_vec())
         .all(db)
         .await
         .expect("a link")

@@ -62,12 +62,17 @@ async fn find_owned(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<file::M
     if let Some(found) = core.in_place.as_ref().and_then(|r| r.owned_file(id, owner)) {
         return found.ok_or(ServiceError::NotFound("file"));
     }
-    let owned = file::Entity::find_by_id(id)
-        .filter(file::Column::OwnerId.eq(owner))
-        .filter(file::Column::Status.ne(FileStatus::Deleted));
-    by_key(owned, &core.db)
+    by_key(owned_select(owner, id), &core.db)
         .await?
         .ok_or(ServiceError::NotFound("file"))
+}
+
+/// The query of `owner`'s file `id` unless it is deleted: what [`find_owned`] asks sea-orm when
+/// the file is not read in place (and what `db::in_place`'s tests hold that reader to).
+pub(crate) fn owned_select(owner: Uuid, id: Uuid) -> sea_orm::Select<file::Entity> {
+    file::Entity::find_by_id(id)
+        .filter(file::Column::OwnerId.eq(owner))
+        .filter(file::Column::Status.ne(FileStatus::Deleted))
 }
 
 pub async fn get(core: &Core, owner: &User, id: Uuid) -> ServiceResult<FileView> {

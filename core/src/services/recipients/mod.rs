@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
+use sea_orm::{
+    ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _, SelectFour, TopologyStar,
+};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -215,16 +217,7 @@ async fn resolve(
     let hash = token.hash();
     let rows = match core.in_place.as_ref().and_then(|r| r.link(&hash)) {
         Some(rows) => rows,
-        None => {
-            share::Entity::find()
-                .filter(share::Column::TokenHash.eq(hash))
-                .find_also_related(user::Entity)
-                .find_also(share::Entity, share_file::Entity)
-                .find_also(share_file::Entity, file::Entity)
-                .order_by_asc(share_file::Column::Position)
-                .all(&core.db)
-                .await?
-        }
+        None => link_select(hash).all(&core.db).await?,
     };
     let Some((share, sender)) = rows.first().map(|(s, u, _, _)| (s.clone(), u.clone())) else {
         return Err(Refusal::Unknown);
@@ -254,6 +247,20 @@ async fn resolve(
         files,
         sender: sender.email,
     })
+}
+
+/// The query of the link whose token hashes to `hash`: its share, sender, and each file with
+/// its counts, a row per file in the recipient's order. What [`resolve`] asks sea-orm when the
+/// link is not read in place (and what `db::in_place`'s tests hold that reader to).
+pub(crate) fn link_select(
+    hash: Vec<u8>,
+) -> SelectFour<share::Entity, user::Entity, share_file::Entity, file::Entity, TopologyStar> {
+    share::Entity::find()
+        .filter(share::Column::TokenHash.eq(hash))
+        .find_also_related(user::Entity)
+        .find_also(share::Entity, share_file::Entity)
+        .find_also(share_file::Entity, file::Entity)
+        .order_by_asc(share_file::Column::Position)
 }
 
 /// The landing page again, for a retry (a password, a code): neither audited nor counted as a
