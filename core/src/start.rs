@@ -103,6 +103,7 @@ impl Core {
             write_gate.clone(),
             keys.clone(),
             config.audit_repeat_window,
+            db::sqlite_file(&config.database_url).as_deref(),
         );
         let oidc = match &config.identity.oidc {
             Some(settings) => Some(Arc::new(

@@ -14,13 +14,14 @@
 //! checks it, though the writer made it.
 
 use sea_orm::{
-    ActiveModelTrait as _, ConnectionTrait, DbBackend, DbErr, IdenStatic as _, Iterable as _,
-    Statement, TryIntoModel as _, Value,
+    ActiveModelTrait as _, DbBackend, DbErr, IdenStatic as _, Iterable as _, Statement,
+    TryIntoModel as _, Value,
 };
 
 use entity::audit_event;
 
 use super::encoding::{GENESIS, link_hash_written};
+use super::writer::{execute, stored};
 use crate::crypto::{KeyStore, Keyring};
 
 /// Why a pending event is not sealed.
@@ -78,33 +79,38 @@ const STILL_THE_HEAD: &str = "WHERE NOT EXISTS (SELECT 1 FROM audit_events WHERE
      AND (SELECT hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1) IS ?";
 
 /// The head, or `None` while an event is pending (nothing may be linked past it).
-async fn read_head(conn: &impl ConnectionTrait) -> Result<Option<Head>, DbErr> {
-    let row = conn
-        .query_one_raw(Statement::from_string(DbBackend::Sqlite, HEAD))
-        .await?
-        .ok_or_else(|| DbErr::Custom("the chain's head: no row".into()))?;
-    if row.try_get::<bool>("", "pending")? {
+fn read_head(connection: &rusqlite::Connection) -> Result<Option<Head>, DbErr> {
+    let mut statement = connection.prepare_cached(HEAD).map_err(stored)?;
+    let (pending, seq, hash, macs) = statement
+        .query_row([], |row| {
+            Ok((
+                row.get::<_, bool>(0)?,
+                row.get::<_, Option<i64>>(1)?,
+                row.get::<_, Option<Vec<u8>>>(2)?,
+                row.get::<_, Option<bool>>(3)?,
+            ))
+        })
+        .map_err(stored)?;
+    if pending {
         return Ok(None);
     }
-    let seq: Option<i64> = row.try_get("", "seq")?;
-    let hash: Option<Vec<u8>> = row.try_get("", "hash")?;
     Ok(Some(Head {
         sealed: seq.map(|seq| (seq, hash.unwrap_or_default())),
-        macs: row.try_get::<Option<bool>>("", "macs")?.unwrap_or(false),
+        macs: macs.unwrap_or(false),
     }))
 }
 
 /// Inserts `rows` linked after `head` (read first when unknown) in one statement that inserts
 /// nothing unless `head` is still the chain's head and nothing is pending. Answers whether it
-/// inserted them; `head` is then theirs, or unknown. Must run on SQLite.
-pub(super) async fn insert_linked(
-    conn: &impl ConnectionTrait,
+/// inserted them; `head` is then theirs, or unknown.
+pub(super) fn insert_linked(
+    connection: &rusqlite::Connection,
     keys: &KeyStore,
     head: &mut Option<Head>,
     rows: &[audit_event::ActiveModel],
 ) -> Result<bool, DbErr> {
     if head.is_none() {
-        *head = read_head(conn).await?;
+        *head = read_head(connection)?;
     }
     let Some(from) = head.take() else {
         return Ok(false);
@@ -150,14 +156,8 @@ pub(super) async fn insert_linked(
     );
     // An error here (another process's commit moved SQLite's snapshot, say) is answered as a
     // refusal: the caller's plain insert then meets any lasting fault and reports it.
-    let inserted = conn
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Sqlite,
-            sql,
-            values,
-        ))
-        .await
-        .is_ok_and(|done| done.rows_affected() == rows.len() as u64);
+    let statement = Statement::from_sql_and_values(DbBackend::Sqlite, sql, values);
+    let inserted = execute(connection, statement).is_ok_and(|n| n == rows.len() as u64);
     if inserted {
         *head = Some(Head {
             sealed: Some((seq, previous)),

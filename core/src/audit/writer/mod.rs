@@ -5,62 +5,31 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait as _, Query};
-use sea_orm::{
-    ColumnTrait as _, Condition, DatabaseConnection, DatabaseTransaction, DbBackend,
-    EntityTrait as _, QueryFilter as _,
-};
+use chrono::Utc;
+use sea_orm::{DatabaseConnection, DbErr, EntityTrait as _, Statement};
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
-use entity::{audit_event, share, share_file};
+use entity::audit_event;
 
-use super::link::{self, Head};
 use super::repeats::{Repeat, Repeats};
 use super::{Event, authenticated_row};
 use crate::crypto::KeyStore;
-use crate::types::ShareState;
 
-/// A change that an event records, made in the writer's transaction just before the events
-/// are inserted. Only an event whose change applied is recorded (a claim refused because its
-/// share was used up meanwhile records nothing here; the caller records the refusal).
-///
-/// Each names the files of the share it counts against: one for a download of a file, all of
-/// a bundle's for a "Download all". The changes of one kind to the same files that arrive
-/// together are made with one `UPDATE … n`: a row is written once per commit instead of once
-/// per download. Releases come first, then completions, then claims, so that a place given back
-/// is free for a claim in the same commit.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Change {
-    /// Downloads given back their places when they stopped short. Always applies.
-    ReleaseDownload { share: Uuid, files: Vec<Uuid> },
-    /// Downloads that delivered their files to the last byte. Always applies.
-    CompleteDownload { share: Uuid, files: Vec<Uuid> },
-    /// A download takes a place of each of its files, all or none, only while the share allows
-    /// it (live, unexpired, and each file below `max_downloads` if it has one). When the share
-    /// has room for fewer than arrived together, the first ones in arrival order take it.
-    ClaimDownload { share: Uuid, files: Vec<Uuid> },
-}
+mod changes;
+mod on_sqlite;
 
-impl Change {
-    fn files(&self) -> (Uuid, &[Uuid]) {
-        match self {
-            Self::ReleaseDownload { share, files }
-            | Self::CompleteDownload { share, files }
-            | Self::ClaimDownload { share, files } => (*share, files),
-        }
-    }
-}
+pub use changes::Change;
+pub(crate) use on_sqlite::{execute, stored};
+
+/// What a request waiting for a commit is told: whether its change applied.
+type Answers = Result<bool, DbErr>;
 
 /// An event waiting for the writer, with its change (if any) and the request that waits for
 /// the commit.
 struct Pending {
     row: audit_event::ActiveModel,
     change: Option<Change>,
-    done: oneshot::Sender<Result<bool, sea_orm::DbErr>>,
+    done: oneshot::Sender<Answers>,
 }
 
 /// Most events one insert takes (13 columns each: far below every database's parameter limit).
@@ -77,192 +46,97 @@ pub struct AuditWriter {
     keys: Arc<KeyStore>,
 }
 
-/// Commits one batch: the changes (see [`Change`]), then every event whose change applied (or
-/// that had none) in one insert. Answers for each whether its change applied.
-async fn commit(
-    db: &DatabaseConnection,
-    gate: &crate::db::WriteGate,
-    linking: Option<(&KeyStore, &mut Option<Head>)>,
-    batch: Vec<Pending>,
-) -> (
-    Vec<oneshot::Sender<Result<bool, sea_orm::DbErr>>>,
-    Result<Vec<bool>, sea_orm::DbErr>,
-) {
-    let mut rows = Vec::with_capacity(batch.len());
-    let mut changes = Vec::new();
-    let mut waiting = Vec::with_capacity(batch.len());
+/// A batch taken apart: the requests waiting, the events' rows, and the changes with the place
+/// of their event.
+struct Parts {
+    waiting: Vec<oneshot::Sender<Answers>>,
+    rows: Vec<audit_event::ActiveModel>,
+    changes: Vec<(usize, Change)>,
+}
+
+fn split(batch: Vec<Pending>) -> Parts {
+    let mut parts = Parts {
+        waiting: Vec::with_capacity(batch.len()),
+        rows: Vec::with_capacity(batch.len()),
+        changes: Vec::new(),
+    };
     for (i, pending) in batch.into_iter().enumerate() {
-        waiting.push(pending.done);
+        parts.waiting.push(pending.done);
         if let Some(change) = pending.change {
-            changes.push((i, change));
+            parts.changes.push((i, change));
         }
-        rows.push(pending.row);
+        parts.rows.push(pending.row);
     }
-    let entered = gate.enter().await;
+    parts
+}
+
+/// Tells each request of a batch how its commit went.
+fn answer(waiting: Vec<oneshot::Sender<Answers>>, result: &Result<Vec<bool>, DbErr>) {
+    for (i, request) in waiting.into_iter().enumerate() {
+        let _ = request.send(match result {
+            Ok(applied) => Ok(applied[i]),
+            Err(err) => Err(copy_of(err)),
+        });
+    }
+}
+
+/// Commits one batch through sea-orm (PostgreSQL; SQLite when the writer has no connection of
+/// its own): the changes, then every event whose change applied (or that had none) in one
+/// insert, left for the sealer to link. Answers for each whether its change applied.
+async fn commit(db: &DatabaseConnection, batch: Vec<Pending>) {
+    let Parts {
+        waiting,
+        rows,
+        changes,
+    } = split(batch);
     let result = async {
-        let mut applied = vec![true; rows.len()];
         if changes.is_empty() {
             // One statement commits on its own.
-            if let Some((keys, head)) = linking
-                && link::insert_linked(db, keys, head, &rows).await?
-            {
-                return Ok(applied);
-            }
             audit_event::Entity::insert_many(rows).exec(db).await?;
-            return Ok(applied);
+            return Ok(vec![true; waiting.len()]);
         }
         let txn = crate::db::begin_write(db).await?;
-        // By kind, then share id: two writers (two API instances) lock the rows of the shares
-        // they both change in the same order.
-        let mut grouped: BTreeMap<Change, Vec<usize>> = BTreeMap::new();
-        for (i, change) in changes {
-            grouped.entry(change).or_default().push(i);
-        }
-        let now = Utc::now();
-        for (change, waiting) in grouped {
-            let Change::ClaimDownload { share, files } = &change else {
-                adjust(&txn, &change, waiting.len()).await?;
-                continue;
-            };
-            if claim_downloads(&txn, *share, files, waiting.len(), now).await? {
-                continue;
-            }
-            // Not room for all of them: the first ones, as far as there is room.
-            let mut room = waiting.len() > 1;
-            for i in waiting {
-                room = room && claim_downloads(&txn, *share, files, 1, now).await?;
-                applied[i] = room;
-            }
-        }
+        let applied =
+            changes::make(&mut &txn, db.get_database_backend(), changes, rows.len()).await?;
         let kept: Vec<_> = rows
             .into_iter()
             .zip(&applied)
             .filter_map(|(row, applied)| applied.then_some(row))
             .collect();
-        let linked = match linking {
-            Some((keys, head)) if !kept.is_empty() => {
-                link::insert_linked(&txn, keys, head, &kept).await?
-            }
-            _ => false,
-        };
-        if !kept.is_empty() && !linked {
+        if !kept.is_empty() {
             audit_event::Entity::insert_many(kept).exec(&txn).await?;
         }
         txn.commit().await?;
         Ok(applied)
     }
     .await;
-    drop(entered);
-    (waiting, result)
+    answer(waiting, &result);
 }
 
-/// Claims `n` places of each of `files` of `share`, if the share has room for all of them;
-/// answers whether it did. The share's row is not written: each file's row is, under a condition
-/// that reads the share (re-checked by PostgreSQL once a concurrent claim of the same row
-/// commits), and a file without room undoes the files claimed before it.
-async fn claim_downloads(
-    txn: &DatabaseTransaction,
-    share: Uuid,
-    files: &[Uuid],
-    n: usize,
-    now: DateTime<Utc>,
-) -> Result<bool, sea_orm::DbErr> {
-    let n = i32::try_from(n).unwrap_or(i32::MAX);
-    let used = || Expr::col((share_file::Entity, share_file::Column::DownloadsUsed));
-    let share_allows = Query::select()
-        .expr(Expr::val(1))
-        .from(share::Entity)
-        .and_where(Expr::col((share::Entity, share::Column::Id)).eq(share))
-        .and_where(Expr::col((share::Entity, share::Column::State)).is_in(ShareState::LIVE))
-        .and_where(Expr::col((share::Entity, share::Column::ExpiresAt)).gt(now))
-        .cond_where(
-            Condition::any()
-                .add(Expr::col((share::Entity, share::Column::MaxDownloads)).is_null())
-                .add(
-                    used()
-                        .add(n)
-                        .lte(Expr::col((share::Entity, share::Column::MaxDownloads))),
-                ),
-        )
-        .to_owned();
-    for (claimed, file) in files.iter().enumerate() {
-        let counted = share_file::Entity::update_many()
-            .col_expr(share_file::Column::DownloadsUsed, used().add(n))
-            .filter(share_file::Column::ShareId.eq(share))
-            .filter(share_file::Column::FileId.eq(*file))
-            .filter(Expr::exists(share_allows.clone()))
-            .exec(txn)
-            .await?;
-        if counted.rows_affected != 1 {
-            give_back(txn, share, &files[..claimed], n).await?;
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Takes `n` places of each of `files` of `share` back.
-async fn give_back(
-    txn: &DatabaseTransaction,
-    share: Uuid,
-    files: &[Uuid],
-    n: i32,
-) -> Result<(), sea_orm::DbErr> {
-    if files.is_empty() {
-        return Ok(());
-    }
-    share_file::Entity::update_many()
-        .col_expr(
-            share_file::Column::DownloadsUsed,
-            Expr::col(share_file::Column::DownloadsUsed).sub(n),
-        )
-        .filter(share_file::Column::ShareId.eq(share))
-        .filter(share_file::Column::FileId.is_in(files.iter().copied()))
-        .exec(txn)
-        .await?;
-    Ok(())
-}
-
-/// Gives back `n` places of each of the change's files ([`Change::ReleaseDownload`]), or counts
-/// `n` complete downloads of each ([`Change::CompleteDownload`]).
-async fn adjust(
-    txn: &DatabaseTransaction,
-    change: &Change,
-    n: usize,
-) -> Result<(), sea_orm::DbErr> {
-    let n = i32::try_from(n).unwrap_or(i32::MAX);
-    let (share, files) = change.files();
-    match change {
-        Change::ReleaseDownload { .. } => give_back(txn, share, files, n).await,
-        Change::CompleteDownload { .. } => {
-            share_file::Entity::update_many()
-                .col_expr(
-                    share_file::Column::DownloadsCompleted,
-                    Expr::col(share_file::Column::DownloadsCompleted).add(n),
-                )
-                .filter(share_file::Column::ShareId.eq(share))
-                .filter(share_file::Column::FileId.is_in(files.iter().copied()))
-                .exec(txn)
-                .await?;
-            Ok(())
-        }
-        Change::ClaimDownload { .. } => Ok(()),
+impl changes::Run for &sea_orm::DatabaseTransaction {
+    async fn run(&mut self, statement: Statement) -> Result<u64, DbErr> {
+        use sea_orm::ConnectionTrait as _;
+        Ok(self.execute_raw(statement).await?.rows_affected())
     }
 }
 
 impl AuditWriter {
     /// Starts the writer on the current runtime; it stops when the last handle is dropped.
-    /// `repeat_window` is the window of [`AuditWriter::record_repeatable`].
+    /// `repeat_window` is the window of [`AuditWriter::record_repeatable`]. `sqlite_file` is the
+    /// database's file on SQLite: the writer commits through a connection of its own to it
+    /// (`on_sqlite`) and links its events as it inserts them (`super::link`).
     pub fn start(
         db: DatabaseConnection,
         gate: crate::db::WriteGate,
         keys: Arc<KeyStore>,
         repeat_window: Duration,
+        sqlite_file: Option<&std::path::Path>,
     ) -> Self {
         let (queue, mut incoming) = mpsc::unbounded_channel::<Pending>();
         let repeats = Arc::new(Repeats::new(repeat_window));
         let closing = repeats.clone();
         let signing = keys.clone();
+        let own = sqlite_file.and_then(|file| on_sqlite::OwnConnection::open(file, keys.clone()));
         tokio::spawn(async move {
             let insert = |rows: Vec<audit_event::ActiveModel>| {
                 let (db, gate) = (&db, &gate);
@@ -273,9 +147,6 @@ impl AuditWriter {
                     result
                 }
             };
-            // On SQLite the writer links its events as it inserts them (`super::link`).
-            let sqlite = db.get_database_backend() == DbBackend::Sqlite;
-            let mut head = None;
             let mut closes = tokio::time::interval(closing.window / 2);
             closes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut batch = Vec::new();
@@ -285,14 +156,21 @@ impl AuditWriter {
                         if received == 0 {
                             break;
                         }
-                        let linking = sqlite.then_some((&*signing, &mut head));
-                        let (waiting, result) =
-                            commit(&db, &gate, linking, std::mem::take(&mut batch)).await;
-                        for (i, request) in waiting.into_iter().enumerate() {
-                            let _ = request.send(match &result {
-                                Ok(applied) => Ok(applied[i]),
-                                Err(err) => Err(copy_of(err)),
-                            });
+                        let entered = gate.enter().await;
+                        // What arrived while the commit before held the gate joins this one.
+                        while batch.len() < MOST_PER_INSERT
+                            && let Ok(pending) = incoming.try_recv()
+                        {
+                            batch.push(pending);
+                        }
+                        let batch = std::mem::take(&mut batch);
+                        match &own {
+                            // The thread lets the next batch in once this one is committed.
+                            Some(own) => own.commit(batch, entered),
+                            None => {
+                                commit(&db, batch).await;
+                                drop(entered);
+                            }
                         }
                     }
                     _ = closes.tick() => {
@@ -383,3 +261,6 @@ fn copy_of(err: &sea_orm::DbErr) -> sea_orm::DbErr {
         other => DbErr::Custom(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests;
