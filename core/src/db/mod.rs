@@ -160,6 +160,17 @@ pub(crate) fn sqlite_url_in(dir: &std::path::Path) -> String {
     format!("sqlite://{}?mode=rwc", dir.join("coffer.db").display())
 }
 
+/// A new SQLite database, migrated, in a temporary directory (kept while the first value
+/// lives), with its URL (for tests).
+#[cfg(test)]
+pub(crate) async fn migrated_sqlite() -> (tempfile::TempDir, String, DatabaseConnection) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = sqlite_url_in(dir.path());
+    let db = connect(&url).await.expect("a SQLite database");
+    migrate(&db).await.expect("migrations");
+    (dir, url, db)
+}
+
 #[cfg(test)]
 mod tests {
     use super::sqlite_url_in;

@@ -31,10 +31,7 @@ async fn database() -> (
     std::path::PathBuf,
     sea_orm::DatabaseConnection,
 ) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = crate::db::sqlite_url_in(dir.path());
-    let db = crate::db::connect(&url).await.expect("a SQLite database");
-    crate::db::migrate(&db).await.expect("migrations");
+    let (dir, url, db) = crate::db::migrated_sqlite().await;
     let file = crate::db::sqlite_file(&url).expect("a database on disk");
     (dir, file, db)
 }

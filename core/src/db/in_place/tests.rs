@@ -49,14 +49,6 @@ fn files(owner: Uuid) -> Vec<file::Model> {
     .collect()
 }
 
-async fn database() -> (tempfile::TempDir, String, sea_orm::DatabaseConnection) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = crate::db::sqlite_url_in(dir.path());
-    let db = crate::db::connect(&url).await.expect("a SQLite database");
-    crate::db::migrate(&db).await.expect("migrations");
-    (dir, url, db)
-}
-
 /// A new account's id (each file has an owner).
 async fn owner(db: &sea_orm::DatabaseConnection) -> Uuid {
     let id = Uuid::now_v7();
@@ -89,7 +81,7 @@ async fn through_sea_orm(
 
 #[tokio::test]
 async fn a_file_read_in_place_is_what_sea_orm_reads() {
-    let (_dir, url, db) = database().await;
+    let (_dir, url, db) = crate::db::migrated_sqlite().await;
     let (owner, stranger) = (owner(&db).await, owner(&db).await);
     let written = files(owner);
     file::Entity::insert_many(written.iter().cloned().map(file::ActiveModel::from))
@@ -158,7 +150,7 @@ async fn link_through_sea_orm(
 
 #[tokio::test]
 async fn a_link_read_in_place_is_what_sea_orm_reads() {
-    let (_dir, url, db) = database().await;
+    let (_dir, url, db) = crate::db::migrated_sqlite().await;
     let owner = owner(&db).await;
     let written = files(owner);
     file::Entity::insert_many(written.iter().cloned().map(file::ActiveModel::from))
@@ -211,7 +203,7 @@ async fn a_link_read_in_place_is_what_sea_orm_reads() {
 
 #[tokio::test]
 async fn a_row_not_as_sqlx_writes_it_is_left_to_sea_orm() {
-    let (_dir, url, db) = database().await;
+    let (_dir, url, db) = crate::db::migrated_sqlite().await;
     let owner = owner(&db).await;
     let file = files(owner).remove(0);
     let id = file.id;

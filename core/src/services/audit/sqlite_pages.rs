@@ -123,10 +123,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_page_read_in_place_is_what_sea_orm_reads() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = crate::db::sqlite_url_in(dir.path());
-        let db = crate::db::connect(&url).await.expect("a SQLite database");
-        crate::db::migrate(&db).await.expect("migrations");
+        let (_dir, url, db) = crate::db::migrated_sqlite().await;
         let written = events();
         audit_event::Entity::insert_many(
             written.iter().cloned().map(audit_event::ActiveModel::from),
