@@ -68,11 +68,10 @@ impl From<Invalid> for ServiceError {
 
 impl From<sea_orm::DbErr> for ServiceError {
     fn from(err: sea_orm::DbErr) -> Self {
-        match err {
-            sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_) => {
-                Self::Unavailable(anyhow::Error::new(err).context("database"))
-            }
-            other => Self::Internal(anyhow::Error::new(other).context("database")),
+        if crate::db::connection_lost(&err) {
+            Self::Unavailable(anyhow::Error::new(err).context("database"))
+        } else {
+            Self::Internal(anyhow::Error::new(err).context("database"))
         }
     }
 }

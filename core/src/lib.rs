@@ -77,6 +77,8 @@ pub struct Core {
     pub(crate) signup_slots: Arc<tokio::sync::Semaphore>,
     /// Single rows of an SQLite database read on the calling thread (see `db::in_place`).
     pub(crate) in_place: Option<Arc<db::in_place::Reader>>,
+    /// PostgreSQL connections kept out of the pool for lookups (see `db::kept`).
+    pub(crate) kept: Option<Arc<db::kept::Kept>>,
     /// Sessions resolved within the last second (see `session_cache`).
     pub session_cache: Arc<session_cache::SessionCache>,
     /// The OpenID provider, when single sign-on is set up (`COFFER_OIDC_ISSUER`).

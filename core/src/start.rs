@@ -120,6 +120,7 @@ impl Core {
             oidc,
             session_cache: Arc::default(),
             in_place: db::in_place::Reader::for_url(&config.database_url).map(Arc::new),
+            kept: db::kept::Kept::for_db(&db).map(Arc::new),
             config: Arc::new(config),
             audit,
             write_gate,

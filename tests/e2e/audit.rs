@@ -1114,6 +1114,106 @@ async fn on_sqlite_the_writer_links_its_events_unless_one_waits_ahead() {
     app.stop().await;
 }
 
+/// Downloads that arrive together are recorded together, in the audit writer's batches: each
+/// request is still answered only once its own event is committed, none is lost or recorded
+/// twice, and the chain verifies. The owner's downloads (events alone) and a link's (each with
+/// its download counted) are mixed.
+async fn downloads_at_once_are_each_recorded_before_their_answer(topology: Topology) {
+    const OWNER: usize = 48;
+    const LINK: usize = 16;
+    let (app, admin) = spawn(topology).await;
+    let user = app.user().await;
+    let id = app.upload(&user, "often.txt", b"often".to_vec()).await;
+    app.wait_until_settled(&user, &id).await;
+    let created = app
+        .post_json(
+            &format!("/api/v1/files/{id}/shares"),
+            &serde_json::json!({ "expires_in_hours": 1 }),
+            Some(&user.token),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let body: Value = created.json().await.expect("json");
+    let link = body["shares"][0]["url"]
+        .as_str()
+        .expect("a link")
+        .to_owned();
+    let share = body["shares"][0]["id"].as_str().expect("id").to_owned();
+
+    let owner = (0..OWNER).map(|_| {
+        let app = &app;
+        let (user, id) = (&user, &id);
+        async move { app.download(user, id).await.status() }
+    });
+    let recipients = (0..LINK).map(|_| {
+        let (http, link) = (&app.http, &link);
+        async move {
+            let response = http
+                .get(format!("{link}/download"))
+                .send()
+                .await
+                .expect("get");
+            let status = response.status();
+            // Read to the end: the download's end is recorded with its last byte.
+            assert_eq!(response.bytes().await.expect("body").as_ref(), b"often");
+            status
+        }
+    });
+    let (owner, recipients) = tokio::join!(
+        futures::future::join_all(owner),
+        futures::future::join_all(recipients)
+    );
+    assert!(
+        owner
+            .iter()
+            .chain(&recipients)
+            .all(|s| *s == StatusCode::OK)
+    );
+
+    // Every owner's download was answered after its event was committed: all are there now.
+    let events = downloads_of(&app, &id).await;
+    assert_eq!(events.len(), OWNER);
+    let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), OWNER, "an event recorded twice");
+    let started = entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::Action.eq("share.download_started"))
+        .filter(entity::audit_event::Column::TargetId.eq(share.as_str()))
+        .all(app.core().db())
+        .await
+        .expect("query");
+    assert_eq!(started.len(), LINK);
+    eventually(
+        "every link download's end recorded",
+        Duration::from_secs(30),
+        || async {
+            let ended = entity::audit_event::Entity::find()
+                .filter(entity::audit_event::Column::Action.eq("share.downloaded"))
+                .filter(entity::audit_event::Column::TargetId.eq(share.as_str()))
+                .all(app.core().db())
+                .await
+                .expect("query")
+                .len();
+            if ended == LINK {
+                Ok(())
+            } else {
+                Err(format!("{ended} of {LINK}"))
+            }
+        },
+    )
+    .await;
+    let counted = entity::share_file::Entity::find()
+        .all(app.core().db())
+        .await
+        .expect("query");
+    assert_eq!(counted.len(), 1);
+    assert_eq!(counted[0].downloads_used, LINK as i32);
+    assert_eq!(counted[0].downloads_completed, LINK as i32);
+    activity_sealed(&app, &admin).await;
+    let report = verify(&app, &admin).await;
+    assert_eq!(report["ok"], true, "{report}");
+    app.stop().await;
+}
+
 both_topologies!(
     a_cut_tail_is_found_against_the_signed_checkpoint,
     an_edited_event_set_back_to_pending_is_never_sealed_again,
@@ -1129,4 +1229,5 @@ both_topologies!(
     a_time_filtered_query_pages_in_time_order,
     the_cli_checks_the_chain_against_an_anchor,
     every_action_is_recorded_with_actor_target_and_outcome,
+    downloads_at_once_are_each_recorded_before_their_answer,
 );

@@ -228,6 +228,15 @@ async fn postgres_refuses(database: &str, refuse: bool) {
     admin.close().await.ok();
 }
 
+/// The name of the test's PostgreSQL database.
+fn database_name(env: &Environment) -> String {
+    var(env, "COFFER_DATABASE_URL")
+        .rsplit('/')
+        .next()
+        .expect("name")
+        .to_owned()
+}
+
 fn var(env: &Environment, name: &str) -> String {
     env.vars
         .iter()
@@ -247,11 +256,7 @@ async fn a_database_outage_is_a_prompt_503_and_recovers() {
         .upload(&user, "before.txt", b"written before".to_vec())
         .await;
     assert_eq!(app.wait_until_settled(&user, &id).await["status"], "ready");
-    let database = var(&app.env, "COFFER_DATABASE_URL")
-        .rsplit('/')
-        .next()
-        .expect("name")
-        .to_owned();
+    let database = database_name(&app.env);
 
     postgres_refuses(&database, true).await;
     for path in ["/api/v1/files", &format!("/api/v1/files/{id}/content")] {
@@ -296,6 +301,58 @@ async fn a_database_outage_is_a_prompt_503_and_recovers() {
     }
     let download = app.download(&user, &id).await;
     assert_eq!(download.status(), StatusCode::OK);
+    app.stop().await;
+}
+
+/// PostgreSQL drops the API's connections between two requests (a restart, an administrator's
+/// `pg_terminate_backend`): a pooled connection in use a moment ago is not tested before it is
+/// used again, so the request that meets a dropped one gets a prompt 503 with `Retry-After`
+/// (never a 500), and the requests after it are answered again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL at 127.0.0.1:5432, Redis at 127.0.0.1:6379 and an S3 server at 127.0.0.1:9000"]
+async fn a_dropped_database_connection_is_a_503_then_recovers() {
+    let app = crate::common::TestApp::spawn(Topology::Production).await;
+    let user = app.user().await;
+    let id = app.upload(&user, "kept.txt", b"kept".to_vec()).await;
+    assert_eq!(app.wait_until_settled(&user, &id).await["status"], "ready");
+    let database = database_name(&app.env);
+    let path = format!("/api/v1/files/{id}");
+    let admin = sea_orm::Database::connect(format!("{}/postgres", crate::common::pg_admin_url()))
+        .await
+        .expect("PostgreSQL");
+
+    assert_eq!(app.get(&path, &user.token).await.status(), StatusCode::OK);
+    // Every backend of the database ends (waiting up to 5 s for each to be gone) while the
+    // API's pool still holds their connections, idle for less than a second.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &admin,
+        &format!(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+             WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+        ),
+    )
+    .await
+    .expect("terminate the backends");
+    let met = app.get(&path, &user.token).await;
+    assert!(met.headers().contains_key("retry-after"));
+    crate::common::problem(met, StatusCode::SERVICE_UNAVAILABLE).await;
+
+    // Each request that meets a dropped connection takes it out of the pool; never a 500.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = app.get(&path, &user.token).await;
+        match response.status() {
+            StatusCode::OK => {
+                let file: Value = response.json().await.expect("json");
+                assert_eq!(file["name"], "kept.txt");
+                break;
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {}
+            other => panic!("a dropped connection answered {other}"),
+        }
+        assert!(Instant::now() < deadline, "no recovery");
+    }
+    admin.close().await.ok();
     app.stop().await;
 }
 

@@ -1,6 +1,7 @@
 //! Database connection and migrations.
 
 pub(crate) mod in_place;
+pub(crate) mod kept;
 
 use std::time::Duration;
 
@@ -15,6 +16,38 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Ent
 /// them has been answered. (`NORMAL` only survives a crash of the process.) The audit writer
 /// commits the events of requests that arrive together at once, so under load one sync serves
 /// many of them. PostgreSQL syncs each commit by default (`synchronous_commit = on`).
+/// A pooled connection idle for this long is tested with a round trip before it is used again;
+/// a busier one is not. sqlx tests every connection as it goes back to the pool, and by default
+/// again as it comes out: on PostgreSQL that made three round trips of every query, and on
+/// SQLite two more hand-offs to its thread. A connection that the database dropped while it was
+/// busy (a restart, a terminated backend) fails its next statement instead, which is a 503 to
+/// the client like any other outage ([`connection_lost`]).
+pub(crate) const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// Whether `err` says the database could not be reached, or dropped the connection the
+/// statement was sent on (a restart, a terminated backend, a cut network), rather than
+/// refusing the statement: the request may succeed if tried again.
+pub fn connection_lost(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx::Error};
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                Error::Io(_) | Error::PoolClosed | Error::PoolTimedOut | Error::WorkerCrashed => {
+                    true
+                }
+                // SQLSTATE class 08 (connection exception), and 57P01–57P03: the server is
+                // shutting down, crashed, or not yet taking connections.
+                Error::Database(e) => e
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
@@ -22,6 +55,7 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire_if_idle_for(PING_AFTER_IDLE)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)

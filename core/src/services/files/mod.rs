@@ -62,9 +62,21 @@ async fn find_owned(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<file::M
     if let Some(found) = core.in_place.as_ref().and_then(|r| r.owned_file(id, owner)) {
         return found.ok_or(ServiceError::NotFound("file"));
     }
-    by_key(owned_select(owner, id), &core.db)
-        .await?
-        .ok_or(ServiceError::NotFound("file"))
+    // On PostgreSQL, on a connection kept out of the pool (see `db::kept`).
+    let select = owned_select(owner, id);
+    let kept = match &core.kept {
+        Some(kept) => {
+            let statement = sea_orm::QueryTrait::build(&select, sea_orm::DbBackend::Postgres);
+            kept.rows::<sea_orm::SelectModel<file::Model>>(statement)
+                .await
+        }
+        None => None,
+    };
+    let found = match kept {
+        Some(rows) => rows?.into_iter().next(),
+        None => by_key(select, &core.db).await?,
+    };
+    found.ok_or(ServiceError::NotFound("file"))
 }
 
 /// The query of `owner`'s file `id` unless it is deleted: what [`find_owned`] asks sea-orm when

@@ -217,7 +217,7 @@ async fn resolve(
     let hash = token.hash();
     let rows = match core.in_place.as_ref().and_then(|r| r.link(&hash)) {
         Some(rows) => rows,
-        None => link_select(hash).all(&core.db).await?,
+        None => linked(core, hash).await?,
     };
     let Some((share, sender)) = rows.first().map(|(s, u, _, _)| (s.clone(), u.clone())) else {
         return Err(Refusal::Unknown);
@@ -261,6 +261,25 @@ pub(crate) fn link_select(
         .find_also(share::Entity, share_file::Entity)
         .find_also(share_file::Entity, file::Entity)
         .order_by_asc(share_file::Column::Position)
+}
+
+/// The rows of [`link_select`]: on PostgreSQL on a connection kept out of the pool (see
+/// `db::kept`), else (or when none is free) through sea-orm.
+async fn linked(
+    core: &Core,
+    hash: Vec<u8>,
+) -> Result<Vec<crate::db::in_place::LinkRow>, sea_orm::DbErr> {
+    let select = link_select(hash);
+    if let Some(kept) = &core.kept {
+        let statement = sea_orm::QueryTrait::build(&select, sea_orm::DbBackend::Postgres);
+        if let Some(rows) = kept
+            .rows::<sea_orm::SelectFourModel<share::Model, user::Model, share_file::Model, file::Model>>(statement)
+            .await
+        {
+            return rows;
+        }
+    }
+    select.all(&core.db).await
 }
 
 /// The landing page again, for a retry (a password, a code): neither audited nor counted as a

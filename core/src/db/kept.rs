@@ -1,0 +1,174 @@
+//! PostgreSQL connections kept out of sqlx's pool for the lookups that every small request
+//! makes (the owner's file, a recipient's link).
+//!
+//! sqlx tests each connection with a round trip (`Sync`, then `ReadyForQuery`) every time it
+//! goes back to the pool, whatever the pool's settings: a lookup by key cost two round trips
+//! and two wake-ups of its PostgreSQL backend instead of one. A connection taken out of the
+//! pool for good (`detach`) is not tested on its way back: these are kept here, up to
+//! [`KEPT`], and a lookup that finds none free goes through the pool as before, so it never
+//! waits for one. A connection idle for [`PING_AFTER_IDLE`] is tested before it is used again,
+//! as the pool's are; one whose statement fails is dropped, never kept (a statement cut short
+//! leaves its protocol state unknown), and the failure is the caller's, as through the pool.
+//! Rows are read by sea-orm's own conversions from the same statement sea-orm would send.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sea_orm::sqlx::{self, Connection as _, PgConnection, PgPool};
+use sea_orm::{
+    ConnAcquireErr, DatabaseConnection, DbBackend, DbErr, QueryResult, RuntimeErr, SelectorTrait,
+    Statement,
+};
+use sea_query_sqlx::SqlxValues;
+
+use super::PING_AFTER_IDLE;
+
+/// Most connections kept (beside the pool's own).
+const KEPT: usize = 8;
+
+/// A kept connection is closed once this old, as the pool closes its own (sqlx's default
+/// `max_lifetime`): the server's memory for a long-lived backend is given back.
+const MOST_AGE: Duration = Duration::from_secs(30 * 60);
+
+struct Idle {
+    conn: PgConnection,
+    since: Instant,
+    opened: Instant,
+}
+
+/// A kept connection in use (or being opened), counted as open. Dropped, it goes back to the
+/// idle ones if its last statement succeeded and it is not too old; otherwise it is closed and
+/// counted out, also when the request that held it was cancelled halfway.
+struct Lease<'a> {
+    kept: &'a Kept,
+    idle: Option<Idle>,
+    healthy: bool,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        match self.idle.take() {
+            Some(mut idle) if self.healthy && idle.opened.elapsed() < MOST_AGE => {
+                idle.since = Instant::now();
+                self.kept.lock().push(idle);
+            }
+            _ => {
+                self.kept.open.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+fn lease_is_fresh(lease: &Lease<'_>) -> bool {
+    lease
+        .idle
+        .as_ref()
+        .is_some_and(|idle| idle.since.elapsed() < PING_AFTER_IDLE)
+}
+
+/// Connections to one PostgreSQL database, taken from its pool and kept for lookups.
+pub struct Kept {
+    pool: PgPool,
+    idle: Mutex<Vec<Idle>>,
+    /// Connections taken out of the pool and not yet dropped: kept idle, or in use.
+    open: AtomicUsize,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept")
+            .field("open", &self.open.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kept {
+    /// For a PostgreSQL database; `None` for any other.
+    pub fn for_db(db: &DatabaseConnection) -> Option<Self> {
+        (db.get_database_backend() == DbBackend::Postgres).then(|| Self {
+            pool: db.get_postgres_connection_pool().clone(),
+            idle: Mutex::default(),
+            open: AtomicUsize::new(0),
+        })
+    }
+
+    /// The rows of `statement` (built for PostgreSQL), read as `S` reads them; `None` when no
+    /// kept connection is free and none may be opened (ask the pool).
+    pub async fn rows<S: SelectorTrait>(
+        &self,
+        statement: Statement,
+    ) -> Option<Result<Vec<S::Item>, DbErr>> {
+        let mut lease = match self.take().await? {
+            Ok(lease) => lease,
+            Err(err) => return Some(Err(err)),
+        };
+        let query = sqlx::query_with(
+            sqlx::AssertSqlSafe(statement.sql),
+            SqlxValues(statement.values.unwrap_or(sea_orm::Values(Vec::new()))),
+        );
+        let fetched = query.fetch_all(&mut lease.idle.as_mut()?.conn).await;
+        Some(match fetched {
+            Ok(rows) => {
+                lease.healthy = true;
+                drop(lease);
+                rows.into_iter()
+                    .map(|row| S::from_raw_query_result(QueryResult::from(row)))
+                    .collect()
+            }
+            Err(err) => Err(DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))),
+        })
+    }
+
+    /// A free connection: an idle one (tested first if it idled long), or a new one while
+    /// fewer than [`KEPT`] are open. `None` when neither.
+    async fn take(&self) -> Option<Result<Lease<'_>, DbErr>> {
+        loop {
+            let idle = self.lock().pop();
+            let Some(idle) = idle else { break };
+            let mut lease = Lease {
+                kept: self,
+                idle: Some(idle),
+                healthy: false,
+            };
+            if lease_is_fresh(&lease) {
+                return Some(Ok(lease));
+            }
+            if lease.idle.as_mut()?.conn.ping().await.is_ok() {
+                return Some(Ok(lease));
+            }
+        }
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < KEPT).then_some(n + 1)
+            })
+            .ok()?;
+        // Counted as open from here: dropped before it holds a connection, it counts itself out.
+        let mut lease = Lease {
+            kept: self,
+            idle: None,
+            healthy: false,
+        };
+        match self.pool.acquire().await {
+            Ok(conn) => {
+                lease.idle = Some(Idle {
+                    conn: conn.detach(),
+                    since: Instant::now(),
+                    opened: Instant::now(),
+                });
+                Some(Ok(lease))
+            }
+            Err(sqlx::Error::PoolTimedOut) => {
+                Some(Err(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)))
+            }
+            Err(err) => Some(Err(DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err))))),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
