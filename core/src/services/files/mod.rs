@@ -67,8 +67,8 @@ async fn find_owned(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<file::M
     let kept = match &core.kept {
         Some(kept) => {
             let statement = sea_orm::QueryTrait::build(&select, sea_orm::DbBackend::Postgres);
-            kept.rows::<sea_orm::SelectModel<file::Model>>(statement)
-                .await
+            // Boxed: sqlx's future is large (see `recipients::linked`).
+            Box::pin(kept.rows::<sea_orm::SelectModel<file::Model>>(statement)).await
         }
         None => None,
     };

@@ -272,9 +272,15 @@ async fn linked(
     let select = link_select(hash);
     if let Some(kept) = &core.kept {
         let statement = sea_orm::QueryTrait::build(&select, sea_orm::DbBackend::Postgres);
-        if let Some(rows) = kept
-            .rows::<sea_orm::SelectFourModel<share::Model, user::Model, share_file::Model, file::Model>>(statement)
-            .await
+        // Boxed: sqlx's future is large, and would make every link's future (on SQLite too,
+        // where this never runs) as large.
+        if let Some(rows) = Box::pin(kept.rows::<sea_orm::SelectFourModel<
+            share::Model,
+            user::Model,
+            share_file::Model,
+            file::Model,
+        >>(statement))
+        .await
         {
             return rows;
         }
