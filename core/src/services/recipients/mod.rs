@@ -274,14 +274,9 @@ async fn linked(
         let statement = sea_orm::QueryTrait::build(&select, sea_orm::DbBackend::Postgres);
         // Boxed: sqlx's future is large, and would make every link's future (on SQLite too,
         // where this never runs) as large.
-        if let Some(rows) = Box::pin(kept.rows::<sea_orm::SelectFourModel<
-            share::Model,
-            user::Model,
-            share_file::Model,
-            file::Model,
-        >>(statement))
-        .await
-        {
+        type Rows =
+            sea_orm::SelectFourModel<share::Model, user::Model, share_file::Model, file::Model>;
+        if let Some(rows) = Box::pin(kept.rows::<Rows>(statement)).await {
             return rows;
         }
     }
