@@ -10,12 +10,6 @@ use migration::{Migrator, MigratorTrait as _};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, EntityTrait, Select};
 
-/// Connects to Coffer's database. On SQLite, in WAL mode, every commit is synced to the disk
-/// before it returns (`synchronous = FULL`): a download's audit event, a counted download, a
-/// file's row are not lost to a power cut or a crash of the machine once the request that made
-/// them has been answered. (`NORMAL` only survives a crash of the process.) The audit writer
-/// commits the events of requests that arrive together at once, so under load one sync serves
-/// many of them. PostgreSQL syncs each commit by default (`synchronous_commit = on`).
 /// A pooled connection idle for this long is tested with a round trip before it is used again;
 /// a busier one is not. sqlx tests every connection as it goes back to the pool, and by default
 /// again as it comes out: on PostgreSQL that made three round trips of every query, and on
@@ -48,6 +42,12 @@ pub fn connection_lost(err: &sea_orm::DbErr) -> bool {
     }
 }
 
+/// Connects to Coffer's database. On SQLite, in WAL mode, every commit is synced to the disk
+/// before it returns (`synchronous = FULL`): a download's audit event, a counted download, a
+/// file's row are not lost to a power cut or a crash of the machine once the request that made
+/// them has been answered. (`NORMAL` only survives a crash of the process.) The audit writer
+/// commits the events of requests that arrive together at once, so under load one sync serves
+/// many of them. PostgreSQL syncs each commit by default (`synchronous_commit = on`).
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_owned());
     options

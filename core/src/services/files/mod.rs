@@ -66,9 +66,8 @@ async fn find_owned(core: &Core, owner: Uuid, id: Uuid) -> ServiceResult<file::M
     let select = owned_select(owner, id);
     let kept = match &core.kept {
         Some(kept) => {
-            let statement = sea_orm::QueryTrait::build(&select, sea_orm::DbBackend::Postgres);
-            // Boxed: sqlx's future is large (see `recipients::linked`).
-            Box::pin(kept.rows::<sea_orm::SelectModel<file::Model>>(statement)).await
+            kept.rows::<sea_orm::SelectModel<file::Model>>(&select)
+                .await
         }
         None => None,
     };

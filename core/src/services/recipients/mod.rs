@@ -271,12 +271,9 @@ async fn linked(
 ) -> Result<Vec<crate::db::in_place::LinkRow>, sea_orm::DbErr> {
     let select = link_select(hash);
     if let Some(kept) = &core.kept {
-        let statement = sea_orm::QueryTrait::build(&select, sea_orm::DbBackend::Postgres);
-        // Boxed: sqlx's future is large, and would make every link's future (on SQLite too,
-        // where this never runs) as large.
         type Rows =
             sea_orm::SelectFourModel<share::Model, user::Model, share_file::Model, file::Model>;
-        if let Some(rows) = Box::pin(kept.rows::<Rows>(statement)).await {
+        if let Some(rows) = kept.rows::<Rows>(&select).await {
             return rows;
         }
     }
