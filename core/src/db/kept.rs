@@ -39,34 +39,45 @@ struct Idle {
     opened: Instant,
 }
 
-/// A kept connection in use (or being opened), counted as open. Dropped, it goes back to the
-/// idle ones if its last statement succeeded and it is not too old; otherwise it is closed and
-/// counted out, also when the request that held it was cancelled halfway.
-struct Lease<'a> {
-    kept: &'a Kept,
-    idle: Option<Idle>,
-    healthy: bool,
-}
+/// One of the [`KEPT`] open connections, counted from before it is opened until it is closed.
+/// Dropped (the pool would not give a connection, its statement failed, or the request holding
+/// it was cancelled halfway), it counts itself out, and the connection it stood for, if any, is
+/// closed with it.
+struct Slot<'a>(&'a Kept);
 
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        match self.idle.take() {
-            Some(mut idle) if self.healthy && idle.opened.elapsed() < MOST_AGE => {
-                idle.since = Instant::now();
-                self.kept.lock().push(idle);
-            }
-            _ => {
-                self.kept.open.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
+impl Slot<'_> {
+    /// Puts `idle` back among the idle connections, still counted.
+    fn keep(self, mut idle: Idle) {
+        idle.since = Instant::now();
+        self.0.lock().push(idle);
+        std::mem::forget(self);
     }
 }
 
-fn lease_is_fresh(lease: &Lease<'_>) -> bool {
-    lease
-        .idle
-        .as_ref()
-        .is_some_and(|idle| idle.since.elapsed() < PING_AFTER_IDLE)
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A kept connection in use.
+struct Lease<'a> {
+    slot: Slot<'a>,
+    idle: Idle,
+}
+
+impl Lease<'_> {
+    /// Whether it was used too recently to need testing.
+    fn is_fresh(&self) -> bool {
+        self.idle.since.elapsed() < PING_AFTER_IDLE
+    }
+
+    /// After a statement that succeeded: kept for the next lookup, unless it is too old.
+    fn give_back(self) {
+        if self.idle.opened.elapsed() < MOST_AGE {
+            self.slot.keep(self.idle);
+        }
+    }
 }
 
 /// Connections to one PostgreSQL database, taken from its pool and kept for lookups.
@@ -118,15 +129,14 @@ impl Kept {
             sqlx::AssertSqlSafe(statement.sql),
             SqlxValues(statement.values.unwrap_or(sea_orm::Values(Vec::new()))),
         );
-        let fetched = query.fetch_all(&mut lease.idle.as_mut()?.conn).await;
-        Some(match fetched {
+        Some(match query.fetch_all(&mut lease.idle.conn).await {
             Ok(rows) => {
-                lease.healthy = true;
-                drop(lease);
+                lease.give_back();
                 rows.into_iter()
                     .map(|row| S::from_raw_query_result(QueryResult::from(row)))
                     .collect()
             }
+            // Dropped with the lease: closed, never kept (its protocol state is unknown).
             Err(err) => Err(DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))),
         })
     }
@@ -138,14 +148,10 @@ impl Kept {
             let idle = self.lock().pop();
             let Some(idle) = idle else { break };
             let mut lease = Lease {
-                kept: self,
-                idle: Some(idle),
-                healthy: false,
+                slot: Slot(self),
+                idle,
             };
-            if lease_is_fresh(&lease) {
-                return Some(Ok(lease));
-            }
-            if lease.idle.as_mut()?.conn.ping().await.is_ok() {
+            if lease.is_fresh() || lease.idle.conn.ping().await.is_ok() {
                 return Some(Ok(lease));
             }
         }
@@ -154,20 +160,16 @@ impl Kept {
                 (n < KEPT).then_some(n + 1)
             })
             .ok()?;
-        // Counted as open from here: dropped before it holds a connection, it counts itself out.
-        let mut lease = Lease {
-            kept: self,
-            idle: None,
-            healthy: false,
-        };
+        let slot = Slot(self);
         match self.pool.acquire().await {
             Ok(conn) => {
-                lease.idle = Some(Idle {
+                let now = Instant::now();
+                let idle = Idle {
                     conn: conn.detach(),
-                    since: Instant::now(),
-                    opened: Instant::now(),
-                });
-                Some(Ok(lease))
+                    since: now,
+                    opened: now,
+                };
+                Some(Ok(Lease { slot, idle }))
             }
             Err(sqlx::Error::PoolTimedOut) => {
                 Some(Err(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)))
