@@ -15,6 +15,8 @@ pub struct ConcurrentRun {
     pub size: u64,
     /// From the first upload's start until the last one's 202.
     pub upload: Duration,
+    /// The same files written at once without Coffer, right after the uploads (bytes/s).
+    pub disk_at_once: f64,
     /// From the first download's start until the last one's last byte.
     pub download: Duration,
     /// The sum of the service's processes' `VmHWM` afterwards.
@@ -28,12 +30,13 @@ impl ConcurrentRun {
 
     pub fn line(&self, topology: Topology) -> String {
         format!(
-            "{}: {} × {} MiB at once: uploads {:.2} s ({:.0} MB/s together), downloads {:.2} s ({:.0} MB/s together); total peak RSS {:.0} MiB",
+            "{}: {} × {} MiB at once: uploads {:.2} s ({:.0} MB/s together; the disk path alone, the same writes: {:.0} MB/s), downloads {:.2} s ({:.0} MB/s together); total peak RSS {:.0} MiB",
             topology.label(),
             self.streams,
             self.size >> 20,
             self.upload.as_secs_f64(),
             mb_per_s(self.total(), self.upload),
+            self.disk_at_once / 1e6,
             self.download.as_secs_f64(),
             mb_per_s(self.total(), self.download),
             self.total_rss_mib
@@ -62,6 +65,14 @@ pub async fn transfers(
     for (id, _) in &uploaded {
         until_ready(stack, http, token, id, &sha256).await;
     }
+    // The bound of the uploads together: the same bytes, as many files, written at once by the
+    // harness itself, with the uploaded files still in the page cache as they were.
+    crate::quiet_disk();
+    let disk_at_once =
+        tokio::task::spawn_blocking(move || super::limits::write_at_once(STREAMS, size))
+            .await
+            .expect("the disk path alone");
+    crate::quiet_disk();
 
     let started = Instant::now();
     let downloads = uploaded.iter().map(|(id, _)| {
@@ -76,6 +87,7 @@ pub async fn transfers(
         streams: STREAMS,
         size,
         upload,
+        disk_at_once,
         download,
         total_rss_mib: stack.peak_rss_mib().iter().map(|(_, mib)| mib).sum(),
     }

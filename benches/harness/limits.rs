@@ -167,6 +167,23 @@ fn disk_write(dir: &std::path::Path) -> f64 {
     })
 }
 
+/// The disk path's rate for `files` new files of `size` bytes each written at once, each by a
+/// thread of its own as [`write_synced`] writes one: what [`super::concurrent`]'s uploads write,
+/// without Coffer. Measured once, in the conditions of the moment (the page cache as the section
+/// left it), since that is what it compares with; the files are removed afterwards.
+pub fn write_at_once(files: usize, size: u64) -> f64 {
+    let dir = super::stack::scratch_dir();
+    let total = files * size as usize;
+    let started = Instant::now();
+    std::thread::scope(|threads| {
+        for i in 0..files {
+            let path = dir.path().join(format!("at-once-{i}"));
+            threads.spawn(move || write_synced(&path, size as usize));
+        }
+    });
+    rate(total, started)
+}
+
 /// Writes `total` bytes to a new file at `path` in pieces of [`PIECE`], then fdatasync.
 fn write_synced(path: &std::path::Path, total: usize) {
     let piece = vec![7u8; PIECE];
