@@ -25,6 +25,7 @@ mod m20261209_000002_download_receipts;
 mod m20261210_000001_share_files;
 mod m20261211_000001_kms_wrapped_keys;
 mod m20261212_000001_rewrap_in_place;
+mod m20261213_000001_pending_audit_events;
 
 pub struct Migrator;
 
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261210_000001_share_files::Migration),
             Box::new(m20261211_000001_kms_wrapped_keys::Migration),
             Box::new(m20261212_000001_rewrap_in_place::Migration),
+            Box::new(m20261213_000001_pending_audit_events::Migration),
         ]
     }
 }
