@@ -28,6 +28,11 @@ impl ConcurrentRun {
         self.size * self.streams as u64
     }
 
+    /// The uploads' rate together, in percent of the disk path's for the same files.
+    pub fn uploads_of_disk(&self) -> f64 {
+        100.0 * mb_per_s(self.total(), self.upload) / (self.disk_at_once / 1e6)
+    }
+
     pub fn line(&self, topology: Topology) -> String {
         format!(
             "{}: {} × {} MiB at once: uploads {:.2} s ({:.0} MB/s together; the disk path alone, the same writes: {:.0} MB/s), downloads {:.2} s ({:.0} MB/s together); total peak RSS {:.0} MiB",

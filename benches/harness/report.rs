@@ -227,7 +227,7 @@ impl Report {
                     uploads: 100.0 * up / mb_per_s(one.size, one.upload),
                     downloads: 100.0 * mb_per_s(c.total(), c.download)
                         / mb_per_s(one.size, one.download),
-                    uploads_of_disk: 100.0 * up / (c.disk_at_once / 1e6),
+                    uploads_of_disk: c.uploads_of_disk(),
                     rss_mib: c.total_rss_mib,
                 })
             })
@@ -678,7 +678,7 @@ impl Report {
                 c.upload.as_secs_f64(),
                 share(up, one.map(|b| mb_per_s(b.size, b.upload))),
                 c.disk_at_once / 1e6,
-                100.0 * up / (c.disk_at_once / 1e6),
+                c.uploads_of_disk(),
                 c.download.as_secs_f64(),
                 share(down, one.map(|b| mb_per_s(b.size, b.download))),
                 c.total_rss_mib
